@@ -6,4 +6,17 @@
 
 #![forbid(unsafe_code)]
 
+mod broker;
+pub mod config;
+pub mod message;
+pub mod metrics;
+pub mod retained;
+pub mod session;
+mod tenant;
 pub mod trie;
+
+pub use broker::Broker;
+pub use config::CoreConfig;
+pub use message::{Delivery, Message, SharedGroup};
+pub use session::{FlightState, OutFlight, Session, SubscriptionSpec};
+pub use tenant::{Attachment, Subscribed, Tenant, granted};

@@ -1,0 +1,74 @@
+//! Command-line flags. Every flag is also an `AERIE_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "aerie", version, about = "Aerie: a multi-tenant MQTT 3.1.1 and 5.0 broker service")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "AERIE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the whole service in one process (embedded shape).
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// MQTT over TCP.
+    #[arg(long, env = "AERIE_MQTT", default_value = "127.0.0.1:1883")]
+    pub mqtt: SocketAddr,
+    /// MQTT over WebSocket (path --ws-path).
+    #[arg(long, env = "AERIE_WS", default_value = "127.0.0.1:8083")]
+    pub ws: SocketAddr,
+    /// HTTP path of MQTT over WebSocket.
+    #[arg(long, env = "AERIE_WS_PATH", default_value = "/mqtt")]
+    pub ws_path: String,
+    /// MQTT over TLS; started when --tls-cert and --tls-key are given.
+    #[arg(long, env = "AERIE_MQTTS", default_value = "127.0.0.1:8883")]
+    pub mqtts: SocketAddr,
+    /// MQTT over secure WebSocket; started when --tls-cert and --tls-key are given.
+    #[arg(long, env = "AERIE_WSS", default_value = "127.0.0.1:8084")]
+    pub wss: SocketAddr,
+    /// TLS certificate chain (PEM).
+    #[arg(long, env = "AERIE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "AERIE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// HTTP: health, metrics (and later the REST API and console).
+    #[arg(long, env = "AERIE_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Where sessions and retained messages are kept.
+    #[arg(long, env = "AERIE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Let clients connect without credentials (development and tests only).
+    #[arg(long, env = "AERIE_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
+    /// Largest MQTT packet accepted, in bytes.
+    #[arg(long, env = "AERIE_MAX_PACKET_SIZE", default_value_t = 1024 * 1024)]
+    pub max_packet_size: u32,
+    /// Upper bound on client keep alive in seconds (0: accept the client's).
+    #[arg(long, env = "AERIE_MAX_KEEP_ALIVE", default_value_t = 0)]
+    pub max_keep_alive: u16,
+    /// Messages kept queued per session before new ones are dropped.
+    #[arg(long, env = "AERIE_MAX_QUEUED_MESSAGES", default_value_t = 10_000)]
+    pub max_queued_messages: usize,
+    /// Ceiling on the session expiry interval clients may ask for, in seconds.
+    #[arg(long, env = "AERIE_MAX_SESSION_EXPIRY", default_value_t = u32::MAX)]
+    pub max_session_expiry: u32,
+}

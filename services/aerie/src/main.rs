@@ -1,0 +1,37 @@
+//! `aerie`: the one binary. Parses flags, sets up logging and metrics, and
+//! hands over to the subcommand.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+mod http;
+mod serve;
+mod telemetry;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    // One TLS provider for the whole process, before anything builds a config.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = cli::Cli::parse();
+    telemetry::init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("aerie: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            cli::Command::Serve(args) => serve::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aerie: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! `aerie serve`: every listener of the embedded shape in one process.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aerie_core::{Broker, CoreConfig};
+use aerie_gateway::connection::Transport;
+use aerie_gateway::{Gateway, GatewayConfig};
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::cli::ServeArgs;
+
+/// Binds `addr`, or fails with one line naming the flag that changes it.
+async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!("{addr} is already in use; choose another address with {flag}")
+        } else {
+            anyhow::anyhow!("cannot listen on {addr} ({flag}): {e}")
+        }
+    })
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let metrics = crate::telemetry::init_metrics()?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {} (--data-dir)", args.data_dir.display()))?;
+
+    let core = CoreConfig {
+        max_queued_messages: args.max_queued_messages,
+        max_session_expiry: args.max_session_expiry,
+        ..CoreConfig::default()
+    };
+    let broker = Broker::new(core);
+    let gateway = Gateway::new(
+        broker,
+        GatewayConfig {
+            allow_anonymous: args.allow_anonymous,
+            max_packet_size: args.max_packet_size,
+            max_keep_alive: args.max_keep_alive,
+            ..GatewayConfig::default()
+        },
+    );
+    let shutdown = gateway.shutdown_token();
+
+    // Bind everything first, so a taken port fails before anything starts.
+    let mqtt = bind(args.mqtt, "--mqtt").await?;
+    let ws = bind(args.ws, "--ws").await?;
+    let http = bind(args.http, "--http").await?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some((
+            bind(args.mqtts, "--mqtts").await?,
+            bind(args.wss, "--wss").await?,
+            aerie_gateway::tls::acceptor(cert, key, &[])?,
+            aerie_gateway::tls::acceptor(cert, key, &[b"http/1.1"])?,
+        )),
+        _ => None,
+    };
+
+    tracing::info!(addr = %mqtt.local_addr()?, "MQTT listening");
+    tokio::spawn(gateway.clone().serve_tcp(mqtt));
+    tracing::info!(addr = %ws.local_addr()?, path = %args.ws_path, "MQTT over WebSocket listening");
+    let ws_app = aerie_gateway::ws::router(gateway.clone(), &args.ws_path, Transport::Ws);
+    tokio::spawn(serve_http(ws, ws_app, shutdown.clone()));
+    if let Some((mqtts, wss, mqtts_acceptor, wss_acceptor)) = tls {
+        tracing::info!(addr = %mqtts.local_addr()?, "MQTT over TLS listening");
+        tokio::spawn(gateway.clone().serve_tls(mqtts, mqtts_acceptor));
+        tracing::info!(addr = %wss.local_addr()?, path = %args.ws_path, "MQTT over secure WebSocket listening");
+        let wss_app = aerie_gateway::ws::router(gateway.clone(), &args.ws_path, Transport::Wss);
+        tokio::spawn(aerie_gateway::tls::serve_https(wss, wss_acceptor, wss_app, shutdown.clone()));
+    }
+    tracing::info!(addr = %http.local_addr()?, "HTTP listening (/healthz, /metrics)");
+    tokio::spawn(serve_http(http, crate::http::router(metrics), shutdown.clone()));
+    if args.allow_anonymous {
+        tracing::warn!("anonymous clients are allowed (--allow-anonymous): for development only");
+    }
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    gateway.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+async fn serve_http(listener: TcpListener, app: axum::Router, shutdown: tokio_util::sync::CancellationToken) {
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,68 @@
+//! The broker: tenants by id. The one entry point connection tasks hold.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aerie_proto::ReasonCode;
+use parking_lot::RwLock;
+
+use crate::config::CoreConfig;
+use crate::tenant::Tenant;
+
+/// A cheap, cloneable handle (mini-redis `Db` style).
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<CoreConfig>,
+    tenants: RwLock<HashMap<Arc<str>, Arc<Tenant>>>,
+    session_ids: Arc<AtomicU64>,
+    connection_ids: AtomicU64,
+}
+
+impl Broker {
+    pub fn new(config: CoreConfig) -> Broker {
+        Broker {
+            inner: Arc::new(Inner {
+                config: Arc::new(config),
+                tenants: RwLock::new(HashMap::new()),
+                session_ids: Arc::new(AtomicU64::new(0)),
+                connection_ids: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.inner.config
+    }
+
+    /// The tenant with this id, created on first use.
+    pub fn tenant(&self, id: &str) -> Arc<Tenant> {
+        if let Some(t) = self.inner.tenants.read().get(id) {
+            return t.clone();
+        }
+        let mut tenants = self.inner.tenants.write();
+        tenants
+            .entry(Arc::from(id))
+            .or_insert_with(|| {
+                Arc::new(Tenant::new(Arc::from(id), self.inner.config.clone(), self.inner.session_ids.clone()))
+            })
+            .clone()
+    }
+
+    /// A process-unique id for a new connection.
+    pub fn next_connection_id(&self) -> u64 {
+        self.inner.connection_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Asks every connection of every tenant to close with `reason`.
+    pub fn kick_all(&self, reason: ReasonCode) {
+        let tenants: Vec<_> = self.inner.tenants.read().values().cloned().collect();
+        for t in tenants {
+            t.kick_all(reason);
+        }
+    }
+}

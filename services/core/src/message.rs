@@ -1,0 +1,72 @@
+//! A message as the core routes it, and a delivery as a session queues it.
+
+use std::sync::Arc;
+
+use aerie_proto::{ByteString, PublishProperties, QoS};
+use bytes::Bytes;
+use smallvec::SmallVec;
+use tokio::time::Instant;
+
+/// One published message, shared by every delivery of it: fan-out clones an
+/// `Arc`, never the payload.
+#[derive(Debug)]
+pub struct Message {
+    pub topic: ByteString,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    /// Properties to forward (payload format, content type, response topic,
+    /// correlation data, user properties). Topic alias and subscription
+    /// identifiers are per hop and never stored here.
+    pub properties: PublishProperties,
+    /// When the message expiry interval runs out, if it has one.
+    pub expires_at: Option<Instant>,
+    /// The session that published it, for no-local (0 for the broker itself).
+    pub origin: u64,
+    /// When the broker received it: the start of the publish-to-deliver latency.
+    pub received_at: Instant,
+}
+
+impl Message {
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// The message expiry interval left, in whole seconds (rounded up), to
+    /// forward in the outgoing PUBLISH.
+    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        self.expires_at.map(|at| {
+            let left = at.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            u32::try_from(secs).unwrap_or(u32::MAX)
+        })
+    }
+
+    /// Bytes this message accounts for in a queue.
+    pub fn weight(&self) -> usize {
+        self.topic.len() + self.payload.len() + 64
+    }
+}
+
+/// A message on its way to one session.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message: Arc<Message>,
+    /// min(published QoS, granted QoS).
+    pub qos: QoS,
+    /// The RETAIN flag to send: true for retained messages sent on subscribe,
+    /// the published flag with retain-as-published, false otherwise.
+    pub retain: bool,
+    /// Subscription identifiers of every matching subscription that has one.
+    pub subscription_ids: SmallVec<[u32; 2]>,
+    /// The shared subscription it was routed through: if the member leaves
+    /// before acknowledging, it goes to another member.
+    pub shared: Option<Arc<SharedGroup>>,
+}
+
+/// A shared subscription's identity: `$share/<group>/<filter>`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SharedGroup {
+    pub group: Arc<str>,
+    pub filter: Arc<str>,
+}

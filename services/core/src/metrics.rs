@@ -1,0 +1,51 @@
+//! Metric names the core and gateway report. One place, so dashboards and
+//! tests can rely on them.
+
+pub const CONNECTIONS: &str = "aerie_connections";
+pub const CONNECTIONS_TOTAL: &str = "aerie_connections_total";
+pub const CONNECT_REFUSED_TOTAL: &str = "aerie_connect_refused_total";
+pub const PACKETS_RECEIVED_TOTAL: &str = "aerie_packets_received_total";
+pub const PACKETS_SENT_TOTAL: &str = "aerie_packets_sent_total";
+pub const BYTES_RECEIVED_TOTAL: &str = "aerie_bytes_received_total";
+pub const BYTES_SENT_TOTAL: &str = "aerie_bytes_sent_total";
+pub const MESSAGES_PUBLISHED_TOTAL: &str = "aerie_messages_published_total";
+pub const MESSAGES_DELIVERED_TOTAL: &str = "aerie_messages_delivered_total";
+pub const MESSAGES_DROPPED_TOTAL: &str = "aerie_messages_dropped_total";
+pub const RETAINED_MESSAGES: &str = "aerie_retained_messages";
+pub const SESSIONS: &str = "aerie_sessions";
+pub const QUEUED_MESSAGES: &str = "aerie_queued_messages";
+pub const PUBLISH_TO_DELIVER_SECONDS: &str = "aerie_publish_to_deliver_seconds";
+pub const PROTOCOL_ERRORS_TOTAL: &str = "aerie_protocol_errors_total";
+pub const DISCONNECTS_TOTAL: &str = "aerie_disconnects_total";
+
+/// Why a message did not reach a subscriber. Never silent: each is counted
+/// under `aerie_messages_dropped_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The session's queue was at its message or byte limit.
+    QueueFull,
+    /// The message expiry interval ran out before delivery.
+    Expired,
+    /// QoS 0 for an offline session (not queued by policy).
+    OfflineQos0,
+    /// Larger than the subscriber's maximum packet size.
+    TooLargeForClient,
+    /// The session ended with messages still queued.
+    SessionEnded,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::Expired => "expired",
+            DropReason::OfflineQos0 => "offline_qos0",
+            DropReason::TooLargeForClient => "too_large_for_client",
+            DropReason::SessionEnded => "session_ended",
+        }
+    }
+}
+
+pub fn count_drop(reason: DropReason, n: u64) {
+    metrics::counter!(MESSAGES_DROPPED_TOTAL, "reason" => reason.as_str()).increment(n);
+}

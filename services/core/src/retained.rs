@@ -1,0 +1,125 @@
+//! Retained messages of one tenant: at most one per topic name.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aerie_proto::{ByteString, topic};
+use tokio::time::Instant;
+
+use crate::message::Message;
+
+#[derive(Debug, Default)]
+pub struct RetainedStore {
+    by_topic: HashMap<ByteString, Arc<Message>>,
+    bytes: usize,
+}
+
+/// What a retained PUBLISH did to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetainChange {
+    Set,
+    Replaced,
+    Deleted,
+    Unchanged,
+}
+
+impl RetainedStore {
+    /// Stores `message` as the topic's retained message; an empty payload
+    /// deletes it (MQTT 5 §3.3.1.3).
+    pub fn apply(&mut self, message: &Arc<Message>) -> RetainChange {
+        if message.payload.is_empty() {
+            return match self.by_topic.remove(&message.topic) {
+                Some(old) => {
+                    self.bytes -= old.weight();
+                    RetainChange::Deleted
+                }
+                None => RetainChange::Unchanged,
+            };
+        }
+        self.bytes += message.weight();
+        match self.by_topic.insert(message.topic.clone(), message.clone()) {
+            Some(old) => {
+                self.bytes -= old.weight();
+                RetainChange::Replaced
+            }
+            None => RetainChange::Set,
+        }
+    }
+
+    /// Unexpired retained messages whose topic matches `filter`.
+    pub fn matching(&self, filter: &str, now: Instant) -> Vec<Arc<Message>> {
+        self.by_topic
+            .values()
+            .filter(|m| !m.is_expired(now) && topic::matches(filter, &m.topic))
+            .cloned()
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_topic.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_topic.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Drops expired messages; returns how many.
+    pub fn purge_expired(&mut self, now: Instant) -> usize {
+        let before = self.by_topic.len();
+        let mut freed = 0;
+        self.by_topic.retain(|_, m| {
+            let keep = !m.is_expired(now);
+            if !keep {
+                freed += m.weight();
+            }
+            keep
+        });
+        self.bytes -= freed;
+        before - self.by_topic.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aerie_proto::QoS;
+    use bytes::Bytes;
+
+    fn msg(topic: &str, payload: &'static [u8]) -> Arc<Message> {
+        Arc::new(Message {
+            topic: topic.into(),
+            payload: Bytes::from_static(payload),
+            qos: QoS::AtMostOnce,
+            retain: true,
+            properties: Default::default(),
+            expires_at: None,
+            origin: 0,
+            received_at: Instant::now(),
+        })
+    }
+
+    #[test]
+    fn set_replace_delete() {
+        let mut r = RetainedStore::default();
+        assert_eq!(r.apply(&msg("a/b", b"1")), RetainChange::Set);
+        assert_eq!(r.apply(&msg("a/b", b"2")), RetainChange::Replaced);
+        assert_eq!(r.matching("a/#", Instant::now())[0].payload, Bytes::from_static(b"2"));
+        assert_eq!(r.apply(&msg("a/b", b"")), RetainChange::Deleted);
+        assert_eq!(r.apply(&msg("a/b", b"")), RetainChange::Unchanged);
+        assert!(r.is_empty());
+        assert_eq!(r.bytes(), 0);
+    }
+
+    #[test]
+    fn wildcard_does_not_see_dollar_topics() {
+        let mut r = RetainedStore::default();
+        r.apply(&msg("$SYS/x", b"1"));
+        r.apply(&msg("x", b"1"));
+        assert_eq!(r.matching("#", Instant::now()).len(), 1);
+        assert_eq!(r.matching("$SYS/#", Instant::now()).len(), 1);
+    }
+}

@@ -1,0 +1,291 @@
+//! A session: what the broker keeps for one client id of one tenant, whether
+//! or not a connection is attached.
+//!
+//! Publishers push deliveries into the session's queue under a short lock and
+//! wake the attached connection; the connection drains the queue. The
+//! per-connection protocol state (outbound in-flight window, inbound QoS 2
+//! packet ids, the next packet id) is moved into the connection task while it is
+//! attached, so acknowledgements take no lock, and moved back when it detaches.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use aerie_proto::{QoS, ReasonCode, SubscriptionOptions, Will};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::config::CoreConfig;
+use crate::message::Delivery;
+use crate::metrics::{DropReason, count_drop};
+
+/// A subscription as the session remembers it (for resume and unsubscribe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionSpec {
+    pub options: SubscriptionOptions,
+    pub id: Option<u32>,
+}
+
+/// An outbound QoS 1/2 message the client has not finished acknowledging.
+#[derive(Debug, Clone)]
+pub enum OutFlight {
+    /// Sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Publish(Delivery),
+    /// PUBREL sent, waiting for PUBCOMP.
+    Released,
+}
+
+/// Protocol state that lives in the connection while one is attached.
+#[derive(Debug, Default)]
+pub struct FlightState {
+    /// In send order; retransmitted in that order on resume.
+    pub outbound: VecDeque<(u16, OutFlight)>,
+    /// Inbound QoS 2 packet ids that got PUBREC and await PUBREL.
+    pub inbound_qos2: HashSet<u16>,
+    pub next_packet_id: u16,
+}
+
+impl FlightState {
+    /// The next packet id not in use by an outbound flight.
+    pub fn allocate_packet_id(&mut self) -> u16 {
+        loop {
+            self.next_packet_id = self.next_packet_id.wrapping_add(1);
+            if self.next_packet_id == 0 {
+                continue;
+            }
+            let id = self.next_packet_id;
+            if !self.outbound.iter().any(|(p, _)| *p == id) {
+                return id;
+            }
+        }
+    }
+
+    /// Removes and returns the flight with this packet id.
+    pub fn take(&mut self, packet_id: u16) -> Option<OutFlight> {
+        // Acknowledgements mostly arrive in order, so this finds the front.
+        let pos = self.outbound.iter().position(|(p, _)| *p == packet_id)?;
+        self.outbound.remove(pos).map(|(_, f)| f)
+    }
+}
+
+/// A will waiting for its delay to pass (or its session to end).
+#[derive(Debug, Clone)]
+pub struct PendingWill {
+    pub will: Will,
+    /// The attach generation it belongs to: a later attach cancels it.
+    pub generation: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct SessionState {
+    pub queue: VecDeque<Delivery>,
+    pub queued_bytes: usize,
+    pub subscriptions: HashMap<Arc<str>, SubscriptionSpec>,
+    pub expiry_interval: u32,
+    /// The id of the attached connection, if any.
+    pub owner: Option<u64>,
+    /// Set to ask the attached connection to close with this reason.
+    pub kick: Option<ReasonCode>,
+    /// Bumped by every attach; timers compare it to know whether they are stale.
+    pub generation: u64,
+    pub flight: FlightState,
+    pub pending_will: Option<PendingWill>,
+    pub ended: bool,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    pub id: u64,
+    pub client_id: Arc<str>,
+    pub(crate) state: Mutex<SessionState>,
+    /// Wakes the attached connection: new deliveries, or a kick.
+    pub(crate) wake: Notify,
+    /// Wakes a connection waiting to take this session over.
+    pub(crate) detached: Notify,
+}
+
+impl Session {
+    pub(crate) fn new(id: u64, client_id: Arc<str>, expiry_interval: u32) -> Session {
+        Session {
+            id,
+            client_id,
+            state: Mutex::new(SessionState { expiry_interval, ..SessionState::default() }),
+            wake: Notify::new(),
+            detached: Notify::new(),
+        }
+    }
+
+    /// Queues a delivery, or says why it was dropped (and counts the drop).
+    pub fn enqueue(&self, delivery: Delivery, config: &CoreConfig) -> Result<(), DropReason> {
+        let mut state = self.state.lock();
+        let result = if state.ended {
+            Err(DropReason::SessionEnded)
+        } else if state.owner.is_none() && delivery.qos == QoS::AtMostOnce && !config.queue_qos0_offline {
+            Err(DropReason::OfflineQos0)
+        } else if state.queue.len() >= config.max_queued_messages
+            || state.queued_bytes + delivery.message.weight() > config.max_queued_bytes
+        {
+            Err(DropReason::QueueFull)
+        } else {
+            state.queued_bytes += delivery.message.weight();
+            state.queue.push_back(delivery);
+            Ok(())
+        };
+        let online = state.owner.is_some();
+        drop(state);
+        match result {
+            Ok(()) if online => self.wake.notify_one(),
+            Ok(()) => {}
+            Err(reason) => count_drop(reason, 1),
+        }
+        result
+    }
+
+    /// Moves queued deliveries into `out`, in order: every QoS 0 one, and QoS
+    /// 1/2 ones while `window` (free in-flight slots) lasts. Stops at the first
+    /// QoS 1/2 delivery that does not fit, so order is kept.
+    pub fn drain(&self, mut window: usize, out: &mut Vec<Delivery>) {
+        let mut state = self.state.lock();
+        while let Some(front) = state.queue.front() {
+            if front.qos != QoS::AtMostOnce {
+                if window == 0 {
+                    break;
+                }
+                window -= 1;
+            }
+            let d = state.queue.pop_front().expect("front exists");
+            state.queued_bytes -= d.message.weight();
+            out.push(d);
+        }
+    }
+
+    pub fn queued(&self) -> usize {
+        self.state.lock().queue.len()
+    }
+
+    /// Asks the attached connection (if any) to close with `reason`.
+    pub fn kick(&self, reason: ReasonCode) {
+        let mut state = self.state.lock();
+        if state.owner.is_some() {
+            state.kick = Some(reason);
+            drop(state);
+            self.wake.notify_one();
+        }
+    }
+
+    /// The reason the connection was asked to close, once.
+    pub fn take_kick(&self) -> Option<ReasonCode> {
+        self.state.lock().kick.take()
+    }
+
+    /// Waits until something is queued or a kick arrives.
+    pub async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    pub fn subscriptions(&self) -> Vec<(Arc<str>, SubscriptionSpec)> {
+        self.state.lock().subscriptions.iter().map(|(f, s)| (f.clone(), *s)).collect()
+    }
+
+    pub fn expiry_interval(&self) -> u32 {
+        self.state.lock().expiry_interval
+    }
+
+    pub fn set_expiry_interval(&self, secs: u32) {
+        self.state.lock().expiry_interval = secs;
+    }
+}
+
+/// A session as a key in the subscription trie: compared by id, carrying the
+/// `Arc` so routing needs no second lookup.
+#[derive(Debug, Clone)]
+pub struct SessionRef(pub Arc<Session>);
+
+impl PartialEq for SessionRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+impl Eq for SessionRef {}
+impl Hash for SessionRef {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state)
+    }
+}
+impl PartialOrd for SessionRef {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for SessionRef {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.id.cmp(&other.0.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+    use tokio::time::Instant;
+
+    fn delivery(qos: QoS) -> Delivery {
+        Delivery {
+            message: Arc::new(Message {
+                topic: "t".into(),
+                payload: bytes::Bytes::from_static(b"x"),
+                qos,
+                retain: false,
+                properties: Default::default(),
+                expires_at: None,
+                origin: 0,
+                received_at: Instant::now(),
+            }),
+            qos,
+            retain: false,
+            subscription_ids: Default::default(),
+            shared: None,
+        }
+    }
+
+    #[test]
+    fn offline_qos0_is_dropped_by_default_and_qos1_is_queued() {
+        let s = Session::new(1, "c".into(), 60);
+        let cfg = CoreConfig::default();
+        assert_eq!(s.enqueue(delivery(QoS::AtMostOnce), &cfg), Err(DropReason::OfflineQos0));
+        assert_eq!(s.enqueue(delivery(QoS::AtLeastOnce), &cfg), Ok(()));
+        assert_eq!(s.queued(), 1);
+    }
+
+    #[test]
+    fn queue_limit_drops_new_messages() {
+        let s = Session::new(1, "c".into(), 60);
+        let cfg = CoreConfig { max_queued_messages: 2, ..CoreConfig::default() };
+        assert!(s.enqueue(delivery(QoS::AtLeastOnce), &cfg).is_ok());
+        assert!(s.enqueue(delivery(QoS::AtLeastOnce), &cfg).is_ok());
+        assert_eq!(s.enqueue(delivery(QoS::AtLeastOnce), &cfg), Err(DropReason::QueueFull));
+    }
+
+    #[test]
+    fn drain_respects_window_and_keeps_order() {
+        let s = Session::new(1, "c".into(), 60);
+        s.state.lock().owner = Some(7);
+        let cfg = CoreConfig::default();
+        for q in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::AtMostOnce, QoS::ExactlyOnce, QoS::AtMostOnce] {
+            s.enqueue(delivery(q), &cfg).unwrap();
+        }
+        let mut out = Vec::new();
+        s.drain(1, &mut out);
+        let qos: Vec<_> = out.iter().map(|d| d.qos).collect();
+        assert_eq!(qos, [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::AtMostOnce]);
+        assert_eq!(s.queued(), 2);
+    }
+
+    #[test]
+    fn packet_ids_skip_zero_and_ids_in_flight() {
+        let mut f = FlightState { next_packet_id: u16::MAX - 1, ..Default::default() };
+        f.outbound.push_back((1, OutFlight::Released));
+        assert_eq!(f.allocate_packet_id(), u16::MAX);
+        assert_eq!(f.allocate_packet_id(), 2);
+    }
+}

@@ -1,0 +1,514 @@
+//! One tenant's namespace: its subscription trie, retained messages and
+//! sessions. Tenants share none of these, so nothing one tenant does can match,
+//! read or lock another's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aerie_proto::{QoS, ReasonCode, RetainHandling, Will, topic};
+use parking_lot::{Mutex, RwLock};
+use smallvec::SmallVec;
+use tokio::time::Instant;
+
+use crate::config::CoreConfig;
+use crate::message::{Delivery, Message, SharedGroup};
+use crate::metrics as m;
+use crate::retained::{RetainChange, RetainedStore};
+use crate::session::{FlightState, OutFlight, PendingWill, Session, SessionRef, SubscriptionSpec};
+use crate::trie::SubTrie;
+
+pub struct Tenant {
+    pub id: Arc<str>,
+    config: Arc<CoreConfig>,
+    subs: RwLock<SubTrie<SessionRef, SubscriptionSpec>>,
+    retained: RwLock<RetainedStore>,
+    sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+    session_ids: Arc<AtomicU64>,
+    /// Round-robin position for choosing a shared subscription's member.
+    shared_cursor: AtomicUsize,
+}
+
+/// A connection's hold on a session, from [`Tenant::attach`].
+#[derive(Debug)]
+pub struct Attachment {
+    pub session: Arc<Session>,
+    /// An existing session was resumed (CONNACK session present).
+    pub session_present: bool,
+    /// The session's protocol state, now owned by the connection.
+    pub flight: FlightState,
+}
+
+/// The answer to one SUBSCRIBE filter.
+#[derive(Debug)]
+pub struct Subscribed {
+    /// The subscription replaced an existing one with the same filter.
+    pub existed: bool,
+    /// Retained messages to send now, per the retain handling option.
+    pub retained: Vec<Delivery>,
+}
+
+impl Tenant {
+    pub(crate) fn new(id: Arc<str>, config: Arc<CoreConfig>, session_ids: Arc<AtomicU64>) -> Tenant {
+        Tenant {
+            id,
+            config,
+            subs: RwLock::new(SubTrie::new()),
+            retained: RwLock::new(RetainedStore::default()),
+            sessions: Mutex::new(HashMap::new()),
+            session_ids,
+            shared_cursor: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// Routes a message to every matching subscription (and stores it when it
+    /// is retained). Returns the number of sessions it was queued for.
+    pub fn publish(&self, message: Arc<Message>) -> usize {
+        metrics::counter!(m::MESSAGES_PUBLISHED_TOTAL).increment(1);
+        if message.retain {
+            self.store_retained(&message);
+        }
+        let matches = self.subs.read().match_topic(&message.topic);
+        let mut delivered = 0;
+
+        // Overlapping subscriptions of one session become one delivery with the
+        // highest QoS and every subscription identifier (MQTT 5 §3.3.4).
+        let mut normal: SmallVec<[&(SessionRef, SubscriptionSpec); 16]> = matches
+            .normal
+            .iter()
+            .filter(|(s, spec)| !(spec.options.no_local && s.0.id == message.origin))
+            .collect();
+        if normal.len() > 1 {
+            normal.sort_unstable_by_key(|(s, _)| s.0.id);
+        }
+        let mut i = 0;
+        while i < normal.len() {
+            let (session, first) = normal[i];
+            let mut delivery = Delivery {
+                message: message.clone(),
+                qos: message.qos.min(first.options.qos),
+                retain: message.retain && first.options.retain_as_published,
+                subscription_ids: first.id.into_iter().collect(),
+                shared: None,
+            };
+            i += 1;
+            while i < normal.len() && normal[i].0.0.id == session.0.id {
+                let spec = &normal[i].1;
+                delivery.qos = delivery.qos.max(message.qos.min(spec.options.qos));
+                delivery.retain |= message.retain && spec.options.retain_as_published;
+                delivery.subscription_ids.extend(spec.id);
+                i += 1;
+            }
+            if session.0.enqueue(delivery, &self.config).is_ok() {
+                delivered += 1;
+            }
+        }
+
+        for shared in &matches.shared {
+            let group = Arc::new(SharedGroup { group: shared.group.clone(), filter: shared.filter.clone() });
+            let members: Vec<_> = shared.members.iter().map(|(s, spec)| (s.0.clone(), *spec)).collect();
+            if self.deliver_shared(&message, &group, &members, None) {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Queues `message` for one member of a shared subscription, preferring
+    /// connected members, in round-robin order; never `exclude`.
+    fn deliver_shared(
+        &self,
+        message: &Arc<Message>,
+        group: &Arc<SharedGroup>,
+        members: &[(Arc<Session>, SubscriptionSpec)],
+        exclude: Option<u64>,
+    ) -> bool {
+        let candidates: SmallVec<[&(Arc<Session>, SubscriptionSpec); 8]> =
+            members.iter().filter(|(s, _)| Some(s.id) != exclude).collect();
+        if candidates.is_empty() {
+            return false;
+        }
+        let start = self.shared_cursor.fetch_add(1, Ordering::Relaxed);
+        let online = |s: &Session| s.state.lock().owner.is_some();
+        let chosen = (0..candidates.len())
+            .map(|k| candidates[(start + k) % candidates.len()])
+            .find(|(s, _)| online(s))
+            .unwrap_or(candidates[start % candidates.len()]);
+        let (session, spec) = chosen;
+        let delivery = Delivery {
+            message: message.clone(),
+            qos: message.qos.min(spec.options.qos),
+            retain: message.retain && spec.options.retain_as_published,
+            subscription_ids: spec.id.into_iter().collect(),
+            shared: Some(group.clone()),
+        };
+        session.enqueue(delivery, &self.config).is_ok()
+    }
+
+    /// Sends deliveries a leaving member had not finished to another member of
+    /// the same shared subscription.
+    fn redispatch_shared(&self, from: u64, deliveries: Vec<Delivery>) {
+        for d in deliveries {
+            let Some(group) = d.shared.clone() else { continue };
+            let matches = self.subs.read().match_topic(&d.message.topic);
+            let members = matches
+                .shared
+                .iter()
+                .find(|s| s.group == group.group && s.filter == group.filter)
+                .map(|s| s.members.iter().map(|(s, spec)| (s.0.clone(), *spec)).collect::<Vec<_>>())
+                .unwrap_or_default();
+            if !self.deliver_shared(&d.message, &group, &members, Some(from)) {
+                m::count_drop(m::DropReason::SessionEnded, 1);
+            }
+        }
+    }
+
+    fn store_retained(&self, message: &Arc<Message>) {
+        let change = self.retained.write().apply(message);
+        match change {
+            RetainChange::Set => metrics::gauge!(m::RETAINED_MESSAGES).increment(1.0),
+            RetainChange::Deleted => metrics::gauge!(m::RETAINED_MESSAGES).decrement(1.0),
+            RetainChange::Replaced | RetainChange::Unchanged => {}
+        }
+    }
+
+    pub fn retained_count(&self) -> usize {
+        self.retained.read().len()
+    }
+
+    /// Adds (or replaces) a subscription. `filter` is as the client sent it,
+    /// `$share/<group>/` prefix included.
+    pub fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        filter: &str,
+        spec: SubscriptionSpec,
+    ) -> Result<Subscribed, ReasonCode> {
+        let shared = topic::parse_shared(filter).map_err(|_| ReasonCode::TOPIC_FILTER_INVALID)?;
+        let (inner, group) = match shared {
+            Some(s) => (s.filter, Some(s.group)),
+            None => (filter, None),
+        };
+        topic::validate_topic_filter(inner).map_err(|_| ReasonCode::TOPIC_FILTER_INVALID)?;
+        if group.is_some() && spec.options.no_local {
+            // MQTT 5 §3.8.3.1: No Local on a shared subscription is a protocol error.
+            return Err(ReasonCode::PROTOCOL_ERROR);
+        }
+        let existed = self.subs.write().insert(inner, group, SessionRef(session.clone()), spec).is_some();
+        session.state.lock().subscriptions.insert(Arc::from(filter), spec);
+
+        let send_retained = group.is_none()
+            && match spec.options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+        let retained = if send_retained {
+            let now = Instant::now();
+            self.retained
+                .read()
+                .matching(inner, now)
+                .into_iter()
+                .map(|message| Delivery {
+                    qos: message.qos.min(spec.options.qos),
+                    retain: true,
+                    subscription_ids: spec.id.into_iter().collect(),
+                    shared: None,
+                    message,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Subscribed { existed, retained })
+    }
+
+    /// Removes a subscription; false when there was none.
+    pub fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
+        let removed = session.state.lock().subscriptions.remove(filter).is_some();
+        if removed {
+            let (inner, group) = split_shared(filter);
+            self.subs.write().remove(inner, group, &SessionRef(session.clone()));
+        }
+        removed
+    }
+
+    /// Attaches a connection to the session of `client_id`: takes an attached
+    /// one over (its connection is asked to close with 0x8E and hands the
+    /// session back), resumes a persistent one, or starts a new one.
+    pub async fn attach(
+        &self,
+        client_id: &str,
+        clean_start: bool,
+        expiry_interval: u32,
+        connection_id: u64,
+    ) -> Result<Attachment, ReasonCode> {
+        let deadline = Instant::now() + self.config.takeover_timeout;
+        loop {
+            // Decide under the map lock; wait (if we must) after releasing it.
+            let step = {
+                let mut sessions = self.sessions.lock();
+                match sessions.get(client_id).cloned() {
+                    Some(session) if session.state.lock().owner.is_some() => {
+                        TakeoverStep::Wait(session)
+                    }
+                    Some(old) if clean_start => {
+                        sessions.remove(client_id);
+                        TakeoverStep::Proceed(None, Some(old))
+                    }
+                    Some(old) => TakeoverStep::Proceed(Some(old), None),
+                    None => TakeoverStep::Proceed(None, None),
+                }
+            };
+            let resumed = match step {
+                TakeoverStep::Wait(session) => {
+                    let detached = session.detached.notified();
+                    tokio::pin!(detached);
+                    detached.as_mut().enable();
+                    session.kick(ReasonCode::SESSION_TAKEN_OVER);
+                    if session.state.lock().owner.is_some()
+                        && tokio::time::timeout_at(deadline, detached).await.is_err()
+                    {
+                        return Err(ReasonCode::SERVER_BUSY);
+                    }
+                    continue;
+                }
+                TakeoverStep::Proceed(resumed, ended) => {
+                    if let Some(old) = ended {
+                        self.end_session(&old);
+                    }
+                    resumed
+                }
+            };
+            let session_present = resumed.is_some();
+            let session = match resumed {
+                Some(s) => s,
+                None => {
+                    let id = self.session_ids.fetch_add(1, Ordering::Relaxed) + 1;
+                    let s = Arc::new(Session::new(id, Arc::from(client_id), expiry_interval));
+                    let mut sessions = self.sessions.lock();
+                    if sessions.contains_key(client_id) {
+                        // Another connection for this id got in between: start over.
+                        continue;
+                    }
+                    sessions.insert(Arc::from(client_id), s.clone());
+                    metrics::gauge!(m::SESSIONS).increment(1.0);
+                    s
+                }
+            };
+            let mut state = session.state.lock();
+            if state.owner.is_some() || state.ended {
+                continue;
+            }
+            state.owner = Some(connection_id);
+            state.generation += 1;
+            state.kick = None;
+            state.pending_will = None;
+            state.expiry_interval = expiry_interval;
+            let flight = std::mem::take(&mut state.flight);
+            drop(state);
+            return Ok(Attachment { session, session_present, flight });
+        }
+    }
+
+    /// Detaches a connection from its session. `will` is the will to publish
+    /// (None after a normal DISCONNECT); `expiry_interval` is the session's
+    /// final expiry (0 ends it now).
+    pub fn detach(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        connection_id: u64,
+        mut flight: FlightState,
+        will: Option<Will>,
+    ) {
+        let mut state = session.state.lock();
+        if state.owner != Some(connection_id) {
+            return;
+        }
+        state.owner = None;
+        state.kick = None;
+        // A leaving member's unfinished shared-subscription messages go to
+        // another member (MQTT 5 §4.8.2).
+        let mut orphans = Vec::new();
+        flight.outbound.retain(|(_, f)| match f {
+            OutFlight::Publish(d) if d.shared.is_some() => {
+                orphans.push(d.clone());
+                false
+            }
+            _ => true,
+        });
+        let mut kept = std::collections::VecDeque::with_capacity(state.queue.len());
+        for d in std::mem::take(&mut state.queue) {
+            if d.shared.is_some() {
+                state.queued_bytes -= d.message.weight();
+                orphans.push(d);
+            } else {
+                kept.push_back(d);
+            }
+        }
+        state.queue = kept;
+        state.flight = flight;
+        let expiry = state.expiry_interval;
+        let generation = state.generation;
+        drop(state);
+        session.detached.notify_waiters();
+        self.redispatch_shared(session.id, orphans);
+
+        if expiry == 0 {
+            self.remove_session(session);
+            if let Some(will) = will {
+                self.publish_will(session.id, will);
+            }
+            return;
+        }
+        if let Some(will) = will {
+            let delay = will.properties.will_delay_interval.unwrap_or(0);
+            if delay == 0 {
+                self.publish_will(session.id, will);
+            } else {
+                session.state.lock().pending_will = Some(PendingWill { will, generation });
+                let tenant = self.clone();
+                let s = session.clone();
+                let wait = Duration::from_secs(u64::from(delay.min(expiry)));
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    tenant.fire_pending_will(&s, generation);
+                });
+            }
+        }
+        if expiry != u32::MAX {
+            let tenant = self.clone();
+            let s = session.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(u64::from(expiry))).await;
+                let expired = {
+                    let state = s.state.lock();
+                    state.owner.is_none() && state.generation == generation && !state.ended
+                };
+                if expired {
+                    tenant.fire_pending_will(&s, generation);
+                    tenant.remove_session(&s);
+                }
+            });
+        }
+    }
+
+    fn fire_pending_will(&self, session: &Arc<Session>, generation: u64) {
+        let will = {
+            let mut state = session.state.lock();
+            match &state.pending_will {
+                Some(p) if p.generation == generation && state.owner.is_none() => {
+                    state.pending_will.take().map(|p| p.will)
+                }
+                _ => None,
+            }
+        };
+        if let Some(will) = will {
+            self.publish_will(session.id, will);
+        }
+    }
+
+    fn publish_will(&self, origin: u64, will: Will) {
+        let now = Instant::now();
+        let p = will.properties;
+        let message = Message {
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            expires_at: p.message_expiry_interval.map(|s| now + Duration::from_secs(u64::from(s))),
+            properties: aerie_proto::PublishProperties {
+                payload_format_indicator: p.payload_format_indicator,
+                message_expiry_interval: None,
+                topic_alias: None,
+                response_topic: p.response_topic,
+                correlation_data: p.correlation_data,
+                user_properties: p.user_properties,
+                subscription_identifiers: Vec::new(),
+                content_type: p.content_type,
+            },
+            origin,
+            received_at: now,
+        };
+        self.publish(Arc::new(message));
+    }
+
+    /// Removes a session from the map (if it is still the current one for its
+    /// client id) and ends it.
+    fn remove_session(&self, session: &Arc<Session>) {
+        let mut sessions = self.sessions.lock();
+        if sessions.get(&session.client_id).is_some_and(|s| Arc::ptr_eq(s, session)) {
+            sessions.remove(&session.client_id);
+        }
+        drop(sessions);
+        self.end_session(session);
+    }
+
+    /// Drops a session's subscriptions and queue. Idempotent.
+    fn end_session(&self, session: &Arc<Session>) {
+        let mut state = session.state.lock();
+        if state.ended {
+            return;
+        }
+        state.ended = true;
+        let filters: Vec<Arc<str>> = state.subscriptions.drain().map(|(f, _)| f).collect();
+        let dropped = state.queue.len() + state.flight.outbound.len();
+        state.queue.clear();
+        state.queued_bytes = 0;
+        state.flight = FlightState::default();
+        state.pending_will = None;
+        drop(state);
+        if dropped > 0 {
+            m::count_drop(m::DropReason::SessionEnded, dropped as u64);
+        }
+        let key = SessionRef(session.clone());
+        self.subs
+            .write()
+            .remove_batch(filters.iter().map(|f| {
+                let (inner, group) = split_shared(f);
+                (inner, group, key.clone())
+            }));
+        metrics::gauge!(m::SESSIONS).decrement(1.0);
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    pub fn session(&self, client_id: &str) -> Option<Arc<Session>> {
+        self.sessions.lock().get(client_id).cloned()
+    }
+
+    /// Asks every attached connection to close (server shutdown, tenant suspended).
+    pub fn kick_all(&self, reason: ReasonCode) {
+        let sessions: Vec<_> = self.sessions.lock().values().cloned().collect();
+        for s in sessions {
+            s.kick(reason);
+        }
+    }
+}
+
+enum TakeoverStep {
+    /// The session is attached elsewhere: kick that connection and wait.
+    Wait(Arc<Session>),
+    /// Go ahead: resume this session (if any), after ending that one (if any).
+    Proceed(Option<Arc<Session>>, Option<Arc<Session>>),
+}
+
+/// `$share/g/f` → (`f`, Some(`g`)); anything else → (filter, None).
+fn split_shared(filter: &str) -> (&str, Option<&str>) {
+    match topic::parse_shared(filter) {
+        Ok(Some(s)) => (s.filter, Some(s.group)),
+        _ => (filter, None),
+    }
+}
+
+/// Granted QoS as a SUBACK reason code.
+pub fn granted(qos: QoS) -> ReasonCode {
+    ReasonCode(qos as u8)
+}

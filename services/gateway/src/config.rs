@@ -1,0 +1,38 @@
+//! What a gateway announces to clients and enforces on them.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Accept clients without credentials into [`GatewayConfig::anonymous_tenant`].
+    pub allow_anonymous: bool,
+    pub anonymous_tenant: String,
+    /// Largest packet a client may send us (announced in CONNACK).
+    pub max_packet_size: u32,
+    /// QoS 1/2 PUBLISHes a client may have unacknowledged towards us.
+    pub receive_maximum: u16,
+    /// Topic aliases a client may use towards us.
+    pub topic_alias_maximum: u16,
+    /// Upper bound on a client's keep alive (seconds); 0 = take the client's.
+    /// Announced as Server Keep Alive when it changes the client's value.
+    pub max_keep_alive: u16,
+    /// Time a new connection has to send CONNECT.
+    pub connect_timeout: Duration,
+    /// Connections accepted at once; past it new ones are refused.
+    pub max_connections: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            allow_anonymous: false,
+            anonymous_tenant: "local".to_owned(),
+            max_packet_size: 1024 * 1024,
+            receive_maximum: 1024,
+            topic_alias_maximum: 64,
+            max_keep_alive: 0,
+            connect_timeout: Duration::from_secs(10),
+            max_connections: 1_000_000,
+        }
+    }
+}

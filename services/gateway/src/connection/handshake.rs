@@ -1,0 +1,118 @@
+//! CONNECT → CONNACK: validate the client's CONNECT, decide its tenant and
+//! session, and say what we allow it.
+
+use std::sync::Arc;
+
+use aerie_core::{Attachment, Broker, Tenant};
+use aerie_proto::{ByteString, ConnAck, ConnAckProperties, Connect, ProtocolVersion, ReasonCode, topic};
+
+use crate::config::GatewayConfig;
+
+/// What the handshake settled for the rest of the connection.
+pub(crate) struct Accepted {
+    pub tenant: Arc<Tenant>,
+    pub attachment: Attachment,
+    pub connack: ConnAck,
+    /// Seconds; 0 = no keep alive.
+    pub keep_alive: u16,
+    pub session_expiry: u32,
+    /// The client's limits on what we send it.
+    pub client_receive_maximum: u16,
+    pub client_max_packet_size: u32,
+    pub client_topic_alias_maximum: u16,
+}
+
+/// A refused CONNECT: the CONNACK reason to send.
+pub(crate) struct Refused(pub ReasonCode);
+
+pub(crate) async fn accept(
+    connect: &Connect,
+    broker: &Broker,
+    config: &GatewayConfig,
+    connection_id: u64,
+) -> Result<Accepted, Refused> {
+    let v5 = connect.protocol.is_v5();
+    let props = &connect.properties;
+
+    if props.authentication_method.is_some() {
+        // Enhanced authentication is not offered (yet): MQTT 5 §4.12.
+        return Err(Refused(ReasonCode::BAD_AUTHENTICATION_METHOD));
+    }
+    if let Some(will) = &connect.will {
+        if topic::validate_topic_name(&will.topic).is_err() {
+            return Err(Refused(ReasonCode::TOPIC_NAME_INVALID));
+        }
+        if will.properties.payload_format_indicator == Some(1) && std::str::from_utf8(&will.payload).is_err() {
+            return Err(Refused(ReasonCode::PAYLOAD_FORMAT_INVALID));
+        }
+    }
+
+    // Credentials: until tokens exist, anonymous clients join one local tenant.
+    if !config.allow_anonymous {
+        return Err(Refused(ReasonCode::NOT_AUTHORIZED));
+    }
+    let tenant = broker.tenant(&config.anonymous_tenant);
+
+    let mut connack_props = ConnAckProperties::default();
+    let client_id: ByteString = if connect.client_id.is_empty() {
+        if !v5 && !connect.clean_start {
+            // MQTT 3.1.1 §3.1.3.1: a zero-byte id needs CleanSession = 1.
+            return Err(Refused(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
+        }
+        let assigned: ByteString = format!("aerie-{:016x}", rand::random::<u64>()).into();
+        connack_props.assigned_client_identifier = Some(assigned.clone());
+        assigned
+    } else {
+        connect.client_id.clone()
+    };
+
+    let requested_expiry = match connect.protocol {
+        // 3.1.1: CleanSession = 0 means the session lives until a clean connect.
+        ProtocolVersion::V311 if !connect.clean_start => u32::MAX,
+        ProtocolVersion::V311 => 0,
+        ProtocolVersion::V5 => props.session_expiry_interval.unwrap_or(0),
+    };
+    let session_expiry = requested_expiry.min(broker.config().max_session_expiry);
+    if v5 && session_expiry != requested_expiry {
+        connack_props.session_expiry_interval = Some(session_expiry);
+    }
+
+    let mut keep_alive = connect.keep_alive;
+    if config.max_keep_alive > 0 && (keep_alive == 0 || keep_alive > config.max_keep_alive) {
+        keep_alive = config.max_keep_alive;
+        if v5 {
+            connack_props.server_keep_alive = Some(keep_alive);
+        }
+    }
+
+    let attachment = tenant
+        .attach(&client_id, connect.clean_start, session_expiry, connection_id)
+        .await
+        .map_err(Refused)?;
+
+    if v5 {
+        connack_props.receive_maximum = Some(config.receive_maximum);
+        connack_props.maximum_packet_size = Some(config.max_packet_size);
+        connack_props.topic_alias_maximum = Some(config.topic_alias_maximum);
+        connack_props.retain_available = Some(1);
+        connack_props.wildcard_subscription_available = Some(1);
+        connack_props.subscription_identifiers_available = Some(1);
+        connack_props.shared_subscription_available = Some(1);
+    }
+
+    Ok(Accepted {
+        connack: ConnAck {
+            // 3.1.1 §3.2.2.2 and 5.0 §3.2.2.1.1: never "present" after a clean start.
+            session_present: attachment.session_present && !connect.clean_start,
+            reason: ReasonCode::SUCCESS,
+            properties: connack_props,
+        },
+        tenant,
+        attachment,
+        keep_alive,
+        session_expiry,
+        client_receive_maximum: props.receive_maximum.unwrap_or(u16::MAX),
+        client_max_packet_size: props.maximum_packet_size.unwrap_or(u32::MAX),
+        client_topic_alias_maximum: props.topic_alias_maximum.unwrap_or(0),
+    })
+}

@@ -1,0 +1,242 @@
+//! Packets from the client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aerie_core::{Message, OutFlight, SubscriptionSpec, granted};
+use aerie_proto::{
+    AckProperties, Packet, PubResp, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
+};
+use tokio::time::Instant;
+
+use super::{Close, Conn, Flow};
+
+impl Conn {
+    pub(super) fn handle(&mut self, packet: Packet) -> Flow {
+        match packet {
+            Packet::Publish(p) => self.on_publish(p),
+            Packet::PubAck(ack) => {
+                self.on_puback(ack);
+                Flow::Continue
+            }
+            Packet::PubRec(rec) => {
+                self.on_pubrec(rec);
+                Flow::Continue
+            }
+            Packet::PubRel(rel) => {
+                let reason = if self.flight.inbound_qos2.remove(&rel.packet_id) {
+                    ReasonCode::SUCCESS
+                } else {
+                    ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+                };
+                self.send_ack(Packet::PubComp, rel.packet_id, reason);
+                Flow::Continue
+            }
+            Packet::PubComp(comp) => {
+                if let Some(f) = self.flight.take(comp.packet_id)
+                    && !matches!(f, OutFlight::Released)
+                {
+                    // A PUBCOMP for a message still awaiting PUBREC: keep it.
+                    self.flight.outbound.push_front((comp.packet_id, f));
+                }
+                Flow::Continue
+            }
+            Packet::Subscribe(s) => self.on_subscribe(s),
+            Packet::Unsubscribe(u) => {
+                self.on_unsubscribe(u);
+                Flow::Continue
+            }
+            Packet::PingReq => {
+                let _ = self.out.push(&Packet::PingResp);
+                Flow::Continue
+            }
+            Packet::Disconnect(d) => self.on_disconnect(d),
+            Packet::Connect(_) => Close::by_server(ReasonCode::PROTOCOL_ERROR, "second_connect"),
+            Packet::Auth(_) => {
+                // No authentication method was agreed at CONNECT (§4.12).
+                Close::by_server(ReasonCode::PROTOCOL_ERROR, "unexpected_auth")
+            }
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Close::by_server(ReasonCode::PROTOCOL_ERROR, "server_packet_from_client")
+            }
+        }
+    }
+
+    fn send_ack(&mut self, kind: fn(PubResp) -> Packet, packet_id: u16, reason: ReasonCode) {
+        let _ = self.out.push(&kind(PubResp { packet_id, reason, properties: AckProperties::default() }));
+    }
+
+    fn on_publish(&mut self, p: Publish) -> Flow {
+        if !p.properties.subscription_identifiers.is_empty() {
+            return Close::by_server(ReasonCode::PROTOCOL_ERROR, "subscription_id_from_client");
+        }
+        let topic = match self.inbound_aliases.resolve(
+            &p.topic,
+            p.properties.topic_alias,
+            self.config.topic_alias_maximum,
+        ) {
+            Ok(t) => t,
+            Err(reason) => return Close::by_server(reason, "topic_alias"),
+        };
+        if topic.starts_with('$') {
+            // `$`-topics belong to the server (MQTT 5 §4.7.2): clients may not publish there.
+            return self.refuse_publish(&p, ReasonCode::TOPIC_NAME_INVALID);
+        }
+        if p.properties.payload_format_indicator == Some(1) && std::str::from_utf8(&p.payload).is_err() {
+            return self.refuse_publish(&p, ReasonCode::PAYLOAD_FORMAT_INVALID);
+        }
+        let packet_id = p.packet_id.unwrap_or(0);
+        if p.qos == QoS::ExactlyOnce {
+            if self.flight.inbound_qos2.contains(&packet_id) {
+                // A retransmission before PUBREL: already routed once.
+                self.send_ack(Packet::PubRec, packet_id, ReasonCode::SUCCESS);
+                return Flow::Continue;
+            }
+            if self.flight.inbound_qos2.len() >= usize::from(self.config.receive_maximum) {
+                return Close::by_server(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, "receive_maximum");
+            }
+        }
+        let now = Instant::now();
+        let mut properties = p.properties;
+        let expires_at = properties.message_expiry_interval.take().map(|s| now + Duration::from_secs(u64::from(s)));
+        properties.topic_alias = None;
+        let message = Arc::new(Message {
+            topic,
+            payload: p.payload,
+            qos: p.qos,
+            retain: p.retain,
+            properties,
+            expires_at,
+            origin: self.session.id,
+            received_at: now,
+        });
+        let routed = self.tenant.publish(message);
+        let reason = if routed == 0 && self.version.is_v5() {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        } else {
+            ReasonCode::SUCCESS
+        };
+        match p.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.send_ack(Packet::PubAck, packet_id, reason),
+            QoS::ExactlyOnce => {
+                self.flight.inbound_qos2.insert(packet_id);
+                self.send_ack(Packet::PubRec, packet_id, reason);
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Answers a PUBLISH we will not route: an error PUBACK/PUBREC on v5,
+    /// closing the connection where the protocol has no other way to say it.
+    fn refuse_publish(&mut self, p: &Publish, reason: ReasonCode) -> Flow {
+        if !self.version.is_v5() {
+            return Flow::Close(Close { disconnect: None, publish_will: true, why: "publish_refused" });
+        }
+        match p.qos {
+            QoS::AtMostOnce => Close::by_server(reason, "publish_refused"),
+            QoS::AtLeastOnce => {
+                self.send_ack(Packet::PubAck, p.packet_id.unwrap_or(0), reason);
+                Flow::Continue
+            }
+            QoS::ExactlyOnce => {
+                self.send_ack(Packet::PubRec, p.packet_id.unwrap_or(0), reason);
+                Flow::Continue
+            }
+        }
+    }
+
+    fn on_puback(&mut self, ack: PubResp) {
+        match self.flight.take(ack.packet_id) {
+            Some(OutFlight::Publish(d)) if d.qos == QoS::AtLeastOnce => {}
+            Some(other) => self.flight.outbound.push_front((ack.packet_id, other)),
+            None => tracing::debug!(packet_id = ack.packet_id, "PUBACK for unknown packet id"),
+        }
+    }
+
+    fn on_pubrec(&mut self, rec: PubResp) {
+        match self.flight.take(rec.packet_id) {
+            Some(OutFlight::Publish(d)) if d.qos == QoS::ExactlyOnce => {
+                if rec.reason.is_error() {
+                    // The receiver refused it: the flow ends here (MQTT 5 §4.3.3).
+                    return;
+                }
+                self.flight.outbound.push_back((rec.packet_id, OutFlight::Released));
+                self.send_ack(Packet::PubRel, rec.packet_id, ReasonCode::SUCCESS);
+            }
+            Some(OutFlight::Released) => {
+                // A duplicate PUBREC: send PUBREL again.
+                self.flight.outbound.push_back((rec.packet_id, OutFlight::Released));
+                self.send_ack(Packet::PubRel, rec.packet_id, ReasonCode::SUCCESS);
+            }
+            Some(other) => self.flight.outbound.push_front((rec.packet_id, other)),
+            None => self.send_ack(Packet::PubRel, rec.packet_id, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND),
+        }
+    }
+
+    fn on_subscribe(&mut self, s: Subscribe) -> Flow {
+        let v5 = self.version.is_v5();
+        let id = s.properties.subscription_identifier;
+        let mut reasons = Vec::with_capacity(s.filters.len());
+        let mut retained = Vec::new();
+        for (filter, options) in &s.filters {
+            let spec = SubscriptionSpec { options: *options, id };
+            match self.tenant.subscribe(&self.session, filter, spec) {
+                Ok(sub) => {
+                    reasons.push(granted(options.qos));
+                    retained.extend(sub.retained);
+                }
+                Err(ReasonCode::PROTOCOL_ERROR) => {
+                    return Close::by_server(ReasonCode::PROTOCOL_ERROR, "no_local_on_shared");
+                }
+                Err(reason) => reasons.push(if v5 { reason } else { ReasonCode::UNSPECIFIED_ERROR }),
+            }
+        }
+        let _ = self.out.push(&Packet::SubAck(SubAck {
+            packet_id: s.packet_id,
+            reasons,
+            properties: AckProperties::default(),
+        }));
+        for d in retained {
+            let _ = self.session.enqueue(d, self.tenant.config());
+        }
+        Flow::Continue
+    }
+
+    fn on_unsubscribe(&mut self, u: Unsubscribe) {
+        let reasons = if self.version.is_v5() {
+            u.filters
+                .iter()
+                .map(|f| {
+                    if self.tenant.unsubscribe(&self.session, f) {
+                        ReasonCode::SUCCESS
+                    } else {
+                        ReasonCode::NO_SUBSCRIPTION_EXISTED
+                    }
+                })
+                .collect()
+        } else {
+            for f in &u.filters {
+                self.tenant.unsubscribe(&self.session, f);
+            }
+            Vec::new()
+        };
+        let _ = self.out.push(&Packet::UnsubAck(UnsubAck {
+            packet_id: u.packet_id,
+            reasons,
+            properties: AckProperties::default(),
+        }));
+    }
+
+    fn on_disconnect(&mut self, d: aerie_proto::Disconnect) -> Flow {
+        if let Some(expiry) = d.properties.session_expiry_interval {
+            if self.session_expiry == 0 && expiry != 0 {
+                // MQTT 5 §3.14.2.2.2: a session that was to end cannot be revived here.
+                return Close::by_server(ReasonCode::PROTOCOL_ERROR, "disconnect_expiry");
+            }
+            self.session_expiry = expiry.min(self.tenant.config().max_session_expiry);
+        }
+        let publish_will = d.reason == ReasonCode::DISCONNECT_WITH_WILL;
+        Flow::Close(Close { disconnect: None, publish_will, why: "client_disconnect" })
+    }
+}

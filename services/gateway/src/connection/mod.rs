@@ -1,0 +1,323 @@
+//! One client connection, from its first byte to its session's detach.
+//!
+//! One task per connection. It waits on three things: bytes from the client,
+//! a wake-up from its session (deliveries queued, or a kick), and the keep
+//! alive deadline. Whatever a loop turn produces is encoded into one buffer and
+//! written once at the end of the turn.
+
+mod aliases;
+mod handshake;
+mod inbound;
+mod outbox;
+mod outbound;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aerie_core::metrics as m;
+use aerie_core::{Broker, FlightState, Session, Tenant};
+use aerie_proto::{
+    ConnAck, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode, Will,
+};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::GatewayConfig;
+use aliases::{InboundAliases, OutboundAliases};
+use outbox::Outbox;
+
+/// Which listener a connection came through (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Tls,
+    Ws,
+    Wss,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        }
+    }
+}
+
+/// What a connection task needs from its listener.
+#[derive(Clone)]
+pub struct ConnContext {
+    pub broker: Broker,
+    pub config: Arc<GatewayConfig>,
+    pub shutdown: CancellationToken,
+}
+
+/// How a loop turn ends the connection, if it does.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Close(Close),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Close {
+    /// Sent to a v5 client as DISCONNECT before closing.
+    pub disconnect: Option<ReasonCode>,
+    /// Whether the will is published (everything but a normal DISCONNECT).
+    pub publish_will: bool,
+    /// Why, for the log and the metric.
+    pub why: &'static str,
+}
+
+impl Close {
+    pub fn by_server(reason: ReasonCode, why: &'static str) -> Flow {
+        Flow::Close(Close { disconnect: Some(reason), publish_will: true, why })
+    }
+}
+
+/// The state of an attached connection.
+pub(crate) struct Conn {
+    pub version: ProtocolVersion,
+    pub tenant: Arc<Tenant>,
+    pub session: Arc<Session>,
+    pub id: u64,
+    pub flight: FlightState,
+    pub config: Arc<GatewayConfig>,
+    pub will: Option<Will>,
+    pub session_expiry: u32,
+    pub client_receive_maximum: u16,
+    pub inbound_aliases: InboundAliases,
+    pub outbound_aliases: OutboundAliases,
+    pub out: Outbox,
+    pub deliveries: Vec<aerie_core::Delivery>,
+}
+
+pub async fn run<S>(stream: S, transport: Transport, ctx: ConnContext)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    metrics::counter!(m::CONNECTIONS_TOTAL, "transport" => transport.as_str()).increment(1);
+    metrics::gauge!(m::CONNECTIONS).increment(1.0);
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut inbuf = BytesMut::with_capacity(4096);
+    let result = serve(&mut rd, &mut wr, &mut inbuf, &ctx).await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, transport = transport.as_str(), "connection ended with an I/O error");
+    }
+    let _ = wr.shutdown().await;
+    metrics::gauge!(m::CONNECTIONS).decrement(1.0);
+}
+
+async fn read_more<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(4096);
+    }
+    let n = rd.read_buf(buf).await?;
+    metrics::counter!(m::BYTES_RECEIVED_TOTAL).increment(n as u64);
+    Ok(n)
+}
+
+async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Outbox) -> std::io::Result<()> {
+    if !out.is_empty() {
+        metrics::counter!(m::BYTES_SENT_TOTAL).increment(out.buf.len() as u64);
+        wr.write_all(&out.buf).await?;
+        wr.flush().await?;
+        out.buf.clear();
+        if out.buf.capacity() > 1 << 20 {
+            // Shrink after a burst so idle connections stay small.
+            out.buf = BytesMut::with_capacity(4096);
+        }
+    }
+    Ok(())
+}
+
+/// Waits for CONNECT; answers a CONNECT that fails to decode the way the
+/// client's version expects.
+async fn read_connect<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    inbuf: &mut BytesMut,
+    max_packet_size: u32,
+) -> Result<Result<Box<aerie_proto::Connect>, (ProtocolVersion, DecodeError)>, std::io::Error> {
+    loop {
+        match aerie_proto::decode(inbuf, ProtocolVersion::V5, max_packet_size) {
+            Ok(Some(Packet::Connect(c))) => return Ok(Ok(c)),
+            Ok(Some(other)) => {
+                return Err(std::io::Error::other(format!("first packet was {} not CONNECT", other.name())));
+            }
+            Ok(None) => {
+                if read_more(rd, inbuf).await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            Err(e) => return Ok(Err((sniff_connect_version(inbuf), e))),
+        }
+    }
+}
+
+/// The protocol level a (possibly broken) CONNECT claims, to answer in kind.
+fn sniff_connect_version(buf: &[u8]) -> ProtocolVersion {
+    // Fixed header (1 byte + 1..4 length bytes), then 00 04 "MQTT" level.
+    let len_bytes = buf.iter().skip(1).take(4).position(|b| b & 0x80 == 0).map_or(1, |p| p + 1);
+    match buf.get(1 + len_bytes + 6) {
+        Some(5) => ProtocolVersion::V5,
+        _ => ProtocolVersion::V311,
+    }
+}
+
+async fn serve<R, W>(rd: &mut R, wr: &mut W, inbuf: &mut BytesMut, ctx: &ConnContext) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let config = &ctx.config;
+    let connect = tokio::select! {
+        r = tokio::time::timeout(config.connect_timeout, read_connect(rd, inbuf, config.max_packet_size)) => match r {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        },
+        _ = ctx.shutdown.cancelled() => return Ok(()),
+    };
+    let connect = match connect {
+        Ok(c) => c,
+        Err((version, e)) => {
+            metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => "connect").increment(1);
+            tracing::debug!(error = %e, "bad CONNECT");
+            let mut out = Outbox::new(version);
+            let reason = match e {
+                DecodeError::UnsupportedProtocolVersion(_) | DecodeError::InvalidProtocolName => {
+                    ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
+                }
+                e => e.reason_code(),
+            };
+            let _ = out.push(&Packet::ConnAck(ConnAck { reason, ..ConnAck::default() }));
+            return flush(wr, &mut out).await;
+        }
+    };
+    metrics::counter!(m::PACKETS_RECEIVED_TOTAL, "type" => "CONNECT").increment(1);
+    let version = connect.protocol;
+    let id = ctx.broker.next_connection_id();
+    let accepted = match handshake::accept(&connect, &ctx.broker, config, id).await {
+        Ok(a) => a,
+        Err(handshake::Refused(reason)) => {
+            metrics::counter!(m::CONNECT_REFUSED_TOTAL, "reason" => format!("0x{:02X}", reason.0)).increment(1);
+            let mut out = Outbox::new(version);
+            let _ = out.push(&Packet::ConnAck(ConnAck { reason, ..ConnAck::default() }));
+            return flush(wr, &mut out).await;
+        }
+    };
+    let mut out = Outbox::new(version);
+    out.max_packet_size = accepted.client_max_packet_size;
+    let _ = out.push(&Packet::ConnAck(accepted.connack.clone()));
+    let mut conn = Conn {
+        version,
+        tenant: accepted.tenant,
+        session: accepted.attachment.session,
+        id,
+        flight: accepted.attachment.flight,
+        config: config.clone(),
+        will: connect.will.clone(),
+        session_expiry: accepted.session_expiry,
+        client_receive_maximum: accepted.client_receive_maximum,
+        inbound_aliases: InboundAliases::default(),
+        outbound_aliases: OutboundAliases::new(accepted.client_topic_alias_maximum),
+        out,
+        deliveries: Vec::new(),
+    };
+    drop(connect);
+    tracing::debug!(client_id = %conn.session.client_id, tenant = %conn.tenant.id, "connected");
+
+    conn.resend_inflight();
+    conn.pump();
+    let keep_alive = (accepted.keep_alive > 0).then(|| Duration::from_millis(u64::from(accepted.keep_alive) * 1500));
+    let close = conn.run_loop(rd, wr, inbuf, keep_alive, &ctx.shutdown).await;
+    let close = match close {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(error = %e, "connection I/O failed");
+            Close { disconnect: None, publish_will: true, why: "io_error" }
+        }
+    };
+    metrics::counter!(m::DISCONNECTS_TOTAL, "why" => close.why).increment(1);
+    if let (Some(reason), true) = (close.disconnect, version.is_v5()) {
+        let _ = conn.out.push(&Packet::Disconnect(Disconnect { reason, ..Disconnect::default() }));
+    }
+    let _ = flush(wr, &mut conn.out).await;
+    let will = if close.publish_will { conn.will.take() } else { None };
+    conn.session.set_expiry_interval(conn.session_expiry);
+    conn.tenant.detach(&conn.session, conn.id, std::mem::take(&mut conn.flight), will);
+    Ok(())
+}
+
+impl Conn {
+    async fn run_loop<R, W>(
+        &mut self,
+        rd: &mut R,
+        wr: &mut W,
+        inbuf: &mut BytesMut,
+        keep_alive: Option<Duration>,
+        shutdown: &CancellationToken,
+    ) -> std::io::Result<Close>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let far = Duration::from_secs(86400 * 365);
+        let mut deadline = Instant::now() + keep_alive.unwrap_or(far);
+        loop {
+            flush(wr, &mut self.out).await?;
+            let session = self.session.clone();
+            tokio::select! {
+                n = read_more(rd, inbuf) => {
+                    if n? == 0 {
+                        return Ok(Close { disconnect: None, publish_will: true, why: "closed_by_client" });
+                    }
+                    if let Some(ka) = keep_alive {
+                        deadline = Instant::now() + ka;
+                    }
+                    if let Flow::Close(c) = self.decode_and_handle(inbuf) {
+                        return Ok(c);
+                    }
+                    self.pump();
+                }
+                _ = session.woken() => {
+                    if let Some(reason) = self.session.take_kick() {
+                        let why = if reason == ReasonCode::SESSION_TAKEN_OVER { "taken_over" } else { "kicked" };
+                        return Ok(Close { disconnect: Some(reason), publish_will: true, why });
+                    }
+                    self.pump();
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Ok(Close { disconnect: Some(ReasonCode::KEEP_ALIVE_TIMEOUT), publish_will: true, why: "keep_alive_timeout" });
+                }
+                _ = shutdown.cancelled() => {
+                    return Ok(Close { disconnect: Some(ReasonCode::SERVER_SHUTTING_DOWN), publish_will: false, why: "server_shutdown" });
+                }
+            }
+        }
+    }
+
+    /// Decodes every complete packet in `inbuf` and handles it.
+    fn decode_and_handle(&mut self, inbuf: &mut BytesMut) -> Flow {
+        loop {
+            match aerie_proto::decode(inbuf, self.version, self.config.max_packet_size) {
+                Ok(Some(packet)) => {
+                    metrics::counter!(m::PACKETS_RECEIVED_TOTAL, "type" => packet.name()).increment(1);
+                    if let Flow::Close(c) = self.handle(packet) {
+                        return Flow::Close(c);
+                    }
+                }
+                Ok(None) => return Flow::Continue,
+                Err(e) => {
+                    metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => format!("0x{:02X}", e.reason_code().0))
+                        .increment(1);
+                    tracing::debug!(error = %e, client_id = %self.session.client_id, "bad packet");
+                    return Close::by_server(e.reason_code(), "decode_error");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Deliveries to the client: from the session queue into PUBLISH packets,
+//! never more QoS 1/2 in flight than the client's receive maximum.
+
+use aerie_core::metrics::{self as m, DropReason, count_drop};
+use aerie_core::{Delivery, OutFlight};
+use aerie_proto::{Packet, Publish, PublishProperties, QoS};
+use tokio::time::Instant;
+
+use super::Conn;
+use super::aliases::AliasUse;
+
+impl Conn {
+    /// Moves what the session has queued into the outbox, as far as the
+    /// client's window allows.
+    pub(super) fn pump(&mut self) {
+        let window = usize::from(self.client_receive_maximum).saturating_sub(self.flight.outbound.len());
+        let mut batch = std::mem::take(&mut self.deliveries);
+        self.session.drain(window, &mut batch);
+        let now = Instant::now();
+        for d in batch.drain(..) {
+            if d.message.is_expired(now) {
+                count_drop(DropReason::Expired, 1);
+                continue;
+            }
+            let packet_id = (d.qos != QoS::AtMostOnce).then(|| self.flight.allocate_packet_id());
+            if self.send_publish(&d, packet_id, false, now) {
+                metrics::counter!(m::MESSAGES_DELIVERED_TOTAL).increment(1);
+                metrics::histogram!(m::PUBLISH_TO_DELIVER_SECONDS)
+                    .record(now.saturating_duration_since(d.message.received_at).as_secs_f64());
+                if let Some(id) = packet_id {
+                    self.flight.outbound.push_back((id, OutFlight::Publish(d)));
+                }
+            } else {
+                // Over the client's maximum packet size: MQTT 5 §3.1.2.11.4
+                // says discard it as if it had been delivered.
+                count_drop(DropReason::TooLargeForClient, 1);
+            }
+        }
+        self.deliveries = batch;
+    }
+
+    /// Resends what the client had not acknowledged when its last connection
+    /// ended: PUBLISH with DUP set, and PUBREL (MQTT 5 §4.4).
+    pub(super) fn resend_inflight(&mut self) {
+        let now = Instant::now();
+        let flights: Vec<_> = self.flight.outbound.iter().cloned().collect();
+        for (id, f) in flights {
+            match f {
+                OutFlight::Publish(d) => {
+                    self.send_publish(&d, Some(id), true, now);
+                }
+                OutFlight::Released => {
+                    let _ = self.out.push(&Packet::PubRel(aerie_proto::PubResp { packet_id: id, ..Default::default() }));
+                }
+            }
+        }
+    }
+
+    fn send_publish(&mut self, d: &Delivery, packet_id: Option<u16>, dup: bool, now: Instant) -> bool {
+        let msg = &d.message;
+        let mut topic = msg.topic.clone();
+        let mut properties = PublishProperties::default();
+        if self.version.is_v5() {
+            properties = msg.properties.clone();
+            properties.message_expiry_interval = msg.remaining_expiry(now);
+            properties.subscription_identifiers = d.subscription_ids.to_vec();
+            // A resend carries the full topic: the client's alias table was reset.
+            match if dup { AliasUse::None } else { self.outbound_aliases.lookup(&topic) } {
+                AliasUse::None => {}
+                AliasUse::Assign(a) => properties.topic_alias = Some(a),
+                AliasUse::Reuse(a) => {
+                    properties.topic_alias = Some(a);
+                    topic = "".into();
+                }
+            }
+        }
+        let packet = Packet::Publish(Publish {
+            dup,
+            qos: d.qos,
+            retain: d.retain,
+            topic,
+            packet_id,
+            payload: msg.payload.clone(),
+            properties,
+        });
+        matches!(self.out.push(&packet), Ok(true))
+    }
+}

@@ -1,0 +1,111 @@
+//! Accept loops. Each takes an already-bound listener (so tests bind port 0)
+//! and spawns one connection task per client, tracked for shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aerie_core::Broker;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::GatewayConfig;
+use crate::connection::{self, ConnContext, Transport};
+
+/// Listeners share one of these: the broker, the config, the connection
+/// budget, and the shutdown signal.
+#[derive(Clone)]
+pub struct Gateway {
+    ctx: ConnContext,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+}
+
+impl Gateway {
+    pub fn new(broker: Broker, config: GatewayConfig) -> Gateway {
+        let permits = Arc::new(Semaphore::new(config.max_connections));
+        Gateway {
+            ctx: ConnContext { broker, config: Arc::new(config), shutdown: CancellationToken::new() },
+            permits,
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    pub fn broker(&self) -> &Broker {
+        &self.ctx.broker
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.ctx.shutdown.clone()
+    }
+
+    /// Runs a connection on any byte stream (the WebSocket bridge uses this).
+    pub fn spawn_connection<S>(&self, stream: S, transport: Transport)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            metrics::counter!(aerie_core::metrics::CONNECT_REFUSED_TOTAL, "reason" => "max_connections").increment(1);
+            return;
+        };
+        let ctx = self.ctx.clone();
+        self.tracker.spawn(async move {
+            connection::run(stream, transport, ctx).await;
+            drop(permit);
+        });
+    }
+
+    /// Plain MQTT over TCP.
+    pub async fn serve_tcp(self, listener: TcpListener) {
+        self.accept_loop(listener, None).await
+    }
+
+    /// MQTT over TLS.
+    pub async fn serve_tls(self, listener: TcpListener, acceptor: TlsAcceptor) {
+        self.accept_loop(listener, Some(acceptor)).await
+    }
+
+    async fn accept_loop(self, listener: TcpListener, tls: Option<TlsAcceptor>) {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = self.ctx.shutdown.cancelled() => return,
+            };
+            let (socket, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, don't spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = socket.set_nodelay(true);
+            match &tls {
+                None => self.spawn_connection(socket, Transport::Tcp),
+                Some(acceptor) => {
+                    let acceptor = acceptor.clone();
+                    let gw = self.clone();
+                    let timeout = self.ctx.config.connect_timeout;
+                    self.tracker.spawn(async move {
+                        match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
+                            Ok(Ok(stream)) => gw.spawn_connection(stream, Transport::Tls),
+                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// Stops accepting, tells every connection to close (v5 clients get
+    /// DISCONNECT 0x8B) and waits for them, at most `grace`.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.ctx.shutdown.cancel();
+        self.tracker.close();
+        let _ = tokio::time::timeout(grace, self.tracker.wait()).await;
+    }
+}

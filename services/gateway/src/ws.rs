@@ -1,0 +1,70 @@
+//! MQTT over WebSocket (MQTT 5 §6): binary messages carry the byte stream,
+//! with no alignment between packets and messages. The socket is bridged into
+//! `AsyncRead + AsyncWrite` and handed to the same connection task as TCP.
+
+use std::io;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio_util::io::{CopyToBytes, SinkWriter, StreamReader};
+
+use crate::connection::Transport;
+use crate::listener::Gateway;
+
+/// Subprotocols a client may offer; "mqttv3.1" is what older clients send.
+const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
+
+#[derive(Clone)]
+struct WsState {
+    gateway: Gateway,
+    transport: Transport,
+}
+
+/// The router serving MQTT over WebSocket at `path`.
+pub fn router(gateway: Gateway, path: &str, transport: Transport) -> Router {
+    Router::new().route(path, get(upgrade)).with_state(WsState { gateway, transport })
+}
+
+async fn upgrade(State(state): State<WsState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    // axum completes an upgrade even when no offered subprotocol matched, so
+    // refuse here: a client that offers only others does not speak MQTT.
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_owned()))
+        .filter(|p| !p.is_empty())
+        .collect();
+    if !offered.is_empty() && !offered.iter().any(|p| SUBPROTOCOLS.contains(&p.as_str())) {
+        return (StatusCode::BAD_REQUEST, "MQTT over WebSocket needs the subprotocol \"mqtt\"\n").into_response();
+    }
+    ws.protocols(SUBPROTOCOLS)
+        .on_upgrade(move |socket| async move { bridge(socket, state.gateway, state.transport) })
+}
+
+fn bridge(socket: WebSocket, gateway: Gateway, transport: Transport) {
+    let (sink, stream) = socket.split();
+    // A text frame is a protocol violation (MQTT 5 §6.0): end the stream with an error.
+    let incoming = stream
+        .take_while(|m| std::future::ready(!matches!(m, Ok(Message::Close(_)))))
+        .filter_map(|m| {
+            std::future::ready(match m {
+                Ok(Message::Binary(b)) => Some(Ok(b)),
+                Ok(Message::Text(_)) => Some(Err(io::Error::new(io::ErrorKind::InvalidData, "text frame"))),
+                Ok(_) => None,
+                Err(e) => Some(Err(io::Error::other(e))),
+            })
+        });
+    let reader = StreamReader::new(Box::pin(incoming));
+    let outgoing = sink
+        .with(|b: Bytes| std::future::ready(Ok::<_, axum::Error>(Message::Binary(b))))
+        .sink_map_err(io::Error::other);
+    let writer = SinkWriter::new(CopyToBytes::new(Box::pin(outgoing)));
+    gateway.spawn_connection(tokio::io::join(reader, writer), transport);
+}
