@@ -16,7 +16,9 @@ pub fn peek_packet_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
 
 /// The fixed header's length and the remaining length, once complete.
 fn fixed_header(buf: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
-    let Some(rest) = buf.get(1..) else { return Ok(None) };
+    let Some(rest) = buf.get(1..) else {
+        return Ok(None);
+    };
     match varint::parse(rest) {
         Ok(Some((remaining, n))) => Ok(Some((1 + n, remaining as usize))),
         Ok(None) => Ok(None),
@@ -36,12 +38,19 @@ pub fn decode(
     version: ProtocolVersion,
     max_packet_size: u32,
 ) -> Result<Option<Packet>, DecodeError> {
-    let Some((header_len, remaining)) = fixed_header(buf)? else { return Ok(None) };
-    let Some(&first) = buf.first() else { return Ok(None) };
+    let Some((header_len, remaining)) = fixed_header(buf)? else {
+        return Ok(None);
+    };
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
     let kind = check_fixed_header(first, version)?;
     let size = header_len + remaining;
     if size as u64 > u64::from(max_packet_size) {
-        return Err(DecodeError::PacketTooLarge { size, max: max_packet_size });
+        return Err(DecodeError::PacketTooLarge {
+            size,
+            max: max_packet_size,
+        });
     }
     if buf.len() < size {
         return Ok(None);
@@ -75,7 +84,10 @@ fn check_fixed_header(first: u8, version: ProtocolVersion) -> Result<u8, DecodeE
         _ => 0b0000,
     };
     if flags != expected {
-        return Err(DecodeError::InvalidFlags { packet: name(kind), flags });
+        return Err(DecodeError::InvalidFlags {
+            packet: name(kind),
+            flags,
+        });
     }
     Ok(kind)
 }
@@ -97,8 +109,22 @@ const DISCONNECT: u8 = 14;
 
 fn name(kind: u8) -> &'static str {
     const NAMES: [&str; 16] = [
-        "reserved", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL", "PUBCOMP",
-        "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP", "DISCONNECT", "AUTH",
+        "reserved",
+        "CONNECT",
+        "CONNACK",
+        "PUBLISH",
+        "PUBACK",
+        "PUBREC",
+        "PUBREL",
+        "PUBCOMP",
+        "SUBSCRIBE",
+        "SUBACK",
+        "UNSUBSCRIBE",
+        "UNSUBACK",
+        "PINGREQ",
+        "PINGRESP",
+        "DISCONNECT",
+        "AUTH",
     ];
     NAMES.get(usize::from(kind)).copied().unwrap_or("reserved")
 }
@@ -131,8 +157,9 @@ mod allowed {
     ];
     pub(super) const PUBACK_PUBREC: &[u8] = &[0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99];
     pub(super) const PUBREL_PUBCOMP: &[u8] = &[0x00, 0x92];
-    pub(super) const SUBACK: &[u8] =
-        &[0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2];
+    pub(super) const SUBACK: &[u8] = &[
+        0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2,
+    ];
     pub(super) const SUBACK_V311: &[u8] = &[0x00, 0x01, 0x02, 0x80];
     pub(super) const UNSUBACK: &[u8] = &[0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91];
     pub(super) const DISCONNECT: &[u8] = &[
@@ -168,7 +195,9 @@ fn connect(r: &mut Reader) -> Result<Connect, DecodeError> {
     let protocol = match (&name[..], level) {
         (b"MQTT", 4) => ProtocolVersion::V311,
         (b"MQTT", 5) => ProtocolVersion::V5,
-        (b"MQTT", _) | (b"MQIsdp", _) => return Err(DecodeError::UnsupportedProtocolVersion(level)),
+        (b"MQTT", _) | (b"MQIsdp", _) => {
+            return Err(DecodeError::UnsupportedProtocolVersion(level));
+        }
         _ => return Err(DecodeError::InvalidProtocolName),
     };
     let flags = r.u8()?;
@@ -181,28 +210,56 @@ fn connect(r: &mut Reader) -> Result<Connect, DecodeError> {
     let has_password = flags & 0x40 != 0;
     let has_username = flags & 0x80 != 0;
     if !has_will && (will_qos != QoS::AtMostOnce || will_retain) {
-        return Err(DecodeError::Malformed("will QoS or retain without will flag"));
+        return Err(DecodeError::Malformed(
+            "will QoS or retain without will flag",
+        ));
     }
     if protocol == ProtocolVersion::V311 && has_password && !has_username {
-        return Err(DecodeError::Malformed("password flag without user name flag"));
+        return Err(DecodeError::Malformed(
+            "password flag without user name flag",
+        ));
     }
     let keep_alive = r.u16()?;
-    let properties: ConnectProperties =
-        if protocol.is_v5() { props::read(r)? } else { ConnectProperties::default() };
-    check_auth(&properties.authentication_method, &properties.authentication_data)?;
+    let properties: ConnectProperties = if protocol.is_v5() {
+        props::read(r)?
+    } else {
+        ConnectProperties::default()
+    };
+    check_auth(
+        &properties.authentication_method,
+        &properties.authentication_data,
+    )?;
 
     let client_id = r.string()?;
     let will = if has_will {
-        let properties = if protocol.is_v5() { props::read(r)? } else { WillProperties::default() };
+        let properties = if protocol.is_v5() {
+            props::read(r)?
+        } else {
+            WillProperties::default()
+        };
         let topic = r.string()?;
         validate_topic_name(&topic).map_err(|_| DecodeError::InvalidTopicName)?;
         let payload = r.binary()?;
-        Some(Will { topic, payload, qos: will_qos, retain: will_retain, properties })
+        Some(Will {
+            topic,
+            payload,
+            qos: will_qos,
+            retain: will_retain,
+            properties,
+        })
     } else {
         None
     };
-    let username = if has_username { Some(r.string()?) } else { None };
-    let password = if has_password { Some(r.binary()?) } else { None };
+    let username = if has_username {
+        Some(r.string()?)
+    } else {
+        None
+    };
+    let password = if has_password {
+        Some(r.binary()?)
+    } else {
+        None
+    };
     Ok(Connect {
         protocol,
         clean_start: flags & 0x02 != 0,
@@ -218,7 +275,9 @@ fn connect(r: &mut Reader) -> Result<Connect, DecodeError> {
 /// Authentication Data is meaningless without a method (§3.1.2.11.10).
 fn check_auth(method: &Option<ByteString>, data: &Option<Bytes>) -> Result<(), DecodeError> {
     if method.is_none() && data.is_some() {
-        return Err(DecodeError::Protocol("authentication data without authentication method"));
+        return Err(DecodeError::Protocol(
+            "authentication data without authentication method",
+        ));
     }
     Ok(())
 }
@@ -231,22 +290,42 @@ fn connack(v: ProtocolVersion, r: &mut Reader) -> Result<ConnAck, DecodeError> {
     let session_present = flags & 0x01 != 0;
     if !v.is_v5() {
         let code = r.u8()?;
-        let reason = ReasonCode::from_v3_connack(code)
-            .ok_or(DecodeError::InvalidReasonCode { code, packet: "CONNACK" })?;
-        return Ok(ConnAck { session_present, reason, properties: ConnAckProperties::default() });
+        let reason = ReasonCode::from_v3_connack(code).ok_or(DecodeError::InvalidReasonCode {
+            code,
+            packet: "CONNACK",
+        })?;
+        return Ok(ConnAck {
+            session_present,
+            reason,
+            properties: ConnAckProperties::default(),
+        });
     }
     let reason = reason(r, allowed::CONNACK, "CONNACK")?;
     let properties: ConnAckProperties = props::read(r)?;
-    check_auth(&properties.authentication_method, &properties.authentication_data)?;
-    Ok(ConnAck { session_present, reason, properties })
+    check_auth(
+        &properties.authentication_method,
+        &properties.authentication_data,
+    )?;
+    Ok(ConnAck {
+        session_present,
+        reason,
+        properties,
+    })
 }
 
 fn publish(flags: u8, v: ProtocolVersion, r: &mut Reader) -> Result<Publish, DecodeError> {
     let qos = qos((flags >> 1) & 0b11)?;
     let topic = r.string()?;
-    let packet_id = if qos == QoS::AtMostOnce { None } else { Some(packet_id(r)?) };
-    let properties: PublishProperties =
-        if v.is_v5() { props::read(r)? } else { PublishProperties::default() };
+    let packet_id = if qos == QoS::AtMostOnce {
+        None
+    } else {
+        Some(packet_id(r)?)
+    };
+    let properties: PublishProperties = if v.is_v5() {
+        props::read(r)?
+    } else {
+        PublishProperties::default()
+    };
     // An empty topic stands for the one bound to the topic alias (§3.3.2.3.4).
     if !(topic.is_empty() && properties.topic_alias.is_some()) {
         validate_topic_name(&topic).map_err(|_| DecodeError::InvalidTopicName)?;
@@ -264,7 +343,10 @@ fn publish(flags: u8, v: ProtocolVersion, r: &mut Reader) -> Result<Publish, Dec
 
 fn pub_resp(kind: u8, v: ProtocolVersion, r: &mut Reader) -> Result<PubResp, DecodeError> {
     let packet_id = packet_id(r)?;
-    let mut resp = PubResp { packet_id, ..PubResp::default() };
+    let mut resp = PubResp {
+        packet_id,
+        ..PubResp::default()
+    };
     // MQTT 5 may stop after the packet id (Success) or after the reason code.
     if v.is_v5() && !r.is_empty() {
         let codes = if kind == PUBACK || kind == PUBREC {
@@ -282,7 +364,11 @@ fn pub_resp(kind: u8, v: ProtocolVersion, r: &mut Reader) -> Result<PubResp, Dec
 
 fn subscribe(v: ProtocolVersion, r: &mut Reader) -> Result<Subscribe, DecodeError> {
     let packet_id = packet_id(r)?;
-    let properties = if v.is_v5() { props::read(r)? } else { SubscribeProperties::default() };
+    let properties = if v.is_v5() {
+        props::read(r)?
+    } else {
+        SubscribeProperties::default()
+    };
     let mut filters = Vec::new();
     while !r.is_empty() {
         let filter = filter(r)?;
@@ -292,7 +378,11 @@ fn subscribe(v: ProtocolVersion, r: &mut Reader) -> Result<Subscribe, DecodeErro
     if filters.is_empty() {
         return Err(DecodeError::Protocol("SUBSCRIBE without topic filters"));
     }
-    Ok(Subscribe { packet_id, filters, properties })
+    Ok(Subscribe {
+        packet_id,
+        filters,
+        properties,
+    })
 }
 
 /// A topic filter: non-empty UTF-8. Wildcard syntax is left to the broker,
@@ -309,12 +399,19 @@ fn subscription_options(b: u8, v: ProtocolVersion) -> Result<SubscriptionOptions
     let qos = qos(b & 0b11)?;
     if !v.is_v5() {
         if b & 0xFC != 0 {
-            return Err(DecodeError::Malformed("reserved subscription option bits set"));
+            return Err(DecodeError::Malformed(
+                "reserved subscription option bits set",
+            ));
         }
-        return Ok(SubscriptionOptions { qos, ..SubscriptionOptions::default() });
+        return Ok(SubscriptionOptions {
+            qos,
+            ..SubscriptionOptions::default()
+        });
     }
     if b & 0xC0 != 0 {
-        return Err(DecodeError::Malformed("reserved subscription option bits set"));
+        return Err(DecodeError::Malformed(
+            "reserved subscription option bits set",
+        ));
     }
     let retain_handling = match (b >> 4) & 0b11 {
         0 => RetainHandling::SendAtSubscribe,
@@ -332,16 +429,29 @@ fn subscription_options(b: u8, v: ProtocolVersion) -> Result<SubscriptionOptions
 
 fn suback(v: ProtocolVersion, r: &mut Reader) -> Result<SubAck, DecodeError> {
     let packet_id = packet_id(r)?;
-    let (properties, codes) =
-        if v.is_v5() { (props::read(r)?, allowed::SUBACK) } else { (AckProperties::default(), allowed::SUBACK_V311) };
+    let (properties, codes) = if v.is_v5() {
+        (props::read(r)?, allowed::SUBACK)
+    } else {
+        (AckProperties::default(), allowed::SUBACK_V311)
+    };
     let reasons = reasons(r, codes, "SUBACK")?;
-    Ok(SubAck { packet_id, reasons, properties })
+    Ok(SubAck {
+        packet_id,
+        reasons,
+        properties,
+    })
 }
 
 /// A non-empty list of reason codes filling the rest of the packet.
-fn reasons(r: &mut Reader, codes: &[u8], packet: &'static str) -> Result<Vec<ReasonCode>, DecodeError> {
+fn reasons(
+    r: &mut Reader,
+    codes: &[u8],
+    packet: &'static str,
+) -> Result<Vec<ReasonCode>, DecodeError> {
     if r.is_empty() {
-        return Err(DecodeError::Protocol("acknowledgement without reason codes"));
+        return Err(DecodeError::Protocol(
+            "acknowledgement without reason codes",
+        ));
     }
     let mut out = Vec::with_capacity(r.remaining());
     while !r.is_empty() {
@@ -352,7 +462,11 @@ fn reasons(r: &mut Reader, codes: &[u8], packet: &'static str) -> Result<Vec<Rea
 
 fn unsubscribe(v: ProtocolVersion, r: &mut Reader) -> Result<Unsubscribe, DecodeError> {
     let packet_id = packet_id(r)?;
-    let properties = if v.is_v5() { props::read(r)? } else { UnsubscribeProperties::default() };
+    let properties = if v.is_v5() {
+        props::read(r)?
+    } else {
+        UnsubscribeProperties::default()
+    };
     let mut filters = Vec::new();
     while !r.is_empty() {
         filters.push(filter(r)?);
@@ -360,17 +474,28 @@ fn unsubscribe(v: ProtocolVersion, r: &mut Reader) -> Result<Unsubscribe, Decode
     if filters.is_empty() {
         return Err(DecodeError::Protocol("UNSUBSCRIBE without topic filters"));
     }
-    Ok(Unsubscribe { packet_id, filters, properties })
+    Ok(Unsubscribe {
+        packet_id,
+        filters,
+        properties,
+    })
 }
 
 fn unsuback(v: ProtocolVersion, r: &mut Reader) -> Result<UnsubAck, DecodeError> {
     let packet_id = packet_id(r)?;
     if !v.is_v5() {
-        return Ok(UnsubAck { packet_id, ..UnsubAck::default() });
+        return Ok(UnsubAck {
+            packet_id,
+            ..UnsubAck::default()
+        });
     }
     let properties = props::read(r)?;
     let reasons = reasons(r, allowed::UNSUBACK, "UNSUBACK")?;
-    Ok(UnsubAck { packet_id, reasons, properties })
+    Ok(UnsubAck {
+        packet_id,
+        reasons,
+        properties,
+    })
 }
 
 fn disconnect(v: ProtocolVersion, r: &mut Reader) -> Result<Disconnect, DecodeError> {
@@ -393,6 +518,9 @@ fn auth(r: &mut Reader) -> Result<Auth, DecodeError> {
             a.properties = props::read(r)?;
         }
     }
-    check_auth(&a.properties.authentication_method, &a.properties.authentication_data)?;
+    check_auth(
+        &a.properties.authentication_method,
+        &a.properties.authentication_data,
+    )?;
     Ok(a)
 }

@@ -12,7 +12,11 @@ use crate::*;
 /// Appends the encoding of `packet` for `version` to `buf`.
 ///
 /// CONNECT is encoded for its own `protocol` field, mirroring [`decode`](crate::decode).
-pub fn encode(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
+pub fn encode(
+    packet: &Packet,
+    version: ProtocolVersion,
+    buf: &mut BytesMut,
+) -> Result<(), EncodeError> {
     let first = first_byte(packet, version)?;
     let remaining = remaining_len(packet, version)?;
     buf.reserve(1 + varint::len(remaining) + remaining as usize);
@@ -71,7 +75,9 @@ fn body<S: Sink>(packet: &Packet, v: ProtocolVersion, s: &mut S) -> Result<(), E
         Packet::Connect(c) => connect(c, s),
         Packet::ConnAck(c) => connack(c, v, s),
         Packet::Publish(p) => publish(p, v, s),
-        Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => pub_resp(r, v, s),
+        Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
+            pub_resp(r, v, s)
+        }
         Packet::Subscribe(p) => subscribe(p, v, s),
         Packet::SubAck(p) => suback(p, v, s),
         Packet::Unsubscribe(p) => unsubscribe(p, v, s),
@@ -79,11 +85,21 @@ fn body<S: Sink>(packet: &Packet, v: ProtocolVersion, s: &mut S) -> Result<(), E
         Packet::PingReq | Packet::PingResp => Ok(()),
         Packet::Disconnect(d) => {
             if v.is_v5() {
-                reason_and_properties(d.reason, &d.properties, d.properties == Default::default(), s)?;
+                reason_and_properties(
+                    d.reason,
+                    &d.properties,
+                    d.properties == Default::default(),
+                    s,
+                )?;
             }
             Ok(())
         }
-        Packet::Auth(a) => reason_and_properties(a.reason, &a.properties, a.properties == Default::default(), s),
+        Packet::Auth(a) => reason_and_properties(
+            a.reason,
+            &a.properties,
+            a.properties == Default::default(),
+            s,
+        ),
     }
 }
 
@@ -183,7 +199,9 @@ fn subscribe<S: Sink>(p: &Subscribe, v: ProtocolVersion, s: &mut S) -> Result<()
         string(filter, s)?;
         let mut b = o.qos as u8;
         if v.is_v5() {
-            b |= u8::from(o.no_local) << 2 | u8::from(o.retain_as_published) << 3 | (o.retain_handling as u8) << 4;
+            b |= u8::from(o.no_local) << 2
+                | u8::from(o.retain_as_published) << 3
+                | (o.retain_handling as u8) << 4;
         }
         s.u8(b);
     }

@@ -68,7 +68,10 @@ fn check_int(id: u8, v: u32) -> Result<(), DecodeError> {
         {
             Err(DecodeError::Protocol("property value must be 0 or 1"))
         }
-        id::RECEIVE_MAXIMUM | id::MAXIMUM_PACKET_SIZE | id::TOPIC_ALIAS | id::SUBSCRIPTION_IDENTIFIER
+        id::RECEIVE_MAXIMUM
+        | id::MAXIMUM_PACKET_SIZE
+        | id::TOPIC_ALIAS
+        | id::SUBSCRIPTION_IDENTIFIER
             if v == 0 =>
         {
             Err(DecodeError::Protocol("property value must not be 0"))

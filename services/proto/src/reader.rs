@@ -54,7 +54,9 @@ impl Reader {
                 Ok(v)
             }
             Ok(None) => Err(TRUNCATED),
-            Err(varint::TooLong) => Err(DecodeError::Malformed("variable byte integer over 4 bytes")),
+            Err(varint::TooLong) => {
+                Err(DecodeError::Malformed("variable byte integer over 4 bytes"))
+            }
         }
     }
 
@@ -92,7 +94,9 @@ impl Reader {
         if self.buf.is_empty() {
             Ok(())
         } else {
-            Err(DecodeError::Malformed("trailing bytes after packet contents"))
+            Err(DecodeError::Malformed(
+                "trailing bytes after packet contents",
+            ))
         }
     }
 }

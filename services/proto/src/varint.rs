@@ -19,7 +19,11 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<(u32, usize)>, TooLong> {
             return Ok(Some((value, i + 1)));
         }
     }
-    if buf.len() >= 4 { Err(TooLong) } else { Ok(None) }
+    if buf.len() >= 4 {
+        Err(TooLong)
+    } else {
+        Ok(None)
+    }
 }
 
 /// Bytes needed to encode `v` (values above [`MAX`] are the caller's error).
