@@ -16,7 +16,9 @@ fn encode_ours(p: &ours::Packet, v: ProtocolVersion) -> BytesMut {
 }
 
 fn decode_ours(mut buf: BytesMut, v: ProtocolVersion) -> ours::Packet {
-    let p = ours::decode(&mut buf, v, MAX).unwrap().expect("complete packet");
+    let p = ours::decode(&mut buf, v, MAX)
+        .unwrap()
+        .expect("complete packet");
     assert!(buf.is_empty(), "all bytes consumed");
     p
 }
@@ -28,7 +30,11 @@ fn check_v4(ours_p: ours::Packet, theirs: t4::Packet) {
     assert_eq!(parsed, theirs, "rumqttc reads our bytes");
     let mut theirs_bytes = BytesMut::new();
     theirs.write(&mut theirs_bytes, MAX as usize).unwrap();
-    assert_eq!(decode_ours(theirs_bytes, ProtocolVersion::V311), ours_p, "we read rumqttc's bytes");
+    assert_eq!(
+        decode_ours(theirs_bytes, ProtocolVersion::V311),
+        ours_p,
+        "we read rumqttc's bytes"
+    );
 }
 
 /// Both directions for 5.0.
@@ -38,7 +44,11 @@ fn check_v5(ours_p: ours::Packet, theirs: t5::Packet) {
     assert_eq!(parsed, theirs, "rumqttc reads our bytes");
     let mut theirs_bytes = BytesMut::new();
     theirs.write(&mut theirs_bytes, Some(MAX)).unwrap();
-    assert_eq!(decode_ours(theirs_bytes, ProtocolVersion::V5), ours_p, "we read rumqttc's bytes");
+    assert_eq!(
+        decode_ours(theirs_bytes, ProtocolVersion::V5),
+        ours_p,
+        "we read rumqttc's bytes"
+    );
 }
 
 fn bs(s: &str) -> ByteString {
@@ -50,7 +60,10 @@ fn user(pairs: &[(&str, &str)]) -> Vec<(ByteString, ByteString)> {
 }
 
 fn user_t(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -73,7 +86,12 @@ fn v4_connect_with_will_and_login() {
     }));
     let mut connect = t4::Connect::new("client-1");
     connect.keep_alive = 30;
-    connect.last_will = Some(t4::LastWill::new("status/client-1", "offline", rumqttc::QoS::AtLeastOnce, true));
+    connect.last_will = Some(t4::LastWill::new(
+        "status/client-1",
+        "offline",
+        rumqttc::QoS::AtLeastOnce,
+        true,
+    ));
     connect.set_login("alice", "secret");
     let theirs = t4::Packet::Connect(connect);
     check_v4(ours_p, theirs);
@@ -84,7 +102,11 @@ fn v4_publish_each_qos() {
     for (qos, tq, id) in [
         (ours::QoS::AtMostOnce, rumqttc::QoS::AtMostOnce, None),
         (ours::QoS::AtLeastOnce, rumqttc::QoS::AtLeastOnce, Some(10)),
-        (ours::QoS::ExactlyOnce, rumqttc::QoS::ExactlyOnce, Some(65535)),
+        (
+            ours::QoS::ExactlyOnce,
+            rumqttc::QoS::ExactlyOnce,
+            Some(65535),
+        ),
     ] {
         let ours_p = ours::Packet::Publish(ours::Publish {
             dup: id.is_some(),
@@ -108,7 +130,13 @@ fn v4_subscribe_suback_unsubscribe_acks() {
     let ours_p = ours::Packet::Subscribe(ours::Subscribe {
         packet_id: 3,
         filters: vec![
-            (bs("a/+/c"), ours::SubscriptionOptions { qos: ours::QoS::ExactlyOnce, ..Default::default() }),
+            (
+                bs("a/+/c"),
+                ours::SubscriptionOptions {
+                    qos: ours::QoS::ExactlyOnce,
+                    ..Default::default()
+                },
+            ),
             (bs("#"), ours::SubscriptionOptions::default()),
         ],
         properties: Default::default(),
@@ -129,7 +157,10 @@ fn v4_subscribe_suback_unsubscribe_acks() {
     });
     let theirs = t4::Packet::SubAck(t4::SubAck {
         pkid: 3,
-        return_codes: vec![t4::SubscribeReasonCode::Success(rumqttc::QoS::ExactlyOnce), t4::SubscribeReasonCode::Failure],
+        return_codes: vec![
+            t4::SubscribeReasonCode::Success(rumqttc::QoS::ExactlyOnce),
+            t4::SubscribeReasonCode::Failure,
+        ],
     });
     check_v4(ours_p, theirs);
 
@@ -138,17 +169,44 @@ fn v4_subscribe_suback_unsubscribe_acks() {
         filters: vec![bs("a/+/c"), bs("x")],
         properties: Default::default(),
     });
-    let theirs = t4::Packet::Unsubscribe(t4::Unsubscribe { pkid: 4, topics: vec!["a/+/c".into(), "x".into()] });
+    let theirs = t4::Packet::Unsubscribe(t4::Unsubscribe {
+        pkid: 4,
+        topics: vec!["a/+/c".into(), "x".into()],
+    });
     check_v4(ours_p, theirs);
 
-    let resp = |id| ours::PubResp { packet_id: id, ..Default::default() };
-    check_v4(ours::Packet::PubAck(resp(5)), t4::Packet::PubAck(t4::PubAck::new(5)));
-    check_v4(ours::Packet::PubRec(resp(6)), t4::Packet::PubRec(t4::PubRec::new(6)));
-    check_v4(ours::Packet::PubRel(resp(7)), t4::Packet::PubRel(t4::PubRel::new(7)));
-    check_v4(ours::Packet::PubComp(resp(8)), t4::Packet::PubComp(t4::PubComp::new(8)));
-    check_v4(ours::Packet::UnsubAck(ours::UnsubAck { packet_id: 9, ..Default::default() }), t4::Packet::UnsubAck(t4::UnsubAck::new(9)));
+    let resp = |id| ours::PubResp {
+        packet_id: id,
+        ..Default::default()
+    };
+    check_v4(
+        ours::Packet::PubAck(resp(5)),
+        t4::Packet::PubAck(t4::PubAck::new(5)),
+    );
+    check_v4(
+        ours::Packet::PubRec(resp(6)),
+        t4::Packet::PubRec(t4::PubRec::new(6)),
+    );
+    check_v4(
+        ours::Packet::PubRel(resp(7)),
+        t4::Packet::PubRel(t4::PubRel::new(7)),
+    );
+    check_v4(
+        ours::Packet::PubComp(resp(8)),
+        t4::Packet::PubComp(t4::PubComp::new(8)),
+    );
+    check_v4(
+        ours::Packet::UnsubAck(ours::UnsubAck {
+            packet_id: 9,
+            ..Default::default()
+        }),
+        t4::Packet::UnsubAck(t4::UnsubAck::new(9)),
+    );
     check_v4(ours::Packet::PingReq, t4::Packet::PingReq);
-    check_v4(ours::Packet::Disconnect(Default::default()), t4::Packet::Disconnect);
+    check_v4(
+        ours::Packet::Disconnect(Default::default()),
+        t4::Packet::Disconnect,
+    );
 }
 
 #[test]
@@ -218,8 +276,14 @@ fn v5_connect_with_will_and_properties() {
             user_properties: user_t(&[("k", "v")]),
         }),
     };
-    let login = t5::Login { username: "bob".into(), password: "pw".into() };
-    check_v5(ours_p, t5::Packet::Connect(connect, Some(will), Some(login)));
+    let login = t5::Login {
+        username: "bob".into(),
+        password: "pw".into(),
+    };
+    check_v5(
+        ours_p,
+        t5::Packet::Connect(connect, Some(will), Some(login)),
+    );
 }
 
 #[test]
@@ -287,10 +351,16 @@ fn v5_subscribe_suback_unsubscribe_puback() {
             ),
             (
                 bs("$share/g/b"),
-                ours::SubscriptionOptions { retain_handling: ours::RetainHandling::SendIfNew, ..Default::default() },
+                ours::SubscriptionOptions {
+                    retain_handling: ours::RetainHandling::SendIfNew,
+                    ..Default::default()
+                },
             ),
         ],
-        properties: ours::SubscribeProperties { subscription_identifier: Some(42), user_properties: user(&[("u", "p")]) },
+        properties: ours::SubscribeProperties {
+            subscription_identifier: Some(42),
+            user_properties: user(&[("u", "p")]),
+        },
     });
     let theirs = t5::Subscribe {
         pkid: 11,
@@ -310,14 +380,24 @@ fn v5_subscribe_suback_unsubscribe_puback() {
                 retain_forward_rule: t5::RetainForwardRule::OnNewSubscribe,
             },
         ],
-        properties: Some(t5::SubscribeProperties { id: Some(42), user_properties: user_t(&[("u", "p")]) }),
+        properties: Some(t5::SubscribeProperties {
+            id: Some(42),
+            user_properties: user_t(&[("u", "p")]),
+        }),
     };
     check_v5(ours_p, t5::Packet::Subscribe(theirs));
 
     let ours_p = ours::Packet::SubAck(ours::SubAck {
         packet_id: 11,
-        reasons: vec![ReasonCode::GRANTED_QOS_1, ReasonCode::TOPIC_FILTER_INVALID, ReasonCode::NOT_AUTHORIZED],
-        properties: ours::AckProperties { reason_string: Some(bs("partly")), user_properties: vec![] },
+        reasons: vec![
+            ReasonCode::GRANTED_QOS_1,
+            ReasonCode::TOPIC_FILTER_INVALID,
+            ReasonCode::NOT_AUTHORIZED,
+        ],
+        properties: ours::AckProperties {
+            reason_string: Some(bs("partly")),
+            user_properties: vec![],
+        },
     });
     let theirs = t5::SubAck {
         pkid: 11,
@@ -326,19 +406,26 @@ fn v5_subscribe_suback_unsubscribe_puback() {
             t5::SubscribeReasonCode::TopicFilterInvalid,
             t5::SubscribeReasonCode::NotAuthorized,
         ],
-        properties: Some(t5::SubAckProperties { reason_string: Some("partly".into()), user_properties: vec![] }),
+        properties: Some(t5::SubAckProperties {
+            reason_string: Some("partly".into()),
+            user_properties: vec![],
+        }),
     };
     check_v5(ours_p, t5::Packet::SubAck(theirs));
 
     let ours_p = ours::Packet::Unsubscribe(ours::Unsubscribe {
         packet_id: 12,
         filters: vec![bs("a/#")],
-        properties: ours::UnsubscribeProperties { user_properties: user(&[("x", "y")]) },
+        properties: ours::UnsubscribeProperties {
+            user_properties: user(&[("x", "y")]),
+        },
     });
     let theirs = t5::Unsubscribe {
         pkid: 12,
         filters: vec!["a/#".into()],
-        properties: Some(t5::UnsubscribeProperties { user_properties: user_t(&[("x", "y")]) }),
+        properties: Some(t5::UnsubscribeProperties {
+            user_properties: user_t(&[("x", "y")]),
+        }),
     };
     check_v5(ours_p, t5::Packet::Unsubscribe(theirs));
 
@@ -347,17 +434,31 @@ fn v5_subscribe_suback_unsubscribe_puback() {
         reasons: vec![ReasonCode::NO_SUBSCRIPTION_EXISTED],
         properties: Default::default(),
     });
-    let theirs = t5::UnsubAck { pkid: 12, reasons: vec![t5::UnsubAckReason::NoSubscriptionExisted], properties: None };
+    let theirs = t5::UnsubAck {
+        pkid: 12,
+        reasons: vec![t5::UnsubAckReason::NoSubscriptionExisted],
+        properties: None,
+    };
     check_v5(ours_p, t5::Packet::UnsubAck(theirs));
 
     // PUBACK: the two-byte Success form, and a reason with properties.
-    let ours_p = ours::Packet::PubAck(ours::PubResp { packet_id: 13, ..Default::default() });
-    let theirs = t5::PubAck { pkid: 13, reason: t5::PubAckReason::Success, properties: None };
+    let ours_p = ours::Packet::PubAck(ours::PubResp {
+        packet_id: 13,
+        ..Default::default()
+    });
+    let theirs = t5::PubAck {
+        pkid: 13,
+        reason: t5::PubAckReason::Success,
+        properties: None,
+    };
     check_v5(ours_p, t5::Packet::PubAck(theirs));
     let ours_p = ours::Packet::PubAck(ours::PubResp {
         packet_id: 14,
         reason: ReasonCode::NOT_AUTHORIZED,
-        properties: ours::AckProperties { reason_string: Some(bs("acl")), user_properties: user(&[("k", "v")]) },
+        properties: ours::AckProperties {
+            reason_string: Some(bs("acl")),
+            user_properties: user(&[("k", "v")]),
+        },
     });
     let theirs = t5::PubAck {
         pkid: 14,
