@@ -15,8 +15,12 @@ mod encode;
 mod error;
 mod packet;
 mod properties;
+mod property_codec;
+mod reader;
 mod reason;
+mod sink;
 pub mod topic;
+mod varint;
 
 pub use bytestring::ByteString;
 pub use decode::{decode, peek_packet_len};
