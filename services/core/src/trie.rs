@@ -162,7 +162,13 @@ struct Node<K, V> {
 
 impl<K, V> Node<K, V> {
     fn new() -> Self {
-        Node { children: HashMap::new(), plus: None, hash: None, subs: SubSet::Few(Vec::new()), shared: None }
+        Node {
+            children: HashMap::new(),
+            plus: None,
+            hash: None,
+            subs: SubSet::Few(Vec::new()),
+            shared: None,
+        }
     }
 
     fn child_count(&self) -> usize {
@@ -209,7 +215,9 @@ impl<K, V> Node<K, V> {
         }
     }
 
-    /// Moves all children onto `stack` (for iterative traversal and drop).
+    /// Moves all children onto `stack` (for iterative drop). Boxed: they are
+    /// boxed in the node already, and unboxing would copy every node.
+    #[allow(clippy::vec_box)]
     fn take_children(&mut self, stack: &mut Vec<Box<Node<K, V>>>) {
         stack.extend(self.children.drain().map(|(_, c)| c));
         stack.extend(self.plus.take());
@@ -233,7 +241,11 @@ impl<K: Clone + Eq + Hash, V: Clone> Node<K, V> {
             for (group, set) in &shared.groups {
                 let mut members = Vec::new();
                 set.extend_into(&mut members);
-                out.shared.push(SharedMatch { group: Arc::clone(group), filter: Arc::clone(&shared.filter), members });
+                out.shared.push(SharedMatch {
+                    group: Arc::clone(group),
+                    filter: Arc::clone(&shared.filter),
+                    members,
+                });
             }
         }
     }
@@ -318,14 +330,24 @@ impl<K: Clone + Eq + Hash, V: Clone> SubTrie<K, V> {
 
     /// An empty trie without match cache.
     pub fn without_cache() -> Self {
-        SubTrie { root: Node::new(), generation: 0, len: 0, filters: 0, cache: None }
+        SubTrie {
+            root: Node::new(),
+            generation: 0,
+            len: 0,
+            filters: 0,
+            cache: None,
+        }
     }
 
     /// An empty trie whose match cache holds up to `capacity` topics (0: no cache).
     pub fn with_cache_capacity(capacity: usize) -> Self {
         let mut trie = Self::without_cache();
         if capacity > 0 {
-            trie.cache = Some(Mutex::new(Cache { generation: 0, capacity, map: HashMap::new() }));
+            trie.cache = Some(Mutex::new(Cache {
+                generation: 0,
+                capacity,
+                map: HashMap::new(),
+            }));
         }
         trie
     }
@@ -334,7 +356,10 @@ impl<K: Clone + Eq + Hash, V: Clone> SubTrie<K, V> {
     /// in share group `group` if any. Returns the previous value when
     /// (filter, group, key) was already subscribed; the value is replaced.
     pub fn insert(&mut self, filter: &str, group: Option<&str>, key: K, value: V) -> Option<V> {
-        debug_assert!(aerie_proto::topic::validate_topic_filter(filter).is_ok(), "invalid filter {filter:?}");
+        debug_assert!(
+            aerie_proto::topic::validate_topic_filter(filter).is_ok(),
+            "invalid filter {filter:?}"
+        );
         let mut node = &mut self.root;
         for level in filter.split('/') {
             node = node.child_or_insert(level);
@@ -345,9 +370,12 @@ impl<K: Clone + Eq + Hash, V: Clone> SubTrie<K, V> {
                 (node.subs.insert(key, value), was_empty)
             }
             Some(group) => {
-                let shared = node
-                    .shared
-                    .get_or_insert_with(|| Box::new(Shared { filter: filter.into(), groups: HashMap::new() }));
+                let shared = node.shared.get_or_insert_with(|| {
+                    Box::new(Shared {
+                        filter: filter.into(),
+                        groups: HashMap::new(),
+                    })
+                });
                 match shared.groups.get_mut(group) {
                     Some(set) => (set.insert(key, value), false),
                     None => {
@@ -380,7 +408,10 @@ impl<K: Clone + Eq + Hash, V: Clone> SubTrie<K, V> {
 
     /// Removes many subscriptions with a single generation bump (and a single
     /// cache flush), e.g. on disconnect of a clean session. Absent ones are ignored.
-    pub fn remove_batch<'a>(&mut self, items: impl IntoIterator<Item = (&'a str, Option<&'a str>, K)>) {
+    pub fn remove_batch<'a>(
+        &mut self,
+        items: impl IntoIterator<Item = (&'a str, Option<&'a str>, K)>,
+    ) {
         let mut any = false;
         for (filter, group, key) in items {
             any |= self.remove_one(filter, group, &key).is_some();
@@ -485,7 +516,9 @@ impl<K: Clone + Eq + Hash, V: Clone> SubTrie<K, V> {
         let mut cut = None;
         let mut node = &self.root;
         for (i, level) in filter.split('/').enumerate() {
-            let Some(child) = node.child(level) else { return };
+            let Some(child) = node.child(level) else {
+                return;
+            };
             if !child.has_subscribers() && child.child_count() <= 1 {
                 cut.get_or_insert(i);
             } else {
@@ -503,7 +536,10 @@ impl<K: Clone + Eq + Hash, V: Clone> SubTrie<K, V> {
     }
 
     fn collect(&self, topic: &str) -> Matches<K, V> {
-        let mut out = Matches { normal: Vec::new(), shared: Vec::new() };
+        let mut out = Matches {
+            normal: Vec::new(),
+            shared: Vec::new(),
+        };
         let root = &self.root;
         // (node, rest of the topic after the node's level; None at the end)
         let mut stack: Vec<(&Node<K, V>, Option<&str>)> = Vec::new();

@@ -336,14 +336,20 @@ both! {
 
 type Model = BTreeMap<(Option<String>, String, u8), u8>;
 
-fn naive(model: &Model, topic: &str) -> (Vec<(u8, u8)>, Vec<(String, String, Vec<(u8, u8)>)>) {
+/// Sorted (key, value) of ordinary matches; sorted (group, filter, sorted members).
+type Sorted = (Vec<(u8, u8)>, Vec<(String, String, Vec<(u8, u8)>)>);
+
+fn naive(model: &Model, topic: &str) -> Sorted {
     let mut normal = Vec::new();
     let mut groups: BTreeMap<(String, String), Vec<(u8, u8)>> = BTreeMap::new();
     for ((group, filter, key), value) in model {
         if aerie_proto::topic::matches(filter, topic) {
             match group {
                 None => normal.push((*key, *value)),
-                Some(g) => groups.entry((g.clone(), filter.clone())).or_default().push((*key, *value)),
+                Some(g) => groups
+                    .entry((g.clone(), filter.clone()))
+                    .or_default()
+                    .push((*key, *value)),
             }
         }
     }
@@ -357,8 +363,6 @@ fn naive(model: &Model, topic: &str) -> (Vec<(u8, u8)>, Vec<(String, String, Vec
         .collect();
     (normal, shared)
 }
-
-type Sorted = (Vec<(u8, u8)>, Vec<(String, String, Vec<(u8, u8)>)>);
 
 fn sorted(m: &Matches<u8, u8>) -> Sorted {
     let mut normal = m.normal.clone();
@@ -385,9 +389,16 @@ fn topic_strategy() -> impl Strategy<Value = String> {
 }
 
 fn filter_strategy() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(&["a", "b", "", "$x", "+", "#"][..]), 1..=4).prop_map(|levels| {
+    prop::collection::vec(
+        prop::sample::select(&["a", "b", "", "$x", "+", "#"][..]),
+        1..=4,
+    )
+    .prop_map(|levels| {
         // `#` only as the last level: cut after the first one.
-        let end = levels.iter().position(|l| *l == "#").map_or(levels.len(), |i| i + 1);
+        let end = levels
+            .iter()
+            .position(|l| *l == "#")
+            .map_or(levels.len(), |i| i + 1);
         levels[..end].join("/")
     })
     .prop_filter("a filter is not empty", |f| !f.is_empty())
@@ -401,7 +412,11 @@ enum Op {
 }
 
 fn sub_strategy() -> impl Strategy<Value = (String, Option<String>, u8)> {
-    (filter_strategy(), prop::option::of(prop::sample::select(vec!["g".to_string(), "h".to_string()])), 0..4u8)
+    (
+        filter_strategy(),
+        prop::option::of(prop::sample::select(vec!["g".to_string(), "h".to_string()])),
+        0..4u8,
+    )
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -437,7 +452,12 @@ fn run_model(new: Ctor8, ops: &[Op], topics: &[String]) -> Result<(), TestCaseEr
         prop_assert_eq!(trie.filters(), filters.len());
         // Matching after every change exercises cache invalidation.
         for topic in topics {
-            prop_assert_eq!(sorted(&trie.match_topic(topic)), naive(&model, topic), "topic {:?}", topic);
+            prop_assert_eq!(
+                sorted(&trie.match_topic(topic)),
+                naive(&model, topic),
+                "topic {:?}",
+                topic
+            );
         }
     }
     let all: Vec<_> = model.keys().cloned().collect();
