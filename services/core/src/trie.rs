@@ -33,8 +33,11 @@
 //! there and then. Each cache is also tagged with the generation it was filled
 //! at and discards itself if it ever sees another, so **a cached entry is only
 //! ever served for the generation it was computed at**. When the cache is full,
-//! half of it is evicted (in hash order, i.e. pseudo-randomly): memory stays
-//! bounded by the capacity whatever the topic names. Results are `Arc`
+//! half of it is evicted (in hash order, i.e. pseudo-randomly). Topics longer
+//! than [`MAX_CACHED_TOPIC_LEN`] bytes and results of more than
+//! [`MAX_CACHED_ENTRIES`] subscribers are never cached, so the cache's memory
+//! is bounded by capacity × (topic length + entries) limits whatever the topic
+//! names and however popular a filter. Results are `Arc`
 //! snapshots: callers keep them without holding any lock, and a later change
 //! to the trie never alters a snapshot already handed out.
 
@@ -73,6 +76,14 @@ impl<K, V> Matches<K, V> {
 
 /// Number of topics the match cache of [`SubTrie::new`] holds.
 pub const DEFAULT_CACHE_CAPACITY: usize = 4096;
+
+/// Longer topic names are matched without the cache.
+pub const MAX_CACHED_TOPIC_LEN: usize = 512;
+
+/// Results with more subscribers (ordinary entries plus shared members) are
+/// not cached: they would weigh on memory, and delivering to that many
+/// subscribers costs far more than walking the trie again.
+pub const MAX_CACHED_ENTRIES: usize = 64;
 
 /// Subscriber sets up to this size are a plain vector (most filters have one
 /// subscriber); beyond it they become a hash map.
@@ -423,7 +434,11 @@ impl<K: Clone + Eq + Hash, V: Clone> SubTrie<K, V> {
 
     /// All subscriptions matching `topic` (a valid, non-empty topic name).
     pub fn match_topic(&self, topic: &str) -> Arc<Matches<K, V>> {
-        let Some(cache) = &self.cache else {
+        let Some(cache) = self
+            .cache
+            .as_ref()
+            .filter(|_| topic.len() <= MAX_CACHED_TOPIC_LEN)
+        else {
             return Arc::new(self.collect(topic));
         };
         {
@@ -438,7 +453,9 @@ impl<K: Clone + Eq + Hash, V: Clone> SubTrie<K, V> {
         // trie cannot change meanwhile (we hold `&self`).
         let found = Arc::new(self.collect(topic));
         let mut cache = cache.lock();
-        if cache.generation == self.generation {
+        let entries =
+            found.normal.len() + found.shared.iter().map(|s| s.members.len()).sum::<usize>();
+        if cache.generation == self.generation && entries <= MAX_CACHED_ENTRIES {
             cache.make_room();
             cache.map.insert(topic.into(), Arc::clone(&found));
         }

@@ -256,6 +256,21 @@ both! {
         assert_eq!(t.cache_len(), 0);
     };
 
+    cache_skips_long_topics_and_big_results => |new| {
+        let mut t = new();
+        for k in 0..(MAX_CACHED_ENTRIES as u32 + 1) {
+            t.insert("big/+", None, k, 0);
+        }
+        t.insert("#", None, 1000, 0);
+        assert_eq!(normal(&t, "big/x").len(), MAX_CACHED_ENTRIES + 2);
+        assert_eq!(t.cache_len(), 0);
+        let long = "a".repeat(MAX_CACHED_TOPIC_LEN + 1);
+        assert_eq!(normal(&t, &long), [1000]);
+        assert_eq!(t.cache_len(), 0);
+        assert_eq!(normal(&t, "small"), [1000]);
+        assert_eq!(t.cache_len(), usize::from(t.cache.is_some()));
+    };
+
     shared_groups => |new| {
         let mut t = new();
         t.insert("a/+", Some("g"), 1, 0);
