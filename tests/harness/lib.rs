@@ -1,1 +1,15 @@
-//! harness
+//! Test harness: start the real `aerie` binary on free loopback ports with a
+//! fresh data dir, and talk to it with real clients (rumqttc) or, for protocol
+//! edge cases, raw packets encoded by hand.
+
+pub mod raw;
+pub mod server;
+pub mod v5client;
+
+pub use raw::RawClient;
+pub use server::Server;
+
+use std::time::Duration;
+
+/// Long enough for a loaded 2-core box, short enough that a hang fails fast.
+pub const WAIT: Duration = Duration::from_secs(5);

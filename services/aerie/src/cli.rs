@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "aerie", version, about = "Aerie: a multi-tenant MQTT 3.1.1 and 5.0 broker service")]
+#[command(
+    name = "aerie",
+    version,
+    about = "Aerie: a multi-tenant MQTT 3.1.1 and 5.0 broker service"
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, env = "AERIE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]

@@ -24,8 +24,12 @@ async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = crate::telemetry::init_metrics()?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create data dir {} (--data-dir)", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create data dir {} (--data-dir)",
+            args.data_dir.display()
+        )
+    })?;
 
     let core = CoreConfig {
         max_queued_messages: args.max_queued_messages,
@@ -68,10 +72,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(gateway.clone().serve_tls(mqtts, mqtts_acceptor));
         tracing::info!(addr = %wss.local_addr()?, path = %args.ws_path, "MQTT over secure WebSocket listening");
         let wss_app = aerie_gateway::ws::router(gateway.clone(), &args.ws_path, Transport::Wss);
-        tokio::spawn(aerie_gateway::tls::serve_https(wss, wss_acceptor, wss_app, shutdown.clone()));
+        tokio::spawn(aerie_gateway::tls::serve_https(
+            wss,
+            wss_acceptor,
+            wss_app,
+            shutdown.clone(),
+        ));
     }
     tracing::info!(addr = %http.local_addr()?, "HTTP listening (/healthz, /metrics)");
-    tokio::spawn(serve_http(http, crate::http::router(metrics), shutdown.clone()));
+    tokio::spawn(serve_http(
+        http,
+        crate::http::router(metrics),
+        shutdown.clone(),
+    ));
     if args.allow_anonymous {
         tracing::warn!("anonymous clients are allowed (--allow-anonymous): for development only");
     }
@@ -82,7 +95,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve_http(listener: TcpListener, app: axum::Router, shutdown: tokio_util::sync::CancellationToken) {
+async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;

@@ -48,7 +48,11 @@ impl Broker {
         tenants
             .entry(Arc::from(id))
             .or_insert_with(|| {
-                Arc::new(Tenant::new(Arc::from(id), self.inner.config.clone(), self.inner.session_ids.clone()))
+                Arc::new(Tenant::new(
+                    Arc::from(id),
+                    self.inner.config.clone(),
+                    self.inner.session_ids.clone(),
+                ))
             })
             .clone()
     }

@@ -107,7 +107,10 @@ mod tests {
         let mut r = RetainedStore::default();
         assert_eq!(r.apply(&msg("a/b", b"1")), RetainChange::Set);
         assert_eq!(r.apply(&msg("a/b", b"2")), RetainChange::Replaced);
-        assert_eq!(r.matching("a/#", Instant::now())[0].payload, Bytes::from_static(b"2"));
+        assert_eq!(
+            r.matching("a/#", Instant::now())[0].payload,
+            Bytes::from_static(b"2")
+        );
         assert_eq!(r.apply(&msg("a/b", b"")), RetainChange::Deleted);
         assert_eq!(r.apply(&msg("a/b", b"")), RetainChange::Unchanged);
         assert!(r.is_empty());

@@ -109,7 +109,10 @@ impl Session {
         Session {
             id,
             client_id,
-            state: Mutex::new(SessionState { expiry_interval, ..SessionState::default() }),
+            state: Mutex::new(SessionState {
+                expiry_interval,
+                ..SessionState::default()
+            }),
             wake: Notify::new(),
             detached: Notify::new(),
         }
@@ -120,7 +123,10 @@ impl Session {
         let mut state = self.state.lock();
         let result = if state.ended {
             Err(DropReason::SessionEnded)
-        } else if state.owner.is_none() && delivery.qos == QoS::AtMostOnce && !config.queue_qos0_offline {
+        } else if state.owner.is_none()
+            && delivery.qos == QoS::AtMostOnce
+            && !config.queue_qos0_offline
+        {
             Err(DropReason::OfflineQos0)
         } else if state.queue.len() >= config.max_queued_messages
             || state.queued_bytes + delivery.message.weight() > config.max_queued_bytes
@@ -184,7 +190,12 @@ impl Session {
     }
 
     pub fn subscriptions(&self) -> Vec<(Arc<str>, SubscriptionSpec)> {
-        self.state.lock().subscriptions.iter().map(|(f, s)| (f.clone(), *s)).collect()
+        self.state
+            .lock()
+            .subscriptions
+            .iter()
+            .map(|(f, s)| (f.clone(), *s))
+            .collect()
     }
 
     pub fn expiry_interval(&self) -> u32 {
@@ -252,7 +263,10 @@ mod tests {
     fn offline_qos0_is_dropped_by_default_and_qos1_is_queued() {
         let s = Session::new(1, "c".into(), 60);
         let cfg = CoreConfig::default();
-        assert_eq!(s.enqueue(delivery(QoS::AtMostOnce), &cfg), Err(DropReason::OfflineQos0));
+        assert_eq!(
+            s.enqueue(delivery(QoS::AtMostOnce), &cfg),
+            Err(DropReason::OfflineQos0)
+        );
         assert_eq!(s.enqueue(delivery(QoS::AtLeastOnce), &cfg), Ok(()));
         assert_eq!(s.queued(), 1);
     }
@@ -260,10 +274,16 @@ mod tests {
     #[test]
     fn queue_limit_drops_new_messages() {
         let s = Session::new(1, "c".into(), 60);
-        let cfg = CoreConfig { max_queued_messages: 2, ..CoreConfig::default() };
+        let cfg = CoreConfig {
+            max_queued_messages: 2,
+            ..CoreConfig::default()
+        };
         assert!(s.enqueue(delivery(QoS::AtLeastOnce), &cfg).is_ok());
         assert!(s.enqueue(delivery(QoS::AtLeastOnce), &cfg).is_ok());
-        assert_eq!(s.enqueue(delivery(QoS::AtLeastOnce), &cfg), Err(DropReason::QueueFull));
+        assert_eq!(
+            s.enqueue(delivery(QoS::AtLeastOnce), &cfg),
+            Err(DropReason::QueueFull)
+        );
     }
 
     #[test]
@@ -271,7 +291,13 @@ mod tests {
         let s = Session::new(1, "c".into(), 60);
         s.state.lock().owner = Some(7);
         let cfg = CoreConfig::default();
-        for q in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::AtMostOnce, QoS::ExactlyOnce, QoS::AtMostOnce] {
+        for q in [
+            QoS::AtMostOnce,
+            QoS::AtLeastOnce,
+            QoS::AtMostOnce,
+            QoS::ExactlyOnce,
+            QoS::AtMostOnce,
+        ] {
             s.enqueue(delivery(q), &cfg).unwrap();
         }
         let mut out = Vec::new();
@@ -283,7 +309,10 @@ mod tests {
 
     #[test]
     fn packet_ids_skip_zero_and_ids_in_flight() {
-        let mut f = FlightState { next_packet_id: u16::MAX - 1, ..Default::default() };
+        let mut f = FlightState {
+            next_packet_id: u16::MAX - 1,
+            ..Default::default()
+        };
         f.outbound.push_back((1, OutFlight::Released));
         assert_eq!(f.allocate_packet_id(), u16::MAX);
         assert_eq!(f.allocate_packet_id(), 2);

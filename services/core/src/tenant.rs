@@ -50,7 +50,11 @@ pub struct Subscribed {
 }
 
 impl Tenant {
-    pub(crate) fn new(id: Arc<str>, config: Arc<CoreConfig>, session_ids: Arc<AtomicU64>) -> Tenant {
+    pub(crate) fn new(
+        id: Arc<str>,
+        config: Arc<CoreConfig>,
+        session_ids: Arc<AtomicU64>,
+    ) -> Tenant {
         Tenant {
             id,
             config,
@@ -110,8 +114,15 @@ impl Tenant {
         }
 
         for shared in &matches.shared {
-            let group = Arc::new(SharedGroup { group: shared.group.clone(), filter: shared.filter.clone() });
-            let members: Vec<_> = shared.members.iter().map(|(s, spec)| (s.0.clone(), *spec)).collect();
+            let group = Arc::new(SharedGroup {
+                group: shared.group.clone(),
+                filter: shared.filter.clone(),
+            });
+            let members: Vec<_> = shared
+                .members
+                .iter()
+                .map(|(s, spec)| (s.0.clone(), *spec))
+                .collect();
             if self.deliver_shared(&message, &group, &members, None) {
                 delivered += 1;
             }
@@ -128,8 +139,10 @@ impl Tenant {
         members: &[(Arc<Session>, SubscriptionSpec)],
         exclude: Option<u64>,
     ) -> bool {
-        let candidates: SmallVec<[&(Arc<Session>, SubscriptionSpec); 8]> =
-            members.iter().filter(|(s, _)| Some(s.id) != exclude).collect();
+        let candidates: SmallVec<[&(Arc<Session>, SubscriptionSpec); 8]> = members
+            .iter()
+            .filter(|(s, _)| Some(s.id) != exclude)
+            .collect();
         if candidates.is_empty() {
             return false;
         }
@@ -154,13 +167,20 @@ impl Tenant {
     /// the same shared subscription.
     fn redispatch_shared(&self, from: u64, deliveries: Vec<Delivery>) {
         for d in deliveries {
-            let Some(group) = d.shared.clone() else { continue };
+            let Some(group) = d.shared.clone() else {
+                continue;
+            };
             let matches = self.subs.read().match_topic(&d.message.topic);
             let members = matches
                 .shared
                 .iter()
                 .find(|s| s.group == group.group && s.filter == group.filter)
-                .map(|s| s.members.iter().map(|(s, spec)| (s.0.clone(), *spec)).collect::<Vec<_>>())
+                .map(|s| {
+                    s.members
+                        .iter()
+                        .map(|(s, spec)| (s.0.clone(), *spec))
+                        .collect::<Vec<_>>()
+                })
                 .unwrap_or_default();
             if !self.deliver_shared(&d.message, &group, &members, Some(from)) {
                 m::count_drop(m::DropReason::SessionEnded, 1);
@@ -199,8 +219,16 @@ impl Tenant {
             // MQTT 5 §3.8.3.1: No Local on a shared subscription is a protocol error.
             return Err(ReasonCode::PROTOCOL_ERROR);
         }
-        let existed = self.subs.write().insert(inner, group, SessionRef(session.clone()), spec).is_some();
-        session.state.lock().subscriptions.insert(Arc::from(filter), spec);
+        let existed = self
+            .subs
+            .write()
+            .insert(inner, group, SessionRef(session.clone()), spec)
+            .is_some();
+        session
+            .state
+            .lock()
+            .subscriptions
+            .insert(Arc::from(filter), spec);
 
         let send_retained = group.is_none()
             && match spec.options.retain_handling {
@@ -233,7 +261,9 @@ impl Tenant {
         let removed = session.state.lock().subscriptions.remove(filter).is_some();
         if removed {
             let (inner, group) = split_shared(filter);
-            self.subs.write().remove(inner, group, &SessionRef(session.clone()));
+            self.subs
+                .write()
+                .remove(inner, group, &SessionRef(session.clone()));
         }
         removed
     }
@@ -312,7 +342,11 @@ impl Tenant {
             state.expiry_interval = expiry_interval;
             let flight = std::mem::take(&mut state.flight);
             drop(state);
-            return Ok(Attachment { session, session_present, flight });
+            return Ok(Attachment {
+                session,
+                session_present,
+                flight,
+            });
         }
     }
 
@@ -421,7 +455,9 @@ impl Tenant {
             payload: will.payload,
             qos: will.qos,
             retain: will.retain,
-            expires_at: p.message_expiry_interval.map(|s| now + Duration::from_secs(u64::from(s))),
+            expires_at: p
+                .message_expiry_interval
+                .map(|s| now + Duration::from_secs(u64::from(s))),
             properties: aerie_proto::PublishProperties {
                 payload_format_indicator: p.payload_format_indicator,
                 message_expiry_interval: None,
@@ -442,7 +478,10 @@ impl Tenant {
     /// client id) and ends it.
     fn remove_session(&self, session: &Arc<Session>) {
         let mut sessions = self.sessions.lock();
-        if sessions.get(&session.client_id).is_some_and(|s| Arc::ptr_eq(s, session)) {
+        if sessions
+            .get(&session.client_id)
+            .is_some_and(|s| Arc::ptr_eq(s, session))
+        {
             sessions.remove(&session.client_id);
         }
         drop(sessions);
@@ -467,12 +506,10 @@ impl Tenant {
             m::count_drop(m::DropReason::SessionEnded, dropped as u64);
         }
         let key = SessionRef(session.clone());
-        self.subs
-            .write()
-            .remove_batch(filters.iter().map(|f| {
-                let (inner, group) = split_shared(f);
-                (inner, group, key.clone())
-            }));
+        self.subs.write().remove_batch(filters.iter().map(|f| {
+            let (inner, group) = split_shared(f);
+            (inner, group, key.clone())
+        }));
         metrics::gauge!(m::SESSIONS).decrement(1.0);
     }
 

@@ -27,7 +27,11 @@ impl Gateway {
     pub fn new(broker: Broker, config: GatewayConfig) -> Gateway {
         let permits = Arc::new(Semaphore::new(config.max_connections));
         Gateway {
-            ctx: ConnContext { broker, config: Arc::new(config), shutdown: CancellationToken::new() },
+            ctx: ConnContext {
+                broker,
+                config: Arc::new(config),
+                shutdown: CancellationToken::new(),
+            },
             permits,
             tracker: TaskTracker::new(),
         }
@@ -92,7 +96,9 @@ impl Gateway {
                     self.tracker.spawn(async move {
                         match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
                             Ok(Ok(stream)) => gw.spawn_connection(stream, Transport::Tls),
-                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
                             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }
                     });

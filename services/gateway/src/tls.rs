@@ -18,7 +18,8 @@ pub fn acceptor(cert: &Path, key: &Path, alpn: &[&[u8]]) -> anyhow::Result<TlsAc
     if certs.is_empty() {
         anyhow::bail!("no certificate found in {}", cert.display());
     }
-    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading TLS key {}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading TLS key {}", key.display()))?;
     let mut config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key)
@@ -31,11 +32,17 @@ pub fn acceptor(cert: &Path, key: &Path, alpn: &[&[u8]]) -> anyhow::Result<TlsAc
 /// in their own tasks so a slow client does not hold up the others.
 pub struct TlsListener {
     local_addr: std::net::SocketAddr,
-    accepted: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::net::SocketAddr)>,
+    accepted: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        std::net::SocketAddr,
+    )>,
 }
 
 impl TlsListener {
-    pub fn new(listener: tokio::net::TcpListener, acceptor: TlsAcceptor) -> std::io::Result<TlsListener> {
+    pub fn new(
+        listener: tokio::net::TcpListener,
+        acceptor: TlsAcceptor,
+    ) -> std::io::Result<TlsListener> {
         let local_addr = listener.local_addr()?;
         let (tx, accepted) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
@@ -54,14 +61,20 @@ impl TlsListener {
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(socket));
+                    let handshake = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(socket),
+                    );
                     if let Ok(Ok(stream)) = handshake.await {
                         let _ = tx.send((stream, peer)).await;
                     }
                 });
             }
         });
-        Ok(TlsListener { local_addr, accepted })
+        Ok(TlsListener {
+            local_addr,
+            accepted,
+        })
     }
 }
 
@@ -96,7 +109,9 @@ pub async fn serve_https(
             return;
         }
     };
-    let result = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
     if let Err(e) = result {
         tracing::error!(error = %e, "WSS server failed");
     }

@@ -28,10 +28,16 @@ struct WsState {
 
 /// The router serving MQTT over WebSocket at `path`.
 pub fn router(gateway: Gateway, path: &str, transport: Transport) -> Router {
-    Router::new().route(path, get(upgrade)).with_state(WsState { gateway, transport })
+    Router::new()
+        .route(path, get(upgrade))
+        .with_state(WsState { gateway, transport })
 }
 
-async fn upgrade(State(state): State<WsState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(
+    State(state): State<WsState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
     // axum completes an upgrade even when no offered subprotocol matched, so
     // refuse here: a client that offers only others does not speak MQTT.
     let offered: Vec<String> = headers
@@ -42,7 +48,11 @@ async fn upgrade(State(state): State<WsState>, headers: HeaderMap, ws: WebSocket
         .filter(|p| !p.is_empty())
         .collect();
     if !offered.is_empty() && !offered.iter().any(|p| SUBPROTOCOLS.contains(&p.as_str())) {
-        return (StatusCode::BAD_REQUEST, "MQTT over WebSocket needs the subprotocol \"mqtt\"\n").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "MQTT over WebSocket needs the subprotocol \"mqtt\"\n",
+        )
+            .into_response();
     }
     ws.protocols(SUBPROTOCOLS)
         .on_upgrade(move |socket| async move { bridge(socket, state.gateway, state.transport) })
@@ -56,7 +66,10 @@ fn bridge(socket: WebSocket, gateway: Gateway, transport: Transport) {
         .filter_map(|m| {
             std::future::ready(match m {
                 Ok(Message::Binary(b)) => Some(Ok(b)),
-                Ok(Message::Text(_)) => Some(Err(io::Error::new(io::ErrorKind::InvalidData, "text frame"))),
+                Ok(Message::Text(_)) => Some(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "text frame",
+                ))),
                 Ok(_) => None,
                 Err(e) => Some(Err(io::Error::other(e))),
             })

@@ -64,14 +64,21 @@ pub struct SharedFilter<'a> {
 /// or holds `+`, `#` or `/`, or the filter part is missing or invalid.
 pub fn parse_shared(filter: &str) -> Result<Option<SharedFilter<'_>>, TopicError> {
     let Some(rest) = filter.strip_prefix("$share/") else {
-        return if filter == "$share" { Err(TopicError::MalformedShare) } else { Ok(None) };
+        return if filter == "$share" {
+            Err(TopicError::MalformedShare)
+        } else {
+            Ok(None)
+        };
     };
     let (group, inner) = rest.split_once('/').ok_or(TopicError::MalformedShare)?;
     if group.is_empty() || group.contains(['+', '#']) || inner.is_empty() {
         return Err(TopicError::MalformedShare);
     }
     validate_topic_filter(inner).map_err(|_| TopicError::MalformedShare)?;
-    Ok(Some(SharedFilter { group, filter: inner }))
+    Ok(Some(SharedFilter {
+        group,
+        filter: inner,
+    }))
 }
 
 /// Does `filter` (already valid, not `$share`) match `topic` (a valid name)?
@@ -124,9 +131,20 @@ mod tests {
         assert_eq!(parse_shared("a/b"), Ok(None));
         assert_eq!(
             parse_shared("$share/g/a/#"),
-            Ok(Some(SharedFilter { group: "g", filter: "a/#" }))
+            Ok(Some(SharedFilter {
+                group: "g",
+                filter: "a/#"
+            }))
         );
-        for bad in ["$share", "$share/", "$share/g", "$share/g/", "$share//a", "$share/+/a", "$share/g/a#"] {
+        for bad in [
+            "$share",
+            "$share/",
+            "$share/g",
+            "$share/g/",
+            "$share//a",
+            "$share/+/a",
+            "$share/g/a#",
+        ] {
             assert_eq!(parse_shared(bad), Err(TopicError::MalformedShare), "{bad}");
         }
     }

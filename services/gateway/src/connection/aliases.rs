@@ -23,7 +23,9 @@ impl InboundAliases {
             None if topic.is_empty() => Err(ReasonCode::PROTOCOL_ERROR),
             None => Ok(topic.clone()),
             Some(a) if a == 0 || a > maximum => Err(ReasonCode::TOPIC_ALIAS_INVALID),
-            Some(a) if topic.is_empty() => self.map.get(&a).cloned().ok_or(ReasonCode::PROTOCOL_ERROR),
+            Some(a) if topic.is_empty() => {
+                self.map.get(&a).cloned().ok_or(ReasonCode::PROTOCOL_ERROR)
+            }
             Some(a) => {
                 self.map.insert(a, topic.clone());
                 Ok(topic.clone())
@@ -52,7 +54,10 @@ pub(crate) enum AliasUse {
 
 impl OutboundAliases {
     pub fn new(maximum: u16) -> OutboundAliases {
-        OutboundAliases { map: HashMap::new(), maximum }
+        OutboundAliases {
+            map: HashMap::new(),
+            maximum,
+        }
     }
 
     pub fn lookup(&mut self, topic: &ByteString) -> AliasUse {
@@ -80,9 +85,18 @@ mod tests {
         let mut a = InboundAliases::default();
         assert_eq!(a.resolve(&"t/1".into(), Some(3), 10), Ok("t/1".into()));
         assert_eq!(a.resolve(&"".into(), Some(3), 10), Ok("t/1".into()));
-        assert_eq!(a.resolve(&"".into(), Some(4), 10), Err(ReasonCode::PROTOCOL_ERROR));
-        assert_eq!(a.resolve(&"x".into(), Some(11), 10), Err(ReasonCode::TOPIC_ALIAS_INVALID));
-        assert_eq!(a.resolve(&"x".into(), Some(0), 10), Err(ReasonCode::TOPIC_ALIAS_INVALID));
+        assert_eq!(
+            a.resolve(&"".into(), Some(4), 10),
+            Err(ReasonCode::PROTOCOL_ERROR)
+        );
+        assert_eq!(
+            a.resolve(&"x".into(), Some(11), 10),
+            Err(ReasonCode::TOPIC_ALIAS_INVALID)
+        );
+        assert_eq!(
+            a.resolve(&"x".into(), Some(0), 10),
+            Err(ReasonCode::TOPIC_ALIAS_INVALID)
+        );
     }
 
     #[test]

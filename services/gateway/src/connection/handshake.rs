@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use aerie_core::{Attachment, Broker, Tenant};
-use aerie_proto::{ByteString, ConnAck, ConnAckProperties, Connect, ProtocolVersion, ReasonCode, topic};
+use aerie_proto::{
+    ByteString, ConnAck, ConnAckProperties, Connect, ProtocolVersion, ReasonCode, topic,
+};
 
 use crate::config::GatewayConfig;
 
@@ -42,7 +44,9 @@ pub(crate) async fn accept(
         if topic::validate_topic_name(&will.topic).is_err() {
             return Err(Refused(ReasonCode::TOPIC_NAME_INVALID));
         }
-        if will.properties.payload_format_indicator == Some(1) && std::str::from_utf8(&will.payload).is_err() {
+        if will.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&will.payload).is_err()
+        {
             return Err(Refused(ReasonCode::PAYLOAD_FORMAT_INVALID));
         }
     }
@@ -86,7 +90,12 @@ pub(crate) async fn accept(
     }
 
     let attachment = tenant
-        .attach(&client_id, connect.clean_start, session_expiry, connection_id)
+        .attach(
+            &client_id,
+            connect.clean_start,
+            session_expiry,
+            connection_id,
+        )
         .await
         .map_err(Refused)?;
 

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use aerie_core::{Message, OutFlight, SubscriptionSpec, granted};
 use aerie_proto::{
-    AckProperties, Packet, PubResp, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
+    AckProperties, Packet, PubResp, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck,
+    Unsubscribe,
 };
 use tokio::time::Instant;
 
@@ -63,7 +64,11 @@ impl Conn {
     }
 
     fn send_ack(&mut self, kind: fn(PubResp) -> Packet, packet_id: u16, reason: ReasonCode) {
-        let _ = self.out.push(&kind(PubResp { packet_id, reason, properties: AckProperties::default() }));
+        let _ = self.out.push(&kind(PubResp {
+            packet_id,
+            reason,
+            properties: AckProperties::default(),
+        }));
     }
 
     fn on_publish(&mut self, p: Publish) -> Flow {
@@ -82,7 +87,9 @@ impl Conn {
             // `$`-topics belong to the server (MQTT 5 §4.7.2): clients may not publish there.
             return self.refuse_publish(&p, ReasonCode::TOPIC_NAME_INVALID);
         }
-        if p.properties.payload_format_indicator == Some(1) && std::str::from_utf8(&p.payload).is_err() {
+        if p.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&p.payload).is_err()
+        {
             return self.refuse_publish(&p, ReasonCode::PAYLOAD_FORMAT_INVALID);
         }
         let packet_id = p.packet_id.unwrap_or(0);
@@ -98,7 +105,10 @@ impl Conn {
         }
         let now = Instant::now();
         let mut properties = p.properties;
-        let expires_at = properties.message_expiry_interval.take().map(|s| now + Duration::from_secs(u64::from(s)));
+        let expires_at = properties
+            .message_expiry_interval
+            .take()
+            .map(|s| now + Duration::from_secs(u64::from(s)));
         properties.topic_alias = None;
         let message = Arc::new(Message {
             topic,
@@ -131,7 +141,11 @@ impl Conn {
     /// closing the connection where the protocol has no other way to say it.
     fn refuse_publish(&mut self, p: &Publish, reason: ReasonCode) -> Flow {
         if !self.version.is_v5() {
-            return Flow::Close(Close { disconnect: None, publish_will: true, why: "publish_refused" });
+            return Flow::Close(Close {
+                disconnect: None,
+                publish_will: true,
+                why: "publish_refused",
+            });
         }
         match p.qos {
             QoS::AtMostOnce => Close::by_server(reason, "publish_refused"),
@@ -161,16 +175,24 @@ impl Conn {
                     // The receiver refused it: the flow ends here (MQTT 5 §4.3.3).
                     return;
                 }
-                self.flight.outbound.push_back((rec.packet_id, OutFlight::Released));
+                self.flight
+                    .outbound
+                    .push_back((rec.packet_id, OutFlight::Released));
                 self.send_ack(Packet::PubRel, rec.packet_id, ReasonCode::SUCCESS);
             }
             Some(OutFlight::Released) => {
                 // A duplicate PUBREC: send PUBREL again.
-                self.flight.outbound.push_back((rec.packet_id, OutFlight::Released));
+                self.flight
+                    .outbound
+                    .push_back((rec.packet_id, OutFlight::Released));
                 self.send_ack(Packet::PubRel, rec.packet_id, ReasonCode::SUCCESS);
             }
             Some(other) => self.flight.outbound.push_front((rec.packet_id, other)),
-            None => self.send_ack(Packet::PubRel, rec.packet_id, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND),
+            None => self.send_ack(
+                Packet::PubRel,
+                rec.packet_id,
+                ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+            ),
         }
     }
 
@@ -180,7 +202,10 @@ impl Conn {
         let mut reasons = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
         for (filter, options) in &s.filters {
-            let spec = SubscriptionSpec { options: *options, id };
+            let spec = SubscriptionSpec {
+                options: *options,
+                id,
+            };
             match self.tenant.subscribe(&self.session, filter, spec) {
                 Ok(sub) => {
                     reasons.push(granted(options.qos));
@@ -189,7 +214,11 @@ impl Conn {
                 Err(ReasonCode::PROTOCOL_ERROR) => {
                     return Close::by_server(ReasonCode::PROTOCOL_ERROR, "no_local_on_shared");
                 }
-                Err(reason) => reasons.push(if v5 { reason } else { ReasonCode::UNSPECIFIED_ERROR }),
+                Err(reason) => reasons.push(if v5 {
+                    reason
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                }),
             }
         }
         let _ = self.out.push(&Packet::SubAck(SubAck {
@@ -237,6 +266,10 @@ impl Conn {
             self.session_expiry = expiry.min(self.tenant.config().max_session_expiry);
         }
         let publish_will = d.reason == ReasonCode::DISCONNECT_WITH_WILL;
-        Flow::Close(Close { disconnect: None, publish_will, why: "client_disconnect" })
+        Flow::Close(Close {
+            disconnect: None,
+            publish_will,
+            why: "client_disconnect",
+        })
     }
 }

@@ -8,17 +8,15 @@
 mod aliases;
 mod handshake;
 mod inbound;
-mod outbox;
 mod outbound;
+mod outbox;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aerie_core::metrics as m;
 use aerie_core::{Broker, FlightState, Session, Tenant};
-use aerie_proto::{
-    ConnAck, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode, Will,
-};
+use aerie_proto::{ConnAck, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode, Will};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -75,7 +73,11 @@ pub(crate) struct Close {
 
 impl Close {
     pub fn by_server(reason: ReasonCode, why: &'static str) -> Flow {
-        Flow::Close(Close { disconnect: Some(reason), publish_will: true, why })
+        Flow::Close(Close {
+            disconnect: Some(reason),
+            publish_will: true,
+            why,
+        })
     }
 }
 
@@ -146,7 +148,10 @@ async fn read_connect<R: AsyncRead + Unpin>(
         match aerie_proto::decode(inbuf, ProtocolVersion::V5, max_packet_size) {
             Ok(Some(Packet::Connect(c))) => return Ok(Ok(c)),
             Ok(Some(other)) => {
-                return Err(std::io::Error::other(format!("first packet was {} not CONNECT", other.name())));
+                return Err(std::io::Error::other(format!(
+                    "first packet was {} not CONNECT",
+                    other.name()
+                )));
             }
             Ok(None) => {
                 if read_more(rd, inbuf).await? == 0 {
@@ -161,14 +166,24 @@ async fn read_connect<R: AsyncRead + Unpin>(
 /// The protocol level a (possibly broken) CONNECT claims, to answer in kind.
 fn sniff_connect_version(buf: &[u8]) -> ProtocolVersion {
     // Fixed header (1 byte + 1..4 length bytes), then 00 04 "MQTT" level.
-    let len_bytes = buf.iter().skip(1).take(4).position(|b| b & 0x80 == 0).map_or(1, |p| p + 1);
+    let len_bytes = buf
+        .iter()
+        .skip(1)
+        .take(4)
+        .position(|b| b & 0x80 == 0)
+        .map_or(1, |p| p + 1);
     match buf.get(1 + len_bytes + 6) {
         Some(5) => ProtocolVersion::V5,
         _ => ProtocolVersion::V311,
     }
 }
 
-async fn serve<R, W>(rd: &mut R, wr: &mut W, inbuf: &mut BytesMut, ctx: &ConnContext) -> std::io::Result<()>
+async fn serve<R, W>(
+    rd: &mut R,
+    wr: &mut W,
+    inbuf: &mut BytesMut,
+    ctx: &ConnContext,
+) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -193,7 +208,10 @@ where
                 }
                 e => e.reason_code(),
             };
-            let _ = out.push(&Packet::ConnAck(ConnAck { reason, ..ConnAck::default() }));
+            let _ = out.push(&Packet::ConnAck(ConnAck {
+                reason,
+                ..ConnAck::default()
+            }));
             return flush(wr, &mut out).await;
         }
     };
@@ -203,9 +221,13 @@ where
     let accepted = match handshake::accept(&connect, &ctx.broker, config, id).await {
         Ok(a) => a,
         Err(handshake::Refused(reason)) => {
-            metrics::counter!(m::CONNECT_REFUSED_TOTAL, "reason" => format!("0x{:02X}", reason.0)).increment(1);
+            metrics::counter!(m::CONNECT_REFUSED_TOTAL, "reason" => format!("0x{:02X}", reason.0))
+                .increment(1);
             let mut out = Outbox::new(version);
-            let _ = out.push(&Packet::ConnAck(ConnAck { reason, ..ConnAck::default() }));
+            let _ = out.push(&Packet::ConnAck(ConnAck {
+                reason,
+                ..ConnAck::default()
+            }));
             return flush(wr, &mut out).await;
         }
     };
@@ -232,23 +254,42 @@ where
 
     conn.resend_inflight();
     conn.pump();
-    let keep_alive = (accepted.keep_alive > 0).then(|| Duration::from_millis(u64::from(accepted.keep_alive) * 1500));
-    let close = conn.run_loop(rd, wr, inbuf, keep_alive, &ctx.shutdown).await;
+    let keep_alive = (accepted.keep_alive > 0)
+        .then(|| Duration::from_millis(u64::from(accepted.keep_alive) * 1500));
+    let close = conn
+        .run_loop(rd, wr, inbuf, keep_alive, &ctx.shutdown)
+        .await;
     let close = match close {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(error = %e, "connection I/O failed");
-            Close { disconnect: None, publish_will: true, why: "io_error" }
+            Close {
+                disconnect: None,
+                publish_will: true,
+                why: "io_error",
+            }
         }
     };
     metrics::counter!(m::DISCONNECTS_TOTAL, "why" => close.why).increment(1);
     if let (Some(reason), true) = (close.disconnect, version.is_v5()) {
-        let _ = conn.out.push(&Packet::Disconnect(Disconnect { reason, ..Disconnect::default() }));
+        let _ = conn.out.push(&Packet::Disconnect(Disconnect {
+            reason,
+            ..Disconnect::default()
+        }));
     }
     let _ = flush(wr, &mut conn.out).await;
-    let will = if close.publish_will { conn.will.take() } else { None };
+    let will = if close.publish_will {
+        conn.will.take()
+    } else {
+        None
+    };
     conn.session.set_expiry_interval(conn.session_expiry);
-    conn.tenant.detach(&conn.session, conn.id, std::mem::take(&mut conn.flight), will);
+    conn.tenant.detach(
+        &conn.session,
+        conn.id,
+        std::mem::take(&mut conn.flight),
+        will,
+    );
     Ok(())
 }
 
@@ -305,7 +346,8 @@ impl Conn {
         loop {
             match aerie_proto::decode(inbuf, self.version, self.config.max_packet_size) {
                 Ok(Some(packet)) => {
-                    metrics::counter!(m::PACKETS_RECEIVED_TOTAL, "type" => packet.name()).increment(1);
+                    metrics::counter!(m::PACKETS_RECEIVED_TOTAL, "type" => packet.name())
+                        .increment(1);
                     if let Flow::Close(c) = self.handle(packet) {
                         return Flow::Close(c);
                     }

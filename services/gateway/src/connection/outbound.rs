@@ -13,7 +13,8 @@ impl Conn {
     /// Moves what the session has queued into the outbox, as far as the
     /// client's window allows.
     pub(super) fn pump(&mut self) {
-        let window = usize::from(self.client_receive_maximum).saturating_sub(self.flight.outbound.len());
+        let window =
+            usize::from(self.client_receive_maximum).saturating_sub(self.flight.outbound.len());
         let mut batch = std::mem::take(&mut self.deliveries);
         self.session.drain(window, &mut batch);
         let now = Instant::now();
@@ -25,8 +26,10 @@ impl Conn {
             let packet_id = (d.qos != QoS::AtMostOnce).then(|| self.flight.allocate_packet_id());
             if self.send_publish(&d, packet_id, false, now) {
                 metrics::counter!(m::MESSAGES_DELIVERED_TOTAL).increment(1);
-                metrics::histogram!(m::PUBLISH_TO_DELIVER_SECONDS)
-                    .record(now.saturating_duration_since(d.message.received_at).as_secs_f64());
+                metrics::histogram!(m::PUBLISH_TO_DELIVER_SECONDS).record(
+                    now.saturating_duration_since(d.message.received_at)
+                        .as_secs_f64(),
+                );
                 if let Some(id) = packet_id {
                     self.flight.outbound.push_back((id, OutFlight::Publish(d)));
                 }
@@ -50,13 +53,22 @@ impl Conn {
                     self.send_publish(&d, Some(id), true, now);
                 }
                 OutFlight::Released => {
-                    let _ = self.out.push(&Packet::PubRel(aerie_proto::PubResp { packet_id: id, ..Default::default() }));
+                    let _ = self.out.push(&Packet::PubRel(aerie_proto::PubResp {
+                        packet_id: id,
+                        ..Default::default()
+                    }));
                 }
             }
         }
     }
 
-    fn send_publish(&mut self, d: &Delivery, packet_id: Option<u16>, dup: bool, now: Instant) -> bool {
+    fn send_publish(
+        &mut self,
+        d: &Delivery,
+        packet_id: Option<u16>,
+        dup: bool,
+        now: Instant,
+    ) -> bool {
         let msg = &d.message;
         let mut topic = msg.topic.clone();
         let mut properties = PublishProperties::default();
@@ -65,7 +77,11 @@ impl Conn {
             properties.message_expiry_interval = msg.remaining_expiry(now);
             properties.subscription_identifiers = d.subscription_ids.to_vec();
             // A resend carries the full topic: the client's alias table was reset.
-            match if dup { AliasUse::None } else { self.outbound_aliases.lookup(&topic) } {
+            match if dup {
+                AliasUse::None
+            } else {
+                self.outbound_aliases.lookup(&topic)
+            } {
                 AliasUse::None => {}
                 AliasUse::Assign(a) => properties.topic_alias = Some(a),
                 AliasUse::Reuse(a) => {

@@ -15,7 +15,11 @@ pub(crate) struct Outbox {
 
 impl Outbox {
     pub fn new(version: ProtocolVersion) -> Outbox {
-        Outbox { version, buf: BytesMut::with_capacity(4096), max_packet_size: u32::MAX }
+        Outbox {
+            version,
+            buf: BytesMut::with_capacity(4096),
+            max_packet_size: u32::MAX,
+        }
     }
 
     /// Encodes `packet`. A packet over the client's maximum size is left out

@@ -1,0 +1,51 @@
+# Aerie — every entry point. `make run` and `make test` set up what they need.
+
+CARGO ?= cargo
+FUZZ_SECONDS ?= 60
+# Tests start real broker processes: keep parallelism within a 2-core box.
+TEST_THREADS ?= 4
+
+.PHONY: run build test unit e2e fuzz bench lint fmt deps clean
+
+## run: the whole service on embedded defaults (MQTT :1883, WS :8083/mqtt, HTTP :8080, data in ./data)
+run:
+	$(CARGO) run -p aerie -- serve --allow-anonymous
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+## test: every test — unit, property, codec differential, end-to-end with real clients
+test:
+	$(CARGO) build -p aerie
+	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
+
+unit:
+	$(CARGO) test --workspace --exclude aerie-e2e
+
+e2e:
+	$(CARGO) build -p aerie
+	$(CARGO) test -p aerie-e2e -- --test-threads=$(TEST_THREADS)
+
+## fuzz: the decoder fuzz target for FUZZ_SECONDS (installs cargo-fuzz if missing)
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --version 0.13.2 --locked
+	cd fuzz && $(CARGO) fuzz run -s none decode -- -max_total_time=$(FUZZ_SECONDS)
+
+## bench: the same load against Aerie and (if installed) Mosquitto, one table with ratios
+bench:
+	$(CARGO) build --release -p aerie
+	./target/release/aerie bench --compare-mosquitto
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## deps: optional tools for benchmarks and extra clients (Debian packages)
+deps:
+	apt-get update -qq && apt-get install -y -qq mosquitto mosquitto-clients
+
+clean:
+	$(CARGO) clean

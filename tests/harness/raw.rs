@@ -1,0 +1,204 @@
+//! A raw MQTT client over TCP: sends exactly the packets (or bytes) a test
+//! says and returns exactly what the broker sent, for protocol edge cases no
+//! well-behaved client library would produce.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aerie_proto::*;
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub struct RawClient {
+    stream: TcpStream,
+    buf: BytesMut,
+    pub version: ProtocolVersion,
+}
+
+/// A CONNECT with sensible defaults for tests to adjust.
+pub fn connect_packet(version: ProtocolVersion, client_id: &str, clean_start: bool) -> Connect {
+    Connect {
+        protocol: version,
+        clean_start,
+        keep_alive: 60,
+        client_id: client_id.into(),
+        will: None,
+        username: None,
+        password: None,
+        properties: ConnectProperties::default(),
+    }
+}
+
+impl RawClient {
+    pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> RawClient {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).unwrap();
+        RawClient {
+            stream,
+            buf: BytesMut::new(),
+            version,
+        }
+    }
+
+    /// Opens a connection, sends `connect`, and returns the client and CONNACK.
+    pub async fn connect_with(addr: SocketAddr, connect: Connect) -> (RawClient, ConnAck) {
+        let mut c = RawClient::open(addr, connect.protocol).await;
+        c.send(Packet::Connect(Box::new(connect))).await;
+        match c.recv().await {
+            Some(Packet::ConnAck(ack)) => (c, ack),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    /// Connects with defaults and asserts success.
+    pub async fn connect(
+        addr: SocketAddr,
+        version: ProtocolVersion,
+        client_id: &str,
+        clean: bool,
+    ) -> (RawClient, ConnAck) {
+        let (c, ack) =
+            RawClient::connect_with(addr, connect_packet(version, client_id, clean)).await;
+        assert_eq!(ack.reason, ReasonCode::SUCCESS, "CONNACK {ack:?}");
+        (c, ack)
+    }
+
+    pub async fn send(&mut self, packet: Packet) {
+        let mut out = BytesMut::new();
+        encode(&packet, self.version, &mut out).expect("encode");
+        self.stream.write_all(&out).await.expect("write");
+    }
+
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        // The broker may already have closed: a failed write is the test's business.
+        let _ = self.stream.write_all(bytes).await;
+    }
+
+    /// The next packet, or None when the broker closed the connection. Panics
+    /// after [`crate::WAIT`] of silence.
+    pub async fn recv(&mut self) -> Option<Packet> {
+        self.recv_within(crate::WAIT)
+            .await
+            .expect("no packet from the broker in time")
+    }
+
+    /// Ok(None): closed; Err: nothing within `wait`.
+    pub async fn recv_within(&mut self, wait: Duration) -> Result<Option<Packet>, ()> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(p) = decode(&mut self.buf, self.version, u32::MAX)
+                .expect("broker sent a malformed packet")
+            {
+                return Ok(Some(p));
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Err(_) => return Err(()),
+                Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Asserts nothing arrives within `wait`.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        if let Ok(p) = self.recv_within(wait).await {
+            panic!("expected silence, got {p:?}");
+        }
+    }
+
+    /// Reads until the connection closes; returns the DISCONNECT reason if one came.
+    pub async fn expect_closed(&mut self) -> Option<ReasonCode> {
+        let mut reason = None;
+        loop {
+            match self.recv().await {
+                None => return reason,
+                Some(Packet::Disconnect(d)) => reason = Some(d.reason),
+                Some(_) => {}
+            }
+        }
+    }
+
+    pub async fn subscribe(&mut self, packet_id: u16, filter: &str, qos: QoS) -> SubAck {
+        self.subscribe_with(
+            packet_id,
+            filter,
+            SubscriptionOptions {
+                qos,
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+    }
+
+    pub async fn subscribe_with(
+        &mut self,
+        packet_id: u16,
+        filter: &str,
+        options: SubscriptionOptions,
+        id: Option<u32>,
+    ) -> SubAck {
+        self.send(Packet::Subscribe(Subscribe {
+            packet_id,
+            filters: vec![(filter.into(), options)],
+            properties: SubscribeProperties {
+                subscription_identifier: id,
+                user_properties: vec![],
+            },
+        }))
+        .await;
+        loop {
+            match self.recv().await {
+                Some(Packet::SubAck(ack)) => return ack,
+                Some(Packet::Publish(_)) => continue,
+                other => panic!("expected SUBACK, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        packet_id: Option<u16>,
+    ) {
+        self.send(Packet::Publish(Publish {
+            dup: false,
+            qos,
+            retain,
+            topic: topic.into(),
+            packet_id,
+            payload: bytes::Bytes::copy_from_slice(payload),
+            properties: PublishProperties::default(),
+        }))
+        .await;
+    }
+
+    /// The next PUBLISH, skipping nothing else (panics on other packets).
+    pub async fn recv_publish(&mut self) -> Publish {
+        match self.recv().await {
+            Some(Packet::Publish(p)) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+
+    pub async fn ack(&mut self, p: &Publish) {
+        let packet_id = p.packet_id.expect("qos > 0");
+        let resp = PubResp {
+            packet_id,
+            ..Default::default()
+        };
+        match p.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.send(Packet::PubAck(resp)).await,
+            QoS::ExactlyOnce => self.send(Packet::PubRec(resp)).await,
+        }
+    }
+
+    pub async fn disconnect(mut self) {
+        self.send(Packet::Disconnect(Disconnect::default())).await;
+    }
+}

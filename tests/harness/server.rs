@@ -1,0 +1,178 @@
+//! Boots `aerie serve` as a child process.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `aerie serve`. Dropping it kills the process.
+pub struct Server {
+    child: Option<Child>,
+    pub mqtt: SocketAddr,
+    pub ws: SocketAddr,
+    pub http: SocketAddr,
+    pub mqtts: SocketAddr,
+    pub wss: SocketAddr,
+    pub data_dir: PathBuf,
+    extra_args: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// The binary under test: `AERIE_BIN`, or `target/debug/aerie` beside the test executable.
+pub fn aerie_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("AERIE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test> → target/debug/aerie
+    let dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
+    let bin = dir.join("aerie");
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build -p aerie` first (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+impl Server {
+    /// Starts the broker with anonymous access and the given extra flags.
+    pub fn start(extra: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut s = Server {
+            child: None,
+            mqtt: free_addr(),
+            ws: free_addr(),
+            http: free_addr(),
+            mqtts: free_addr(),
+            wss: free_addr(),
+            data_dir: tmp.path().join("data"),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            _tmp: Some(tmp),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(aerie_bin());
+        cmd.arg("serve")
+            .args(["--mqtt", &self.mqtt.to_string()])
+            .args(["--ws", &self.ws.to_string()])
+            .args(["--http", &self.http.to_string()])
+            .args(["--mqtts", &self.mqtts.to_string()])
+            .args(["--wss", &self.wss.to_string()])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--allow-anonymous")
+            .args(&self.extra_args)
+            .env(
+                "AERIE_LOG",
+                std::env::var("AERIE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null());
+        self.child = Some(cmd.spawn().expect("spawn aerie"));
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if std::net::TcpStream::connect(self.http).is_ok()
+                && std::net::TcpStream::connect(self.mqtt).is_ok()
+            {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("aerie exited during start-up: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "aerie did not start listening within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        c.wait().expect("wait")
+    }
+
+    /// Starts again on the same ports and data dir.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// GET a path on the HTTP listener; returns (status, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.http).expect("connect http");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let status = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = resp
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// The value of a Prometheus sample (summed over label sets matching `labels`).
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        let (_, body) = self.http_get("/metrics");
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                let key = l.split_whitespace().next().unwrap_or("");
+                (key == name || key.starts_with(&format!("{name}{{"))) && key.contains(labels)
+            })
+            .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
