@@ -36,7 +36,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_session_expiry: args.max_session_expiry,
         ..CoreConfig::default()
     };
-    let broker = Broker::new(core);
+    let store = aerie_store::FjallStore::open(&args.data_dir.join("store")).with_context(|| {
+        format!(
+            "cannot open the store in {} (--data-dir)",
+            args.data_dir.display()
+        )
+    })?;
+    let loaded = store.load()?;
+    let (sessions, retained) = (loaded.sessions.len(), loaded.retained.len());
+    let broker = Broker::with_store(core, store.clone());
+    broker.restore(loaded);
+    tracing::info!(sessions, retained, data_dir = %args.data_dir.display(), "store loaded");
     let gateway = Gateway::new(
         broker,
         GatewayConfig {
@@ -92,6 +102,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down");
     gateway.shutdown(Duration::from_secs(5)).await;
+    store.sync().await;
     Ok(())
 }
 

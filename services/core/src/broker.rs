@@ -8,6 +8,7 @@ use aerie_proto::ReasonCode;
 use parking_lot::RwLock;
 
 use crate::config::CoreConfig;
+use crate::store::{LoadedState, NullStore, Store};
 use crate::tenant::Tenant;
 
 /// A cheap, cloneable handle (mini-redis `Db` style).
@@ -21,16 +22,24 @@ struct Inner {
     tenants: RwLock<HashMap<Arc<str>, Arc<Tenant>>>,
     session_ids: Arc<AtomicU64>,
     connection_ids: AtomicU64,
+    store: Arc<dyn Store>,
 }
 
 impl Broker {
+    /// A broker that keeps nothing across restarts.
     pub fn new(config: CoreConfig) -> Broker {
+        Broker::with_store(config, Arc::new(NullStore::new()))
+    }
+
+    /// A broker whose persistent sessions and retained messages go to `store`.
+    pub fn with_store(config: CoreConfig, store: Arc<dyn Store>) -> Broker {
         Broker {
             inner: Arc::new(Inner {
                 config: Arc::new(config),
                 tenants: RwLock::new(HashMap::new()),
                 session_ids: Arc::new(AtomicU64::new(0)),
                 connection_ids: AtomicU64::new(0),
+                store,
             }),
         }
     }
@@ -52,9 +61,32 @@ impl Broker {
                     Arc::from(id),
                     self.inner.config.clone(),
                     self.inner.session_ids.clone(),
+                    self.inner.store.clone(),
                 ))
             })
             .clone()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Puts back what the store kept: sessions (detached, expiry clocks
+    /// running) and retained messages. Call before listeners start.
+    pub fn restore(&self, state: LoadedState) {
+        let max_id = state
+            .sessions
+            .iter()
+            .flat_map(|s| s.queue.iter().map(|(r, _)| r.message_id))
+            .max()
+            .unwrap_or(0);
+        crate::store::reserve_message_ids_above(max_id);
+        for (tenant, message) in state.retained {
+            self.tenant(&tenant).restore_retained(message);
+        }
+        for session in state.sessions {
+            self.tenant(&session.tenant).restore_session(session);
+        }
     }
 
     /// A process-unique id for a new connection.

@@ -12,6 +12,7 @@ pub mod message;
 pub mod metrics;
 pub mod retained;
 pub mod session;
+pub mod store;
 mod tenant;
 pub mod trie;
 
@@ -19,4 +20,5 @@ pub use broker::Broker;
 pub use config::CoreConfig;
 pub use message::{Delivery, Message, SharedGroup};
 pub use session::{FlightState, OutFlight, Session, SubscriptionSpec};
-pub use tenant::{Attachment, Subscribed, Tenant, granted};
+pub use store::{NullStore, Store, StoreOp, Ticket};
+pub use tenant::{Attachment, Published, Subscribed, Tenant, granted};

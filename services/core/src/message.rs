@@ -1,11 +1,13 @@
 //! A message as the core routes it, and a delivery as a session queues it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use aerie_proto::{ByteString, PublishProperties, QoS};
 use bytes::Bytes;
 use smallvec::SmallVec;
 use tokio::time::Instant;
+
+use crate::store::{Store, StoreOp};
 
 /// One published message, shared by every delivery of it: fan-out clones an
 /// `Arc`, never the payload.
@@ -25,9 +27,60 @@ pub struct Message {
     pub origin: u64,
     /// When the broker received it: the start of the publish-to-deliver latency.
     pub received_at: Instant,
+    /// Set once the message is written to the store for a persistent session.
+    pub persisted: Persisted,
+}
+
+/// The stored identity of a message: written once however many sessions
+/// queue it, deleted from the store when the last `Arc` to it is dropped.
+#[derive(Default)]
+pub struct Persisted(OnceLock<(u64, Arc<dyn Store>)>);
+
+impl Persisted {
+    pub fn id(&self) -> Option<u64> {
+        self.0.get().map(|(id, _)| *id)
+    }
+
+    /// Marks a message loaded from the store.
+    pub fn loaded(id: u64, store: Arc<dyn Store>) -> Persisted {
+        let p = Persisted::default();
+        let _ = p.0.set((id, store));
+        p
+    }
+}
+
+impl std::fmt::Debug for Persisted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Persisted({:?})", self.id())
+    }
+}
+
+impl Drop for Message {
+    fn drop(&mut self) {
+        if let Some((id, store)) = self.persisted.0.get() {
+            store.submit(StoreOp::DeleteMessage { id: *id });
+        }
+    }
 }
 
 impl Message {
+    /// Writes the message to the store unless it already is; returns its id.
+    pub(crate) fn persist(self: &Arc<Self>, store: &Arc<dyn Store>) -> u64 {
+        self.persisted
+            .0
+            .get_or_init(|| {
+                let id = crate::store::next_message_id();
+                // The write carries this Arc; it is dropped once written, so
+                // the Drop above cannot run before the put is queued.
+                store.submit(StoreOp::PutMessage {
+                    id,
+                    message: self.clone(),
+                });
+                (id, store.clone())
+            })
+            .0
+    }
+
     pub fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
     }
@@ -62,6 +115,8 @@ pub struct Delivery {
     /// The shared subscription it was routed through: if the member leaves
     /// before acknowledging, it goes to another member.
     pub shared: Option<Arc<SharedGroup>>,
+    /// Its position in the session's stored queue, when it is stored.
+    pub stored_seq: Option<u64>,
 }
 
 /// A shared subscription's identity: `$share/<group>/<filter>`.

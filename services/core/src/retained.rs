@@ -99,6 +99,7 @@ mod tests {
             expires_at: None,
             origin: 0,
             received_at: Instant::now(),
+            persisted: Default::default(),
         })
     }
 

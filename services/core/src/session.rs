@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use crate::config::CoreConfig;
 use crate::message::Delivery;
 use crate::metrics::{DropReason, count_drop};
+use crate::store::{QueuedRecord, SessionRecord, Store, StoreOp, Ticket};
 
 /// A subscription as the session remembers it (for resume and unsubscribe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,12 +92,15 @@ pub(crate) struct SessionState {
     pub flight: FlightState,
     pub pending_will: Option<PendingWill>,
     pub ended: bool,
+    /// The last stored queue position handed out.
+    pub next_seq: u64,
 }
 
-#[derive(Debug)]
 pub struct Session {
     pub id: u64,
+    pub tenant: Arc<str>,
     pub client_id: Arc<str>,
+    store: Arc<dyn Store>,
     pub(crate) state: Mutex<SessionState>,
     /// Wakes the attached connection: new deliveries, or a kick.
     pub(crate) wake: Notify,
@@ -104,11 +108,28 @@ pub struct Session {
     pub(crate) detached: Notify,
 }
 
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("client_id", &self.client_id)
+            .finish()
+    }
+}
+
 impl Session {
-    pub(crate) fn new(id: u64, client_id: Arc<str>, expiry_interval: u32) -> Session {
+    pub(crate) fn new(
+        id: u64,
+        tenant: Arc<str>,
+        client_id: Arc<str>,
+        expiry_interval: u32,
+        store: Arc<dyn Store>,
+    ) -> Session {
         Session {
             id,
+            tenant,
             client_id,
+            store,
             state: Mutex::new(SessionState {
                 expiry_interval,
                 ..SessionState::default()
@@ -119,7 +140,13 @@ impl Session {
     }
 
     /// Queues a delivery, or says why it was dropped (and counts the drop).
-    pub fn enqueue(&self, delivery: Delivery, config: &CoreConfig) -> Result<(), DropReason> {
+    /// A QoS 1/2 delivery to a persistent session is written to the store;
+    /// the ticket says when that write is durable (0: nothing written).
+    pub fn enqueue(
+        &self,
+        mut delivery: Delivery,
+        config: &CoreConfig,
+    ) -> Result<Ticket, DropReason> {
         let mut state = self.state.lock();
         let result = if state.ended {
             Err(DropReason::SessionEnded)
@@ -133,18 +160,111 @@ impl Session {
         {
             Err(DropReason::QueueFull)
         } else {
+            let mut ticket = 0;
+            if state.expiry_interval > 0
+                && delivery.qos != QoS::AtMostOnce
+                && self.store.is_persistent()
+            {
+                // Under the state lock, so it cannot interleave with the
+                // session's deletion.
+                state.next_seq += 1;
+                let seq = state.next_seq;
+                let message_id = delivery.message.persist(&self.store);
+                ticket = self.store.submit(StoreOp::PutQueued {
+                    tenant: self.tenant.clone(),
+                    client_id: self.client_id.clone(),
+                    record: QueuedRecord {
+                        seq,
+                        message_id,
+                        qos: delivery.qos,
+                        retain: delivery.retain,
+                        subscription_ids: delivery.subscription_ids.clone(),
+                    },
+                });
+                delivery.stored_seq = Some(seq);
+            }
             state.queued_bytes += delivery.message.weight();
             state.queue.push_back(delivery);
-            Ok(())
+            Ok(ticket)
         };
         let online = state.owner.is_some();
         drop(state);
         match result {
-            Ok(()) if online => self.wake.notify_one(),
-            Ok(()) => {}
+            Ok(_) if online => self.wake.notify_one(),
+            Ok(_) => {}
             Err(reason) => count_drop(reason, 1),
         }
         result
+    }
+
+    /// The client finished with a stored delivery: delete it from the store.
+    pub fn forget(&self, stored_seq: Option<u64>) {
+        if let Some(seq) = stored_seq {
+            self.store.submit(StoreOp::DeleteQueued {
+                tenant: self.tenant.clone(),
+                client_id: self.client_id.clone(),
+                seq,
+            });
+        }
+    }
+
+    /// Remembers an inbound QoS 2 packet id across restarts (persistent sessions).
+    pub fn store_inbound_qos2(&self, packet_id: u16, keep: bool) -> Ticket {
+        if self.state.lock().expiry_interval == 0 || !self.store.is_persistent() {
+            return 0;
+        }
+        let (tenant, client_id) = (self.tenant.clone(), self.client_id.clone());
+        self.store.submit(if keep {
+            StoreOp::PutInboundQos2 {
+                tenant,
+                client_id,
+                packet_id,
+            }
+        } else {
+            StoreOp::DeleteInboundQos2 {
+                tenant,
+                client_id,
+                packet_id,
+            }
+        })
+    }
+
+    /// Writes the session record (persistent sessions only).
+    pub(crate) fn persist_record(
+        &self,
+        state: &SessionState,
+        expires_at_ms: Option<u64>,
+    ) -> Ticket {
+        if state.expiry_interval == 0 || state.ended || !self.store.is_persistent() {
+            return 0;
+        }
+        self.store.submit(StoreOp::PutSession {
+            tenant: self.tenant.clone(),
+            client_id: self.client_id.clone(),
+            record: SessionRecord {
+                expiry_interval: state.expiry_interval,
+                expires_at_ms,
+                subscriptions: state
+                    .subscriptions
+                    .iter()
+                    .map(|(f, s)| (f.clone(), *s))
+                    .collect(),
+            },
+        })
+    }
+
+    /// Deletes everything stored for this session.
+    pub(crate) fn delete_stored(&self) {
+        if self.store.is_persistent() {
+            self.store.submit(StoreOp::DeleteSession {
+                tenant: self.tenant.clone(),
+                client_id: self.client_id.clone(),
+            });
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// Moves queued deliveries into `out`, in order: every QoS 0 one, and QoS
@@ -251,29 +371,41 @@ mod tests {
                 expires_at: None,
                 origin: 0,
                 received_at: Instant::now(),
+                persisted: Default::default(),
             }),
             qos,
             retain: false,
             subscription_ids: Default::default(),
             shared: None,
+            stored_seq: None,
         }
+    }
+
+    fn session() -> Session {
+        Session::new(
+            1,
+            "t".into(),
+            "c".into(),
+            60,
+            Arc::new(crate::store::NullStore::new()),
+        )
     }
 
     #[test]
     fn offline_qos0_is_dropped_by_default_and_qos1_is_queued() {
-        let s = Session::new(1, "c".into(), 60);
+        let s = session();
         let cfg = CoreConfig::default();
         assert_eq!(
             s.enqueue(delivery(QoS::AtMostOnce), &cfg),
             Err(DropReason::OfflineQos0)
         );
-        assert_eq!(s.enqueue(delivery(QoS::AtLeastOnce), &cfg), Ok(()));
+        assert_eq!(s.enqueue(delivery(QoS::AtLeastOnce), &cfg), Ok(0));
         assert_eq!(s.queued(), 1);
     }
 
     #[test]
     fn queue_limit_drops_new_messages() {
-        let s = Session::new(1, "c".into(), 60);
+        let s = session();
         let cfg = CoreConfig {
             max_queued_messages: 2,
             ..CoreConfig::default()
@@ -288,7 +420,7 @@ mod tests {
 
     #[test]
     fn drain_respects_window_and_keeps_order() {
-        let s = Session::new(1, "c".into(), 60);
+        let s = session();
         s.state.lock().owner = Some(7);
         let cfg = CoreConfig::default();
         for q in [

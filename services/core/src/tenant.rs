@@ -17,6 +17,7 @@ use crate::message::{Delivery, Message, SharedGroup};
 use crate::metrics as m;
 use crate::retained::{RetainChange, RetainedStore};
 use crate::session::{FlightState, OutFlight, PendingWill, Session, SessionRef, SubscriptionSpec};
+use crate::store::{LoadedSession, Store, StoreOp, Ticket, unix_ms_now};
 use crate::trie::SubTrie;
 
 pub struct Tenant {
@@ -28,6 +29,16 @@ pub struct Tenant {
     session_ids: Arc<AtomicU64>,
     /// Round-robin position for choosing a shared subscription's member.
     shared_cursor: AtomicUsize,
+    store: Arc<dyn Store>,
+}
+
+/// What routing one message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Sessions it was queued for.
+    pub routed: usize,
+    /// Acknowledge the publisher only once this ticket is durable.
+    pub ticket: Ticket,
 }
 
 /// A connection's hold on a session, from [`Tenant::attach`].
@@ -54,6 +65,7 @@ impl Tenant {
         id: Arc<str>,
         config: Arc<CoreConfig>,
         session_ids: Arc<AtomicU64>,
+        store: Arc<dyn Store>,
     ) -> Tenant {
         Tenant {
             id,
@@ -63,6 +75,7 @@ impl Tenant {
             sessions: Mutex::new(HashMap::new()),
             session_ids,
             shared_cursor: AtomicUsize::new(0),
+            store,
         }
     }
 
@@ -71,11 +84,12 @@ impl Tenant {
     }
 
     /// Routes a message to every matching subscription (and stores it when it
-    /// is retained). Returns the number of sessions it was queued for.
-    pub fn publish(&self, message: Arc<Message>) -> usize {
+    /// is retained).
+    pub fn publish(&self, message: Arc<Message>) -> Published {
         metrics::counter!(m::MESSAGES_PUBLISHED_TOTAL).increment(1);
+        let mut ticket = 0;
         if message.retain {
-            self.store_retained(&message);
+            ticket = self.store_retained(&message);
         }
         let matches = self.subs.read().match_topic(&message.topic);
         let mut delivered = 0;
@@ -99,6 +113,7 @@ impl Tenant {
                 retain: message.retain && first.options.retain_as_published,
                 subscription_ids: first.id.into_iter().collect(),
                 shared: None,
+                stored_seq: None,
             };
             i += 1;
             while i < normal.len() && normal[i].0.0.id == session.0.id {
@@ -108,8 +123,9 @@ impl Tenant {
                 delivery.subscription_ids.extend(spec.id);
                 i += 1;
             }
-            if session.0.enqueue(delivery, &self.config).is_ok() {
+            if let Ok(t) = session.0.enqueue(delivery, &self.config) {
                 delivered += 1;
+                ticket = ticket.max(t);
             }
         }
 
@@ -123,11 +139,15 @@ impl Tenant {
                 .iter()
                 .map(|(s, spec)| (s.0.clone(), *spec))
                 .collect();
-            if self.deliver_shared(&message, &group, &members, None) {
+            if let Some(t) = self.deliver_shared(&message, &group, &members, None) {
                 delivered += 1;
+                ticket = ticket.max(t);
             }
         }
-        delivered
+        Published {
+            routed: delivered,
+            ticket,
+        }
     }
 
     /// Queues `message` for one member of a shared subscription, preferring
@@ -138,13 +158,13 @@ impl Tenant {
         group: &Arc<SharedGroup>,
         members: &[(Arc<Session>, SubscriptionSpec)],
         exclude: Option<u64>,
-    ) -> bool {
+    ) -> Option<Ticket> {
         let candidates: SmallVec<[&(Arc<Session>, SubscriptionSpec); 8]> = members
             .iter()
             .filter(|(s, _)| Some(s.id) != exclude)
             .collect();
         if candidates.is_empty() {
-            return false;
+            return None;
         }
         let start = self.shared_cursor.fetch_add(1, Ordering::Relaxed);
         let online = |s: &Session| s.state.lock().owner.is_some();
@@ -159,14 +179,16 @@ impl Tenant {
             retain: message.retain && spec.options.retain_as_published,
             subscription_ids: spec.id.into_iter().collect(),
             shared: Some(group.clone()),
+            stored_seq: None,
         };
-        session.enqueue(delivery, &self.config).is_ok()
+        session.enqueue(delivery, &self.config).ok()
     }
 
     /// Sends deliveries a leaving member had not finished to another member of
     /// the same shared subscription.
-    fn redispatch_shared(&self, from: u64, deliveries: Vec<Delivery>) {
-        for d in deliveries {
+    fn redispatch_shared(&self, from: &Session, deliveries: Vec<Delivery>) {
+        for mut d in deliveries {
+            from.forget(d.stored_seq.take());
             let Some(group) = d.shared.clone() else {
                 continue;
             };
@@ -182,19 +204,37 @@ impl Tenant {
                         .collect::<Vec<_>>()
                 })
                 .unwrap_or_default();
-            if !self.deliver_shared(&d.message, &group, &members, Some(from)) {
+            if self
+                .deliver_shared(&d.message, &group, &members, Some(from.id))
+                .is_none()
+            {
                 m::count_drop(m::DropReason::SessionEnded, 1);
             }
         }
     }
 
-    fn store_retained(&self, message: &Arc<Message>) {
-        let change = self.retained.write().apply(message);
+    fn store_retained(&self, message: &Arc<Message>) -> Ticket {
+        let mut retained = self.retained.write();
+        let change = retained.apply(message);
+        // Submitted under the lock so the store sees changes in the same order.
+        let ticket = match change {
+            RetainChange::Unchanged => 0,
+            RetainChange::Deleted => self.store.submit(StoreOp::DeleteRetained {
+                tenant: self.id.clone(),
+                topic: message.topic.clone(),
+            }),
+            RetainChange::Set | RetainChange::Replaced => self.store.submit(StoreOp::PutRetained {
+                tenant: self.id.clone(),
+                message: message.clone(),
+            }),
+        };
+        drop(retained);
         match change {
             RetainChange::Set => metrics::gauge!(m::RETAINED_MESSAGES).increment(1.0),
             RetainChange::Deleted => metrics::gauge!(m::RETAINED_MESSAGES).decrement(1.0),
             RetainChange::Replaced | RetainChange::Unchanged => {}
         }
+        ticket
     }
 
     pub fn retained_count(&self) -> usize {
@@ -224,11 +264,11 @@ impl Tenant {
             .write()
             .insert(inner, group, SessionRef(session.clone()), spec)
             .is_some();
-        session
-            .state
-            .lock()
-            .subscriptions
-            .insert(Arc::from(filter), spec);
+        {
+            let mut state = session.state.lock();
+            state.subscriptions.insert(Arc::from(filter), spec);
+            session.persist_record(&state, None);
+        }
 
         let send_retained = group.is_none()
             && match spec.options.retain_handling {
@@ -247,6 +287,7 @@ impl Tenant {
                     retain: true,
                     subscription_ids: spec.id.into_iter().collect(),
                     shared: None,
+                    stored_seq: None,
                     message,
                 })
                 .collect()
@@ -258,7 +299,14 @@ impl Tenant {
 
     /// Removes a subscription; false when there was none.
     pub fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
-        let removed = session.state.lock().subscriptions.remove(filter).is_some();
+        let removed = {
+            let mut state = session.state.lock();
+            let removed = state.subscriptions.remove(filter).is_some();
+            if removed {
+                session.persist_record(&state, None);
+            }
+            removed
+        };
         if removed {
             let (inner, group) = split_shared(filter);
             self.subs
@@ -320,7 +368,13 @@ impl Tenant {
                 Some(s) => s,
                 None => {
                     let id = self.session_ids.fetch_add(1, Ordering::Relaxed) + 1;
-                    let s = Arc::new(Session::new(id, Arc::from(client_id), expiry_interval));
+                    let s = Arc::new(Session::new(
+                        id,
+                        self.id.clone(),
+                        Arc::from(client_id),
+                        expiry_interval,
+                        self.store.clone(),
+                    ));
                     let mut sessions = self.sessions.lock();
                     if sessions.contains_key(client_id) {
                         // Another connection for this id got in between: start over.
@@ -339,9 +393,15 @@ impl Tenant {
             state.generation += 1;
             state.kick = None;
             state.pending_will = None;
+            let was_persistent = state.expiry_interval > 0;
             state.expiry_interval = expiry_interval;
+            session.persist_record(&state, None);
             let flight = std::mem::take(&mut state.flight);
             drop(state);
+            if was_persistent && expiry_interval == 0 {
+                // Resumed as a session that ends at disconnect: nothing stays stored.
+                session.delete_stored();
+            }
             return Ok(Attachment {
                 session,
                 session_present,
@@ -389,9 +449,11 @@ impl Tenant {
         state.flight = flight;
         let expiry = state.expiry_interval;
         let generation = state.generation;
+        let expires_at_ms = (expiry != u32::MAX).then(|| unix_ms_now() + u64::from(expiry) * 1000);
+        session.persist_record(&state, expires_at_ms);
         drop(state);
         session.detached.notify_waiters();
-        self.redispatch_shared(session.id, orphans);
+        self.redispatch_shared(session, orphans);
 
         if expiry == 0 {
             self.remove_session(session);
@@ -400,6 +462,7 @@ impl Tenant {
             }
             return;
         }
+        self.schedule_expiry(session, generation, expiry);
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0);
             if delay == 0 {
@@ -415,6 +478,10 @@ impl Tenant {
                 });
             }
         }
+    }
+
+    /// Ends a detached session after `expiry` seconds unless it is attached again.
+    fn schedule_expiry(self: &Arc<Self>, session: &Arc<Session>, generation: u64, expiry: u32) {
         if expiry != u32::MAX {
             let tenant = self.clone();
             let s = session.clone();
@@ -470,6 +537,7 @@ impl Tenant {
             },
             origin,
             received_at: now,
+            persisted: Default::default(),
         };
         self.publish(Arc::new(message));
     }
@@ -502,6 +570,7 @@ impl Tenant {
         state.flight = FlightState::default();
         state.pending_will = None;
         drop(state);
+        session.delete_stored();
         if dropped > 0 {
             m::count_drop(m::DropReason::SessionEnded, dropped as u64);
         }
@@ -511,6 +580,64 @@ impl Tenant {
             (inner, group, key.clone())
         }));
         metrics::gauge!(m::SESSIONS).decrement(1.0);
+    }
+
+    /// Recreates a stored session, detached, with its subscriptions, queue
+    /// and inbound QoS 2 ids; its expiry clock continues from the record.
+    pub(crate) fn restore_session(self: &Arc<Self>, loaded: LoadedSession) {
+        let id = self.session_ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let expiry = loaded.record.expiry_interval;
+        let session = Arc::new(Session::new(
+            id,
+            self.id.clone(),
+            loaded.client_id.clone(),
+            expiry,
+            self.store.clone(),
+        ));
+        {
+            let mut state = session.state.lock();
+            let key = SessionRef(session.clone());
+            let mut subs = self.subs.write();
+            for (filter, spec) in &loaded.record.subscriptions {
+                let (inner, group) = split_shared(filter);
+                subs.insert(inner, group, key.clone(), *spec);
+                state.subscriptions.insert(filter.clone(), *spec);
+            }
+            drop(subs);
+            for (record, message) in loaded.queue {
+                state.next_seq = state.next_seq.max(record.seq);
+                state.queued_bytes += message.weight();
+                state.queue.push_back(Delivery {
+                    message,
+                    qos: record.qos,
+                    retain: record.retain,
+                    subscription_ids: record.subscription_ids,
+                    shared: None,
+                    stored_seq: Some(record.seq),
+                });
+            }
+            state.flight.inbound_qos2 = loaded.inbound_qos2.into_iter().collect();
+            state.generation = 1;
+        }
+        self.sessions
+            .lock()
+            .insert(loaded.client_id, session.clone());
+        metrics::gauge!(m::SESSIONS).increment(1.0);
+        let remaining = match (loaded.record.expires_at_ms, expiry) {
+            (_, u32::MAX) => u32::MAX,
+            // Attached when the process stopped: the clock starts now.
+            (None, e) => e,
+            (Some(at), _) => u32::try_from(at.saturating_sub(unix_ms_now()).div_ceil(1000))
+                .unwrap_or(u32::MAX - 1),
+        };
+        self.schedule_expiry(&session, 1, remaining);
+    }
+
+    /// Puts back a stored retained message.
+    pub(crate) fn restore_retained(&self, message: Arc<Message>) {
+        if self.retained.write().apply(&message) == RetainChange::Set {
+            metrics::gauge!(m::RETAINED_MESSAGES).increment(1.0);
+        }
     }
 
     pub fn session_count(&self) -> usize {

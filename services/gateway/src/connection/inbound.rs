@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aerie_core::{Message, OutFlight, SubscriptionSpec, granted};
+use aerie_core::{Message, OutFlight, SubscriptionSpec, Ticket, granted};
 use aerie_proto::{
     AckProperties, Packet, PubResp, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck,
     Unsubscribe,
@@ -25,12 +25,16 @@ impl Conn {
                 Flow::Continue
             }
             Packet::PubRel(rel) => {
-                let reason = if self.flight.inbound_qos2.remove(&rel.packet_id) {
-                    ReasonCode::SUCCESS
+                let (reason, ticket) = if self.flight.inbound_qos2.remove(&rel.packet_id) {
+                    // The id may be reused after PUBCOMP: its removal must be durable first.
+                    (
+                        ReasonCode::SUCCESS,
+                        self.session.store_inbound_qos2(rel.packet_id, false),
+                    )
                 } else {
-                    ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+                    (ReasonCode::PACKET_IDENTIFIER_NOT_FOUND, 0)
                 };
-                self.send_ack(Packet::PubComp, rel.packet_id, reason);
+                self.send_ack_after(ticket, Packet::PubComp, rel.packet_id, reason);
                 Flow::Continue
             }
             Packet::PubComp(comp) => {
@@ -64,11 +68,42 @@ impl Conn {
     }
 
     fn send_ack(&mut self, kind: fn(PubResp) -> Packet, packet_id: u16, reason: ReasonCode) {
-        let _ = self.out.push(&kind(PubResp {
+        self.send_ack_after(0, kind, packet_id, reason);
+    }
+
+    /// Sends an acknowledgement once `ticket` is durable (at once if it is),
+    /// never ahead of an earlier acknowledgement still waiting.
+    fn send_ack_after(
+        &mut self,
+        ticket: Ticket,
+        kind: fn(PubResp) -> Packet,
+        packet_id: u16,
+        reason: ReasonCode,
+    ) {
+        let packet = kind(PubResp {
             packet_id,
             reason,
             properties: AckProperties::default(),
-        }));
+        });
+        if self.held_acks.is_empty() && ticket <= *self.durable.borrow() {
+            let _ = self.out.push(&packet);
+        } else {
+            let ticket = self
+                .held_acks
+                .back()
+                .map_or(ticket, |(t, _)| ticket.max(*t));
+            self.held_acks.push_back((ticket, packet));
+        }
+    }
+
+    /// Sends the held acknowledgements whose writes are now durable.
+    pub(super) fn release_acks(&mut self) {
+        let durable = *self.durable.borrow_and_update();
+        while self.held_acks.front().is_some_and(|(t, _)| *t <= durable) {
+            if let Some((_, packet)) = self.held_acks.pop_front() {
+                let _ = self.out.push(&packet);
+            }
+        }
     }
 
     fn on_publish(&mut self, p: Publish) -> Flow {
@@ -119,19 +154,25 @@ impl Conn {
             expires_at,
             origin: self.session.id,
             received_at: now,
+            persisted: Default::default(),
         });
-        let routed = self.tenant.publish(message);
-        let reason = if routed == 0 && self.version.is_v5() {
+        let published = self.tenant.publish(message);
+        let reason = if published.routed == 0 && self.version.is_v5() {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
             ReasonCode::SUCCESS
         };
         match p.qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.send_ack(Packet::PubAck, packet_id, reason),
+            QoS::AtLeastOnce => {
+                self.send_ack_after(published.ticket, Packet::PubAck, packet_id, reason)
+            }
             QoS::ExactlyOnce => {
                 self.flight.inbound_qos2.insert(packet_id);
-                self.send_ack(Packet::PubRec, packet_id, reason);
+                let ticket = published
+                    .ticket
+                    .max(self.session.store_inbound_qos2(packet_id, true));
+                self.send_ack_after(ticket, Packet::PubRec, packet_id, reason);
             }
         }
         Flow::Continue
@@ -162,7 +203,9 @@ impl Conn {
 
     fn on_puback(&mut self, ack: PubResp) {
         match self.flight.take(ack.packet_id) {
-            Some(OutFlight::Publish(d)) if d.qos == QoS::AtLeastOnce => {}
+            Some(OutFlight::Publish(d)) if d.qos == QoS::AtLeastOnce => {
+                self.session.forget(d.stored_seq)
+            }
             Some(other) => self.flight.outbound.push_front((ack.packet_id, other)),
             None => tracing::debug!(packet_id = ack.packet_id, "PUBACK for unknown packet id"),
         }
@@ -171,6 +214,8 @@ impl Conn {
     fn on_pubrec(&mut self, rec: PubResp) {
         match self.flight.take(rec.packet_id) {
             Some(OutFlight::Publish(d)) if d.qos == QoS::ExactlyOnce => {
+                // The client has the message now; what remains is PUBREL/PUBCOMP.
+                self.session.forget(d.stored_seq);
                 if rec.reason.is_error() {
                     // The receiver refused it: the flow ends here (MQTT 5 §4.3.3).
                     return;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aerie_core::metrics as m;
-use aerie_core::{Broker, FlightState, Session, Tenant};
+use aerie_core::{Broker, FlightState, Session, Tenant, Ticket};
 use aerie_proto::{ConnAck, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode, Will};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -96,6 +96,11 @@ pub(crate) struct Conn {
     pub outbound_aliases: OutboundAliases,
     pub out: Outbox,
     pub deliveries: Vec<aerie_core::Delivery>,
+    /// How far the store's writes are durable.
+    pub durable: tokio::sync::watch::Receiver<Ticket>,
+    /// Acknowledgements waiting for their ticket to become durable, in the
+    /// order the packets they answer arrived.
+    pub held_acks: std::collections::VecDeque<(Ticket, Packet)>,
 }
 
 pub async fn run<S>(stream: S, transport: Transport, ctx: ConnContext)
@@ -248,6 +253,8 @@ where
         outbound_aliases: OutboundAliases::new(accepted.client_topic_alias_maximum),
         out,
         deliveries: Vec::new(),
+        durable: ctx.broker.store().durable(),
+        held_acks: std::collections::VecDeque::new(),
     };
     drop(connect);
     tracing::debug!(client_id = %conn.session.client_id, tenant = %conn.tenant.id, "connected");
@@ -330,6 +337,9 @@ impl Conn {
                         return Ok(Close { disconnect: Some(reason), publish_will: true, why });
                     }
                     self.pump();
+                }
+                _ = self.durable.changed(), if !self.held_acks.is_empty() => {
+                    self.release_acks();
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     return Ok(Close { disconnect: Some(ReasonCode::KEEP_ALIVE_TIMEOUT), publish_will: true, why: "keep_alive_timeout" });

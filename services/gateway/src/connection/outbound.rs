@@ -21,6 +21,7 @@ impl Conn {
         for d in batch.drain(..) {
             if d.message.is_expired(now) {
                 count_drop(DropReason::Expired, 1);
+                self.session.forget(d.stored_seq);
                 continue;
             }
             let packet_id = (d.qos != QoS::AtMostOnce).then(|| self.flight.allocate_packet_id());
@@ -37,6 +38,7 @@ impl Conn {
                 // Over the client's maximum packet size: MQTT 5 §3.1.2.11.4
                 // says discard it as if it had been delivered.
                 count_drop(DropReason::TooLargeForClient, 1);
+                self.session.forget(d.stored_seq);
             }
         }
         self.deliveries = batch;
