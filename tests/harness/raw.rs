@@ -70,6 +70,14 @@ impl RawClient {
         self.stream.write_all(&out).await.expect("write");
     }
 
+    /// Like [`RawClient::send`], but a closed connection is an answer, not a
+    /// failure: false when the write failed.
+    pub async fn try_send(&mut self, packet: Packet) -> bool {
+        let mut out = BytesMut::new();
+        encode(&packet, self.version, &mut out).expect("encode");
+        self.stream.write_all(&out).await.is_ok()
+    }
+
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
         // The broker may already have closed: a failed write is the test's business.
         let _ = self.stream.write_all(bytes).await;
