@@ -49,3 +49,58 @@ impl DropReason {
 pub fn count_drop(reason: DropReason, n: u64) {
     metrics::counter!(MESSAGES_DROPPED_TOTAL, "reason" => reason.as_str()).increment(n);
 }
+
+/// Handles for the metrics touched per packet or per message, looked up once
+/// (a `counter!` with labels hashes its key on every call). Created on first
+/// use, which must come after the recorder is installed (`aerie serve` does
+/// that before it binds anything).
+pub struct Hot {
+    pub published: metrics::Counter,
+    pub delivered: metrics::Counter,
+    pub publish_to_deliver: metrics::Histogram,
+    pub bytes_received: metrics::Counter,
+    pub bytes_sent: metrics::Counter,
+    /// Indexed by control packet type (1..=15).
+    pub packets_received: [metrics::Counter; 16],
+    pub packets_sent: [metrics::Counter; 16],
+}
+
+const PACKET_NAMES: [&str; 16] = [
+    "",
+    "CONNECT",
+    "CONNACK",
+    "PUBLISH",
+    "PUBACK",
+    "PUBREC",
+    "PUBREL",
+    "PUBCOMP",
+    "SUBSCRIBE",
+    "SUBACK",
+    "UNSUBSCRIBE",
+    "UNSUBACK",
+    "PINGREQ",
+    "PINGRESP",
+    "DISCONNECT",
+    "AUTH",
+];
+
+fn per_packet_type(name: &'static str) -> [metrics::Counter; 16] {
+    std::array::from_fn(|i| match i {
+        0 => metrics::Counter::noop(),
+        _ => metrics::counter!(name, "type" => PACKET_NAMES[i]),
+    })
+}
+
+static HOT: std::sync::OnceLock<Hot> = std::sync::OnceLock::new();
+
+pub fn hot() -> &'static Hot {
+    HOT.get_or_init(|| Hot {
+        published: metrics::counter!(MESSAGES_PUBLISHED_TOTAL),
+        delivered: metrics::counter!(MESSAGES_DELIVERED_TOTAL),
+        publish_to_deliver: metrics::histogram!(PUBLISH_TO_DELIVER_SECONDS),
+        bytes_received: metrics::counter!(BYTES_RECEIVED_TOTAL),
+        bytes_sent: metrics::counter!(BYTES_SENT_TOTAL),
+        packets_received: per_packet_type(PACKETS_RECEIVED_TOTAL),
+        packets_sent: per_packet_type(PACKETS_SENT_TOTAL),
+    })
+}

@@ -86,7 +86,7 @@ impl Tenant {
     /// Routes a message to every matching subscription (and stores it when it
     /// is retained).
     pub fn publish(&self, message: Arc<Message>) -> Published {
-        metrics::counter!(m::MESSAGES_PUBLISHED_TOTAL).increment(1);
+        m::hot().published.increment(1);
         let mut ticket = 0;
         if message.retain {
             ticket = self.store_retained(&message);

@@ -124,13 +124,13 @@ async fn read_more<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> std:
         buf.reserve(4096);
     }
     let n = rd.read_buf(buf).await?;
-    metrics::counter!(m::BYTES_RECEIVED_TOTAL).increment(n as u64);
+    m::hot().bytes_received.increment(n as u64);
     Ok(n)
 }
 
 async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Outbox) -> std::io::Result<()> {
     if !out.is_empty() {
-        metrics::counter!(m::BYTES_SENT_TOTAL).increment(out.buf.len() as u64);
+        m::hot().bytes_sent.increment(out.buf.len() as u64);
         wr.write_all(&out.buf).await?;
         wr.flush().await?;
         out.buf.clear();
@@ -220,7 +220,7 @@ where
             return flush(wr, &mut out).await;
         }
     };
-    metrics::counter!(m::PACKETS_RECEIVED_TOTAL, "type" => "CONNECT").increment(1);
+    m::hot().packets_received[1].increment(1);
     let version = connect.protocol;
     let id = ctx.broker.next_connection_id();
     let accepted = match handshake::accept(&connect, &ctx.broker, config, id).await {
@@ -356,8 +356,7 @@ impl Conn {
         loop {
             match aerie_proto::decode(inbuf, self.version, self.config.max_packet_size) {
                 Ok(Some(packet)) => {
-                    metrics::counter!(m::PACKETS_RECEIVED_TOTAL, "type" => packet.name())
-                        .increment(1);
+                    m::hot().packets_received[usize::from(packet.packet_type())].increment(1);
                     if let Flow::Close(c) = self.handle(packet) {
                         return Flow::Close(c);
                     }

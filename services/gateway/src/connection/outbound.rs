@@ -26,8 +26,9 @@ impl Conn {
             }
             let packet_id = (d.qos != QoS::AtMostOnce).then(|| self.flight.allocate_packet_id());
             if self.send_publish(&d, packet_id, false, now) {
-                metrics::counter!(m::MESSAGES_DELIVERED_TOTAL).increment(1);
-                metrics::histogram!(m::PUBLISH_TO_DELIVER_SECONDS).record(
+                let hot = m::hot();
+                hot.delivered.increment(1);
+                hot.publish_to_deliver.record(
                     now.saturating_duration_since(d.message.received_at)
                         .as_secs_f64(),
                 );

@@ -31,7 +31,7 @@ impl Outbox {
             self.buf.truncate(start);
             return Ok(false);
         }
-        metrics::counter!(m::PACKETS_SENT_TOTAL, "type" => packet.name()).increment(1);
+        m::hot().packets_sent[usize::from(packet.packet_type())].increment(1);
         Ok(true)
     }
 
