@@ -89,6 +89,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             shutdown.clone(),
         ));
     }
+    tokio::spawn(housekeeping(gateway.broker().clone(), metrics.clone()));
     tracing::info!(addr = %http.local_addr()?, "HTTP listening (/healthz, /metrics)");
     tokio::spawn(serve_http(
         http,
@@ -104,6 +105,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     gateway.shutdown(Duration::from_secs(5)).await;
     store.sync().await;
     Ok(())
+}
+
+/// Periodic upkeep: histogram buckets of the exporter and timer-based gauges.
+async fn housekeeping(broker: Broker, metrics: metrics_exporter_prometheus::PrometheusHandle) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        metrics.run_upkeep();
+        broker.refresh_gauges();
+    }
 }
 
 async fn serve_http(

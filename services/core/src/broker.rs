@@ -89,6 +89,14 @@ impl Broker {
         }
     }
 
+    /// Sets the gauges that are cheaper to compute on a timer than to keep
+    /// up to date per message (queue depth).
+    pub fn refresh_gauges(&self) {
+        let tenants: Vec<_> = self.inner.tenants.read().values().cloned().collect();
+        let queued: usize = tenants.iter().map(|t| t.queued_messages()).sum();
+        metrics::gauge!(crate::metrics::QUEUED_MESSAGES).set(queued as f64);
+    }
+
     /// A process-unique id for a new connection.
     pub fn next_connection_id(&self) -> u64 {
         self.inner.connection_ids.fetch_add(1, Ordering::Relaxed) + 1

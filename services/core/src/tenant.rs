@@ -640,6 +640,12 @@ impl Tenant {
         }
     }
 
+    /// Messages queued in all of this tenant's sessions (for the queue-depth gauge).
+    pub fn queued_messages(&self) -> usize {
+        let sessions: Vec<_> = self.sessions.lock().values().cloned().collect();
+        sessions.iter().map(|s| s.queued()).sum()
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.lock().len()
     }
