@@ -110,7 +110,7 @@ where
     metrics::counter!(m::CONNECTIONS_TOTAL, "transport" => transport.as_str()).increment(1);
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut inbuf = BytesMut::with_capacity(4096);
+    let mut inbuf = BytesMut::with_capacity(512);
     let result = serve(&mut rd, &mut wr, &mut inbuf, &ctx).await;
     if let Err(e) = result {
         tracing::debug!(error = %e, transport = transport.as_str(), "connection ended with an I/O error");
@@ -120,8 +120,10 @@ where
 }
 
 async fn read_more<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> std::io::Result<usize> {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(4096);
+    // Small to start (idle connections are most connections), doubling while
+    // a client keeps it full.
+    if buf.capacity() - buf.len() < 256 {
+        buf.reserve(buf.capacity().clamp(512, 64 * 1024));
     }
     let n = rd.read_buf(buf).await?;
     m::hot().bytes_received.increment(n as u64);
@@ -134,9 +136,9 @@ async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Outbox) -> std::io::
         wr.write_all(&out.buf).await?;
         wr.flush().await?;
         out.buf.clear();
-        if out.buf.capacity() > 1 << 20 {
+        if out.buf.capacity() > 64 * 1024 {
             // Shrink after a burst so idle connections stay small.
-            out.buf = BytesMut::with_capacity(4096);
+            out.buf = BytesMut::new();
         }
     }
     Ok(())

@@ -17,7 +17,8 @@ impl Outbox {
     pub fn new(version: ProtocolVersion) -> Outbox {
         Outbox {
             version,
-            buf: BytesMut::with_capacity(4096),
+            // Allocated on first use: an idle connection holds no write buffer.
+            buf: BytesMut::new(),
             max_packet_size: u32::MAX,
         }
     }
