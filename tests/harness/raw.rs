@@ -30,6 +30,39 @@ pub fn connect_packet(version: ProtocolVersion, client_id: &str, clean_start: bo
     }
 }
 
+/// A PUBLISH with no properties, for tests to adjust before sending.
+pub fn publish_packet(topic: &str, payload: &[u8], qos: QoS, packet_id: Option<u16>) -> Publish {
+    Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: topic.into(),
+        packet_id,
+        payload: bytes::Bytes::copy_from_slice(payload),
+        properties: PublishProperties::default(),
+    }
+}
+
+/// A packet built by hand: `first` byte, the remaining length, then `body`,
+/// for bytes our encoder would refuse or never produce.
+pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    let mut len = body.len();
+    loop {
+        let mut b = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+        if len == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
 impl RawClient {
     pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> RawClient {
         let stream = TcpStream::connect(addr).await.expect("connect");
@@ -60,6 +93,20 @@ impl RawClient {
     ) -> (RawClient, ConnAck) {
         let (c, ack) =
             RawClient::connect_with(addr, connect_packet(version, client_id, clean)).await;
+        assert_eq!(ack.reason, ReasonCode::SUCCESS, "CONNACK {ack:?}");
+        (c, ack)
+    }
+
+    /// Opens a v5 connection whose CONNECT carries `properties`.
+    pub async fn connect_v5_with_props(
+        addr: SocketAddr,
+        client_id: &str,
+        clean: bool,
+        properties: ConnectProperties,
+    ) -> (RawClient, ConnAck) {
+        let mut c = connect_packet(ProtocolVersion::V5, client_id, clean);
+        c.properties = properties;
+        let (c, ack) = RawClient::connect_with(addr, c).await;
         assert_eq!(ack.reason, ReasonCode::SUCCESS, "CONNACK {ack:?}");
         (c, ack)
     }

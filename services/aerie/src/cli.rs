@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// Largest MQTT packet accepted, in bytes.
     #[arg(long, env = "AERIE_MAX_PACKET_SIZE", default_value_t = 1024 * 1024)]
     pub max_packet_size: u32,
+    /// QoS 1/2 PUBLISHes a client may have unacknowledged towards the broker
+    /// (announced as Receive Maximum; exceeding it closes with 0x93).
+    #[arg(long, env = "AERIE_RECEIVE_MAXIMUM", default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
+    pub receive_maximum: u16,
     /// Upper bound on client keep alive in seconds (0: accept the client's).
     #[arg(long, env = "AERIE_MAX_KEEP_ALIVE", default_value_t = 0)]
     pub max_keep_alive: u16,

@@ -53,6 +53,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             allow_anonymous: args.allow_anonymous,
             max_packet_size: args.max_packet_size,
             max_keep_alive: args.max_keep_alive,
+            receive_maximum: args.receive_maximum,
             ..GatewayConfig::default()
         },
     );

@@ -37,6 +37,8 @@ pub enum DecodeError {
     ZeroPacketId,
     #[error("invalid QoS 3")]
     InvalidQoS,
+    #[error("topic alias is 0")]
+    TopicAliasZero,
 }
 
 impl DecodeError {
@@ -45,6 +47,7 @@ impl DecodeError {
         match self {
             DecodeError::PacketTooLarge { .. } => ReasonCode::PACKET_TOO_LARGE,
             DecodeError::InvalidTopicName => ReasonCode::TOPIC_NAME_INVALID,
+            DecodeError::TopicAliasZero => ReasonCode::TOPIC_ALIAS_INVALID,
             DecodeError::UnsupportedProtocolVersion(_) | DecodeError::InvalidProtocolName => {
                 ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
             }

@@ -68,12 +68,9 @@ fn check_int(id: u8, v: u32) -> Result<(), DecodeError> {
         {
             Err(DecodeError::Protocol("property value must be 0 or 1"))
         }
-        id::RECEIVE_MAXIMUM
-        | id::MAXIMUM_PACKET_SIZE
-        | id::TOPIC_ALIAS
-        | id::SUBSCRIPTION_IDENTIFIER
-            if v == 0 =>
-        {
+        // Its own reason code, 0x94 (MQTT 5 §3.3.2.3.4), not a generic protocol error.
+        id::TOPIC_ALIAS if v == 0 => Err(DecodeError::TopicAliasZero),
+        id::RECEIVE_MAXIMUM | id::MAXIMUM_PACKET_SIZE | id::SUBSCRIPTION_IDENTIFIER if v == 0 => {
             Err(DecodeError::Protocol("property value must not be 0"))
         }
         _ => Ok(()),

@@ -384,8 +384,8 @@ fn cases() -> Vec<Case> {
             "topic alias 0",
             V5,
             publish5(b"a", &[0x23, 0, 0]),
-            p.clone(),
-            PROTOCOL,
+            TopicAliasZero,
+            0x94,
         ),
         case(
             "PUBLISH packet id 0",

@@ -152,6 +152,8 @@ async fn read_connect<R: AsyncRead + Unpin>(
     max_packet_size: u32,
 ) -> Result<Result<Box<aerie_proto::Connect>, (ProtocolVersion, DecodeError)>, std::io::Error> {
     loop {
+        // Sniffed first: a failed decode may already have consumed the CONNECT's bytes.
+        let claimed = sniff_connect_version(inbuf);
         match aerie_proto::decode(inbuf, ProtocolVersion::V5, max_packet_size) {
             Ok(Some(Packet::Connect(c))) => return Ok(Ok(c)),
             Ok(Some(other)) => {
@@ -165,7 +167,7 @@ async fn read_connect<R: AsyncRead + Unpin>(
                     return Err(std::io::ErrorKind::UnexpectedEof.into());
                 }
             }
-            Err(e) => return Ok(Err((sniff_connect_version(inbuf), e))),
+            Err(e) => return Ok(Err((claimed, e))),
         }
     }
 }
