@@ -57,7 +57,10 @@ async fn retained_message_is_sent_at_the_lower_of_its_qos_and_the_subscription_q
     let mut sub = client(&server, ProtocolVersion::V5, "sub").await;
     sub.subscribe(1, "r/q", QoS::AtMostOnce).await;
     let p = sub.recv_publish().await;
-    assert_eq!((p.qos, p.retain, p.packet_id), (QoS::AtMostOnce, true, None));
+    assert_eq!(
+        (p.qos, p.retain, p.packet_id),
+        (QoS::AtMostOnce, true, None)
+    );
 }
 
 async fn retained_is_replaced(version: ProtocolVersion) {

@@ -117,7 +117,10 @@ async fn v5_resumed_session_gets_a_fresh_expiry_timer() {
     c.disconnect().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_c, ack) = RawClient::connect_v5(server.mqtt, "s", false, 2).await;
-    assert!(ack.session_present, "2.5 s after the first disconnect, 1.5 s after the second");
+    assert!(
+        ack.session_present,
+        "2.5 s after the first disconnect, 1.5 s after the second"
+    );
 }
 
 #[tokio::test]
@@ -200,8 +203,14 @@ async fn offline_qos1_messages_are_delivered_in_order_on_resume() {
     offline_subscriber(&server).await;
     let mut publ = publisher(&server).await;
     for i in 0..5u16 {
-        publ.publish_acked("t", format!("m{i}").as_bytes(), QoS::AtLeastOnce, false, i + 1)
-            .await;
+        publ.publish_acked(
+            "t",
+            format!("m{i}").as_bytes(),
+            QoS::AtLeastOnce,
+            false,
+            i + 1,
+        )
+        .await;
     }
     let (mut c, ack) = RawClient::connect_v5(server.mqtt, "off", false, 60).await;
     assert!(ack.session_present);
@@ -220,8 +229,14 @@ async fn offline_queue_is_bounded_and_counts_queue_full_drops() {
     offline_subscriber(&server).await;
     let mut publ = publisher(&server).await;
     for i in 0..8u16 {
-        publ.publish_acked("t", format!("m{i}").as_bytes(), QoS::AtLeastOnce, false, i + 1)
-            .await;
+        publ.publish_acked(
+            "t",
+            format!("m{i}").as_bytes(),
+            QoS::AtLeastOnce,
+            false,
+            i + 1,
+        )
+        .await;
     }
     assert_eq!(
         server.wait_metric(DROPPED, "reason=\"queue_full\"", 3.0),
@@ -334,7 +349,10 @@ async fn silent_v5_connection_is_closed_after_one_and_a_half_keep_alive_not_befo
     let mut c = with_keep_alive(&server, ProtocolVersion::V5, 2).await;
     let start = Instant::now();
     c.expect_silence(Duration::from_millis(2500)).await; // still open at 2.5 s
-    assert_eq!(c.expect_closed().await, Some(ReasonCode::KEEP_ALIVE_TIMEOUT));
+    assert_eq!(
+        c.expect_closed().await,
+        Some(ReasonCode::KEEP_ALIVE_TIMEOUT)
+    );
     let closed = start.elapsed();
     assert!(
         closed >= Duration::from_millis(2900) && closed < Duration::from_millis(3800),
@@ -362,7 +380,11 @@ async fn pingreq_keeps_the_connection_open_past_the_keep_alive() {
     // Without that PINGREQ the connection would be closed at 3 s.
     c.expect_silence(Duration::from_millis(2500)).await;
     c.send(Packet::PingReq).await;
-    assert_eq!(c.recv().await, Some(Packet::PingResp), "still open at 3.5 s");
+    assert_eq!(
+        c.recv().await,
+        Some(Packet::PingResp),
+        "still open at 3.5 s"
+    );
 }
 
 #[tokio::test]
@@ -382,7 +404,10 @@ async fn server_keep_alive_is_announced_when_the_client_asks_for_more_or_for_non
     let mut c = connect_packet(ProtocolVersion::V5, "ka", true);
     c.keep_alive = 3;
     let (_c, ack) = RawClient::connect_with(server.mqtt, c).await;
-    assert_eq!(ack.properties.server_keep_alive, None, "3 is within the limit");
+    assert_eq!(
+        ack.properties.server_keep_alive, None,
+        "3 is within the limit"
+    );
 }
 
 #[tokio::test]
@@ -390,10 +415,48 @@ async fn server_keep_alive_is_enforced() {
     let server = Server::start(&["--max-keep-alive", "1"]);
     let mut c = with_keep_alive(&server, ProtocolVersion::V5, 60).await;
     let start = Instant::now();
-    assert_eq!(c.expect_closed().await, Some(ReasonCode::KEEP_ALIVE_TIMEOUT));
+    assert_eq!(
+        c.expect_closed().await,
+        Some(ReasonCode::KEEP_ALIVE_TIMEOUT)
+    );
     let closed = start.elapsed();
     assert!(
         closed >= Duration::from_millis(1300) && closed < Duration::from_millis(2500),
         "closed after {closed:?}, expected ~1.5 s"
     );
+}
+
+#[tokio::test]
+async fn v5_disconnect_with_session_expiry_0_ends_a_persistent_session() {
+    let server = Server::start(&[]);
+    let (mut c, _) = RawClient::connect_v5(server.mqtt, "s", false, 60).await;
+    c.subscribe(1, "t", QoS::AtLeastOnce).await;
+    c.send(Packet::Disconnect(aerie_proto::Disconnect {
+        reason: ReasonCode::NORMAL_DISCONNECTION,
+        properties: aerie_proto::DisconnectProperties {
+            session_expiry_interval: Some(0),
+            ..Default::default()
+        },
+    }))
+    .await;
+    assert_eq!(c.expect_closed().await, None);
+    let (_c, ack) = RawClient::connect_v5(server.mqtt, "s", false, 60).await;
+    assert!(!ack.session_present);
+}
+
+#[tokio::test]
+async fn v5_disconnect_cannot_revive_a_session_with_expiry_0() {
+    let server = Server::start(&[]);
+    let (mut c, _) = RawClient::connect_v5(server.mqtt, "s", false, 0).await;
+    c.send(Packet::Disconnect(aerie_proto::Disconnect {
+        reason: ReasonCode::NORMAL_DISCONNECTION,
+        properties: aerie_proto::DisconnectProperties {
+            session_expiry_interval: Some(60),
+            ..Default::default()
+        },
+    }))
+    .await;
+    assert_eq!(c.expect_closed().await, Some(ReasonCode::PROTOCOL_ERROR));
+    let (_c, ack) = RawClient::connect_v5(server.mqtt, "s", false, 60).await;
+    assert!(!ack.session_present);
 }

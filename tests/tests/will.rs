@@ -210,3 +210,17 @@ async fn v5_will_of_a_taken_over_connection_is_published() {
     expect_will(&mut w, "c").await;
     w.expect_silence(QUIET).await;
 }
+
+#[tokio::test]
+async fn v5_delayed_will_is_published_when_a_clean_start_ends_the_session() {
+    // MQTT 5 §3.1.3.2.2: the will goes out when the delay passes or the
+    // session ends, whichever is first; a clean start ends the old session.
+    let server = Server::start(&[]);
+    let mut w = watcher(&server).await;
+    let c = connect(&server, with_will(ProtocolVersion::V5, "c", Some(30), 60)).await;
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_again, ack) = RawClient::connect_v5(server.mqtt, "c", true, 60).await;
+    assert!(!ack.session_present);
+    expect_will(&mut w, "c").await;
+}
