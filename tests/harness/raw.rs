@@ -111,6 +111,20 @@ impl RawClient {
         (c, ack)
     }
 
+    /// MQTT 5 connect with a session expiry interval; asserts success.
+    pub async fn connect_v5(
+        addr: SocketAddr,
+        client_id: &str,
+        clean_start: bool,
+        session_expiry: u32,
+    ) -> (RawClient, ConnAck) {
+        let properties = ConnectProperties {
+            session_expiry_interval: Some(session_expiry),
+            ..Default::default()
+        };
+        RawClient::connect_v5_with_props(addr, client_id, clean_start, properties).await
+    }
+
     pub async fn send(&mut self, packet: Packet) {
         let mut out = BytesMut::new();
         encode(&packet, self.version, &mut out).expect("encode");
@@ -250,6 +264,59 @@ impl RawClient {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => self.send(Packet::PubAck(resp)).await,
             QoS::ExactlyOnce => self.send(Packet::PubRec(resp)).await,
+        }
+    }
+
+    /// Sends PUBACK/PUBREC/PUBREL/PUBCOMP (`kind`) for `packet_id`, reason 0.
+    pub async fn send_ack(&mut self, kind: fn(PubResp) -> Packet, packet_id: u16) {
+        self.send(kind(PubResp {
+            packet_id,
+            ..Default::default()
+        }))
+        .await;
+    }
+
+    /// Publishes and completes the flow as a well-behaved publisher: waits for
+    /// PUBACK (QoS 1) or PUBREC, sends PUBREL and waits for PUBCOMP (QoS 2).
+    /// Returns the PUBACK/PUBREC reason (SUCCESS for QoS 0, after a PINGREQ
+    /// round trip so the broker has routed the message).
+    pub async fn publish_acked(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        packet_id: u16,
+    ) -> ReasonCode {
+        let id = (qos != QoS::AtMostOnce).then_some(packet_id);
+        self.publish(topic, payload, qos, retain, id).await;
+        match qos {
+            QoS::AtMostOnce => {
+                self.send(Packet::PingReq).await;
+                match self.recv().await {
+                    Some(Packet::PingResp) => ReasonCode::SUCCESS,
+                    other => panic!("expected PINGRESP, got {other:?}"),
+                }
+            }
+            QoS::AtLeastOnce => match self.recv().await {
+                Some(Packet::PubAck(a)) if a.packet_id == packet_id => a.reason,
+                other => panic!("expected PUBACK {packet_id}, got {other:?}"),
+            },
+            QoS::ExactlyOnce => {
+                let reason = match self.recv().await {
+                    Some(Packet::PubRec(r)) if r.packet_id == packet_id => r.reason,
+                    other => panic!("expected PUBREC {packet_id}, got {other:?}"),
+                };
+                if reason.is_error() {
+                    return reason;
+                }
+                self.send_ack(Packet::PubRel, packet_id).await;
+                match self.recv().await {
+                    Some(Packet::PubComp(c)) if c.packet_id == packet_id => {}
+                    other => panic!("expected PUBCOMP {packet_id}, got {other:?}"),
+                }
+                reason
+            }
         }
     }
 

@@ -171,6 +171,21 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Polls [`Server::metric`] until it equals `want` (metrics are recorded
+    /// asynchronously) or [`crate::WAIT`] passes; returns the last value.
+    pub fn wait_metric(&self, name: &str, labels: &str, want: f64) -> f64 {
+        let deadline = Instant::now() + crate::WAIT;
+        loop {
+            let v = self.metric(name, labels);
+            if v == want || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();

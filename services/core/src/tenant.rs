@@ -358,7 +358,12 @@ impl Tenant {
                 }
                 TakeoverStep::Proceed(resumed, ended) => {
                     if let Some(old) = ended {
+                        // Ending the session ends a will's delay (MQTT 5 §3.1.3.2.2).
+                        let will = old.state.lock().pending_will.take();
                         self.end_session(&old);
+                        if let Some(p) = will {
+                            self.publish_will(old.id, p.will);
+                        }
                     }
                     resumed
                 }
