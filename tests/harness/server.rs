@@ -62,8 +62,7 @@ impl ServerOptions {
 
     /// More flags, appended last.
     pub fn args(mut self, extra: &[&str]) -> Self {
-        self.extra_args
-            .extend(extra.iter().map(|s| s.to_string()));
+        self.extra_args.extend(extra.iter().map(|s| s.to_string()));
         self
     }
 
