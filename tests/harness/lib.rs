@@ -4,10 +4,12 @@
 
 pub mod raw;
 pub mod server;
+pub mod tls;
 pub mod v5client;
+pub mod ws;
 
 pub use raw::RawClient;
-pub use server::Server;
+pub use server::{Server, ServerOptions};
 
 use std::time::Duration;
 

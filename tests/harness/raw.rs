@@ -1,17 +1,22 @@
-//! A raw MQTT client over TCP: sends exactly the packets (or bytes) a test
-//! says and returns exactly what the broker sent, for protocol edge cases no
-//! well-behaved client library would produce.
+//! A raw MQTT client: sends exactly the packets (or bytes) a test says and
+//! returns exactly what the broker sent, for protocol edge cases no
+//! well-behaved client library would produce. It runs over TCP by default, or
+//! over any byte stream ([`RawClient::over`]): TLS (`tls.rs`), WebSocket (`ws.rs`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use aerie_proto::*;
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Any byte stream the raw client can speak MQTT over.
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
+
 pub struct RawClient {
-    stream: TcpStream,
+    stream: Box<dyn ByteStream>,
     buf: BytesMut,
     pub version: ProtocolVersion,
 }
@@ -67,8 +72,13 @@ impl RawClient {
     pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> RawClient {
         let stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).unwrap();
+        RawClient::over(stream, version)
+    }
+
+    /// A client over an already open stream (TLS, WebSocket bridge, ...).
+    pub fn over(stream: impl ByteStream + 'static, version: ProtocolVersion) -> RawClient {
         RawClient {
-            stream,
+            stream: Box::new(stream),
             buf: BytesMut::new(),
             version,
         }
@@ -76,10 +86,24 @@ impl RawClient {
 
     /// Opens a connection, sends `connect`, and returns the client and CONNACK.
     pub async fn connect_with(addr: SocketAddr, connect: Connect) -> (RawClient, ConnAck) {
-        let mut c = RawClient::open(addr, connect.protocol).await;
-        c.send(Packet::Connect(Box::new(connect))).await;
-        match c.recv().await {
-            Some(Packet::ConnAck(ack)) => (c, ack),
+        let c = RawClient::open(addr, connect.protocol).await;
+        c.handshake(connect).await
+    }
+
+    /// Sends `connect` on an already open stream and returns the client and CONNACK.
+    pub async fn connect_over(
+        stream: impl ByteStream + 'static,
+        connect: Connect,
+    ) -> (RawClient, ConnAck) {
+        RawClient::over(stream, connect.protocol)
+            .handshake(connect)
+            .await
+    }
+
+    async fn handshake(mut self, connect: Connect) -> (RawClient, ConnAck) {
+        self.send(Packet::Connect(Box::new(connect))).await;
+        match self.recv().await {
+            Some(Packet::ConnAck(ack)) => (self, ack),
             other => panic!("expected CONNACK, got {other:?}"),
         }
     }
@@ -129,6 +153,8 @@ impl RawClient {
         let mut out = BytesMut::new();
         encode(&packet, self.version, &mut out).expect("encode");
         self.stream.write_all(&out).await.expect("write");
+        // TLS and WebSocket streams buffer: push the bytes out now.
+        self.stream.flush().await.expect("flush");
     }
 
     /// Like [`RawClient::send`], but a closed connection is an answer, not a
@@ -142,6 +168,7 @@ impl RawClient {
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
         // The broker may already have closed: a failed write is the test's business.
         let _ = self.stream.write_all(bytes).await;
+        let _ = self.stream.flush().await;
     }
 
     /// The next packet, or None when the broker closed the connection. Panics

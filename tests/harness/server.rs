@@ -14,8 +14,61 @@ pub struct Server {
     pub mqtts: SocketAddr,
     pub wss: SocketAddr,
     pub data_dir: PathBuf,
-    extra_args: Vec<String>,
+    options: ServerOptions,
     _tmp: Option<tempfile::TempDir>,
+}
+
+/// How to start the broker, for tests that need more than [`Server::start`]:
+/// `ServerOptions::default().anonymous(false).start()`.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    allow_anonymous: bool,
+    via_env: bool,
+    tls: Option<(PathBuf, PathBuf)>,
+    extra_args: Vec<String>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            allow_anonymous: true,
+            via_env: false,
+            tls: None,
+            extra_args: vec![],
+        }
+    }
+}
+
+impl ServerOptions {
+    /// `--allow-anonymous` (on by default).
+    pub fn anonymous(mut self, allow: bool) -> Self {
+        self.allow_anonymous = allow;
+        self
+    }
+
+    /// Pass the listener addresses, data dir and anonymous switch as `AERIE_*`
+    /// variables instead of flags.
+    pub fn via_env(mut self) -> Self {
+        self.via_env = true;
+        self
+    }
+
+    /// `--tls-cert`/`--tls-key`: also starts the MQTTS and WSS listeners
+    /// (see `tls::TestCert`).
+    pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// More flags, appended last.
+    pub fn args(mut self, extra: &[&str]) -> Self {
+        self.extra_args.extend(extra.iter().map(|s| s.to_string()));
+        self
+    }
+
+    pub fn start(self) -> Server {
+        Server::start_with(self)
+    }
 }
 
 /// The binary under test: `AERIE_BIN`, or `target/debug/aerie` beside the test executable.
@@ -46,6 +99,11 @@ pub fn free_addr() -> SocketAddr {
 impl Server {
     /// Starts the broker with anonymous access and the given extra flags.
     pub fn start(extra: &[&str]) -> Server {
+        ServerOptions::default().args(extra).start()
+    }
+
+    /// Starts the broker as `options` say.
+    pub fn start_with(options: ServerOptions) -> Server {
         let tmp = tempfile::tempdir().expect("temp dir");
         let mut s = Server {
             child: None,
@@ -55,7 +113,7 @@ impl Server {
             mqtts: free_addr(),
             wss: free_addr(),
             data_dir: tmp.path().join("data"),
-            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            options,
             _tmp: Some(tmp),
         };
         s.spawn();
@@ -63,17 +121,41 @@ impl Server {
     }
 
     fn spawn(&mut self) {
+        let o = &self.options;
         let mut cmd = Command::new(aerie_bin());
-        cmd.arg("serve")
-            .args(["--mqtt", &self.mqtt.to_string()])
-            .args(["--ws", &self.ws.to_string()])
-            .args(["--http", &self.http.to_string()])
-            .args(["--mqtts", &self.mqtts.to_string()])
-            .args(["--wss", &self.wss.to_string()])
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--allow-anonymous")
-            .args(&self.extra_args)
+        cmd.arg("serve");
+        let listeners = [
+            ("--mqtt", "AERIE_MQTT", self.mqtt),
+            ("--ws", "AERIE_WS", self.ws),
+            ("--http", "AERIE_HTTP", self.http),
+            ("--mqtts", "AERIE_MQTTS", self.mqtts),
+            ("--wss", "AERIE_WSS", self.wss),
+        ];
+        for (flag, var, addr) in listeners {
+            if o.via_env {
+                cmd.env(var, addr.to_string());
+            } else {
+                cmd.args([flag, &addr.to_string()]);
+            }
+        }
+        if o.via_env {
+            cmd.env("AERIE_DATA_DIR", &self.data_dir);
+            if o.allow_anonymous {
+                cmd.env("AERIE_ALLOW_ANONYMOUS", "true");
+            }
+        } else {
+            cmd.arg("--data-dir").arg(&self.data_dir);
+            if o.allow_anonymous {
+                cmd.arg("--allow-anonymous");
+            }
+        }
+        if !o.allow_anonymous {
+            cmd.env_remove("AERIE_ALLOW_ANONYMOUS");
+        }
+        if let Some((cert, key)) = &o.tls {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        cmd.args(&o.extra_args)
             .env(
                 "AERIE_LOG",
                 std::env::var("AERIE_TEST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -18,6 +18,15 @@ pub fn v5_options(addr: SocketAddr, client_id: &str) -> rumqttc::v5::MqttOptions
     o
 }
 
+/// v5 options for MQTT over WebSocket at `ws://addr/mqtt`.
+pub fn v5_ws_options(addr: SocketAddr, client_id: &str) -> rumqttc::v5::MqttOptions {
+    // With Transport::Ws rumqttc takes host and port from the URL.
+    let mut o = rumqttc::v5::MqttOptions::new(client_id, format!("ws://{addr}/mqtt"), addr.port());
+    o.set_transport(rumqttc::Transport::Ws);
+    o.set_keep_alive(Duration::from_secs(30));
+    o
+}
+
 impl V5 {
     /// Connects and waits for CONNACK; panics if refused.
     pub async fn connect(
@@ -90,6 +99,14 @@ pub fn v3_options(addr: SocketAddr, client_id: &str) -> rumqttc::MqttOptions {
     o
 }
 
+/// 3.1.1 options for MQTT over WebSocket at `ws://addr/mqtt`.
+pub fn v3_ws_options(addr: SocketAddr, client_id: &str) -> rumqttc::MqttOptions {
+    let mut o = rumqttc::MqttOptions::new(client_id, format!("ws://{addr}/mqtt"), addr.port());
+    o.set_transport(rumqttc::Transport::Ws);
+    o.set_keep_alive(Duration::from_secs(30));
+    o
+}
+
 impl V3 {
     pub async fn connect(options: rumqttc::MqttOptions) -> (V3, rumqttc::ConnAck) {
         let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 64);
@@ -115,6 +132,14 @@ impl V3 {
             }
         };
         (V3 { client, events }, connack)
+    }
+
+    /// The next incoming packet of any kind.
+    pub async fn next_packet(&mut self) -> rumqttc::Packet {
+        match tokio::time::timeout(crate::WAIT, self.events.recv()).await {
+            Ok(Some(p)) => p,
+            other => panic!("no packet in time: {other:?}"),
+        }
     }
 
     pub async fn next_publish(&mut self) -> rumqttc::Publish {

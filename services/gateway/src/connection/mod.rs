@@ -319,6 +319,12 @@ impl Conn {
     {
         let far = Duration::from_secs(86400 * 365);
         let mut deadline = Instant::now() + keep_alive.unwrap_or(far);
+        // Packets the client sent right behind CONNECT may already be in
+        // `inbuf`: handle them now, not after the client's next bytes.
+        if let Flow::Close(c) = self.decode_and_handle(inbuf) {
+            return Ok(c);
+        }
+        self.pump();
         loop {
             flush(wr, &mut self.out).await?;
             let session = self.session.clone();
