@@ -36,6 +36,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_session_expiry: args.max_session_expiry,
         ..CoreConfig::default()
     };
+
+    // Bind everything first, so a taken port fails before anything starts.
+    let mqtt = bind(args.mqtt, "--mqtt").await?;
+    let ws = bind(args.ws, "--ws").await?;
+    let http = bind(args.http, "--http").await?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some((
+            bind(args.mqtts, "--mqtts").await?,
+            bind(args.wss, "--wss").await?,
+            aerie_gateway::tls::acceptor(cert, key, &[])?,
+            aerie_gateway::tls::acceptor(cert, key, &[b"http/1.1"])?,
+        )),
+        _ => None,
+    };
+
     let store = aerie_store::FjallStore::open(&args.data_dir.join("store")).with_context(|| {
         format!(
             "cannot open the store in {} (--data-dir)",
@@ -58,20 +73,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
     let shutdown = gateway.shutdown_token();
-
-    // Bind everything first, so a taken port fails before anything starts.
-    let mqtt = bind(args.mqtt, "--mqtt").await?;
-    let ws = bind(args.ws, "--ws").await?;
-    let http = bind(args.http, "--http").await?;
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some((
-            bind(args.mqtts, "--mqtts").await?,
-            bind(args.wss, "--wss").await?,
-            aerie_gateway::tls::acceptor(cert, key, &[])?,
-            aerie_gateway::tls::acceptor(cert, key, &[b"http/1.1"])?,
-        )),
-        _ => None,
-    };
 
     tracing::info!(addr = %mqtt.local_addr()?, "MQTT listening");
     tokio::spawn(gateway.clone().serve_tcp(mqtt));

@@ -441,16 +441,26 @@ impl Tenant {
             }
             _ => true,
         });
+        // QoS 0 messages queued while it was online follow the offline
+        // policy too: not kept unless configured.
+        let keep_qos0 = self.config.queue_qos0_offline;
         let mut kept = std::collections::VecDeque::with_capacity(state.queue.len());
+        let mut dropped_qos0 = 0;
         for d in std::mem::take(&mut state.queue) {
             if d.shared.is_some() {
                 state.queued_bytes -= d.message.weight();
                 orphans.push(d);
+            } else if d.qos == QoS::AtMostOnce && !keep_qos0 {
+                state.queued_bytes -= d.message.weight();
+                dropped_qos0 += 1;
             } else {
                 kept.push_back(d);
             }
         }
         state.queue = kept;
+        if dropped_qos0 > 0 {
+            m::count_drop(m::DropReason::OfflineQos0, dropped_qos0);
+        }
         state.flight = flight;
         let expiry = state.expiry_interval;
         let generation = state.generation;
