@@ -116,11 +116,33 @@ impl Server {
             options,
             _tmp: Some(tmp),
         };
-        s.spawn();
-        s
+        // A port that was free a moment ago may have been taken by another
+        // test's server meanwhile: then start again on fresh ports.
+        for _ in 0..5 {
+            match s.try_spawn() {
+                Ok(()) => return s,
+                Err(status) => {
+                    eprintln!("aerie exited during start-up ({status}); retrying on other ports");
+                    (s.mqtt, s.ws, s.http, s.mqtts, s.wss) = (
+                        free_addr(),
+                        free_addr(),
+                        free_addr(),
+                        free_addr(),
+                        free_addr(),
+                    );
+                }
+            }
+        }
+        panic!("aerie did not start after 5 attempts");
     }
 
     fn spawn(&mut self) {
+        if let Err(status) = self.try_spawn() {
+            panic!("aerie exited during start-up: {status}");
+        }
+    }
+
+    fn try_spawn(&mut self) -> Result<(), std::process::ExitStatus> {
         let o = &self.options;
         let mut cmd = Command::new(aerie_bin());
         cmd.arg("serve");
@@ -162,23 +184,23 @@ impl Server {
             )
             .stdin(Stdio::null());
         self.child = Some(cmd.spawn().expect("spawn aerie"));
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), std::process::ExitStatus> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if std::net::TcpStream::connect(self.http).is_ok()
                 && std::net::TcpStream::connect(self.mqtt).is_ok()
             {
-                return;
+                return Ok(());
             }
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("aerie exited during start-up: {status}");
+                return Err(status);
             }
             assert!(
                 Instant::now() < deadline,
