@@ -61,6 +61,11 @@ impl Running {
         proc_field(&limits, "Max open files")
     }
 
+    /// CPU time (user + system) the broker has used so far.
+    pub fn cpu(&self) -> Option<Duration> {
+        cpu_of(&self.pid()?.to_string())
+    }
+
     /// Fails (with the end of its log) if the broker has exited: a crash must
     /// not be reported as a slow result.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
@@ -84,6 +89,18 @@ impl Drop for Running {
             let _ = child.wait();
         }
     }
+}
+
+/// CPU time (user + system) of a process, "self" for the bench itself: to
+/// show the generator is not the bottleneck.
+pub fn cpu_of(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised name; utime and stime are fields 14, 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux we run on.
+    Some(Duration::from_millis(ticks * 10))
 }
 
 /// Parses the number after `key` in a /proc text file.
