@@ -191,7 +191,7 @@ fn cell(v: &Value) -> String {
 }
 
 /// Thousands separators for big numbers, one decimal for small ones.
-fn number(x: f64) -> String {
+pub(crate) fn number(x: f64) -> String {
     if x >= 1000.0 {
         let digits = format!("{:.0}", x);
         let mut s = String::new();

@@ -82,7 +82,10 @@ impl Scenario {
                 .map(|r| (r.label, r.unit, r.better))
                 .collect(),
             Scenario::Idle10k | Scenario::Idle50k => one(
-                &format!("idle memory, {} conns", self.idle_count()),
+                &format!(
+                    "idle memory, {} conns",
+                    report::number(self.idle_count() as f64)
+                ),
                 "KiB/conn",
                 Better::Lower,
             ),
