@@ -34,7 +34,7 @@ fuzz:
 ## bench: the same load against Aerie and (if installed) Mosquitto, one table with ratios
 bench:
 	$(CARGO) build --release -p aerie
-	./target/release/aerie bench --compare-mosquitto
+	$(or $(CARGO_TARGET_DIR),target)/release/aerie bench --compare-mosquitto
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -28,7 +28,39 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the whole service in one process (embedded shape).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Load-test Aerie (and Mosquitto with --compare-mosquitto): one table with ratios.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Run the same scenarios against Mosquitto too (if installed).
+    #[arg(long)]
+    pub compare_mosquitto: bool,
+    /// Seconds measured per scenario (after a 1 s warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub duration: u64,
+    /// Scenarios to run (default: all): fan-in-qos0 fan-in-qos1 fan-out latency idle-10k idle-50k.
+    #[arg(long, num_args = 1..)]
+    pub scenario: Vec<aerie_bench::Scenario>,
+    /// Measure a broker already listening at ADDR instead of starting any.
+    #[arg(long, value_name = "ADDR", conflicts_with = "compare_mosquitto")]
+    pub broker_only: Option<SocketAddr>,
+}
+
+impl BenchArgs {
+    pub fn into_options(self) -> aerie_bench::Options {
+        let args: Vec<String> = std::env::args().collect();
+        aerie_bench::Options {
+            compare_mosquitto: self.compare_mosquitto,
+            duration: std::time::Duration::from_secs(self.duration),
+            scenarios: self.scenario,
+            broker_only: self.broker_only,
+            command_line: args.join(" "),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -23,6 +23,12 @@ async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // One descriptor per connection: the default soft limit (often 1024) would
+    // refuse clients long before memory runs out.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "RLIMIT_NOFILE raised"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE"),
+    }
     let metrics = crate::telemetry::init_metrics()?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(

@@ -1,0 +1,223 @@
+//! Starting, watching and stopping the brokers under test.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A broker the bench can measure.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// This executable's `serve`, so the bench measures the build it ships with.
+    Aerie,
+    Mosquitto,
+    /// Already running (`--broker-only`): never started or stopped by us.
+    External(SocketAddr),
+}
+
+impl Kind {
+    pub fn name(&self) -> String {
+        match self {
+            Kind::Aerie => "aerie".to_owned(),
+            Kind::Mosquitto => "mosquitto".to_owned(),
+            Kind::External(addr) => addr.to_string(),
+        }
+    }
+}
+
+pub fn mosquitto_path() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    // Debian puts it in sbin, which a non-root PATH may lack.
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
+        .map(|dir| dir.join("mosquitto"))
+        .find(|p| p.is_file())
+}
+
+/// A broker process we own (killed on drop), or an external address.
+pub struct Running {
+    pub addr: SocketAddr,
+    child: Option<Child>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resident memory in KiB (VmRSS), for the memory-per-connection scenarios.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        proc_field(&status, "VmRSS:")
+    }
+
+    /// The broker's soft limit on open files: it caps the idle scenarios.
+    pub fn nofile_limit(&self) -> Option<u64> {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.pid()?)).ok()?;
+        proc_field(&limits, "Max open files")
+    }
+
+    /// CPU time (user + system) the broker has used so far.
+    pub fn cpu(&self) -> Option<Duration> {
+        cpu_of(&self.pid()?.to_string())
+    }
+
+    /// Fails (with the end of its log) if the broker has exited: a crash must
+    /// not be reported as a slow result.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(child) = &mut self.child
+            && let Some(status) = child.try_wait()?
+        {
+            bail!(
+                "broker exited ({status}); log tail:\n{}",
+                log_tail(&self.log)
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // SIGKILL: nothing here needs a graceful shutdown, and it is bounded.
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// CPU time (user + system) of a process, "self" for the bench itself: to
+/// show the generator is not the bottleneck.
+pub fn cpu_of(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised name; utime and stime are fields 14, 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux we run on.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Parses the number after `key` in a /proc text file.
+fn proc_field(text: &str, key: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// A loopback port free right now (the broker binds it a moment later).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub async fn start(kind: &Kind) -> anyhow::Result<Running> {
+    let dir = tempfile::Builder::new().prefix("aerie-bench-").tempdir()?;
+    let log = dir.path().join("broker.log");
+    let port = free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut cmd = match kind {
+        Kind::External(addr) => {
+            return Ok(Running {
+                addr: *addr,
+                child: None,
+                log,
+                _dir: dir,
+            });
+        }
+        Kind::Aerie => {
+            let mut cmd = Command::new(std::env::current_exe()?);
+            cmd.arg("serve").arg("--allow-anonymous");
+            cmd.arg("--mqtt").arg(addr.to_string());
+            cmd.arg("--ws").arg(format!("127.0.0.1:{}", free_port()?));
+            cmd.arg("--http").arg(format!("127.0.0.1:{}", free_port()?));
+            cmd.arg("--data-dir").arg(dir.path().join("data"));
+            cmd
+        }
+        Kind::Mosquitto => {
+            let bin = mosquitto_path().context("mosquitto is not installed")?;
+            let conf = dir.path().join("mosquitto.conf");
+            std::fs::write(&conf, mosquitto_config(port))?;
+            // Raise the soft open-files limit to the hard one, as `aerie serve`
+            // does for itself; exec keeps the pid, so VmRSS is mosquitto's.
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c")
+                .arg(r#"ulimit -n "$(ulimit -Hn)"; exec "$0" -c "$1""#)
+                .arg(bin)
+                .arg(conf);
+            cmd
+        }
+    };
+    let out = std::fs::File::create(&log)?;
+    cmd.stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", kind.name()))?;
+    let mut running = Running {
+        addr,
+        child: Some(child),
+        log,
+        _dir: dir,
+    };
+    wait_ready(&mut running).await?;
+    Ok(running)
+}
+
+/// Like Aerie's defaults for the bench: no persistence, anonymous, and no
+/// queue/in-flight caps small enough to throttle the throughput scenarios.
+fn mosquitto_config(port: u16) -> String {
+    format!(
+        "listener {port} 127.0.0.1\n\
+         allow_anonymous true\n\
+         persistence false\n\
+         max_queued_messages 1000000\n\
+         max_inflight_messages 0\n\
+         max_connections -1\n\
+         connection_messages false\n\
+         log_type error\n\
+         log_type warning\n\
+         log_dest stderr\n"
+    )
+}
+
+async fn wait_ready(broker: &mut Running) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        broker.check_alive()?;
+        if tokio::net::TcpStream::connect(broker.addr).await.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "broker did not listen on {} within 10 s; log tail:\n{}",
+                broker.addr,
+                log_tail(&broker.log)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_proc_fields() {
+        let status = "Name:\taerie\nVmRSS:\t   12345 kB\n";
+        assert_eq!(proc_field(status, "VmRSS:"), Some(12345));
+        let limits = "Max open files            20000                20000                files\n";
+        assert_eq!(proc_field(limits, "Max open files"), Some(20000));
+    }
+}

@@ -1,0 +1,300 @@
+//! The results table: one row per measurement, one column per broker, and the
+//! ratio oriented so that > 1 always means Aerie did better.
+
+use std::fmt::Write;
+
+use hdrhistogram::Histogram;
+
+use crate::Options;
+
+/// One measured value, or why there is none.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Number(f64),
+    Skipped(String),
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Better {
+    Higher,
+    Lower,
+}
+
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub label: String,
+    pub unit: &'static str,
+    pub better: Better,
+    pub value: Value,
+}
+
+impl Row {
+    pub fn new(label: impl Into<String>, unit: &'static str, better: Better, value: Value) -> Row {
+        Row {
+            label: label.into(),
+            unit,
+            better,
+            value,
+        }
+    }
+}
+
+pub struct Column {
+    pub name: String,
+    pub values: Vec<Row>,
+}
+
+pub struct Header {
+    pub command_line: String,
+    pub date: String,
+    pub nproc: usize,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub notes: Vec<String>,
+}
+
+impl Header {
+    pub fn now(opts: &Options, notes: Vec<String>) -> Header {
+        let date = std::process::Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M:%S UTC"])
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+        Header {
+            command_line: opts.command_line.clone(),
+            date,
+            nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            duration_s: opts.duration.as_secs_f64(),
+            warmup_s: opts.warmup.as_secs_f64(),
+            notes,
+        }
+    }
+}
+
+/// p50, p99 and p99.9 of a latency histogram recorded in nanoseconds, in µs.
+pub fn latency_rows(hist: &Histogram<u64>) -> Vec<Row> {
+    [("p50", 50.0), ("p99", 99.0), ("p99.9", 99.9)]
+        .into_iter()
+        .map(|(name, q)| {
+            let value = if hist.is_empty() {
+                Value::Failed("no messages received".into())
+            } else {
+                Value::Number(hist.value_at_quantile(q / 100.0) as f64 / 1000.0)
+            };
+            Row::new(
+                format!("latency {name} @10k msg/s"),
+                "µs",
+                Better::Lower,
+                value,
+            )
+        })
+        .collect()
+}
+
+/// The whole report as Markdown: header lines, the table, the footnote.
+pub fn render(h: &Header, columns: &[Column]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\ncommand: {}", h.command_line);
+    let _ = writeln!(out, "date: {}   nproc: {}", h.date, h.nproc);
+    let _ = writeln!(
+        out,
+        "each scenario: {} s warm-up, {} s measured; 64-byte payloads; MQTT 3.1.1",
+        h.warmup_s, h.duration_s
+    );
+    for note in &h.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    let _ = writeln!(out);
+    let compare = columns.len() == 2;
+    let mut head = vec!["scenario".to_owned(), "unit".to_owned()];
+    head.extend(columns.iter().map(|c| c.name.clone()));
+    if compare {
+        head.push(format!("ratio ({}/{})¹", columns[0].name, columns[1].name));
+    }
+    let mut lines = vec![head];
+    let Some(first) = columns.first() else {
+        return out;
+    };
+    for (i, row) in first.values.iter().enumerate() {
+        let mut line = vec![row.label.clone(), row.unit.to_owned()];
+        let cells: Vec<Option<&Row>> = columns.iter().map(|c| c.values.get(i)).collect();
+        line.extend(
+            cells
+                .iter()
+                .map(|r| r.map_or(String::new(), |r| cell(&r.value))),
+        );
+        if compare {
+            line.push(ratio(row.better, &row.value, cells[1].map(|r| &r.value)));
+        }
+        lines.push(line);
+    }
+    let widths: Vec<usize> = (0..lines[0].len())
+        .map(|i| {
+            lines
+                .iter()
+                .map(|l| l[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (n, line) in lines.iter().enumerate() {
+        let padded: Vec<String> = line
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (s, w))| {
+                let pad = w - s.chars().count();
+                // Labels left, numbers right.
+                if i < 2 {
+                    format!("{s}{}", " ".repeat(pad))
+                } else {
+                    format!("{}{s}", " ".repeat(pad))
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "| {} |", padded.join(" | "));
+        if n == 0 {
+            let rule: Vec<String> = widths
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    let dashes = "-".repeat(*w);
+                    if i < 2 {
+                        dashes
+                    } else {
+                        format!("{}:", &dashes[1..])
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "| {} |", rule.join(" | "));
+        }
+    }
+    if compare {
+        let _ = writeln!(
+            out,
+            "\n¹ > 1 means Aerie is better: throughput rows are aerie/mosquitto; \
+             latency and memory rows are mosquitto/aerie."
+        );
+    }
+    out
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Number(x) => number(*x),
+        Value::Skipped(why) => format!("skipped ({why})"),
+        Value::Failed(why) => format!("FAILED ({why})"),
+    }
+}
+
+/// Thousands separators for big numbers, one decimal for small ones.
+pub(crate) fn number(x: f64) -> String {
+    if x >= 1000.0 {
+        let digits = format!("{:.0}", x);
+        let mut s = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                s.push(',');
+            }
+            s.push(c);
+        }
+        s
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+fn ratio(better: Better, aerie: &Value, other: Option<&Value>) -> String {
+    match (aerie, other) {
+        (Value::Number(a), Some(Value::Number(m))) if *a > 0.0 && *m > 0.0 => {
+            let r = match better {
+                Better::Higher => a / m,
+                Better::Lower => m / a,
+            };
+            format!("{r:.2}")
+        }
+        _ => "–".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_come_from_the_histogram_in_microseconds() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+        // 1000 samples: 1..=1000 µs.
+        for us in 1..=1000u64 {
+            h.record(us * 1000).unwrap();
+        }
+        let rows = latency_rows(&h);
+        let v: Vec<f64> = rows
+            .iter()
+            .map(|r| match r.value {
+                Value::Number(x) => x,
+                _ => panic!("no number"),
+            })
+            .collect();
+        // Three significant digits (within 0.1 %), give or take one sample.
+        for (got, want) in v.iter().zip([500.0, 990.0, 999.0]) {
+            assert!((got - want).abs() <= 1.0 + want * 0.001, "{got} vs {want}");
+        }
+        assert!(matches!(
+            latency_rows(&Histogram::new(3).unwrap())[0].value,
+            Value::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn ratio_is_oriented_so_above_one_means_aerie_is_better() {
+        let header = Header {
+            command_line: "aerie bench".into(),
+            date: "today".into(),
+            nproc: 2,
+            duration_s: 5.0,
+            warmup_s: 1.0,
+            notes: vec![],
+        };
+        let col = |name: &str, rate: f64, p99: f64| Column {
+            name: name.into(),
+            values: vec![
+                Row::new("fan-in", "msg/s", Better::Higher, Value::Number(rate)),
+                Row::new("p99", "µs", Better::Lower, Value::Number(p99)),
+                Row::new(
+                    "idle",
+                    "KiB/conn",
+                    Better::Lower,
+                    Value::Skipped("fd".into()),
+                ),
+            ],
+        };
+        let out = render(
+            &header,
+            &[
+                col("aerie", 300_000.0, 50.0),
+                col("mosquitto", 100_000.0, 100.0),
+            ],
+        );
+        let cells = |label: &str| -> Vec<String> {
+            let line = out
+                .lines()
+                .find(|l| l.starts_with(&format!("| {label} ")))
+                .unwrap();
+            line.split('|')
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect()
+        };
+        assert_eq!(
+            cells("fan-in"),
+            ["fan-in", "msg/s", "300,000", "100,000", "3.00"]
+        );
+        assert_eq!(cells("p99"), ["p99", "µs", "50.0", "100.0", "2.00"]);
+        assert_eq!(cells("idle")[2..], ["skipped (fd)", "skipped (fd)", "–"]);
+        assert!(out.contains("¹ > 1 means Aerie is better"), "{out}");
+    }
+}
