@@ -347,7 +347,11 @@ impl RawClient {
         }
     }
 
+    /// Sends DISCONNECT and waits until the broker has closed the
+    /// connection, which it does after detaching the session: the next test
+    /// step then sees the session offline.
     pub async fn disconnect(mut self) {
         self.send(Packet::Disconnect(Disconnect::default())).await;
+        while let Ok(Some(_)) = self.recv_within(crate::WAIT).await {}
     }
 }

@@ -105,6 +105,9 @@ pub struct ServeArgs {
     /// Upper bound on client keep alive in seconds (0: accept the client's).
     #[arg(long, env = "AERIE_MAX_KEEP_ALIVE", default_value_t = 0)]
     pub max_keep_alive: u16,
+    /// QoS 1/2 messages in flight to one client before its acks are awaited.
+    #[arg(long, env = "AERIE_MAX_INFLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_inflight: u16,
     /// Messages kept queued per session before new ones are dropped.
     #[arg(long, env = "AERIE_MAX_QUEUED_MESSAGES", default_value_t = 10_000)]
     pub max_queued_messages: usize,

@@ -75,6 +75,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_packet_size: args.max_packet_size,
             max_keep_alive: args.max_keep_alive,
             receive_maximum: args.receive_maximum,
+            max_inflight: args.max_inflight,
             ..GatewayConfig::default()
         },
     );

@@ -7,7 +7,7 @@
 //! packet ids, the next packet id) is moved into the connection task while it is
 //! attached, so acknowledgements take no lock, and moved back when it detaches.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::config::CoreConfig;
+pub use crate::flight::{FlightState, OutFlight};
 use crate::message::Delivery;
 use crate::metrics::{DropReason, count_drop};
 use crate::store::{QueuedRecord, SessionRecord, Store, StoreOp, Ticket};
@@ -25,48 +26,6 @@ use crate::store::{QueuedRecord, SessionRecord, Store, StoreOp, Ticket};
 pub struct SubscriptionSpec {
     pub options: SubscriptionOptions,
     pub id: Option<u32>,
-}
-
-/// An outbound QoS 1/2 message the client has not finished acknowledging.
-#[derive(Debug, Clone)]
-pub enum OutFlight {
-    /// Sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
-    Publish(Delivery),
-    /// PUBREL sent, waiting for PUBCOMP.
-    Released,
-}
-
-/// Protocol state that lives in the connection while one is attached.
-#[derive(Debug, Default)]
-pub struct FlightState {
-    /// In send order; retransmitted in that order on resume.
-    pub outbound: VecDeque<(u16, OutFlight)>,
-    /// Inbound QoS 2 packet ids that got PUBREC and await PUBREL.
-    pub inbound_qos2: HashSet<u16>,
-    pub next_packet_id: u16,
-}
-
-impl FlightState {
-    /// The next packet id not in use by an outbound flight.
-    pub fn allocate_packet_id(&mut self) -> u16 {
-        loop {
-            self.next_packet_id = self.next_packet_id.wrapping_add(1);
-            if self.next_packet_id == 0 {
-                continue;
-            }
-            let id = self.next_packet_id;
-            if !self.outbound.iter().any(|(p, _)| *p == id) {
-                return id;
-            }
-        }
-    }
-
-    /// Removes and returns the flight with this packet id.
-    pub fn take(&mut self, packet_id: u16) -> Option<OutFlight> {
-        // Acknowledgements mostly arrive in order, so this finds the front.
-        let pos = self.outbound.iter().position(|(p, _)| *p == packet_id)?;
-        self.outbound.remove(pos).map(|(_, f)| f)
-    }
 }
 
 /// A will waiting for its delay to pass (or its session to end).
@@ -106,6 +65,8 @@ pub struct Session {
     pub(crate) wake: Notify,
     /// Wakes a connection waiting to take this session over.
     pub(crate) detached: Notify,
+    /// Wakes publishers held back by this session's full queue.
+    space: Notify,
 }
 
 impl std::fmt::Debug for Session {
@@ -136,6 +97,7 @@ impl Session {
             }),
             wake: Notify::new(),
             detached: Notify::new(),
+            space: Notify::new(),
         }
     }
 
@@ -146,8 +108,10 @@ impl Session {
         &self,
         mut delivery: Delivery,
         config: &CoreConfig,
-    ) -> Result<Ticket, DropReason> {
+    ) -> Result<Enqueued, DropReason> {
         let mut state = self.state.lock();
+        let online = state.owner.is_some();
+        let was_empty = state.queue.is_empty();
         let result = if state.ended {
             Err(DropReason::SessionEnded)
         } else if state.owner.is_none()
@@ -185,16 +149,32 @@ impl Session {
             }
             state.queued_bytes += delivery.message.weight();
             state.queue.push_back(delivery);
-            Ok(ticket)
+            Ok(Enqueued {
+                ticket,
+                congested: online && is_congested(&state, config),
+            })
         };
-        let online = state.owner.is_some();
         drop(state);
         match result {
-            Ok(_) if online => self.wake.notify_one(),
+            // The connection drains the whole queue when woken, so only the
+            // first message after a drain needs to wake it.
+            Ok(_) if online && was_empty => self.wake.notify_one(),
             Ok(_) => {}
             Err(reason) => count_drop(reason, 1),
         }
         result
+    }
+
+    /// Whether an online session's queue is past three quarters of its
+    /// limits; `space` is notified when its connection drains it.
+    pub fn is_congested(&self, config: &CoreConfig) -> bool {
+        let state = self.state.lock();
+        state.owner.is_some() && is_congested(&state, config)
+    }
+
+    /// Resolves after the session's connection next drains its queue.
+    pub fn space(&self) -> tokio::sync::futures::Notified<'_> {
+        self.space.notified()
     }
 
     /// The client finished with a stored delivery: delete it from the store.
@@ -283,6 +263,8 @@ impl Session {
             state.queued_bytes -= d.message.weight();
             out.push(d);
         }
+        drop(state);
+        self.space.notify_waiters();
     }
 
     pub fn queued(&self) -> usize {
@@ -325,6 +307,21 @@ impl Session {
     pub fn set_expiry_interval(&self, secs: u32) {
         self.state.lock().expiry_interval = secs;
     }
+}
+
+/// A delivery that was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    /// Durable once the store reaches it (0: nothing was written).
+    pub ticket: Ticket,
+    /// The (online) session's queue is filling up: the publisher should wait
+    /// for it to drain before sending more (backpressure, before drops).
+    pub congested: bool,
+}
+
+fn is_congested(state: &SessionState, config: &CoreConfig) -> bool {
+    state.queue.len() * 4 > config.max_queued_messages * 3
+        || state.queued_bytes * 4 > config.max_queued_bytes * 3
 }
 
 /// A session as a key in the subscription trie: compared by id, carrying the
@@ -399,7 +396,11 @@ mod tests {
             s.enqueue(delivery(QoS::AtMostOnce), &cfg),
             Err(DropReason::OfflineQos0)
         );
-        assert_eq!(s.enqueue(delivery(QoS::AtLeastOnce), &cfg), Ok(0));
+        assert_eq!(
+            s.enqueue(delivery(QoS::AtLeastOnce), &cfg)
+                .map(|e| e.ticket),
+            Ok(0)
+        );
         assert_eq!(s.queued(), 1);
     }
 
@@ -437,16 +438,5 @@ mod tests {
         let qos: Vec<_> = out.iter().map(|d| d.qos).collect();
         assert_eq!(qos, [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::AtMostOnce]);
         assert_eq!(s.queued(), 2);
-    }
-
-    #[test]
-    fn packet_ids_skip_zero_and_ids_in_flight() {
-        let mut f = FlightState {
-            next_packet_id: u16::MAX - 1,
-            ..Default::default()
-        };
-        f.outbound.push_back((1, OutFlight::Released));
-        assert_eq!(f.allocate_packet_id(), u16::MAX);
-        assert_eq!(f.allocate_packet_id(), 2);
     }
 }

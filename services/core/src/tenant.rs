@@ -16,7 +16,9 @@ use crate::config::CoreConfig;
 use crate::message::{Delivery, Message, SharedGroup};
 use crate::metrics as m;
 use crate::retained::{RetainChange, RetainedStore};
-use crate::session::{FlightState, OutFlight, PendingWill, Session, SessionRef, SubscriptionSpec};
+use crate::session::{
+    Enqueued, FlightState, OutFlight, PendingWill, Session, SessionRef, SubscriptionSpec,
+};
 use crate::store::{LoadedSession, Store, StoreOp, Ticket, unix_ms_now};
 use crate::trie::SubTrie;
 
@@ -33,12 +35,15 @@ pub struct Tenant {
 }
 
 /// What routing one message did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Published {
     /// Sessions it was queued for.
     pub routed: usize,
     /// Acknowledge the publisher only once this ticket is durable.
     pub ticket: Ticket,
+    /// A subscriber whose queue is filling up: the publisher should wait for
+    /// it to drain before reading more.
+    pub congested: Option<Arc<Session>>,
 }
 
 /// A connection's hold on a session, from [`Tenant::attach`].
@@ -93,6 +98,7 @@ impl Tenant {
         }
         let matches = self.subs.read().match_topic(&message.topic);
         let mut delivered = 0;
+        let mut congested = None;
 
         // Overlapping subscriptions of one session become one delivery with the
         // highest QoS and every subscription identifier (MQTT 5 §3.3.4).
@@ -123,9 +129,12 @@ impl Tenant {
                 delivery.subscription_ids.extend(spec.id);
                 i += 1;
             }
-            if let Ok(t) = session.0.enqueue(delivery, &self.config) {
+            if let Ok(e) = session.0.enqueue(delivery, &self.config) {
                 delivered += 1;
-                ticket = ticket.max(t);
+                ticket = ticket.max(e.ticket);
+                if e.congested && congested.is_none() {
+                    congested = Some(session.0.clone());
+                }
             }
         }
 
@@ -139,14 +148,18 @@ impl Tenant {
                 .iter()
                 .map(|(s, spec)| (s.0.clone(), *spec))
                 .collect();
-            if let Some(t) = self.deliver_shared(&message, &group, &members, None) {
+            if let Some((session, e)) = self.deliver_shared(&message, &group, &members, None) {
                 delivered += 1;
-                ticket = ticket.max(t);
+                ticket = ticket.max(e.ticket);
+                if e.congested && congested.is_none() {
+                    congested = Some(session);
+                }
             }
         }
         Published {
             routed: delivered,
             ticket,
+            congested,
         }
     }
 
@@ -158,7 +171,7 @@ impl Tenant {
         group: &Arc<SharedGroup>,
         members: &[(Arc<Session>, SubscriptionSpec)],
         exclude: Option<u64>,
-    ) -> Option<Ticket> {
+    ) -> Option<(Arc<Session>, Enqueued)> {
         let candidates: SmallVec<[&(Arc<Session>, SubscriptionSpec); 8]> = members
             .iter()
             .filter(|(s, _)| Some(s.id) != exclude)
@@ -181,7 +194,8 @@ impl Tenant {
             shared: Some(group.clone()),
             stored_seq: None,
         };
-        session.enqueue(delivery, &self.config).ok()
+        let enqueued = session.enqueue(delivery, &self.config).ok()?;
+        Some((session.clone(), enqueued))
     }
 
     /// Sends deliveries a leaving member had not finished to another member of
@@ -433,14 +447,14 @@ impl Tenant {
         state.kick = None;
         // A leaving member's unfinished shared-subscription messages go to
         // another member (MQTT 5 §4.8.2).
-        let mut orphans = Vec::new();
-        flight.outbound.retain(|(_, f)| match f {
-            OutFlight::Publish(d) if d.shared.is_some() => {
-                orphans.push(d.clone());
-                false
-            }
-            _ => true,
-        });
+        let mut orphans: Vec<Delivery> = flight
+            .extract(|f| matches!(f, OutFlight::Publish(d) if d.shared.is_some()))
+            .into_iter()
+            .filter_map(|f| match f {
+                OutFlight::Publish(d) => Some(d),
+                OutFlight::Released => None,
+            })
+            .collect();
         // QoS 0 messages queued while it was online follow the offline
         // policy too: not kept unless configured.
         let keep_qos0 = self.config.queue_qos0_offline;
@@ -579,7 +593,7 @@ impl Tenant {
         }
         state.ended = true;
         let filters: Vec<Arc<str>> = state.subscriptions.drain().map(|(f, _)| f).collect();
-        let dropped = state.queue.len() + state.flight.outbound.len();
+        let dropped = state.queue.len() + state.flight.len();
         state.queue.clear();
         state.queued_bytes = 0;
         state.flight = FlightState::default();

@@ -11,6 +11,10 @@ pub struct GatewayConfig {
     pub max_packet_size: u32,
     /// QoS 1/2 PUBLISHes a client may have unacknowledged towards us.
     pub receive_maximum: u16,
+    /// QoS 1/2 messages we send a client before waiting for its acks: the
+    /// client's receive maximum, but never more than this (3.1.1 clients
+    /// announce none).
+    pub max_inflight: u16,
     /// Topic aliases a client may use towards us.
     pub topic_alias_maximum: u16,
     /// Upper bound on a client's keep alive (seconds); 0 = take the client's.
@@ -30,6 +34,7 @@ impl Default for GatewayConfig {
             max_packet_size: 1024 * 1024,
             receive_maximum: 1024,
             topic_alias_maximum: 64,
+            max_inflight: 256,
             max_keep_alive: 0,
             connect_timeout: Duration::from_secs(10),
             max_connections: 1_000_000,

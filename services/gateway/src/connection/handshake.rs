@@ -120,7 +120,10 @@ pub(crate) async fn accept(
         attachment,
         keep_alive,
         session_expiry,
-        client_receive_maximum: props.receive_maximum.unwrap_or(u16::MAX),
+        client_receive_maximum: props
+            .receive_maximum
+            .unwrap_or(u16::MAX)
+            .min(config.max_inflight.max(1)),
         client_max_packet_size: props.maximum_packet_size.unwrap_or(u32::MAX),
         client_topic_alias_maximum: props.topic_alias_maximum.unwrap_or(0),
     })

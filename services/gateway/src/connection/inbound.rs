@@ -38,12 +38,9 @@ impl Conn {
                 Flow::Continue
             }
             Packet::PubComp(comp) => {
-                if let Some(f) = self.flight.take(comp.packet_id)
-                    && !matches!(f, OutFlight::Released)
-                {
-                    // A PUBCOMP for a message still awaiting PUBREC: keep it.
-                    self.flight.outbound.push_front((comp.packet_id, f));
-                }
+                // A PUBCOMP for a message still awaiting PUBREC leaves it be.
+                self.flight
+                    .take_if(comp.packet_id, |f| matches!(f, OutFlight::Released));
                 Flow::Continue
             }
             Packet::Subscribe(s) => self.on_subscribe(s),
@@ -157,6 +154,9 @@ impl Conn {
             persisted: Default::default(),
         });
         let published = self.tenant.publish(message);
+        if published.congested.is_some() {
+            self.backpressure = published.congested.clone();
+        }
         let reason = if published.routed == 0 && self.version.is_v5() {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
@@ -202,37 +202,41 @@ impl Conn {
     }
 
     fn on_puback(&mut self, ack: PubResp) {
-        match self.flight.take(ack.packet_id) {
-            Some(OutFlight::Publish(d)) if d.qos == QoS::AtLeastOnce => {
-                self.session.forget(d.stored_seq)
-            }
-            Some(other) => self.flight.outbound.push_front((ack.packet_id, other)),
-            None => tracing::debug!(packet_id = ack.packet_id, "PUBACK for unknown packet id"),
+        let is_qos1 =
+            |f: &OutFlight| matches!(f, OutFlight::Publish(d) if d.qos == QoS::AtLeastOnce);
+        match self.flight.take_if(ack.packet_id, is_qos1) {
+            Some(OutFlight::Publish(d)) => self.session.forget(d.stored_seq),
+            _ => tracing::debug!(
+                packet_id = ack.packet_id,
+                "PUBACK for no QoS 1 message in flight"
+            ),
         }
     }
 
     fn on_pubrec(&mut self, rec: PubResp) {
-        match self.flight.take(rec.packet_id) {
-            Some(OutFlight::Publish(d)) if d.qos == QoS::ExactlyOnce => {
+        let is_qos2 = |f: &OutFlight| match f {
+            OutFlight::Publish(d) => d.qos == QoS::ExactlyOnce,
+            OutFlight::Released => true,
+        };
+        match self.flight.take_if(rec.packet_id, is_qos2) {
+            Some(OutFlight::Publish(d)) => {
                 // The client has the message now; what remains is PUBREL/PUBCOMP.
                 self.session.forget(d.stored_seq);
                 if rec.reason.is_error() {
                     // The receiver refused it: the flow ends here (MQTT 5 §4.3.3).
                     return;
                 }
-                self.flight
-                    .outbound
-                    .push_back((rec.packet_id, OutFlight::Released));
+                self.flight.insert(rec.packet_id, OutFlight::Released);
                 self.send_ack(Packet::PubRel, rec.packet_id, ReasonCode::SUCCESS);
             }
             Some(OutFlight::Released) => {
                 // A duplicate PUBREC: send PUBREL again.
-                self.flight
-                    .outbound
-                    .push_back((rec.packet_id, OutFlight::Released));
+                self.flight.insert(rec.packet_id, OutFlight::Released);
                 self.send_ack(Packet::PubRel, rec.packet_id, ReasonCode::SUCCESS);
             }
-            Some(other) => self.flight.outbound.push_front((rec.packet_id, other)),
+            None if self.flight.contains(rec.packet_id) => {
+                tracing::debug!(packet_id = rec.packet_id, "PUBREC for a QoS 1 message");
+            }
             None => self.send_ack(
                 Packet::PubRel,
                 rec.packet_id,

@@ -101,6 +101,9 @@ pub(crate) struct Conn {
     /// Acknowledgements waiting for their ticket to become durable, in the
     /// order the packets they answer arrived.
     pub held_acks: std::collections::VecDeque<(Ticket, Packet)>,
+    /// A subscriber whose queue our publishes are filling: reading waits for
+    /// it to drain (backpressure before drops).
+    pub backpressure: Option<Arc<Session>>,
 }
 
 pub async fn run<S>(stream: S, transport: Transport, ctx: ConnContext)
@@ -259,6 +262,7 @@ where
         deliveries: Vec::new(),
         durable: ctx.broker.store().durable(),
         held_acks: std::collections::VecDeque::new(),
+        backpressure: None,
     };
     drop(connect);
     tracing::debug!(client_id = %conn.session.client_id, tenant = %conn.tenant.id, "connected");
@@ -327,6 +331,7 @@ impl Conn {
         self.pump();
         loop {
             flush(wr, &mut self.out).await?;
+            self.wait_for_congested_subscriber().await;
             let session = self.session.clone();
             tokio::select! {
                 n = read_more(rd, inbuf) => {
@@ -358,6 +363,24 @@ impl Conn {
                     return Ok(Close { disconnect: Some(ReasonCode::SERVER_SHUTTING_DOWN), publish_will: false, why: "server_shutdown" });
                 }
             }
+        }
+    }
+
+    /// Pauses (at most 50 ms) while a subscriber this connection publishes to
+    /// is congested, so a fast publisher slows to its subscribers' pace
+    /// instead of overflowing their queues.
+    async fn wait_for_congested_subscriber(&mut self) {
+        let Some(subscriber) = self.backpressure.take() else {
+            return;
+        };
+        if Arc::ptr_eq(&subscriber, &self.session) {
+            return;
+        }
+        let space = subscriber.space();
+        tokio::pin!(space);
+        space.as_mut().enable();
+        if subscriber.is_congested(self.tenant.config()) {
+            let _ = tokio::time::timeout(Duration::from_millis(50), space).await;
         }
     }
 

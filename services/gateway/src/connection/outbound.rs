@@ -13,8 +13,7 @@ impl Conn {
     /// Moves what the session has queued into the outbox, as far as the
     /// client's window allows.
     pub(super) fn pump(&mut self) {
-        let window =
-            usize::from(self.client_receive_maximum).saturating_sub(self.flight.outbound.len());
+        let window = usize::from(self.client_receive_maximum).saturating_sub(self.flight.len());
         let mut batch = std::mem::take(&mut self.deliveries);
         self.session.drain(window, &mut batch);
         let now = Instant::now();
@@ -24,7 +23,11 @@ impl Conn {
                 self.session.forget(d.stored_seq);
                 continue;
             }
-            let packet_id = (d.qos != QoS::AtMostOnce).then(|| self.flight.allocate_packet_id());
+            // The window keeps the flight far below 65,535, so an id is always free.
+            let packet_id = match d.qos {
+                QoS::AtMostOnce => None,
+                _ => self.flight.allocate_packet_id(),
+            };
             if self.send_publish(&d, packet_id, false, now) {
                 let hot = m::hot();
                 hot.delivered.increment(1);
@@ -33,7 +36,7 @@ impl Conn {
                         .as_secs_f64(),
                 );
                 if let Some(id) = packet_id {
-                    self.flight.outbound.push_back((id, OutFlight::Publish(d)));
+                    self.flight.insert(id, OutFlight::Publish(d));
                 }
             } else {
                 // Over the client's maximum packet size: MQTT 5 §3.1.2.11.4
@@ -49,7 +52,11 @@ impl Conn {
     /// ended: PUBLISH with DUP set, and PUBREL (MQTT 5 §4.4).
     pub(super) fn resend_inflight(&mut self) {
         let now = Instant::now();
-        let flights: Vec<_> = self.flight.outbound.iter().cloned().collect();
+        let flights: Vec<(u16, OutFlight)> = self
+            .flight
+            .in_order()
+            .map(|(id, f)| (id, f.clone()))
+            .collect();
         for (id, f) in flights {
             match f {
                 OutFlight::Publish(d) => {

@@ -1,0 +1,182 @@
+//! The outbound in-flight window and inbound QoS 2 ids of one session.
+//!
+//! Lookups by packet id are O(1) (acks arrive for any id); send order is kept
+//! beside it for retransmission on resume. An ack removes the id from the
+//! map only; the order queue drops such stale entries lazily.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use crate::message::Delivery;
+
+/// An outbound QoS 1/2 message the client has not finished acknowledging.
+#[derive(Debug, Clone)]
+pub enum OutFlight {
+    /// Sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Publish(Delivery),
+    /// PUBREL sent, waiting for PUBCOMP.
+    Released,
+}
+
+/// Protocol state that lives in the connection while one is attached.
+#[derive(Debug, Default)]
+pub struct FlightState {
+    /// Packet id → (send order, flight).
+    outbound: HashMap<u16, (u64, OutFlight)>,
+    /// Send order → packet id, oldest first; entries whose id was
+    /// acknowledged (or reused under a later order) are stale.
+    order: VecDeque<(u64, u16)>,
+    next_order: u64,
+    /// Inbound QoS 2 packet ids that got PUBREC and await PUBREL.
+    pub inbound_qos2: HashSet<u16>,
+    pub next_packet_id: u16,
+}
+
+impl FlightState {
+    /// Outbound flights in progress (what counts against receive maximum).
+    pub fn len(&self) -> usize {
+        self.outbound.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.outbound.is_empty()
+    }
+
+    /// The next packet id not in use by an outbound flight; None when all
+    /// 65,535 are (callers keep the window far below that).
+    pub fn allocate_packet_id(&mut self) -> Option<u16> {
+        if self.outbound.len() >= usize::from(u16::MAX) {
+            return None;
+        }
+        loop {
+            self.next_packet_id = self.next_packet_id.wrapping_add(1);
+            let id = self.next_packet_id;
+            if id != 0 && !self.outbound.contains_key(&id) {
+                return Some(id);
+            }
+        }
+    }
+
+    /// Records a flight as the newest.
+    pub fn insert(&mut self, packet_id: u16, flight: OutFlight) {
+        let order = self.next_order;
+        self.next_order += 1;
+        self.outbound.insert(packet_id, (order, flight));
+        self.order.push_back((order, packet_id));
+    }
+
+    /// Removes and returns the flight with this packet id if `wanted` accepts
+    /// it; a flight of the wrong kind stays where it was.
+    pub fn take_if(
+        &mut self,
+        packet_id: u16,
+        wanted: impl FnOnce(&OutFlight) -> bool,
+    ) -> Option<OutFlight> {
+        if !wanted(&self.outbound.get(&packet_id)?.1) {
+            return None;
+        }
+        let (_, flight) = self.outbound.remove(&packet_id)?;
+        self.drop_stale_front();
+        Some(flight)
+    }
+
+    /// Whether a flight with this id exists.
+    pub fn contains(&self, packet_id: u16) -> bool {
+        self.outbound.contains_key(&packet_id)
+    }
+
+    /// Flights in send order.
+    pub fn in_order(&self) -> impl Iterator<Item = (u16, &OutFlight)> {
+        self.order
+            .iter()
+            .filter_map(|(order, id)| match self.outbound.get(id) {
+                Some((o, f)) if o == order => Some((*id, f)),
+                _ => None,
+            })
+    }
+
+    /// Keeps the flights `keep` accepts, removing (and returning) the others.
+    pub fn extract(&mut self, mut remove: impl FnMut(&OutFlight) -> bool) -> Vec<OutFlight> {
+        let ids: Vec<u16> = self
+            .in_order()
+            .filter(|(_, f)| remove(f))
+            .map(|(id, _)| id)
+            .collect();
+        let out = ids
+            .iter()
+            .filter_map(|id| self.outbound.remove(id).map(|(_, f)| f))
+            .collect();
+        self.drop_stale_front();
+        out
+    }
+
+    fn drop_stale_front(&mut self) {
+        while let Some((order, id)) = self.order.front() {
+            match self.outbound.get(id) {
+                Some((o, _)) if o == order => break,
+                _ => {
+                    self.order.pop_front();
+                }
+            }
+        }
+        // Acks out of order leave stale entries behind a live front: compact
+        // once they dominate, so memory stays proportional to the window.
+        if self.order.len() > 2 * self.outbound.len() + 64 {
+            let outbound = &self.outbound;
+            self.order
+                .retain(|(order, id)| outbound.get(id).is_some_and(|(o, _)| o == order));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packet_ids_skip_zero_and_ids_in_flight() {
+        let mut f = FlightState {
+            next_packet_id: u16::MAX - 1,
+            ..Default::default()
+        };
+        f.insert(1, OutFlight::Released);
+        assert_eq!(f.allocate_packet_id(), Some(u16::MAX));
+        assert_eq!(f.allocate_packet_id(), Some(2));
+    }
+
+    #[test]
+    fn acks_in_any_order_keep_send_order_of_the_rest() {
+        let mut f = FlightState::default();
+        for id in 1..=5 {
+            f.insert(id, OutFlight::Released);
+        }
+        assert!(f.take_if(3, |_| true).is_some());
+        assert!(f.take_if(1, |_| true).is_some());
+        f.insert(1, OutFlight::Released);
+        let ids: Vec<u16> = f.in_order().map(|(id, _)| id).collect();
+        assert_eq!(ids, [2, 4, 5, 1]);
+        assert_eq!(f.len(), 4);
+    }
+
+    #[test]
+    fn wrong_kind_is_left_in_place() {
+        let mut f = FlightState::default();
+        f.insert(7, OutFlight::Released);
+        assert!(
+            f.take_if(7, |f| matches!(f, OutFlight::Publish(_)))
+                .is_none()
+        );
+        assert!(f.contains(7));
+    }
+
+    #[test]
+    fn stale_order_entries_stay_bounded() {
+        let mut f = FlightState::default();
+        f.insert(1, OutFlight::Released);
+        for round in 0..10_000u32 {
+            let id = (round % 1000) as u16 + 2;
+            f.insert(id, OutFlight::Released);
+            f.take_if(id, |_| true);
+        }
+        assert!(f.order.len() <= 2 * f.len() + 64 + 1, "{}", f.order.len());
+    }
+}
