@@ -10,6 +10,12 @@ mod telemetry;
 
 use clap::Parser;
 
+// Messages are allocated on the publisher's thread and freed on the
+// subscriber's; mimalloc handles such cross-thread frees far better than the
+// system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     // One TLS provider for the whole process, before anything builds a config.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

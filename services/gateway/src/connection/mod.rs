@@ -134,6 +134,7 @@ async fn read_more<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> std:
 }
 
 async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Outbox) -> std::io::Result<()> {
+    out.report();
     if !out.is_empty() {
         m::hot().bytes_sent.increment(out.buf.len() as u64);
         wr.write_all(&out.buf).await?;
@@ -386,10 +387,21 @@ impl Conn {
 
     /// Decodes every complete packet in `inbuf` and handles it.
     fn decode_and_handle(&mut self, inbuf: &mut BytesMut) -> Flow {
+        let mut received = [0u32; 16];
+        let flow = self.decode_and_handle_counted(inbuf, &mut received);
+        outbox::report_counts(&mut received, &m::hot().packets_received);
+        flow
+    }
+
+    fn decode_and_handle_counted(
+        &mut self,
+        inbuf: &mut BytesMut,
+        received: &mut [u32; 16],
+    ) -> Flow {
         loop {
             match aerie_proto::decode(inbuf, self.version, self.config.max_packet_size) {
                 Ok(Some(packet)) => {
-                    m::hot().packets_received[usize::from(packet.packet_type())].increment(1);
+                    received[usize::from(packet.packet_type())] += 1;
                     if let Flow::Close(c) = self.handle(packet) {
                         return Flow::Close(c);
                     }

@@ -11,6 +11,9 @@ pub(crate) struct Outbox {
     pub buf: BytesMut,
     /// The client's maximum packet size: larger packets are never sent.
     pub max_packet_size: u32,
+    /// Packets encoded since the last report, by packet type: metrics are
+    /// added once per write, not once per packet.
+    sent: [u32; 16],
 }
 
 impl Outbox {
@@ -20,6 +23,7 @@ impl Outbox {
             // Allocated on first use: an idle connection holds no write buffer.
             buf: BytesMut::new(),
             max_packet_size: u32::MAX,
+            sent: [0; 16],
         }
     }
 
@@ -32,11 +36,26 @@ impl Outbox {
             self.buf.truncate(start);
             return Ok(false);
         }
-        m::hot().packets_sent[usize::from(packet.packet_type())].increment(1);
+        self.sent[usize::from(packet.packet_type())] += 1;
         Ok(true)
+    }
+
+    /// Adds the packets counted since the last call to the metrics.
+    pub fn report(&mut self) {
+        report_counts(&mut self.sent, &m::hot().packets_sent);
     }
 
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
+    }
+}
+
+/// Adds per-packet-type counts to their counters and zeroes them.
+pub(crate) fn report_counts(counts: &mut [u32; 16], counters: &[metrics::Counter; 16]) {
+    for (n, counter) in counts.iter_mut().zip(counters) {
+        if *n > 0 {
+            counter.increment(u64::from(*n));
+            *n = 0;
+        }
     }
 }
