@@ -322,8 +322,15 @@ impl Conn {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
+        // Futures that live across loop turns are created once: a new
+        // `cancelled()` or timer per turn would take a shared lock per packet.
         let far = Duration::from_secs(86400 * 365);
-        let mut deadline = Instant::now() + keep_alive.unwrap_or(far);
+        let keep_alive_timer = tokio::time::sleep(keep_alive.unwrap_or(far));
+        let shutdown = shutdown.cancelled();
+        let session = self.session.clone();
+        let woken = session.woken();
+        tokio::pin!(keep_alive_timer, shutdown, woken);
+        let mut last_seen = Instant::now();
         // Packets the client sent right behind CONNECT may already be in
         // `inbuf`: handle them now, not after the client's next bytes.
         if let Flow::Close(c) = self.decode_and_handle(inbuf) {
@@ -333,21 +340,19 @@ impl Conn {
         loop {
             flush(wr, &mut self.out).await?;
             self.wait_for_congested_subscriber().await;
-            let session = self.session.clone();
             tokio::select! {
                 n = read_more(rd, inbuf) => {
                     if n? == 0 {
                         return Ok(Close { disconnect: None, publish_will: true, why: "closed_by_client" });
                     }
-                    if let Some(ka) = keep_alive {
-                        deadline = Instant::now() + ka;
-                    }
+                    last_seen = Instant::now();
                     if let Flow::Close(c) = self.decode_and_handle(inbuf) {
                         return Ok(c);
                     }
                     self.pump();
                 }
-                _ = session.woken() => {
+                _ = &mut woken => {
+                    woken.set(session.woken());
                     if let Some(reason) = self.session.take_kick() {
                         let why = if reason == ReasonCode::SESSION_TAKEN_OVER { "taken_over" } else { "kicked" };
                         return Ok(Close { disconnect: Some(reason), publish_will: true, why });
@@ -357,10 +362,18 @@ impl Conn {
                 _ = self.durable.changed(), if !self.held_acks.is_empty() => {
                     self.release_acks();
                 }
-                _ = tokio::time::sleep_until(deadline) => {
-                    return Ok(Close { disconnect: Some(ReasonCode::KEEP_ALIVE_TIMEOUT), publish_will: true, why: "keep_alive_timeout" });
+                _ = &mut keep_alive_timer => {
+                    // Re-armed lazily: packets only move `last_seen`.
+                    let Some(ka) = keep_alive else {
+                        keep_alive_timer.as_mut().reset(Instant::now() + far);
+                        continue;
+                    };
+                    if last_seen.elapsed() >= ka {
+                        return Ok(Close { disconnect: Some(ReasonCode::KEEP_ALIVE_TIMEOUT), publish_will: true, why: "keep_alive_timeout" });
+                    }
+                    keep_alive_timer.as_mut().reset(last_seen + ka);
                 }
-                _ = shutdown.cancelled() => {
+                _ = &mut shutdown => {
                     return Ok(Close { disconnect: Some(ReasonCode::SERVER_SHUTTING_DOWN), publish_will: false, why: "server_shutdown" });
                 }
             }
