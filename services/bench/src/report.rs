@@ -11,6 +11,9 @@ use crate::Options;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Number(f64),
+    /// Measured, but not as the row says (e.g. fewer connections than
+    /// asked for because of a limit): the number and why.
+    Partial(f64, String),
     Skipped(String),
     Failed(String),
 }
@@ -185,6 +188,7 @@ pub fn render(h: &Header, columns: &[Column]) -> String {
 fn cell(v: &Value) -> String {
     match v {
         Value::Number(x) => number(*x),
+        Value::Partial(x, why) => format!("{} ({why})", number(*x)),
         Value::Skipped(why) => format!("skipped ({why})"),
         Value::Failed(why) => format!("FAILED ({why})"),
     }
@@ -209,7 +213,10 @@ pub(crate) fn number(x: f64) -> String {
 
 fn ratio(better: Better, aerie: &Value, other: Option<&Value>) -> String {
     match (aerie, other) {
-        (Value::Number(a), Some(Value::Number(m))) if *a > 0.0 && *m > 0.0 => {
+        (
+            Value::Number(a) | Value::Partial(a, _),
+            Some(Value::Number(m) | Value::Partial(m, _)),
+        ) if *a > 0.0 && *m > 0.0 => {
             let r = match better {
                 Better::Higher => a / m,
                 Better::Lower => m / a,
