@@ -251,6 +251,7 @@ impl Session {
     /// 1/2 ones while `window` (free in-flight slots) lasts. Stops at the first
     /// QoS 1/2 delivery that does not fit, so order is kept.
     pub fn drain(&self, mut window: usize, out: &mut Vec<Delivery>) {
+        let mut drained = false;
         let mut state = self.state.lock();
         while let Some(front) = state.queue.front() {
             if front.qos != QoS::AtMostOnce {
@@ -262,9 +263,12 @@ impl Session {
             let d = state.queue.pop_front().expect("front exists");
             state.queued_bytes -= d.message.weight();
             out.push(d);
+            drained = true;
         }
         drop(state);
-        self.space.notify_waiters();
+        if drained {
+            self.space.notify_waiters();
+        }
     }
 
     pub fn queued(&self) -> usize {
