@@ -424,6 +424,56 @@ mod tests {
     }
 
     #[test]
+    fn online_queue_past_three_quarters_is_congested_offline_never() {
+        let s = session();
+        let cfg = CoreConfig {
+            max_queued_messages: 8,
+            ..CoreConfig::default()
+        };
+        for _ in 0..7 {
+            assert!(
+                !s.enqueue(delivery(QoS::AtLeastOnce), &cfg)
+                    .unwrap()
+                    .congested,
+                "offline"
+            );
+        }
+        let s = session();
+        s.state.lock().owner = Some(1);
+        let congested: Vec<bool> = (0..8)
+            .map(|_| {
+                s.enqueue(delivery(QoS::AtLeastOnce), &cfg)
+                    .unwrap()
+                    .congested
+            })
+            .collect();
+        assert_eq!(
+            congested,
+            [false, false, false, false, false, false, true, true]
+        );
+        assert!(s.is_congested(&cfg));
+    }
+
+    #[tokio::test]
+    async fn draining_wakes_a_held_back_publisher() {
+        let s = Arc::new(session());
+        s.state.lock().owner = Some(1);
+        let cfg = CoreConfig::default();
+        s.enqueue(delivery(QoS::AtLeastOnce), &cfg).unwrap();
+        let waiter = {
+            let s = s.clone();
+            tokio::spawn(async move { s.space().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        s.drain(10, &mut Vec::new());
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[test]
     fn drain_respects_window_and_keeps_order() {
         let s = session();
         s.state.lock().owner = Some(7);
