@@ -1,15 +1,67 @@
 //! rumqttc clients (v3.1.1 and v5) driven from a background task, with their
 //! events forwarded to a channel a test can wait on.
 
+use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, UnboundedReceiver};
+
+use rumqttc::v5::mqttbytes::v5 as p5;
+
+/// Polls a rumqttc event loop in a task and forwards what it receives; the
+/// task ends with the connection or when the receiver is dropped.
+macro_rules! forward_incoming {
+    ($eventloop:expr, $incoming:path) => {{
+        let mut eventloop = $eventloop;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(event) = eventloop.poll().await {
+                if let $incoming(p) = event
+                    && tx.send(p).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        rx
+    }};
+}
+
+/// The first packet `pick` accepts within [`crate::WAIT`]; others are skipped.
+async fn next_matching<P: Debug, T>(
+    events: &mut UnboundedReceiver<P>,
+    what: &str,
+    pick: impl Fn(P) -> Option<T>,
+) -> T {
+    loop {
+        match tokio::time::timeout(crate::WAIT, events.recv()).await {
+            Ok(Some(p)) => {
+                if let Some(t) = pick(p) {
+                    return t;
+                }
+            }
+            other => panic!("no {what} in time: {other:?}"),
+        }
+    }
+}
+
+/// Panics if `is_publish` accepts anything arriving within `wait`.
+async fn expect_none<P: Debug>(
+    events: &mut UnboundedReceiver<P>,
+    wait: Duration,
+    is_publish: impl Fn(&P) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(p)) = tokio::time::timeout_at(deadline, events.recv()).await {
+        assert!(!is_publish(&p), "unexpected PUBLISH: {p:?}");
+    }
+}
 
 /// rumqttc v5 client plus its incoming packets.
 pub struct V5 {
     pub client: rumqttc::v5::AsyncClient,
-    pub events: mpsc::UnboundedReceiver<rumqttc::v5::mqttbytes::v5::Packet>,
+    pub events: UnboundedReceiver<p5::Packet>,
 }
 
 pub fn v5_options(addr: SocketAddr, client_id: &str) -> rumqttc::v5::MqttOptions {
@@ -29,68 +81,44 @@ pub fn v5_ws_options(addr: SocketAddr, client_id: &str) -> rumqttc::v5::MqttOpti
 
 impl V5 {
     /// Connects and waits for CONNACK; panics if refused.
-    pub async fn connect(
-        options: rumqttc::v5::MqttOptions,
-    ) -> (V5, rumqttc::v5::mqttbytes::v5::ConnAck) {
-        let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 64);
-        let (tx, mut events) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(rumqttc::v5::Event::Incoming(p)) => {
-                        if tx.send(p).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => return,
-                }
-            }
-        });
-        let connack = loop {
-            match tokio::time::timeout(crate::WAIT, events.recv()).await {
-                Ok(Some(rumqttc::v5::mqttbytes::v5::Packet::ConnAck(c))) => break c,
-                Ok(Some(_)) => continue,
-                other => panic!("no CONNACK: {other:?}"),
-            }
-        };
+    pub async fn connect(options: rumqttc::v5::MqttOptions) -> (V5, p5::ConnAck) {
+        let (client, eventloop) = rumqttc::v5::AsyncClient::new(options, 64);
+        let mut events = forward_incoming!(eventloop, rumqttc::v5::Event::Incoming);
+        let connack = next_matching(&mut events, "CONNACK", |p| match p {
+            p5::Packet::ConnAck(c) => Some(c),
+            _ => None,
+        })
+        .await;
         (V5 { client, events }, connack)
     }
 
     /// The next incoming PUBLISH.
-    pub async fn next_publish(&mut self) -> rumqttc::v5::mqttbytes::v5::Publish {
-        loop {
-            match tokio::time::timeout(crate::WAIT, self.events.recv()).await {
-                Ok(Some(rumqttc::v5::mqttbytes::v5::Packet::Publish(p))) => return p,
-                Ok(Some(_)) => continue,
-                other => panic!("no PUBLISH in time: {other:?}"),
-            }
-        }
+    pub async fn next_publish(&mut self) -> p5::Publish {
+        next_matching(&mut self.events, "PUBLISH", |p| match p {
+            p5::Packet::Publish(p) => Some(p),
+            _ => None,
+        })
+        .await
     }
 
     /// The next incoming packet of any kind.
-    pub async fn next_packet(&mut self) -> rumqttc::v5::mqttbytes::v5::Packet {
-        match tokio::time::timeout(crate::WAIT, self.events.recv()).await {
-            Ok(Some(p)) => p,
-            other => panic!("no packet in time: {other:?}"),
-        }
+    pub async fn next_packet(&mut self) -> p5::Packet {
+        next_matching(&mut self.events, "packet", Some).await
     }
 
     /// Asserts no PUBLISH arrives within `wait`.
     pub async fn expect_no_publish(&mut self, wait: Duration) {
-        let deadline = tokio::time::Instant::now() + wait;
-        while let Ok(Some(p)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
-            if let rumqttc::v5::mqttbytes::v5::Packet::Publish(p) = p {
-                panic!("unexpected PUBLISH on {:?}", p.topic);
-            }
-        }
+        expect_none(&mut self.events, wait, |p| {
+            matches!(p, p5::Packet::Publish(_))
+        })
+        .await
     }
 }
 
 /// rumqttc 3.1.1 client plus its incoming packets.
 pub struct V3 {
     pub client: rumqttc::AsyncClient,
-    pub events: mpsc::UnboundedReceiver<rumqttc::Packet>,
+    pub events: UnboundedReceiver<rumqttc::Packet>,
 }
 
 pub fn v3_options(addr: SocketAddr, client_id: &str) -> rumqttc::MqttOptions {
@@ -108,56 +136,37 @@ pub fn v3_ws_options(addr: SocketAddr, client_id: &str) -> rumqttc::MqttOptions 
 }
 
 impl V3 {
+    /// Connects and waits for CONNACK; panics if refused.
     pub async fn connect(options: rumqttc::MqttOptions) -> (V3, rumqttc::ConnAck) {
-        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 64);
-        let (tx, mut events) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(rumqttc::Event::Incoming(p)) => {
-                        if tx.send(p).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => return,
-                }
-            }
-        });
-        let connack = loop {
-            match tokio::time::timeout(crate::WAIT, events.recv()).await {
-                Ok(Some(rumqttc::Packet::ConnAck(c))) => break c,
-                Ok(Some(_)) => continue,
-                other => panic!("no CONNACK: {other:?}"),
-            }
-        };
+        let (client, eventloop) = rumqttc::AsyncClient::new(options, 64);
+        let mut events = forward_incoming!(eventloop, rumqttc::Event::Incoming);
+        let connack = next_matching(&mut events, "CONNACK", |p| match p {
+            rumqttc::Packet::ConnAck(c) => Some(c),
+            _ => None,
+        })
+        .await;
         (V3 { client, events }, connack)
     }
 
     /// The next incoming packet of any kind.
     pub async fn next_packet(&mut self) -> rumqttc::Packet {
-        match tokio::time::timeout(crate::WAIT, self.events.recv()).await {
-            Ok(Some(p)) => p,
-            other => panic!("no packet in time: {other:?}"),
-        }
+        next_matching(&mut self.events, "packet", Some).await
     }
 
+    /// The next incoming PUBLISH.
     pub async fn next_publish(&mut self) -> rumqttc::Publish {
-        loop {
-            match tokio::time::timeout(crate::WAIT, self.events.recv()).await {
-                Ok(Some(rumqttc::Packet::Publish(p))) => return p,
-                Ok(Some(_)) => continue,
-                other => panic!("no PUBLISH in time: {other:?}"),
-            }
-        }
+        next_matching(&mut self.events, "PUBLISH", |p| match p {
+            rumqttc::Packet::Publish(p) => Some(p),
+            _ => None,
+        })
+        .await
     }
 
+    /// Asserts no PUBLISH arrives within `wait`.
     pub async fn expect_no_publish(&mut self, wait: Duration) {
-        let deadline = tokio::time::Instant::now() + wait;
-        while let Ok(Some(p)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
-            if let rumqttc::Packet::Publish(p) = p {
-                panic!("unexpected PUBLISH on {:?}", p.topic);
-            }
-        }
+        expect_none(&mut self.events, wait, |p| {
+            matches!(p, rumqttc::Packet::Publish(_))
+        })
+        .await
     }
 }

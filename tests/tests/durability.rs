@@ -19,6 +19,18 @@ fn random_ms(lo: u64, hi: u64) -> u64 {
     lo + u64::from(nanos) % (hi - lo)
 }
 
+/// SIGKILLs `pid` after a random 150–600 ms; returns the delay and the task.
+fn sigkill_soon(pid: u32) -> (u64, tokio::task::JoinHandle<()>) {
+    let kill_after = random_ms(150, 600);
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(kill_after)).await;
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    });
+    (kill_after, killer)
+}
+
 fn publish(topic: &str, payload: String, qos: QoS, packet_id: u16) -> Packet {
     Packet::Publish(Publish {
         qos,
@@ -77,14 +89,7 @@ async fn qos1_messages_acked_before_sigkill_are_delivered_after_restart() {
 
     let (mut publisher, _) =
         RawClient::connect(server.mqtt, ProtocolVersion::V5, "pub", true).await;
-    let pid = server.pid();
-    let kill_after = random_ms(150, 600);
-    let killer = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(kill_after)).await;
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status();
-    });
+    let (kill_after, killer) = sigkill_soon(server.pid());
 
     let mut outstanding: HashMap<u16, String> = HashMap::new();
     let mut acked: Vec<String> = Vec::new();
@@ -137,14 +142,7 @@ async fn qos2_messages_survive_sigkill_exactly_once_with_publisher_resume() {
     let mut c = persistent("pub2");
     c.clean_start = true;
     let (mut publisher, _) = RawClient::connect_with(server.mqtt, c).await;
-    let pid = server.pid();
-    let kill_after = random_ms(150, 600);
-    let killer = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(kill_after)).await;
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status();
-    });
+    let (kill_after, killer) = sigkill_soon(server.pid());
 
     // packet id -> payload, for PUBLISHes without PUBREC and PUBRELs without PUBCOMP.
     let mut unreceived: HashMap<u16, String> = HashMap::new();

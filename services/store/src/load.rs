@@ -103,55 +103,67 @@ mod tests {
         })
     }
 
+    fn ids() -> (Arc<str>, Arc<str>) {
+        ("t".into(), "c".into())
+    }
+
+    fn put_session() -> StoreOp {
+        let (tenant, client_id) = ids();
+        let record = SessionRecord {
+            expiry_interval: 60,
+            expires_at_ms: None,
+            subscriptions: vec![],
+        };
+        StoreOp::PutSession {
+            tenant,
+            client_id,
+            record,
+        }
+    }
+
+    fn put_queued(seq: u64, message_id: u64) -> StoreOp {
+        let (tenant, client_id) = ids();
+        let record = QueuedRecord {
+            seq,
+            message_id,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            subscription_ids: Default::default(),
+        };
+        StoreOp::PutQueued {
+            tenant,
+            client_id,
+            record,
+        }
+    }
+
     #[tokio::test]
     async fn sessions_queues_and_retained_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = FjallStore::open(dir.path()).unwrap();
-            let (t, c): (Arc<str>, Arc<str>) = ("t".into(), "c".into());
-            store.submit(StoreOp::PutSession {
-                tenant: t.clone(),
-                client_id: c.clone(),
-                record: SessionRecord {
-                    expiry_interval: 60,
-                    expires_at_ms: None,
-                    subscriptions: vec![],
-                },
-            });
+            let (tenant, client_id) = ids();
+            store.submit(put_session());
             for (seq, id) in [(1, 10), (2, 11)] {
                 store.submit(StoreOp::PutMessage {
                     id,
                     message: message(&format!("m/{id}")),
                 });
-                let record = QueuedRecord {
-                    seq,
-                    message_id: id,
-                    qos: QoS::AtLeastOnce,
-                    retain: false,
-                    subscription_ids: Default::default(),
-                };
-                store.submit(StoreOp::PutQueued {
-                    tenant: t.clone(),
-                    client_id: c.clone(),
-                    record,
-                });
+                store.submit(put_queued(seq, id));
             }
             store.submit(StoreOp::DeleteQueued {
-                tenant: t.clone(),
-                client_id: c.clone(),
+                tenant: tenant.clone(),
+                client_id: client_id.clone(),
                 seq: 1,
             });
             store.submit(StoreOp::PutInboundQos2 {
-                tenant: t.clone(),
-                client_id: c.clone(),
+                tenant: tenant.clone(),
+                client_id,
                 packet_id: 5,
             });
             let mut r = message("r");
             Arc::get_mut(&mut r).unwrap().retain = true;
-            store.submit(StoreOp::PutRetained {
-                tenant: t.clone(),
-                message: r,
-            });
+            store.submit(StoreOp::PutRetained { tenant, message: r });
             store.sync().await;
         }
         let store = FjallStore::open(dir.path()).unwrap();
@@ -169,45 +181,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = FjallStore::open(dir.path()).unwrap();
-            let (t, c): (Arc<str>, Arc<str>) = ("t".into(), "c".into());
-            store.submit(StoreOp::PutSession {
-                tenant: t.clone(),
-                client_id: c.clone(),
-                record: SessionRecord {
-                    expiry_interval: 60,
-                    expires_at_ms: None,
-                    subscriptions: vec![],
-                },
-            });
-            let record = QueuedRecord {
-                seq: 1,
-                message_id: 1,
-                qos: QoS::AtLeastOnce,
-                retain: false,
-                subscription_ids: Default::default(),
-            };
-            store.submit(StoreOp::PutQueued {
-                tenant: t.clone(),
-                client_id: c.clone(),
-                record,
-            });
+            store.submit(put_session());
+            store.submit(put_queued(1, 1));
             store.sync().await;
-            let record = QueuedRecord {
-                seq: 2,
-                message_id: 1,
-                qos: QoS::AtLeastOnce,
-                retain: false,
-                subscription_ids: Default::default(),
-            };
-            store.submit(StoreOp::PutQueued {
-                tenant: t.clone(),
-                client_id: c.clone(),
-                record,
-            });
-            store.submit(StoreOp::DeleteSession {
-                tenant: t,
-                client_id: c,
-            });
+            // A put and the session's deletion in what is likely one batch.
+            store.submit(put_queued(2, 1));
+            let (tenant, client_id) = ids();
+            store.submit(StoreOp::DeleteSession { tenant, client_id });
             store.sync().await;
         }
         let store = FjallStore::open(dir.path()).unwrap();
