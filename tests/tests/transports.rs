@@ -353,6 +353,38 @@ async fn message_published_over_tls_reaches_tcp_subscriber() {
     assert_eq!(p.qos, Q5::AtLeastOnce);
 }
 
+/// rumqttc over TLS, trusting only the test certificate.
+fn tls_transport(cert: &TestCert) -> rumqttc::Transport {
+    rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(cert.client_config()))
+}
+
+#[tokio::test]
+async fn rumqttc_v5_and_v311_clients_talk_over_tls() {
+    let cert = TestCert::localhost();
+    let server = cert.server_options().start();
+    let mut o5 = rumqttc::v5::MqttOptions::new("tls-v5", "localhost", server.mqtts.port());
+    o5.set_transport(tls_transport(&cert));
+    let (mut sub, _) = V5::connect(o5).await;
+    sub.client
+        .subscribe("tls/#", Q5::ExactlyOnce)
+        .await
+        .unwrap();
+    let _suback = sub.next_packet().await;
+
+    let mut o3 = rumqttc::MqttOptions::new("tls-v3", "localhost", server.mqtts.port());
+    o3.set_transport(tls_transport(&cert));
+    let (publ, _) = V3::connect(o3).await;
+    publ.client
+        .publish("tls/a", rumqttc::QoS::ExactlyOnce, false, "over tls")
+        .await
+        .unwrap();
+    let p = sub.next_publish().await;
+    assert_eq!(
+        (&p.topic[..], &p.payload[..], p.qos),
+        (&b"tls/a"[..], &b"over tls"[..], Q5::ExactlyOnce)
+    );
+}
+
 #[tokio::test]
 async fn v5_publish_and_subscribe_over_secure_websocket() {
     let cert = TestCert::localhost();
