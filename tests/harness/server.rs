@@ -233,6 +233,14 @@ impl Server {
         self.spawn();
     }
 
+    /// SIGTERM, wait for the clean exit, start again on the same ports and
+    /// data dir.
+    pub fn restart_gracefully(&mut self) {
+        let status = self.terminate();
+        assert!(status.success(), "aerie exited with {status} on SIGTERM");
+        self.spawn();
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }

@@ -272,3 +272,28 @@ async fn retained_messages_and_subscriptions_survive_restart() {
     assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     assert_eq!(drain_subscriber(&server).await, vec!["later".to_owned()]);
 }
+
+#[tokio::test]
+async fn queued_messages_survive_a_graceful_restart() {
+    let mut server = Server::start(&[]);
+    park_subscriber(&server, QoS::AtLeastOnce).await;
+    let (mut p, _) = RawClient::connect(server.mqtt, ProtocolVersion::V5, "pub", true).await;
+    for i in 1..=20u16 {
+        p.publish(
+            "d/z",
+            format!("g{i}").as_bytes(),
+            QoS::AtLeastOnce,
+            false,
+            Some(i),
+        )
+        .await;
+        assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
+    }
+    server.restart_gracefully();
+    let got = drain_subscriber(&server).await;
+    let want: Vec<String> = (1..=20).map(|i| format!("g{i}")).collect();
+    assert_eq!(
+        got, want,
+        "every queued message, in order, after SIGTERM and restart"
+    );
+}

@@ -113,6 +113,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     gateway.shutdown(Duration::from_secs(5)).await;
     store.sync().await;
+    store.close();
     Ok(())
 }
 

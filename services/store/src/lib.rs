@@ -47,6 +47,8 @@ pub struct FjallStore {
     submit: Mutex<(Ticket, mpsc::Sender<(Ticket, StoreOp)>)>,
     durable: watch::Receiver<Ticket>,
     spaces: Spaces,
+    /// Set by [`FjallStore::close`]: later writes are ignored.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl FjallStore {
@@ -83,6 +85,7 @@ impl FjallStore {
             submit: Mutex::new((0, tx)),
             durable,
             spaces,
+            closed: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -90,6 +93,13 @@ impl FjallStore {
     pub fn load(self: &Arc<Self>) -> Result<LoadedState, StoreError> {
         let store: Arc<dyn Store> = self.clone();
         load::load(&self.spaces, store)
+    }
+
+    /// Stops taking writes. Called at shutdown, after [`FjallStore::sync`]:
+    /// tearing down the broker drops every queued message, and those drops
+    /// must not reach the disk as deletions.
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Waits until everything submitted so far is durable.
@@ -103,6 +113,9 @@ impl FjallStore {
 impl Store for FjallStore {
     fn submit(&self, op: StoreOp) -> Ticket {
         let mut guard = self.submit.lock();
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return 0;
+        }
         guard.0 += 1;
         let ticket = guard.0;
         // The writer only stops when the process does; a failed send then
