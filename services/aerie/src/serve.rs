@@ -29,6 +29,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Ok(n) => tracing::debug!(limit = n, "RLIMIT_NOFILE raised"),
         Err(e) => tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE"),
     }
+    let signal = shutdown_signal()?;
     let metrics = crate::telemetry::init_metrics()?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
@@ -109,7 +110,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("anonymous clients are allowed (--allow-anonymous): for development only");
     }
 
-    wait_for_signal().await;
+    signal.await;
     tracing::info!("shutting down");
     gateway.shutdown(Duration::from_secs(5)).await;
     store.sync().await;
@@ -140,11 +141,17 @@ async fn serve_http(
     }
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM/SIGINT handlers now (before anything listens, so a
+/// signal that arrives during start-up is not fatal) and returns a future that
+/// resolves on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
