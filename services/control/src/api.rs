@@ -1,8 +1,11 @@
 //! The routes of REST API v1: extract, call the store, map the result.
 //! Request and response bodies (DTOs) live here and nowhere else.
 
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -194,6 +197,27 @@ async fn visible_tenant(
     }
 }
 
+/// The tenant named by `{tid}` in the path, if the caller may see it;
+/// otherwise the request ends with 401 (no credentials) or 404.
+pub struct VisibleTenant {
+    who: Principal,
+    tenant: store::Tenant,
+}
+
+impl FromRequestParts<AppState> for VisibleTenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let who = Principal::from_request_parts(parts, state).await?;
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound("tenant"))?;
+        let tid = params.get("tid").ok_or(ApiError::NotFound("tenant"))?;
+        let tenant = visible_tenant(state, &who, tid).await?;
+        Ok(VisibleTenant { who, tenant })
+    }
+}
+
 fn account_only(who: &Principal, what: &'static str) -> Result<Uuid, ApiError> {
     match who {
         Principal::Account(id) => Ok(*id),
@@ -253,22 +277,18 @@ pub async fn create_tenant(
 
 pub async fn get_tenant(
     State(state): State<AppState>,
-    who: Principal,
-    Path(tid): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
-    let tenant = visible_tenant(&state, &who, &tid).await?;
-    Ok(Json(TenantView::new(tenant, state.endpoints())))
+    VisibleTenant { tenant, .. }: VisibleTenant,
+) -> Json<TenantView> {
+    Json(TenantView::new(tenant, state.endpoints()))
 }
 
 pub async fn rename_tenant(
     State(state): State<AppState>,
-    who: Principal,
-    Path(tid): Path<String>,
+    VisibleTenant { mut tenant, .. }: VisibleTenant,
     ApiJson(body): ApiJson<TenantBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tenant = visible_tenant(&state, &who, &tid).await?;
     let name = valid_name(&body.name)?;
-    if !state.store().rename_tenant(&tid, &name).await? {
+    if !state.store().rename_tenant(&tenant.id, &name).await? {
         return Err(ApiError::NotFound("tenant"));
     }
     tenant.name = name;
@@ -277,15 +297,13 @@ pub async fn rename_tenant(
 
 pub async fn delete_tenant(
     State(state): State<AppState>,
-    who: Principal,
-    Path(tid): Path<String>,
+    VisibleTenant { who, tenant }: VisibleTenant,
 ) -> Result<impl IntoResponse, ApiError> {
-    visible_tenant(&state, &who, &tid).await?;
     account_only(&who, "API keys cannot delete tenants; use a session token")?;
-    if !state.store().delete_tenant(&tid).await? {
+    if !state.store().delete_tenant(&tenant.id).await? {
         return Err(ApiError::NotFound("tenant"));
     }
-    tracing::info!(tenant_id = %tid, "tenant deleted");
+    tracing::info!(tenant_id = %tenant.id, "tenant deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -315,11 +333,9 @@ impl From<store::ApiKey> for ApiKeyView {
 
 pub async fn create_api_key(
     State(state): State<AppState>,
-    who: Principal,
-    Path(tid): Path<String>,
+    VisibleTenant { tenant, .. }: VisibleTenant,
     ApiJson(body): ApiJson<TenantBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let tenant = visible_tenant(&state, &who, &tid).await?;
     let name = valid_name(&body.name)?;
     let secret = auth::new_api_key();
     let key = store::ApiKey {
@@ -342,10 +358,8 @@ pub async fn create_api_key(
 
 pub async fn list_api_keys(
     State(state): State<AppState>,
-    who: Principal,
-    Path(tid): Path<String>,
+    VisibleTenant { tenant, .. }: VisibleTenant,
 ) -> Result<impl IntoResponse, ApiError> {
-    let tenant = visible_tenant(&state, &who, &tid).await?;
     let keys = state.store().api_keys_of(&tenant.id).await?;
     Ok(Json(
         keys.into_iter().map(ApiKeyView::from).collect::<Vec<_>>(),
@@ -354,10 +368,9 @@ pub async fn list_api_keys(
 
 pub async fn revoke_api_key(
     State(state): State<AppState>,
-    who: Principal,
-    Path((tid, key_id)): Path<(String, String)>,
+    VisibleTenant { tenant, .. }: VisibleTenant,
+    Path((_, key_id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let tenant = visible_tenant(&state, &who, &tid).await?;
     let key_id = Uuid::parse_str(&key_id).map_err(|_| ApiError::NotFound("API key"))?;
     if !state.store().revoke_api_key(&tenant.id, key_id).await? {
         return Err(ApiError::NotFound("API key"));
