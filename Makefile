@@ -5,7 +5,7 @@ FUZZ_SECONDS ?= 60
 # Tests start real broker processes: keep parallelism within a 2-core box.
 TEST_THREADS ?= 4
 
-.PHONY: run build test unit e2e fuzz bench lint fmt deps clean
+.PHONY: run build test test-deps unit e2e fuzz bench lint fmt deps clean
 
 ## run: the whole service on embedded defaults (MQTT :1883, WS :8083/mqtt, HTTP :8080, data in ./data)
 run:
@@ -15,9 +15,14 @@ build:
 	$(CARGO) build --workspace --all-targets
 
 ## test: every test — unit, property, codec differential, end-to-end with real clients
-test:
+test: test-deps
 	$(CARGO) build -p aerie
 	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
+
+## test-deps: what the tests need beyond Rust (Postgres 15 binaries for the control-plane store tests)
+test-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq postgresql)
 
 unit:
 	$(CARGO) test --workspace --exclude aerie-e2e

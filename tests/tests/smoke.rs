@@ -66,3 +66,14 @@ async fn metrics_and_health_are_served() {
     assert!(server.metric("aerie_messages_published_total", "") >= 1.0);
     assert!(server.metric("aerie_packets_received_total", "type=\"CONNECT\"") >= 1.0);
 }
+
+#[tokio::test]
+async fn control_plane_is_served_next_to_health_and_metrics() {
+    let server = Server::start(&[]);
+    let (status, body) = server.http_get("/readyz");
+    assert_eq!((status, body.trim()), (200, "ready"));
+    let (status, body) = server.http_get("/v1/tenants");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"status\":401"), "{body}");
+    assert!(server.data_dir.join("control.db").exists());
+}

@@ -29,6 +29,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the whole service in one process (embedded shape).
     Serve(Box<ServeArgs>),
+    /// Run only the control plane (REST API v1) on its own HTTP address (scale-out shape).
+    Control(ControlArgs),
     /// Load-test Aerie (and Mosquitto with --compare-mosquitto): one table with ratios.
     Bench(BenchArgs),
 }
@@ -86,12 +88,16 @@ pub struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, env = "AERIE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// HTTP: health, metrics (and later the REST API and console).
+    /// HTTP: the control plane's REST API (/v1), /healthz, /readyz, /metrics.
     #[arg(long, env = "AERIE_HTTP", default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
-    /// Where sessions and retained messages are kept.
+    /// Where sessions, retained messages and (by default) the control plane's
+    /// SQLite database (control.db) are kept.
     #[arg(long, env = "AERIE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// Control-plane database instead of <data-dir>/control.db: postgres://… or sqlite://PATH?mode=rwc.
+    #[arg(long, env = "AERIE_DATABASE_URL")]
+    pub database_url: Option<String>,
     /// Let clients connect without credentials (development and tests only).
     #[arg(long, env = "AERIE_ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,
@@ -114,4 +120,42 @@ pub struct ServeArgs {
     /// Ceiling on the session expiry interval clients may ask for, in seconds.
     #[arg(long, env = "AERIE_MAX_SESSION_EXPIRY", default_value_t = u32::MAX)]
     pub max_session_expiry: u32,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ControlArgs {
+    /// HTTP: the REST API (/v1), /healthz, /readyz, /metrics.
+    #[arg(long, env = "AERIE_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Control-plane database: postgres://… (or sqlite://PATH?mode=rwc); migrated at start.
+    #[arg(long, env = "AERIE_DATABASE_URL")]
+    pub database_url: String,
+    /// MQTT address shown to tenants (tenant object `endpoints.mqtt`).
+    #[arg(
+        long,
+        env = "AERIE_PUBLIC_MQTT",
+        default_value = "mqtt://127.0.0.1:1883"
+    )]
+    pub public_mqtt: String,
+    /// MQTT over TLS address shown to tenants.
+    #[arg(
+        long,
+        env = "AERIE_PUBLIC_MQTTS",
+        default_value = "mqtts://127.0.0.1:8883"
+    )]
+    pub public_mqtts: String,
+    /// MQTT over WebSocket address shown to tenants.
+    #[arg(
+        long,
+        env = "AERIE_PUBLIC_WS",
+        default_value = "ws://127.0.0.1:8083/mqtt"
+    )]
+    pub public_ws: String,
+    /// MQTT over secure WebSocket address shown to tenants.
+    #[arg(
+        long,
+        env = "AERIE_PUBLIC_WSS",
+        default_value = "wss://127.0.0.1:8084/mqtt"
+    )]
+    pub public_wss: String,
 }

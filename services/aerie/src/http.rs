@@ -1,4 +1,5 @@
-//! The HTTP listener: health and metrics (the REST API joins it later).
+//! The HTTP listener: the control plane's router (REST API, /healthz,
+//! /readyz) plus /metrics.
 
 use axum::Router;
 use axum::extract::State;
@@ -7,11 +8,13 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub fn router(metrics: PrometheusHandle) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(render_metrics))
-        .with_state(metrics)
+/// `control` (which serves /healthz and /readyz) with /metrics added.
+pub fn router(control: Router, metrics: PrometheusHandle) -> Router {
+    control.merge(
+        Router::new()
+            .route("/metrics", get(render_metrics))
+            .with_state(metrics),
+    )
 }
 
 async fn render_metrics(State(handle): State<PrometheusHandle>) -> impl IntoResponse {

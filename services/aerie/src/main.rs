@@ -34,6 +34,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             cli::Command::Serve(args) => serve::run(*args).await,
+            cli::Command::Control(args) => serve::run_control(args).await,
             cli::Command::Bench(args) => aerie_bench::run(args.into_options()).await,
         }
     });

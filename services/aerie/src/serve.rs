@@ -3,13 +3,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use aerie_control::{AppState, Endpoints};
 use aerie_core::{Broker, CoreConfig};
 use aerie_gateway::connection::Transport;
 use aerie_gateway::{Gateway, GatewayConfig};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::cli::ServeArgs;
+use crate::cli::{ControlArgs, ServeArgs};
 
 /// Binds `addr`, or fails with one line naming the flag that changes it.
 async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
@@ -58,6 +59,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
 
+    let control = open_control(
+        args.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                args.data_dir.join("control.db").display()
+            )
+        }),
+        Endpoints {
+            mqtt: format!("mqtt://{}", args.mqtt),
+            mqtts: format!("mqtts://{}", args.mqtts),
+            ws: format!("ws://{}{}", args.ws, args.ws_path),
+            wss: format!("wss://{}{}", args.wss, args.ws_path),
+        },
+    )
+    .await?;
+
     let store = aerie_store::FjallStore::open(&args.data_dir.join("store")).with_context(|| {
         format!(
             "cannot open the store in {} (--data-dir)",
@@ -100,12 +117,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ));
     }
     tokio::spawn(housekeeping(gateway.broker().clone(), metrics.clone()));
-    tracing::info!(addr = %http.local_addr()?, "HTTP listening (/healthz, /metrics)");
+    let http_addr = http.local_addr()?;
+    tracing::info!(addr = %http_addr, "HTTP listening (/v1, /healthz, /readyz, /metrics)");
     tokio::spawn(serve_http(
         http,
-        crate::http::router(metrics),
+        crate::http::router(aerie_control::app(control), metrics),
         shutdown.clone(),
     ));
+    announce_control_plane(http_addr);
     if args.allow_anonymous {
         tracing::warn!("anonymous clients are allowed (--allow-anonymous): for development only");
     }
@@ -115,6 +134,60 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     gateway.shutdown(Duration::from_secs(5)).await;
     store.sync().await;
     store.close();
+    Ok(())
+}
+
+/// Opens the control-plane database (applying its migrations) and its state.
+async fn open_control(database_url: String, endpoints: Endpoints) -> anyhow::Result<AppState> {
+    let shown = redact(&database_url);
+    let state = AppState::open(&database_url, aerie_control::Config::new(endpoints))
+        .await
+        .with_context(|| {
+            format!("cannot open the control-plane database {shown} (--database-url)")
+        })?;
+    tracing::info!(database = %shown, "control-plane database ready");
+    Ok(state)
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+/// Tells whoever started the process where the API is and how to begin.
+fn announce_control_plane(addr: SocketAddr) {
+    tracing::info!(
+        "control plane: http://{addr}/v1 — create an account: curl -X POST http://{addr}/v1/accounts \
+         -H 'content-type: application/json' -d '{{\"email\":\"you@example.com\",\"password\":\"at least 10 chars\"}}' \
+         (README: \"Control plane API\")"
+    );
+}
+
+/// `aerie control`: the control plane alone, for the scale-out shape.
+pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
+    let metrics = crate::telemetry::init_metrics()?;
+    let http = bind(args.http, "--http").await?;
+    let control = open_control(
+        args.database_url,
+        Endpoints {
+            mqtt: args.public_mqtt,
+            mqtts: args.public_mqtts,
+            ws: args.public_ws,
+            wss: args.public_wss,
+        },
+    )
+    .await?;
+    let addr = http.local_addr()?;
+    tracing::info!(%addr, "HTTP listening (/v1, /healthz, /readyz, /metrics)");
+    announce_control_plane(addr);
+    let app = crate::http::router(aerie_control::app(control), metrics);
+    aerie_control::serve(http, app, wait_for_signal()).await?;
     Ok(())
 }
 

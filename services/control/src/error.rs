@@ -1,0 +1,117 @@
+//! One error type for every route, rendered as `application/problem+json`
+//! (RFC 9457), and the JSON extractor whose rejections use it.
+
+use axum::extract::FromRequest;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is well-formed JSON but breaks a rule (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The body could not be read as the expected JSON (400, 413, 415, 422).
+    #[error("{detail}")]
+    Body { status: StatusCode, detail: String },
+    /// Missing, malformed, expired or revoked credentials (401).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The credentials are fine but may not do this (403).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// No such resource, or not one the caller may see (404).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// Anything else (500): logged, never shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::Body { status, .. } => *status,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The problem type, a stable identifier clients may switch on.
+    fn kind(&self) -> &'static str {
+        match self {
+            ApiError::Invalid(_) => "invalid-request",
+            ApiError::Body { .. } => "invalid-body",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        ApiError::Body {
+            status: rejection.status(),
+            detail: rejection.body_text(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    r#type: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = match &self {
+            ApiError::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "internal error");
+                "internal error; see the server log".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let problem = Problem {
+            r#type: format!("urn:aerie:problem:{}", self.kind()),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail,
+        };
+        let mut response = (status, axum::Json(problem)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// `axum::Json`, but a body that cannot be read is an [`ApiError`].
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);

@@ -1,0 +1,148 @@
+//! The Aerie control plane: REST API v1 for accounts, tenants and tenant API
+//! keys, on Postgres or SQLite.
+//!
+//! Layout:
+//! - `api`: the handlers (thin: extract, call the store, map) and the DTOs;
+//! - `auth`: passwords (Argon2id), session tokens (HMAC-SHA256), API keys,
+//!   and the `Principal` extractor;
+//! - `error`: `ApiError` → `application/problem+json`, and `ApiJson`;
+//! - `plan`: plans and per-tenant limits;
+//! - `store`: the `ControlStore` trait and its SQLite and Postgres implementations.
+//!
+//! Entry point: [`app`] builds the router from an [`AppState`].
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod plan;
+pub mod store;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use serde::Serialize;
+
+use crate::auth::SessionKeys;
+use crate::store::ControlStore;
+
+/// Largest request body accepted (413 beyond).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Where a tenant's clients connect, as shown in the tenant object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoints {
+    pub mqtt: String,
+    pub mqtts: String,
+    pub ws: String,
+    pub wss: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub endpoints: Endpoints,
+    /// Lifetime of an account session token.
+    pub session_ttl: time::Duration,
+}
+
+impl Config {
+    pub fn new(endpoints: Endpoints) -> Self {
+        Config {
+            endpoints,
+            session_ttl: time::Duration::hours(1),
+        }
+    }
+}
+
+/// What every handler shares: a cheap, cloneable handle.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn ControlStore>,
+    sessions: SessionKeys,
+    config: Config,
+}
+
+impl AppState {
+    /// Loads (or, at first start, generates and stores) the session secret.
+    pub async fn new(store: Arc<dyn ControlStore>, config: Config) -> anyhow::Result<Self> {
+        let secret = store
+            .secret_or_insert(auth::SESSION_SECRET, &auth::new_secret())
+            .await?;
+        auth::warm_up().await;
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                sessions: SessionKeys::new(&secret, config.session_ttl),
+                store,
+                config,
+            }),
+        })
+    }
+
+    /// Opens the database at `database_url` (migrating it) and builds the state.
+    pub async fn open(database_url: &str, config: Config) -> anyhow::Result<Self> {
+        let store = store::open(database_url).await?;
+        AppState::new(store, config).await
+    }
+
+    pub fn store(&self) -> &dyn ControlStore {
+        &*self.inner.store
+    }
+
+    pub fn sessions(&self) -> &SessionKeys {
+        &self.inner.sessions
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.inner.config.endpoints
+    }
+}
+
+/// The control plane's router: REST API v1, `/healthz`, `/readyz`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/v1/accounts", post(api::sign_up))
+        .route("/v1/sessions", post(api::log_in))
+        .route(
+            "/v1/tenants",
+            get(api::list_tenants).post(api::create_tenant),
+        )
+        .route(
+            "/v1/tenants/{tid}",
+            get(api::get_tenant)
+                .patch(api::rename_tenant)
+                .delete(api::delete_tenant),
+        )
+        .route(
+            "/v1/tenants/{tid}/api-keys",
+            get(api::list_api_keys).post(api::create_api_key),
+        )
+        .route(
+            "/v1/tenants/{tid}/api-keys/{key_id}",
+            delete(api::revoke_api_key),
+        )
+        .fallback(api::no_route)
+        .method_not_allowed_fallback(api::no_method)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,332 @@
+//! Storage of the control plane: one trait, two sqlx implementations
+//! (SQLite for the embedded shape, Postgres for the scale-out shape).
+//!
+//! Both run the same SQL text (`$n` placeholders work in both dialects),
+//! generated once by [`sql_store!`]; only the migrations and the column types
+//! differ. Runtime queries, no `query!` macros: no database at build time,
+//! and the contract tests (tests/store_contract.rs) run against both for real.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::plan::Limits;
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key (email, tenant id, key hash, …) is already taken.
+    #[error("already exists")]
+    Conflict,
+    #[error("unsupported database url (expected postgres://… or sqlite://…)")]
+    UnsupportedUrl,
+    #[error(transparent)]
+    Database(sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The current time at the precision both databases keep (microseconds), so
+/// that what is read back equals what was written.
+pub fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .expect("a valid nanosecond")
+}
+
+/// A person who signs in with an email and a password.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Account {
+    pub id: Uuid,
+    /// Normalised (trimmed, lowercase).
+    pub email: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Tenant {
+    pub id: String,
+    pub account_id: Uuid,
+    pub name: String,
+    pub plan: String,
+    #[sqlx(json)]
+    pub limits: Limits,
+    pub status: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// A tenant API key, without its secret: only the SHA-256 of the key is kept.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub tenant_id: String,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// Everything the control plane keeps. Handlers hold an `Arc<dyn ControlStore>`.
+#[async_trait]
+pub trait ControlStore: Send + Sync + std::fmt::Debug {
+    /// Round trip to the database (readiness).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// The secret called `name`: `candidate` is stored if there is none yet,
+    /// and whatever is stored (the first writer wins) is returned.
+    async fn secret_or_insert(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
+
+    /// Fails with [`StoreError::Conflict`] if the email is taken.
+    async fn insert_account(&self, account: &Account) -> StoreResult<()>;
+    async fn account_by_email(&self, email: &str) -> StoreResult<Option<Account>>;
+
+    /// Fails with [`StoreError::Conflict`] if the id is taken.
+    async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
+    async fn tenant(&self, id: &str) -> StoreResult<Option<Tenant>>;
+    /// The account's tenants, oldest first.
+    async fn tenants_of(&self, account_id: Uuid) -> StoreResult<Vec<Tenant>>;
+    /// `false` if there is no such tenant.
+    async fn rename_tenant(&self, id: &str, name: &str) -> StoreResult<bool>;
+    /// Deletes the tenant and its API keys; `false` if there is no such tenant.
+    async fn delete_tenant(&self, id: &str) -> StoreResult<bool>;
+
+    /// Fails with [`StoreError::Conflict`] if the id or the hash is taken.
+    async fn insert_api_key(&self, key: &ApiKey, key_hash: &[u8]) -> StoreResult<()>;
+    /// The tenant's keys that are not revoked, oldest first.
+    async fn api_keys_of(&self, tenant_id: &str) -> StoreResult<Vec<ApiKey>>;
+    /// The key that is not revoked and whose SHA-256 is `key_hash`.
+    async fn api_key_by_hash(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKey>>;
+    /// `false` if the tenant has no such key that is not revoked yet.
+    async fn revoke_api_key(&self, tenant_id: &str, id: Uuid) -> StoreResult<bool>;
+}
+
+/// Opens the database named by `url` and applies its migrations:
+/// `postgres://…` (or `postgresql://…`) or `sqlite://PATH?mode=rwc`.
+pub async fn open(url: &str) -> StoreResult<Arc<dyn ControlStore>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
+}
+
+/// Implements [`ControlStore`] for a struct with a `pool: sqlx::Pool<DB>`.
+/// The SQL is shared by both dialects; keep it to what both understand.
+macro_rules! sql_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::ControlStore for $store {
+            async fn ping(&self) -> $crate::store::StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn secret_or_insert(
+                &self,
+                name: &str,
+                candidate: &[u8],
+            ) -> $crate::store::StoreResult<Vec<u8>> {
+                sqlx::query(
+                    "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(candidate)
+                .bind($crate::store::now())
+                .execute(&self.pool)
+                .await?;
+                let (value,): (Vec<u8>,) =
+                    sqlx::query_as("SELECT value FROM server_secrets WHERE name = $1")
+                        .bind(name)
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(value)
+            }
+
+            async fn insert_account(
+                &self,
+                a: &$crate::store::Account,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO accounts (id, email, password_hash, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(a.id)
+                .bind(&a.email)
+                .bind(&a.password_hash)
+                .bind(a.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn account_by_email(
+                &self,
+                email: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::Account>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, email, password_hash, created_at FROM accounts WHERE email = $1",
+                )
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn insert_tenant(
+                &self,
+                t: &$crate::store::Tenant,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO tenants (id, account_id, name, plan, limits, status, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&t.id)
+                .bind(t.account_id)
+                .bind(&t.name)
+                .bind(&t.plan)
+                .bind(sqlx::types::Json(&t.limits))
+                .bind(&t.status)
+                .bind(t.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn tenant(
+                &self,
+                id: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::Tenant>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, account_id, name, plan, limits, status, created_at \
+                     FROM tenants WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn tenants_of(
+                &self,
+                account_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::Tenant>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, account_id, name, plan, limits, status, created_at \
+                     FROM tenants WHERE account_id = $1 ORDER BY created_at, id",
+                )
+                .bind(account_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn rename_tenant(
+                &self,
+                id: &str,
+                name: &str,
+            ) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query("UPDATE tenants SET name = $1 WHERE id = $2")
+                    .bind(name)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn delete_tenant(&self, id: &str) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM api_keys WHERE tenant_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_api_key(
+                &self,
+                k: &$crate::store::ApiKey,
+                key_hash: &[u8],
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO api_keys (id, tenant_id, name, key_hash, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(k.id)
+                .bind(&k.tenant_id)
+                .bind(&k.name)
+                .bind(key_hash)
+                .bind(k.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn api_keys_of(
+                &self,
+                tenant_id: &str,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::ApiKey>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, tenant_id, name, created_at FROM api_keys \
+                     WHERE tenant_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
+                )
+                .bind(tenant_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn api_key_by_hash(
+                &self,
+                key_hash: &[u8],
+            ) -> $crate::store::StoreResult<Option<$crate::store::ApiKey>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, tenant_id, name, created_at FROM api_keys \
+                     WHERE key_hash = $1 AND revoked_at IS NULL",
+                )
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn revoke_api_key(
+                &self,
+                tenant_id: &str,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE api_keys SET revoked_at = $1 \
+                     WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL",
+                )
+                .bind($crate::store::now())
+                .bind(id)
+                .bind(tenant_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
+    };
+}
+pub(crate) use sql_store;
