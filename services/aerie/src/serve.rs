@@ -171,6 +171,7 @@ fn announce_control_plane(addr: SocketAddr) {
 
 /// `aerie control`: the control plane alone, for the scale-out shape.
 pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
+    let signal = shutdown_signal()?;
     let metrics = crate::telemetry::init_metrics()?;
     let http = bind(args.http, "--http").await?;
     let control = open_control(
@@ -187,7 +188,7 @@ pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, "HTTP listening (/v1, /healthz, /readyz, /metrics)");
     announce_control_plane(addr);
     let app = crate::http::router(aerie_control::app(control), metrics);
-    aerie_control::serve(http, app, wait_for_signal()).await?;
+    aerie_control::serve(http, app, signal).await?;
     Ok(())
 }
 
