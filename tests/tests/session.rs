@@ -229,14 +229,17 @@ async fn offline_queue_is_bounded_and_counts_queue_full_drops() {
     offline_subscriber(&server).await;
     let mut publ = publisher(&server).await;
     for i in 0..8u16 {
-        publ.publish_acked(
-            "t",
-            format!("m{i}").as_bytes(),
-            QoS::AtLeastOnce,
-            false,
-            i + 1,
-        )
-        .await;
+        let reason = publ
+            .publish_acked(
+                "t",
+                format!("m{i}").as_bytes(),
+                QoS::AtLeastOnce,
+                false,
+                i + 1,
+            )
+            .await;
+        // There is a matching subscriber, even when its queue is full.
+        assert_eq!(reason, ReasonCode::SUCCESS, "PUBACK for m{i}");
     }
     assert_eq!(
         server.wait_metric(DROPPED, "reason=\"queue_full\"", 3.0),

@@ -37,6 +37,9 @@ pub struct Tenant {
 /// What routing one message did.
 #[derive(Debug, Clone)]
 pub struct Published {
+    /// Sessions (or shared groups) it matched, whether or not their queues
+    /// took it: what PUBACK's "no matching subscribers" (0x10) is about.
+    pub matched: usize,
     /// Sessions it was queued for.
     pub routed: usize,
     /// Acknowledge the publisher only once this ticket is durable.
@@ -98,6 +101,7 @@ impl Tenant {
         }
         let matches = self.subs.read().match_topic(&message.topic);
         let mut delivered = 0;
+        let mut matched = matches.shared.len();
         let mut congested = None;
 
         // Overlapping subscriptions of one session become one delivery with the
@@ -129,6 +133,7 @@ impl Tenant {
                 delivery.subscription_ids.extend(spec.id);
                 i += 1;
             }
+            matched += 1;
             if let Ok(e) = session.0.enqueue(delivery, &self.config) {
                 delivered += 1;
                 ticket = ticket.max(e.ticket);
@@ -157,6 +162,7 @@ impl Tenant {
             }
         }
         Published {
+            matched,
             routed: delivered,
             ticket,
             congested,

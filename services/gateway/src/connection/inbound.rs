@@ -157,7 +157,7 @@ impl Conn {
         if published.congested.is_some() {
             self.backpressure = published.congested.clone();
         }
-        let reason = if published.routed == 0 && self.version.is_v5() {
+        let reason = if published.matched == 0 && self.version.is_v5() {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
             ReasonCode::SUCCESS
