@@ -403,6 +403,10 @@ impl Conn {
         let mut received = [0u32; 16];
         let flow = self.decode_and_handle_counted(inbuf, &mut received);
         outbox::report_counts(&mut received, &m::hot().packets_received);
+        if inbuf.is_empty() && inbuf.capacity() > 64 * 1024 {
+            // A large packet grew the buffer; don't keep it while idle.
+            *inbuf = BytesMut::with_capacity(512);
+        }
         flow
     }
 
