@@ -104,6 +104,8 @@ fn serve_help_lists_every_flag() {
         "--tls-key",
         "--http",
         "--data-dir",
+        "--secret-key-file",
+        "--issuer",
         "--allow-anonymous",
     ] {
         // A whole word, so `--ws` is not satisfied by `--ws-path`.

@@ -77,3 +77,39 @@ async fn control_plane_is_served_next_to_health_and_metrics() {
     assert!(body.contains("\"status\":401"), "{body}");
     assert!(server.data_dir.join("control.db").exists());
 }
+
+#[tokio::test]
+async fn jwks_is_served_and_aerie_keys_rotate_keeps_the_old_key_published() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start(&[]);
+    let (status, before) = server.http_get("/.well-known/jwks.json");
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(before.matches("\"kid\"").count(), 1, "{before}");
+    assert!(before.contains("\"crv\":\"Ed25519\""), "{before}");
+    let secret = server.data_dir.join("secret.key");
+    let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "secret.key is private");
+
+    let out = std::process::Command::new(aerie_e2e::server::aerie_bin())
+        .args(["keys", "rotate", "--data-dir"])
+        .arg(&server.data_dir)
+        .env_remove("AERIE_DATABASE_URL")
+        .env_remove("AERIE_SECRET_KEY")
+        .env_remove("AERIE_SECRET_KEY_FILE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let new_kid = stdout
+        .trim()
+        .strip_prefix("new signing key: ")
+        .expect("the new kid");
+
+    let (_, after) = server.http_get("/.well-known/jwks.json");
+    assert_eq!(after.matches("\"kid\"").count(), 2, "{after}");
+    assert!(after.contains(new_kid), "{after}");
+}

@@ -31,8 +31,42 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run only the control plane (REST API v1) on its own HTTP address (scale-out shape).
     Control(ControlArgs),
+    /// Token signing keys of the control plane.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Load-test Aerie (and Mosquitto with --compare-mosquitto): one table with ratios.
     Bench(BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Make a new active signing key; the old one keeps verifying its tokens
+    /// (it stays in /.well-known/jwks.json for the longest token lifetime).
+    Rotate(KeysArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KeysArgs {
+    /// Where the embedded shape keeps control.db and secret.key.
+    #[arg(long, env = "AERIE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Control-plane database instead of <data-dir>/control.db: postgres://… or sqlite://PATH?mode=rwc.
+    #[arg(long, env = "AERIE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub secret: SecretKeyArgs,
+}
+
+/// The key-encryption key of the token signing keys.
+#[derive(Args, Debug, Clone)]
+pub struct SecretKeyArgs {
+    /// File holding the 32-byte key (hex or base64) that encrypts the token
+    /// signing keys at rest. Default for `serve`: <data-dir>/secret.key, generated once.
+    #[arg(long, env = "AERIE_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+    /// The same key given directly (hex or base64); --secret-key-file wins.
+    #[arg(long, env = "AERIE_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -98,6 +132,11 @@ pub struct ServeArgs {
     /// Control-plane database instead of <data-dir>/control.db: postgres://… or sqlite://PATH?mode=rwc.
     #[arg(long, env = "AERIE_DATABASE_URL")]
     pub database_url: Option<String>,
+    #[command(flatten)]
+    pub secret: SecretKeyArgs,
+    /// `iss` of the tokens the control plane mints (default: http://<--http>).
+    #[arg(long, env = "AERIE_ISSUER")]
+    pub issuer: Option<String>,
     /// Let clients connect without credentials (development and tests only).
     #[arg(long, env = "AERIE_ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,
@@ -130,6 +169,12 @@ pub struct ControlArgs {
     /// Control-plane database: postgres://… (or sqlite://PATH?mode=rwc); migrated at start.
     #[arg(long, env = "AERIE_DATABASE_URL")]
     pub database_url: String,
+    /// Required here (no data dir): --secret-key-file or AERIE_SECRET_KEY.
+    #[command(flatten)]
+    pub secret: SecretKeyArgs,
+    /// `iss` of the tokens the control plane mints (default: http://<--http>).
+    #[arg(long, env = "AERIE_ISSUER")]
+    pub issuer: Option<String>,
     /// MQTT address shown to tenants (tenant object `endpoints.mqtt`).
     #[arg(
         long,

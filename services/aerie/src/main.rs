@@ -35,6 +35,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             cli::Command::Serve(args) => serve::run(*args).await,
             cli::Command::Control(args) => serve::run_control(args).await,
+            cli::Command::Keys(cli::KeysCommand::Rotate(args)) => serve::rotate_keys(args).await,
             cli::Command::Bench(args) => aerie_bench::run(args.into_options()).await,
         }
     });

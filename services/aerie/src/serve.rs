@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use aerie_control::keys::Kek;
 use aerie_control::{AppState, Endpoints};
 use aerie_core::{Broker, CoreConfig};
 use aerie_gateway::connection::Transport;
@@ -10,7 +11,7 @@ use aerie_gateway::{Gateway, GatewayConfig};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::cli::{ControlArgs, ServeArgs};
+use crate::cli::{ControlArgs, KeysArgs, ServeArgs};
 
 /// Binds `addr`, or fails with one line naming the flag that changes it.
 async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
@@ -59,6 +60,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
 
+    let secret_key = Kek::resolve(
+        args.secret.secret_key_file.as_deref(),
+        args.secret.secret_key.as_deref(),
+        Some(&args.data_dir.join("secret.key")),
+    )?;
     let control = open_control(
         args.database_url.clone().unwrap_or_else(|| {
             format!(
@@ -66,6 +72,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 args.data_dir.join("control.db").display()
             )
         }),
+        args.issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", args.http)),
+        secret_key,
         Endpoints {
             mqtt: format!("mqtt://{}", args.mqtt),
             mqtts: format!("mqtts://{}", args.mqtts),
@@ -138,9 +148,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Opens the control-plane database (applying its migrations) and its state.
-async fn open_control(database_url: String, endpoints: Endpoints) -> anyhow::Result<AppState> {
+async fn open_control(
+    database_url: String,
+    issuer: String,
+    secret_key: Kek,
+    endpoints: Endpoints,
+) -> anyhow::Result<AppState> {
     let shown = redact(&database_url);
-    let state = AppState::open(&database_url, aerie_control::Config::new(endpoints))
+    let config = aerie_control::Config::new(endpoints, issuer, secret_key);
+    let state = AppState::open(&database_url, config)
         .await
         .with_context(|| {
             format!("cannot open the control-plane database {shown} (--database-url)")
@@ -174,8 +190,16 @@ pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
     let signal = shutdown_signal()?;
     let metrics = crate::telemetry::init_metrics()?;
     let http = bind(args.http, "--http").await?;
+    let secret_key = Kek::resolve(
+        args.secret.secret_key_file.as_deref(),
+        args.secret.secret_key.as_deref(),
+        None,
+    )?;
     let control = open_control(
         args.database_url,
+        args.issuer
+            .unwrap_or_else(|| format!("http://{}", args.http)),
+        secret_key,
         Endpoints {
             mqtt: args.public_mqtt,
             mqtts: args.public_mqtts,
@@ -228,4 +252,28 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = term.recv() => {}
         }
     })
+}
+
+/// `aerie keys rotate`: a new active signing key; the old one keeps verifying.
+pub async fn rotate_keys(args: KeysArgs) -> anyhow::Result<()> {
+    let default_file = args.data_dir.join("secret.key");
+    // Never generate a secret key here: it would not open the existing keys.
+    let default_file = default_file.exists().then_some(default_file);
+    let secret_key = Kek::resolve(
+        args.secret.secret_key_file.as_deref(),
+        args.secret.secret_key.as_deref(),
+        default_file.as_deref(),
+    )?;
+    let url = args.database_url.unwrap_or_else(|| {
+        format!(
+            "sqlite://{}?mode=rw",
+            args.data_dir.join("control.db").display()
+        )
+    });
+    let store = aerie_control::store::open(&url)
+        .await
+        .with_context(|| format!("cannot open the control-plane database {}", redact(&url)))?;
+    let kid = aerie_control::keys::rotate_signing_key(&*store, &secret_key).await?;
+    println!("new signing key: {kid}");
+    Ok(())
 }

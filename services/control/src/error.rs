@@ -16,6 +16,9 @@ pub enum ApiError {
     /// The request is well-formed JSON but breaks a rule (400).
     #[error("{0}")]
     Invalid(String),
+    /// The request is well-formed but a value is out of bounds (422).
+    #[error("{0}")]
+    Unprocessable(String),
     /// The body could not be read as the expected JSON (400, 413, 415, 422).
     #[error("{detail}")]
     Body { status: StatusCode, detail: String },
@@ -39,6 +42,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Body { status, .. } => *status,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -52,6 +56,7 @@ impl ApiError {
     fn kind(&self) -> &'static str {
         match self {
             ApiError::Invalid(_) => "invalid-request",
+            ApiError::Unprocessable(_) => "unprocessable",
             ApiError::Body { .. } => "invalid-body",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",

@@ -16,6 +16,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod keys;
 pub mod plan;
 pub mod store;
 
@@ -27,6 +28,7 @@ use axum::routing::{delete, get, post};
 use serde::Serialize;
 
 use crate::auth::SessionKeys;
+use crate::keys::Kek;
 use crate::store::ControlStore;
 
 /// Largest request body accepted (413 beyond).
@@ -46,13 +48,19 @@ pub struct Config {
     pub endpoints: Endpoints,
     /// Lifetime of an account session token.
     pub session_ttl: time::Duration,
+    /// The `iss` of the tokens the control plane mints: its own URL.
+    pub issuer: String,
+    /// The key-encryption key of the token signing keys.
+    pub secret_key: Kek,
 }
 
 impl Config {
-    pub fn new(endpoints: Endpoints) -> Self {
+    pub fn new(endpoints: Endpoints, issuer: impl Into<String>, secret_key: Kek) -> Self {
         Config {
             endpoints,
             session_ttl: time::Duration::hours(1),
+            issuer: issuer.into(),
+            secret_key,
         }
     }
 }
@@ -71,11 +79,14 @@ struct Inner {
 }
 
 impl AppState {
-    /// Loads (or, at first start, generates and stores) the session secret.
+    /// Loads (or, at first start, generates and stores) the session secret,
+    /// and makes sure there is an active token signing key that the
+    /// configured secret key decrypts.
     pub async fn new(store: Arc<dyn ControlStore>, config: Config) -> anyhow::Result<Self> {
         let secret = store
             .secret_or_insert(auth::SESSION_SECRET, &auth::new_secret())
             .await?;
+        keys::active_signing_key(&*store, &config.secret_key).await?;
         auth::warm_up().await;
         Ok(AppState {
             inner: Arc::new(Inner {
@@ -103,9 +114,18 @@ impl AppState {
     pub fn endpoints(&self) -> &Endpoints {
         &self.inner.config.endpoints
     }
+
+    pub fn issuer(&self) -> &str {
+        &self.inner.config.issuer
+    }
+
+    pub fn secret_key(&self) -> &Kek {
+        &self.inner.config.secret_key
+    }
 }
 
-/// The control plane's router: REST API v1, `/healthz`, `/readyz`.
+/// The control plane's router: REST API v1, `/.well-known/jwks.json`,
+/// `/healthz`, `/readyz`.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(api::healthz))
@@ -130,6 +150,9 @@ pub fn app(state: AppState) -> Router {
             "/v1/tenants/{tid}/api-keys/{key_id}",
             delete(api::revoke_api_key),
         )
+        .route("/v1/tenants/{tid}/tokens", post(api::mint_token))
+        .route("/v1/tenants/{tid}/tokens/{jti}", delete(api::revoke_token))
+        .route("/.well-known/jwks.json", get(api::jwks))
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

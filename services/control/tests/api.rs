@@ -2,6 +2,7 @@
 
 mod support;
 
+use aerie_control::keys::Kek;
 use aerie_control::{AppState, Config, Endpoints, app};
 use axum::Router;
 use axum::body::Body;
@@ -41,6 +42,8 @@ impl Reply {
     }
 }
 
+const ISSUER: &str = "http://127.0.0.1:8080";
+
 fn endpoints() -> Endpoints {
     Endpoints {
         mqtt: "mqtt://127.0.0.1:1883".into(),
@@ -53,7 +56,7 @@ fn endpoints() -> Endpoints {
 impl Api {
     async fn new() -> Api {
         let (dir, url) = support::sqlite_url();
-        let state = AppState::open(&url, Config::new(endpoints()))
+        let state = AppState::open(&url, Config::new(endpoints(), ISSUER, Kek::generate()))
             .await
             .expect("state");
         Api {
@@ -558,4 +561,285 @@ async fn health_readiness_and_unknown_routes() {
     api.call(Method::PUT, "/v1/tenants", None, None)
         .await
         .problem(StatusCode::METHOD_NOT_ALLOWED);
+}
+
+// ---- device and browser tokens ----
+
+impl Api {
+    /// An account, its tenant and an API key of it: (session, tenant id, API key, key id).
+    async fn tenant_with_api_key(&self, email: &str) -> (String, String, String, String) {
+        let (_, session) = self.sign_up(email).await;
+        let tid = self.create_tenant(&session, "Plant").await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = self
+            .call(
+                Method::POST,
+                &format!("/v1/tenants/{tid}/api-keys"),
+                Some(&session),
+                Some(json!({"name": "ci"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+        (
+            session,
+            tid,
+            r.json["key"].as_str().unwrap().to_owned(),
+            r.json["id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn mint(&self, tid: &str, credential: &str, body: Value) -> Reply {
+        self.call(
+            Method::POST,
+            &format!("/v1/tenants/{tid}/tokens"),
+            Some(credential),
+            Some(body),
+        )
+        .await
+    }
+
+    async fn jwks(&self) -> Value {
+        let r = self
+            .call(Method::GET, "/.well-known/jwks.json", None, None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        assert_eq!(r.content_type, "application/json");
+        r.json
+    }
+}
+
+#[tokio::test]
+async fn token_minted_with_an_api_key_verifies_against_the_jwks_with_exact_claims() {
+    let api = Api::new().await;
+    let (session, tid, key, key_id) = api.tenant_with_api_key("tok@example.com").await;
+
+    let r = api
+        .mint(
+            &tid,
+            &key,
+            json!({"client_id": "dev-1", "pub": ["sensors/${client_id}/#"],
+                   "sub": ["cmd/${sub}/+", "broadcast/#"], "ttl_seconds": 600}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    let token = r.json["token"].as_str().unwrap();
+    let jti = r.json["jti"].as_str().unwrap();
+    let expires_at = time::OffsetDateTime::parse(
+        r.json["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+
+    let jwks = api.jwks().await;
+    let only = &jwks["keys"][0];
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(only["kty"], "OKP");
+    assert_eq!(only["crv"], "Ed25519");
+    assert_eq!(only["alg"], "EdDSA");
+    assert_eq!(only["use"], "sig");
+    assert!(only.get("d").is_none(), "no private part in the JWKS");
+
+    let claims = support::verify_jwt(token, &jwks, ISSUER).expect("verifies");
+    let iat = claims["iat"].as_i64().unwrap();
+    assert_eq!(claims["exp"].as_i64().unwrap(), iat + 600);
+    assert_eq!(claims["exp"].as_i64().unwrap(), expires_at.unix_timestamp());
+    assert!((iat - time::OffsetDateTime::now_utc().unix_timestamp()).abs() < 30);
+    assert_eq!(
+        claims,
+        json!({
+            "iss": ISSUER, "aud": "mqtt", "sub": "dev-1", "tnt": tid,
+            "iat": iat, "exp": iat + 600, "jti": jti, "client_id": "dev-1",
+            "acl": {"pub": ["sensors/${client_id}/#"], "sub": ["cmd/${sub}/+", "broadcast/#"]},
+        })
+    );
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(
+        header.kid.as_ref(),
+        only["kid"].as_str().map(str::to_owned).as_ref()
+    );
+
+    // No client id, no filters: sub is the principal, no acl, default TTL one hour.
+    let r = api.mint(&tid, &key, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    let claims = support::verify_jwt(r.json["token"].as_str().unwrap(), &jwks, ISSUER).unwrap();
+    assert_eq!(claims["sub"], format!("api-key:{key_id}"));
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3600
+    );
+    assert!(claims.get("acl").is_none() && claims.get("client_id").is_none());
+
+    // With the session token: sub is the account; only `pub` given → acl with empty `sub`.
+    let r = api.mint(&tid, &session, json!({"pub": ["a/b"]})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    let claims = support::verify_jwt(r.json["token"].as_str().unwrap(), &jwks, ISSUER).unwrap();
+    assert!(claims["sub"].as_str().unwrap().starts_with("account:"));
+    assert_eq!(claims["acl"], json!({"pub": ["a/b"], "sub": []}));
+    assert_ne!(claims["jti"], jti, "every token has its own jti");
+
+    // A wrong issuer or audience does not verify.
+    assert!(support::verify_jwt(token, &jwks, "http://elsewhere").is_err());
+}
+
+#[tokio::test]
+async fn token_ttl_out_of_bounds_and_bad_filters_are_422() {
+    let api = Api::new().await;
+    let (_, tid, key, _) = api.tenant_with_api_key("bounds@example.com").await;
+    for ttl in [0, 59, -5, 30 * 86_400 + 1, i64::MAX] {
+        let r = api.mint(&tid, &key, json!({"ttl_seconds": ttl})).await;
+        assert!(
+            r.problem(StatusCode::UNPROCESSABLE_ENTITY)
+                .contains("ttl_seconds")
+        );
+    }
+    for ttl in [60, 30 * 86_400] {
+        let r = api.mint(&tid, &key, json!({"ttl_seconds": ttl})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{ttl}: {}", r.json);
+    }
+    for (field, filter) in [
+        ("pub", "a/#/b"),
+        ("sub", "a+/b"),
+        ("sub", ""),
+        ("pub", "a/${tenant}/b"),
+        ("sub", "x\u{0}y"),
+    ] {
+        let r = api.mint(&tid, &key, json!({ field: [filter] })).await;
+        let detail = r.problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(detail.contains(field), "{detail}");
+    }
+    let r = api.mint(&tid, &key, json!({"client_id": ""})).await;
+    r.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    let r = api.mint(&tid, &key, json!({"ttl": 60})).await;
+    assert_eq!(r.status.as_u16() / 100, 4, "unknown fields are refused");
+    let r = api.mint(&tid, &key, json!({"pub": "a/b"})).await;
+    assert_eq!(r.status.as_u16() / 100, 4, "pub must be a list");
+}
+
+#[tokio::test]
+async fn another_accounts_tenant_cannot_mint_or_revoke_and_no_credentials_is_401() {
+    let api = Api::new().await;
+    let (_, tid, key, _) = api.tenant_with_api_key("mine@example.com").await;
+    let (other_session, other_tid, other_key, _) =
+        api.tenant_with_api_key("theirs@example.com").await;
+    let r = api.mint(&tid, &key, json!({})).await;
+    let jti = r.json["jti"].as_str().unwrap().to_owned();
+
+    api.mint(&tid, &other_session, json!({}))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    api.mint(&tid, &other_key, json!({}))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    api.mint(&other_tid, &key, json!({}))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    api.mint("nosuchtnt0", &key, json!({}))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    let r = api
+        .call(
+            Method::POST,
+            &format!("/v1/tenants/{tid}/tokens"),
+            None,
+            Some(json!({})),
+        )
+        .await;
+    r.problem(StatusCode::UNAUTHORIZED);
+    // Revoking through the other tenant's path or credentials: 404, and the token stays valid.
+    for (path_tid, cred) in [(&tid, &other_key), (&other_tid, &other_key)] {
+        let r = api
+            .call(
+                Method::DELETE,
+                &format!("/v1/tenants/{path_tid}/tokens/{jti}"),
+                Some(cred),
+                None,
+            )
+            .await;
+        r.problem(StatusCode::NOT_FOUND);
+    }
+    assert_eq!(api.state.store().revoked_token(&jti).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn revoking_a_token_is_204_then_404_and_is_recorded() {
+    let api = Api::new().await;
+    let (_, tid, key, _) = api.tenant_with_api_key("revoke@example.com").await;
+    let r = api.mint(&tid, &key, json!({"ttl_seconds": 120})).await;
+    let jti = r.json["jti"].as_str().unwrap().to_owned();
+    let path = format!("/v1/tenants/{tid}/tokens/{jti}");
+    let r = api.call(Method::DELETE, &path, Some(&key), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.json);
+    let revoked = api
+        .state
+        .store()
+        .revoked_token(&jti)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoked.tenant_id, tid);
+    let again = api.call(Method::DELETE, &path, Some(&key), None).await;
+    assert!(again.problem(StatusCode::NOT_FOUND).contains("token"));
+    let unknown = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/tenants/{tid}/tokens/nosuchjti"),
+            Some(&key),
+            None,
+        )
+        .await;
+    unknown.problem(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn jwks_keeps_the_retired_key_after_rotation() {
+    let api = Api::new().await;
+    let (_, tid, key, _) = api.tenant_with_api_key("rotate@example.com").await;
+    let before = api.mint(&tid, &key, json!({})).await.json["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let new_kid =
+        aerie_control::keys::rotate_signing_key(api.state.store(), api.state.secret_key())
+            .await
+            .unwrap();
+    let after = api.mint(&tid, &key, json!({})).await.json["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let jwks = api.jwks().await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    support::verify_jwt(&before, &jwks, ISSUER).expect("the old token still verifies");
+    support::verify_jwt(&after, &jwks, ISSUER).expect("the new token verifies");
+    let header = jsonwebtoken::decode_header(&after).unwrap();
+    assert_eq!(header.kid.as_deref(), Some(new_kid.as_str()));
+}
+
+#[test]
+fn secret_key_file_is_generated_once_with_mode_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret.key");
+    let kek = Kek::load_or_create(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let again = Kek::load_or_create(&path).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        text,
+        "not rewritten"
+    );
+    assert_eq!(format!("{kek:?}"), "Kek(..)", "never printed");
+    // The same key: what one sealed, the other opens.
+    let sealed =
+        aerie_control::keys::generate_signing_key(&kek, aerie_control::store::now()).unwrap();
+    aerie_control::keys::SigningKey::unseal(&sealed, &again).expect("same key");
+    // An explicit key wins over the file; a bad one is an error.
+    let hex = "11".repeat(32);
+    let explicit = Kek::resolve(None, Some(&hex), Some(&path)).unwrap();
+    assert!(aerie_control::keys::SigningKey::unseal(&sealed, &explicit).is_err());
+    assert!(Kek::resolve(None, Some("short"), Some(&path)).is_err());
+    assert!(Kek::resolve(None, None, None).is_err());
 }

@@ -48,6 +48,11 @@ contract!(
     api_key_is_found_by_hash_until_revoked,
     revoking_needs_the_right_tenant_and_happens_once,
     deleting_a_tenant_deletes_its_api_keys,
+    signing_keys_rotate_and_stay_published_until_the_window_ends,
+    first_start_creates_one_sealed_signing_key,
+    token_minted_before_rotation_verifies_after_it_and_new_ones_use_the_new_kid,
+    issued_token_is_revoked_once_and_only_in_its_tenant,
+    deleting_a_tenant_deletes_its_issued_tokens,
 );
 
 fn account(email: &str) -> Account {
@@ -247,4 +252,181 @@ async fn deleting_a_tenant_deletes_its_api_keys(store: Store, _url: &str) {
     assert_eq!(store.api_keys_of(&t.id).await.unwrap(), vec![]);
     assert_eq!(store.tenants_of(a.id).await.unwrap(), vec![]);
     assert!(!store.delete_tenant(&t.id).await.unwrap());
+}
+
+// ---- signing keys and tokens ----
+
+use aerie_control::keys::{self, Kek};
+use aerie_control::store::{IssuedToken, SigningKeyRow};
+
+fn key_row(id: &str, at: time::OffsetDateTime) -> SigningKeyRow {
+    SigningKeyRow {
+        id: id.to_owned(),
+        algorithm: "EdDSA".to_owned(),
+        public_key: vec![1; 32],
+        private_key: vec![2; 60],
+        created_at: at,
+        retired_at: None,
+    }
+}
+
+async fn signing_keys_rotate_and_stay_published_until_the_window_ends(store: Store, _url: &str) {
+    let t0 = store::now() - time::Duration::days(40);
+    assert_eq!(store.active_signing_key().await.unwrap(), None);
+    let k1 = key_row("k1", t0);
+    store.insert_signing_key(&k1).await.unwrap();
+    assert!(matches!(
+        store.insert_signing_key(&k1).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.active_signing_key().await.unwrap(), Some(k1.clone()));
+
+    let t1 = t0 + time::Duration::days(5);
+    let k2 = key_row("k2", t1);
+    store.rotate_signing_key(&k2).await.unwrap();
+    assert_eq!(store.active_signing_key().await.unwrap(), Some(k2.clone()));
+    let t2 = t1 + time::Duration::days(5);
+    let k3 = key_row("k3", t2);
+    store.rotate_signing_key(&k3).await.unwrap();
+
+    let retired = |k: &SigningKeyRow, at| SigningKeyRow {
+        retired_at: Some(at),
+        ..k.clone()
+    };
+    // Everything retired after t0: all three, oldest first.
+    assert_eq!(
+        store.signing_keys_since(t0).await.unwrap(),
+        vec![retired(&k1, t1), retired(&k2, t2), k3.clone()]
+    );
+    // k1 retired at t1: out of a window that starts at t1.
+    assert_eq!(
+        store.signing_keys_since(t1).await.unwrap(),
+        vec![retired(&k2, t2), k3.clone()]
+    );
+    // The JWKS window is 30 days: k2 (retired 30 days ago) is out, k3 in.
+    let published = keys::jwks(&*store, store::now()).await.unwrap();
+    let kids: Vec<_> = published.keys.iter().map(|k| k.kid.as_str()).collect();
+    assert_eq!(kids, ["k3"]);
+}
+
+async fn first_start_creates_one_sealed_signing_key(store: Store, _url: &str) {
+    use aws_lc_rs::signature::Ed25519KeyPair;
+    let kek = Kek::generate();
+    let key = keys::active_signing_key(&*store, &kek).await.unwrap();
+    let again = keys::active_signing_key(&*store, &kek).await.unwrap();
+    assert_eq!(key.kid, again.kid, "an active key is reused");
+    let row = store.active_signing_key().await.unwrap().unwrap();
+    assert_eq!(row.id, key.kid);
+    assert_eq!(row.public_key, key.public_key());
+    assert_eq!(row.public_key.len(), 32);
+    // The stored private key is not the PKCS#8 document: an Ed25519 PKCS#8
+    // (v2) carries the public key and parses; the sealed bytes do neither.
+    assert!(
+        !row.private_key
+            .windows(row.public_key.len())
+            .any(|w| w == row.public_key.as_slice())
+    );
+    assert!(Ed25519KeyPair::from_pkcs8(&row.private_key).is_err());
+    assert!(Ed25519KeyPair::from_pkcs8_maybe_unchecked(&row.private_key).is_err());
+    // Another secret key cannot open it.
+    assert!(
+        keys::active_signing_key(&*store, &Kek::generate())
+            .await
+            .is_err()
+    );
+    assert!(
+        keys::rotate_signing_key(&*store, &Kek::generate())
+            .await
+            .is_err()
+    );
+}
+
+async fn token_minted_before_rotation_verifies_after_it_and_new_ones_use_the_new_kid(
+    store: Store,
+    _url: &str,
+) {
+    let kek = Kek::generate();
+    let iss = "http://control.test";
+    let claims = |jti: &str| {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        keys::Claims {
+            iss: iss.to_owned(),
+            aud: "mqtt".to_owned(),
+            sub: "dev-1".to_owned(),
+            tnt: "tnt0000001".to_owned(),
+            iat: now,
+            exp: now + 600,
+            jti: jti.to_owned(),
+            client_id: Some("dev-1".to_owned()),
+            acl: None,
+        }
+    };
+    let old_key = keys::active_signing_key(&*store, &kek).await.unwrap();
+    let old_token = old_key.sign_jwt(&claims("j1"));
+
+    let new_kid = keys::rotate_signing_key(&*store, &kek).await.unwrap();
+    assert_ne!(new_kid, old_key.kid);
+    let new_key = keys::active_signing_key(&*store, &kek).await.unwrap();
+    assert_eq!(new_key.kid, new_kid);
+    let new_token = new_key.sign_jwt(&claims("j2"));
+
+    let jwks = serde_json::to_value(keys::jwks(&*store, store::now()).await.unwrap()).unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    let old = support::verify_jwt(&old_token, &jwks, iss).expect("old token verifies");
+    assert_eq!(old["jti"], "j1");
+    let new = support::verify_jwt(&new_token, &jwks, iss).expect("new token verifies");
+    assert_eq!(new["jti"], "j2");
+    let header = jsonwebtoken::decode_header(&new_token).unwrap();
+    assert_eq!(header.kid.as_deref(), Some(new_kid.as_str()));
+    let header = jsonwebtoken::decode_header(&old_token).unwrap();
+    assert_eq!(header.kid.as_deref(), Some(old_key.kid.as_str()));
+
+    // A JWKS without the old key refuses the old token.
+    let only_new = serde_json::json!({"keys": jwks["keys"].as_array().unwrap().iter()
+        .filter(|k| k["kid"] == new_kid.as_str()).collect::<Vec<_>>()});
+    assert!(support::verify_jwt(&old_token, &only_new, iss).is_err());
+}
+
+async fn issued_token_is_revoked_once_and_only_in_its_tenant(store: Store, _url: &str) {
+    let (_, t) = owner_with_tenant(&store, "revoke0001").await;
+    let (_, other) = owner_with_tenant(&store, "revoke0002").await;
+    let now = store::now();
+    let issued = IssuedToken {
+        jti: "jti-1".to_owned(),
+        tenant_id: t.id.clone(),
+        subject: "dev-1".to_owned(),
+        issued_at: now,
+        expires_at: now + time::Duration::hours(1),
+    };
+    store.insert_issued_token(&issued).await.unwrap();
+    assert!(matches!(
+        store.insert_issued_token(&issued).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.revoked_token("jti-1").await.unwrap(), None);
+    assert!(!store.revoke_token(&other.id, "jti-1", now).await.unwrap());
+    assert!(!store.revoke_token(&t.id, "unknown", now).await.unwrap());
+    assert!(store.revoke_token(&t.id, "jti-1", now).await.unwrap());
+    assert!(!store.revoke_token(&t.id, "jti-1", now).await.unwrap());
+    let revoked = store.revoked_token("jti-1").await.unwrap().unwrap();
+    assert_eq!(revoked.tenant_id, t.id);
+    assert_eq!(revoked.expires_at, issued.expires_at);
+    assert_eq!(revoked.revoked_at, now);
+}
+
+async fn deleting_a_tenant_deletes_its_issued_tokens(store: Store, _url: &str) {
+    let (_, t) = owner_with_tenant(&store, "deltok0001").await;
+    let now = store::now();
+    store
+        .insert_issued_token(&IssuedToken {
+            jti: "jti-d".to_owned(),
+            tenant_id: t.id.clone(),
+            subject: "dev".to_owned(),
+            issued_at: now,
+            expires_at: now + time::Duration::hours(1),
+        })
+        .await
+        .unwrap();
+    assert!(store.delete_tenant(&t.id).await.unwrap());
+    assert!(!store.revoke_token(&t.id, "jti-d", now).await.unwrap());
 }

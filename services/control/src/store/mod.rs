@@ -84,6 +84,41 @@ pub struct ApiKey {
     pub created_at: OffsetDateTime,
 }
 
+/// A JWT signing key. The private key is only ever stored encrypted
+/// (`nonce || AES-256-GCM(PKCS#8)` under the key-encryption key).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SigningKeyRow {
+    /// The JWT `kid`.
+    pub id: String,
+    /// `EdDSA`.
+    pub algorithm: String,
+    /// The raw public key (32 bytes for Ed25519).
+    pub public_key: Vec<u8>,
+    /// The encrypted PKCS#8 document.
+    pub private_key: Vec<u8>,
+    pub created_at: OffsetDateTime,
+    pub retired_at: Option<OffsetDateTime>,
+}
+
+/// A token the control plane minted (not the token itself: its `jti` and bounds).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct IssuedToken {
+    pub jti: String,
+    pub tenant_id: String,
+    pub subject: String,
+    pub issued_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// A revoked token: the gateways refuse its `jti` until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RevokedToken {
+    pub jti: String,
+    pub tenant_id: String,
+    pub expires_at: OffsetDateTime,
+    pub revoked_at: OffsetDateTime,
+}
+
 /// Everything the control plane keeps. Handlers hold an `Arc<dyn ControlStore>`.
 #[async_trait]
 pub trait ControlStore: Send + Sync + std::fmt::Debug {
@@ -116,6 +151,30 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     async fn api_key_by_hash(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKey>>;
     /// `false` if the tenant has no such key that is not revoked yet.
     async fn revoke_api_key(&self, tenant_id: &str, id: Uuid) -> StoreResult<bool>;
+
+    /// Stores a new signing key. Fails with [`StoreError::Conflict`] if the id is taken.
+    async fn insert_signing_key(&self, key: &SigningKeyRow) -> StoreResult<()>;
+    /// The newest key that is not retired.
+    async fn active_signing_key(&self) -> StoreResult<Option<SigningKeyRow>>;
+    /// Keys not retired, or retired after `retired_after`, oldest first.
+    async fn signing_keys_since(
+        &self,
+        retired_after: OffsetDateTime,
+    ) -> StoreResult<Vec<SigningKeyRow>>;
+    /// In one transaction: every active key gets `retired_at = new.created_at`,
+    /// and `new` is stored as the active key.
+    async fn rotate_signing_key(&self, new: &SigningKeyRow) -> StoreResult<()>;
+
+    async fn insert_issued_token(&self, token: &IssuedToken) -> StoreResult<()>;
+    /// Revokes the tenant's token `jti` at `now`: `false` if the tenant never
+    /// had such a token or it is revoked already.
+    async fn revoke_token(
+        &self,
+        tenant_id: &str,
+        jti: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
+    async fn revoked_token(&self, jti: &str) -> StoreResult<Option<RevokedToken>>;
 }
 
 /// Opens the database named by `url` and applies its migrations:
@@ -257,6 +316,10 @@ macro_rules! sql_store {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query("DELETE FROM issued_tokens WHERE tenant_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
@@ -325,6 +388,139 @@ macro_rules! sql_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_signing_key(
+                &self,
+                k: &$crate::store::SigningKeyRow,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO signing_keys \
+                     (id, algorithm, public_key, private_key, created_at, retired_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&k.id)
+                .bind(&k.algorithm)
+                .bind(&k.public_key)
+                .bind(&k.private_key)
+                .bind(k.created_at)
+                .bind(k.retired_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn active_signing_key(
+                &self,
+            ) -> $crate::store::StoreResult<Option<$crate::store::SigningKeyRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, algorithm, public_key, private_key, created_at, retired_at \
+                     FROM signing_keys WHERE retired_at IS NULL \
+                     ORDER BY created_at DESC, id DESC LIMIT 1",
+                )
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn signing_keys_since(
+                &self,
+                retired_after: time::OffsetDateTime,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::SigningKeyRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, algorithm, public_key, private_key, created_at, retired_at \
+                     FROM signing_keys WHERE retired_at IS NULL OR retired_at > $1 \
+                     ORDER BY created_at, id",
+                )
+                .bind(retired_after)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn rotate_signing_key(
+                &self,
+                k: &$crate::store::SigningKeyRow,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
+                    .bind(k.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO signing_keys \
+                     (id, algorithm, public_key, private_key, created_at, retired_at) \
+                     VALUES ($1, $2, $3, $4, $5, NULL)",
+                )
+                .bind(&k.id)
+                .bind(&k.algorithm)
+                .bind(&k.public_key)
+                .bind(&k.private_key)
+                .bind(k.created_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn insert_issued_token(
+                &self,
+                t: &$crate::store::IssuedToken,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO issued_tokens (jti, tenant_id, subject, issued_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&t.jti)
+                .bind(&t.tenant_id)
+                .bind(&t.subject)
+                .bind(t.issued_at)
+                .bind(t.expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn revoke_token(
+                &self,
+                tenant_id: &str,
+                jti: &str,
+                now: time::OffsetDateTime,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let issued: Option<(time::OffsetDateTime,)> = sqlx::query_as(
+                    "SELECT expires_at FROM issued_tokens WHERE jti = $1 AND tenant_id = $2",
+                )
+                .bind(jti)
+                .bind(tenant_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((expires_at,)) = issued else {
+                    return Ok(false);
+                };
+                let done = sqlx::query(
+                    "INSERT INTO revoked_tokens (jti, tenant_id, expires_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(jti)
+                .bind(tenant_id)
+                .bind(expires_at)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn revoked_token(
+                &self,
+                jti: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::RevokedToken>> {
+                Ok(sqlx::query_as(
+                    "SELECT jti, tenant_id, expires_at, revoked_at FROM revoked_tokens \
+                     WHERE jti = $1",
+                )
+                .bind(jti)
+                .fetch_optional(&self.pool)
+                .await?)
             }
         }
     };

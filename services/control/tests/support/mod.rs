@@ -199,3 +199,34 @@ fn run_capture(command: &mut Command) -> Result<String, String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Verifies `token` against `jwks` with `jsonwebtoken`, an independent JWT
+/// library: EdDSA only, `aud: mqtt`, `iss: issuer`, `exp` checked; the key is
+/// picked by the header's `kid`. Returns the claims.
+pub fn verify_jwt(
+    token: &str,
+    jwks: &serde_json::Value,
+    issuer: &str,
+) -> Result<serde_json::Value, String> {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, jwk::JwkSet};
+    let header = decode_header(token).map_err(|e| format!("header: {e}"))?;
+    if header.alg != Algorithm::EdDSA {
+        return Err(format!("alg {:?}", header.alg));
+    }
+    if header.typ.as_deref() != Some("JWT") {
+        return Err(format!("typ {:?}", header.typ));
+    }
+    let kid = header.kid.ok_or("no kid")?;
+    let set: JwkSet = serde_json::from_value(jwks.clone()).map_err(|e| format!("jwks: {e}"))?;
+    let jwk = set
+        .find(&kid)
+        .ok_or_else(|| format!("kid {kid} not in the JWKS"))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("jwk: {e}"))?;
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_audience(&["mqtt"]);
+    validation.set_issuer(&[issuer]);
+    validation.set_required_spec_claims(&["exp", "iat", "aud", "iss", "sub"]);
+    let data = decode::<serde_json::Value>(token, &key, &validation)
+        .map_err(|e| format!("verify: {e}"))?;
+    Ok(data.claims)
+}
