@@ -53,6 +53,7 @@ contract!(
     token_minted_before_rotation_verifies_after_it_and_new_ones_use_the_new_kid,
     issued_token_is_revoked_once_and_only_in_its_tenant,
     deleting_a_tenant_deletes_its_issued_tokens,
+    api_keys_list_oldest_first_even_when_fractions_differ_in_length,
 );
 
 fn account(email: &str) -> Account {
@@ -429,4 +430,30 @@ async fn deleting_a_tenant_deletes_its_issued_tokens(store: Store, _url: &str) {
         .unwrap();
     assert!(store.delete_tenant(&t.id).await.unwrap());
     assert!(!store.revoke_token(&t.id, "jti-d", now).await.unwrap());
+}
+
+/// SQLite keeps times as text with as few fraction digits as needed
+/// (`…14.53449Z` for .534490): a text sort puts .534492 first. Found by a
+/// flaky run of `api_key_is_found_by_hash_until_revoked`.
+async fn api_keys_list_oldest_first_even_when_fractions_differ_in_length(store: Store, _url: &str) {
+    let (_, t) = owner_with_tenant(&store, "frac000001").await;
+    let base = store::now().replace_microsecond(534_490).unwrap();
+    let older = ApiKey {
+        created_at: base,
+        ..api_key(&t, "older")
+    };
+    let newer = ApiKey {
+        created_at: base.replace_microsecond(534_492).unwrap(),
+        ..api_key(&t, "newer")
+    };
+    store.insert_api_key(&newer, &[8; 32]).await.unwrap();
+    store.insert_api_key(&older, &[9; 32]).await.unwrap();
+    let names: Vec<String> = store
+        .api_keys_of(&t.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    assert_eq!(names, ["older", "newer"]);
 }

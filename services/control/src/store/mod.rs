@@ -46,6 +46,10 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The current time at the precision both databases keep (microseconds), so
 /// that what is read back equals what was written.
+///
+/// SQLite keeps times as RFC 3339 text with as few fraction digits as needed,
+/// which does not sort or compare as time: ordering and time comparisons are
+/// therefore done in Rust, never in SQL.
 pub fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
     t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
@@ -288,13 +292,15 @@ macro_rules! sql_store {
                 &self,
                 account_id: uuid::Uuid,
             ) -> $crate::store::StoreResult<Vec<$crate::store::Tenant>> {
-                Ok(sqlx::query_as(
+                let mut tenants: Vec<$crate::store::Tenant> = sqlx::query_as(
                     "SELECT id, account_id, name, plan, limits, status, created_at \
-                     FROM tenants WHERE account_id = $1 ORDER BY created_at, id",
+                     FROM tenants WHERE account_id = $1",
                 )
                 .bind(account_id)
                 .fetch_all(&self.pool)
-                .await?)
+                .await?;
+                tenants.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+                Ok(tenants)
             }
 
             async fn rename_tenant(
@@ -351,13 +357,15 @@ macro_rules! sql_store {
                 &self,
                 tenant_id: &str,
             ) -> $crate::store::StoreResult<Vec<$crate::store::ApiKey>> {
-                Ok(sqlx::query_as(
+                let mut keys: Vec<$crate::store::ApiKey> = sqlx::query_as(
                     "SELECT id, tenant_id, name, created_at FROM api_keys \
-                     WHERE tenant_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
+                     WHERE tenant_id = $1 AND revoked_at IS NULL",
                 )
                 .bind(tenant_id)
                 .fetch_all(&self.pool)
-                .await?)
+                .await?;
+                keys.sort_by(|a, b| (a.created_at, a.id).cmp(&(b.created_at, b.id)));
+                Ok(keys)
             }
 
             async fn api_key_by_hash(
@@ -413,27 +421,30 @@ macro_rules! sql_store {
             async fn active_signing_key(
                 &self,
             ) -> $crate::store::StoreResult<Option<$crate::store::SigningKeyRow>> {
-                Ok(sqlx::query_as(
+                let active: Vec<$crate::store::SigningKeyRow> = sqlx::query_as(
                     "SELECT id, algorithm, public_key, private_key, created_at, retired_at \
-                     FROM signing_keys WHERE retired_at IS NULL \
-                     ORDER BY created_at DESC, id DESC LIMIT 1",
+                     FROM signing_keys WHERE retired_at IS NULL",
                 )
-                .fetch_optional(&self.pool)
-                .await?)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(active
+                    .into_iter()
+                    .max_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id))))
             }
 
             async fn signing_keys_since(
                 &self,
                 retired_after: time::OffsetDateTime,
             ) -> $crate::store::StoreResult<Vec<$crate::store::SigningKeyRow>> {
-                Ok(sqlx::query_as(
+                let mut keys: Vec<$crate::store::SigningKeyRow> = sqlx::query_as(
                     "SELECT id, algorithm, public_key, private_key, created_at, retired_at \
-                     FROM signing_keys WHERE retired_at IS NULL OR retired_at > $1 \
-                     ORDER BY created_at, id",
+                     FROM signing_keys",
                 )
-                .bind(retired_after)
                 .fetch_all(&self.pool)
-                .await?)
+                .await?;
+                keys.retain(|k| k.retired_at.is_none_or(|at| at > retired_after));
+                keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+                Ok(keys)
             }
 
             async fn rotate_signing_key(
