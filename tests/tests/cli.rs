@@ -205,3 +205,15 @@ async fn aerie_environment_variables_configure_the_server() {
     assert_eq!(&p.payload[..], b"configured by env");
     assert!(server.data_dir.is_dir(), "AERIE_DATA_DIR created");
 }
+
+#[test]
+fn max_packet_size_zero_is_refused_before_anything_starts() {
+    // CONNACK may not announce 0 (MQTT 5 §3.2.2.3.6): refuse the flag itself.
+    let (out, _) = run_aerie(
+        &["serve".into(), "--max-packet-size".into(), "0".into()],
+        Duration::from_secs(5),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--max-packet-size"), "{stderr}");
+}

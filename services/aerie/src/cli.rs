@@ -69,6 +69,29 @@ pub struct SecretKeyArgs {
     pub secret_key: Option<String>,
 }
 
+impl SecretKeyArgs {
+    /// The key from the flags, else from `default_file` (generated there when
+    /// it does not exist; pass None where generating would be wrong).
+    pub fn resolve(
+        &self,
+        default_file: Option<&std::path::Path>,
+    ) -> anyhow::Result<aerie_control::keys::Kek> {
+        aerie_control::keys::Kek::resolve(
+            self.secret_key_file.as_deref(),
+            self.secret_key.as_deref(),
+            default_file,
+        )
+    }
+}
+
+/// The embedded shape's control-plane database: SQLite in the data dir.
+pub fn embedded_control_db(data_dir: &std::path::Path, mode: &str) -> String {
+    format!(
+        "sqlite://{}?mode={mode}",
+        data_dir.join("control.db").display()
+    )
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Run the same scenarios against Mosquitto too (if installed).
@@ -140,8 +163,10 @@ pub struct ServeArgs {
     /// Let clients connect without credentials (development and tests only).
     #[arg(long, env = "AERIE_ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,
-    /// Largest MQTT packet accepted, in bytes.
-    #[arg(long, env = "AERIE_MAX_PACKET_SIZE", default_value_t = 1024 * 1024)]
+    /// Largest MQTT packet accepted, in bytes (announced in CONNACK, where 0
+    /// is not allowed; the protocol's own ceiling is 268,435,460).
+    #[arg(long, env = "AERIE_MAX_PACKET_SIZE", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u32).range(16..=268_435_460))]
     pub max_packet_size: u32,
     /// QoS 1/2 PUBLISHes a client may have unacknowledged towards the broker
     /// (announced as Receive Maximum; exceeding it closes with 0x93).

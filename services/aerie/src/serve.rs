@@ -11,7 +11,7 @@ use aerie_gateway::{Gateway, GatewayConfig};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::cli::{ControlArgs, KeysArgs, ServeArgs};
+use crate::cli::{ControlArgs, KeysArgs, ServeArgs, embedded_control_db};
 
 /// Binds `addr`, or fails with one line naming the flag that changes it.
 async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
@@ -60,18 +60,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
 
-    let secret_key = Kek::resolve(
-        args.secret.secret_key_file.as_deref(),
-        args.secret.secret_key.as_deref(),
-        Some(&args.data_dir.join("secret.key")),
-    )?;
+    let secret_key = args
+        .secret
+        .resolve(Some(&args.data_dir.join("secret.key")))?;
     let control = open_control(
-        args.database_url.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}?mode=rwc",
-                args.data_dir.join("control.db").display()
-            )
-        }),
+        args.database_url
+            .clone()
+            .unwrap_or_else(|| embedded_control_db(&args.data_dir, "rwc")),
         args.issuer
             .clone()
             .unwrap_or_else(|| format!("http://{}", args.http)),
@@ -190,11 +185,7 @@ pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
     let signal = shutdown_signal()?;
     let metrics = crate::telemetry::init_metrics()?;
     let http = bind(args.http, "--http").await?;
-    let secret_key = Kek::resolve(
-        args.secret.secret_key_file.as_deref(),
-        args.secret.secret_key.as_deref(),
-        None,
-    )?;
+    let secret_key = args.secret.resolve(None)?;
     let control = open_control(
         args.database_url,
         args.issuer
@@ -259,17 +250,10 @@ pub async fn rotate_keys(args: KeysArgs) -> anyhow::Result<()> {
     let default_file = args.data_dir.join("secret.key");
     // Never generate a secret key here: it would not open the existing keys.
     let default_file = default_file.exists().then_some(default_file);
-    let secret_key = Kek::resolve(
-        args.secret.secret_key_file.as_deref(),
-        args.secret.secret_key.as_deref(),
-        default_file.as_deref(),
-    )?;
-    let url = args.database_url.unwrap_or_else(|| {
-        format!(
-            "sqlite://{}?mode=rw",
-            args.data_dir.join("control.db").display()
-        )
-    });
+    let secret_key = args.secret.resolve(default_file.as_deref())?;
+    let url = args
+        .database_url
+        .unwrap_or_else(|| embedded_control_db(&args.data_dir, "rw"));
     let store = aerie_control::store::open(&url)
         .await
         .with_context(|| format!("cannot open the control-plane database {}", redact(&url)))?;

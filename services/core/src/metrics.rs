@@ -65,29 +65,10 @@ pub struct Hot {
     pub packets_sent: [metrics::Counter; 16],
 }
 
-const PACKET_NAMES: [&str; 16] = [
-    "",
-    "CONNECT",
-    "CONNACK",
-    "PUBLISH",
-    "PUBACK",
-    "PUBREC",
-    "PUBREL",
-    "PUBCOMP",
-    "SUBSCRIBE",
-    "SUBACK",
-    "UNSUBSCRIBE",
-    "UNSUBACK",
-    "PINGREQ",
-    "PINGRESP",
-    "DISCONNECT",
-    "AUTH",
-];
-
 fn per_packet_type(name: &'static str) -> [metrics::Counter; 16] {
     std::array::from_fn(|i| match i {
         0 => metrics::Counter::noop(),
-        _ => metrics::counter!(name, "type" => PACKET_NAMES[i]),
+        _ => metrics::counter!(name, "type" => aerie_proto::packet_type_name(i as u8)),
     })
 }
 

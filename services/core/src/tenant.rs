@@ -148,12 +148,8 @@ impl Tenant {
                 group: shared.group.clone(),
                 filter: shared.filter.clone(),
             });
-            let members: Vec<_> = shared
-                .members
-                .iter()
-                .map(|(s, spec)| (s.0.clone(), *spec))
-                .collect();
-            if let Some((session, e)) = self.deliver_shared(&message, &group, &members, None) {
+            if let Some((session, e)) = self.deliver_shared(&message, &group, &shared.members, None)
+            {
                 delivered += 1;
                 ticket = ticket.max(e.ticket);
                 if e.congested && congested.is_none() {
@@ -175,12 +171,12 @@ impl Tenant {
         &self,
         message: &Arc<Message>,
         group: &Arc<SharedGroup>,
-        members: &[(Arc<Session>, SubscriptionSpec)],
+        members: &[(SessionRef, SubscriptionSpec)],
         exclude: Option<u64>,
     ) -> Option<(Arc<Session>, Enqueued)> {
-        let candidates: SmallVec<[&(Arc<Session>, SubscriptionSpec); 8]> = members
+        let candidates: SmallVec<[&(SessionRef, SubscriptionSpec); 8]> = members
             .iter()
-            .filter(|(s, _)| Some(s.id) != exclude)
+            .filter(|(s, _)| Some(s.0.id) != exclude)
             .collect();
         if candidates.is_empty() {
             return None;
@@ -189,9 +185,9 @@ impl Tenant {
         let online = |s: &Session| s.state.lock().owner.is_some();
         let chosen = (0..candidates.len())
             .map(|k| candidates[(start + k) % candidates.len()])
-            .find(|(s, _)| online(s))
+            .find(|(s, _)| online(&s.0))
             .unwrap_or(candidates[start % candidates.len()]);
-        let (session, spec) = chosen;
+        let (SessionRef(session), spec) = chosen;
         let delivery = Delivery {
             message: message.clone(),
             qos: message.qos.min(spec.options.qos),
@@ -217,15 +213,9 @@ impl Tenant {
                 .shared
                 .iter()
                 .find(|s| s.group == group.group && s.filter == group.filter)
-                .map(|s| {
-                    s.members
-                        .iter()
-                        .map(|(s, spec)| (s.0.clone(), *spec))
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default();
+                .map_or(&[][..], |s| &s.members[..]);
             if self
-                .deliver_shared(&d.message, &group, &members, Some(from.id))
+                .deliver_shared(&d.message, &group, members, Some(from.id))
                 .is_none()
             {
                 m::count_drop(m::DropReason::SessionEnded, 1);

@@ -85,7 +85,7 @@ fn check_fixed_header(first: u8, version: ProtocolVersion) -> Result<u8, DecodeE
     };
     if flags != expected {
         return Err(DecodeError::InvalidFlags {
-            packet: name(kind),
+            packet: crate::packet_type_name(kind),
             flags,
         });
     }
@@ -106,28 +106,6 @@ const UNSUBACK: u8 = 11;
 const PINGREQ: u8 = 12;
 const PINGRESP: u8 = 13;
 const DISCONNECT: u8 = 14;
-
-fn name(kind: u8) -> &'static str {
-    const NAMES: [&str; 16] = [
-        "reserved",
-        "CONNECT",
-        "CONNACK",
-        "PUBLISH",
-        "PUBACK",
-        "PUBREC",
-        "PUBREL",
-        "PUBCOMP",
-        "SUBSCRIBE",
-        "SUBACK",
-        "UNSUBSCRIBE",
-        "UNSUBACK",
-        "PINGREQ",
-        "PINGRESP",
-        "DISCONNECT",
-        "AUTH",
-    ];
-    NAMES.get(usize::from(kind)).copied().unwrap_or("reserved")
-}
 
 fn body(kind: u8, flags: u8, v: ProtocolVersion, r: &mut Reader) -> Result<Packet, DecodeError> {
     Ok(match kind {
@@ -354,7 +332,7 @@ fn pub_resp(kind: u8, v: ProtocolVersion, r: &mut Reader) -> Result<PubResp, Dec
         } else {
             allowed::PUBREL_PUBCOMP
         };
-        resp.reason = reason(r, codes, name(kind))?;
+        resp.reason = reason(r, codes, crate::packet_type_name(kind))?;
         if !r.is_empty() {
             resp.properties = props::read(r)?;
         }

@@ -93,24 +93,32 @@ impl Packet {
 
     /// The packet's name as the specification writes it, for logs and metrics.
     pub fn name(&self) -> &'static str {
-        match self {
-            Packet::Connect(_) => "CONNECT",
-            Packet::ConnAck(_) => "CONNACK",
-            Packet::Publish(_) => "PUBLISH",
-            Packet::PubAck(_) => "PUBACK",
-            Packet::PubRec(_) => "PUBREC",
-            Packet::PubRel(_) => "PUBREL",
-            Packet::PubComp(_) => "PUBCOMP",
-            Packet::Subscribe(_) => "SUBSCRIBE",
-            Packet::SubAck(_) => "SUBACK",
-            Packet::Unsubscribe(_) => "UNSUBSCRIBE",
-            Packet::UnsubAck(_) => "UNSUBACK",
-            Packet::PingReq => "PINGREQ",
-            Packet::PingResp => "PINGRESP",
-            Packet::Disconnect(_) => "DISCONNECT",
-            Packet::Auth(_) => "AUTH",
-        }
+        packet_type_name(self.packet_type())
     }
+}
+
+/// The specification's name of control packet type `kind` (1 CONNECT … 15
+/// AUTH); "reserved" for 0 and anything above 15.
+pub fn packet_type_name(kind: u8) -> &'static str {
+    const NAMES: [&str; 16] = [
+        "reserved",
+        "CONNECT",
+        "CONNACK",
+        "PUBLISH",
+        "PUBACK",
+        "PUBREC",
+        "PUBREL",
+        "PUBCOMP",
+        "SUBSCRIBE",
+        "SUBACK",
+        "UNSUBSCRIBE",
+        "UNSUBACK",
+        "PINGREQ",
+        "PINGRESP",
+        "DISCONNECT",
+        "AUTH",
+    ];
+    NAMES.get(usize::from(kind)).copied().unwrap_or("reserved")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

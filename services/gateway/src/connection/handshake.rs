@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use aerie_core::{Attachment, Broker, Tenant};
-use aerie_proto::{
-    ByteString, ConnAck, ConnAckProperties, Connect, ProtocolVersion, ReasonCode, topic,
-};
+use aerie_proto::{ByteString, ConnAck, ConnAckProperties, Connect, ProtocolVersion, ReasonCode};
 
 use crate::config::GatewayConfig;
 
@@ -40,15 +38,12 @@ pub(crate) async fn accept(
         // Enhanced authentication is not offered (yet): MQTT 5 §4.12.
         return Err(Refused(ReasonCode::BAD_AUTHENTICATION_METHOD));
     }
-    if let Some(will) = &connect.will {
-        if topic::validate_topic_name(&will.topic).is_err() {
-            return Err(Refused(ReasonCode::TOPIC_NAME_INVALID));
-        }
-        if will.properties.payload_format_indicator == Some(1)
-            && std::str::from_utf8(&will.payload).is_err()
-        {
-            return Err(Refused(ReasonCode::PAYLOAD_FORMAT_INVALID));
-        }
+    // The decoder has already refused an invalid will topic (0x90).
+    if let Some(will) = &connect.will
+        && will.properties.payload_format_indicator == Some(1)
+        && std::str::from_utf8(&will.payload).is_err()
+    {
+        return Err(Refused(ReasonCode::PAYLOAD_FORMAT_INVALID));
     }
 
     // Credentials: until tokens exist, anonymous clients join one local tenant.

@@ -155,7 +155,7 @@ impl Conn {
         });
         let published = self.tenant.publish(message);
         if published.congested.is_some() {
-            self.backpressure = published.congested.clone();
+            self.backpressure = published.congested;
         }
         let reason = if published.matched == 0 && self.version.is_v5() {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
