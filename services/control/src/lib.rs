@@ -2,7 +2,8 @@
 //! keys, on Postgres or SQLite.
 //!
 //! Layout:
-//! - `api`: the handlers (thin: extract, call the store, map) and the DTOs;
+//! - `api`: the handlers (thin: extract, call the store, map) and their DTOs,
+//!   one module per resource (accounts, tenants, api_keys, tokens);
 //! - `auth`: passwords (Argon2id), session tokens (HMAC-SHA256), API keys,
 //!   and the `Principal` extractor;
 //! - `error`: `ApiError` → `application/problem+json`, and `ApiJson`;

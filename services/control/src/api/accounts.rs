@@ -1,0 +1,117 @@
+//! People: sign-up (`POST /v1/accounts`) and log-in (`POST /v1/sessions`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth;
+use crate::error::{ApiError, ApiJson};
+use crate::store::{self, StoreError};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    email: String,
+    password: String,
+}
+
+pub const MIN_PASSWORD_CHARS: usize = 10;
+/// Argon2 takes any length; a bound keeps one request from costing much.
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Trimmed and lowercased; `None` if it does not look like an address.
+pub fn normalise_email(email: &str) -> Option<String> {
+    let email = email.trim().to_lowercase();
+    let (local, domain) = email.split_once('@')?;
+    let plausible = !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    plausible.then_some(email)
+}
+
+#[derive(Serialize)]
+struct SignedUp {
+    account_id: Uuid,
+    token: String,
+}
+
+pub async fn sign_up(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<impl IntoResponse, ApiError> {
+    let email = normalise_email(&body.email)
+        .ok_or_else(|| ApiError::Invalid("email is not a valid address".into()))?;
+    if body.password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiError::Invalid(format!(
+            "password must have at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    if body.password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::Invalid(format!(
+            "password must have at most {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    let account = store::Account {
+        id: Uuid::new_v4(),
+        email,
+        password_hash: auth::hash_password(body.password).await?,
+        created_at: store::now(),
+    };
+    match state.store().insert_account(&account).await {
+        Err(StoreError::Conflict) => {
+            return Err(ApiError::Conflict(
+                "an account with this email exists; log in with POST /v1/sessions",
+            ));
+        }
+        other => other?,
+    }
+    tracing::info!(account_id = %account.id, "account created");
+    let token = state
+        .sessions()
+        .issue(account.id, OffsetDateTime::now_utc());
+    Ok((
+        StatusCode::CREATED,
+        Json(SignedUp {
+            account_id: account.id,
+            token,
+        }),
+    ))
+}
+
+#[derive(Serialize)]
+struct Session {
+    token: String,
+}
+
+pub async fn log_in(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<impl IntoResponse, ApiError> {
+    const WRONG: ApiError = ApiError::Unauthorized("wrong email or password");
+    let account = match normalise_email(&body.email) {
+        Some(email) => state.store().account_by_email(&email).await?,
+        None => None,
+    };
+    let password = body.password;
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(WRONG);
+    }
+    let hash = account.as_ref().map(|a| a.password_hash.clone());
+    if !auth::verify_password(password, hash).await? {
+        return Err(WRONG);
+    }
+    let account = account.ok_or(WRONG)?;
+    let token = state
+        .sessions()
+        .issue(account.id, OffsetDateTime::now_utc());
+    Ok(Json(Session { token }))
+}

@@ -1,0 +1,201 @@
+//! Tenants: create, list, get, rename, delete; and who may see which.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::FromRequestParts;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::auth::{self, Principal};
+use crate::error::{ApiError, ApiJson};
+use crate::plan::{FREE_PLAN, Limits};
+use crate::store::{self, StoreError};
+use crate::{AppState, Endpoints};
+
+#[derive(Serialize)]
+pub struct TenantView {
+    id: String,
+    name: String,
+    plan: String,
+    limits: Limits,
+    status: String,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    endpoints: Endpoints,
+}
+
+impl TenantView {
+    fn new(t: store::Tenant, endpoints: &Endpoints) -> Self {
+        TenantView {
+            id: t.id,
+            name: t.name,
+            plan: t.plan,
+            limits: t.limits,
+            status: t.status,
+            created_at: t.created_at,
+            endpoints: endpoints.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// `{name}`: the body of creating or renaming a tenant and of creating an API key.
+pub struct NameBody {
+    pub(super) name: String,
+}
+
+const MAX_NAME_CHARS: usize = 100;
+
+/// Trimmed; 1 to 100 characters, no control characters. Stored verbatim otherwise.
+pub(super) fn valid_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::Invalid(format!(
+            "name must have 1 to {MAX_NAME_CHARS} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::Invalid(
+            "name must not contain control characters".into(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// The tenant `tid` if the caller may see it; otherwise 404, whether or not it exists.
+async fn visible_tenant(
+    state: &AppState,
+    who: &Principal,
+    tid: &str,
+) -> Result<store::Tenant, ApiError> {
+    let visible = match who {
+        Principal::ApiKey { tenant_id, .. } => tenant_id == tid,
+        Principal::Account(_) => true,
+    };
+    let tenant = match visible {
+        true => state.store().tenant(tid).await?,
+        false => None,
+    };
+    match (tenant, who) {
+        (Some(t), Principal::Account(account)) if t.account_id == *account => Ok(t),
+        (Some(t), Principal::ApiKey { .. }) => Ok(t),
+        _ => Err(ApiError::NotFound("tenant")),
+    }
+}
+
+/// The tenant named by `{tid}` in the path, if the caller may see it;
+/// otherwise the request ends with 401 (no credentials) or 404.
+pub struct VisibleTenant {
+    pub who: Principal,
+    pub tenant: store::Tenant,
+}
+
+impl FromRequestParts<AppState> for VisibleTenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let who = Principal::from_request_parts(parts, state).await?;
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound("tenant"))?;
+        let tid = params.get("tid").ok_or(ApiError::NotFound("tenant"))?;
+        let tenant = visible_tenant(state, &who, tid).await?;
+        Ok(VisibleTenant { who, tenant })
+    }
+}
+
+fn account_only(who: &Principal, what: &'static str) -> Result<Uuid, ApiError> {
+    match who {
+        Principal::Account(id) => Ok(*id),
+        Principal::ApiKey { .. } => Err(ApiError::Forbidden(what)),
+    }
+}
+
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    who: Principal,
+) -> Result<impl IntoResponse, ApiError> {
+    let tenants = match &who {
+        Principal::Account(account) => state.store().tenants_of(*account).await?,
+        Principal::ApiKey { tenant_id, .. } => {
+            state.store().tenant(tenant_id).await?.into_iter().collect()
+        }
+    };
+    let endpoints = state.endpoints();
+    Ok(Json(
+        tenants
+            .into_iter()
+            .map(|t| TenantView::new(t, endpoints))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiJson(body): ApiJson<NameBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let account_id = account_only(&who, "API keys cannot create tenants; use a session token")?;
+    let name = valid_name(&body.name)?;
+    // 36^10 ids: a collision is unlikely, but never an error the caller sees.
+    for _ in 0..3 {
+        let tenant = store::Tenant {
+            id: auth::new_tenant_id(),
+            account_id,
+            name: name.clone(),
+            plan: FREE_PLAN.to_owned(),
+            limits: Limits::FREE,
+            status: "active".to_owned(),
+            created_at: store::now(),
+        };
+        match state.store().insert_tenant(&tenant).await {
+            Ok(()) => {
+                tracing::info!(tenant_id = %tenant.id, %account_id, "tenant created");
+                let view = TenantView::new(tenant, state.endpoints());
+                return Ok((StatusCode::CREATED, Json(view)));
+            }
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(anyhow::anyhow!("no free tenant id after 3 tries").into())
+}
+
+pub async fn get_tenant(
+    State(state): State<AppState>,
+    VisibleTenant { tenant, .. }: VisibleTenant,
+) -> Json<TenantView> {
+    Json(TenantView::new(tenant, state.endpoints()))
+}
+
+pub async fn rename_tenant(
+    State(state): State<AppState>,
+    VisibleTenant { mut tenant, .. }: VisibleTenant,
+    ApiJson(body): ApiJson<NameBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let name = valid_name(&body.name)?;
+    if !state.store().rename_tenant(&tenant.id, &name).await? {
+        return Err(ApiError::NotFound("tenant"));
+    }
+    tenant.name = name;
+    Ok(Json(TenantView::new(tenant, state.endpoints())))
+}
+
+pub async fn delete_tenant(
+    State(state): State<AppState>,
+    VisibleTenant { who, tenant }: VisibleTenant,
+) -> Result<impl IntoResponse, ApiError> {
+    account_only(&who, "API keys cannot delete tenants; use a session token")?;
+    if !state.store().delete_tenant(&tenant.id).await? {
+        return Err(ApiError::NotFound("tenant"));
+    }
+    tracing::info!(tenant_id = %tenant.id, "tenant deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,159 @@
+//! Device and browser tokens: mint a JWT, revoke by `jti`, publish the JWKS.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::tenants::VisibleTenant;
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiJson};
+use crate::keys;
+use crate::store;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MintBody {
+    client_id: Option<String>,
+    #[serde(rename = "pub")]
+    publish: Option<Vec<String>>,
+    #[serde(rename = "sub")]
+    subscribe: Option<Vec<String>>,
+    ttl_seconds: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct Minted {
+    token: String,
+    jti: String,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+}
+
+const MAX_CLIENT_ID_BYTES: usize = 256;
+const MAX_FILTERS: usize = 100;
+const MAX_FILTER_BYTES: usize = 1024;
+/// What a filter may name besides topic levels; the gateway substitutes them.
+const PLACEHOLDERS: [&str; 2] = ["${client_id}", "${sub}"];
+
+fn valid_filters(list: Option<Vec<String>>, field: &str) -> Result<Vec<String>, ApiError> {
+    let list = list.unwrap_or_default();
+    if list.len() > MAX_FILTERS {
+        return Err(ApiError::Unprocessable(format!(
+            "`{field}` has more than {MAX_FILTERS} filters"
+        )));
+    }
+    for filter in &list {
+        let bad = |why: String| {
+            ApiError::Unprocessable(format!("`{field}` filter {filter:?} is not valid: {why}"))
+        };
+        if filter.len() > MAX_FILTER_BYTES {
+            return Err(bad(format!("longer than {MAX_FILTER_BYTES} bytes")));
+        }
+        let mut rest = filter.clone();
+        for placeholder in PLACEHOLDERS {
+            rest = rest.replace(placeholder, "x");
+        }
+        if rest.contains("${") {
+            return Err(bad(
+                "the only placeholders are ${client_id} and ${sub}".into()
+            ));
+        }
+        aerie_proto::topic::validate_topic_filter(filter).map_err(|e| bad(format!("{e:?}")))?;
+    }
+    Ok(list)
+}
+
+pub async fn mint_token(
+    State(state): State<AppState>,
+    VisibleTenant { who, tenant }: VisibleTenant,
+    ApiJson(body): ApiJson<MintBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let ttl = match body.ttl_seconds {
+        None => keys::DEFAULT_TOKEN_TTL,
+        Some(s) => time::Duration::seconds(s),
+    };
+    if ttl < keys::MIN_TOKEN_TTL || ttl > keys::MAX_TOKEN_TTL {
+        return Err(ApiError::Unprocessable(format!(
+            "ttl_seconds must be between {} and {}",
+            keys::MIN_TOKEN_TTL.whole_seconds(),
+            keys::MAX_TOKEN_TTL.whole_seconds()
+        )));
+    }
+    if let Some(id) = &body.client_id
+        && (id.is_empty() || id.len() > MAX_CLIENT_ID_BYTES || id.chars().any(char::is_control))
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "client_id must have 1 to {MAX_CLIENT_ID_BYTES} bytes and no control characters"
+        )));
+    }
+    let restricted = body.publish.is_some() || body.subscribe.is_some();
+    let acl = keys::Acl {
+        publish: valid_filters(body.publish, "pub")?,
+        subscribe: valid_filters(body.subscribe, "sub")?,
+    };
+    let sub = match (&body.client_id, &who) {
+        (Some(id), _) => id.clone(),
+        (None, Principal::ApiKey { key_id, .. }) => format!("api-key:{key_id}"),
+        (None, Principal::Account(id)) => format!("account:{id}"),
+    };
+    let now = store::now();
+    let now = now.replace_nanosecond(0).expect("zero nanoseconds");
+    let expires_at = now + ttl;
+    let claims = keys::Claims {
+        iss: state.issuer().to_owned(),
+        aud: keys::AUDIENCE.to_owned(),
+        sub,
+        tnt: tenant.id.clone(),
+        iat: now.unix_timestamp(),
+        exp: expires_at.unix_timestamp(),
+        jti: keys::new_random_id(16),
+        client_id: body.client_id,
+        acl: restricted.then_some(acl),
+    };
+    let key = keys::active_signing_key(state.store(), state.secret_key()).await?;
+    let token = key.sign_jwt(&claims);
+    state
+        .store()
+        .insert_issued_token(&store::IssuedToken {
+            jti: claims.jti.clone(),
+            tenant_id: tenant.id.clone(),
+            subject: claims.sub.clone(),
+            issued_at: now,
+            expires_at,
+        })
+        .await?;
+    tracing::info!(tenant_id = %tenant.id, jti = %claims.jti, kid = %key.kid, "token minted");
+    Ok((
+        StatusCode::CREATED,
+        Json(Minted {
+            token,
+            jti: claims.jti,
+            expires_at,
+        }),
+    ))
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    VisibleTenant { tenant, .. }: VisibleTenant,
+    Path((_, jti)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    if !state
+        .store()
+        .revoke_token(&tenant.id, &jti, store::now())
+        .await?
+    {
+        return Err(ApiError::NotFound("token"));
+    }
+    tracing::info!(tenant_id = %tenant.id, %jti, "token revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `/.well-known/jwks.json`: the public keys that verify the tokens minted here.
+pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(keys::jwks(state.store(), store::now()).await?))
+}
