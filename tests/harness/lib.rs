@@ -2,6 +2,7 @@
 //! fresh data dir, and talk to it with real clients (rumqttc) or, for protocol
 //! edge cases, raw packets encoded by hand.
 
+pub mod http;
 pub mod raw;
 pub mod server;
 pub mod tls;

@@ -245,6 +245,17 @@ impl Server {
         self.child.as_ref().expect("running").id()
     }
 
+    /// A REST call on the HTTP listener (see [`crate::http::request`]).
+    pub fn api(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> crate::http::Reply {
+        crate::http::request(self.http, method, path, bearer, body)
+    }
+
     /// GET a path on the HTTP listener; returns (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
         use std::io::{Read, Write};
