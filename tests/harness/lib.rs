@@ -2,6 +2,7 @@
 //! fresh data dir, and talk to it with real clients (rumqttc) or, for protocol
 //! edge cases, raw packets encoded by hand.
 
+pub mod otlp;
 pub mod raw;
 pub mod server;
 pub mod tls;
@@ -9,7 +10,7 @@ pub mod v5client;
 pub mod ws;
 
 pub use raw::RawClient;
-pub use server::{Server, ServerOptions};
+pub use server::{HttpResponse, Server, ServerOptions};
 
 use std::time::Duration;
 

@@ -26,6 +26,7 @@ pub struct ServerOptions {
     via_env: bool,
     tls: Option<(PathBuf, PathBuf)>,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Default for ServerOptions {
@@ -35,6 +36,7 @@ impl Default for ServerOptions {
             via_env: false,
             tls: None,
             extra_args: vec![],
+            env: vec![],
         }
     }
 }
@@ -63,6 +65,12 @@ impl ServerOptions {
     /// More flags, appended last.
     pub fn args(mut self, extra: &[&str]) -> Self {
         self.extra_args.extend(extra.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// An environment variable for the process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -182,6 +190,7 @@ impl Server {
                 "AERIE_LOG",
                 std::env::var("AERIE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(o.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         self.child = Some(cmd.spawn().expect("spawn aerie"));
         self.wait_ready()
@@ -247,26 +256,52 @@ impl Server {
 
     /// GET a path on the HTTP listener; returns (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
+        let r = self.http_request("GET", path, &[], "");
+        (r.status, r.body)
+    }
+
+    /// One HTTP/1.1 request on the HTTP listener, with extra header lines
+    /// (`("x-request-id", "abc")`) and a JSON body if not empty.
+    pub fn http_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        json: &str,
+    ) -> HttpResponse {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(self.http).expect("connect http");
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
+        let mut head =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !json.is_empty() {
+            head.push_str(&format!(
+                "content-type: application/json\r\ncontent-length: {}\r\n",
+                json.len()
+            ));
+        }
+        write!(s, "{head}\r\n{json}").unwrap();
         let mut resp = String::new();
         s.read_to_string(&mut resp).unwrap();
-        let status = resp
-            .split_whitespace()
-            .nth(1)
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        let body = resp
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        HttpResponse {
+            status,
+            headers,
+            body: body.to_owned(),
+        }
     }
 
     /// The value of a Prometheus sample (summed over label sets matching `labels`).
@@ -301,5 +336,24 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// What [`Server::http_request`] got back; header names in lower case.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The values of header `name` (lower case).
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
