@@ -16,6 +16,16 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The values of header `name`.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
         self.headers
@@ -66,19 +76,32 @@ pub fn request(
     bearer: Option<&str>,
     body: Option<&Value>,
 ) -> Reply {
+    let auth = bearer.map(|token| format!("Bearer {token}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    send(addr, method, path, &headers, &body)
+}
+
+/// Sends `method path` with extra header lines and a JSON body if not empty.
+pub fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json: &str,
+) -> Reply {
     let mut s = TcpStream::connect(addr).expect("connect to the HTTP listener");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(token) = bearer {
-        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
-    if !body.is_empty() {
+    if !json.is_empty() {
         head.push_str("Content-Type: application/json\r\n");
     }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", json.len()));
     s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
+    s.write_all(json.as_bytes()).unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("read the answer");
     parse(&String::from_utf8_lossy(&raw))

@@ -3,6 +3,7 @@
 //! edge cases, raw packets encoded by hand.
 
 pub mod http;
+pub mod otlp;
 pub mod raw;
 pub mod server;
 pub mod tls;
@@ -10,7 +11,7 @@ pub mod v5client;
 pub mod ws;
 
 pub use raw::RawClient;
-pub use server::{Server, ServerOptions};
+pub use server::{HttpResponse, Server, ServerOptions};
 
 use std::time::Duration;
 

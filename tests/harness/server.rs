@@ -26,6 +26,7 @@ pub struct ServerOptions {
     via_env: bool,
     tls: Option<(PathBuf, PathBuf)>,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Default for ServerOptions {
@@ -35,6 +36,7 @@ impl Default for ServerOptions {
             via_env: false,
             tls: None,
             extra_args: vec![],
+            env: vec![],
         }
     }
 }
@@ -63,6 +65,12 @@ impl ServerOptions {
     /// More flags, appended last.
     pub fn args(mut self, extra: &[&str]) -> Self {
         self.extra_args.extend(extra.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// An environment variable for the process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -182,6 +190,7 @@ impl Server {
                 "AERIE_LOG",
                 std::env::var("AERIE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(o.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         self.child = Some(cmd.spawn().expect("spawn aerie"));
         self.wait_ready()
@@ -258,26 +267,20 @@ impl Server {
 
     /// GET a path on the HTTP listener; returns (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(self.http).expect("connect http");
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        let status = resp
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = resp
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        let r = self.http_request("GET", path, &[], "");
+        (r.status, r.body)
+    }
+
+    /// One HTTP/1.1 request on the HTTP listener, with extra header lines
+    /// (`("x-request-id", "abc")`) and a JSON body if not empty.
+    pub fn http_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        json: &str,
+    ) -> HttpResponse {
+        crate::http::send(self.http, method, path, headers, json)
     }
 
     /// The value of a Prometheus sample (summed over label sets matching `labels`).
@@ -314,3 +317,6 @@ impl Drop for Server {
         self.kill9();
     }
 }
+
+/// What [`Server::http_request`] got back; header names in lower case.
+pub type HttpResponse = crate::http::Reply;

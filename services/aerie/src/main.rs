@@ -20,7 +20,7 @@ fn main() -> std::process::ExitCode {
     // One TLS provider for the whole process, before anything builds a config.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = cli::Cli::parse();
-    telemetry::init_logging(cli.log_format);
+    let telemetry = telemetry::init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -39,6 +39,8 @@ fn main() -> std::process::ExitCode {
             cli::Command::Bench(args) => aerie_bench::run(args.into_options()).await,
         }
     });
+    // The SIGTERM/SIGINT path returns here: send the last spans before exiting.
+    telemetry.shutdown();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -1,19 +1,150 @@
-//! Logging (tracing) and the Prometheus recorder.
+//! Logging (tracing), OpenTelemetry export (OTLP over HTTP) and the
+//! Prometheus recorder.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::LogFormat;
 
-pub fn init_logging(format: LogFormat) {
+/// What `init_logging` set up that must be shut down on exit.
+pub struct Telemetry {
+    tracer_provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Sends the spans still queued and stops the exporter. Call it outside
+    /// the async runtime (the exporter's HTTP client blocks).
+    pub fn shutdown(self) {
+        if let Some(provider) = self.tracer_provider
+            && let Err(e) = provider.shutdown_with_timeout(Duration::from_secs(5))
+        {
+            tracing::warn!(error = %e, "OpenTelemetry: flushing the last spans failed");
+        }
+    }
+}
+
+/// Installs the global `tracing` subscriber: logs on stderr, plus OTLP export
+/// of spans when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set. Call it before the async
+/// runtime starts.
+pub fn init_logging(format: LogFormat) -> Telemetry {
     let filter = EnvFilter::try_from_env("AERIE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().boxed(),
+    }
+    .with_filter(filter);
+    let (tracer_provider, otel_error) = match otlp_configured() {
+        false => (None, None),
+        true => match tracer_provider() {
+            Ok(p) => (Some(p), None),
+            Err(e) => (None, Some(e)),
+        },
+    };
+    let otel = tracer_provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("aerie"))
+            // INFO and up whatever `AERIE_LOG` says; the exporter's own HTTP
+            // client must not feed its spans back.
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                *meta.level() <= tracing::Level::INFO
+                    && !["hyper", "h2", "reqwest", "opentelemetry", "tower"]
+                        .iter()
+                        .any(|t| meta.target().starts_with(t))
+            }))
+    });
+    tracing_subscriber::registry().with(fmt).with(otel).init();
+    if let Some(e) = otel_error {
+        tracing::warn!(error = %e, "OpenTelemetry export disabled: cannot set up the OTLP exporter");
+    } else if tracer_provider.is_some() {
+        tracing::info!("OpenTelemetry: exporting spans over OTLP/HTTP");
+    }
+    Telemetry { tracer_provider }
+}
+
+fn otlp_configured() -> bool {
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+}
+
+/// OTLP/HTTP (protobuf) behind a batch span processor; endpoint, headers,
+/// timeout and batching come from the standard `OTEL_*` variables.
+fn tracer_provider() -> anyhow::Result<SdkTracerProvider> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .build()?;
+    Ok(SdkTracerProvider::builder()
+        .with_resource(resource())
+        .with_batch_exporter(WarnOnce {
+            inner: exporter,
+            warned: AtomicBool::new(false),
+        })
+        .build())
+}
+
+/// `service.name` is `OTEL_SERVICE_NAME` (or `OTEL_RESOURCE_ATTRIBUTES`'s),
+/// otherwise "aerie".
+fn resource() -> Resource {
+    let detected = Resource::builder().build();
+    let named = detected
+        .get(&opentelemetry::Key::from_static_str("service.name"))
+        .is_some_and(|v| !v.as_str().starts_with("unknown_service"));
+    if named {
+        detected
+    } else {
+        Resource::builder().with_service_name("aerie").build()
+    }
+}
+
+/// An exporter that says once, as a warning, that the collector cannot be
+/// reached, instead of an error per batch; the service runs on regardless.
+#[derive(Debug)]
+struct WarnOnce<E> {
+    inner: E,
+    warned: AtomicBool,
+}
+
+impl<E: SpanExporter> SpanExporter for WarnOnce<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let result = self.inner.export(batch).await;
+        match &result {
+            Err(e) if !self.warned.swap(true, Ordering::Relaxed) => {
+                tracing::warn!(error = %e, "OpenTelemetry: cannot export spans (warned once; the spans are dropped)");
+            }
+            Err(e) => tracing::debug!(error = %e, "OpenTelemetry: span export failed"),
+            Ok(()) => {}
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
     }
 }
 

@@ -1,6 +1,7 @@
 //! Accept loops. Each takes an already-bound listener (so tests bind port 0)
 //! and spawns one connection task per client, tracked for shutdown.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::config::GatewayConfig;
 use crate::connection::{self, ConnContext, Transport};
@@ -50,15 +52,37 @@ impl Gateway {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        self.spawn_connection_from(stream, transport, None)
+    }
+
+    /// As `spawn_connection`, in an `mqtt.connection` span naming the peer;
+    /// the connection adds its client id and tenant once CONNECT is accepted.
+    fn spawn_connection_from<S>(&self, stream: S, transport: Transport, peer: Option<SocketAddr>)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let span = tracing::info_span!(
+            "mqtt.connection",
+            transport = transport.as_str(),
+            peer = tracing::field::Empty,
+            client_id = tracing::field::Empty,
+            tenant = tracing::field::Empty,
+        );
+        if let Some(peer) = peer {
+            span.record("peer", tracing::field::display(peer));
+        }
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             metrics::counter!(aerie_core::metrics::CONNECT_REFUSED_TOTAL, "reason" => "max_connections").increment(1);
             return;
         };
         let ctx = self.ctx.clone();
-        self.tracker.spawn(async move {
-            connection::run(stream, transport, ctx).await;
-            drop(permit);
-        });
+        self.tracker.spawn(
+            async move {
+                connection::run(stream, transport, ctx).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
     }
 
     /// Plain MQTT over TCP.
@@ -88,14 +112,16 @@ impl Gateway {
             };
             let _ = socket.set_nodelay(true);
             match &tls {
-                None => self.spawn_connection(socket, Transport::Tcp),
+                None => self.spawn_connection_from(socket, Transport::Tcp, Some(peer)),
                 Some(acceptor) => {
                     let acceptor = acceptor.clone();
                     let gw = self.clone();
                     let timeout = self.ctx.config.connect_timeout;
                     self.tracker.spawn(async move {
                         match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
-                            Ok(Ok(stream)) => gw.spawn_connection(stream, Transport::Tls),
+                            Ok(Ok(stream)) => {
+                                gw.spawn_connection_from(stream, Transport::Tls, Some(peer))
+                            }
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed")
                             }

@@ -266,6 +266,12 @@ where
         backpressure: None,
     };
     drop(connect);
+    tracing::Span::current()
+        .record(
+            "client_id",
+            tracing::field::display(&conn.session.client_id),
+        )
+        .record("tenant", tracing::field::display(&conn.tenant.id));
     tracing::debug!(client_id = %conn.session.client_id, tenant = %conn.tenant.id, "connected");
 
     conn.resend_inflight();

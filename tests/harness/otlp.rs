@@ -1,0 +1,177 @@
+//! A tiny OTLP/HTTP trace receiver: `POST /v1/traces` with a protobuf
+//! `ExportTraceServiceRequest`, on a free loopback port, in the test process.
+//! It keeps every body as received (to search for leaked secrets) and the
+//! decoded spans.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+/// One exported span, flattened: its name, its attributes and its resource's
+/// attributes, every value as text.
+#[derive(Clone, Debug)]
+pub struct ReceivedSpan {
+    pub name: String,
+    pub attributes: BTreeMap<String, String>,
+    pub resource: BTreeMap<String, String>,
+}
+
+impl ReceivedSpan {
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+}
+
+#[derive(Default)]
+struct Received {
+    bodies: Vec<Vec<u8>>,
+    spans: Vec<ReceivedSpan>,
+}
+
+/// Runs until dropped.
+pub struct OtlpReceiver {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Received>>,
+    stop: CancellationToken,
+}
+
+impl OtlpReceiver {
+    pub fn start() -> OtlpReceiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind OTLP receiver");
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Received::default()));
+        let stop = CancellationToken::new();
+        let app = axum::Router::new()
+            .route("/v1/traces", axum::routing::post(export))
+            .with_state(received.clone());
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stopped.cancelled().await })
+                    .await
+                    .unwrap();
+            });
+        });
+        OtlpReceiver {
+            addr,
+            received,
+            stop,
+        }
+    }
+
+    /// The value for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.received.lock().unwrap().spans.clone()
+    }
+
+    /// Whether `needle` occurs in any body received so far.
+    pub fn bytes_contain(&self, needle: &[u8]) -> bool {
+        self.received
+            .lock()
+            .unwrap()
+            .bodies
+            .iter()
+            .any(|b| b.windows(needle.len()).any(|w| w == needle))
+    }
+
+    /// The first span matching `want`, waiting up to `timeout` for it.
+    pub fn wait_for_span(
+        &self,
+        timeout: Duration,
+        want: impl Fn(&ReceivedSpan) -> bool,
+    ) -> Option<ReceivedSpan> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.spans().into_iter().find(&want) {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn export(
+    State(received): State<Arc<Mutex<Received>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    if headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|e| e != "identity")
+    {
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new()).into_response();
+    }
+    let Ok(request) = ExportTraceServiceRequest::decode(&body[..]) else {
+        return (StatusCode::BAD_REQUEST, Vec::new()).into_response();
+    };
+    let mut received = received.lock().unwrap();
+    received.bodies.push(body.to_vec());
+    for rs in request.resource_spans {
+        let resource = rs
+            .resource
+            .map(|r| flatten(r.attributes))
+            .unwrap_or_default();
+        for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
+            received.spans.push(ReceivedSpan {
+                name: span.name,
+                attributes: flatten(span.attributes),
+                resource: resource.clone(),
+            });
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "application/x-protobuf")],
+        ExportTraceServiceResponse::default().encode_to_vec(),
+    )
+        .into_response()
+}
+
+fn flatten(attributes: Vec<KeyValue>) -> BTreeMap<String, String> {
+    attributes
+        .into_iter()
+        .map(|kv| (kv.key, kv.value.map(text).unwrap_or_default()))
+        .collect()
+}
+
+fn text(value: AnyValue) -> String {
+    match value.value {
+        Some(any_value::Value::StringValue(s)) => s,
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
