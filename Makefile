@@ -19,10 +19,13 @@ test: test-deps
 	$(CARGO) build -p aerie
 	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
 
-## test-deps: what the tests need beyond Rust (Postgres 15 binaries for the control-plane store tests)
+## test-deps: what the tests need beyond Rust (Postgres 15 binaries for the control-plane store tests,
+## openapi-spec-validator from PyPI for the OpenAPI document test)
 test-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq postgresql)
+	@python3 -c 'import openapi_spec_validator' 2>/dev/null || \
+		python3 -m pip install -q 'openapi-spec-validator==0.9.0'
 
 unit:
 	$(CARGO) test --workspace --exclude aerie-e2e
