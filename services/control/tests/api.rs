@@ -1313,13 +1313,14 @@ async fn usage_is_hourly_with_totals_and_the_range_is_checked() {
         ),
         (
             "?from=2026-10-01T00:00:00Z&to=2026-11-02T00:00:00Z",
-            "at most 31 days",
+            "the range may be at most 31 days",
         ),
     ] {
         let r = api
             .call(Method::GET, &format!("{usage}{query}"), Some(&key), None)
             .await;
-        assert_eq!(r.problem(StatusCode::BAD_REQUEST), detail, "{query}");
+        let got = r.problem(StatusCode::BAD_REQUEST);
+        assert!(got.starts_with(detail), "{query}: {got}");
     }
     api.call(Method::GET, &usage, Some(&bob), None)
         .await
