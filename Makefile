@@ -19,12 +19,15 @@ test: test-deps
 	$(CARGO) build -p aerie
 	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
 
-## test-deps: what the tests need beyond Rust (Postgres 15 binaries for the control-plane store tests; curl and jq for the README examples)
+## test-deps: what the tests need beyond Rust: Postgres 15 binaries (control-plane store tests),
+## curl and jq (the README examples), openapi-spec-validator from PyPI (the OpenAPI document test)
 test-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq postgresql)
 	@command -v curl >/dev/null && command -v jq >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq curl jq)
+	@python3 -c 'import openapi_spec_validator' 2>/dev/null || \
+		python3 -m pip install -q 'openapi-spec-validator==0.9.0'
 
 unit:
 	$(CARGO) test --workspace --exclude aerie-e2e

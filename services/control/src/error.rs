@@ -7,6 +7,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use utoipa::ToSchema;
+
+use crate::broker::BrokerError;
 use crate::store::StoreError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -33,6 +36,9 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(&'static str),
+    /// Something the route needs is not there or not answering (503).
+    #[error("{0}")]
+    Unavailable(String),
     /// Anything else (500): logged, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -48,6 +54,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -62,6 +69,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -82,11 +90,29 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        match e {
+            BrokerError::Refused(why) => ApiError::Unprocessable(why),
+            BrokerError::Unavailable(why) => ApiError::Unavailable(why),
+        }
+    }
+}
+
+/// An error (RFC 9457 problem details), served as `application/problem+json`.
+#[derive(Serialize, ToSchema)]
+pub struct Problem<'a> {
+    /// A stable identifier clients may switch on: `urn:aerie:problem:<kind>`.
+    #[schema(example = "urn:aerie:problem:not-found")]
     r#type: String,
+    /// The HTTP status's reason phrase.
+    #[schema(example = "Not Found")]
     title: &'a str,
+    /// The HTTP status code.
+    #[schema(example = 404)]
     status: u16,
+    /// What went wrong, for a person.
+    #[schema(example = "tenant not found")]
     detail: String,
 }
 

@@ -267,7 +267,7 @@ pub async fn rotate_signing_key(store: &dyn ControlStore, kek: &Kek) -> anyhow::
 }
 
 /// One entry of the JWKS (RFC 8037 OKP key).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Jwk {
     pub kty: String,
     pub crv: String,
@@ -278,7 +278,8 @@ pub struct Jwk {
     pub use_: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A JSON Web Key Set (RFC 7517).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Jwks {
     pub keys: Vec<Jwk>,
 }

@@ -4,10 +4,13 @@
 //! Layout:
 //! - `api`: the handlers (thin: extract, call the store, map) and their DTOs,
 //!   one module per resource (accounts, tenants, api_keys, tokens);
+//! - `broker`: the `BrokerPort` trait, the broker as the REST API sees it;
 //! - `auth`: passwords (Argon2id), session tokens (HMAC-SHA256), API keys,
 //!   and the `Principal` extractor;
 //! - `error`: `ApiError` → `application/problem+json`, and `ApiJson`;
 //! - `plan`: plans and per-tenant limits;
+//! - `openapi`: the OpenAPI 3.1 document, built from the same declarations
+//!   as the router (`/v1/openapi.json`);
 //! - `store`: the `ControlStore` trait and its SQLite and Postgres implementations.
 //!
 //! Entry point: [`app`] builds the router from an [`AppState`].
@@ -16,8 +19,10 @@
 
 pub mod api;
 pub mod auth;
+pub mod broker;
 pub mod error;
 pub mod keys;
+pub mod openapi;
 pub mod plan;
 pub mod store;
 
@@ -25,10 +30,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::SessionKeys;
+use crate::broker::BrokerPort;
 use crate::keys::Kek;
 use crate::store::ControlStore;
 
@@ -36,7 +42,7 @@ use crate::store::ControlStore;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Where a tenant's clients connect, as shown in the tenant object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Endpoints {
     pub mqtt: String,
     pub mqtts: String,
@@ -70,6 +76,8 @@ impl Config {
 #[derive(Debug, Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
+    /// The broker the live-state routes act on; none in `aerie control`.
+    broker: Option<Arc<dyn BrokerPort>>,
 }
 
 #[derive(Debug)]
@@ -95,6 +103,7 @@ impl AppState {
                 store,
                 config,
             }),
+            broker: None,
         })
     }
 
@@ -123,37 +132,28 @@ impl AppState {
     pub fn secret_key(&self) -> &Kek {
         &self.inner.config.secret_key
     }
+
+    /// The same state with `broker` attached: the routes on clients,
+    /// messages and retained messages act on it instead of answering 503.
+    pub fn with_broker(self, broker: Arc<dyn BrokerPort>) -> Self {
+        AppState {
+            broker: Some(broker),
+            ..self
+        }
+    }
+
+    pub fn broker(&self) -> Option<&dyn BrokerPort> {
+        self.broker.as_deref()
+    }
 }
 
-/// The control plane's router: REST API v1, `/.well-known/jwks.json`,
-/// `/healthz`, `/readyz`.
+/// The control plane's router: REST API v1, `/v1/openapi.json`,
+/// `/.well-known/jwks.json`, `/healthz`, `/readyz`. Every route comes from
+/// [`api::routes`], which also makes the OpenAPI document: nothing is served
+/// that the document does not describe.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz))
-        .route("/v1/accounts", post(api::sign_up))
-        .route("/v1/sessions", post(api::log_in))
-        .route(
-            "/v1/tenants",
-            get(api::list_tenants).post(api::create_tenant),
-        )
-        .route(
-            "/v1/tenants/{tid}",
-            get(api::get_tenant)
-                .patch(api::rename_tenant)
-                .delete(api::delete_tenant),
-        )
-        .route(
-            "/v1/tenants/{tid}/api-keys",
-            get(api::list_api_keys).post(api::create_api_key),
-        )
-        .route(
-            "/v1/tenants/{tid}/api-keys/{key_id}",
-            delete(api::revoke_api_key),
-        )
-        .route("/v1/tenants/{tid}/tokens", post(api::mint_token))
-        .route("/v1/tenants/{tid}/tokens/{jti}", delete(api::revoke_token))
-        .route("/.well-known/jwks.json", get(api::jwks))
+    let (router, _) = api::routes().split_for_parts();
+    router
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -7,7 +7,7 @@ pub const FREE_PLAN: &str = "free";
 
 /// Per-tenant limits (DESIGN.md, "Limits per tenant"). Stored with the tenant,
 /// so an operator can change one tenant's limits without changing its plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Limits {
     /// Concurrent MQTT connections.
     pub connections: u32,

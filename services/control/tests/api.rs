@@ -843,3 +843,489 @@ fn secret_key_file_is_generated_once_with_mode_0600() {
     assert!(Kek::resolve(None, Some("short"), Some(&path)).is_err());
     assert!(Kek::resolve(None, None, None).is_err());
 }
+
+// ---- the broker-backed routes (clients, messages, retained) and usage ----
+
+mod broker_double {
+    use std::sync::Mutex;
+
+    use aerie_control::broker::{
+        BrokerError, BrokerPort, ClientInfo, HttpPublish, PublishOutcome, RetainedMessage,
+    };
+
+    /// A `BrokerPort` that answers from fixtures and records every call: the
+    /// tests check the HTTP contract in front of the port, not a broker.
+    #[derive(Debug, Default)]
+    pub struct RecordingBroker {
+        pub clients: Mutex<Vec<(String, ClientInfo)>>,
+        pub retained: Vec<(String, RetainedMessage)>,
+        pub calls: Mutex<Vec<String>>,
+        pub published: Mutex<Vec<(String, HttpPublish)>>,
+    }
+
+    impl RecordingBroker {
+        pub fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+
+        fn record(&self, call: String) {
+            self.calls.lock().unwrap().push(call);
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl BrokerPort for RecordingBroker {
+        async fn clients(&self, tenant_id: &str) -> Result<Vec<ClientInfo>, BrokerError> {
+            self.record(format!("clients {tenant_id}"));
+            let clients = self.clients.lock().unwrap();
+            Ok(clients
+                .iter()
+                .filter(|(t, _)| t == tenant_id)
+                .map(|(_, c)| c.clone())
+                .collect())
+        }
+
+        async fn disconnect(&self, tenant_id: &str, client_id: &str) -> Result<bool, BrokerError> {
+            self.record(format!("disconnect {tenant_id} {client_id}"));
+            let mut clients = self.clients.lock().unwrap();
+            let before = clients.len();
+            clients.retain(|(t, c)| !(t == tenant_id && c.client_id == client_id));
+            Ok(clients.len() < before)
+        }
+
+        async fn publish(
+            &self,
+            tenant_id: &str,
+            message: HttpPublish,
+        ) -> Result<PublishOutcome, BrokerError> {
+            self.record(format!("publish {tenant_id} {}", message.topic));
+            if message.topic == "over/quota" {
+                return Err(BrokerError::Refused("tenant publish rate exceeded".into()));
+            }
+            self.published
+                .lock()
+                .unwrap()
+                .push((tenant_id.to_owned(), message));
+            Ok(PublishOutcome {
+                matched_subscriptions: 3,
+            })
+        }
+
+        async fn retained(
+            &self,
+            tenant_id: &str,
+            filter: &str,
+        ) -> Result<Vec<RetainedMessage>, BrokerError> {
+            self.record(format!("retained {tenant_id} {filter}"));
+            Ok(self
+                .retained
+                .iter()
+                .filter(|(t, m)| t == tenant_id && aerie_proto::topic::matches(filter, &m.topic))
+                .map(|(_, m)| m.clone())
+                .collect())
+        }
+    }
+}
+
+use std::sync::Arc;
+
+use aerie_control::broker::{ClientInfo, HttpPublish, MqttProtocol, RetainedMessage, Transport};
+use aerie_control::store::UsageRow;
+use broker_double::RecordingBroker;
+
+impl Api {
+    /// The same database and state, with `broker` attached.
+    fn with_broker(self, broker: Arc<RecordingBroker>) -> Api {
+        let state = self.state.with_broker(broker);
+        Api {
+            app: app(state.clone()),
+            state,
+            _dir: self._dir,
+        }
+    }
+}
+
+const NO_BROKER: &str = "no broker is attached to this control plane";
+
+fn client(id: &str, protocol: MqttProtocol, transport: Transport, subs: &[&str]) -> ClientInfo {
+    ClientInfo {
+        client_id: id.to_owned(),
+        protocol,
+        transport,
+        connected_at: time::OffsetDateTime::parse(
+            "2026-11-28T09:00:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap(),
+        subscriptions: subs.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+#[tokio::test]
+async fn broker_routes_answer_503_without_a_broker_after_auth_and_tenant_checks() {
+    let api = Api::new().await;
+    let (session, tid, key, _) = api.tenant_with_api_key("ada@example.com").await;
+    let (_, bob) = api.sign_up("bob@example.com").await;
+    let base = format!("/v1/tenants/{tid}");
+    let publish = json!({"topic": "a/b", "payload": "hi"});
+    let routes: [(Method, String, Option<Value>); 4] = [
+        (Method::GET, format!("{base}/clients"), None),
+        (Method::DELETE, format!("{base}/clients/dev-1"), None),
+        (Method::POST, format!("{base}/messages"), Some(publish)),
+        (Method::GET, format!("{base}/retained?filter=%23"), None),
+    ];
+    for (method, path, body) in routes {
+        for credential in [&session, &key] {
+            let r = api
+                .call(method.clone(), &path, Some(credential), body.clone())
+                .await;
+            assert_eq!(
+                r.problem(StatusCode::SERVICE_UNAVAILABLE),
+                NO_BROKER,
+                "{method} {path}"
+            );
+            assert_eq!(r.json["type"], "urn:aerie:problem:unavailable");
+        }
+        api.call(method.clone(), &path, None, body.clone())
+            .await
+            .problem(StatusCode::UNAUTHORIZED);
+        api.call(method.clone(), &path, Some(&bob), body.clone())
+            .await
+            .problem(StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn clients_are_listed_by_id_and_disconnected_in_the_callers_tenant_only() {
+    let api = Api::new().await;
+    let (session, tid, key, _) = api.tenant_with_api_key("ada@example.com").await;
+    let (_, bob) = api.sign_up("bob@example.com").await;
+    let broker = Arc::new(RecordingBroker::default());
+    broker.clients.lock().unwrap().extend([
+        (
+            tid.clone(),
+            client("zeta", MqttProtocol::V311, Transport::Wss, &[]),
+        ),
+        (
+            tid.clone(),
+            client(
+                "dev/1",
+                MqttProtocol::V5,
+                Transport::Tls,
+                &["cmd/dev/1/#", "$share/g/t"],
+            ),
+        ),
+        (
+            "othertenant".to_owned(),
+            client("theirs", MqttProtocol::V5, Transport::Tcp, &[]),
+        ),
+    ]);
+    let api = api.with_broker(broker.clone());
+    let clients = format!("/v1/tenants/{tid}/clients");
+
+    let r = api.call(Method::GET, &clients, Some(&key), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.content_type, "application/json");
+    assert_eq!(
+        r.json,
+        json!([
+            {"client_id": "dev/1", "protocol": "5.0", "transport": "tls",
+             "connected_at": "2026-11-28T09:00:00Z", "subscriptions": ["cmd/dev/1/#", "$share/g/t"]},
+            {"client_id": "zeta", "protocol": "3.1.1", "transport": "wss",
+             "connected_at": "2026-11-28T09:00:00Z", "subscriptions": []},
+        ])
+    );
+
+    // Another account sees 404 and the broker is never asked.
+    let calls_before = broker.calls();
+    api.call(Method::GET, &clients, Some(&bob), None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    api.call(Method::DELETE, &format!("{clients}/zeta"), Some(&bob), None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    assert_eq!(broker.calls(), calls_before);
+
+    // A client id with a slash, percent-encoded in the path.
+    let r = api
+        .call(
+            Method::DELETE,
+            &format!("{clients}/dev%2F1"),
+            Some(&session),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.json);
+    assert_eq!(
+        broker.calls().last().unwrap(),
+        &format!("disconnect {tid} dev/1")
+    );
+    let again = api
+        .call(
+            Method::DELETE,
+            &format!("{clients}/dev%2F1"),
+            Some(&session),
+            None,
+        )
+        .await;
+    assert_eq!(again.problem(StatusCode::NOT_FOUND), "client not found");
+    let r = api.call(Method::GET, &clients, Some(&key), None).await;
+    assert_eq!(r.json.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn publishing_checks_topic_payload_and_qos_before_the_broker_sees_it() {
+    let api = Api::new().await;
+    let (_, tid, key, _) = api.tenant_with_api_key("ada@example.com").await;
+    let broker = Arc::new(RecordingBroker::default());
+    let api = api.with_broker(broker.clone());
+    let path = format!("/v1/tenants/{tid}/messages");
+
+    let r = api
+        .call(
+            Method::POST,
+            &path,
+            Some(&key),
+            Some(json!({"topic": "sensors/1", "payload": "21.5", "qos": 1, "retain": true})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json, json!({"matched_subscriptions": 3}));
+    let r = api
+        .call(
+            Method::POST,
+            &path,
+            Some(&key),
+            Some(json!({"topic": "raw", "payload_base64": "AAH/"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(
+        *broker.published.lock().unwrap(),
+        [
+            (
+                tid.clone(),
+                HttpPublish {
+                    topic: "sensors/1".into(),
+                    payload: b"21.5".to_vec(),
+                    qos: 1,
+                    retain: true
+                }
+            ),
+            (
+                tid.clone(),
+                HttpPublish {
+                    topic: "raw".into(),
+                    payload: vec![0, 1, 255],
+                    qos: 0,
+                    retain: false
+                }
+            ),
+        ]
+    );
+
+    let calls_before = broker.calls();
+    let big = "x".repeat(32 * 1024 + 1);
+    let refused = [
+        (
+            json!({"topic": "a", "payload": "x", "payload_base64": "eA=="}),
+            "exactly one of",
+        ),
+        (json!({"topic": "a"}), "exactly one of"),
+        (
+            json!({"topic": "a", "payload_base64": "not base64!"}),
+            "not valid base64",
+        ),
+        (json!({"topic": "a/+", "payload": "x"}), "wildcard"),
+        (json!({"topic": "", "payload": "x"}), "empty"),
+        (json!({"topic": "$SYS/x", "payload": "x"}), "broker's own"),
+        (
+            json!({"topic": "a", "payload": "x", "qos": 2}),
+            "qos must be 0 or 1",
+        ),
+        (json!({"topic": "a", "payload": big}), "at most 32768"),
+    ];
+    for (body, detail) in refused {
+        let r = api
+            .call(Method::POST, &path, Some(&key), Some(body.clone()))
+            .await;
+        let got = r.problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(got.contains(detail), "{body}: {got}");
+    }
+    api.call(
+        Method::POST,
+        &path,
+        Some(&key),
+        Some(json!({"topic": "a", "payload": "x", "extra": 1})),
+    )
+    .await
+    .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        broker.calls(),
+        calls_before,
+        "nothing invalid reached the broker"
+    );
+
+    // The broker's refusal is a 422 with its reason.
+    let r = api
+        .call(
+            Method::POST,
+            &path,
+            Some(&key),
+            Some(json!({"topic": "over/quota", "payload": "x"})),
+        )
+        .await;
+    assert_eq!(
+        r.problem(StatusCode::UNPROCESSABLE_ENTITY),
+        "tenant publish rate exceeded"
+    );
+}
+
+#[tokio::test]
+async fn retained_messages_match_the_filter_and_show_base64_and_text() {
+    let api = Api::new().await;
+    let (session, tid, _, _) = api.tenant_with_api_key("ada@example.com").await;
+    let retained = |t: &str, topic: &str, payload: &[u8], qos| {
+        (
+            t.to_owned(),
+            RetainedMessage {
+                topic: topic.into(),
+                payload: payload.to_vec(),
+                qos,
+            },
+        )
+    };
+    let broker = Arc::new(RecordingBroker {
+        retained: vec![
+            retained(&tid, "sensors/2", &[0xff, 0], 0),
+            retained(&tid, "sensors/1", b"21.5", 1),
+            retained(&tid, "other", b"x", 0),
+            retained("othertenant", "sensors/9", b"theirs", 0),
+        ],
+        ..RecordingBroker::default()
+    });
+    let api = api.with_broker(broker.clone());
+    let path = format!("/v1/tenants/{tid}/retained");
+
+    let r = api
+        .call(
+            Method::GET,
+            &format!("{path}?filter=sensors%2F%23"),
+            Some(&session),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(
+        r.json,
+        json!([
+            {"topic": "sensors/1", "qos": 1, "payload_base64": "MjEuNQ==", "payload": "21.5"},
+            {"topic": "sensors/2", "qos": 0, "payload_base64": "/wA="},
+        ])
+    );
+    assert_eq!(broker.calls(), [format!("retained {tid} sensors/#")]);
+
+    let missing = api.call(Method::GET, &path, Some(&session), None).await;
+    assert!(missing.problem(StatusCode::BAD_REQUEST).contains("filter"));
+    for bad in ["a%2F%23%2Fb", "a%2Fb%2B", "", "%24share%2Fg%2Fx"] {
+        api.call(
+            Method::GET,
+            &format!("{path}?filter={bad}"),
+            Some(&session),
+            None,
+        )
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    assert_eq!(broker.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn usage_is_hourly_with_totals_and_the_range_is_checked() {
+    let api = Api::new().await;
+    let (session, tid, key, _) = api.tenant_with_api_key("ada@example.com").await;
+    let (_, bob) = api.sign_up("bob@example.com").await;
+    let at = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    let row = |tenant: &str, hour, secs, n| UsageRow {
+        tenant_id: tenant.to_owned(),
+        hour,
+        connection_seconds: secs,
+        messages_in: n,
+        messages_out: 2 * n,
+        bytes_in: 10 * n,
+        bytes_out: 20 * n,
+    };
+    let now = aerie_control::store::now();
+    api.state
+        .store()
+        .add_usage(&[
+            row(&tid, at("2026-11-01T10:00:00Z"), 90, 1),
+            row(&tid, at("2026-11-01T12:00:00Z"), 3600, 4),
+            row(&tid, at("2026-11-03T00:00:00Z"), 60, 100),
+            row("othertenant", at("2026-11-01T10:00:00Z"), 60, 7),
+            row(&tid, now - time::Duration::hours(2), 120, 5),
+            row(&tid, now - time::Duration::hours(30), 120, 6),
+        ])
+        .await
+        .unwrap();
+    let usage = format!("/v1/tenants/{tid}/usage");
+
+    // `from` is taken to the start of its hour; `to` is exclusive. No broker needed.
+    let r = api
+        .call(
+            Method::GET,
+            &format!("{usage}?from=2026-11-01T10:30:00Z&to=2026-11-02T00:00:00%2B00:00"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(
+        r.json,
+        json!({
+            "from": "2026-11-01T10:00:00Z",
+            "to": "2026-11-02T00:00:00Z",
+            "hours": [
+                {"hour": "2026-11-01T10:00:00Z", "connection_minutes": 1.5,
+                 "messages_in": 1, "messages_out": 2, "bytes_in": 10, "bytes_out": 20},
+                {"hour": "2026-11-01T12:00:00Z", "connection_minutes": 60.0,
+                 "messages_in": 4, "messages_out": 8, "bytes_in": 40, "bytes_out": 80},
+            ],
+            "totals": {"connection_minutes": 61.5, "messages_in": 5, "messages_out": 10,
+                       "bytes_in": 50, "bytes_out": 100},
+        })
+    );
+
+    // Default: the last 24 hours.
+    let r = api.call(Method::GET, &usage, Some(&session), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["hours"].as_array().unwrap().len(), 1, "{}", r.json);
+    assert_eq!(r.json["totals"]["messages_in"], 5);
+
+    for (query, detail) in [
+        ("?from=yesterday", "`from` must be an RFC 3339 time"),
+        ("?to=2026-11-01", "`to` must be an RFC 3339 time"),
+        (
+            "?from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z",
+            "`from` must be before `to`",
+        ),
+        (
+            "?from=2026-10-01T00:00:00Z&to=2026-11-02T00:00:00Z",
+            "the range may be at most 31 days",
+        ),
+    ] {
+        let r = api
+            .call(Method::GET, &format!("{usage}{query}"), Some(&key), None)
+            .await;
+        let got = r.problem(StatusCode::BAD_REQUEST);
+        assert!(got.starts_with(detail), "{query}: {got}");
+    }
+    api.call(Method::GET, &usage, Some(&bob), None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    api.call(Method::GET, &usage, None, None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+}

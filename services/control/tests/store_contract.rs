@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 
 use aerie_control::plan::Limits;
-use aerie_control::store::{self, Account, ApiKey, ControlStore, StoreError, Tenant};
+use aerie_control::store::{self, Account, ApiKey, ControlStore, StoreError, Tenant, UsageRow};
 use uuid::Uuid;
 
 type Store = Arc<dyn ControlStore>;
@@ -54,6 +54,8 @@ contract!(
     issued_token_is_revoked_once_and_only_in_its_tenant,
     deleting_a_tenant_deletes_its_issued_tokens,
     api_keys_list_oldest_first_even_when_fractions_differ_in_length,
+    usage_adds_up_per_tenant_and_hour_and_lists_the_range_oldest_first,
+    usage_hours_are_taken_to_the_start_of_their_utc_hour,
 );
 
 fn account(email: &str) -> Account {
@@ -456,4 +458,81 @@ async fn api_keys_list_oldest_first_even_when_fractions_differ_in_length(store: 
         .map(|k| k.name)
         .collect();
     assert_eq!(names, ["older", "newer"]);
+}
+
+fn at(rfc3339: &str) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).unwrap()
+}
+
+fn usage_row(tenant_id: &str, hour: time::OffsetDateTime, n: i64) -> UsageRow {
+    UsageRow {
+        tenant_id: tenant_id.to_owned(),
+        hour,
+        connection_seconds: 60 * n,
+        messages_in: n,
+        messages_out: 2 * n,
+        bytes_in: 100 * n,
+        bytes_out: 200 * n,
+    }
+}
+
+async fn usage_adds_up_per_tenant_and_hour_and_lists_the_range_oldest_first(
+    store: Store,
+    _url: &str,
+) {
+    let h0 = at("2026-11-01T10:00:00Z");
+    let h = |i: i64| h0 + time::Duration::hours(i);
+    // Out of order, the same hour twice in one batch, another tenant's row.
+    store
+        .add_usage(&[
+            usage_row("usagetena", h(2), 5),
+            usage_row("usagetena", h(0), 1),
+            usage_row("usagetena", h(0), 2),
+            usage_row("usagetenb", h(0), 50),
+        ])
+        .await
+        .unwrap();
+    store
+        .add_usage(&[
+            usage_row("usagetena", h(2), 10),
+            usage_row("usagetena", h(5), 7),
+        ])
+        .await
+        .unwrap();
+    store.add_usage(&[]).await.unwrap();
+    let rows = store.usage("usagetena", h(0), h(6)).await.unwrap();
+    assert_eq!(
+        rows,
+        [
+            usage_row("usagetena", h(0), 3),
+            usage_row("usagetena", h(2), 15),
+            usage_row("usagetena", h(5), 7)
+        ]
+    );
+    // `from` inclusive, `to` exclusive.
+    let rows = store.usage("usagetena", h(2), h(5)).await.unwrap();
+    assert_eq!(rows, [usage_row("usagetena", h(2), 15)]);
+    assert_eq!(
+        store.usage("usagetenb", h(0), h(6)).await.unwrap(),
+        [usage_row("usagetenb", h(0), 50)]
+    );
+    assert_eq!(store.usage("nobody", h(0), h(6)).await.unwrap(), []);
+}
+
+async fn usage_hours_are_taken_to_the_start_of_their_utc_hour(store: Store, _url: &str) {
+    let hour = at("2026-11-01T10:00:00Z");
+    let within = at("2026-11-01T12:59:59.123456+02:00");
+    store
+        .add_usage(&[
+            usage_row("usagetenc", hour, 1),
+            usage_row("usagetenc", within, 2),
+        ])
+        .await
+        .unwrap();
+    let rows = store
+        .usage("usagetenc", hour, hour + time::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(rows, [usage_row("usagetenc", hour, 3)]);
+    assert_eq!(rows[0].hour.offset(), time::UtcOffset::UTC);
 }

@@ -6,17 +6,22 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, Problem};
 use crate::store::{self, StoreError};
 
-#[derive(Debug, Deserialize)]
+/// An email and a password.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
+    #[schema(example = "ada@example.com")]
     email: String,
+    /// At least 10 characters (sign-up), at most 1024 bytes.
+    #[schema(example = "correct horse battery staple")]
     password: String,
 }
 
@@ -38,12 +43,30 @@ pub fn normalise_email(email: &str) -> Option<String> {
     plausible.then_some(email)
 }
 
-#[derive(Serialize)]
+/// A new account and a session token for it.
+#[derive(Serialize, ToSchema)]
 struct SignedUp {
     account_id: Uuid,
+    /// Account session token (bearer).
     token: String,
 }
 
+/// Sign up: create an account.
+///
+/// Answers with the account id and a session token, as a log-in would.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts",
+    tag = "accounts",
+    request_body = Credentials,
+    responses(
+        (status = 201, description = "Account created", body = SignedUp),
+        (status = 400, description = "Not a valid email address, or the password is too short or too long",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An account with this email exists", body = Problem,
+         content_type = "application/problem+json"),
+    ),
+)]
 pub async fn sign_up(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Credentials>,
@@ -87,11 +110,25 @@ pub async fn sign_up(
     ))
 }
 
-#[derive(Serialize)]
+/// A session token.
+#[derive(Serialize, ToSchema)]
 struct Session {
+    /// Account session token (bearer), valid for the configured session lifetime.
     token: String,
 }
 
+/// Log in: trade an email and password for a session token.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    tag = "accounts",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "Logged in", body = Session),
+        (status = 401, description = "Wrong email or password (the same answer for an unknown email)",
+         body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn log_in(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Credentials>,

@@ -6,15 +6,17 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Serialize;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::tenants::{NameBody, VisibleTenant, valid_name};
 use crate::AppState;
 use crate::auth;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, Problem};
 use crate::store;
 
-#[derive(Serialize)]
+/// A tenant API key (its secret only in the answer to its creation).
+#[derive(Serialize, ToSchema)]
 struct ApiKeyView {
     id: Uuid,
     name: String,
@@ -36,6 +38,22 @@ impl From<store::ApiKey> for ApiKeyView {
     }
 }
 
+/// Create an API key for the tenant.
+///
+/// The key (`aerie_…`) is in this answer only: it is stored as a hash.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tid}/api-keys",
+    tag = "api-keys",
+    params(("tid" = String, Path, description = "Tenant id")),
+    request_body = NameBody,
+    responses(
+        (status = 201, description = "Created; `key` is shown this once", body = ApiKeyView),
+        (status = 400, description = "The name is empty, too long or has control characters",
+         body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create_api_key(
     State(state): State<AppState>,
     VisibleTenant { tenant, .. }: VisibleTenant,
@@ -61,6 +79,15 @@ pub async fn create_api_key(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+/// List the tenant's API keys that are not revoked, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tid}/api-keys",
+    tag = "api-keys",
+    params(("tid" = String, Path, description = "Tenant id")),
+    responses((status = 200, description = "The keys, without their secrets", body = Vec<ApiKeyView>)),
+    security(("bearer" = [])),
+)]
 pub async fn list_api_keys(
     State(state): State<AppState>,
     VisibleTenant { tenant, .. }: VisibleTenant,
@@ -71,6 +98,22 @@ pub async fn list_api_keys(
     ))
 }
 
+/// Revoke an API key: requests with it get 401 from now on.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tid}/api-keys/{key_id}",
+    tag = "api-keys",
+    params(
+        ("tid" = String, Path, description = "Tenant id"),
+        ("key_id" = String, Path, description = "API key id (a UUID)"),
+    ),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such tenant or no such API key that is not revoked",
+         body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn revoke_api_key(
     State(state): State<AppState>,
     VisibleTenant { tenant, .. }: VisibleTenant,

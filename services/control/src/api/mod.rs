@@ -4,8 +4,10 @@
 
 mod accounts;
 mod api_keys;
+mod broker;
 mod tenants;
 mod tokens;
+mod usage;
 
 pub use accounts::{MIN_PASSWORD_CHARS, log_in, normalise_email, sign_up};
 pub use api_keys::{create_api_key, list_api_keys, revoke_api_key};
@@ -16,14 +18,67 @@ pub use tokens::{jwks, mint_token, revoke_token};
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
+use crate::openapi::{self, ApiDoc};
 
+/// Every route of the control plane, each with its OpenAPI operation: the
+/// router and the document are both made from this list, one `routes!` per
+/// path. A route added here is documented by its `#[utoipa::path]`; a route
+/// added any other way would be missing from the document (the tests look).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(tokens::jwks))
+        .routes(routes!(accounts::sign_up))
+        .routes(routes!(accounts::log_in))
+        .routes(routes!(tenants::list_tenants, tenants::create_tenant))
+        .routes(routes!(
+            tenants::get_tenant,
+            tenants::rename_tenant,
+            tenants::delete_tenant
+        ))
+        .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
+        .routes(routes!(api_keys::revoke_api_key))
+        .routes(routes!(tokens::mint_token))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(broker::list_clients))
+        .routes(routes!(broker::disconnect_client))
+        .routes(routes!(broker::publish))
+        .routes(routes!(broker::retained))
+        .routes(routes!(usage::usage))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "meta",
+    responses((status = 200, description = "Alive", body = String, content_type = "text/plain",
+               example = "ok\n")),
+)]
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Readiness: the database answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "meta",
+    responses(
+        (status = 200, description = "Ready", body = String, content_type = "text/plain",
+         example = "ready\n"),
+        (status = 500, description = "The database does not answer", body = Problem,
+         content_type = "application/problem+json"),
+    ),
+)]
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     state.store().ping().await?;
     Ok("ready\n")

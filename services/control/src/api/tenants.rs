@@ -10,20 +10,27 @@ use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{self, Principal};
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, Problem};
 use crate::plan::{FREE_PLAN, Limits};
 use crate::store::{self, StoreError};
 use crate::{AppState, Endpoints};
 
-#[derive(Serialize)]
+/// A tenant: an isolated MQTT namespace with its plan, limits and endpoints.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Tenant)]
 pub struct TenantView {
+    /// 10 characters of `[a-z0-9]`.
+    #[schema(example = "k3v9x0q2ab")]
     id: String,
     name: String,
+    #[schema(example = "free")]
     plan: String,
     limits: Limits,
+    #[schema(example = "active")]
     status: String,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
@@ -44,10 +51,11 @@ impl TenantView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 /// `{name}`: the body of creating or renaming a tenant and of creating an API key.
 pub struct NameBody {
+    /// 1 to 100 characters (after trimming), no control characters.
     pub(super) name: String,
 }
 
@@ -118,6 +126,16 @@ fn account_only(who: &Principal, what: &'static str) -> Result<Uuid, ApiError> {
     }
 }
 
+/// List the tenants the caller sees, oldest first.
+///
+/// A session token sees the account's tenants; an API key sees its own tenant only.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants",
+    tag = "tenants",
+    responses((status = 200, description = "The tenants", body = Vec<TenantView>)),
+    security(("bearer" = [])),
+)]
 pub async fn list_tenants(
     State(state): State<AppState>,
     who: Principal,
@@ -137,6 +155,21 @@ pub async fn list_tenants(
     ))
 }
 
+/// Create a tenant on the free plan.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants",
+    tag = "tenants",
+    request_body = NameBody,
+    responses(
+        (status = 201, description = "Created", body = TenantView),
+        (status = 400, description = "The name is empty, too long or has control characters",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "API keys cannot create tenants; use a session token",
+         body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create_tenant(
     State(state): State<AppState>,
     who: Principal,
@@ -168,6 +201,15 @@ pub async fn create_tenant(
     Err(anyhow::anyhow!("no free tenant id after 3 tries").into())
 }
 
+/// Get a tenant.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tid}",
+    tag = "tenants",
+    params(("tid" = String, Path, description = "Tenant id")),
+    responses((status = 200, description = "The tenant", body = TenantView)),
+    security(("bearer" = [])),
+)]
 pub async fn get_tenant(
     State(state): State<AppState>,
     VisibleTenant { tenant, .. }: VisibleTenant,
@@ -175,6 +217,20 @@ pub async fn get_tenant(
     Json(TenantView::new(tenant, state.endpoints()))
 }
 
+/// Rename a tenant.
+#[utoipa::path(
+    patch,
+    path = "/v1/tenants/{tid}",
+    tag = "tenants",
+    params(("tid" = String, Path, description = "Tenant id")),
+    request_body = NameBody,
+    responses(
+        (status = 200, description = "Renamed", body = TenantView),
+        (status = 400, description = "The name is empty, too long or has control characters",
+         body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn rename_tenant(
     State(state): State<AppState>,
     VisibleTenant { mut tenant, .. }: VisibleTenant,
@@ -188,6 +244,19 @@ pub async fn rename_tenant(
     Ok(Json(TenantView::new(tenant, state.endpoints())))
 }
 
+/// Delete a tenant with its API keys and tokens.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tid}",
+    tag = "tenants",
+    params(("tid" = String, Path, description = "Tenant id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "API keys cannot delete tenants; use a session token",
+         body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete_tenant(
     State(state): State<AppState>,
     VisibleTenant { who, tenant }: VisibleTenant,

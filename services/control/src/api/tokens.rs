@@ -6,27 +6,38 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use super::tenants::VisibleTenant;
 use crate::AppState;
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, Problem};
 use crate::keys;
 use crate::store;
 
-#[derive(Debug, Deserialize)]
+/// What a device or browser token allows. Every field is optional.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MintBody {
+    /// The only MQTT client id the token may connect with (1 to 256 bytes);
+    /// also the token's `sub`. Any client id if absent.
     client_id: Option<String>,
+    /// Topic filters the token may publish to (at most 100; `${client_id}`
+    /// and `${sub}` are substituted). With neither `pub` nor `sub`, the token
+    /// carries no ACL.
     #[serde(rename = "pub")]
     publish: Option<Vec<String>>,
+    /// Topic filters the token may subscribe to (as `pub`).
     #[serde(rename = "sub")]
     subscribe: Option<Vec<String>>,
+    /// Lifetime, 60 to 2592000 seconds; 3600 if absent.
     ttl_seconds: Option<i64>,
 }
 
-#[derive(Serialize)]
+/// A minted token.
+#[derive(Serialize, ToSchema)]
 struct Minted {
+    /// The JWT (EdDSA), for the MQTT password field.
     token: String,
     jti: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -67,6 +78,20 @@ fn valid_filters(list: Option<Vec<String>>, field: &str) -> Result<Vec<String>, 
     Ok(list)
 }
 
+/// Mint a device or browser token (a JWT for the MQTT password field).
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tid}/tokens",
+    tag = "tokens",
+    params(("tid" = String, Path, description = "Tenant id")),
+    request_body = MintBody,
+    responses(
+        (status = 201, description = "Minted", body = Minted),
+        (status = 422, description = "ttl_seconds out of bounds, a bad client_id or a bad topic filter",
+         body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn mint_token(
     State(state): State<AppState>,
     VisibleTenant { who, tenant }: VisibleTenant,
@@ -137,6 +162,22 @@ pub async fn mint_token(
     ))
 }
 
+/// Revoke a token by its `jti`: the broker refuses it until it expires.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tid}/tokens/{jti}",
+    tag = "tokens",
+    params(
+        ("tid" = String, Path, description = "Tenant id"),
+        ("jti" = String, Path, description = "The token's `jti`"),
+    ),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such tenant, or the tenant has no such token that is not revoked",
+         body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn revoke_token(
     State(state): State<AppState>,
     VisibleTenant { tenant, .. }: VisibleTenant,
@@ -153,7 +194,19 @@ pub async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `/.well-known/jwks.json`: the public keys that verify the tokens minted here.
+/// The public keys that verify the tokens minted here (JWKS).
+///
+/// Active keys and keys retired less than the longest token lifetime ago.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "tokens",
+    responses(
+        (status = 200, description = "The JSON Web Key Set", body = keys::Jwks),
+        (status = 500, description = "The database does not answer", body = Problem,
+         content_type = "application/problem+json"),
+    ),
+)]
 pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(keys::jwks(state.store(), store::now()).await?))
 }

@@ -123,6 +123,26 @@ pub struct RevokedToken {
     pub revoked_at: OffsetDateTime,
 }
 
+/// What one tenant's clients did in one UTC hour (connections, messages and
+/// bytes in and out). The broker reports these; the control plane adds them up.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UsageRow {
+    pub tenant_id: String,
+    /// The start of the UTC hour.
+    pub hour: OffsetDateTime,
+    pub connection_seconds: i64,
+    pub messages_in: i64,
+    pub messages_out: i64,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+}
+
+/// The start of the UTC hour that contains `t`.
+pub fn start_of_hour(t: OffsetDateTime) -> OffsetDateTime {
+    let utc = t.to_offset(time::UtcOffset::UTC);
+    utc.replace_time(time::Time::from_hms(utc.hour(), 0, 0).expect("a valid hour"))
+}
+
 /// Everything the control plane keeps. Handlers hold an `Arc<dyn ControlStore>`.
 #[async_trait]
 pub trait ControlStore: Send + Sync + std::fmt::Debug {
@@ -179,6 +199,17 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
         now: OffsetDateTime,
     ) -> StoreResult<bool>;
     async fn revoked_token(&self, jti: &str) -> StoreResult<Option<RevokedToken>>;
+
+    /// Adds each row's counters to what is stored for its tenant and hour (in
+    /// one transaction); `hour` is taken to the start of its UTC hour first.
+    async fn add_usage(&self, rows: &[UsageRow]) -> StoreResult<()>;
+    /// The tenant's hours that start in `[from, to)`, oldest first.
+    async fn usage(
+        &self,
+        tenant_id: &str,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> StoreResult<Vec<UsageRow>>;
 }
 
 /// Opens the database named by `url` and applies its migrations:
@@ -532,6 +563,54 @@ macro_rules! sql_store {
                 .bind(jti)
                 .fetch_optional(&self.pool)
                 .await?)
+            }
+
+            async fn add_usage(
+                &self,
+                rows: &[$crate::store::UsageRow],
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                for r in rows {
+                    sqlx::query(
+                        "INSERT INTO usage (tenant_id, hour, connection_seconds, messages_in, \
+                         messages_out, bytes_in, bytes_out) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         ON CONFLICT (tenant_id, hour) DO UPDATE SET \
+                         connection_seconds = usage.connection_seconds + excluded.connection_seconds, \
+                         messages_in = usage.messages_in + excluded.messages_in, \
+                         messages_out = usage.messages_out + excluded.messages_out, \
+                         bytes_in = usage.bytes_in + excluded.bytes_in, \
+                         bytes_out = usage.bytes_out + excluded.bytes_out",
+                    )
+                    .bind(&r.tenant_id)
+                    .bind($crate::store::start_of_hour(r.hour))
+                    .bind(r.connection_seconds)
+                    .bind(r.messages_in)
+                    .bind(r.messages_out)
+                    .bind(r.bytes_in)
+                    .bind(r.bytes_out)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn usage(
+                &self,
+                tenant_id: &str,
+                from: time::OffsetDateTime,
+                to: time::OffsetDateTime,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::UsageRow>> {
+                let mut rows: Vec<$crate::store::UsageRow> = sqlx::query_as(
+                    "SELECT tenant_id, hour, connection_seconds, messages_in, messages_out, \
+                     bytes_in, bytes_out FROM usage WHERE tenant_id = $1",
+                )
+                .bind(tenant_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.retain(|r| r.hour >= from && r.hour < to);
+                rows.sort_by_key(|r| r.hour);
+                Ok(rows)
             }
         }
     };
