@@ -8,6 +8,7 @@
 //!   and the `Principal` extractor;
 //! - `error`: `ApiError` → `application/problem+json`, and `ApiJson`;
 //! - `plan`: plans and per-tenant limits;
+//! - `ratelimit`: per-IP and per-account limits on sign-up and log-in;
 //! - `store`: the `ControlStore` trait and its SQLite and Postgres implementations.
 //!
 //! Entry point: [`app`] builds the router from an [`AppState`].
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod error;
 pub mod keys;
 pub mod plan;
+pub mod ratelimit;
 pub mod store;
 
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use serde::Serialize;
 
 use crate::auth::SessionKeys;
 use crate::keys::Kek;
+use crate::ratelimit::{AuthLimiter, RateLimit};
 use crate::store::ControlStore;
 
 /// Largest request body accepted (413 beyond).
@@ -53,6 +56,10 @@ pub struct Config {
     pub issuer: String,
     /// The key-encryption key of the token signing keys.
     pub secret_key: Kek,
+    /// Sign-up and log-in attempts per client IP.
+    pub auth_rate_per_ip: RateLimit,
+    /// Sign-up and log-in attempts per account (email), known or not.
+    pub auth_rate_per_account: RateLimit,
 }
 
 impl Config {
@@ -62,6 +69,8 @@ impl Config {
             session_ttl: time::Duration::hours(1),
             issuer: issuer.into(),
             secret_key,
+            auth_rate_per_ip: RateLimit::PER_IP,
+            auth_rate_per_account: RateLimit::PER_ACCOUNT,
         }
     }
 }
@@ -76,6 +85,7 @@ pub struct AppState {
 struct Inner {
     store: Arc<dyn ControlStore>,
     sessions: SessionKeys,
+    auth_limits: AuthLimiter,
     config: Config,
 }
 
@@ -92,6 +102,10 @@ impl AppState {
         Ok(AppState {
             inner: Arc::new(Inner {
                 sessions: SessionKeys::new(&secret, config.session_ttl),
+                auth_limits: AuthLimiter::new(
+                    config.auth_rate_per_ip,
+                    config.auth_rate_per_account,
+                ),
                 store,
                 config,
             }),
@@ -110,6 +124,10 @@ impl AppState {
 
     pub fn sessions(&self) -> &SessionKeys {
         &self.inner.sessions
+    }
+
+    pub fn auth_limits(&self) -> &AuthLimiter {
+        &self.inner.auth_limits
     }
 
     pub fn endpoints(&self) -> &Endpoints {
@@ -153,6 +171,11 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/tenants/{tid}/tokens", post(api::mint_token))
         .route("/v1/tenants/{tid}/tokens/{jti}", delete(api::revoke_token))
+        .route(
+            "/v1/tenants/{tid}/issuers",
+            get(api::list_issuers).post(api::register_issuer),
+        )
+        .route("/v1/tenants/{tid}/issuers/{id}", delete(api::delete_issuer))
         .route("/.well-known/jwks.json", get(api::jwks))
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method)
@@ -160,13 +183,17 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `app` on `listener` until `shutdown` completes.
+/// Serves `app` on `listener` until `shutdown` completes. Each request
+/// carries its TCP peer (`ConnectInfo<SocketAddr>`) for the rate limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
         .await
 }

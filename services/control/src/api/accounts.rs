@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth;
 use crate::error::{ApiError, ApiJson};
+use crate::ratelimit::{ClientIp, Route};
 use crate::store::{self, StoreError};
 
 #[derive(Debug, Deserialize)]
@@ -46,8 +47,12 @@ struct SignedUp {
 
 pub async fn sign_up(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
+    state
+        .auth_limits()
+        .check(Route::SignUp, ip, &body.email)?;
     let email = normalise_email(&body.email)
         .ok_or_else(|| ApiError::Invalid("email is not a valid address".into()))?;
     if body.password.chars().count() < MIN_PASSWORD_CHARS {
@@ -94,8 +99,11 @@ struct Session {
 
 pub async fn log_in(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
+    // Before any lookup, so a limited answer takes the same time for any email.
+    state.auth_limits().check(Route::LogIn, ip, &body.email)?;
     const WRONG: ApiError = ApiError::Unauthorized("wrong email or password");
     let account = match normalise_email(&body.email) {
         Some(email) => state.store().account_by_email(&email).await?,

@@ -4,11 +4,13 @@
 
 mod accounts;
 mod api_keys;
+mod issuers;
 mod tenants;
 mod tokens;
 
 pub use accounts::{MIN_PASSWORD_CHARS, log_in, normalise_email, sign_up};
 pub use api_keys::{create_api_key, list_api_keys, revoke_api_key};
+pub use issuers::{delete_issuer, list_issuers, register_issuer};
 pub use tenants::{
     VisibleTenant, create_tenant, delete_tenant, get_tenant, list_tenants, rename_tenant,
 };
