@@ -48,18 +48,20 @@ async fn the_third_log_in_from_one_address_is_429_over_tcp_and_other_addresses_p
     let (_, retry_after, response) = &seen[2];
     // 2 a minute: the next attempt is allowed 30 s after the first.
     assert_eq!(retry_after.as_deref(), Some("30"), "{response}");
-    assert!(response.contains("content-type: application/problem+json"), "{response}");
-    assert!(response.contains(r#""type":"urn:aerie:problem:rate-limited""#), "{response}");
+    assert!(
+        response.contains("content-type: application/problem+json"),
+        "{response}"
+    );
+    assert!(
+        response.contains(r#""type":"urn:aerie:problem:rate-limited""#),
+        "{response}"
+    );
 
     // Another peer address has its own budget.
     let (status, _, response) = log_in(&server, "127.0.0.2", "u9@example.com").await;
     assert_eq!(status, 401, "{response}");
 
-    let refused = server.wait_metric(
-        "aerie_control_rate_limited_total",
-        r#"key="ip""#,
-        1.0,
-    );
+    let refused = server.wait_metric("aerie_control_rate_limited_total", r#"key="ip""#, 1.0);
     assert_eq!(refused, 1.0);
     let (_, metrics) = server.http_get("/metrics");
     assert!(!metrics.contains("127.0.0.1\""), "no address as a label");

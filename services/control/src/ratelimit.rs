@@ -197,7 +197,10 @@ impl AuthLimiter {
 }
 
 /// Whole seconds until the next attempt may pass, rounded up (at least 1).
-fn retry_after(not_until: &NotUntil<<DefaultClock as Clock>::Instant>, clock: &DefaultClock) -> u64 {
+fn retry_after(
+    not_until: &NotUntil<<DefaultClock as Clock>::Instant>,
+    clock: &DefaultClock,
+) -> u64 {
     let wait = not_until.wait_time_from(clock.now());
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
@@ -232,15 +235,16 @@ mod tests {
             account_key(" Ada@Example.COM "),
             account_key("ada@example.com")
         );
-        assert_ne!(account_key("ada@example.com"), account_key("bob@example.com"));
+        assert_ne!(
+            account_key("ada@example.com"),
+            account_key("bob@example.com")
+        );
     }
 
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {
-        let limiter = AuthLimiter::new(
-            RateLimit::per_minute(1, 1).unwrap(),
-            RateLimit::PER_ACCOUNT,
-        );
+        let limiter =
+            AuthLimiter::new(RateLimit::per_minute(1, 1).unwrap(), RateLimit::PER_ACCOUNT);
         let ip = Some("192.0.2.1".parse().unwrap());
         limiter.check(Route::LogIn, ip, "a@example.com").unwrap();
         match limiter.check(Route::LogIn, ip, "a@example.com") {

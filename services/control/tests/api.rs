@@ -909,7 +909,10 @@ mod keys_for_issuers {
             .chunks(64)
             .map(|c| std::str::from_utf8(c).unwrap())
             .collect();
-        format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
     }
 
     pub fn rsa_pem() -> String {
@@ -981,7 +984,12 @@ impl Api {
 
     async fn issuers(&self, token: &str, tid: &str) -> Vec<Value> {
         let r = self
-            .call(Method::GET, &format!("/v1/tenants/{tid}/issuers"), Some(token), None)
+            .call(
+                Method::GET,
+                &format!("/v1/tenants/{tid}/issuers"),
+                Some(token),
+                None,
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.json);
         r.json.as_array().unwrap().clone()
@@ -994,7 +1002,11 @@ async fn issuer_with_a_jwks_is_registered_listed_and_deleted() {
     let (token, tid) = api.tenant_owner("ada@example.com").await;
     let jwks = json!({"keys": [ik::rsa_jwk("r1"), ik::ec_jwk("e1"), ik::ed_jwk("o1")]});
     let r = api
-        .register_issuer(&token, &tid, json!({"issuer": "https://auth.example.com/", "jwks": jwks}))
+        .register_issuer(
+            &token,
+            &tid,
+            json!({"issuer": "https://auth.example.com/", "jwks": jwks}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
     assert_eq!(r.json["issuer"], "https://auth.example.com/");
@@ -1046,14 +1058,22 @@ async fn issuer_with_a_jwks_url_or_a_pem_key_is_registered() {
     .enumerate()
     {
         let r = api
-            .register_issuer(&token, &tid, json!({"issuer": format!("url-{n}"), "jwks_url": url}))
+            .register_issuer(
+                &token,
+                &tid,
+                json!({"issuer": format!("url-{n}"), "jwks_url": url}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{url}: {}", r.json);
         assert_eq!(r.json["kind"], "jwks_url");
         assert_eq!(r.json["jwks_url"], url);
         assert_eq!(r.json["key_ids"], json!([]));
     }
-    for (name, pem) in [("rsa", ik::rsa_pem()), ("ec", ik::ec_pem()), ("ed", ik::ed_pem())] {
+    for (name, pem) in [
+        ("rsa", ik::rsa_pem()),
+        ("ec", ik::ec_pem()),
+        ("ed", ik::ed_pem()),
+    ] {
         let r = api
             .register_issuer(&token, &tid, json!({"issuer": name, "public_key_pem": pem}))
             .await;
@@ -1067,7 +1087,10 @@ async fn issuer_with_a_jwks_url_or_a_pem_key_is_registered() {
         .iter()
         .map(|i| i["issuer"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(listed, ["url-0", "url-1", "url-2", "url-3", "rsa", "ec", "ed"]);
+    assert_eq!(
+        listed,
+        ["url-0", "url-1", "url-2", "url-3", "rsa", "ec", "ed"]
+    );
 }
 
 #[tokio::test]
@@ -1083,20 +1106,36 @@ async fn bad_issuers_are_refused_with_a_precise_detail_and_nothing_is_stored() {
     not_on_curve["y"] = json!(ik::b64u(&[7u8; 32]));
     let short_rsa = json!({"kty": "RSA", "n": ik::b64u(&[0xC5; 128]), "e": "AQAB"});
     let cases: Vec<(Value, StatusCode, &str)> = vec![
-        (json!({"issuer": "iss"}), StatusCode::BAD_REQUEST, "exactly one of jwks_url, jwks and public_key_pem"),
+        (
+            json!({"issuer": "iss"}),
+            StatusCode::BAD_REQUEST,
+            "exactly one of jwks_url, jwks and public_key_pem",
+        ),
         (
             json!({"issuer": "iss", "jwks_url": "https://a.example/", "public_key_pem": ik::ed_pem()}),
             StatusCode::BAD_REQUEST,
             "exactly one of",
         ),
-        (json!({"issuer": "", "jwks_url": "https://a.example/"}), StatusCode::BAD_REQUEST, "1 to 255 characters"),
+        (
+            json!({"issuer": "", "jwks_url": "https://a.example/"}),
+            StatusCode::BAD_REQUEST,
+            "1 to 255 characters",
+        ),
         (
             json!({"issuer": "x".repeat(256), "jwks_url": "https://a.example/"}),
             StatusCode::BAD_REQUEST,
             "1 to 255 characters",
         ),
-        (json!({"issuer": "a\nb", "jwks_url": "https://a.example/"}), StatusCode::BAD_REQUEST, "control characters"),
-        (json!({"issuer": " iss", "jwks_url": "https://a.example/"}), StatusCode::BAD_REQUEST, "whitespace"),
+        (
+            json!({"issuer": "a\nb", "jwks_url": "https://a.example/"}),
+            StatusCode::BAD_REQUEST,
+            "control characters",
+        ),
+        (
+            json!({"issuer": " iss", "jwks_url": "https://a.example/"}),
+            StatusCode::BAD_REQUEST,
+            "whitespace",
+        ),
         (
             json!({"issuer": ISSUER, "jwks_url": "https://a.example/"}),
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -1117,16 +1156,31 @@ async fn bad_issuers_are_refused_with_a_precise_detail_and_nothing_is_stored() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "credentials",
         ),
-        (json!({"issuer": "iss", "jwks": {"kys": []}}), StatusCode::BAD_REQUEST, "JSON Web Key Set"),
-        (jwks(vec![]), StatusCode::UNPROCESSABLE_ENTITY, "at least one key"),
-        (jwks(vec![ik::ed_jwk("o"); 21]), StatusCode::UNPROCESSABLE_ENTITY, "at most 20 keys"),
+        (
+            json!({"issuer": "iss", "jwks": {"kys": []}}),
+            StatusCode::BAD_REQUEST,
+            "JSON Web Key Set",
+        ),
+        (
+            jwks(vec![]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "at least one key",
+        ),
+        (
+            jwks(vec![ik::ed_jwk("o"); 21]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "at most 20 keys",
+        ),
         (
             jwks(vec![json!({"kty": "oct", "k": "c2VjcmV0", "alg": "HS256"})]),
             StatusCode::UNPROCESSABLE_ENTITY,
             "symmetric (oct) key",
         ),
         (
-            jwks(vec![ik::ed_jwk("o"), with(ik::rsa_jwk("r"), "d", json!("AQAB"))]),
+            jwks(vec![
+                ik::ed_jwk("o"),
+                with(ik::rsa_jwk("r"), "d", json!("AQAB")),
+            ]),
             StatusCode::UNPROCESSABLE_ENTITY,
             "jwks key 1 has the private member \"d\": send only public keys",
         ),
@@ -1155,9 +1209,21 @@ async fn bad_issuers_are_refused_with_a_precise_detail_and_nothing_is_stored() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "use must be \"sig\"",
         ),
-        (jwks(vec![short_rsa]), StatusCode::UNPROCESSABLE_ENTITY, "the RSA modulus has 1024 bits"),
-        (jwks(vec![ik::p521_jwk()]), StatusCode::UNPROCESSABLE_ENTITY, "P-256 or P-384"),
-        (jwks(vec![not_on_curve]), StatusCode::UNPROCESSABLE_ENTITY, "not on the curve"),
+        (
+            jwks(vec![short_rsa]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the RSA modulus has 1024 bits",
+        ),
+        (
+            jwks(vec![ik::p521_jwk()]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "P-256 or P-384",
+        ),
+        (
+            jwks(vec![not_on_curve]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not on the curve",
+        ),
         (
             jwks(vec![ik::ed_jwk("same"), ik::ec_jwk("same")]),
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -1206,12 +1272,20 @@ async fn issuer_is_unique_per_tenant_and_a_tenant_has_at_most_ten() {
     let first = api.register_issuer(&token, &tid, body("shared")).await;
     assert_eq!(first.status, StatusCode::CREATED);
     let again = api.register_issuer(&token, &tid, body("shared")).await;
-    assert!(again.problem(StatusCode::CONFLICT).contains("registered this issuer already"));
-    let elsewhere = api.register_issuer(&other_token, &other_tid, body("shared")).await;
+    assert!(
+        again
+            .problem(StatusCode::CONFLICT)
+            .contains("registered this issuer already")
+    );
+    let elsewhere = api
+        .register_issuer(&other_token, &other_tid, body("shared"))
+        .await;
     assert_eq!(elsewhere.status, StatusCode::CREATED, "{}", elsewhere.json);
 
     for n in 1..10 {
-        let r = api.register_issuer(&token, &tid, body(&format!("iss-{n}"))).await;
+        let r = api
+            .register_issuer(&token, &tid, body(&format!("iss-{n}")))
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
     }
     let eleventh = api.register_issuer(&token, &tid, body("iss-10")).await;
@@ -1238,9 +1312,14 @@ async fn issuers_of_another_accounts_tenant_are_404_and_no_credentials_is_401() 
     api.call(Method::GET, &path, Some(&mallory), None)
         .await
         .problem(StatusCode::NOT_FOUND);
-    api.call(Method::DELETE, &format!("{path}/{id}"), Some(&mallory), None)
-        .await
-        .problem(StatusCode::NOT_FOUND);
+    api.call(
+        Method::DELETE,
+        &format!("{path}/{id}"),
+        Some(&mallory),
+        None,
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
     // Her own tenant with Ada's issuer id: not hers either.
     api.call(
         Method::DELETE,
@@ -1273,7 +1352,11 @@ async fn a_tenant_api_key_can_register_an_issuer() {
         .await;
     let key = key.json["key"].as_str().unwrap().to_owned();
     let r = api
-        .register_issuer(&key, &tid, json!({"issuer": "iss", "public_key_pem": ik::ed_pem()}))
+        .register_issuer(
+            &key,
+            &tid,
+            json!({"issuer": "iss", "public_key_pem": ik::ed_pem()}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
     assert_eq!(api.issuers(&token, &tid).await.len(), 1);

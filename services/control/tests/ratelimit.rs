@@ -8,9 +8,9 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use aerie_control::keys::Kek;
-use aerie_control::{auth, store};
 use aerie_control::ratelimit::RateLimit;
 use aerie_control::{AppState, Config, Endpoints, app};
+use aerie_control::{auth, store};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -151,11 +151,20 @@ async fn the_attempt_after_the_burst_from_one_ip_is_429_and_other_ips_are_unaffe
     // Sign-up shares the IP's budget.
     let r = api.sign_up(Some("192.0.2.1"), "new@example.com").await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(api.state.store().account_by_email("new@example.com").await.unwrap().is_none());
+    assert!(
+        api.state
+            .store()
+            .account_by_email("new@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
     // Other addresses are not held back.
     let r = api.sign_up(Some("192.0.2.2"), "new@example.com").await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
-    let r = api.log_in(Some("198.51.100.9"), "new@example.com", PASSWORD).await;
+    let r = api
+        .log_in(Some("198.51.100.9"), "new@example.com", PASSWORD)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
 }
 
@@ -164,10 +173,14 @@ async fn an_ipv6_client_is_limited_by_its_64() {
     let api = Api::new(limit(2, Duration::from_secs(60), 2), GENEROUS).await;
     let wrong = fast_wrong();
     let replies = [
-        api.log_in(Some("[2001:db8:1:2::1]"), "a@example.com", &wrong).await,
-        api.log_in(Some("[2001:db8:1:2::ffff]"), "b@example.com", &wrong).await,
-        api.log_in(Some("[2001:db8:1:2:abcd::9]"), "c@example.com", &wrong).await,
-        api.log_in(Some("[2001:db8:1:3::1]"), "d@example.com", &wrong).await,
+        api.log_in(Some("[2001:db8:1:2::1]"), "a@example.com", &wrong)
+            .await,
+        api.log_in(Some("[2001:db8:1:2::ffff]"), "b@example.com", &wrong)
+            .await,
+        api.log_in(Some("[2001:db8:1:2:abcd::9]"), "c@example.com", &wrong)
+            .await,
+        api.log_in(Some("[2001:db8:1:3::1]"), "d@example.com", &wrong)
+            .await,
     ];
     assert_eq!(statuses(&replies), [401, 401, 429, 401]);
 }
@@ -177,14 +190,19 @@ async fn the_per_account_limit_holds_across_ips_and_email_spellings() {
     let api = Api::new(GENEROUS, limit(2, Duration::from_secs(60), 2)).await;
     api.add_account("ada@example.com").await;
     let tries = [
-        api.log_in(Some("192.0.2.2"), "ada@example.com", &fast_wrong()).await,
-        api.log_in(Some("192.0.2.3"), "  ADA@Example.com ", &fast_wrong()).await,
-        api.log_in(Some("192.0.2.4"), "ada@example.com", PASSWORD).await,
+        api.log_in(Some("192.0.2.2"), "ada@example.com", &fast_wrong())
+            .await,
+        api.log_in(Some("192.0.2.3"), "  ADA@Example.com ", &fast_wrong())
+            .await,
+        api.log_in(Some("192.0.2.4"), "ada@example.com", PASSWORD)
+            .await,
     ];
     // Even the right password is refused now, from any address.
     assert_eq!(statuses(&tries), [401, 401, 429]);
     assert_eq!(tries[2].retry_after.as_deref(), Some("30"));
-    let bob = api.log_in(Some("192.0.2.3"), "bob@example.com", &fast_wrong()).await;
+    let bob = api
+        .log_in(Some("192.0.2.3"), "bob@example.com", &fast_wrong())
+        .await;
     assert_eq!(bob.status, StatusCode::UNAUTHORIZED);
     // Sign-up counts for the account too.
     let r = api.sign_up(Some("192.0.2.5"), "ada@example.com").await;

@@ -487,23 +487,38 @@ async fn issuers_round_trip_list_oldest_first_and_are_unique_per_tenant(store: S
         kind: "jwks".to_owned(),
         jwks_url: None,
         jwks: Some(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"abc"}]}"#.to_owned()),
-        ..issuer(&t, "https://b.example/'; DROP TABLE issuers; --", base.replace_microsecond(534_492).unwrap())
+        ..issuer(
+            &t,
+            "https://b.example/'; DROP TABLE issuers; --",
+            base.replace_microsecond(534_492).unwrap(),
+        )
     };
     let older = Issuer {
         kind: "public_key".to_owned(),
         jwks_url: None,
-        public_key_pem: Some("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".to_owned()),
+        public_key_pem: Some(
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".to_owned(),
+        ),
         ..issuer(&t, "https://a.example", base)
     };
     store.insert_issuer(&newer).await.unwrap();
     store.insert_issuer(&older).await.unwrap();
-    assert_eq!(store.issuers_of(&t.id).await.unwrap(), vec![older.clone(), newer.clone()]);
+    assert_eq!(
+        store.issuers_of(&t.id).await.unwrap(),
+        vec![older.clone(), newer.clone()]
+    );
 
     let taken = issuer(&t, "https://a.example", store::now());
-    assert!(matches!(store.insert_issuer(&taken).await, Err(StoreError::Conflict)));
+    assert!(matches!(
+        store.insert_issuer(&taken).await,
+        Err(StoreError::Conflict)
+    ));
     let elsewhere = issuer(&other, "https://a.example", store::now());
     store.insert_issuer(&elsewhere).await.unwrap();
-    assert_eq!(store.issuers_of(&other.id).await.unwrap(), vec![elsewhere.clone()]);
+    assert_eq!(
+        store.issuers_of(&other.id).await.unwrap(),
+        vec![elsewhere.clone()]
+    );
 
     let mut all = vec![older, newer, elsewhere];
     all.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
@@ -526,7 +541,10 @@ async fn an_issuer_is_deleted_only_through_its_tenant(store: Store, _url: &str) 
 async fn deleting_a_tenant_deletes_its_issuers(store: Store, _url: &str) {
     let (_, t) = owner_with_tenant(&store, "isscas0001").await;
     let (_, kept) = owner_with_tenant(&store, "isscas0002").await;
-    store.insert_issuer(&issuer(&t, "https://a.example", store::now())).await.unwrap();
+    store
+        .insert_issuer(&issuer(&t, "https://a.example", store::now()))
+        .await
+        .unwrap();
     let survivor = issuer(&kept, "https://a.example", store::now());
     store.insert_issuer(&survivor).await.unwrap();
     assert!(store.delete_tenant(&t.id).await.unwrap());
@@ -550,7 +568,10 @@ async fn the_database_refuses_an_issuer_whose_kind_and_keys_disagree(store: Stor
     };
     for bad in [two_sources, wrong_kind, unknown_kind] {
         assert!(
-            matches!(store.insert_issuer(&bad).await, Err(StoreError::Database(_))),
+            matches!(
+                store.insert_issuer(&bad).await,
+                Err(StoreError::Database(_))
+            ),
             "{bad:?}"
         );
     }

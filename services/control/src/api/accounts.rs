@@ -50,9 +50,7 @@ pub async fn sign_up(
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state
-        .auth_limits()
-        .check(Route::SignUp, ip, &body.email)?;
+    state.auth_limits().check(Route::SignUp, ip, &body.email)?;
     let email = normalise_email(&body.email)
         .ok_or_else(|| ApiError::Invalid("email is not a valid address".into()))?;
     if body.password.chars().count() < MIN_PASSWORD_CHARS {

@@ -19,7 +19,9 @@ use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -38,7 +40,9 @@ pub const MAX_ISSUERS_PER_TENANT: usize = 10;
 /// The JWS algorithms a registered key may name (no HMAC, no `none`).
 pub const ALLOWED_ALGS: [KeyAlgorithm; 9] = {
     use KeyAlgorithm::*;
-    [RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA]
+    [
+        RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
+    ]
 };
 const ALLOWED_ALG_NAMES: &str = "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
 /// JWK members that only private (or symmetric) keys have.
@@ -75,7 +79,12 @@ impl From<store::Issuer> for IssuerView {
             .jwks
             .as_deref()
             .and_then(|json| serde_json::from_str::<JwkSet>(json).ok())
-            .map(|set| set.keys.into_iter().filter_map(|k| k.common.key_id).collect())
+            .map(|set| {
+                set.keys
+                    .into_iter()
+                    .filter_map(|k| k.common.key_id)
+                    .collect()
+            })
             .unwrap_or_default();
         IssuerView {
             id: i.id,
@@ -157,7 +166,8 @@ fn b64url(value: &str, what: &str, i: usize) -> Result<Vec<u8>, ApiError> {
 /// A JWK set of 1 to 20 asymmetric public keys; returns it re-serialised
 /// (public members only) and its `kid`s.
 fn valid_jwks(jwks: &Value) -> Result<(String, Vec<String>), ApiError> {
-    let not_a_set = || ApiError::Invalid("jwks must be a JSON Web Key Set: {\"keys\": [...]}".into());
+    let not_a_set =
+        || ApiError::Invalid("jwks must be a JSON Web Key Set: {\"keys\": [...]}".into());
     let keys = jwks
         .get("keys")
         .and_then(Value::as_array)
@@ -208,9 +218,7 @@ fn valid_jwk(i: usize, raw: &Value) -> Result<Jwk, ApiError> {
     match &jwk.common.public_key_use {
         None | Some(PublicKeyUse::Signature) => {}
         Some(_) => {
-            return Err(unprocessable(format!(
-                "jwks key {i}: use must be \"sig\""
-            )));
+            return Err(unprocessable(format!("jwks key {i}: use must be \"sig\"")));
         }
     }
     // Which algorithms fit the key, and the key itself checked by aws-lc-rs.
@@ -417,7 +425,10 @@ pub async fn list_issuers(
 ) -> Result<impl IntoResponse, ApiError> {
     let issuers = state.store().issuers_of(&tenant.id).await?;
     Ok(Json(
-        issuers.into_iter().map(IssuerView::from).collect::<Vec<_>>(),
+        issuers
+            .into_iter()
+            .map(IssuerView::from)
+            .collect::<Vec<_>>(),
     ))
 }
 
