@@ -1215,6 +1215,11 @@ async fn bad_issuers_are_refused_with_a_precise_detail_and_nothing_is_stored() {
             "the RSA modulus has 1024 bits",
         ),
         (
+            jwks(vec![json!({"kty": "RSA", "n": ik::b64u(&[0xC5; 256])})]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "jwks key 0 (kty \"RSA\") is not a complete public key",
+        ),
+        (
             jwks(vec![ik::p521_jwk()]),
             StatusCode::UNPROCESSABLE_ENTITY,
             "P-256 or P-384",

@@ -281,7 +281,8 @@ fn valid_jwk(i: usize, raw: &Value) -> Result<Jwk, ApiError> {
         }
         _ => {
             return Err(unprocessable(format!(
-                "jwks key {i} has kty {kty:?}: only RSA, EC and OKP public keys are accepted"
+                "jwks key {i} (kty {kty:?}) is not a complete public key of an accepted type: \
+                 RSA (n, e), EC (crv, x, y) or OKP (crv, x)"
             )));
         }
     };
