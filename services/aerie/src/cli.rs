@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use aerie_control::ratelimit::RateLimit;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
@@ -84,6 +85,34 @@ impl SecretKeyArgs {
     }
 }
 
+/// Rate limits on sign-up and log-in (POST /v1/accounts, /v1/sessions).
+#[derive(Args, Debug, Clone)]
+pub struct AuthRateArgs {
+    /// Sign-up and log-in attempts per minute from one client IP (IPv6: per /64).
+    #[arg(long, env = "AERIE_AUTH_RATE_PER_IP", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_rate_per_ip: u32,
+    /// Attempts one client IP may make at once before the per-minute rate applies.
+    #[arg(long, env = "AERIE_AUTH_BURST_PER_IP", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_burst_per_ip: u32,
+    /// Sign-up and log-in attempts per minute for one email, whether or not it has an account.
+    #[arg(long, env = "AERIE_AUTH_RATE_PER_ACCOUNT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_rate_per_account: u32,
+    /// Attempts for one email at once before the per-minute rate applies.
+    #[arg(long, env = "AERIE_AUTH_BURST_PER_ACCOUNT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_burst_per_account: u32,
+}
+
+impl AuthRateArgs {
+    /// (per IP, per account).
+    pub fn limits(&self) -> (RateLimit, RateLimit) {
+        let limit = |rate, burst| RateLimit::per_minute(rate, burst).expect("flags are at least 1");
+        (
+            limit(self.auth_rate_per_ip, self.auth_burst_per_ip),
+            limit(self.auth_rate_per_account, self.auth_burst_per_account),
+        )
+    }
+}
+
 /// The embedded shape's control-plane database: SQLite in the data dir.
 pub fn embedded_control_db(data_dir: &std::path::Path, mode: &str) -> String {
     format!(
@@ -157,6 +186,8 @@ pub struct ServeArgs {
     pub database_url: Option<String>,
     #[command(flatten)]
     pub secret: SecretKeyArgs,
+    #[command(flatten)]
+    pub auth_rate: AuthRateArgs,
     /// `iss` of the tokens the control plane mints (default: http://<--http>).
     #[arg(long, env = "AERIE_ISSUER")]
     pub issuer: Option<String>,
@@ -197,6 +228,8 @@ pub struct ControlArgs {
     /// Required here (no data dir): --secret-key-file or AERIE_SECRET_KEY.
     #[command(flatten)]
     pub secret: SecretKeyArgs,
+    #[command(flatten)]
+    pub auth_rate: AuthRateArgs,
     /// `iss` of the tokens the control plane mints (default: http://<--http>).
     #[arg(long, env = "AERIE_ISSUER")]
     pub issuer: Option<String>,

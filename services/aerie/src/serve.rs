@@ -11,7 +11,7 @@ use aerie_gateway::{Gateway, GatewayConfig};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::cli::{ControlArgs, KeysArgs, ServeArgs, embedded_control_db};
+use crate::cli::{AuthRateArgs, ControlArgs, KeysArgs, ServeArgs, embedded_control_db};
 
 /// Binds `addr`, or fails with one line naming the flag that changes it.
 async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
@@ -77,6 +77,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ws: format!("ws://{}{}", args.ws, args.ws_path),
             wss: format!("wss://{}{}", args.wss, args.ws_path),
         },
+        &args.auth_rate,
     )
     .await?;
 
@@ -148,9 +149,11 @@ async fn open_control(
     issuer: String,
     secret_key: Kek,
     endpoints: Endpoints,
+    auth_rate: &AuthRateArgs,
 ) -> anyhow::Result<AppState> {
     let shown = redact(&database_url);
-    let config = aerie_control::Config::new(endpoints, issuer, secret_key);
+    let mut config = aerie_control::Config::new(endpoints, issuer, secret_key);
+    (config.auth_rate_per_ip, config.auth_rate_per_account) = auth_rate.limits();
     let state = AppState::open(&database_url, config)
         .await
         .with_context(|| {
@@ -197,6 +200,7 @@ pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
             ws: args.public_ws,
             wss: args.public_wss,
         },
+        &args.auth_rate,
     )
     .await?;
     let addr = http.local_addr()?;
@@ -222,6 +226,8 @@ async fn serve_http(
     app: axum::Router,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
+    // The TCP peer goes with each request (`ConnectInfo`): the rate limits key on it.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;

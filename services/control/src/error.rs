@@ -39,6 +39,9 @@ pub enum ApiError {
     /// Something the route needs is not there or not answering (503).
     #[error("{0}")]
     Unavailable(String),
+    /// Over a rate limit (429), with a `Retry-After` of this many seconds.
+    #[error("too many attempts; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     /// Anything else (500): logged, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -70,6 +74,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::RateLimited { .. } => "rate-limited",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -137,6 +142,9 @@ impl IntoResponse for ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         response
     }

@@ -11,6 +11,7 @@
 //! - `plan`: plans and per-tenant limits;
 //! - `openapi`: the OpenAPI 3.1 document, built from the same declarations
 //!   as the router (`/v1/openapi.json`);
+//! - `ratelimit`: per-IP and per-account limits on sign-up and log-in;
 //! - `store`: the `ControlStore` trait and its SQLite and Postgres implementations.
 //!
 //! Entry point: [`app`] builds the router from an [`AppState`].
@@ -24,6 +25,7 @@ pub mod error;
 pub mod keys;
 pub mod openapi;
 pub mod plan;
+pub mod ratelimit;
 pub mod store;
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use utoipa::ToSchema;
 use crate::auth::SessionKeys;
 use crate::broker::BrokerPort;
 use crate::keys::Kek;
+use crate::ratelimit::{AuthLimiter, RateLimit};
 use crate::store::ControlStore;
 
 /// Largest request body accepted (413 beyond).
@@ -59,6 +62,10 @@ pub struct Config {
     pub issuer: String,
     /// The key-encryption key of the token signing keys.
     pub secret_key: Kek,
+    /// Sign-up and log-in attempts per client IP.
+    pub auth_rate_per_ip: RateLimit,
+    /// Sign-up and log-in attempts per account (email), known or not.
+    pub auth_rate_per_account: RateLimit,
 }
 
 impl Config {
@@ -68,6 +75,8 @@ impl Config {
             session_ttl: time::Duration::hours(1),
             issuer: issuer.into(),
             secret_key,
+            auth_rate_per_ip: RateLimit::PER_IP,
+            auth_rate_per_account: RateLimit::PER_ACCOUNT,
         }
     }
 }
@@ -84,6 +93,7 @@ pub struct AppState {
 struct Inner {
     store: Arc<dyn ControlStore>,
     sessions: SessionKeys,
+    auth_limits: AuthLimiter,
     config: Config,
 }
 
@@ -100,6 +110,10 @@ impl AppState {
         Ok(AppState {
             inner: Arc::new(Inner {
                 sessions: SessionKeys::new(&secret, config.session_ttl),
+                auth_limits: AuthLimiter::new(
+                    config.auth_rate_per_ip,
+                    config.auth_rate_per_account,
+                ),
                 store,
                 config,
             }),
@@ -119,6 +133,10 @@ impl AppState {
 
     pub fn sessions(&self) -> &SessionKeys {
         &self.inner.sessions
+    }
+
+    pub fn auth_limits(&self) -> &AuthLimiter {
+        &self.inner.auth_limits
     }
 
     pub fn endpoints(&self) -> &Endpoints {
@@ -160,13 +178,17 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `app` on `listener` until `shutdown` completes.
+/// Serves `app` on `listener` until `shutdown` completes. Each request
+/// carries its TCP peer (`ConnectInfo<SocketAddr>`) for the rate limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

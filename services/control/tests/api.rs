@@ -1329,3 +1329,526 @@ async fn usage_is_hourly_with_totals_and_the_range_is_checked() {
         .await
         .problem(StatusCode::UNAUTHORIZED);
 }
+
+// ---- Tenant JWT issuers ----
+
+mod keys_for_issuers {
+    use std::sync::OnceLock;
+
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use serde_json::{Value, json};
+
+    pub fn b64u(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// One RSA-2048 key per test binary: generating is slow.
+    pub fn rsa() -> &'static aws_lc_rs::rsa::KeyPair {
+        static KEY: OnceLock<aws_lc_rs::rsa::KeyPair> = OnceLock::new();
+        KEY.get_or_init(|| {
+            aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap()
+        })
+    }
+
+    pub fn rsa_jwk(kid: &str) -> Value {
+        let public = rsa().public_key();
+        json!({
+            "kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+            "n": b64u(public.modulus().big_endian_without_leading_zero()),
+            "e": b64u(public.exponent().big_endian_without_leading_zero()),
+        })
+    }
+
+    fn p256() -> EcdsaKeyPair {
+        EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap()
+    }
+
+    pub fn ec_jwk(kid: &str) -> Value {
+        let point = p256().public_key().as_ref().to_vec();
+        json!({
+            "kty": "EC", "kid": kid, "alg": "ES256", "crv": "P-256",
+            "x": b64u(&point[1..33]), "y": b64u(&point[33..65]),
+        })
+    }
+
+    pub fn p521_jwk() -> Value {
+        let key = EcdsaKeyPair::generate(&signature::ECDSA_P521_SHA512_FIXED_SIGNING).unwrap();
+        let point = key.public_key().as_ref().to_vec();
+        json!({
+            "kty": "EC", "crv": "P-521",
+            "x": b64u(&point[1..67]), "y": b64u(&point[67..133]),
+        })
+    }
+
+    pub fn ed_jwk(kid: &str) -> Value {
+        let key = Ed25519KeyPair::generate().unwrap();
+        json!({"kty": "OKP", "kid": kid, "crv": "Ed25519", "x": b64u(key.public_key().as_ref())})
+    }
+
+    pub fn pem(label: &str, der: &[u8]) -> String {
+        let body = STANDARD.encode(der);
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+    }
+
+    pub fn rsa_pem() -> String {
+        pem("PUBLIC KEY", rsa().public_key().as_der().unwrap().as_ref())
+    }
+
+    pub fn ec_pem() -> String {
+        pem("PUBLIC KEY", p256().public_key().as_der().unwrap().as_ref())
+    }
+
+    pub fn ed_pem() -> String {
+        let key = Ed25519KeyPair::generate().unwrap();
+        pem("PUBLIC KEY", key.public_key().as_der().unwrap().as_ref())
+    }
+
+    pub fn ed_private_pem() -> String {
+        let key = Ed25519KeyPair::generate().unwrap();
+        pem("PRIVATE KEY", key.to_pkcs8().unwrap().as_ref())
+    }
+
+    /// A SubjectPublicKeyInfo of a 1024-bit RSA key, DER-encoded by hand
+    /// (aws-lc-rs does not make keys that small).
+    pub fn rsa_1024_pem() -> String {
+        fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+            let mut out = vec![tag];
+            match content.len() {
+                n if n < 0x80 => out.push(n as u8),
+                n if n < 0x100 => out.extend([0x81, n as u8]),
+                n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+            }
+            out.extend(content);
+            out
+        }
+        let mut n = vec![0u8; 129]; // leading 0: positive INTEGER
+        n[1] = 0xC3;
+        n[128] = 0x01;
+        for (i, b) in n.iter_mut().enumerate().skip(2).take(126) {
+            *b = (i as u8).wrapping_mul(37) | 1;
+        }
+        let rsa_public_key = tlv(0x30, &[tlv(0x02, &n), tlv(0x02, &[1, 0, 1])].concat());
+        let rsa_encryption = [
+            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+        ];
+        let algorithm = tlv(0x30, &rsa_encryption);
+        let bits = tlv(0x03, &[&[0u8][..], &rsa_public_key].concat());
+        pem("PUBLIC KEY", &tlv(0x30, &[algorithm, bits].concat()))
+    }
+}
+
+use keys_for_issuers as ik;
+
+impl Api {
+    /// An account with one tenant: (session token, tenant id).
+    async fn tenant_owner(&self, email: &str) -> (String, String) {
+        let (_, token) = self.sign_up(email).await;
+        let tenant = self.create_tenant(&token, "plant").await;
+        (token, tenant["id"].as_str().unwrap().to_owned())
+    }
+
+    async fn register_issuer(&self, token: &str, tid: &str, body: Value) -> Reply {
+        self.call(
+            Method::POST,
+            &format!("/v1/tenants/{tid}/issuers"),
+            Some(token),
+            Some(body),
+        )
+        .await
+    }
+
+    async fn issuers(&self, token: &str, tid: &str) -> Vec<Value> {
+        let r = self
+            .call(
+                Method::GET,
+                &format!("/v1/tenants/{tid}/issuers"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        r.json.as_array().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn issuer_with_a_jwks_is_registered_listed_and_deleted() {
+    let api = Api::new().await;
+    let (token, tid) = api.tenant_owner("ada@example.com").await;
+    let jwks = json!({"keys": [ik::rsa_jwk("r1"), ik::ec_jwk("e1"), ik::ed_jwk("o1")]});
+    let r = api
+        .register_issuer(
+            &token,
+            &tid,
+            json!({"issuer": "https://auth.example.com/", "jwks": jwks}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(r.json["issuer"], "https://auth.example.com/");
+    assert_eq!(r.json["kind"], "jwks");
+    assert_eq!(r.json["key_ids"], json!(["r1", "e1", "o1"]));
+    assert!(r.json.get("jwks_url").is_none(), "{}", r.json);
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    Uuid::parse_str(&id).unwrap();
+    time::OffsetDateTime::parse(
+        r.json["created_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+
+    assert_eq!(api.issuers(&token, &tid).await, vec![r.json.clone()]);
+    let stored = api.state.store().all_issuers().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    let kept: Value = serde_json::from_str(stored[0].jwks.as_deref().unwrap()).unwrap();
+    assert_eq!(kept["keys"][0]["n"], jwks["keys"][0]["n"]);
+
+    let path = format!("/v1/tenants/{tid}/issuers/{id}");
+    let gone = api.call(Method::DELETE, &path, Some(&token), None).await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    api.call(Method::DELETE, &path, Some(&token), None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    api.call(
+        Method::DELETE,
+        &format!("/v1/tenants/{tid}/issuers/not-a-uuid"),
+        Some(&token),
+        None,
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
+    assert!(api.issuers(&token, &tid).await.is_empty());
+}
+
+#[tokio::test]
+async fn issuer_with_a_jwks_url_or_a_pem_key_is_registered() {
+    let api = Api::new().await;
+    let (token, tid) = api.tenant_owner("ada@example.com").await;
+    for (n, url) in [
+        "https://auth.example.com/.well-known/jwks.json",
+        "http://127.0.0.1:9000/jwks",
+        "http://[::1]:9000/jwks",
+        "http://localhost/jwks",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = api
+            .register_issuer(
+                &token,
+                &tid,
+                json!({"issuer": format!("url-{n}"), "jwks_url": url}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{url}: {}", r.json);
+        assert_eq!(r.json["kind"], "jwks_url");
+        assert_eq!(r.json["jwks_url"], url);
+        assert_eq!(r.json["key_ids"], json!([]));
+    }
+    for (name, pem) in [
+        ("rsa", ik::rsa_pem()),
+        ("ec", ik::ec_pem()),
+        ("ed", ik::ed_pem()),
+    ] {
+        let r = api
+            .register_issuer(&token, &tid, json!({"issuer": name, "public_key_pem": pem}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{name}: {}", r.json);
+        assert_eq!(r.json["kind"], "public_key");
+        assert!(r.json.get("jwks_url").is_none());
+    }
+    let listed: Vec<String> = api
+        .issuers(&token, &tid)
+        .await
+        .iter()
+        .map(|i| i["issuer"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        listed,
+        ["url-0", "url-1", "url-2", "url-3", "rsa", "ec", "ed"]
+    );
+}
+
+#[tokio::test]
+async fn bad_issuers_are_refused_with_a_precise_detail_and_nothing_is_stored() {
+    let api = Api::new().await;
+    let (token, tid) = api.tenant_owner("ada@example.com").await;
+    let jwks = |keys: Vec<Value>| json!({"issuer": "iss", "jwks": {"keys": keys}});
+    let with = |mut key: Value, member: &str, value: Value| {
+        key[member] = value;
+        key
+    };
+    let mut not_on_curve = ik::ec_jwk("e");
+    not_on_curve["y"] = json!(ik::b64u(&[7u8; 32]));
+    let short_rsa = json!({"kty": "RSA", "n": ik::b64u(&[0xC5; 128]), "e": "AQAB"});
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            json!({"issuer": "iss"}),
+            StatusCode::BAD_REQUEST,
+            "exactly one of jwks_url, jwks and public_key_pem",
+        ),
+        (
+            json!({"issuer": "iss", "jwks_url": "https://a.example/", "public_key_pem": ik::ed_pem()}),
+            StatusCode::BAD_REQUEST,
+            "exactly one of",
+        ),
+        (
+            json!({"issuer": "", "jwks_url": "https://a.example/"}),
+            StatusCode::BAD_REQUEST,
+            "1 to 255 characters",
+        ),
+        (
+            json!({"issuer": "x".repeat(256), "jwks_url": "https://a.example/"}),
+            StatusCode::BAD_REQUEST,
+            "1 to 255 characters",
+        ),
+        (
+            json!({"issuer": "a\nb", "jwks_url": "https://a.example/"}),
+            StatusCode::BAD_REQUEST,
+            "control characters",
+        ),
+        (
+            json!({"issuer": " iss", "jwks_url": "https://a.example/"}),
+            StatusCode::BAD_REQUEST,
+            "whitespace",
+        ),
+        (
+            json!({"issuer": ISSUER, "jwks_url": "https://a.example/"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the control plane's own",
+        ),
+        (
+            json!({"issuer": "iss", "jwks_url": "http://auth.example.com/jwks"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "https (plain http only to a loopback host: 127.0.0.1, ::1 or localhost)",
+        ),
+        (
+            json!({"issuer": "iss", "jwks_url": format!("https://a.example/{}", "p".repeat(2048))}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "at most 2048 bytes",
+        ),
+        (
+            json!({"issuer": "iss", "jwks_url": "https://me:secret@a.example/"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "credentials",
+        ),
+        (
+            json!({"issuer": "iss", "jwks": {"kys": []}}),
+            StatusCode::BAD_REQUEST,
+            "JSON Web Key Set",
+        ),
+        (
+            jwks(vec![]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "at least one key",
+        ),
+        (
+            jwks(vec![ik::ed_jwk("o"); 21]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "at most 20 keys",
+        ),
+        (
+            jwks(vec![json!({"kty": "oct", "k": "c2VjcmV0", "alg": "HS256"})]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "symmetric (oct) key",
+        ),
+        (
+            jwks(vec![
+                ik::ed_jwk("o"),
+                with(ik::rsa_jwk("r"), "d", json!("AQAB")),
+            ]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "jwks key 1 has the private member \"d\": send only public keys",
+        ),
+        (
+            jwks(vec![with(ik::ec_jwk("e"), "d", json!("AQAB"))]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "send only public keys",
+        ),
+        (
+            jwks(vec![with(ik::rsa_jwk("r"), "alg", json!("HS256"))]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "alg \"HS256\" is not accepted",
+        ),
+        (
+            jwks(vec![with(ik::rsa_jwk("r"), "alg", json!("none"))]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "is not accepted",
+        ),
+        (
+            jwks(vec![with(ik::rsa_jwk("r"), "alg", json!("ES256"))]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "alg ES256 does not fit a RSA key",
+        ),
+        (
+            jwks(vec![with(ik::rsa_jwk("r"), "use", json!("enc"))]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "use must be \"sig\"",
+        ),
+        (
+            jwks(vec![short_rsa]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the RSA modulus has 1024 bits",
+        ),
+        (
+            jwks(vec![json!({"kty": "RSA", "n": ik::b64u(&[0xC5; 256])})]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "jwks key 0 (kty \"RSA\") is not a complete public key",
+        ),
+        (
+            jwks(vec![ik::p521_jwk()]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "P-256 or P-384",
+        ),
+        (
+            jwks(vec![not_on_curve]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not on the curve",
+        ),
+        (
+            jwks(vec![ik::ed_jwk("same"), ik::ec_jwk("same")]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "kid \"same\" twice",
+        ),
+        (
+            json!({"issuer": "iss", "public_key_pem": ik::ed_private_pem()}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "private key: send only public keys",
+        ),
+        (
+            json!({"issuer": "iss", "public_key_pem": ik::pem("CERTIFICATE", b"not really")}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "must be a \"PUBLIC KEY\" PEM",
+        ),
+        (
+            json!({"issuer": "iss", "public_key_pem": ik::pem("PUBLIC KEY", b"not a key")}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "is not an RSA, EC P-256/P-384 or Ed25519 public key",
+        ),
+        (
+            json!({"issuer": "iss", "public_key_pem": ik::rsa_1024_pem()}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "2048 to 8192 bits",
+        ),
+        (
+            json!({"issuer": "iss", "public_key_pem": format!("{}{}", ik::ed_pem(), " ".repeat(16 * 1024))}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "at most 16384 bytes",
+        ),
+    ];
+    for (body, status, detail) in cases {
+        let r = api.register_issuer(&token, &tid, body.clone()).await;
+        let got = r.problem(status);
+        assert!(got.contains(detail), "{body}: {got:?} lacks {detail:?}");
+    }
+    assert!(api.state.store().all_issuers().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn issuer_is_unique_per_tenant_and_a_tenant_has_at_most_ten() {
+    let api = Api::new().await;
+    let (token, tid) = api.tenant_owner("ada@example.com").await;
+    let (other_token, other_tid) = api.tenant_owner("bob@example.com").await;
+    let body = |iss: &str| json!({"issuer": iss, "jwks_url": "https://a.example/jwks"});
+    let first = api.register_issuer(&token, &tid, body("shared")).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = api.register_issuer(&token, &tid, body("shared")).await;
+    assert!(
+        again
+            .problem(StatusCode::CONFLICT)
+            .contains("registered this issuer already")
+    );
+    let elsewhere = api
+        .register_issuer(&other_token, &other_tid, body("shared"))
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::CREATED, "{}", elsewhere.json);
+
+    for n in 1..10 {
+        let r = api
+            .register_issuer(&token, &tid, body(&format!("iss-{n}")))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    }
+    let eleventh = api.register_issuer(&token, &tid, body("iss-10")).await;
+    assert_eq!(
+        eleventh.problem(StatusCode::UNPROCESSABLE_ENTITY),
+        "a tenant may register at most 10 issuers; delete one first"
+    );
+    assert_eq!(api.issuers(&token, &tid).await.len(), 10);
+}
+
+#[tokio::test]
+async fn issuers_of_another_accounts_tenant_are_404_and_no_credentials_is_401() {
+    let api = Api::new().await;
+    let (token, tid) = api.tenant_owner("ada@example.com").await;
+    let (mallory, mallory_tid) = api.tenant_owner("mallory@example.com").await;
+    let body = json!({"issuer": "iss", "jwks": {"keys": [ik::ed_jwk("o1")]}});
+    let r = api.register_issuer(&token, &tid, body.clone()).await;
+    let id = r.json["id"].as_str().unwrap().to_owned();
+
+    let path = format!("/v1/tenants/{tid}/issuers");
+    api.register_issuer(&mallory, &tid, body.clone())
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    api.call(Method::GET, &path, Some(&mallory), None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    api.call(
+        Method::DELETE,
+        &format!("{path}/{id}"),
+        Some(&mallory),
+        None,
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
+    // Her own tenant with Ada's issuer id: not hers either.
+    api.call(
+        Method::DELETE,
+        &format!("/v1/tenants/{mallory_tid}/issuers/{id}"),
+        Some(&mallory),
+        None,
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
+    api.call(Method::GET, &path, None, None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    api.call(Method::POST, &path, None, Some(body))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    assert_eq!(api.issuers(&token, &tid).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_tenant_api_key_can_register_an_issuer() {
+    let api = Api::new().await;
+    let (token, tid) = api.tenant_owner("ada@example.com").await;
+    let key = api
+        .call(
+            Method::POST,
+            &format!("/v1/tenants/{tid}/api-keys"),
+            Some(&token),
+            Some(json!({"name": "ci"})),
+        )
+        .await;
+    let key = key.json["key"].as_str().unwrap().to_owned();
+    let r = api
+        .register_issuer(
+            &key,
+            &tid,
+            json!({"issuer": "iss", "public_key_pem": ik::ed_pem()}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(api.issuers(&token, &tid).await.len(), 1);
+}

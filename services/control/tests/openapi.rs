@@ -16,9 +16,8 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-/// DESIGN.md's "REST API v1" list: the contract the document must match.
-/// `POST /v1/tenants/{tid}/issuers` is in DESIGN.md but not served yet: it
-/// comes with the issuers work, which adds it here.
+/// DESIGN.md's "REST API v1" list (plus listing and deleting issuers): the
+/// contract the document must match.
 const CONTRACT: &[(&str, &str)] = &[
     ("POST", "/v1/accounts"),
     ("POST", "/v1/sessions"),
@@ -32,6 +31,9 @@ const CONTRACT: &[(&str, &str)] = &[
     ("DELETE", "/v1/tenants/{tid}/api-keys/{key_id}"),
     ("POST", "/v1/tenants/{tid}/tokens"),
     ("DELETE", "/v1/tenants/{tid}/tokens/{jti}"),
+    ("POST", "/v1/tenants/{tid}/issuers"),
+    ("GET", "/v1/tenants/{tid}/issuers"),
+    ("DELETE", "/v1/tenants/{tid}/issuers/{issuer_id}"),
     ("GET", "/v1/tenants/{tid}/clients"),
     ("DELETE", "/v1/tenants/{tid}/clients/{client_id}"),
     ("POST", "/v1/tenants/{tid}/messages"),

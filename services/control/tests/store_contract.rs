@@ -56,6 +56,10 @@ contract!(
     api_keys_list_oldest_first_even_when_fractions_differ_in_length,
     usage_adds_up_per_tenant_and_hour_and_lists_the_range_oldest_first,
     usage_hours_are_taken_to_the_start_of_their_utc_hour,
+    issuers_round_trip_list_oldest_first_and_are_unique_per_tenant,
+    an_issuer_is_deleted_only_through_its_tenant,
+    deleting_a_tenant_deletes_its_issuers,
+    the_database_refuses_an_issuer_whose_kind_and_keys_disagree,
 );
 
 fn account(email: &str) -> Account {
@@ -535,4 +539,120 @@ async fn usage_hours_are_taken_to_the_start_of_their_utc_hour(store: Store, _url
         .unwrap();
     assert_eq!(rows, [usage_row("usagetenc", hour, 3)]);
     assert_eq!(rows[0].hour.offset(), time::UtcOffset::UTC);
+}
+
+// ---- tenant JWT issuers ----
+
+use aerie_control::store::Issuer;
+
+fn issuer(tenant: &Tenant, iss: &str, at: time::OffsetDateTime) -> Issuer {
+    Issuer {
+        id: Uuid::new_v4(),
+        tenant_id: tenant.id.clone(),
+        issuer: iss.to_owned(),
+        kind: "jwks_url".to_owned(),
+        jwks_url: Some("https://auth.example.com/jwks".to_owned()),
+        jwks: None,
+        public_key_pem: None,
+        created_at: at,
+    }
+}
+
+async fn issuers_round_trip_list_oldest_first_and_are_unique_per_tenant(store: Store, _url: &str) {
+    let (_, t) = owner_with_tenant(&store, "iss0000001").await;
+    let (_, other) = owner_with_tenant(&store, "iss0000002").await;
+    let base = store::now().replace_microsecond(534_490).unwrap();
+    let newer = Issuer {
+        kind: "jwks".to_owned(),
+        jwks_url: None,
+        jwks: Some(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"abc"}]}"#.to_owned()),
+        ..issuer(
+            &t,
+            "https://b.example/'; DROP TABLE issuers; --",
+            base.replace_microsecond(534_492).unwrap(),
+        )
+    };
+    let older = Issuer {
+        kind: "public_key".to_owned(),
+        jwks_url: None,
+        public_key_pem: Some(
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".to_owned(),
+        ),
+        ..issuer(&t, "https://a.example", base)
+    };
+    store.insert_issuer(&newer).await.unwrap();
+    store.insert_issuer(&older).await.unwrap();
+    assert_eq!(
+        store.issuers_of(&t.id).await.unwrap(),
+        vec![older.clone(), newer.clone()]
+    );
+
+    let taken = issuer(&t, "https://a.example", store::now());
+    assert!(matches!(
+        store.insert_issuer(&taken).await,
+        Err(StoreError::Conflict)
+    ));
+    let elsewhere = issuer(&other, "https://a.example", store::now());
+    store.insert_issuer(&elsewhere).await.unwrap();
+    assert_eq!(
+        store.issuers_of(&other.id).await.unwrap(),
+        vec![elsewhere.clone()]
+    );
+
+    let mut all = vec![older, newer, elsewhere];
+    all.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+    assert_eq!(store.all_issuers().await.unwrap(), all);
+}
+
+async fn an_issuer_is_deleted_only_through_its_tenant(store: Store, _url: &str) {
+    let (_, t) = owner_with_tenant(&store, "issdel0001").await;
+    let (_, other) = owner_with_tenant(&store, "issdel0002").await;
+    let i = issuer(&t, "https://a.example", store::now());
+    store.insert_issuer(&i).await.unwrap();
+    assert!(!store.delete_issuer(&other.id, i.id).await.unwrap());
+    assert!(!store.delete_issuer(&t.id, Uuid::new_v4()).await.unwrap());
+    assert_eq!(store.issuers_of(&t.id).await.unwrap(), vec![i.clone()]);
+    assert!(store.delete_issuer(&t.id, i.id).await.unwrap());
+    assert!(!store.delete_issuer(&t.id, i.id).await.unwrap());
+    assert_eq!(store.all_issuers().await.unwrap(), vec![]);
+}
+
+async fn deleting_a_tenant_deletes_its_issuers(store: Store, _url: &str) {
+    let (_, t) = owner_with_tenant(&store, "isscas0001").await;
+    let (_, kept) = owner_with_tenant(&store, "isscas0002").await;
+    store
+        .insert_issuer(&issuer(&t, "https://a.example", store::now()))
+        .await
+        .unwrap();
+    let survivor = issuer(&kept, "https://a.example", store::now());
+    store.insert_issuer(&survivor).await.unwrap();
+    assert!(store.delete_tenant(&t.id).await.unwrap());
+    assert_eq!(store.issuers_of(&t.id).await.unwrap(), vec![]);
+    assert_eq!(store.all_issuers().await.unwrap(), vec![survivor]);
+}
+
+async fn the_database_refuses_an_issuer_whose_kind_and_keys_disagree(store: Store, _url: &str) {
+    let (_, t) = owner_with_tenant(&store, "isschk0001").await;
+    let two_sources = Issuer {
+        jwks: Some("{}".to_owned()),
+        ..issuer(&t, "two", store::now())
+    };
+    let wrong_kind = Issuer {
+        kind: "jwks".to_owned(),
+        ..issuer(&t, "wrong", store::now())
+    };
+    let unknown_kind = Issuer {
+        kind: "hmac".to_owned(),
+        ..issuer(&t, "hmac", store::now())
+    };
+    for bad in [two_sources, wrong_kind, unknown_kind] {
+        assert!(
+            matches!(
+                store.insert_issuer(&bad).await,
+                Err(StoreError::Database(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(store.issuers_of(&t.id).await.unwrap(), vec![]);
 }

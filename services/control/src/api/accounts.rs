@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth;
 use crate::error::{ApiError, ApiJson, Problem};
+use crate::ratelimit::{ClientIp, Route};
 use crate::store::{self, StoreError};
 
 /// An email and a password.
@@ -65,12 +66,17 @@ struct SignedUp {
          body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "An account with this email exists", body = Problem,
          content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts from this address or for this email",
+         body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds until the next attempt may pass"))),
     ),
 )]
 pub async fn sign_up(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
+    state.auth_limits().check(Route::SignUp, ip, &body.email)?;
     let email = normalise_email(&body.email)
         .ok_or_else(|| ApiError::Invalid("email is not a valid address".into()))?;
     if body.password.chars().count() < MIN_PASSWORD_CHARS {
@@ -127,12 +133,18 @@ struct Session {
         (status = 200, description = "Logged in", body = Session),
         (status = 401, description = "Wrong email or password (the same answer for an unknown email)",
          body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts from this address or for this email",
+         body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds until the next attempt may pass"))),
     ),
 )]
 pub async fn log_in(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
+    // Before any lookup, so a limited answer takes the same time for any email.
+    state.auth_limits().check(Route::LogIn, ip, &body.email)?;
     const WRONG: ApiError = ApiError::Unauthorized("wrong email or password");
     let account = match normalise_email(&body.email) {
         Some(email) => state.store().account_by_email(&email).await?,

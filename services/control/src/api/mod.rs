@@ -5,12 +5,14 @@
 mod accounts;
 mod api_keys;
 mod broker;
+mod issuers;
 mod tenants;
 mod tokens;
 mod usage;
 
 pub use accounts::{MIN_PASSWORD_CHARS, log_in, normalise_email, sign_up};
 pub use api_keys::{create_api_key, list_api_keys, revoke_api_key};
+pub use issuers::{delete_issuer, list_issuers, register_issuer};
 pub use tenants::{
     VisibleTenant, create_tenant, delete_tenant, get_tenant, list_tenants, rename_tenant,
 };
@@ -48,6 +50,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::revoke_api_key))
         .routes(routes!(tokens::mint_token))
         .routes(routes!(tokens::revoke_token))
+        .routes(routes!(issuers::list_issuers, issuers::register_issuer))
+        .routes(routes!(issuers::delete_issuer))
         .routes(routes!(broker::list_clients))
         .routes(routes!(broker::disconnect_client))
         .routes(routes!(broker::publish))

@@ -143,6 +143,24 @@ pub fn start_of_hour(t: OffsetDateTime) -> OffsetDateTime {
     utc.replace_time(time::Time::from_hms(utc.hour(), 0, 0).expect("a valid hour"))
 }
 
+/// A JWT issuer a tenant registered: tokens whose `iss` is `issuer` are
+/// verified with the keys found through exactly one of `jwks_url`, `jwks`
+/// or `public_key_pem` (which one is `kind`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Issuer {
+    pub id: Uuid,
+    pub tenant_id: String,
+    pub issuer: String,
+    /// `jwks_url`, `jwks` or `public_key`.
+    pub kind: String,
+    pub jwks_url: Option<String>,
+    /// The JWK set as JSON text, public keys only.
+    pub jwks: Option<String>,
+    /// A SubjectPublicKeyInfo PEM.
+    pub public_key_pem: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
 /// Everything the control plane keeps. Handlers hold an `Arc<dyn ControlStore>`.
 #[async_trait]
 pub trait ControlStore: Send + Sync + std::fmt::Debug {
@@ -210,6 +228,14 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> StoreResult<Vec<UsageRow>>;
+    /// Fails with [`StoreError::Conflict`] if the tenant has this issuer already.
+    async fn insert_issuer(&self, issuer: &Issuer) -> StoreResult<()>;
+    /// The tenant's issuers, oldest first.
+    async fn issuers_of(&self, tenant_id: &str) -> StoreResult<Vec<Issuer>>;
+    /// `false` if the tenant has no such issuer.
+    async fn delete_issuer(&self, tenant_id: &str, id: Uuid) -> StoreResult<bool>;
+    /// Every tenant's issuers, by tenant then oldest first (what a gateway loads).
+    async fn all_issuers(&self) -> StoreResult<Vec<Issuer>>;
 }
 
 /// Opens the database named by `url` and applies its migrations:
@@ -611,6 +637,71 @@ macro_rules! sql_store {
                 rows.retain(|r| r.hour >= from && r.hour < to);
                 rows.sort_by_key(|r| r.hour);
                 Ok(rows)
+            }
+
+            async fn insert_issuer(
+                &self,
+                i: &$crate::store::Issuer,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO issuers \
+                     (id, tenant_id, issuer, kind, jwks_url, jwks, public_key_pem, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(i.id)
+                .bind(&i.tenant_id)
+                .bind(&i.issuer)
+                .bind(&i.kind)
+                .bind(&i.jwks_url)
+                .bind(&i.jwks)
+                .bind(&i.public_key_pem)
+                .bind(i.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn issuers_of(
+                &self,
+                tenant_id: &str,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::Issuer>> {
+                let mut issuers: Vec<$crate::store::Issuer> = sqlx::query_as(
+                    "SELECT id, tenant_id, issuer, kind, jwks_url, jwks, public_key_pem, created_at \
+                     FROM issuers WHERE tenant_id = $1",
+                )
+                .bind(tenant_id)
+                .fetch_all(&self.pool)
+                .await?;
+                issuers.sort_by(|a, b| (a.created_at, a.id).cmp(&(b.created_at, b.id)));
+                Ok(issuers)
+            }
+
+            async fn delete_issuer(
+                &self,
+                tenant_id: &str,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM issuers WHERE id = $1 AND tenant_id = $2")
+                    .bind(id)
+                    .bind(tenant_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn all_issuers(
+                &self,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::Issuer>> {
+                let mut issuers: Vec<$crate::store::Issuer> = sqlx::query_as(
+                    "SELECT id, tenant_id, issuer, kind, jwks_url, jwks, public_key_pem, created_at \
+                     FROM issuers",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                issuers.sort_by(|a, b| {
+                    (&a.tenant_id, a.created_at, a.id).cmp(&(&b.tenant_id, b.created_at, b.id))
+                });
+                Ok(issuers)
             }
         }
     };
