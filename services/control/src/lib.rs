@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use serde::Serialize;
 
 use crate::auth::SessionKeys;
@@ -53,6 +53,8 @@ pub struct Config {
     pub issuer: String,
     /// The key-encryption key of the token signing keys.
     pub secret_key: Kek,
+    /// The operator credential of `/v1/admin`; `None`: admin routes disabled.
+    pub admin_token: Option<api::admin::AdminToken>,
 }
 
 impl Config {
@@ -62,6 +64,7 @@ impl Config {
             session_ttl: time::Duration::hours(1),
             issuer: issuer.into(),
             secret_key,
+            admin_token: None,
         }
     }
 }
@@ -123,6 +126,10 @@ impl AppState {
     pub fn secret_key(&self) -> &Kek {
         &self.inner.config.secret_key
     }
+
+    pub fn admin_token(&self) -> Option<&api::admin::AdminToken> {
+        self.inner.config.admin_token.as_ref()
+    }
 }
 
 /// The control plane's router: REST API v1, `/.well-known/jwks.json`,
@@ -154,6 +161,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/tenants/{tid}/tokens", post(api::mint_token))
         .route("/v1/tenants/{tid}/tokens/{jti}", delete(api::revoke_token))
         .route("/.well-known/jwks.json", get(api::jwks))
+        .route("/v1/admin/tenants", get(api::admin_list_tenants))
+        .route("/v1/admin/tenants/{tid}/limits", patch(api::admin_set_limits))
+        .route("/v1/admin/tenants/{tid}/suspend", post(api::admin_suspend_tenant))
+        .route("/v1/admin/tenants/{tid}/resume", post(api::admin_resume_tenant))
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
