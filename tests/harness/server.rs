@@ -26,6 +26,7 @@ pub struct ServerOptions {
     via_env: bool,
     tls: Option<(PathBuf, PathBuf)>,
     extra_args: Vec<String>,
+    envs: Vec<(String, String)>,
 }
 
 impl Default for ServerOptions {
@@ -35,6 +36,7 @@ impl Default for ServerOptions {
             via_env: false,
             tls: None,
             extra_args: vec![],
+            envs: vec![],
         }
     }
 }
@@ -63,6 +65,12 @@ impl ServerOptions {
     /// More flags, appended last.
     pub fn args(mut self, extra: &[&str]) -> Self {
         self.extra_args.extend(extra.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// An environment variable of the server process (e.g. `AERIE_ADMIN_TOKEN`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -178,6 +186,7 @@ impl Server {
             cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
         }
         cmd.args(&o.extra_args)
+            .envs(o.envs.iter().map(|(k, v)| (k, v)))
             .env(
                 "AERIE_LOG",
                 std::env::var("AERIE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -247,14 +256,34 @@ impl Server {
 
     /// GET a path on the HTTP listener; returns (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
+        self.http_request("GET", path, None, None)
+    }
+
+    /// `method` on a path of the HTTP listener, with an optional bearer
+    /// credential and JSON body; returns (status, body).
+    pub fn http_request(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        json: Option<&str>,
+    ) -> (u16, String) {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(self.http).expect("connect http");
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
+        let mut head =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        if let Some(b) = bearer {
+            head += &format!("Authorization: Bearer {b}\r\n");
+        }
+        let body = json.unwrap_or("");
+        if json.is_some() {
+            head += &format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            );
+        }
+        write!(s, "{head}\r\n{body}").unwrap();
         let mut resp = String::new();
         s.read_to_string(&mut resp).unwrap();
         let status = resp

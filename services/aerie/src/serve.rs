@@ -26,6 +26,7 @@ async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let admin_token = args.admin.resolve()?;
     // One descriptor per connection: the default soft limit (often 1024) would
     // refuse clients long before memory runs out.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -64,7 +65,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let secret_key = args
         .secret
         .resolve(Some(&args.data_dir.join("secret.key")))?;
-    let admin_token = args.admin.resolve()?;
     let control = open_control(
         args.database_url
             .clone()
@@ -190,11 +190,11 @@ fn announce_control_plane(addr: SocketAddr) {
 
 /// `aerie control`: the control plane alone, for the scale-out shape.
 pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
+    let admin_token = args.admin.resolve()?;
     let signal = shutdown_signal()?;
     let metrics = crate::telemetry::init_metrics()?;
     let http = bind(args.http, "--http").await?;
     let secret_key = args.secret.resolve(None)?;
-    let admin_token = args.admin.resolve()?;
     let control = open_control(
         args.database_url,
         args.issuer

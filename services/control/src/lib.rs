@@ -162,9 +162,18 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/tenants/{tid}/tokens/{jti}", delete(api::revoke_token))
         .route("/.well-known/jwks.json", get(api::jwks))
         .route("/v1/admin/tenants", get(api::admin_list_tenants))
-        .route("/v1/admin/tenants/{tid}/limits", patch(api::admin_set_limits))
-        .route("/v1/admin/tenants/{tid}/suspend", post(api::admin_suspend_tenant))
-        .route("/v1/admin/tenants/{tid}/resume", post(api::admin_resume_tenant))
+        .route(
+            "/v1/admin/tenants/{tid}/limits",
+            patch(api::admin_set_limits),
+        )
+        .route(
+            "/v1/admin/tenants/{tid}/suspend",
+            post(api::admin_suspend_tenant),
+        )
+        .route(
+            "/v1/admin/tenants/{tid}/resume",
+            post(api::admin_resume_tenant),
+        )
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

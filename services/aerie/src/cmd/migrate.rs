@@ -7,7 +7,10 @@ use crate::cli::DbArgs;
 pub async fn run(db: DbArgs) -> anyhow::Result<()> {
     if db.database_url.is_none() {
         std::fs::create_dir_all(&db.data_dir).with_context(|| {
-            format!("cannot create data dir {} (--data-dir)", db.data_dir.display())
+            format!(
+                "cannot create data dir {} (--data-dir)",
+                db.data_dir.display()
+            )
         })?;
     }
     let url = super::database_url(&db, "rwc");

@@ -74,7 +74,10 @@ impl Remote {
         match json {
             Some(v) => Ok(v),
             None if bytes.is_empty() => Ok(Value::Null),
-            None => anyhow::bail!("{method} {} answered something that is not JSON", url.path()),
+            None => anyhow::bail!(
+                "{method} {} answered something that is not JSON",
+                url.path()
+            ),
         }
     }
 }

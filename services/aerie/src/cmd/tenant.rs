@@ -124,7 +124,11 @@ async fn change(args: &TenantIdArgs, change: Change) -> anyhow::Result<Value> {
                     remote.call(Method::PATCH, &path, Some(&patch)).await
                 }
                 Change::Status(status) => {
-                    let action = if status == STATUS_SUSPENDED { "suspend" } else { "resume" };
+                    let action = if status == STATUS_SUSPENDED {
+                        "suspend"
+                    } else {
+                        "resume"
+                    };
                     let path = ["v1", "admin", "tenants", tid, action];
                     remote.call(Method::POST, &path, None::<&()>).await
                 }
@@ -155,7 +159,11 @@ fn tenant_json(t: &Tenant) -> Value {
     })
 }
 
-fn print(args: &TenantAdminArgs, value: &Value, readable: fn(&Value) -> String) -> anyhow::Result<()> {
+fn print(
+    args: &TenantAdminArgs,
+    value: &Value,
+    readable: fn(&Value) -> String,
+) -> anyhow::Result<()> {
     if args.target.json {
         println!("{}", serde_json::to_string_pretty(value)?);
     } else {

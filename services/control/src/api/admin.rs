@@ -169,7 +169,10 @@ pub async fn set_limits(
     tid: &str,
     patch: &LimitsPatch,
 ) -> Result<Tenant, ApiError> {
-    let mut tenant = store.tenant(tid).await?.ok_or(ApiError::NotFound("tenant"))?;
+    let mut tenant = store
+        .tenant(tid)
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))?;
     tenant.limits = patch.apply(tenant.limits)?;
     if !store.set_tenant_limits(tid, &tenant.limits).await? {
         return Err(ApiError::NotFound("tenant"));
@@ -188,10 +191,7 @@ pub async fn set_status(
         return Err(ApiError::NotFound("tenant"));
     }
     tracing::info!(tenant_id = %tid, status, "tenant status changed");
-    store
-        .tenant(tid)
-        .await?
-        .ok_or(ApiError::NotFound("tenant"))
+    store.tenant(tid).await?.ok_or(ApiError::NotFound("tenant"))
 }
 
 /// The tenant object with its owner, as operators see it.

@@ -2,19 +2,17 @@
 //! Request and response bodies (DTOs) live beside their handlers, one module
 //! per resource.
 
-pub mod admin;
 mod accounts;
+pub mod admin;
 mod api_keys;
 mod tenants;
 mod tokens;
 
 pub use accounts::{MIN_PASSWORD_CHARS, log_in, normalise_email, sign_up};
+pub use admin::{admin_list_tenants, admin_resume_tenant, admin_set_limits, admin_suspend_tenant};
 pub use api_keys::{create_api_key, list_api_keys, revoke_api_key};
 pub use tenants::{
     VisibleTenant, create_tenant, delete_tenant, get_tenant, list_tenants, rename_tenant,
-};
-pub use admin::{
-    admin_list_tenants, admin_resume_tenant, admin_set_limits, admin_suspend_tenant,
 };
 pub use tokens::{MintBody, Minted, jwks, mint, mint_token, revoke, revoke_token};
 

@@ -606,9 +606,7 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn all_tenants(
-                &self,
-            ) -> $crate::store::StoreResult<Vec<$crate::store::Tenant>> {
+            async fn all_tenants(&self) -> $crate::store::StoreResult<Vec<$crate::store::Tenant>> {
                 let mut tenants: Vec<$crate::store::Tenant> = sqlx::query_as(
                     "SELECT id, account_id, name, plan, limits, status, created_at FROM tenants",
                 )
