@@ -860,10 +860,8 @@ async fn admin_api() -> Api {
 /// An account with one tenant and an API key: (session token, tenant id, API key).
 async fn tenant_with_key(api: &Api) -> (String, String, String) {
     let (_, token) = api.sign_up("op@example.com").await;
-    let tid = api.create_tenant(&token, "Plant")["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let tenant = api.create_tenant(&token, "Plant").await;
+    let tid = tenant["id"].as_str().unwrap().to_owned();
     let key = api
         .call(
             Method::POST,
