@@ -37,6 +37,162 @@ pub enum Command {
     Keys(KeysCommand),
     /// Load-test Aerie (and Mosquitto with --compare-mosquitto): one table with ratios.
     Bench(BenchArgs),
+    /// Apply the control-plane database migrations (`serve` and `control` also do at start).
+    Migrate(DbArgs),
+    /// Mint or revoke device tokens (local data dir, or --url with an API key).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Operator view of tenants: list, limits, suspend (local data dir, or --url).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+/// The control-plane database: `<data-dir>/control.db`, or --database-url.
+#[derive(Args, Debug, Clone)]
+pub struct DbArgs {
+    /// Where the embedded shape keeps control.db and secret.key.
+    #[arg(long, env = "AERIE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Control-plane database instead of <data-dir>/control.db: postgres://… or sqlite://PATH?mode=rwc.
+    #[arg(long, env = "AERIE_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+/// Where `token` and `tenant` act: the database directly (the default), or a
+/// running control plane at --url.
+#[derive(Args, Debug, Clone)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Call the control plane at this URL (e.g. http://127.0.0.1:8080)
+    /// instead of opening the database.
+    #[arg(long, env = "AERIE_URL")]
+    pub url: Option<String>,
+    /// With --url: a tenant API key (aerie_…).
+    #[arg(long, env = "AERIE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Print the JSON answer instead of the short form.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Mint a token; prints only the token (or the JSON with --json).
+    Mint(TokenMintArgs),
+    /// Revoke a token by its jti.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TokenMintArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Locally: the secret key that opens the signing keys (default <data-dir>/secret.key).
+    #[command(flatten)]
+    pub secret: SecretKeyArgs,
+    /// Locally: the `iss` of the token; give the same as `serve --issuer`.
+    #[arg(long, env = "AERIE_ISSUER", default_value = "http://127.0.0.1:8080")]
+    pub issuer: String,
+    #[arg(long)]
+    pub tenant: String,
+    /// The MQTT client id the token is for (also its `sub`).
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Topic filter the token may publish to (repeat; placeholders ${client_id}, ${sub}).
+    #[arg(long = "pub", value_name = "FILTER")]
+    pub publish: Vec<String>,
+    /// Topic filter the token may subscribe to (repeat).
+    #[arg(long = "sub", value_name = "FILTER")]
+    pub subscribe: Vec<String>,
+    /// Lifetime in seconds (60 to 2592000; default 3600).
+    #[arg(long)]
+    pub ttl: Option<i64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TokenRevokeArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long)]
+    pub tenant: String,
+    pub jti: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCommand {
+    /// Every tenant (locally or with --admin-token), or the API key's tenant.
+    List(TenantAdminArgs),
+    /// One tenant.
+    Get(TenantIdArgs),
+    /// Change some of a tenant's limits (the others stay).
+    SetLimits(TenantSetLimitsArgs),
+    /// Mark a tenant suspended.
+    Suspend(TenantIdArgs),
+    /// Mark a suspended tenant active again.
+    Resume(TenantIdArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TenantAdminArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// With --url: the operator's admin token (the admin routes).
+    #[arg(long, env = "AERIE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TenantIdArgs {
+    #[command(flatten)]
+    pub admin: TenantAdminArgs,
+    pub tenant: String,
+}
+
+/// The limits to change; field names as in the tenant object's `limits`.
+#[derive(Args, Debug, Clone, serde::Serialize)]
+pub struct LimitArgs {
+    #[arg(long)]
+    pub connections: Option<i64>,
+    #[arg(long)]
+    pub publish_rate_msgs: Option<i64>,
+    #[arg(long)]
+    pub publish_rate_bytes: Option<i64>,
+    #[arg(long)]
+    pub max_packet_size: Option<i64>,
+    #[arg(long)]
+    pub subscriptions_per_client: Option<i64>,
+    #[arg(long)]
+    pub retained_messages: Option<i64>,
+    #[arg(long)]
+    pub retained_bytes: Option<i64>,
+    #[arg(long)]
+    pub session_expiry_max: Option<i64>,
+    #[arg(long)]
+    pub queued_messages: Option<i64>,
+    #[arg(long)]
+    pub inflight: Option<i64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TenantSetLimitsArgs {
+    #[command(flatten)]
+    pub id: TenantIdArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The operator credential of the admin routes (`/v1/admin`).
+#[derive(Args, Debug, Clone)]
+pub struct AdminTokenArgs {
+    /// File holding the admin token (32 characters or more) that opens
+    /// /v1/admin; without it (or AERIE_ADMIN_TOKEN) the admin routes are off.
+    #[arg(long, env = "AERIE_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// The admin token itself (prefer the variable AERIE_ADMIN_TOKEN or the
+    /// file: flags show in `ps`); --admin-token-file wins.
+    #[arg(long, env = "AERIE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -48,12 +204,8 @@ pub enum KeysCommand {
 
 #[derive(Args, Debug, Clone)]
 pub struct KeysArgs {
-    /// Where the embedded shape keeps control.db and secret.key.
-    #[arg(long, env = "AERIE_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// Control-plane database instead of <data-dir>/control.db: postgres://… or sqlite://PATH?mode=rwc.
-    #[arg(long, env = "AERIE_DATABASE_URL")]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
     #[command(flatten)]
     pub secret: SecretKeyArgs,
 }
@@ -110,6 +262,30 @@ impl AuthRateArgs {
             limit(self.auth_rate_per_ip, self.auth_burst_per_ip),
             limit(self.auth_rate_per_account, self.auth_burst_per_account),
         )
+    }
+}
+
+impl AdminTokenArgs {
+    /// The admin token from the file or the variable; `None` when neither is
+    /// given. A token shorter than 32 characters is an error (one line).
+    pub fn resolve(&self) -> anyhow::Result<Option<aerie_control::api::admin::AdminToken>> {
+        use aerie_control::api::admin::AdminToken;
+        let (text, source) = match (&self.admin_token_file, &self.admin_token) {
+            (Some(path), _) => (
+                std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot read the admin token file {} (--admin-token-file): {e}",
+                        path.display()
+                    )
+                })?,
+                "--admin-token-file",
+            ),
+            (None, Some(token)) => (token.clone(), "AERIE_ADMIN_TOKEN"),
+            (None, None) => return Ok(None),
+        };
+        AdminToken::new(&text)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{e} ({source})"))
     }
 }
 
@@ -188,6 +364,8 @@ pub struct ServeArgs {
     pub secret: SecretKeyArgs,
     #[command(flatten)]
     pub auth_rate: AuthRateArgs,
+    #[command(flatten)]
+    pub admin: AdminTokenArgs,
     /// `iss` of the tokens the control plane mints (default: http://<--http>).
     #[arg(long, env = "AERIE_ISSUER")]
     pub issuer: Option<String>,
@@ -230,6 +408,8 @@ pub struct ControlArgs {
     pub secret: SecretKeyArgs,
     #[command(flatten)]
     pub auth_rate: AuthRateArgs,
+    #[command(flatten)]
+    pub admin: AdminTokenArgs,
     /// `iss` of the tokens the control plane mints (default: http://<--http>).
     #[arg(long, env = "AERIE_ISSUER")]
     pub issuer: Option<String>,

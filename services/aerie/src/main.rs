@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod cmd;
 mod http;
 mod serve;
 mod telemetry;
@@ -37,6 +38,10 @@ fn main() -> std::process::ExitCode {
             cli::Command::Control(args) => serve::run_control(args).await,
             cli::Command::Keys(cli::KeysCommand::Rotate(args)) => serve::rotate_keys(args).await,
             cli::Command::Bench(args) => aerie_bench::run(args.into_options()).await,
+            cli::Command::Migrate(args) => cmd::migrate::run(args).await,
+            cli::Command::Token(cli::TokenCommand::Mint(args)) => cmd::token::mint(args).await,
+            cli::Command::Token(cli::TokenCommand::Revoke(args)) => cmd::token::revoke(args).await,
+            cli::Command::Tenant(command) => cmd::tenant::run(command).await,
         }
     });
     // The SIGTERM/SIGINT path returns here: send the last spans before exiting.

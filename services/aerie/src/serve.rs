@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use aerie_control::api::admin::AdminToken;
 use aerie_control::keys::Kek;
 use aerie_control::{AppState, Endpoints};
 use aerie_core::{Broker, CoreConfig};
@@ -25,6 +26,7 @@ async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let admin_token = args.admin.resolve()?;
     // One descriptor per connection: the default soft limit (often 1024) would
     // refuse clients long before memory runs out.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -78,6 +80,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             wss: format!("wss://{}{}", args.wss, args.ws_path),
         },
         &args.auth_rate,
+        admin_token,
     )
     .await?;
 
@@ -150,10 +153,15 @@ async fn open_control(
     secret_key: Kek,
     endpoints: Endpoints,
     auth_rate: &AuthRateArgs,
+    admin_token: Option<AdminToken>,
 ) -> anyhow::Result<AppState> {
     let shown = redact(&database_url);
+    if admin_token.is_some() {
+        tracing::info!("admin routes (/v1/admin) enabled");
+    }
     let mut config = aerie_control::Config::new(endpoints, issuer, secret_key);
     (config.auth_rate_per_ip, config.auth_rate_per_account) = auth_rate.limits();
+    config.admin_token = admin_token;
     let state = AppState::open(&database_url, config)
         .await
         .with_context(|| {
@@ -164,7 +172,7 @@ async fn open_control(
 }
 
 /// A database URL without its password, for logs.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
             Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
@@ -185,6 +193,7 @@ fn announce_control_plane(addr: SocketAddr) {
 
 /// `aerie control`: the control plane alone, for the scale-out shape.
 pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
+    let admin_token = args.admin.resolve()?;
     let signal = shutdown_signal()?;
     let metrics = crate::telemetry::init_metrics()?;
     let http = bind(args.http, "--http").await?;
@@ -201,6 +210,7 @@ pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
             wss: args.public_wss,
         },
         &args.auth_rate,
+        admin_token,
     )
     .await?;
     let addr = http.local_addr()?;
@@ -253,16 +263,8 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 
 /// `aerie keys rotate`: a new active signing key; the old one keeps verifying.
 pub async fn rotate_keys(args: KeysArgs) -> anyhow::Result<()> {
-    let default_file = args.data_dir.join("secret.key");
-    // Never generate a secret key here: it would not open the existing keys.
-    let default_file = default_file.exists().then_some(default_file);
-    let secret_key = args.secret.resolve(default_file.as_deref())?;
-    let url = args
-        .database_url
-        .unwrap_or_else(|| embedded_control_db(&args.data_dir, "rw"));
-    let store = aerie_control::store::open(&url)
-        .await
-        .with_context(|| format!("cannot open the control-plane database {}", redact(&url)))?;
+    let secret_key = crate::cmd::existing_secret_key(&args.db, &args.secret)?;
+    let store = crate::cmd::open_store(&args.db).await?;
     let kid = aerie_control::keys::rotate_signing_key(&*store, &secret_key).await?;
     println!("new signing key: {kid}");
     Ok(())

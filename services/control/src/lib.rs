@@ -66,6 +66,8 @@ pub struct Config {
     pub auth_rate_per_ip: RateLimit,
     /// Sign-up and log-in attempts per account (email), known or not.
     pub auth_rate_per_account: RateLimit,
+    /// The operator credential of `/v1/admin`; `None`: admin routes disabled.
+    pub admin_token: Option<api::admin::AdminToken>,
 }
 
 impl Config {
@@ -77,6 +79,7 @@ impl Config {
             secret_key,
             auth_rate_per_ip: RateLimit::PER_IP,
             auth_rate_per_account: RateLimit::PER_ACCOUNT,
+            admin_token: None,
         }
     }
 }
@@ -162,6 +165,10 @@ impl AppState {
 
     pub fn broker(&self) -> Option<&dyn BrokerPort> {
         self.broker.as_deref()
+    }
+
+    pub fn admin_token(&self) -> Option<&api::admin::AdminToken> {
+        self.inner.config.admin_token.as_ref()
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod support;
 
+use aerie_control::api::admin::AdminToken;
 use aerie_control::keys::Kek;
 use aerie_control::{AppState, Config, Endpoints, app};
 use axum::Router;
@@ -55,10 +56,12 @@ fn endpoints() -> Endpoints {
 
 impl Api {
     async fn new() -> Api {
+        Api::with_config(Config::new(endpoints(), ISSUER, Kek::generate())).await
+    }
+
+    async fn with_config(config: Config) -> Api {
         let (dir, url) = support::sqlite_url();
-        let state = AppState::open(&url, Config::new(endpoints(), ISSUER, Kek::generate()))
-            .await
-            .expect("state");
+        let state = AppState::open(&url, config).await.expect("state");
         Api {
             app: app(state.clone()),
             state,
@@ -1851,4 +1854,243 @@ async fn a_tenant_api_key_can_register_an_issuer() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
     assert_eq!(api.issuers(&token, &tid).await.len(), 1);
+}
+
+// ---- admin routes ----
+
+const ADMIN_TOKEN: &str = "0123456789abcdef0123456789abcdef-admin";
+
+async fn admin_api() -> Api {
+    let mut config = Config::new(endpoints(), ISSUER, Kek::generate());
+    config.admin_token = Some(AdminToken::new(&format!("{ADMIN_TOKEN}\n")).unwrap());
+    Api::with_config(config).await
+}
+
+/// An account with one tenant and an API key: (session token, tenant id, API key).
+async fn tenant_with_key(api: &Api) -> (String, String, String) {
+    let (_, token) = api.sign_up("op@example.com").await;
+    let tenant = api.create_tenant(&token, "Plant").await;
+    let tid = tenant["id"].as_str().unwrap().to_owned();
+    let key = api
+        .call(
+            Method::POST,
+            &format!("/v1/tenants/{tid}/api-keys"),
+            Some(&token),
+            Some(json!({"name": "ci"})),
+        )
+        .await
+        .json["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (token, tid, key)
+}
+
+#[test]
+fn admin_token_shorter_than_32_characters_is_refused() {
+    let err = AdminToken::new(&"x".repeat(31)).unwrap_err();
+    assert!(err.contains("at least 32 characters"), "{err}");
+    assert!(AdminToken::new(&format!("  {}\n", "x".repeat(31))).is_err());
+    assert!(AdminToken::new(&format!("{} {}", "x".repeat(20), "y".repeat(20))).is_err());
+    let token = AdminToken::new(&"x".repeat(32)).unwrap();
+    assert!(token.matches(&"x".repeat(32)));
+    assert!(!token.matches(&"x".repeat(33)));
+    assert!(!format!("{token:?}").contains("xxxx"));
+}
+
+#[tokio::test]
+async fn admin_routes_need_the_admin_token_not_a_session_or_api_key() {
+    let api = admin_api().await;
+    let (session, tid, key) = tenant_with_key(&api).await;
+    let limits = format!("/v1/admin/tenants/{tid}/limits");
+    let body = || Some(json!({"connections": 5}));
+    for token in [
+        None,
+        Some("wrong-admin-token-wrong-admin-token"),
+        Some(session.as_str()),
+        Some(key.as_str()),
+        Some(&ADMIN_TOKEN[..31]),
+    ] {
+        let r = api.call(Method::PATCH, &limits, token, body()).await;
+        r.problem(StatusCode::UNAUTHORIZED);
+        let r = api
+            .call(Method::GET, "/v1/admin/tenants", token, None)
+            .await;
+        r.problem(StatusCode::UNAUTHORIZED);
+        let r = api
+            .call(
+                Method::POST,
+                &format!("/v1/admin/tenants/{tid}/suspend"),
+                token,
+                None,
+            )
+            .await;
+        r.problem(StatusCode::UNAUTHORIZED);
+    }
+    // Nothing changed.
+    let t = api.state.store().tenant(&tid).await.unwrap().unwrap();
+    assert_eq!(t.limits.connections, 100);
+    assert_eq!(t.status, "active");
+}
+
+#[tokio::test]
+async fn admin_routes_are_disabled_without_an_admin_token() {
+    let api = Api::new().await;
+    let (session, tid, _) = tenant_with_key(&api).await;
+    let r = api
+        .call(Method::GET, "/v1/admin/tenants", Some(ADMIN_TOKEN), None)
+        .await;
+    let detail = r.problem(StatusCode::NOT_FOUND);
+    assert_eq!(
+        detail,
+        "admin routes are disabled; start with --admin-token-file"
+    );
+    let r = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/admin/tenants/{tid}/limits"),
+            Some(&session),
+            Some(json!({"connections": 5})),
+        )
+        .await;
+    r.problem(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn admin_changes_some_limits_and_the_tenant_object_shows_them() {
+    let api = admin_api().await;
+    let (session, tid, key) = tenant_with_key(&api).await;
+    let r = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/admin/tenants/{tid}/limits"),
+            Some(ADMIN_TOKEN),
+            Some(json!({"connections": 500, "max_packet_size": 16, "inflight": 65535})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["id"], tid.as_str());
+    assert_eq!(r.json["limits"]["connections"], 500);
+    assert_eq!(r.json["limits"]["max_packet_size"], 16);
+    assert_eq!(r.json["limits"]["inflight"], 65535);
+    assert_eq!(r.json["limits"]["publish_rate_msgs"], 100, "others kept");
+    assert_eq!(r.json["endpoints"]["mqtt"], "mqtt://127.0.0.1:1883");
+    for token in [&session, &key] {
+        let got = api
+            .call(
+                Method::GET,
+                &format!("/v1/tenants/{tid}"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(got.json["limits"], r.json["limits"]);
+    }
+    let all = api
+        .call(Method::GET, "/v1/admin/tenants", Some(ADMIN_TOKEN), None)
+        .await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert_eq!(all.json.as_array().unwrap().len(), 1);
+    assert_eq!(all.json[0]["limits"]["connections"], 500);
+    assert!(all.json[0]["account_id"].is_string());
+}
+
+#[tokio::test]
+async fn admin_limits_out_of_range_or_unknown_are_refused_and_change_nothing() {
+    let api = admin_api().await;
+    let (_, tid, _) = tenant_with_key(&api).await;
+    let path = format!("/v1/admin/tenants/{tid}/limits");
+    for (body, want) in [
+        (
+            json!({"connections": 0}),
+            "`connections` must be between 1 and 10000000",
+        ),
+        (json!({"connections": -1}), "`connections` must be between"),
+        (
+            json!({"max_packet_size": 15}),
+            "`max_packet_size` must be between 16 and 268435455",
+        ),
+        (
+            json!({"max_packet_size": 268_435_456}),
+            "`max_packet_size` must be between",
+        ),
+        (
+            json!({"inflight": 65536}),
+            "`inflight` must be between 1 and 65535",
+        ),
+        (
+            json!({"connections": 10, "retained_bytes": 0}),
+            "`retained_bytes`",
+        ),
+    ] {
+        let r = api
+            .call(Method::PATCH, &path, Some(ADMIN_TOKEN), Some(body))
+            .await;
+        let detail = r.problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(detail.contains(want), "{detail}");
+    }
+    let r = api
+        .call(
+            Method::PATCH,
+            &path,
+            Some(ADMIN_TOKEN),
+            Some(json!({"conections": 5})),
+        )
+        .await;
+    let detail = r.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(detail.contains("unknown field `conections`"), "{detail}");
+    let t = api.state.store().tenant(&tid).await.unwrap().unwrap();
+    assert_eq!(t.limits, aerie_control::plan::Limits::FREE);
+
+    let r = api
+        .call(
+            Method::PATCH,
+            "/v1/admin/tenants/nosuchtenant/limits",
+            Some(ADMIN_TOKEN),
+            Some(json!({"connections": 5})),
+        )
+        .await;
+    r.problem(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn admin_suspends_and_resumes_a_tenant() {
+    let api = admin_api().await;
+    let (session, tid, _) = tenant_with_key(&api).await;
+    let r = api
+        .call(
+            Method::POST,
+            &format!("/v1/admin/tenants/{tid}/suspend"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["status"], "suspended");
+    let got = api
+        .call(
+            Method::GET,
+            &format!("/v1/tenants/{tid}"),
+            Some(&session),
+            None,
+        )
+        .await;
+    assert_eq!(got.json["status"], "suspended");
+    let r = api
+        .call(
+            Method::POST,
+            &format!("/v1/admin/tenants/{tid}/resume"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(r.json["status"], "active");
+    api.call(
+        Method::POST,
+        "/v1/admin/tenants/nosuchtenant/suspend",
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
 }

@@ -16,8 +16,8 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-/// DESIGN.md's "REST API v1" list (plus listing and deleting issuers): the
-/// contract the document must match.
+/// DESIGN.md's "REST API v1" list (plus listing and deleting issuers, and the
+/// operator routes under /v1/admin): the contract the document must match.
 const CONTRACT: &[(&str, &str)] = &[
     ("POST", "/v1/accounts"),
     ("POST", "/v1/sessions"),
@@ -34,6 +34,10 @@ const CONTRACT: &[(&str, &str)] = &[
     ("POST", "/v1/tenants/{tid}/issuers"),
     ("GET", "/v1/tenants/{tid}/issuers"),
     ("DELETE", "/v1/tenants/{tid}/issuers/{issuer_id}"),
+    ("GET", "/v1/admin/tenants"),
+    ("PATCH", "/v1/admin/tenants/{tid}/limits"),
+    ("POST", "/v1/admin/tenants/{tid}/suspend"),
+    ("POST", "/v1/admin/tenants/{tid}/resume"),
     ("GET", "/v1/tenants/{tid}/clients"),
     ("DELETE", "/v1/tenants/{tid}/clients/{client_id}"),
     ("POST", "/v1/tenants/{tid}/messages"),

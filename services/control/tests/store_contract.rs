@@ -54,6 +54,9 @@ contract!(
     issued_token_is_revoked_once_and_only_in_its_tenant,
     deleting_a_tenant_deletes_its_issued_tokens,
     api_keys_list_oldest_first_even_when_fractions_differ_in_length,
+    limits_and_status_change_only_their_tenant,
+    all_tenants_lists_every_account_oldest_first,
+    reopening_reports_no_migration_applied,
     usage_adds_up_per_tenant_and_hour_and_lists_the_range_oldest_first,
     usage_hours_are_taken_to_the_start_of_their_utc_hour,
     issuers_round_trip_list_oldest_first_and_are_unique_per_tenant,
@@ -655,4 +658,55 @@ async fn the_database_refuses_an_issuer_whose_kind_and_keys_disagree(store: Stor
         );
     }
     assert_eq!(store.issuers_of(&t.id).await.unwrap(), vec![]);
+}
+
+async fn limits_and_status_change_only_their_tenant(store: Store, _url: &str) {
+    let (owner, t) = owner_with_tenant(&store, "limits0001").await;
+    let other = tenant("limits0002", &owner, "other");
+    store.insert_tenant(&other).await.unwrap();
+    let limits = Limits {
+        connections: 7,
+        retained_bytes: 1 << 40,
+        inflight: u16::MAX,
+        ..Limits::FREE
+    };
+    assert!(store.set_tenant_limits(&t.id, &limits).await.unwrap());
+    assert!(store.set_tenant_status(&t.id, "suspended").await.unwrap());
+    let got = store.tenant(&t.id).await.unwrap().unwrap();
+    assert_eq!((got.limits, got.status.as_str()), (limits, "suspended"));
+    let untouched = store.tenant(&other.id).await.unwrap().unwrap();
+    assert_eq!(untouched, other);
+    assert!(!store.set_tenant_limits("nosuchtnt", &limits).await.unwrap());
+    assert!(
+        !store
+            .set_tenant_status("nosuchtnt", "active")
+            .await
+            .unwrap()
+    );
+}
+
+async fn all_tenants_lists_every_account_oldest_first(store: Store, _url: &str) {
+    assert!(store.all_tenants().await.unwrap().is_empty());
+    let (a, first) = owner_with_tenant(&store, "all0000002").await;
+    let b = account("b@example.com");
+    store.insert_account(&b).await.unwrap();
+    let second = Tenant {
+        created_at: first.created_at + time::Duration::microseconds(1),
+        ..tenant("all0000001", &b, "second")
+    };
+    store.insert_tenant(&second).await.unwrap();
+    let ids: Vec<String> = store
+        .all_tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(ids, [first.id, second.id]);
+    assert_eq!(store.tenants_of(a.id).await.unwrap().len(), 1);
+}
+
+async fn reopening_reports_no_migration_applied(_store: Store, url: &str) {
+    let (_, applied) = store::open_migrated(url).await.unwrap();
+    assert_eq!(applied, []);
 }

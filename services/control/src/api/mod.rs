@@ -3,6 +3,7 @@
 //! per resource.
 
 mod accounts;
+pub mod admin;
 mod api_keys;
 mod broker;
 mod issuers;
@@ -11,12 +12,13 @@ mod tokens;
 mod usage;
 
 pub use accounts::{MIN_PASSWORD_CHARS, log_in, normalise_email, sign_up};
+pub use admin::{admin_list_tenants, admin_resume_tenant, admin_set_limits, admin_suspend_tenant};
 pub use api_keys::{create_api_key, list_api_keys, revoke_api_key};
 pub use issuers::{delete_issuer, list_issuers, register_issuer};
 pub use tenants::{
     VisibleTenant, create_tenant, delete_tenant, get_tenant, list_tenants, rename_tenant,
 };
-pub use tokens::{jwks, mint_token, revoke_token};
+pub use tokens::{MintBody, Minted, jwks, mint, mint_token, revoke, revoke_token};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -52,6 +54,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(issuers::list_issuers, issuers::register_issuer))
         .routes(routes!(issuers::delete_issuer))
+        .routes(routes!(admin::admin_list_tenants))
+        .routes(routes!(admin::admin_set_limits))
+        .routes(routes!(admin::admin_suspend_tenant))
+        .routes(routes!(admin::admin_resume_tenant))
         .routes(routes!(broker::list_clients))
         .routes(routes!(broker::disconnect_client))
         .routes(routes!(broker::publish))

@@ -38,7 +38,7 @@ pub struct TenantView {
 }
 
 impl TenantView {
-    fn new(t: store::Tenant, endpoints: &Endpoints) -> Self {
+    pub(super) fn new(t: store::Tenant, endpoints: &Endpoints) -> Self {
         TenantView {
             id: t.id,
             name: t.name,

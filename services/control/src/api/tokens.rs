@@ -12,36 +12,41 @@ use super::tenants::VisibleTenant;
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, Problem};
-use crate::keys;
-use crate::store;
+use crate::keys::{self, Kek};
+use crate::store::{self, ControlStore};
 
-/// What a device or browser token allows. Every field is optional.
-#[derive(Debug, Deserialize, ToSchema)]
+/// What a device or browser token allows (the body of
+/// `POST /v1/tenants/{tid}/tokens`). Every field is optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MintBody {
     /// The only MQTT client id the token may connect with (1 to 256 bytes);
     /// also the token's `sub`. Any client id if absent.
-    client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
     /// Topic filters the token may publish to (at most 100; `${client_id}`
     /// and `${sub}` are substituted). With neither `pub` nor `sub`, the token
     /// carries no ACL.
-    #[serde(rename = "pub")]
-    publish: Option<Vec<String>>,
+    #[serde(rename = "pub", skip_serializing_if = "Option::is_none")]
+    pub publish: Option<Vec<String>>,
     /// Topic filters the token may subscribe to (as `pub`).
-    #[serde(rename = "sub")]
-    subscribe: Option<Vec<String>>,
+    #[serde(rename = "sub", skip_serializing_if = "Option::is_none")]
+    pub subscribe: Option<Vec<String>>,
     /// Lifetime, 60 to 2592000 seconds; 3600 if absent.
-    ttl_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<i64>,
 }
 
-/// A minted token.
-#[derive(Serialize, ToSchema)]
-struct Minted {
+/// A minted token and what identifies it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Minted {
     /// The JWT (EdDSA), for the MQTT password field.
-    token: String,
-    jti: String,
+    pub token: String,
+    /// The token's id, to revoke it.
+    pub jti: String,
+    /// When the token stops verifying.
     #[serde(with = "time::serde::rfc3339")]
-    expires_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
 }
 
 const MAX_CLIENT_ID_BYTES: usize = 256;
@@ -77,7 +82,6 @@ fn valid_filters(list: Option<Vec<String>>, field: &str) -> Result<Vec<String>, 
     }
     Ok(list)
 }
-
 /// Mint a device or browser token (a JWT for the MQTT password field).
 #[utoipa::path(
     post,
@@ -97,6 +101,33 @@ pub async fn mint_token(
     VisibleTenant { who, tenant }: VisibleTenant,
     ApiJson(body): ApiJson<MintBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let subject = match &who {
+        Principal::ApiKey { key_id, .. } => format!("api-key:{key_id}"),
+        Principal::Account(id) => format!("account:{id}"),
+    };
+    let minted = mint(
+        state.store(),
+        state.issuer(),
+        state.secret_key(),
+        &tenant.id,
+        body,
+        subject,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(minted)))
+}
+
+/// Mints a token of tenant `tenant_id` as `body` asks (the REST route and
+/// `aerie token mint` on a local data dir both come here). `subject` is the
+/// `sub` claim when `body` names no `client_id`.
+pub async fn mint(
+    store: &dyn ControlStore,
+    issuer: &str,
+    secret_key: &Kek,
+    tenant_id: &str,
+    body: MintBody,
+    subject: String,
+) -> Result<Minted, ApiError> {
     let ttl = match body.ttl_seconds {
         None => keys::DEFAULT_TOKEN_TTL,
         Some(s) => time::Duration::seconds(s),
@@ -120,48 +151,39 @@ pub async fn mint_token(
         publish: valid_filters(body.publish, "pub")?,
         subscribe: valid_filters(body.subscribe, "sub")?,
     };
-    let sub = match (&body.client_id, &who) {
-        (Some(id), _) => id.clone(),
-        (None, Principal::ApiKey { key_id, .. }) => format!("api-key:{key_id}"),
-        (None, Principal::Account(id)) => format!("account:{id}"),
-    };
+    let sub = body.client_id.clone().unwrap_or(subject);
     let now = store::now();
     let now = now.replace_nanosecond(0).expect("zero nanoseconds");
     let expires_at = now + ttl;
     let claims = keys::Claims {
-        iss: state.issuer().to_owned(),
+        iss: issuer.to_owned(),
         aud: keys::AUDIENCE.to_owned(),
         sub,
-        tnt: tenant.id.clone(),
+        tnt: tenant_id.to_owned(),
         iat: now.unix_timestamp(),
         exp: expires_at.unix_timestamp(),
         jti: keys::new_random_id(16),
         client_id: body.client_id,
         acl: restricted.then_some(acl),
     };
-    let key = keys::active_signing_key(state.store(), state.secret_key()).await?;
+    let key = keys::active_signing_key(store, secret_key).await?;
     let token = key.sign_jwt(&claims);
-    state
-        .store()
+    store
         .insert_issued_token(&store::IssuedToken {
             jti: claims.jti.clone(),
-            tenant_id: tenant.id.clone(),
+            tenant_id: tenant_id.to_owned(),
             subject: claims.sub.clone(),
             issued_at: now,
             expires_at,
         })
         .await?;
-    tracing::info!(tenant_id = %tenant.id, jti = %claims.jti, kid = %key.kid, "token minted");
-    Ok((
-        StatusCode::CREATED,
-        Json(Minted {
-            token,
-            jti: claims.jti,
-            expires_at,
-        }),
-    ))
+    tracing::info!(tenant_id, jti = %claims.jti, kid = %key.kid, "token minted");
+    Ok(Minted {
+        token,
+        jti: claims.jti,
+        expires_at,
+    })
 }
-
 /// Revoke a token by its `jti`: the broker refuses it until it expires.
 #[utoipa::path(
     delete,
@@ -183,15 +205,19 @@ pub async fn revoke_token(
     VisibleTenant { tenant, .. }: VisibleTenant,
     Path((_, jti)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if !state
-        .store()
-        .revoke_token(&tenant.id, &jti, store::now())
-        .await?
-    {
+    revoke(state.store(), &tenant.id, &jti).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes tenant `tenant_id`'s token `jti` (the REST route and `aerie token
+/// revoke` on a local data dir both come here); 404 if it has no such token
+/// or it is revoked already.
+pub async fn revoke(store: &dyn ControlStore, tenant_id: &str, jti: &str) -> Result<(), ApiError> {
+    if !store.revoke_token(tenant_id, jti, store::now()).await? {
         return Err(ApiError::NotFound("token"));
     }
-    tracing::info!(tenant_id = %tenant.id, %jti, "token revoked");
-    Ok(StatusCode::NO_CONTENT)
+    tracing::info!(tenant_id, %jti, "token revoked");
+    Ok(())
 }
 
 /// The public keys that verify the tokens minted here (JWKS).

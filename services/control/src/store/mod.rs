@@ -236,15 +236,73 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     async fn delete_issuer(&self, tenant_id: &str, id: Uuid) -> StoreResult<bool>;
     /// Every tenant's issuers, by tenant then oldest first (what a gateway loads).
     async fn all_issuers(&self) -> StoreResult<Vec<Issuer>>;
+    /// Replaces the tenant's limits; `false` if there is no such tenant.
+    async fn set_tenant_limits(&self, id: &str, limits: &Limits) -> StoreResult<bool>;
+    /// Every tenant of every account, oldest first (operators only).
+    async fn all_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// Sets the tenant's status (`active`, `suspended`); `false` if there is no such tenant.
+    async fn set_tenant_status(&self, id: &str, status: &str) -> StoreResult<bool>;
+}
+
+/// A migration that [`open_migrated`] applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    pub version: i64,
+    pub description: String,
+}
+
+/// sqlx's bookkeeping table (its default name).
+const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
+
+/// Applies `migrator`'s pending migrations on `pool` and says which.
+async fn migrate<DB>(
+    migrator: &sqlx::migrate::Migrator,
+    pool: &sqlx::Pool<DB>,
+) -> StoreResult<Vec<AppliedMigration>>
+where
+    DB: sqlx::Database,
+    DB::Connection: sqlx::migrate::Migrate,
+{
+    use sqlx::migrate::Migrate;
+    let mut conn = pool.acquire().await?;
+    conn.ensure_migrations_table(MIGRATIONS_TABLE).await?;
+    let before: std::collections::HashSet<i64> = conn
+        .list_applied_migrations(MIGRATIONS_TABLE)
+        .await?
+        .into_iter()
+        .map(|m| m.version)
+        .collect();
+    migrator.run_direct(None, &mut *conn, false).await?;
+    Ok(migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration() && !before.contains(&m.version))
+        .map(|m| AppliedMigration {
+            version: m.version,
+            description: m.description.to_string(),
+        })
+        .collect())
 }
 
 /// Opens the database named by `url` and applies its migrations:
 /// `postgres://…` (or `postgresql://…`) or `sqlite://PATH?mode=rwc`.
 pub async fn open(url: &str) -> StoreResult<Arc<dyn ControlStore>> {
+    let (store, applied) = open_migrated(url).await?;
+    for m in applied {
+        tracing::info!(version = m.version, description = %m.description, "migration applied");
+    }
+    Ok(store)
+}
+
+/// As [`open`], and says which migrations it applied (none: up to date).
+pub async fn open_migrated(
+    url: &str,
+) -> StoreResult<(Arc<dyn ControlStore>, Vec<AppliedMigration>)> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::open(url).await?))
+        let (store, applied) = PostgresStore::open_migrated(url).await?;
+        Ok((Arc::new(store), applied))
     } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(url).await?))
+        let (store, applied) = SqliteStore::open_migrated(url).await?;
+        Ok((Arc::new(store), applied))
     } else {
         Err(StoreError::UnsupportedUrl)
     }
@@ -702,6 +760,42 @@ macro_rules! sql_store {
                     (&a.tenant_id, a.created_at, a.id).cmp(&(&b.tenant_id, b.created_at, b.id))
                 });
                 Ok(issuers)
+            }
+
+            async fn set_tenant_limits(
+                &self,
+                id: &str,
+                limits: &$crate::plan::Limits,
+            ) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query("UPDATE tenants SET limits = $1 WHERE id = $2")
+                    .bind(sqlx::types::Json(limits))
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn all_tenants(&self) -> $crate::store::StoreResult<Vec<$crate::store::Tenant>> {
+                let mut tenants: Vec<$crate::store::Tenant> = sqlx::query_as(
+                    "SELECT id, account_id, name, plan, limits, status, created_at FROM tenants",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                tenants.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+                Ok(tenants)
+            }
+
+            async fn set_tenant_status(
+                &self,
+                id: &str,
+                status: &str,
+            ) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query("UPDATE tenants SET status = $1 WHERE id = $2")
+                    .bind(status)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
             }
         }
     };

@@ -4,7 +4,9 @@ use std::str::FromStr;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use super::StoreResult;
+use super::{AppliedMigration, StoreResult};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -14,6 +16,11 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens `sqlite://PATH?mode=rwc` (WAL, foreign keys on) and migrates it.
     pub async fn open(url: &str) -> StoreResult<Self> {
+        Ok(Self::open_migrated(url).await?.0)
+    }
+
+    /// As `open`, and says which migrations it applied.
+    pub async fn open_migrated(url: &str) -> StoreResult<(Self, Vec<AppliedMigration>)> {
         let options = SqliteConnectOptions::from_str(url)?
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
@@ -22,8 +29,8 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("../../migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let applied = super::migrate(&MIGRATOR, &pool).await?;
+        Ok((SqliteStore { pool }, applied))
     }
 }
 
