@@ -17,7 +17,7 @@ build:
 ## test: every test — unit, property, codec differential, end-to-end with real clients
 test: test-deps
 	$(CARGO) build -p aerie
-	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
+	$(CARGO) test --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS)
 
 ## test-deps: what the tests need beyond Rust: Postgres 15 binaries (control-plane store tests),
 ## curl and jq (the README examples), openapi-spec-validator from PyPI (the OpenAPI document test)

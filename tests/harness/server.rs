@@ -186,7 +186,6 @@ impl Server {
             cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
         }
         cmd.args(&o.extra_args)
-            .envs(o.envs.iter().map(|(k, v)| (k, v)))
             .env(
                 "AERIE_LOG",
                 std::env::var("AERIE_TEST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use aerie_e2e::Server;
+use aerie_e2e::ServerOptions;
 use aerie_e2e::server::aerie_bin;
 
 const README: &str = include_str!("../../README.md");
@@ -26,7 +26,11 @@ fn shell_blocks() -> Vec<String> {
 
 #[test]
 fn readme_curl_examples_run_against_a_live_server() {
-    let server = Server::start(&[]);
+    // The operator examples use the admin token from the environment.
+    let admin_token = "readme-admin-token-0123456789abcdef";
+    let server = ServerOptions::default()
+        .env("AERIE_ADMIN_TOKEN", admin_token)
+        .start();
     let blocks = shell_blocks();
     assert!(blocks.len() >= 2, "found {} sh blocks", blocks.len());
     let script = blocks.concat();
@@ -49,6 +53,7 @@ fn readme_curl_examples_run_against_a_live_server() {
         .arg("-c")
         .arg(format!("{prelude}{script}"))
         .current_dir(cwd)
+        .env("AERIE_ADMIN_TOKEN", admin_token)
         .env_remove("AERIE_DATABASE_URL")
         .env_remove("AERIE_SECRET_KEY")
         .env_remove("AERIE_SECRET_KEY_FILE")
@@ -64,4 +69,6 @@ fn readme_curl_examples_run_against_a_live_server() {
     // What the examples did is really there.
     assert!(stdout.contains("\"name\":\"plant 1\""), "{stdout}");
     assert!(stdout.contains("new signing key: "), "{stdout}");
+    assert!(stdout.contains("\"kind\":\"public_key\""), "{stdout}");
+    assert!(stdout.contains("plant 1  free  active  500"), "{stdout}");
 }
