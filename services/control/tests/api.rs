@@ -2,13 +2,14 @@
 
 mod support;
 
+use support::endpoints;
+
 use aerie_control::api::admin::AdminToken;
 use aerie_control::keys::Kek;
-use aerie_control::{AppState, Config, Endpoints, app};
+use aerie_control::{AppState, Config, app};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -44,15 +45,6 @@ impl Reply {
 }
 
 const ISSUER: &str = "http://127.0.0.1:8080";
-
-fn endpoints() -> Endpoints {
-    Endpoints {
-        mqtt: "mqtt://127.0.0.1:1883".into(),
-        mqtts: "mqtts://127.0.0.1:8883".into(),
-        ws: "ws://127.0.0.1:8083/mqtt".into(),
-        wss: "wss://127.0.0.1:8084/mqtt".into(),
-    }
-}
 
 impl Api {
     async fn new() -> Api {
@@ -90,15 +82,7 @@ impl Api {
             .oneshot(req.body(body.into()).unwrap())
             .await
             .unwrap();
-        let status = res.status();
-        let content_type = res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let json = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        let (status, content_type, json) = support::read(res).await;
         Reply {
             status,
             content_type,

@@ -8,11 +8,10 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use aerie_control::keys::Kek;
-use aerie_control::{AppState, Config, Endpoints, app};
+use aerie_control::{AppState, Config, app};
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
+use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -58,12 +57,7 @@ const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 async fn router() -> (Router, tempfile::TempDir) {
     let (dir, url) = support::sqlite_url();
-    let endpoints = Endpoints {
-        mqtt: "mqtt://127.0.0.1:1883".into(),
-        mqtts: "mqtts://127.0.0.1:8883".into(),
-        ws: "ws://127.0.0.1:8083/mqtt".into(),
-        wss: "wss://127.0.0.1:8084/mqtt".into(),
-    };
+    let endpoints = support::endpoints();
     let config = Config::new(endpoints, "http://127.0.0.1:8080", Kek::generate());
     let state = AppState::open(&url, config).await.expect("state");
     (app(state), dir)
@@ -76,17 +70,7 @@ async fn request(app: &Router, method: &str, path: &str) -> (StatusCode, String,
         .uri(path)
         .body(Body::empty())
         .unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let content_type = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-    (status, content_type, body)
+    support::read(app.clone().oneshot(req).await.unwrap()).await
 }
 
 /// Whether the answer is one of the router's fallbacks (no such route or method).

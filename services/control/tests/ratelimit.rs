@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aerie_control::keys::Kek;
 use aerie_control::ratelimit::RateLimit;
-use aerie_control::{AppState, Config, Endpoints, app};
+use aerie_control::{AppState, Config, app};
 use aerie_control::{auth, store};
 use axum::Router;
 use axum::body::Body;
@@ -57,12 +57,7 @@ const GENEROUS: RateLimit = RateLimit {
 impl Api {
     async fn new(per_ip: RateLimit, per_account: RateLimit) -> Api {
         let (dir, url) = support::sqlite_url();
-        let endpoints = Endpoints {
-            mqtt: "mqtt://127.0.0.1:1883".into(),
-            mqtts: "mqtts://127.0.0.1:8883".into(),
-            ws: "ws://127.0.0.1:8083/mqtt".into(),
-            wss: "wss://127.0.0.1:8084/mqtt".into(),
-        };
+        let endpoints = support::endpoints();
         let mut config = Config::new(endpoints, "http://127.0.0.1:8080", Kek::generate());
         config.auth_rate_per_ip = per_ip;
         config.auth_rate_per_account = per_account;

@@ -1,4 +1,36 @@
 //! Test support: real databases, never mocks (shared with the end-to-end
-//! tests through the `aerie-testdb` crate).
+//! tests through the `aerie-testdb` crate), and what every router test needs.
+
+#![allow(dead_code)] // each test binary uses a part of it
 
 pub use aerie_testdb::*;
+
+use aerie_control::Endpoints;
+use axum::http::{StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+/// The endpoints a test control plane announces.
+pub fn endpoints() -> Endpoints {
+    Endpoints {
+        mqtt: "mqtt://127.0.0.1:1883".into(),
+        mqtts: "mqtts://127.0.0.1:8883".into(),
+        ws: "ws://127.0.0.1:8083/mqtt".into(),
+        wss: "wss://127.0.0.1:8084/mqtt".into(),
+    }
+}
+
+/// Status, content type and body of an answer (JSON if it parses, else a
+/// JSON string).
+pub async fn read(res: axum::response::Response) -> (StatusCode, String, Value) {
+    let status = res.status();
+    let content_type = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, content_type, body)
+}
