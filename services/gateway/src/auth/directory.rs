@@ -85,6 +85,8 @@ pub struct DirectoryCache {
     current: watch::Sender<Arc<Directory>>,
     /// When an on-demand refresh (an unknown `kid`) last ran.
     last_on_demand: Mutex<Option<Instant>>,
+    /// The period of [`DirectoryCache::spawn_refresh`], once started.
+    period: Mutex<Option<Duration>>,
 }
 
 /// On-demand refreshes (unknown `kid`) run at most this often.
@@ -103,6 +105,7 @@ impl DirectoryCache {
             source,
             current: watch::Sender::new(Arc::new(first)),
             last_on_demand: Mutex::new(None),
+            period: Mutex::new(None),
         }
     }
 
@@ -142,9 +145,25 @@ impl DirectoryCache {
         }
     }
 
+    /// Waits for the next periodic refresh (at most its period and a half);
+    /// without periodic refreshes, refreshes on demand. Returns whether a
+    /// newer directory is there.
+    pub async fn next_refresh(&self) -> bool {
+        let period = *self.period.lock().expect("not poisoned");
+        let Some(period) = period else {
+            return self.refresh_on_demand().await;
+        };
+        let mut next = self.current.subscribe();
+        matches!(
+            tokio::time::timeout(period + period / 2, next.changed()).await,
+            Ok(Ok(()))
+        )
+    }
+
     /// Refreshes every `period` until the cache is dropped elsewhere
     /// (the task holds only a weak reference).
     pub fn spawn_refresh(self: &Arc<Self>, period: Duration) -> tokio::task::JoinHandle<()> {
+        *self.period.lock().expect("not poisoned") = Some(period);
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);

@@ -64,8 +64,11 @@ pub enum AuthFailure {
     WrongAudience,
     WrongIssuer,
     Revoked,
-    /// The tenant is suspended or does not exist.
+    /// The tenant is suspended.
     TenantInactive,
+    /// The tenant does not exist (deleted, or too new for the directory
+    /// even after waiting for its next refresh).
+    UnknownTenant,
     /// The token names a client id other than the CONNECT's.
     ClientIdMismatch,
     /// No password, and anonymous access is off.
@@ -86,6 +89,7 @@ impl AuthFailure {
             AuthFailure::WrongIssuer => "wrong_issuer",
             AuthFailure::Revoked => "revoked",
             AuthFailure::TenantInactive => "tenant_inactive",
+            AuthFailure::UnknownTenant => "unknown_tenant",
             AuthFailure::ClientIdMismatch => "client_id_mismatch",
             AuthFailure::NoCredentials => "no_credentials",
         }
@@ -98,6 +102,7 @@ impl AuthFailure {
         match self {
             AuthFailure::Revoked
             | AuthFailure::TenantInactive
+            | AuthFailure::UnknownTenant
             | AuthFailure::ClientIdMismatch
             | AuthFailure::NoCredentials => ReasonCode::NOT_AUTHORIZED,
             _ => ReasonCode::BAD_USER_NAME_OR_PASSWORD,

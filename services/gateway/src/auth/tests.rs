@@ -302,7 +302,7 @@ fn revoked_inactive_tenant_and_client_id_binding() {
     );
     assert_eq!(
         at(with(&[("tnt", json!("t-gone"))]), "sensor-1"),
-        Err(AuthFailure::TenantInactive)
+        Err(AuthFailure::UnknownTenant)
     );
     assert_eq!(at(claims(), "sensor-2"), Err(AuthFailure::ClientIdMismatch));
 }
@@ -321,6 +321,7 @@ fn each_failure_has_its_label_and_connack_code() {
         (WrongIssuer, "wrong_issuer", 0x86, 4),
         (Revoked, "revoked", 0x87, 5),
         (TenantInactive, "tenant_inactive", 0x87, 5),
+        (UnknownTenant, "unknown_tenant", 0x87, 5),
         (ClientIdMismatch, "client_id_mismatch", 0x87, 5),
         (NoCredentials, "no_credentials", 0x87, 5),
     ];
@@ -372,6 +373,37 @@ async fn an_unknown_kid_refreshes_the_directory_once_per_interval() {
         Err(AuthFailure::UnknownKid)
     );
     assert_eq!(source.loads.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_tenant_newer_than_the_directory_waits_for_the_next_refresh() {
+    let key = Key::new("k1");
+    let mut newer = directory(&key);
+    newer.tenants.insert("t-new".into(), TenantStatus::Active);
+    let source = Arc::new(Counting {
+        directory: newer,
+        loads: AtomicUsize::new(0),
+    });
+    let cache = Arc::new(DirectoryCache::new(source.clone(), directory(&key)));
+    let _refresh = cache.spawn_refresh(std::time::Duration::from_millis(50));
+    let verifier = Verifier::new(ISSUER, cache);
+    let token = key.sign(&with(&[("tnt", json!("t-new"))]));
+    assert_eq!(
+        verifier.verify(token.as_bytes(), "sensor-1", NOW),
+        Err(AuthFailure::UnknownTenant)
+    );
+    let grant = verifier
+        .authenticate(token.as_bytes(), "sensor-1", NOW)
+        .await;
+    assert_eq!(grant.unwrap().tenant_id, "t-new");
+    // A tenant that never appears is refused after one period and a half.
+    let token = key.sign(&with(&[("tnt", json!("t-never"))]));
+    assert_eq!(
+        verifier
+            .authenticate(token.as_bytes(), "sensor-1", NOW)
+            .await,
+        Err(AuthFailure::UnknownTenant)
+    );
 }
 
 fn connect(password: Option<&[u8]>) -> Connect {

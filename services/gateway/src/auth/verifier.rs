@@ -86,8 +86,11 @@ impl Verifier {
         )
     }
 
-    /// [`Verifier::verify`]; on an unknown `kid` the directory is refreshed
-    /// (at most every few seconds) and the token tried once more.
+    /// [`Verifier::verify`], trying once more after a newer directory:
+    /// - an unknown `kid` (a key rotated a moment ago) refreshes it now, at
+    ///   most every few seconds (anyone can send an unknown `kid`);
+    /// - a validly signed token of an unknown tenant (created a moment ago)
+    ///   waits for the next periodic refresh, which costs nothing extra.
     pub async fn authenticate(
         &self,
         password: &[u8],
@@ -96,6 +99,9 @@ impl Verifier {
     ) -> Result<Grant, AuthFailure> {
         match self.verify(password, client_id, now) {
             Err(AuthFailure::UnknownKid) if self.directory.refresh_on_demand().await => {
+                self.verify(password, client_id, now)
+            }
+            Err(AuthFailure::UnknownTenant) if self.directory.next_refresh().await => {
                 self.verify(password, client_id, now)
             }
             result => result,
@@ -161,8 +167,10 @@ pub fn verify_with(
     if starts.is_some_and(|t| t > now.saturating_add(LEEWAY_SECONDS)) {
         return Err(AuthFailure::NotYetValid);
     }
-    if directory.tenants.get(&claims.tnt) != Some(&TenantStatus::Active) {
-        return Err(AuthFailure::TenantInactive);
+    match directory.tenants.get(&claims.tnt) {
+        Some(TenantStatus::Active) => {}
+        Some(TenantStatus::Suspended) => return Err(AuthFailure::TenantInactive),
+        None => return Err(AuthFailure::UnknownTenant),
     }
     if directory.revoked_jtis.contains(&claims.jti) {
         return Err(AuthFailure::Revoked);
