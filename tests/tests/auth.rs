@@ -84,10 +84,38 @@ async fn connect_raw(
     client_id: &str,
     password: Option<&str>,
 ) -> (RawClient, ConnAck) {
+    RawClient::connect_with(server.mqtt, with_password(version, client_id, password)).await
+}
+
+/// A clean CONNECT with `password` (and a username, which is ignored).
+fn with_password(
+    version: ProtocolVersion,
+    client_id: &str,
+    password: Option<&str>,
+) -> aerie_proto::Connect {
     let mut c = connect_packet(version, client_id, true);
     c.username = password.map(|_| "anyone".into());
     c.password = password.map(|p| bytes::Bytes::copy_from_slice(p.as_bytes()));
-    RawClient::connect_with(server.mqtt, c).await
+    c
+}
+
+/// Connects with `token` until the CONNACK says `want`; fails if that takes
+/// more than 1.5 s (the directory reloads every second).
+async fn wait_for_connack(server: &Server, token: &str, want: ReasonCode) {
+    let since = Instant::now();
+    loop {
+        let (_c, ack) = connect_raw(server, ProtocolVersion::V5, "dev", Some(token)).await;
+        if ack.reason == want {
+            return;
+        }
+        assert!(
+            since.elapsed() < Duration::from_millis(1500),
+            "still {:?} after {:?}",
+            ack.reason,
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Asserts a refusal with `reason` that says nothing else, and the close.
@@ -112,9 +140,7 @@ async fn assert_refused(
 /// The exact 3.1.1 CONNACK bytes for a CONNECT with `password`.
 async fn v311_connack_bytes(server: &Server, password: Option<&str>) -> [u8; 4] {
     let mut s = tokio::net::TcpStream::connect(server.mqtt).await.unwrap();
-    let mut c = connect_packet(ProtocolVersion::V311, "raw3", true);
-    c.username = password.map(|_| "anyone".into());
-    c.password = password.map(|p| bytes::Bytes::copy_from_slice(p.as_bytes()));
+    let c = with_password(ProtocolVersion::V311, "raw3", password);
     let mut buf = bytes::BytesMut::new();
     encode(
         &Packet::Connect(Box::new(c)),
@@ -343,20 +369,7 @@ async fn a_revoked_token_is_refused_for_new_connections_within_a_second_and_a_ha
             None,
         )
         .expect(204);
-    let revoked_at = Instant::now();
-    loop {
-        let (_c, ack) = connect_raw(&server, ProtocolVersion::V5, "dev", Some(&token)).await;
-        if ack.reason == ReasonCode::NOT_AUTHORIZED {
-            break;
-        }
-        assert_eq!(ack.reason, ReasonCode::SUCCESS);
-        assert!(
-            revoked_at.elapsed() < Duration::from_millis(1500),
-            "still accepted {:?} after the revocation",
-            revoked_at.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_connack(&server, &token, ReasonCode::NOT_AUTHORIZED).await;
     assert_eq!(
         v311_connack_bytes(&server, Some(&token)).await,
         [0x20, 0x02, 0x00, 0x05]
@@ -384,30 +397,11 @@ async fn a_suspended_tenant_cannot_connect_and_can_again_once_resumed() {
             .expect(200);
     };
     admin("suspend");
-    // Within the directory's refresh (about a second).
-    let deadline = Instant::now() + Duration::from_millis(1500);
-    while connect_raw(&server, ProtocolVersion::V5, "dev", Some(&token))
-        .await
-        .1
-        .reason
-        != ReasonCode::NOT_AUTHORIZED
-    {
-        assert!(
-            Instant::now() < deadline,
-            "still accepted after the suspension"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(server.wait_metric(FAILURES, "reason=\"tenant_inactive\"", 1.0) >= 1.0);
+    wait_for_connack(&server, &token, ReasonCode::NOT_AUTHORIZED).await;
+    assert_eq!(
+        server.wait_metric(FAILURES, "reason=\"tenant_inactive\"", 1.0),
+        1.0
+    );
     admin("resume");
-    let deadline = Instant::now() + Duration::from_millis(1500);
-    while connect_raw(&server, ProtocolVersion::V5, "dev", Some(&token))
-        .await
-        .1
-        .reason
-        != ReasonCode::SUCCESS
-    {
-        assert!(Instant::now() < deadline, "still refused after resuming");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_connack(&server, &token, ReasonCode::SUCCESS).await;
 }
