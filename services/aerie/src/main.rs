@@ -5,6 +5,7 @@
 
 mod cli;
 mod cmd;
+mod directory;
 mod http;
 mod serve;
 mod telemetry;

@@ -1,18 +1,24 @@
 //! `aerie serve`: every listener of the embedded shape in one process.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aerie_control::api::admin::AdminToken;
 use aerie_control::keys::Kek;
 use aerie_control::{AppState, Endpoints};
 use aerie_core::{Broker, CoreConfig};
+use aerie_gateway::auth::{DirectoryCache, Verifier};
 use aerie_gateway::connection::Transport;
 use aerie_gateway::{Gateway, GatewayConfig};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::cli::{AuthRateArgs, ControlArgs, KeysArgs, ServeArgs, embedded_control_db};
+use crate::directory::ControlDirectory;
+
+/// How often the gateway reloads its token directory from the control plane.
+const DIRECTORY_REFRESH: Duration = Duration::from_secs(1);
 
 /// Binds `addr`, or fails with one line naming the flag that changes it.
 async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
@@ -95,10 +101,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let broker = Broker::with_store(core, store.clone());
     broker.restore(loaded);
     tracing::info!(sessions, retained, data_dir = %args.data_dir.display(), "store loaded");
+    // Tokens are verified against a snapshot of the control plane's keys,
+    // revocations and tenant statuses, reloaded every second: a revocation
+    // or suspension applies to new connections within about a second.
+    let directory = DirectoryCache::load(Arc::new(ControlDirectory(control.clone())))
+        .await
+        .context("cannot load the token directory")?;
+    directory.spawn_refresh(DIRECTORY_REFRESH);
+    let verifier = Arc::new(Verifier::new(control.issuer(), directory));
     let gateway = Gateway::new(
         broker,
         GatewayConfig {
             allow_anonymous: args.allow_anonymous,
+            verifier: Some(verifier),
             max_packet_size: args.max_packet_size,
             max_keep_alive: args.max_keep_alive,
             receive_maximum: args.receive_maximum,

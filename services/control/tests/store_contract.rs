@@ -53,6 +53,7 @@ contract!(
     token_minted_before_rotation_verifies_after_it_and_new_ones_use_the_new_kid,
     issued_token_is_revoked_once_and_only_in_its_tenant,
     deleting_a_tenant_deletes_its_issued_tokens,
+    revoked_tokens_are_listed_until_they_expire,
     api_keys_list_oldest_first_even_when_fractions_differ_in_length,
     limits_and_status_change_only_their_tenant,
     all_tenants_lists_every_account_oldest_first,
@@ -422,6 +423,47 @@ async fn issued_token_is_revoked_once_and_only_in_its_tenant(store: Store, _url:
     assert_eq!(revoked.tenant_id, t.id);
     assert_eq!(revoked.expires_at, issued.expires_at);
     assert_eq!(revoked.revoked_at, now);
+}
+
+async fn revoked_tokens_are_listed_until_they_expire(store: Store, _url: &str) {
+    let (_, t) = owner_with_tenant(&store, "revlist001").await;
+    let now = store::now();
+    for (jti, ttl) in [("jti-short", 10), ("jti-long", 3600), ("jti-kept", 3600)] {
+        store
+            .insert_issued_token(&IssuedToken {
+                jti: jti.to_owned(),
+                tenant_id: t.id.clone(),
+                subject: "dev".to_owned(),
+                issued_at: now,
+                expires_at: now + time::Duration::seconds(ttl),
+            })
+            .await
+            .unwrap();
+    }
+    assert!(
+        store
+            .revoked_tokens_unexpired(now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.revoke_token(&t.id, "jti-short", now).await.unwrap());
+    assert!(store.revoke_token(&t.id, "jti-long", now).await.unwrap());
+    let jtis = |rows: Vec<store::RevokedToken>| {
+        let mut v: Vec<String> = rows.into_iter().map(|r| r.jti).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        jtis(store.revoked_tokens_unexpired(now).await.unwrap()),
+        ["jti-long", "jti-short"]
+    );
+    // Past its expiry a revoked token no longer needs refusing.
+    let later = now + time::Duration::seconds(10);
+    assert_eq!(
+        jtis(store.revoked_tokens_unexpired(later).await.unwrap()),
+        ["jti-long"]
+    );
 }
 
 async fn deleting_a_tenant_deletes_its_issued_tokens(store: Store, _url: &str) {

@@ -1,12 +1,17 @@
 //! What a gateway announces to clients and enforces on them.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::auth::Verifier;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// Accept clients without credentials into [`GatewayConfig::anonymous_tenant`].
     pub allow_anonymous: bool,
     pub anonymous_tenant: String,
+    /// Verifies the CONNECT password as a token (JWT); `None`: no tokens.
+    pub verifier: Option<Arc<Verifier>>,
     /// Largest packet a client may send us (announced in CONNACK).
     pub max_packet_size: u32,
     /// QoS 1/2 PUBLISHes a client may have unacknowledged towards us.
@@ -31,6 +36,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             allow_anonymous: false,
             anonymous_tenant: "local".to_owned(),
+            verifier: None,
             max_packet_size: 1024 * 1024,
             receive_maximum: 1024,
             topic_alias_maximum: 64,

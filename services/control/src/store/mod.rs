@@ -242,6 +242,9 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     async fn all_tenants(&self) -> StoreResult<Vec<Tenant>>;
     /// Sets the tenant's status (`active`, `suspended`); `false` if there is no such tenant.
     async fn set_tenant_status(&self, id: &str, status: &str) -> StoreResult<bool>;
+    /// Every revoked token that expires after `now` (what gateways must refuse).
+    async fn revoked_tokens_unexpired(&self, now: OffsetDateTime)
+    -> StoreResult<Vec<RevokedToken>>;
 }
 
 /// A migration that [`open_migrated`] applied.
@@ -796,6 +799,19 @@ macro_rules! sql_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn revoked_tokens_unexpired(
+                &self,
+                now: time::OffsetDateTime,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::RevokedToken>> {
+                let rows: Vec<$crate::store::RevokedToken> = sqlx::query_as(
+                    "SELECT jti, tenant_id, expires_at, revoked_at FROM revoked_tokens",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                // Compared in Rust: SQLite keeps times as text.
+                Ok(rows.into_iter().filter(|r| r.expires_at > now).collect())
             }
         }
     };

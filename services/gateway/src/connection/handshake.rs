@@ -6,6 +6,7 @@ use std::sync::Arc;
 use aerie_core::{Attachment, Broker, Tenant};
 use aerie_proto::{ByteString, ConnAck, ConnAckProperties, Connect, ProtocolVersion, ReasonCode};
 
+use crate::auth::Admission;
 use crate::config::GatewayConfig;
 
 /// What the handshake settled for the rest of the connection.
@@ -46,11 +47,17 @@ pub(crate) async fn accept(
         return Err(Refused(ReasonCode::PAYLOAD_FORMAT_INVALID));
     }
 
-    // Credentials: until tokens exist, anonymous clients join one local tenant.
-    if !config.allow_anonymous {
-        return Err(Refused(ReasonCode::NOT_AUTHORIZED));
-    }
-    let tenant = broker.tenant(&config.anonymous_tenant);
+    // Credentials: a token names the tenant; anonymous clients join one local tenant.
+    let grant = match crate::auth::admit(connect, config).await {
+        Ok(Admission::Token(grant)) => Some(grant),
+        Ok(Admission::Anonymous) => None,
+        Err(failure) => return Err(Refused(failure.reason_code())),
+    };
+    let tenant = broker.tenant(
+        grant
+            .as_ref()
+            .map_or(&config.anonymous_tenant, |g| &g.tenant_id),
+    );
 
     let mut connack_props = ConnAckProperties::default();
     let client_id: ByteString = if connect.client_id.is_empty() {
@@ -58,7 +65,11 @@ pub(crate) async fn accept(
             // MQTT 3.1.1 §3.1.3.1: a zero-byte id needs CleanSession = 1.
             return Err(Refused(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
         }
-        let assigned: ByteString = format!("aerie-{:016x}", rand::random::<u64>()).into();
+        // A token bound to a client id gives that one.
+        let assigned: ByteString = match grant.as_ref().and_then(|g| g.client_id.clone()) {
+            Some(bound) => bound.into(),
+            None => format!("aerie-{:016x}", rand::random::<u64>()).into(),
+        };
         connack_props.assigned_client_identifier = Some(assigned.clone());
         assigned
     } else {

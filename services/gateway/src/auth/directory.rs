@@ -1,0 +1,181 @@
+//! The verification directory: an immutable snapshot, swapped whole.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use tokio::sync::watch;
+
+/// A public key that verifies tokens, and the one algorithm it verifies.
+#[derive(Clone)]
+pub struct VerifyingKey {
+    pub key: DecodingKey,
+    pub algorithm: Algorithm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+}
+
+/// Everything token verification reads, as of one load.
+#[derive(Clone, Default)]
+pub struct Directory {
+    /// By `kid`.
+    pub keys: HashMap<String, VerifyingKey>,
+    /// Revoked and not yet expired.
+    pub revoked_jtis: HashSet<String>,
+    /// A tenant that is not here does not exist (any more).
+    pub tenants: HashMap<String, TenantStatus>,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory")
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .field("revoked_jtis", &self.revoked_jtis.len())
+            .field("tenants", &self.tenants.len())
+            .finish()
+    }
+}
+
+impl Directory {
+    /// Adds the EdDSA (OKP) keys of `set` that carry a `kid`; every other key
+    /// is skipped (never turned into an HMAC secret or anything else).
+    pub fn add_jwks(&mut self, set: &JwkSet) {
+        for jwk in &set.keys {
+            let (Some(kid), AlgorithmParameters::OctetKeyPair(okp)) =
+                (&jwk.common.key_id, &jwk.algorithm)
+            else {
+                continue;
+            };
+            if !matches!(jwk.common.key_algorithm, None | Some(KeyAlgorithm::EdDSA)) {
+                continue;
+            }
+            match DecodingKey::from_ed_components(&okp.x) {
+                Ok(key) => {
+                    self.keys.insert(
+                        kid.clone(),
+                        VerifyingKey {
+                            key,
+                            algorithm: Algorithm::EdDSA,
+                        },
+                    );
+                }
+                Err(e) => tracing::warn!(%kid, error = %e, "skipping a JWK that does not parse"),
+            }
+        }
+    }
+}
+
+/// Where directories come from. `aerie serve` reads the control plane's
+/// store in-process; a scale-out gateway can implement this over NATS KV.
+#[async_trait::async_trait]
+pub trait DirectorySource: Send + Sync {
+    async fn load(&self) -> anyhow::Result<Directory>;
+}
+
+/// The current [`Directory`], published through a `watch` channel, and the
+/// source it is refreshed from.
+pub struct DirectoryCache {
+    source: Arc<dyn DirectorySource>,
+    current: watch::Sender<Arc<Directory>>,
+    /// When an on-demand refresh (an unknown `kid`) last ran.
+    last_on_demand: Mutex<Option<Instant>>,
+    /// The period of [`DirectoryCache::spawn_refresh`], once started.
+    period: Mutex<Option<Duration>>,
+}
+
+/// On-demand refreshes (unknown `kid`) run at most this often.
+pub const ON_DEMAND_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+impl DirectoryCache {
+    /// Loads the first directory; fails if the source does.
+    pub async fn load(source: Arc<dyn DirectorySource>) -> anyhow::Result<Arc<DirectoryCache>> {
+        let first = source.load().await?;
+        Ok(Arc::new(DirectoryCache::new(source, first)))
+    }
+
+    /// A cache that starts with `first`.
+    pub fn new(source: Arc<dyn DirectorySource>, first: Directory) -> DirectoryCache {
+        DirectoryCache {
+            source,
+            current: watch::Sender::new(Arc::new(first)),
+            last_on_demand: Mutex::new(None),
+            period: Mutex::new(None),
+        }
+    }
+
+    /// The directory as of the last successful load.
+    pub fn snapshot(&self) -> Arc<Directory> {
+        self.current.borrow().clone()
+    }
+
+    /// Follows every new snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Directory>> {
+        self.current.subscribe()
+    }
+
+    /// Loads from the source now; on failure the old snapshot stays.
+    pub async fn refresh(&self) -> anyhow::Result<()> {
+        let next = self.source.load().await?;
+        self.current.send_replace(Arc::new(next));
+        Ok(())
+    }
+
+    /// [`DirectoryCache::refresh`], unless one ran on demand less than
+    /// [`ON_DEMAND_REFRESH_INTERVAL`] ago. Returns whether it refreshed.
+    pub async fn refresh_on_demand(&self) -> bool {
+        {
+            let mut last = self.last_on_demand.lock().expect("not poisoned");
+            if last.is_some_and(|t| t.elapsed() < ON_DEMAND_REFRESH_INTERVAL) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        match self.refresh().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot refresh the token directory");
+                false
+            }
+        }
+    }
+
+    /// Waits for the next periodic refresh (at most its period and a half);
+    /// without periodic refreshes, refreshes on demand. Returns whether a
+    /// newer directory is there.
+    pub async fn next_refresh(&self) -> bool {
+        let period = *self.period.lock().expect("not poisoned");
+        let Some(period) = period else {
+            return self.refresh_on_demand().await;
+        };
+        let mut next = self.current.subscribe();
+        matches!(
+            tokio::time::timeout(period + period / 2, next.changed()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Refreshes every `period` until the cache is dropped elsewhere
+    /// (the task holds only a weak reference).
+    pub fn spawn_refresh(self: &Arc<Self>, period: Duration) -> tokio::task::JoinHandle<()> {
+        *self.period.lock().expect("not poisoned") = Some(period);
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(cache) = weak.upgrade() else { return };
+                if let Err(e) = cache.refresh().await {
+                    tracing::warn!(error = %e, "cannot refresh the token directory; keeping the last one");
+                }
+            }
+        })
+    }
+}

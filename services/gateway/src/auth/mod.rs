@@ -1,0 +1,148 @@
+//! CONNECT authentication: the JWT in the password field.
+//!
+//! - `directory`: what verification needs to know (signing keys by `kid`,
+//!   revoked `jti`s, tenant statuses) as an immutable snapshot, refreshed from
+//!   a [`DirectorySource`] (in-process over the control plane's store in
+//!   `aerie serve`; a NATS KV watch can implement the same trait later);
+//! - `verifier`: checks a token against one snapshot, with no I/O.
+//!
+//! A refused client learns only the CONNACK code (0x86/0x87, or 4/5 in
+//! 3.1.1); the reason goes to `aerie_auth_failures_total{reason}` and the log.
+
+mod directory;
+mod verifier;
+
+#[cfg(test)]
+mod tests;
+
+pub use directory::{Directory, DirectoryCache, DirectorySource, TenantStatus, VerifyingKey};
+pub use verifier::{ALLOWED_ALGORITHMS, LEEWAY_SECONDS, Verifier};
+
+use aerie_proto::{Connect, ReasonCode};
+use serde::Deserialize;
+
+use crate::config::GatewayConfig;
+
+/// Counted by reason on every refused authentication.
+pub const AUTH_FAILURES_TOTAL: &str = "aerie_auth_failures_total";
+
+/// The `acl` claim, carried for enforcement (not enforced here).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Acl {
+    #[serde(rename = "pub", default)]
+    pub publish: Vec<String>,
+    #[serde(rename = "sub", default)]
+    pub subscribe: Vec<String>,
+}
+
+/// What a verified token grants its client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub tenant_id: String,
+    pub sub: String,
+    pub jti: String,
+    /// Unix seconds.
+    pub exp: i64,
+    /// The only client id the token may connect with, if it names one.
+    pub client_id: Option<String>,
+    pub acl: Option<Acl>,
+}
+
+/// Why a CONNECT was not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// Not a JWT, or a claim missing or of the wrong type.
+    Malformed,
+    BadSignature,
+    /// No key with the token's `kid`, even after a refresh.
+    UnknownKid,
+    /// `alg` is not on the allow-list (`none`, HS*, RS*, ...).
+    AlgNotAllowed,
+    Expired,
+    /// `nbf` or `iat` further in the future than the leeway.
+    NotYetValid,
+    WrongAudience,
+    WrongIssuer,
+    Revoked,
+    /// The tenant is suspended.
+    TenantInactive,
+    /// The tenant does not exist (deleted, or too new for the directory
+    /// even after waiting for its next refresh).
+    UnknownTenant,
+    /// The token names a client id other than the CONNECT's.
+    ClientIdMismatch,
+    /// No password, and anonymous access is off.
+    NoCredentials,
+}
+
+impl AuthFailure {
+    /// The `reason` label of [`AUTH_FAILURES_TOTAL`].
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthFailure::Malformed => "malformed",
+            AuthFailure::BadSignature => "bad_signature",
+            AuthFailure::UnknownKid => "unknown_kid",
+            AuthFailure::AlgNotAllowed => "alg_not_allowed",
+            AuthFailure::Expired => "expired",
+            AuthFailure::NotYetValid => "not_yet_valid",
+            AuthFailure::WrongAudience => "wrong_audience",
+            AuthFailure::WrongIssuer => "wrong_issuer",
+            AuthFailure::Revoked => "revoked",
+            AuthFailure::TenantInactive => "tenant_inactive",
+            AuthFailure::UnknownTenant => "unknown_tenant",
+            AuthFailure::ClientIdMismatch => "client_id_mismatch",
+            AuthFailure::NoCredentials => "no_credentials",
+        }
+    }
+
+    /// The CONNACK reason: a bad token is "bad user name or password" (0x86,
+    /// 3.1.1 code 4); a good token that may not connect, or none at all, is
+    /// "not authorized" (0x87, 3.1.1 code 5).
+    pub fn reason_code(self) -> ReasonCode {
+        match self {
+            AuthFailure::Revoked
+            | AuthFailure::TenantInactive
+            | AuthFailure::UnknownTenant
+            | AuthFailure::ClientIdMismatch
+            | AuthFailure::NoCredentials => ReasonCode::NOT_AUTHORIZED,
+            _ => ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+        }
+    }
+}
+
+/// Who a CONNECT is, once authenticated.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// No token, and anonymous access is on: the anonymous tenant.
+    Anonymous,
+    Token(Grant),
+}
+
+/// Authenticates `connect`: its password is verified as a token when a
+/// verifier is configured; without one (or without a password) only
+/// `allow_anonymous` lets it in. Failures are counted and logged here.
+pub(crate) async fn admit(
+    connect: &Connect,
+    config: &GatewayConfig,
+) -> Result<Admission, AuthFailure> {
+    let password = connect.password.as_deref().filter(|p| !p.is_empty());
+    let result = match (password, &config.verifier) {
+        (Some(password), Some(verifier)) => verifier
+            .authenticate(password, &connect.client_id, unix_now())
+            .await
+            .map(Admission::Token),
+        _ if config.allow_anonymous => Ok(Admission::Anonymous),
+        _ => Err(AuthFailure::NoCredentials),
+    };
+    if let Err(failure) = result {
+        metrics::counter!(AUTH_FAILURES_TOTAL, "reason" => failure.label()).increment(1);
+        tracing::info!(reason = failure.label(), "CONNECT not authenticated");
+    }
+    result
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
