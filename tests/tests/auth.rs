@@ -405,3 +405,108 @@ async fn a_suspended_tenant_cannot_connect_and_can_again_once_resumed() {
     admin("resume");
     wait_for_connack(&server, &token, ReasonCode::SUCCESS).await;
 }
+
+#[tokio::test]
+async fn a_restricted_token_publishes_and_subscribes_only_inside_its_acl() {
+    use aerie_proto::QoS;
+    let server = closed_server();
+    let plant = tenant(&server, "acl@example.com");
+    let (watcher_token, _) = mint(&server, &plant, json!({}));
+    let (device_token, _) = mint(
+        &server,
+        &plant,
+        json!({"client_id": "dev-1", "pub": ["sensors/${client_id}/#"], "sub": ["cmd/${client_id}/#"]}),
+    );
+    // An unrestricted client of the same tenant sees everything that is routed.
+    let (mut watcher, ack) = connect_raw(
+        &server,
+        ProtocolVersion::V5,
+        "watcher",
+        Some(&watcher_token),
+    )
+    .await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    watcher.subscribe(1, "#", QoS::AtMostOnce).await;
+
+    let (mut device, ack) =
+        connect_raw(&server, ProtocolVersion::V5, "dev-1", Some(&device_token)).await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    // Publish: inside the ACL routed, outside refused with 0x87 and not routed.
+    let ok = device
+        .publish_acked("sensors/dev-1/temp", b"21", QoS::AtLeastOnce, false, 1)
+        .await;
+    assert_eq!(ok, ReasonCode::SUCCESS);
+    assert_eq!(&watcher.recv_publish().await.payload[..], b"21");
+    for (topic, qos, id) in [
+        ("sensors/dev-2/temp", QoS::AtLeastOnce, 2),
+        ("cmd/dev-1/x", QoS::ExactlyOnce, 3),
+    ] {
+        let refused = device.publish_acked(topic, b"no", qos, false, id).await;
+        assert_eq!(refused, ReasonCode::NOT_AUTHORIZED, "{topic}");
+    }
+    // A retained message is a publish like any other.
+    let refused = device
+        .publish_acked("status/dev-1", b"up", QoS::AtLeastOnce, true, 4)
+        .await;
+    assert_eq!(refused, ReasonCode::NOT_AUTHORIZED);
+    watcher.expect_silence(Duration::from_millis(300)).await;
+
+    // Subscribe: each filter on its own, 0x87 outside the ACL.
+    let ack = device.subscribe(5, "cmd/dev-1/#", QoS::AtLeastOnce).await;
+    assert_eq!(ack.reasons, [ReasonCode::GRANTED_QOS_1]);
+    for filter in ["#", "cmd/+/reboot", "$share/g/cmd/#"] {
+        let ack = device.subscribe(6, filter, QoS::AtLeastOnce).await;
+        assert_eq!(ack.reasons, [ReasonCode::NOT_AUTHORIZED], "{filter}");
+    }
+    assert_eq!(server.metric("aerie_acl_denied_total", "publish"), 3.0);
+    assert_eq!(server.metric("aerie_acl_denied_total", "subscribe"), 3.0);
+
+    // 3.1.1 cannot say "not authorized" in a PUBACK: acknowledged, dropped,
+    // the connection stays up; SUBACK says 0x80.
+    let (mut old, ack) =
+        connect_raw(&server, ProtocolVersion::V311, "dev-1", Some(&device_token)).await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    let acked = old
+        .publish_acked("elsewhere", b"no", QoS::AtLeastOnce, false, 7)
+        .await;
+    assert_eq!(acked, ReasonCode::SUCCESS);
+    let acked = old
+        .publish_acked("elsewhere", b"no", QoS::ExactlyOnce, false, 8)
+        .await;
+    assert_eq!(acked, ReasonCode::SUCCESS);
+    watcher.expect_silence(Duration::from_millis(300)).await;
+    let ack = old.subscribe(9, "#", QoS::AtMostOnce).await;
+    assert_eq!(ack.reasons, [ReasonCode::UNSPECIFIED_ERROR]);
+    let ok = old
+        .publish_acked("sensors/dev-1/hum", b"40", QoS::AtLeastOnce, false, 10)
+        .await;
+    assert_eq!(ok, ReasonCode::SUCCESS);
+    assert_eq!(&watcher.recv_publish().await.payload[..], b"40");
+}
+
+#[tokio::test]
+async fn a_will_outside_the_acl_is_refused_at_connect() {
+    let server = closed_server();
+    let plant = tenant(&server, "will@example.com");
+    let (token, _) = mint(
+        &server,
+        &plant,
+        json!({"client_id": "dev-1", "pub": ["sensors/${client_id}/#"]}),
+    );
+    for (topic, want) in [
+        ("alarms/dev-1", ReasonCode::NOT_AUTHORIZED),
+        ("sensors/dev-1/gone", ReasonCode::SUCCESS),
+    ] {
+        let mut connect = with_password(ProtocolVersion::V5, "dev-1", Some(&token));
+        connect.will = Some(aerie_proto::Will {
+            topic: topic.into(),
+            payload: bytes::Bytes::from_static(b"bye"),
+            qos: aerie_proto::QoS::AtMostOnce,
+            retain: false,
+            properties: Default::default(),
+        });
+        let (_c, ack) = RawClient::connect_with(server.mqtt, connect).await;
+        assert_eq!(ack.reason, want, "{topic}");
+    }
+    assert_eq!(server.metric("aerie_acl_denied_total", "will"), 1.0);
+}

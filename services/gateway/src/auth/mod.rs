@@ -9,12 +9,14 @@
 //! A refused client learns only the CONNACK code (0x86/0x87, or 4/5 in
 //! 3.1.1); the reason goes to `aerie_auth_failures_total{reason}` and the log.
 
+mod acl;
 mod directory;
 mod verifier;
 
 #[cfg(test)]
 mod tests;
 
+pub use acl::Permissions;
 pub use directory::{Directory, DirectoryCache, DirectorySource, TenantStatus, VerifyingKey};
 pub use verifier::{ALLOWED_ALGORITHMS, LEEWAY_SECONDS, Verifier};
 
@@ -121,6 +123,10 @@ pub(crate) enum Admission {
 /// Authenticates `connect`: its password is verified as a token when a
 /// verifier is configured; without one (or without a password) only
 /// `allow_anonymous` lets it in. Failures are counted and logged here.
+/// PUBLISH, SUBSCRIBE and wills refused by a token's `acl`, by `action`
+/// (`publish`, `subscribe`, `will`).
+pub const ACL_DENIED_TOTAL: &str = "aerie_acl_denied_total";
+
 pub(crate) async fn admit(
     connect: &Connect,
     config: &GatewayConfig,

@@ -7,11 +7,14 @@ use aerie_core::{Attachment, Broker, Tenant};
 use aerie_proto::{ByteString, ConnAck, ConnAckProperties, Connect, ProtocolVersion, ReasonCode};
 
 use crate::auth::Admission;
+use crate::auth::Permissions;
 use crate::config::GatewayConfig;
 
 /// What the handshake settled for the rest of the connection.
 pub(crate) struct Accepted {
     pub tenant: Arc<Tenant>,
+    /// `None`: every topic of the tenant (no token, or a token without `acl`).
+    pub permissions: Option<Arc<Permissions>>,
     pub attachment: Attachment,
     pub connack: ConnAck,
     /// Seconds; 0 = no keep alive.
@@ -76,6 +79,19 @@ pub(crate) async fn accept(
         connect.client_id.clone()
     };
 
+    // A token's `acl` bounds what the client may publish and subscribe to;
+    // its will is a publish like any other.
+    let permissions = grant.as_ref().and_then(|g| {
+        let acl = g.acl.as_ref()?;
+        Some(Arc::new(Permissions::new(acl, &client_id, &g.sub)))
+    });
+    if let (Some(p), Some(will)) = (&permissions, &connect.will)
+        && !p.may_publish(&will.topic)
+    {
+        metrics::counter!(crate::auth::ACL_DENIED_TOTAL, "action" => "will").increment(1);
+        return Err(Refused(ReasonCode::NOT_AUTHORIZED));
+    }
+
     let requested_expiry = match connect.protocol {
         // 3.1.1: CleanSession = 0 means the session lives until a clean connect.
         ProtocolVersion::V311 if !connect.clean_start => u32::MAX,
@@ -123,6 +139,7 @@ pub(crate) async fn accept(
             properties: connack_props,
         },
         tenant,
+        permissions,
         attachment,
         keep_alive,
         session_expiry,

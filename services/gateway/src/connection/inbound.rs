@@ -135,6 +135,11 @@ impl Conn {
                 return Close::by_server(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, "receive_maximum");
             }
         }
+        if let Some(permissions) = &self.permissions
+            && !permissions.may_publish(&topic)
+        {
+            return self.deny_publish(&p);
+        }
         let now = Instant::now();
         let mut properties = p.properties;
         let expires_at = properties
@@ -201,6 +206,32 @@ impl Conn {
         }
     }
 
+    /// A PUBLISH the token's `acl` does not allow is not routed: v5 says so
+    /// in PUBACK/PUBREC (0x87); QoS 0 and 3.1.1, which cannot say it, are
+    /// acknowledged as usual and dropped (the connection stays up).
+    fn deny_publish(&mut self, p: &Publish) -> Flow {
+        metrics::counter!(crate::auth::ACL_DENIED_TOTAL, "action" => "publish").increment(1);
+        let reason = if self.version.is_v5() {
+            ReasonCode::NOT_AUTHORIZED
+        } else {
+            ReasonCode::SUCCESS
+        };
+        let packet_id = p.packet_id.unwrap_or(0);
+        match p.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.send_ack(Packet::PubAck, packet_id, reason),
+            QoS::ExactlyOnce if reason.is_error() => {
+                self.send_ack(Packet::PubRec, packet_id, reason)
+            }
+            QoS::ExactlyOnce => {
+                // 3.1.1 goes on with PUBREL: remember the id so PUBCOMP follows.
+                self.flight.inbound_qos2.insert(packet_id);
+                self.send_ack(Packet::PubRec, packet_id, reason);
+            }
+        }
+        Flow::Continue
+    }
+
     fn on_puback(&mut self, ack: PubResp) {
         let is_qos1 =
             |f: &OutFlight| matches!(f, OutFlight::Publish(d) if d.qos == QoS::AtLeastOnce);
@@ -251,6 +282,18 @@ impl Conn {
         let mut reasons = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
         for (filter, options) in &s.filters {
+            if let Some(permissions) = &self.permissions
+                && !permissions.may_subscribe(filter)
+            {
+                metrics::counter!(crate::auth::ACL_DENIED_TOTAL, "action" => "subscribe")
+                    .increment(1);
+                reasons.push(if v5 {
+                    ReasonCode::NOT_AUTHORIZED
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
+                continue;
+            }
             let spec = SubscriptionSpec {
                 options: *options,
                 id,

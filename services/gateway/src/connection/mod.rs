@@ -85,6 +85,8 @@ impl Close {
 pub(crate) struct Conn {
     pub version: ProtocolVersion,
     pub tenant: Arc<Tenant>,
+    /// What the token lets the client publish and subscribe to (`None`: all).
+    pub permissions: Option<Arc<crate::auth::Permissions>>,
     pub session: Arc<Session>,
     pub id: u64,
     pub flight: FlightState,
@@ -250,6 +252,7 @@ where
     let mut conn = Conn {
         version,
         tenant: accepted.tenant,
+        permissions: accepted.permissions,
         session: accepted.attachment.session,
         id,
         flight: accepted.attachment.flight,
