@@ -275,7 +275,8 @@ where
             tracing::field::display(&conn.session.client_id),
         )
         .record("tenant", tracing::field::display(&conn.tenant.id));
-    tracing::debug!(client_id = %conn.session.client_id, tenant = %conn.tenant.id, "connected");
+    // client_id and tenant are fields of the enclosing span now.
+    tracing::debug!("connected");
 
     conn.resend_inflight();
     conn.pump();
