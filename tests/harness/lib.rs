@@ -6,6 +6,7 @@ pub mod http;
 pub mod otlp;
 pub mod raw;
 pub mod server;
+pub mod tenants;
 pub mod tls;
 pub mod v5client;
 pub mod ws;

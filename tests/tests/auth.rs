@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use aerie_e2e::raw::connect_packet;
+use aerie_e2e::tenants::{Tenant, mint, tenant, with_password};
 use aerie_e2e::v5client::{V3, V5, v3_options, v5_options};
 use aerie_e2e::{RawClient, Server, ServerOptions};
 use aerie_proto::{ConnAck, ConnAckProperties, Packet, ProtocolVersion, ReasonCode, encode};
@@ -22,61 +22,6 @@ fn closed_server() -> Server {
     ServerOptions::default().anonymous(false).start()
 }
 
-/// A tenant and an API key of it (sign-up → tenant → key).
-struct Tenant {
-    id: String,
-    api_key: String,
-}
-
-fn tenant(server: &Server, email: &str) -> Tenant {
-    let account = server
-        .api(
-            "POST",
-            "/v1/accounts",
-            None,
-            Some(&json!({"email": email, "password": "correct horse battery"})),
-        )
-        .expect(201);
-    let session = account["token"].as_str().unwrap();
-    let t = server
-        .api(
-            "POST",
-            "/v1/tenants",
-            Some(session),
-            Some(&json!({"name": "home"})),
-        )
-        .expect(201);
-    let id = t["id"].as_str().unwrap().to_owned();
-    let key = server
-        .api(
-            "POST",
-            &format!("/v1/tenants/{id}/api-keys"),
-            Some(session),
-            Some(&json!({"name": "ci"})),
-        )
-        .expect(201);
-    Tenant {
-        id,
-        api_key: key["key"].as_str().unwrap().to_owned(),
-    }
-}
-
-/// Mints a token as `body` asks; returns (token, jti).
-fn mint(server: &Server, tenant: &Tenant, body: Value) -> (String, String) {
-    let minted = server
-        .api(
-            "POST",
-            &format!("/v1/tenants/{}/tokens", tenant.id),
-            Some(&tenant.api_key),
-            Some(&body),
-        )
-        .expect(201);
-    (
-        minted["token"].as_str().unwrap().to_owned(),
-        minted["jti"].as_str().unwrap().to_owned(),
-    )
-}
-
 /// A raw CONNECT with `password` (and a username, which is ignored).
 async fn connect_raw(
     server: &Server,
@@ -85,18 +30,6 @@ async fn connect_raw(
     password: Option<&str>,
 ) -> (RawClient, ConnAck) {
     RawClient::connect_with(server.mqtt, with_password(version, client_id, password)).await
-}
-
-/// A clean CONNECT with `password` (and a username, which is ignored).
-fn with_password(
-    version: ProtocolVersion,
-    client_id: &str,
-    password: Option<&str>,
-) -> aerie_proto::Connect {
-    let mut c = connect_packet(version, client_id, true);
-    c.username = password.map(|_| "anyone".into());
-    c.password = password.map(|p| bytes::Bytes::copy_from_slice(p.as_bytes()));
-    c
 }
 
 /// Connects with `token` until the CONNACK says `want`; fails if that takes

@@ -103,7 +103,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(sessions, retained, data_dir = %args.data_dir.display(), "store loaded");
     // Tokens are verified against a snapshot of the control plane's keys,
     // revocations and tenant statuses, reloaded every second: a revocation
-    // or suspension applies to new connections within about a second.
+    // or suspension applies to new connections within about a second...
     let directory = DirectoryCache::load(Arc::new(ControlDirectory(control.clone())))
         .await
         .context("cannot load the token directory")?;
@@ -122,6 +122,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
     let shutdown = gateway.shutdown_token();
+    // ... and the same snapshot closes live connections it no longer allows.
+    gateway.spawn_enforcer();
 
     tracing::info!(addr = %mqtt.local_addr()?, "MQTT listening");
     tokio::spawn(gateway.clone().serve_tcp(mqtt));

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aerie_proto::ReasonCode;
 use parking_lot::RwLock;
 
 use crate::config::CoreConfig;
+use crate::session::Kick;
 use crate::store::{LoadedState, NullStore, Store};
 use crate::tenant::Tenant;
 
@@ -103,10 +103,10 @@ impl Broker {
     }
 
     /// Asks every connection of every tenant to close with `reason`.
-    pub fn kick_all(&self, reason: ReasonCode) {
+    pub fn kick_all(&self, kick: Kick) {
         let tenants: Vec<_> = self.inner.tenants.read().values().cloned().collect();
         for t in tenants {
-            t.kick_all(reason);
+            t.kick_all(kick);
         }
     }
 }

@@ -20,6 +20,6 @@ pub mod trie;
 pub use broker::Broker;
 pub use config::CoreConfig;
 pub use message::{Delivery, Message, SharedGroup};
-pub use session::{Enqueued, FlightState, OutFlight, Session, SubscriptionSpec};
+pub use session::{Enqueued, FlightState, Kick, OutFlight, Session, SubscriptionSpec};
 pub use store::{NullStore, Store, StoreOp, Ticket};
 pub use tenant::{Attachment, Published, Subscribed, Tenant, granted};

@@ -28,6 +28,27 @@ pub struct SubscriptionSpec {
     pub id: Option<u32>,
 }
 
+/// Why an attached connection is asked to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kick {
+    /// The v5 DISCONNECT reason code.
+    pub reason: ReasonCode,
+    /// A short snake_case cause: the disconnect metric's `why` label, and the
+    /// DISCONNECT's reason string.
+    pub why: &'static str,
+}
+
+impl Kick {
+    pub const TAKEN_OVER: Kick = Kick {
+        reason: ReasonCode::SESSION_TAKEN_OVER,
+        why: "taken_over",
+    };
+    pub const SERVER_SHUTTING_DOWN: Kick = Kick {
+        reason: ReasonCode::SERVER_SHUTTING_DOWN,
+        why: "server_shutdown",
+    };
+}
+
 /// A will waiting for its delay to pass (or its session to end).
 #[derive(Debug, Clone)]
 pub struct PendingWill {
@@ -44,8 +65,8 @@ pub(crate) struct SessionState {
     pub expiry_interval: u32,
     /// The id of the attached connection, if any.
     pub owner: Option<u64>,
-    /// Set to ask the attached connection to close with this reason.
-    pub kick: Option<ReasonCode>,
+    /// Set to ask the attached connection to close.
+    pub kick: Option<Kick>,
     /// Bumped by every attach; timers compare it to know whether they are stale.
     pub generation: u64,
     pub flight: FlightState,
@@ -275,18 +296,32 @@ impl Session {
         self.state.lock().queue.len()
     }
 
-    /// Asks the attached connection (if any) to close with `reason`.
-    pub fn kick(&self, reason: ReasonCode) {
+    /// Asks the attached connection (if any) to close.
+    pub fn kick(&self, kick: Kick) {
         let mut state = self.state.lock();
         if state.owner.is_some() {
-            state.kick = Some(reason);
+            state.kick = Some(kick);
             drop(state);
             self.wake.notify_one();
         }
     }
 
-    /// The reason the connection was asked to close, once.
-    pub fn take_kick(&self) -> Option<ReasonCode> {
+    /// Asks connection `connection_id` to close if it is still the attached
+    /// one (not a newer connection that took the session over). Returns
+    /// whether it was.
+    pub fn kick_connection(&self, connection_id: u64, kick: Kick) -> bool {
+        let mut state = self.state.lock();
+        if state.owner != Some(connection_id) {
+            return false;
+        }
+        state.kick = Some(kick);
+        drop(state);
+        self.wake.notify_one();
+        true
+    }
+
+    /// Why the connection was asked to close, once.
+    pub fn take_kick(&self) -> Option<Kick> {
         self.state.lock().kick.take()
     }
 

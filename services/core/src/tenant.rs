@@ -17,7 +17,7 @@ use crate::message::{Delivery, Message, SharedGroup};
 use crate::metrics as m;
 use crate::retained::{RetainChange, RetainedStore};
 use crate::session::{
-    Enqueued, FlightState, OutFlight, PendingWill, Session, SessionRef, SubscriptionSpec,
+    Enqueued, FlightState, Kick, OutFlight, PendingWill, Session, SessionRef, SubscriptionSpec,
 };
 use crate::store::{LoadedSession, Store, StoreOp, Ticket, unix_ms_now};
 use crate::trie::SubTrie;
@@ -358,7 +358,7 @@ impl Tenant {
                     let detached = session.detached.notified();
                     tokio::pin!(detached);
                     detached.as_mut().enable();
-                    session.kick(ReasonCode::SESSION_TAKEN_OVER);
+                    session.kick(Kick::TAKEN_OVER);
                     if session.state.lock().owner.is_some()
                         && tokio::time::timeout_at(deadline, detached).await.is_err()
                     {
@@ -680,10 +680,10 @@ impl Tenant {
     }
 
     /// Asks every attached connection to close (server shutdown, tenant suspended).
-    pub fn kick_all(&self, reason: ReasonCode) {
+    pub fn kick_all(&self, kick: Kick) {
         let sessions: Vec<_> = self.sessions.lock().values().cloned().collect();
         for s in sessions {
-            s.kick(reason);
+            s.kick(kick);
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod listener;
+pub mod registry;
 pub mod tls;
 pub mod ws;
 

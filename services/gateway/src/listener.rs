@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use crate::config::GatewayConfig;
 use crate::connection::{self, ConnContext, Transport};
+use crate::registry::Registry;
 
 /// Listeners share one of these: the broker, the config, the connection
 /// budget, and the shutdown signal.
@@ -32,6 +33,7 @@ impl Gateway {
             ctx: ConnContext {
                 broker,
                 config: Arc::new(config),
+                registry: Registry::new(),
                 shutdown: CancellationToken::new(),
             },
             permits,
@@ -41,6 +43,22 @@ impl Gateway {
 
     pub fn broker(&self) -> &Broker {
         &self.ctx.broker
+    }
+
+    /// The live connections, by tenant.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.ctx.registry
+    }
+
+    /// Closes connections whose token is revoked or whose tenant is
+    /// suspended or deleted, as the verifier's directory changes.
+    pub fn spawn_enforcer(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let verifier = self.ctx.config.verifier.as_ref()?;
+        Some(crate::auth::spawn_enforcer(
+            verifier.directory(),
+            self.ctx.registry.clone(),
+            self.ctx.shutdown.clone(),
+        ))
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {

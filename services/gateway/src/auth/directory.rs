@@ -43,6 +43,20 @@ impl std::fmt::Debug for Directory {
 }
 
 impl Directory {
+    /// Whether `other` says the same about keys, revocations and tenants
+    /// (a reload that changed nothing wakes nobody).
+    pub fn same_as(&self, other: &Directory) -> bool {
+        self.tenants == other.tenants
+            && self.revoked_jtis == other.revoked_jtis
+            && self.keys.len() == other.keys.len()
+            && self.keys.iter().all(|(kid, k)| {
+                other
+                    .keys
+                    .get(kid)
+                    .is_some_and(|o| o.algorithm == k.algorithm)
+            })
+    }
+
     /// Adds the EdDSA (OKP) keys of `set` that carry a `kid`; every other key
     /// is skipped (never turned into an HMAC secret or anything else).
     pub fn add_jwks(&mut self, set: &JwkSet) {
@@ -122,7 +136,13 @@ impl DirectoryCache {
     /// Loads from the source now; on failure the old snapshot stays.
     pub async fn refresh(&self) -> anyhow::Result<()> {
         let next = self.source.load().await?;
-        self.current.send_replace(Arc::new(next));
+        self.current.send_if_modified(|current| {
+            if current.same_as(&next) {
+                return false;
+            }
+            *current = Arc::new(next);
+            true
+        });
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 
 mod acl;
 mod directory;
+mod enforce;
 mod verifier;
 
 #[cfg(test)]
@@ -18,9 +19,13 @@ mod tests;
 
 pub use acl::Permissions;
 pub use directory::{Directory, DirectoryCache, DirectorySource, TenantStatus, VerifyingKey};
+pub use enforce::{
+    AUTH_DISCONNECTS_TOTAL, TENANT_DELETED, TENANT_SUSPENDED, TOKEN_EXPIRED, TOKEN_REVOKED,
+    enforce, spawn_enforcer,
+};
 pub use verifier::{ALLOWED_ALGORITHMS, LEEWAY_SECONDS, Verifier};
 
-use aerie_proto::{Connect, ReasonCode};
+use aerie_proto::ReasonCode;
 use serde::Deserialize;
 
 use crate::config::GatewayConfig;
@@ -120,21 +125,27 @@ pub(crate) enum Admission {
     Token(Grant),
 }
 
-/// Authenticates `connect`: its password is verified as a token when a
-/// verifier is configured; without one (or without a password) only
-/// `allow_anonymous` lets it in. Failures are counted and logged here.
 /// PUBLISH, SUBSCRIBE and wills refused by a token's `acl`, by `action`
 /// (`publish`, `subscribe`, `will`).
 pub const ACL_DENIED_TOTAL: &str = "aerie_acl_denied_total";
 
+/// The MQTT 5 authentication method whose data is a token; a client that
+/// connects with it may re-authenticate with an AUTH packet (reason 0x19).
+pub const JWT_AUTH_METHOD: &str = "JWT";
+
+/// Authenticates a CONNECT: its `token` (the password, or the JWT method's
+/// authentication data) is verified when a verifier is configured; without
+/// one (or without a token) only `allow_anonymous` lets it in. Failures are
+/// counted and logged here.
 pub(crate) async fn admit(
-    connect: &Connect,
+    token: Option<&[u8]>,
+    client_id: &str,
     config: &GatewayConfig,
 ) -> Result<Admission, AuthFailure> {
-    let password = connect.password.as_deref().filter(|p| !p.is_empty());
-    let result = match (password, &config.verifier) {
-        (Some(password), Some(verifier)) => verifier
-            .authenticate(password, &connect.client_id, unix_now())
+    let token = token.filter(|t| !t.is_empty());
+    let result = match (token, &config.verifier) {
+        (Some(token), Some(verifier)) => verifier
+            .authenticate(token, client_id, unix_now())
             .await
             .map(Admission::Token),
         _ if config.allow_anonymous => Ok(Admission::Anonymous),
@@ -147,7 +158,7 @@ pub(crate) async fn admit(
     result
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

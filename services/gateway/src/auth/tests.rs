@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use aerie_proto::{Connect, ConnectProperties, ProtocolVersion, ReasonCode};
+use aerie_proto::ReasonCode;
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
@@ -406,28 +406,17 @@ async fn a_tenant_newer_than_the_directory_waits_for_the_next_refresh() {
     );
 }
 
-fn connect(password: Option<&[u8]>) -> Connect {
-    Connect {
-        protocol: ProtocolVersion::V5,
-        clean_start: true,
-        keep_alive: 30,
-        client_id: "sensor-1".into(),
-        will: None,
-        username: None,
-        password: password.map(bytes::Bytes::copy_from_slice),
-        properties: ConnectProperties::default(),
-    }
-}
-
 #[tokio::test]
 async fn admission_without_a_token_depends_on_anonymous_access() {
     let closed = GatewayConfig::default();
     assert_eq!(
-        admit(&connect(None), &closed).await.unwrap_err(),
+        admit(None, "sensor-1", &closed).await.unwrap_err(),
         AuthFailure::NoCredentials
     );
     assert_eq!(
-        admit(&connect(Some(b"")), &closed).await.unwrap_err(),
+        admit(Some(&b""[..]), "sensor-1", &closed)
+            .await
+            .unwrap_err(),
         AuthFailure::NoCredentials
     );
     let open = GatewayConfig {
@@ -435,12 +424,12 @@ async fn admission_without_a_token_depends_on_anonymous_access() {
         ..GatewayConfig::default()
     };
     assert!(matches!(
-        admit(&connect(None), &open).await,
+        admit(None, "sensor-1", &open).await,
         Ok(Admission::Anonymous)
     ));
     // A password but no verifier: anonymous, as before tokens.
     assert!(matches!(
-        admit(&connect(Some(b"x")), &open).await,
+        admit(Some(&b"x"[..]), "sensor-1", &open).await,
         Ok(Admission::Anonymous)
     ));
     // With a verifier a bad token is refused even when anonymous is on.
@@ -457,13 +446,13 @@ async fn admission_without_a_token_depends_on_anonymous_access() {
         ..open
     };
     assert_eq!(
-        admit(&connect(Some(b"junk")), &verifying)
+        admit(Some(&b"junk"[..]), "sensor-1", &verifying)
             .await
             .unwrap_err(),
         AuthFailure::Malformed
     );
     assert!(matches!(
-        admit(&connect(None), &verifying).await,
+        admit(None, "sensor-1", &verifying).await,
         Ok(Admission::Anonymous)
     ));
 }

@@ -75,6 +75,11 @@ impl Verifier {
         }
     }
 
+    /// The directory tokens are checked against.
+    pub fn directory(&self) -> &Arc<DirectoryCache> {
+        &self.directory
+    }
+
     /// Verifies against the current snapshot only.
     pub fn verify(&self, password: &[u8], client_id: &str, now: i64) -> Result<Grant, AuthFailure> {
         verify_with(

@@ -9,12 +9,17 @@ use aerie_proto::{ByteString, ConnAck, ConnAckProperties, Connect, ProtocolVersi
 use crate::auth::Admission;
 use crate::auth::Permissions;
 use crate::config::GatewayConfig;
+use crate::registry::Credential;
 
 /// What the handshake settled for the rest of the connection.
 pub(crate) struct Accepted {
     pub tenant: Arc<Tenant>,
     /// `None`: every topic of the tenant (no token, or a token without `acl`).
     pub permissions: Option<Arc<Permissions>>,
+    /// The token's id and expiry (`None`: anonymous).
+    pub credential: Option<Credential>,
+    /// The client authenticated with method `JWT` and may re-authenticate.
+    pub jwt_auth_method: bool,
     pub attachment: Attachment,
     pub connack: ConnAck,
     /// Seconds; 0 = no keep alive.
@@ -38,10 +43,17 @@ pub(crate) async fn accept(
     let v5 = connect.protocol.is_v5();
     let props = &connect.properties;
 
-    if props.authentication_method.is_some() {
-        // Enhanced authentication is not offered (yet): MQTT 5 §4.12.
-        return Err(Refused(ReasonCode::BAD_AUTHENTICATION_METHOD));
-    }
+    // The token is the password, or (v5 enhanced authentication, method
+    // `JWT`, which allows re-authenticating later) the authentication data.
+    let token = match props.authentication_method.as_deref() {
+        None => connect.password.as_deref(),
+        Some(crate::auth::JWT_AUTH_METHOD) => props
+            .authentication_data
+            .as_deref()
+            .or(connect.password.as_deref()),
+        Some(_) => return Err(Refused(ReasonCode::BAD_AUTHENTICATION_METHOD)),
+    };
+    let jwt_auth_method = props.authentication_method.is_some();
     // The decoder has already refused an invalid will topic (0x90).
     if let Some(will) = &connect.will
         && will.properties.payload_format_indicator == Some(1)
@@ -51,7 +63,7 @@ pub(crate) async fn accept(
     }
 
     // Credentials: a token names the tenant; anonymous clients join one local tenant.
-    let grant = match crate::auth::admit(connect, config).await {
+    let grant = match crate::auth::admit(token, &connect.client_id, config).await {
         Ok(Admission::Token(grant)) => Some(grant),
         Ok(Admission::Anonymous) => None,
         Err(failure) => return Err(Refused(failure.reason_code())),
@@ -129,7 +141,14 @@ pub(crate) async fn accept(
         connack_props.wildcard_subscription_available = Some(1);
         connack_props.subscription_identifiers_available = Some(1);
         connack_props.shared_subscription_available = Some(1);
+        if jwt_auth_method {
+            connack_props.authentication_method = Some(crate::auth::JWT_AUTH_METHOD.into());
+        }
     }
+    let credential = grant.as_ref().map(|g| Credential {
+        jti: g.jti.clone(),
+        exp: g.exp,
+    });
 
     Ok(Accepted {
         connack: ConnAck {
@@ -140,6 +159,8 @@ pub(crate) async fn accept(
         },
         tenant,
         permissions,
+        credential,
+        jwt_auth_method,
         attachment,
         keep_alive,
         session_expiry,

@@ -54,10 +54,7 @@ impl Conn {
             }
             Packet::Disconnect(d) => self.on_disconnect(d),
             Packet::Connect(_) => Close::by_server(ReasonCode::PROTOCOL_ERROR, "second_connect"),
-            Packet::Auth(_) => {
-                // No authentication method was agreed at CONNECT (§4.12).
-                Close::by_server(ReasonCode::PROTOCOL_ERROR, "unexpected_auth")
-            }
+            Packet::Auth(auth) => self.on_auth(auth),
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
                 Close::by_server(ReasonCode::PROTOCOL_ERROR, "server_packet_from_client")
             }

@@ -10,6 +10,7 @@ mod handshake;
 mod inbound;
 mod outbound;
 mod outbox;
+mod reauth;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::GatewayConfig;
+use crate::registry::{LiveConnection, NewConnection, Registry};
 use aliases::{InboundAliases, OutboundAliases};
 use outbox::Outbox;
 
@@ -51,6 +53,7 @@ impl Transport {
 pub struct ConnContext {
     pub broker: Broker,
     pub config: Arc<GatewayConfig>,
+    pub registry: Arc<Registry>,
     pub shutdown: CancellationToken,
 }
 
@@ -67,7 +70,7 @@ pub(crate) struct Close {
     pub disconnect: Option<ReasonCode>,
     /// Whether the will is published (everything but a normal DISCONNECT).
     pub publish_will: bool,
-    /// Why, for the log and the metric.
+    /// Why, for the log and the metric, and the v5 DISCONNECT's reason string.
     pub why: &'static str,
 }
 
@@ -87,6 +90,12 @@ pub(crate) struct Conn {
     pub tenant: Arc<Tenant>,
     /// What the token lets the client publish and subscribe to (`None`: all).
     pub permissions: Option<Arc<crate::auth::Permissions>>,
+    /// This connection in the registry (its token's id and expiry live there).
+    pub live: Arc<LiveConnection>,
+    /// The client authenticated with method `JWT`: it may re-authenticate.
+    pub jwt_auth_method: bool,
+    /// Set when a re-authentication moved the token's expiry.
+    pub token_renewed: bool,
     pub session: Arc<Session>,
     pub id: u64,
     pub flight: FlightState,
@@ -116,7 +125,7 @@ where
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut inbuf = BytesMut::with_capacity(512);
-    let result = serve(&mut rd, &mut wr, &mut inbuf, &ctx).await;
+    let result = serve(&mut rd, &mut wr, &mut inbuf, transport, &ctx).await;
     if let Err(e) = result {
         tracing::debug!(error = %e, transport = transport.as_str(), "connection ended with an I/O error");
     }
@@ -197,6 +206,7 @@ async fn serve<R, W>(
     rd: &mut R,
     wr: &mut W,
     inbuf: &mut BytesMut,
+    transport: Transport,
     ctx: &ConnContext,
 ) -> std::io::Result<()>
 where
@@ -249,10 +259,20 @@ where
     let mut out = Outbox::new(version);
     out.max_packet_size = accepted.client_max_packet_size;
     let _ = out.push(&Packet::ConnAck(accepted.connack.clone()));
+    let registration = ctx.registry.register(NewConnection {
+        connection_id: id,
+        protocol: version,
+        transport,
+        session: accepted.attachment.session.clone(),
+        credential: accepted.credential,
+    });
     let mut conn = Conn {
         version,
         tenant: accepted.tenant,
         permissions: accepted.permissions,
+        live: registration.live().clone(),
+        jwt_auth_method: accepted.jwt_auth_method,
+        token_renewed: false,
         session: accepted.attachment.session,
         id,
         flight: accepted.attachment.flight,
@@ -298,10 +318,20 @@ where
     };
     metrics::counter!(m::DISCONNECTS_TOTAL, "why" => close.why).increment(1);
     if let (Some(reason), true) = (close.disconnect, version.is_v5()) {
-        let _ = conn.out.push(&Packet::Disconnect(Disconnect {
+        let mut disconnect = Disconnect {
             reason,
             ..Disconnect::default()
-        }));
+        };
+        disconnect.properties.reason_string = Some(close.why.into());
+        if conn
+            .out
+            .push(&Packet::Disconnect(disconnect.clone()))
+            .is_err()
+        {
+            // Larger than the client's maximum packet size: without the string.
+            disconnect.properties.reason_string = None;
+            let _ = conn.out.push(&Packet::Disconnect(disconnect));
+        }
     }
     let _ = flush(wr, &mut conn.out).await;
     let will = if close.publish_will {
@@ -316,6 +346,7 @@ where
         std::mem::take(&mut conn.flight),
         will,
     );
+    drop(registration);
     Ok(())
 }
 
@@ -336,10 +367,11 @@ impl Conn {
         // `cancelled()` or timer per turn would take a shared lock per packet.
         let far = Duration::from_secs(86400 * 365);
         let keep_alive_timer = tokio::time::sleep(keep_alive.unwrap_or(far));
+        let token_timer = tokio::time::sleep_until(self.token_deadline(far));
         let shutdown = shutdown.cancelled();
         let session = self.session.clone();
         let woken = session.woken();
-        tokio::pin!(keep_alive_timer, shutdown, woken);
+        tokio::pin!(keep_alive_timer, token_timer, shutdown, woken);
         let mut last_seen = Instant::now();
         // Packets the client sent right behind CONNECT may already be in
         // `inbuf`: handle them now, not after the client's next bytes.
@@ -359,13 +391,15 @@ impl Conn {
                     if let Flow::Close(c) = self.decode_and_handle(inbuf) {
                         return Ok(c);
                     }
+                    if std::mem::take(&mut self.token_renewed) {
+                        token_timer.as_mut().reset(self.token_deadline(far));
+                    }
                     self.pump();
                 }
                 _ = &mut woken => {
                     woken.set(session.woken());
-                    if let Some(reason) = self.session.take_kick() {
-                        let why = if reason == ReasonCode::SESSION_TAKEN_OVER { "taken_over" } else { "kicked" };
-                        return Ok(Close { disconnect: Some(reason), publish_will: true, why });
+                    if let Some(kick) = self.session.take_kick() {
+                        return Ok(Close { disconnect: Some(kick.reason), publish_will: true, why: kick.why });
                     }
                     self.pump();
                 }
@@ -383,10 +417,30 @@ impl Conn {
                     }
                     keep_alive_timer.as_mut().reset(last_seen + ka);
                 }
+                _ = &mut token_timer => {
+                    let kick = crate::auth::TOKEN_EXPIRED;
+                    metrics::counter!(crate::auth::AUTH_DISCONNECTS_TOTAL, "why" => kick.why).increment(1);
+                    return Ok(Close { disconnect: Some(kick.reason), publish_will: true, why: kick.why });
+                }
                 _ = &mut shutdown => {
                     return Ok(Close { disconnect: Some(ReasonCode::SERVER_SHUTTING_DOWN), publish_will: false, why: "server_shutdown" });
                 }
             }
+        }
+    }
+
+    /// When the token runs out (`exp`, a Unix second), or `far` from now
+    /// for an anonymous client.
+    fn token_deadline(&self, far: Duration) -> Instant {
+        match self.live.credential() {
+            Some(c) => {
+                let exp = std::time::UNIX_EPOCH + Duration::from_secs(c.exp.max(0) as u64);
+                let left = exp
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default();
+                Instant::now() + left
+            }
+            None => Instant::now() + far,
         }
     }
 

@@ -1,0 +1,86 @@
+//! Control-plane decisions reaching live connections: every new directory
+//! snapshot is checked against the registry, and a connection whose token
+//! was revoked, or whose tenant was suspended or deleted, is asked to close.
+//! (Expiry is each connection's own timer; see `connection::run_loop`.)
+
+use std::sync::Arc;
+
+use aerie_core::Kick;
+use aerie_proto::ReasonCode;
+use tokio_util::sync::CancellationToken;
+
+use super::directory::{Directory, DirectoryCache, TenantStatus};
+use crate::registry::Registry;
+
+/// Connections closed because of a control-plane decision, by `why`.
+pub const AUTH_DISCONNECTS_TOTAL: &str = "aerie_auth_disconnects_total";
+
+pub const TOKEN_REVOKED: Kick = Kick {
+    reason: ReasonCode::NOT_AUTHORIZED,
+    why: "token_revoked",
+};
+pub const TENANT_SUSPENDED: Kick = Kick {
+    reason: ReasonCode::ADMINISTRATIVE_ACTION,
+    why: "tenant_suspended",
+};
+pub const TENANT_DELETED: Kick = Kick {
+    reason: ReasonCode::ADMINISTRATIVE_ACTION,
+    why: "tenant_deleted",
+};
+/// The token's `exp` passed without a v5 re-authentication.
+pub const TOKEN_EXPIRED: Kick = Kick {
+    reason: ReasonCode::MAXIMUM_CONNECT_TIME,
+    why: "token_expired",
+};
+
+/// Applies `directory` to every authenticated connection in `registry`;
+/// returns how many were asked to close. Anonymous connections have no
+/// token and no tenant in the directory, and are left alone.
+pub fn enforce(directory: &Directory, registry: &Registry) -> usize {
+    let mut kicked = 0;
+    for tenant in registry.tenants() {
+        let tenant_kick = match directory.tenants.get(&*tenant) {
+            Some(TenantStatus::Active) => None,
+            Some(TenantStatus::Suspended) => Some(TENANT_SUSPENDED),
+            None => Some(TENANT_DELETED),
+        };
+        for live in registry.connections(&tenant) {
+            let Some(credential) = live.credential() else {
+                continue;
+            };
+            let kick = tenant_kick.or_else(|| {
+                directory
+                    .revoked_jtis
+                    .contains(&credential.jti)
+                    .then_some(TOKEN_REVOKED)
+            });
+            if let Some(kick) = kick
+                && live.kick(kick)
+            {
+                metrics::counter!(AUTH_DISCONNECTS_TOTAL, "why" => kick.why).increment(1);
+                tracing::info!(tenant = %live.tenant, client_id = %live.client_id, why = kick.why, "disconnecting");
+                kicked += 1;
+            }
+        }
+    }
+    kicked
+}
+
+/// Runs [`enforce`] on every new snapshot of `cache` until `shutdown`.
+pub fn spawn_enforcer(
+    cache: &DirectoryCache,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let mut snapshots = cache.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = snapshots.changed() => if changed.is_err() { return },
+                _ = shutdown.cancelled() => return,
+            }
+            let directory = snapshots.borrow_and_update().clone();
+            enforce(&directory, &registry);
+        }
+    })
+}
