@@ -104,7 +104,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Tokens are verified against a snapshot of the control plane's keys,
     // revocations and tenant statuses, reloaded every second: a revocation
     // or suspension applies to new connections within about a second...
-    let directory = DirectoryCache::load(Arc::new(ControlDirectory(control.clone())))
+    let directory = DirectoryCache::load(Arc::new(ControlDirectory::new(control.clone())))
         .await
         .context("cannot load the token directory")?;
     directory.spawn_refresh(DIRECTORY_REFRESH);

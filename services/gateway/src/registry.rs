@@ -20,6 +20,18 @@ pub struct Credential {
     pub jti: String,
     /// Unix seconds.
     pub exp: i64,
+    /// The tenant's own issuer that signed it (`None`: the control plane).
+    pub tenant_issuer: Option<String>,
+}
+
+impl Credential {
+    pub fn of(grant: &crate::auth::Grant) -> Credential {
+        Credential {
+            jti: grant.jti.clone(),
+            exp: grant.exp,
+            tenant_issuer: grant.tenant_issuer.clone(),
+        }
+    }
 }
 
 /// One live connection.

@@ -1,10 +1,11 @@
 //! The verification directory: an immutable snapshot, swapped whole.
 
 use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::watch;
 
@@ -30,6 +31,129 @@ pub struct Directory {
     pub revoked_jtis: HashSet<String>,
     /// A tenant that is not here does not exist (any more).
     pub tenants: HashMap<String, TenantStatus>,
+    /// Tenants' own issuers, by tenant id: a token is checked against them
+    /// only when its `tnt` names that tenant and its `iss` that issuer.
+    pub issuers: HashMap<String, Vec<TenantIssuer>>,
+}
+
+/// A tenant's own token issuer and its public keys.
+#[derive(Clone)]
+pub struct TenantIssuer {
+    /// The `iss` of its tokens.
+    pub issuer: String,
+    pub keys: Vec<IssuerKey>,
+}
+
+/// A key of a tenant's issuer and the algorithms it verifies (asymmetric
+/// only: never an HMAC secret, never `none`).
+#[derive(Clone)]
+pub struct IssuerKey {
+    pub kid: Option<String>,
+    pub key: DecodingKey,
+    pub algorithms: Vec<Algorithm>,
+}
+
+impl TenantIssuer {
+    /// The usable public keys of `set`; symmetric (`oct`) keys and keys of
+    /// other types are skipped, and a key's `alg`, if set, narrows it.
+    pub fn from_jwks(issuer: &str, set: &JwkSet) -> TenantIssuer {
+        TenantIssuer {
+            issuer: issuer.to_owned(),
+            keys: set.keys.iter().filter_map(issuer_key).collect(),
+        }
+    }
+
+    /// One SubjectPublicKeyInfo PEM: RSA, EC (P-256/P-384) or Ed25519.
+    pub fn from_pem(issuer: &str, pem: &[u8]) -> anyhow::Result<TenantIssuer> {
+        use Algorithm::*;
+        let (key, algorithms) = if let Ok(k) = DecodingKey::from_ed_pem(pem) {
+            (k, vec![EdDSA])
+        } else if let Ok(k) = DecodingKey::from_ec_pem(pem) {
+            (k, vec![ES256, ES384])
+        } else if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
+            (k, RSA_ALGORITHMS.to_vec())
+        } else {
+            anyhow::bail!("not an RSA, EC or Ed25519 public key PEM");
+        };
+        Ok(TenantIssuer {
+            issuer: issuer.to_owned(),
+            keys: vec![IssuerKey {
+                kid: None,
+                key,
+                algorithms,
+            }],
+        })
+    }
+
+    /// What [`Directory::same_as`] compares: the issuer, its kids and algorithms.
+    fn outline(&self) -> (&str, Vec<KeyOutline<'_>>) {
+        let keys = self
+            .keys
+            .iter()
+            .map(|k| (k.kid.as_deref(), k.algorithms.as_slice()))
+            .collect();
+        (&self.issuer, keys)
+    }
+}
+
+/// A key's `kid` and algorithms.
+type KeyOutline<'a> = (Option<&'a str>, &'a [Algorithm]);
+/// Tenant id, and the issuer's outline.
+type IssuerOutline<'a> = (&'a str, (&'a str, Vec<KeyOutline<'a>>));
+
+fn issuers_outline(d: &Directory) -> Vec<IssuerOutline<'_>> {
+    let mut v: Vec<_> = d
+        .issuers
+        .iter()
+        .flat_map(|(t, list)| list.iter().map(move |i| (t.as_str(), i.outline())))
+        .collect();
+    v.sort_by(|a, b| (a.0, a.1.0).cmp(&(b.0, b.1.0)));
+    v
+}
+
+const RSA_ALGORITHMS: [Algorithm; 6] = {
+    use Algorithm::*;
+    [RS256, RS384, RS512, PS256, PS384, PS512]
+};
+
+/// Every `alg` a tenant issuer's key can verify; anything else is refused
+/// before a key is looked up.
+pub const TENANT_ISSUER_ALGORITHMS: [Algorithm; 9] = {
+    use Algorithm::*;
+    [
+        RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
+    ]
+};
+
+fn issuer_key(jwk: &Jwk) -> Option<IssuerKey> {
+    use Algorithm::*;
+    let family: Vec<Algorithm> = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => RSA_ALGORITHMS.to_vec(),
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => vec![ES256],
+            EllipticCurve::P384 => vec![ES384],
+            _ => return None,
+        },
+        AlgorithmParameters::OctetKeyPair(_) => vec![EdDSA],
+        // Symmetric or unknown: never a verifying key here.
+        _ => return None,
+    };
+    let algorithms = match jwk.common.key_algorithm {
+        None => family,
+        Some(named) => {
+            let named = Algorithm::from_str(&named.to_string()).ok()?;
+            if !family.contains(&named) {
+                return None;
+            }
+            vec![named]
+        }
+    };
+    let key = DecodingKey::from_jwk(jwk).ok()?;
+    Some(IssuerKey {
+        kid: jwk.common.key_id.clone(),
+        key,
+        algorithms,
+    })
 }
 
 impl std::fmt::Debug for Directory {
@@ -48,6 +172,7 @@ impl Directory {
     pub fn same_as(&self, other: &Directory) -> bool {
         self.tenants == other.tenants
             && self.revoked_jtis == other.revoked_jtis
+            && issuers_outline(self) == issuers_outline(other)
             && self.keys.len() == other.keys.len()
             && self.keys.iter().all(|(kid, k)| {
                 other
@@ -90,6 +215,12 @@ impl Directory {
 #[async_trait::async_trait]
 pub trait DirectorySource: Send + Sync {
     async fn load(&self) -> anyhow::Result<Directory>;
+
+    /// A load asked for by a token with an unknown `kid` (a key rotated a
+    /// moment ago): a source that caches remote key sets refetches them.
+    async fn load_on_demand(&self) -> anyhow::Result<Directory> {
+        self.load().await
+    }
 }
 
 /// The current [`Directory`], published through a `watch` channel, and the
@@ -136,6 +267,12 @@ impl DirectoryCache {
     /// Loads from the source now; on failure the old snapshot stays.
     pub async fn refresh(&self) -> anyhow::Result<()> {
         let next = self.source.load().await?;
+        self.publish(next);
+        Ok(())
+    }
+
+    /// Makes `next` the current snapshot; followers wake only if it differs.
+    fn publish(&self, next: Directory) {
         self.current.send_if_modified(|current| {
             if current.same_as(&next) {
                 return false;
@@ -143,7 +280,6 @@ impl DirectoryCache {
             *current = Arc::new(next);
             true
         });
-        Ok(())
     }
 
     /// [`DirectoryCache::refresh`], unless one ran on demand less than
@@ -156,7 +292,10 @@ impl DirectoryCache {
             }
             *last = Some(Instant::now());
         }
-        match self.refresh().await {
+        let loaded = self.source.load_on_demand().await.map(|next| {
+            self.publish(next);
+        });
+        match loaded {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot refresh the token directory");

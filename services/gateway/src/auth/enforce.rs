@@ -1,6 +1,7 @@
 //! Control-plane decisions reaching live connections: every new directory
 //! snapshot is checked against the registry, and a connection whose token
-//! was revoked, or whose tenant was suspended or deleted, is asked to close.
+//! was revoked, whose tenant was suspended or deleted, or whose tenant
+//! removed the issuer that signed it, is asked to close.
 //! (Expiry is each connection's own timer; see `connection::run_loop`.)
 
 use std::sync::Arc;
@@ -27,6 +28,11 @@ pub const TENANT_DELETED: Kick = Kick {
     reason: ReasonCode::ADMINISTRATIVE_ACTION,
     why: "tenant_deleted",
 };
+/// The tenant removed the issuer that signed the token.
+pub const ISSUER_REMOVED: Kick = Kick {
+    reason: ReasonCode::NOT_AUTHORIZED,
+    why: "issuer_removed",
+};
 /// The token's `exp` passed without a v5 re-authentication.
 pub const TOKEN_EXPIRED: Kick = Kick {
     reason: ReasonCode::MAXIMUM_CONNECT_TIME,
@@ -48,12 +54,20 @@ pub fn enforce(directory: &Directory, registry: &Registry) -> usize {
             let Some(credential) = live.credential() else {
                 continue;
             };
-            let kick = tenant_kick.or_else(|| {
-                directory
-                    .revoked_jtis
-                    .contains(&credential.jti)
-                    .then_some(TOKEN_REVOKED)
+            let issuer_gone = credential.tenant_issuer.as_ref().is_some_and(|iss| {
+                !directory
+                    .issuers
+                    .get(&*tenant)
+                    .is_some_and(|list| list.iter().any(|i| &i.issuer == iss))
             });
+            let kick = tenant_kick
+                .or_else(|| issuer_gone.then_some(ISSUER_REMOVED))
+                .or_else(|| {
+                    directory
+                        .revoked_jtis
+                        .contains(&credential.jti)
+                        .then_some(TOKEN_REVOKED)
+                });
             if let Some(kick) = kick
                 && live.kick(kick)
             {

@@ -18,10 +18,13 @@ mod verifier;
 mod tests;
 
 pub use acl::Permissions;
-pub use directory::{Directory, DirectoryCache, DirectorySource, TenantStatus, VerifyingKey};
+pub use directory::{
+    Directory, DirectoryCache, DirectorySource, IssuerKey, ON_DEMAND_REFRESH_INTERVAL,
+    TENANT_ISSUER_ALGORITHMS, TenantIssuer, TenantStatus, VerifyingKey,
+};
 pub use enforce::{
-    AUTH_DISCONNECTS_TOTAL, TENANT_DELETED, TENANT_SUSPENDED, TOKEN_EXPIRED, TOKEN_REVOKED,
-    enforce, spawn_enforcer,
+    AUTH_DISCONNECTS_TOTAL, ISSUER_REMOVED, TENANT_DELETED, TENANT_SUSPENDED, TOKEN_EXPIRED,
+    TOKEN_REVOKED, enforce, spawn_enforcer,
 };
 pub use verifier::{ALLOWED_ALGORITHMS, LEEWAY_SECONDS, Verifier};
 
@@ -53,6 +56,8 @@ pub struct Grant {
     /// The only client id the token may connect with, if it names one.
     pub client_id: Option<String>,
     pub acl: Option<Acl>,
+    /// The `iss` of the tenant's own issuer that signed it (`None`: the control plane).
+    pub tenant_issuer: Option<String>,
 }
 
 /// Why a CONNECT was not authenticated.
@@ -69,7 +74,9 @@ pub enum AuthFailure {
     /// `nbf` or `iat` further in the future than the leeway.
     NotYetValid,
     WrongAudience,
-    WrongIssuer,
+    /// Neither the control plane nor an issuer the token's tenant
+    /// registered is the token's `iss`.
+    UnknownIssuer,
     Revoked,
     /// The tenant is suspended.
     TenantInactive,
@@ -93,7 +100,7 @@ impl AuthFailure {
             AuthFailure::Expired => "expired",
             AuthFailure::NotYetValid => "not_yet_valid",
             AuthFailure::WrongAudience => "wrong_audience",
-            AuthFailure::WrongIssuer => "wrong_issuer",
+            AuthFailure::UnknownIssuer => "unknown_issuer",
             AuthFailure::Revoked => "revoked",
             AuthFailure::TenantInactive => "tenant_inactive",
             AuthFailure::UnknownTenant => "unknown_tenant",

@@ -124,6 +124,7 @@ fn a_valid_token_grants_its_tenant_subject_and_acl() {
                 publish: vec!["a/#".into()],
                 subscribe: vec!["b/+".into()],
             }),
+            tenant_issuer: None,
         }
     );
     // An empty CONNECT client id is fine: the handshake assigns the bound one.
@@ -283,7 +284,7 @@ fn audience_and_issuer() {
     );
     assert_eq!(
         at(with(&[("iss", json!("http://elsewhere"))])),
-        Err(AuthFailure::WrongIssuer)
+        Err(AuthFailure::UnknownIssuer)
     );
 }
 
@@ -318,7 +319,7 @@ fn each_failure_has_its_label_and_connack_code() {
         (Expired, "expired", 0x86, 4),
         (NotYetValid, "not_yet_valid", 0x86, 4),
         (WrongAudience, "wrong_audience", 0x86, 4),
-        (WrongIssuer, "wrong_issuer", 0x86, 4),
+        (UnknownIssuer, "unknown_issuer", 0x86, 4),
         (Revoked, "revoked", 0x87, 5),
         (TenantInactive, "tenant_inactive", 0x87, 5),
         (UnknownTenant, "unknown_tenant", 0x87, 5),
@@ -455,4 +456,135 @@ async fn admission_without_a_token_depends_on_anonymous_access() {
         admit(None, "sensor-1", &verifying).await,
         Ok(Admission::Anonymous)
     ));
+}
+
+const GREEN_IDP: &str = "https://idp.green.example";
+
+/// `t-green` registered `GREEN_IDP` with `idp`'s key; `t-blue` registered the
+/// same `iss` with a key of its own.
+fn with_tenant_issuers(idp: &Key, blue: &Key) -> Directory {
+    let control = Key::new("control");
+    let mut d = directory(&control);
+    d.tenants.insert("t-blue".into(), TenantStatus::Active);
+    d.issuers.insert(
+        "t-green".into(),
+        vec![TenantIssuer::from_jwks(GREEN_IDP, &idp.jwks())],
+    );
+    d.issuers.insert(
+        "t-blue".into(),
+        vec![TenantIssuer::from_jwks(GREEN_IDP, &blue.jwks())],
+    );
+    d
+}
+
+#[test]
+fn a_tenant_issuer_speaks_for_its_own_tenant_only() {
+    let idp = Key::new("idp-1");
+    let blue = Key::new("blue-1");
+    let d = with_tenant_issuers(&idp, &blue);
+    let green_claims = with(&[("iss", json!(GREEN_IDP))]);
+    let grant = check(&d, &idp.sign(&green_claims), "sensor-1").unwrap();
+    assert_eq!(grant.tenant_id, "t-green");
+    assert_eq!(grant.tenant_issuer.as_deref(), Some(GREEN_IDP));
+
+    // The same issuer's token naming another tenant: that tenant's own
+    // registration (another key) decides, so the signature fails.
+    let as_blue = with(&[("iss", json!(GREEN_IDP)), ("tnt", json!("t-blue"))]);
+    assert_eq!(
+        check(&d, &idp.sign(&as_blue), "sensor-1"),
+        Err(AuthFailure::UnknownKid)
+    );
+    let mut forged_kid = idp.sign_with_header(json!({"kid": "blue-1"}), &as_blue);
+    assert_eq!(
+        check(&d, &forged_kid, "sensor-1"),
+        Err(AuthFailure::BadSignature)
+    );
+    // A tenant without that issuer: unknown issuer.
+    let as_paused = with(&[("iss", json!(GREEN_IDP)), ("tnt", json!("t-paused"))]);
+    assert_eq!(
+        check(&d, &idp.sign(&as_paused), "sensor-1"),
+        Err(AuthFailure::UnknownIssuer)
+    );
+    // The control plane's keys never verify a tenant issuer's token.
+    forged_kid = idp.sign_with_header(json!({"kid": "control"}), &green_claims);
+    assert_eq!(
+        check(&d, &forged_kid, "sensor-1"),
+        Err(AuthFailure::UnknownKid)
+    );
+}
+
+#[test]
+fn a_tenant_issuer_key_is_never_an_hmac_secret_and_none_is_refused() {
+    let idp = Key::new("idp-1");
+    let d = with_tenant_issuers(&idp, &Key::new("blue-1"));
+    let green_claims = with(&[("iss", json!(GREEN_IDP))]);
+    let header = json!({"alg": "HS256", "kid": "idp-1"});
+    let input = signing_input(&header, &green_claims);
+    let public = URL_SAFE_NO_PAD.decode(idp.x()).unwrap();
+    let tag = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, &public),
+        input.as_bytes(),
+    );
+    let hs256 = format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
+    assert_eq!(
+        check(&d, &hs256, "sensor-1"),
+        Err(AuthFailure::AlgNotAllowed)
+    );
+    let none = format!(
+        "{}.",
+        signing_input(&json!({"alg": "none", "kid": "idp-1"}), &green_claims)
+    );
+    assert_eq!(
+        check(&d, &none, "sensor-1"),
+        Err(AuthFailure::AlgNotAllowed)
+    );
+    // An RS256 header on an Ed25519 key: refused before the signature.
+    let rs = idp.sign_with_header(json!({"alg": "RS256"}), &green_claims);
+    assert_eq!(check(&d, &rs, "sensor-1"), Err(AuthFailure::AlgNotAllowed));
+}
+
+#[test]
+fn issuer_keys_skip_symmetric_keys_and_follow_a_named_alg() {
+    let set: JwkSet = serde_json::from_value(json!({"keys": [
+        {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"},
+        {"kty": "OKP", "crv": "Ed25519", "x": Key::new("x").x(), "kid": "ed"},
+        {"kty": "EC", "crv": "P-256", "kid": "ec", "alg": "ES256",
+         "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+         "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+    ]}))
+    .unwrap();
+    let issuer = TenantIssuer::from_jwks(GREEN_IDP, &set);
+    let kids: Vec<_> = issuer
+        .keys
+        .iter()
+        .map(|k| (k.kid.clone().unwrap(), k.algorithms.clone()))
+        .collect();
+    assert_eq!(
+        kids,
+        vec![
+            ("ed".to_owned(), vec![jsonwebtoken::Algorithm::EdDSA]),
+            ("ec".to_owned(), vec![jsonwebtoken::Algorithm::ES256]),
+        ]
+    );
+}
+
+#[test]
+fn a_pem_issuer_verifies_tokens_without_a_kid() {
+    let idp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let pkcs8 = idp.serialize_der();
+    let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).unwrap();
+    let mut d = directory(&Key::new("control"));
+    d.issuers.insert(
+        "t-green".into(),
+        vec![TenantIssuer::from_pem(GREEN_IDP, idp.public_key_pem().as_bytes()).unwrap()],
+    );
+    let input = signing_input(
+        &json!({"alg": "EdDSA"}),
+        &with(&[("iss", json!(GREEN_IDP))]),
+    );
+    let token = format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(pair.sign(input.as_bytes()).as_ref())
+    );
+    assert_eq!(check(&d, &token, "sensor-1").unwrap().tenant_id, "t-green");
 }

@@ -8,7 +8,9 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
-use super::directory::{Directory, DirectoryCache, TenantStatus};
+use std::str::FromStr;
+
+use super::directory::{Directory, DirectoryCache, TENANT_ISSUER_ALGORITHMS, TenantStatus};
 use super::{Acl, AuthFailure, Grant};
 
 /// The only `alg`s accepted. Everything else (`none`, HS*, RS*, ES*) is
@@ -39,6 +41,13 @@ struct Header {
     alg: String,
     #[serde(default)]
     kid: Option<String>,
+}
+
+/// The claims that choose the verifying keys, read before verification.
+#[derive(Deserialize)]
+struct Unverified {
+    iss: String,
+    tnt: String,
 }
 
 #[derive(Deserialize)]
@@ -106,12 +115,53 @@ impl Verifier {
             Err(AuthFailure::UnknownKid) if self.directory.refresh_on_demand().await => {
                 self.verify(password, client_id, now)
             }
-            Err(AuthFailure::UnknownTenant) if self.directory.next_refresh().await => {
+            Err(AuthFailure::UnknownTenant | AuthFailure::UnknownIssuer)
+                if self.directory.next_refresh().await =>
+            {
                 self.verify(password, client_id, now)
             }
             result => result,
         }
     }
+}
+
+/// A base64url JSON part of a JWT.
+fn decode_part<T: serde::de::DeserializeOwned>(part: Option<&str>) -> Result<T, AuthFailure> {
+    part.and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .ok_or(AuthFailure::Malformed)
+}
+
+/// The key of the issuer the token's tenant registered under the token's
+/// `iss` — never another tenant's, whatever the token says about keys.
+fn tenant_issuer_key<'d>(
+    directory: &'d Directory,
+    header: &Header,
+    unverified: &Unverified,
+) -> Result<(&'d jsonwebtoken::DecodingKey, Algorithm, &'d str), AuthFailure> {
+    let algorithm = TENANT_ISSUER_ALGORITHMS
+        .into_iter()
+        .find(|a| Algorithm::from_str(&header.alg).ok() == Some(*a))
+        .ok_or(AuthFailure::AlgNotAllowed)?;
+    let issuer = directory
+        .issuers
+        .get(&unverified.tnt)
+        .and_then(|list| list.iter().find(|i| i.issuer == unverified.iss))
+        .ok_or(AuthFailure::UnknownIssuer)?;
+    let key = match &header.kid {
+        Some(kid) => issuer
+            .keys
+            .iter()
+            .find(|k| k.kid.as_deref() == Some(kid.as_str()))
+            .ok_or(AuthFailure::UnknownKid)?,
+        // Without a `kid` only an issuer with a single key is unambiguous.
+        None if issuer.keys.len() == 1 => &issuer.keys[0],
+        None => return Err(AuthFailure::UnknownKid),
+    };
+    if !key.algorithms.contains(&algorithm) {
+        return Err(AuthFailure::AlgNotAllowed);
+    }
+    Ok((&key.key, algorithm, &issuer.issuer))
 }
 
 /// Verifies `token` (the CONNECT password) for a client connecting as
@@ -124,30 +174,35 @@ pub fn verify_with(
     now: i64,
 ) -> Result<Grant, AuthFailure> {
     let token = std::str::from_utf8(token).map_err(|_| AuthFailure::Malformed)?;
-    let encoded_header = token.split('.').next().ok_or(AuthFailure::Malformed)?;
-    let header: Header = URL_SAFE_NO_PAD
-        .decode(encoded_header)
-        .ok()
-        .and_then(|json| serde_json::from_slice(&json).ok())
-        .ok_or(AuthFailure::Malformed)?;
-    let (_, algorithm) = ALLOWED_ALGORITHMS
-        .iter()
-        .find(|(name, _)| *name == header.alg)
-        .ok_or(AuthFailure::AlgNotAllowed)?;
-    let kid = header.kid.ok_or(AuthFailure::Malformed)?;
-    let key = directory.keys.get(&kid).ok_or(AuthFailure::UnknownKid)?;
-    if key.algorithm != *algorithm {
-        return Err(AuthFailure::AlgNotAllowed);
-    }
+    let mut parts = token.split('.');
+    let header: Header = decode_part(parts.next())?;
+    // Which keys may verify it depends on who says they issued it: read
+    // (not trusted) before the signature is checked.
+    let unverified: Unverified = decode_part(parts.next())?;
+    let tenant_issuer = unverified.iss != issuer;
+    let (key, algorithm, issuer) = if !tenant_issuer {
+        let (_, algorithm) = ALLOWED_ALGORITHMS
+            .iter()
+            .find(|(name, _)| *name == header.alg)
+            .ok_or(AuthFailure::AlgNotAllowed)?;
+        let kid = header.kid.ok_or(AuthFailure::Malformed)?;
+        let key = directory.keys.get(&kid).ok_or(AuthFailure::UnknownKid)?;
+        if key.algorithm != *algorithm {
+            return Err(AuthFailure::AlgNotAllowed);
+        }
+        (&key.key, *algorithm, issuer)
+    } else {
+        tenant_issuer_key(directory, &header, &unverified)?
+    };
 
     // The library checks the signature; the claims are checked below, each
     // with its own reason.
-    let mut validation = Validation::new(*algorithm);
+    let mut validation = Validation::new(algorithm);
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
-    let claims = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
+    let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
         .map_err(|e| match e.kind() {
             ErrorKind::InvalidSignature => AuthFailure::BadSignature,
             ErrorKind::InvalidAlgorithm => AuthFailure::AlgNotAllowed,
@@ -156,7 +211,7 @@ pub fn verify_with(
         .claims;
 
     if claims.iss != issuer {
-        return Err(AuthFailure::WrongIssuer);
+        return Err(AuthFailure::UnknownIssuer);
     }
     let audience_ok = match &claims.aud {
         Audience::One(aud) => aud == AUDIENCE,
@@ -193,5 +248,6 @@ pub fn verify_with(
         exp: claims.exp,
         client_id: claims.client_id,
         acl: claims.acl,
+        tenant_issuer: tenant_issuer.then_some(claims.iss),
     })
 }

@@ -145,10 +145,7 @@ pub(crate) async fn accept(
             connack_props.authentication_method = Some(crate::auth::JWT_AUTH_METHOD.into());
         }
     }
-    let credential = grant.as_ref().map(|g| Credential {
-        jti: g.jti.clone(),
-        exp: g.exp,
-    });
+    let credential = grant.as_ref().map(Credential::of);
 
     Ok(Accepted {
         connack: ConnAck {

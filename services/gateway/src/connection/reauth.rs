@@ -55,10 +55,7 @@ impl Conn {
             .as_ref()
             .map(|acl| Arc::new(Permissions::new(acl, &self.session.client_id, &grant.sub)));
         self.drop_what_the_acl_no_longer_allows();
-        self.live.set_credential(Credential {
-            jti: grant.jti,
-            exp: grant.exp,
-        });
+        self.live.set_credential(Credential::of(&grant));
         self.token_renewed = true;
         metrics::counter!(REAUTHENTICATIONS_TOTAL).increment(1);
         tracing::debug!("re-authenticated");
