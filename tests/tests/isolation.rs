@@ -187,3 +187,86 @@ async fn two_tenants_on_the_same_names_never_see_each_other_over_tcp_and_websock
     assert_eq!(green_late.received(), set(&[("state/1", "green-retained")]));
     assert_eq!(blue_late.received(), set(&[("state/1", "blue-retained")]));
 }
+
+/// The latest value of each `$SYS` topic `c` got within `wait`.
+async fn sys_figures(
+    c: &mut RawClient,
+    wait: Duration,
+) -> std::collections::BTreeMap<String, String> {
+    let mut seen = std::collections::BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(p)) = c
+        .recv_within(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        if let aerie_proto::Packet::Publish(p) = p {
+            let (topic, payload) = utf8(p.topic.as_bytes(), &p.payload);
+            seen.insert(topic, payload);
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn sys_shows_each_tenant_its_own_figures_and_is_read_only() {
+    let server = ServerOptions::default()
+        .anonymous(false)
+        .args(&["--sys-interval", "1"])
+        .start();
+    let green = tenant(&server, "green@example.com");
+    let blue = tenant(&server, "blue@example.com");
+    let (g, _) = mint(&server, &green, json!({}));
+    let (b, _) = mint(&server, &blue, json!({}));
+    let connect = |id: &str, token: &str| {
+        aerie_e2e::tenants::with_password(ProtocolVersion::V5, id, Some(token))
+    };
+    let (mut green_sys, _) = RawClient::connect_with(server.mqtt, connect("sys", &g)).await;
+    green_sys.subscribe(1, "$SYS/#", QoS::AtMostOnce).await;
+    let (mut green_all, _) = RawClient::connect_with(server.mqtt, connect("all", &g)).await;
+    green_all.subscribe(1, "#", QoS::AtMostOnce).await;
+    let (mut green_retained, _) = RawClient::connect_with(server.mqtt, connect("r", &g)).await;
+    green_retained
+        .publish_acked("state/1", b"x", QoS::AtLeastOnce, true, 1)
+        .await;
+    let (mut blue_sys, _) = RawClient::connect_with(server.mqtt, connect("sys", &b)).await;
+    blue_sys.subscribe(1, "$SYS/#", QoS::AtMostOnce).await;
+
+    let green_figures = sys_figures(&mut green_sys, Duration::from_millis(2500)).await;
+    let blue_figures = sys_figures(&mut blue_sys, Duration::from_millis(100)).await;
+    assert_eq!(green_figures["$SYS/broker/clients/connected"], "3");
+    assert_eq!(green_figures["$SYS/broker/subscriptions/count"], "2");
+    assert_eq!(green_figures["$SYS/broker/retained messages/count"], "1");
+    assert_eq!(blue_figures["$SYS/broker/clients/connected"], "1");
+    assert_eq!(blue_figures["$SYS/broker/subscriptions/count"], "1");
+    assert_eq!(blue_figures["$SYS/broker/retained messages/count"], "0");
+    // `#` does not match `$SYS` topics.
+    let all = sys_figures(&mut green_all, Duration::from_millis(100)).await;
+    assert!(all.keys().all(|t| !t.starts_with('$')), "{all:?}");
+
+    // Read-only: a PUBLISH there is refused (v5: 0x90) and routed nowhere,
+    // and a will there refuses the CONNECT (0x87).
+    assert_eq!(
+        green_retained
+            .publish_acked(
+                "$SYS/broker/clients/connected",
+                b"999",
+                QoS::AtLeastOnce,
+                false,
+                2
+            )
+            .await,
+        ReasonCode::TOPIC_NAME_INVALID
+    );
+    let mut with_will = connect("w", &g);
+    with_will.will = Some(Will {
+        topic: "$SYS/broker/clients/connected".into(),
+        payload: bytes::Bytes::from_static(b"999"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    let (_c, ack) = RawClient::connect_with(server.mqtt, with_will).await;
+    assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED);
+    let later = sys_figures(&mut green_sys, Duration::from_millis(1500)).await;
+    assert_eq!(later["$SYS/broker/clients/connected"], "3");
+}

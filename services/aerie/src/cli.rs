@@ -381,6 +381,9 @@ pub struct ServeArgs {
     /// (announced as Receive Maximum; exceeding it closes with 0x93).
     #[arg(long, env = "AERIE_RECEIVE_MAXIMUM", default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
     pub receive_maximum: u16,
+    /// Seconds between each tenant's `$SYS/…` figures (0: none).
+    #[arg(long, env = "AERIE_SYS_INTERVAL", default_value_t = 10)]
+    pub sys_interval: u64,
     /// Upper bound on client keep alive in seconds (0: accept the client's).
     #[arg(long, env = "AERIE_MAX_KEEP_ALIVE", default_value_t = 0)]
     pub max_keep_alive: u16,

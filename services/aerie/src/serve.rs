@@ -124,6 +124,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = gateway.shutdown_token();
     // ... and the same snapshot closes live connections it no longer allows.
     gateway.spawn_enforcer();
+    if args.sys_interval > 0 {
+        gateway.spawn_sys_publisher(Duration::from_secs(args.sys_interval));
+    }
 
     tracing::info!(addr = %mqtt.local_addr()?, "MQTT listening");
     tokio::spawn(gateway.clone().serve_tcp(mqtt));

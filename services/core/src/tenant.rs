@@ -671,6 +671,11 @@ impl Tenant {
         sessions.iter().map(|s| s.queued()).sum()
     }
 
+    /// Subscriptions of all of this tenant's sessions.
+    pub fn subscription_count(&self) -> usize {
+        self.subs.read().len()
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.lock().len()
     }

@@ -61,6 +61,19 @@ impl Gateway {
         ))
     }
 
+    /// Publishes each tenant's `$SYS` figures every `interval`.
+    pub fn spawn_sys_publisher(
+        &self,
+        interval: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        crate::sys::spawn_sys_publisher(
+            self.ctx.broker.clone(),
+            self.ctx.registry.clone(),
+            interval,
+            self.ctx.shutdown.clone(),
+        )
+    }
+
     pub fn shutdown_token(&self) -> CancellationToken {
         self.ctx.shutdown.clone()
     }

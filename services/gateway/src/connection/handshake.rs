@@ -54,7 +54,15 @@ pub(crate) async fn accept(
         Some(_) => return Err(Refused(ReasonCode::BAD_AUTHENTICATION_METHOD)),
     };
     let jwt_auth_method = props.authentication_method.is_some();
-    // The decoder has already refused an invalid will topic (0x90).
+    // The decoder has already refused an invalid will topic (0x90); `$`-topics
+    // are the server's (read-only `$SYS`), so a will may not go there either.
+    if connect
+        .will
+        .as_ref()
+        .is_some_and(|w| w.topic.starts_with('$'))
+    {
+        return Err(Refused(ReasonCode::NOT_AUTHORIZED));
+    }
     if let Some(will) = &connect.will
         && will.properties.payload_format_indicator == Some(1)
         && std::str::from_utf8(&will.payload).is_err()
