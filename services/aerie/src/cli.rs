@@ -311,6 +311,9 @@ pub struct BenchArgs {
     /// Measure a broker already listening at ADDR instead of starting any.
     #[arg(long, value_name = "ADDR", conflicts_with = "compare_mosquitto")]
     pub broker_only: Option<SocketAddr>,
+    /// Leave out the column of Aerie with JWT authentication and 100 tenants.
+    #[arg(long)]
+    pub no_tenants: bool,
 }
 
 impl BenchArgs {
@@ -320,6 +323,7 @@ impl BenchArgs {
             compare_mosquitto: self.compare_mosquitto,
             duration: std::time::Duration::from_secs(self.duration),
             scenarios: self.scenario,
+            tenancy: !self.no_tenants && self.broker_only.is_none(),
             broker_only: self.broker_only,
             command_line: args.join(" "),
             ..Default::default()

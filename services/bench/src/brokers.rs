@@ -12,6 +12,8 @@ use anyhow::{Context, bail};
 pub enum Kind {
     /// This executable's `serve`, so the bench measures the build it ships with.
     Aerie,
+    /// The same with JWT authentication on and this many tenants.
+    AerieTenants(usize),
     Mosquitto,
     /// Already running (`--broker-only`): never started or stopped by us.
     External(SocketAddr),
@@ -21,6 +23,7 @@ impl Kind {
     pub fn name(&self) -> String {
         match self {
             Kind::Aerie => "aerie".to_owned(),
+            Kind::AerieTenants(n) => format!("aerie JWT, {n} tenants"),
             Kind::Mosquitto => "mosquitto".to_owned(),
             Kind::External(addr) => addr.to_string(),
         }
@@ -39,12 +42,22 @@ pub fn mosquitto_path() -> Option<PathBuf> {
 /// A broker process we own (killed on drop), or an external address.
 pub struct Running {
     pub addr: SocketAddr,
+    /// One token per tenant (JWT column); empty: anonymous clients.
+    tokens: Vec<String>,
+    /// The other tenants' clients, subscribed to the scenarios' topics.
+    _bystanders: Vec<crate::clients::Client>,
     child: Option<Child>,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Running {
+    /// The password of the `n`th client: a token of tenant `n % tenants`
+    /// (`None`: anonymous).
+    pub fn password(&self, n: usize) -> Option<String> {
+        (!self.tokens.is_empty()).then(|| self.tokens[n % self.tokens.len()].clone())
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -120,27 +133,38 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Opens the admin API of the Aerie we start (the tenancy column lifts its
+/// tenants' limits with it); never used outside the bench's own process.
+const BENCH_ADMIN_TOKEN: &str = "aerie-bench-admin-token-0123456789abcdef";
+
 pub async fn start(kind: &Kind) -> anyhow::Result<Running> {
     let dir = tempfile::Builder::new().prefix("aerie-bench-").tempdir()?;
     let log = dir.path().join("broker.log");
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let mut cmd = match kind {
         Kind::External(addr) => {
             return Ok(Running {
                 addr: *addr,
+                tokens: Vec::new(),
+                _bystanders: Vec::new(),
                 child: None,
                 log,
                 _dir: dir,
             });
         }
-        Kind::Aerie => {
+        Kind::Aerie | Kind::AerieTenants(_) => {
             let mut cmd = Command::new(std::env::current_exe()?);
-            cmd.arg("serve").arg("--allow-anonymous");
+            cmd.arg("serve");
+            if matches!(kind, Kind::Aerie) {
+                cmd.arg("--allow-anonymous");
+            }
             cmd.arg("--mqtt").arg(addr.to_string());
             cmd.arg("--ws").arg(format!("127.0.0.1:{}", free_port()?));
-            cmd.arg("--http").arg(format!("127.0.0.1:{}", free_port()?));
+            cmd.arg("--http").arg(http.to_string());
             cmd.arg("--data-dir").arg(dir.path().join("data"));
+            cmd.env("AERIE_ADMIN_TOKEN", BENCH_ADMIN_TOKEN);
             cmd
         }
         Kind::Mosquitto => {
@@ -166,11 +190,23 @@ pub async fn start(kind: &Kind) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot start {}", kind.name()))?;
     let mut running = Running {
         addr,
+        tokens: Vec::new(),
+        _bystanders: Vec::new(),
         child: Some(child),
         log,
         _dir: dir,
     };
     wait_ready(&mut running).await?;
+    if let Kind::AerieTenants(n) = kind {
+        running.tokens = crate::tenancy::provision(http, BENCH_ADMIN_TOKEN, *n).await?;
+        for (i, token) in running.tokens.iter().enumerate().skip(1) {
+            let mut c = crate::clients::connect(addr, "bench-bystander", None, Some(token))
+                .await
+                .with_context(|| format!("bystander of tenant {i}"))?;
+            c.subscribe("bench/#", aerie_proto::QoS::AtMostOnce).await?;
+            running._bystanders.push(c);
+        }
+    }
     Ok(running)
 }
 

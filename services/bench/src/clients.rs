@@ -48,6 +48,7 @@ pub async fn connect(
     addr: SocketAddr,
     client_id: &str,
     source: Option<IpAddr>,
+    password: Option<&str>,
 ) -> anyhow::Result<Client> {
     let stream = match source {
         Some(ip) => {
@@ -70,8 +71,8 @@ pub async fn connect(
             keep_alive: 0,
             client_id: client_id.into(),
             will: None,
-            username: None,
-            password: None,
+            username: password.map(|_| "bench".into()),
+            password: password.map(|p| bytes::Bytes::copy_from_slice(p.as_bytes())),
             properties: ConnectProperties::default(),
         })))
         .await?;

@@ -11,6 +11,7 @@ mod brokers;
 mod clients;
 mod report;
 mod scenarios;
+mod tenancy;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -34,6 +35,9 @@ pub struct Options {
     pub broker_only: Option<SocketAddr>,
     /// The command line, printed above the table.
     pub command_line: String,
+    /// Also run every scenario against Aerie with JWT authentication and
+    /// 100 tenants (the tenancy column).
+    pub tenancy: bool,
 }
 
 impl Default for Options {
@@ -45,6 +49,7 @@ impl Default for Options {
             scenarios: Vec::new(),
             broker_only: None,
             command_line: String::new(),
+            tenancy: false,
         }
     }
 }
@@ -66,6 +71,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         Some(addr) => targets.push(brokers::Kind::External(addr)),
         None => {
             targets.push(brokers::Kind::Aerie);
+            if opts.tenancy {
+                targets.push(brokers::Kind::AerieTenants(tenancy::TENANTS));
+            }
             if opts.compare_mosquitto {
                 match brokers::mosquitto_path() {
                     Some(_) => targets.push(brokers::Kind::Mosquitto),

@@ -111,11 +111,11 @@ pub fn render(h: &Header, columns: &[Column]) -> String {
         let _ = writeln!(out, "note: {note}");
     }
     let _ = writeln!(out);
-    let compare = columns.len() == 2;
+    let pairs = ratio_pairs(columns);
     let mut head = vec!["scenario".to_owned(), "unit".to_owned()];
     head.extend(columns.iter().map(|c| c.name.clone()));
-    if compare {
-        head.push(format!("ratio ({}/{})¹", columns[0].name, columns[1].name));
+    for &(a, b) in &pairs {
+        head.push(format!("ratio ({}/{})¹", columns[a].name, columns[b].name));
     }
     let mut lines = vec![head];
     let Some(first) = columns.first() else {
@@ -129,8 +129,13 @@ pub fn render(h: &Header, columns: &[Column]) -> String {
                 .iter()
                 .map(|r| r.map_or(String::new(), |r| cell(&r.value))),
         );
-        if compare {
-            line.push(ratio(row.better, &row.value, cells[1].map(|r| &r.value)));
+        for &(a, b) in &pairs {
+            match cells[a] {
+                Some(first) => {
+                    line.push(ratio(row.better, &first.value, cells[b].map(|r| &r.value)))
+                }
+                None => line.push("–".to_owned()),
+            }
         }
         lines.push(line);
     }
@@ -175,14 +180,32 @@ pub fn render(h: &Header, columns: &[Column]) -> String {
             let _ = writeln!(out, "| {} |", rule.join(" | "));
         }
     }
-    if compare {
+    if !pairs.is_empty() {
         let _ = writeln!(
             out,
-            "\n¹ > 1 means Aerie is better: throughput rows are aerie/mosquitto; \
-             latency and memory rows are mosquitto/aerie."
+            "\n¹ > 1 means Aerie is better (against mosquitto), or that JWT and \
+             tenants cost nothing (against plain aerie): throughput rows are a/b; \
+             latency and memory rows are b/a."
         );
     }
     out
+}
+
+/// Which columns a ratio compares, (a, b): the first column against
+/// mosquitto, and every other Aerie column against the first.
+fn ratio_pairs(columns: &[Column]) -> Vec<(usize, usize)> {
+    let mut pairs = Vec::new();
+    if let Some(m) = columns.iter().position(|c| c.name == "mosquitto")
+        && m > 0
+    {
+        pairs.push((0, m));
+    }
+    for (i, c) in columns.iter().enumerate().skip(1) {
+        if c.name != "mosquitto" {
+            pairs.push((i, 0));
+        }
+    }
+    pairs
 }
 
 fn cell(v: &Value) -> String {
@@ -303,5 +326,49 @@ mod tests {
         assert_eq!(cells("p99"), ["p99", "µs", "50.0", "100.0", "2.00"]);
         assert_eq!(cells("idle")[2..], ["skipped (fd)", "skipped (fd)", "–"]);
         assert!(out.contains("¹ > 1 means Aerie is better"), "{out}");
+    }
+
+    #[test]
+    fn the_tenancy_column_is_compared_with_plain_aerie() {
+        let col = |name: &str, rate: f64| Column {
+            name: name.into(),
+            values: vec![Row::new(
+                "fan-in",
+                "msg/s",
+                Better::Higher,
+                Value::Number(rate),
+            )],
+        };
+        let columns = [
+            col("aerie", 300_000.0),
+            col("aerie JWT, 100 tenants", 240_000.0),
+            col("mosquitto", 100_000.0),
+        ];
+        assert_eq!(ratio_pairs(&columns), [(0, 2), (1, 0)]);
+        let header = Header {
+            command_line: "aerie bench".into(),
+            date: "today".into(),
+            nproc: 2,
+            duration_s: 5.0,
+            warmup_s: 1.0,
+            notes: vec![],
+        };
+        let out = render(&header, &columns);
+        assert!(
+            out.contains("ratio (aerie/mosquitto)¹ | ratio (aerie JWT, 100 tenants/aerie)¹"),
+            "{out}"
+        );
+        let fan_in: Vec<&str> = out
+            .lines()
+            .find(|l| l.starts_with("| fan-in"))
+            .unwrap()
+            .split('|')
+            .map(str::trim)
+            .collect();
+        assert_eq!(
+            fan_in[fan_in.len() - 3..fan_in.len() - 1],
+            ["3.00", "0.80"],
+            "{out}"
+        );
     }
 }

@@ -214,7 +214,13 @@ async fn measure<const N: usize>(
 
 async fn fan_in(broker: &Running, opts: &Options, qos: QoS) -> anyhow::Result<Vec<Value>> {
     let mut load = Load::new();
-    let mut sub = clients::connect(broker.addr, "bench-sub", None).await?;
+    let mut sub = clients::connect(
+        broker.addr,
+        "bench-sub",
+        None,
+        broker.password(0).as_deref(),
+    )
+    .await?;
     sub.subscribe("bench/in/+", qos).await?;
     let received = Counter::default();
     load.tasks.spawn(clients::receive(
@@ -225,7 +231,13 @@ async fn fan_in(broker: &Running, opts: &Options, qos: QoS) -> anyhow::Result<Ve
     ));
     let sent = Counter::default();
     for i in 0..PUBLISHERS {
-        let client = clients::connect(broker.addr, &format!("bench-pub-{i}"), None).await?;
+        let client = clients::connect(
+            broker.addr,
+            &format!("bench-pub-{i}"),
+            None,
+            broker.password(0).as_deref(),
+        )
+        .await?;
         let (topic, payload, stop) = (
             format!("bench/in/{i}"),
             vec![0x5a; PAYLOAD],
@@ -261,7 +273,13 @@ async fn fan_out(broker: &Running, opts: &Options) -> anyhow::Result<Vec<Value>>
     let mut load = Load::new();
     let received = Counter::default();
     for i in 0..FAN_OUT_SUBSCRIBERS {
-        let mut sub = clients::connect(broker.addr, &format!("bench-sub-{i}"), None).await?;
+        let mut sub = clients::connect(
+            broker.addr,
+            &format!("bench-sub-{i}"),
+            None,
+            broker.password(0).as_deref(),
+        )
+        .await?;
         sub.subscribe("bench/out", QoS::AtMostOnce).await?;
         load.tasks.spawn(clients::receive(
             sub,
@@ -270,7 +288,13 @@ async fn fan_out(broker: &Running, opts: &Options) -> anyhow::Result<Vec<Value>>
             |_| {},
         ));
     }
-    let publisher = clients::connect(broker.addr, "bench-pub", None).await?;
+    let publisher = clients::connect(
+        broker.addr,
+        "bench-pub",
+        None,
+        broker.password(0).as_deref(),
+    )
+    .await?;
     let sent = Counter::default();
     load.tasks.spawn(clients::flood_qos0(
         publisher,
@@ -291,7 +315,13 @@ async fn latency(broker: &Running, opts: &Options) -> anyhow::Result<Vec<Value>>
     let mut load = Load::new();
     let epoch = Instant::now();
     let recording = Arc::new(AtomicBool::new(false));
-    let mut sub = clients::connect(broker.addr, "bench-sub", None).await?;
+    let mut sub = clients::connect(
+        broker.addr,
+        "bench-sub",
+        None,
+        broker.password(0).as_deref(),
+    )
+    .await?;
     sub.subscribe("bench/lat", QoS::AtMostOnce).await?;
     let received = Counter::default();
     let histogram = {
@@ -313,7 +343,13 @@ async fn latency(broker: &Running, opts: &Options) -> anyhow::Result<Vec<Value>>
             anyhow::Ok(h)
         })
     };
-    let publisher = clients::connect(broker.addr, "bench-pub", None).await?;
+    let publisher = clients::connect(
+        broker.addr,
+        "bench-pub",
+        None,
+        broker.password(0).as_deref(),
+    )
+    .await?;
     let sent = Counter::default();
     load.tasks.spawn(clients::paced(
         publisher,
@@ -389,8 +425,16 @@ async fn idle(broker: &Running, n: usize) -> anyhow::Result<Vec<Value>> {
             // time per socket at 10k), while connect() picks one by 4-tuple.
             let source = (i >= CONNS_PER_SOURCE)
                 .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i / CONNS_PER_SOURCE) as u8)));
+            // With tenants, the idle connections are spread over all of them.
+            let password = broker.password(i);
             batch.spawn(async move {
-                let mut c = clients::connect(addr, &format!("bench-idle-{i}"), source).await?;
+                let mut c = clients::connect(
+                    addr,
+                    &format!("bench-idle-{i}"),
+                    source,
+                    password.as_deref(),
+                )
+                .await?;
                 c.subscribe(&format!("bench/idle/{i}"), QoS::AtLeastOnce)
                     .await?;
                 anyhow::Ok(c)
