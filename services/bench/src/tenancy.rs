@@ -108,7 +108,7 @@ impl Api {
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.with_context(|| format!("{path}"))?;
+        let response = request.send().await.with_context(|| path.to_owned())?;
         let status = response.status();
         let text = response.text().await?;
         if !status.is_success() {
