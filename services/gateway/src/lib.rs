@@ -13,6 +13,7 @@ pub mod connection;
 pub mod listener;
 pub mod registry;
 pub mod tls;
+pub mod usage;
 pub mod ws;
 
 pub use config::GatewayConfig;
