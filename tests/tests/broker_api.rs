@@ -138,8 +138,21 @@ async fn http_publish_reaches_v5_and_v311_subscribers_of_its_tenant_only() {
     other.expect_silence(SILENCE).await;
 
     // No subscriber: still published, nothing matched.
-    let out = publish(&server, &blue, json!({"topic": "nobody/here", "payload": "x"}));
+    let out = publish(
+        &server,
+        &green,
+        json!({"topic": "nobody/here", "payload": "x"}),
+    );
     assert_eq!(out["matched_subscriptions"], 0);
+    // Blue's own publish reaches blue's subscriber, and only it.
+    let out = publish(
+        &server,
+        &blue,
+        json!({"topic": "sensors/door", "payload": "blue"}),
+    );
+    assert_eq!(out["matched_subscriptions"], 1);
+    assert_eq!(&other.recv_publish().await.payload[..], b"blue");
+    v5.expect_silence(SILENCE).await;
     // Green's key cannot publish into blue's namespace.
     server
         .api(
@@ -426,7 +439,11 @@ async fn usage_counts_exactly_the_messages_and_payload_bytes_sent_and_received()
             .await;
         assert_eq!(reason, ReasonCode::SUCCESS);
     }
-    publish(&server, &green, json!({"topic": "m/http", "payload": "seven!!"}));
+    publish(
+        &server,
+        &green,
+        json!({"topic": "m/http", "payload": "seven!!"}),
+    );
     publisher
         .publish_acked("nobody/listens", b"abc", QoS::AtMostOnce, false, 0)
         .await;
@@ -513,5 +530,8 @@ async fn usage_still_unwritten_is_written_on_shutdown() {
         (&json!(1), &json!(5), &json!(1), &json!(5)),
         "{totals}"
     );
-    assert!(totals["connection_minutes"].as_f64() > Some(0.0), "{totals}");
+    assert!(
+        totals["connection_minutes"].as_f64() > Some(0.0),
+        "{totals}"
+    );
 }
