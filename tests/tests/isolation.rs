@@ -211,7 +211,7 @@ async fn sys_figures(
 async fn sys_shows_each_tenant_its_own_figures_and_is_read_only() {
     let server = ServerOptions::default()
         .anonymous(false)
-        .args(&["--sys-interval", "1"])
+        .args(&["--sys-interval", "1", "--usage-flush-interval", "1"])
         .start();
     let green = tenant(&server, "green@example.com");
     let blue = tenant(&server, "blue@example.com");
@@ -269,4 +269,17 @@ async fn sys_shows_each_tenant_its_own_figures_and_is_read_only() {
     assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED);
     let later = sys_figures(&mut green_sys, Duration::from_millis(1500)).await;
     assert_eq!(later["$SYS/broker/clients/connected"], "3");
+
+    // The broker's own figures are not the tenant's usage: in, the one
+    // retained publish; out, its one delivery (to `#`).
+    let usage = server
+        .api(
+            "GET",
+            &format!("/v1/tenants/{}/usage", green.id),
+            Some(&green.api_key),
+            None,
+        )
+        .expect(200);
+    assert_eq!(usage["totals"]["messages_in"], 1, "{usage}");
+    assert_eq!(usage["totals"]["messages_out"], 1, "{usage}");
 }

@@ -400,6 +400,11 @@ pub struct ServeArgs {
     /// Ceiling on the session expiry interval clients may ask for, in seconds.
     #[arg(long, env = "AERIE_MAX_SESSION_EXPIRY", default_value_t = u32::MAX)]
     pub max_session_expiry: u32,
+    /// How often usage (connection time, messages and bytes per tenant) is
+    /// written to the control-plane database, in seconds; also on shutdown.
+    #[arg(long, env = "AERIE_USAGE_FLUSH_INTERVAL", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub usage_flush_interval: u64,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -3,12 +3,14 @@
 
 #![forbid(unsafe_code)]
 
+mod broker_port;
 mod cli;
 mod cmd;
 mod directory;
 mod http;
 mod serve;
 mod telemetry;
+mod usage;
 
 use clap::Parser;
 

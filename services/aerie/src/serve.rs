@@ -146,11 +146,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ));
     }
     tokio::spawn(housekeeping(gateway.broker().clone(), metrics.clone()));
+    let usage_flush = Duration::from_secs(args.usage_flush_interval);
+    tokio::spawn(crate::usage::run(
+        gateway.clone(),
+        control.clone(),
+        usage_flush,
+        shutdown.clone(),
+    ));
+    let control = control.with_broker(Arc::new(crate::broker_port::InProcessBroker::new(
+        gateway.clone(),
+    )));
     let http_addr = http.local_addr()?;
     tracing::info!(addr = %http_addr, "HTTP listening (/v1, /healthz, /readyz, /metrics)");
     tokio::spawn(serve_http(
         http,
-        crate::http::router(aerie_control::app(control), metrics),
+        crate::http::router(aerie_control::app(control.clone()), metrics),
         shutdown.clone(),
     ));
     announce_control_plane(http_addr);
@@ -161,6 +171,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     signal.await;
     tracing::info!("shutting down");
     gateway.shutdown(Duration::from_secs(5)).await;
+    // The connections are closed: their last connection time is in the counters.
+    crate::usage::flush(&gateway, &control).await;
     store.sync().await;
     store.close();
     Ok(())

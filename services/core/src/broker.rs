@@ -67,6 +67,16 @@ impl Broker {
             .clone()
     }
 
+    /// The tenant with this id if it exists (never creates one).
+    pub fn existing_tenant(&self, id: &str) -> Option<Arc<Tenant>> {
+        self.inner.tenants.read().get(id).cloned()
+    }
+
+    /// Every tenant the broker has.
+    pub fn tenants(&self) -> Vec<Arc<Tenant>> {
+        self.inner.tenants.read().values().cloned().collect()
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }

@@ -16,6 +16,7 @@ pub mod session;
 pub mod store;
 mod tenant;
 pub mod trie;
+pub mod usage;
 
 pub use broker::Broker;
 pub use config::CoreConfig;
@@ -23,3 +24,4 @@ pub use message::{Delivery, Message, SharedGroup};
 pub use session::{Enqueued, FlightState, Kick, OutFlight, Session, SubscriptionSpec};
 pub use store::{NullStore, Store, StoreOp, Ticket};
 pub use tenant::{Attachment, Published, Subscribed, Tenant, granted};
+pub use usage::{Usage, UsageCounts};

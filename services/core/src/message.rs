@@ -1,6 +1,7 @@
 //! A message as the core routes it, and a delivery as a session queues it.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use aerie_proto::{ByteString, PublishProperties, QoS};
 use bytes::Bytes;
@@ -64,6 +65,43 @@ impl Drop for Message {
 }
 
 impl Message {
+    /// A message as a publisher hands it to the broker (a client's PUBLISH,
+    /// a will, an HTTP publish): the message expiry interval becomes a
+    /// deadline from now; the topic alias, which is per hop, is dropped.
+    /// `origin` is the publishing session (0: the broker itself).
+    pub fn published(
+        topic: ByteString,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+        mut properties: PublishProperties,
+        origin: u64,
+    ) -> Arc<Message> {
+        let now = Instant::now();
+        let expires_at = properties
+            .message_expiry_interval
+            .take()
+            .map(|s| now + Duration::from_secs(u64::from(s)));
+        properties.topic_alias = None;
+        Arc::new(Message {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+            expires_at,
+            origin,
+            received_at: now,
+            persisted: Default::default(),
+        })
+    }
+
+    /// Whether it counts in the tenant's usage: everything but the broker's
+    /// own `$SYS` figures (clients cannot publish to `$`-topics).
+    pub fn is_metered(&self) -> bool {
+        !self.topic.starts_with('$')
+    }
+
     /// Writes the message to the store unless it already is; returns its id.
     pub(crate) fn persist(self: &Arc<Self>, store: &Arc<dyn Store>) -> u64 {
         self.persisted

@@ -21,6 +21,7 @@ use crate::session::{
 };
 use crate::store::{LoadedSession, Store, StoreOp, Ticket, unix_ms_now};
 use crate::trie::SubTrie;
+use crate::usage::Usage;
 
 pub struct Tenant {
     pub id: Arc<str>,
@@ -32,6 +33,7 @@ pub struct Tenant {
     /// Round-robin position for choosing a shared subscription's member.
     shared_cursor: AtomicUsize,
     store: Arc<dyn Store>,
+    usage: Usage,
 }
 
 /// What routing one message did.
@@ -84,6 +86,7 @@ impl Tenant {
             session_ids,
             shared_cursor: AtomicUsize::new(0),
             store,
+            usage: Usage::default(),
         }
     }
 
@@ -91,10 +94,18 @@ impl Tenant {
         &self.config
     }
 
+    /// What the tenant's clients did since the counters were last taken.
+    pub fn usage(&self) -> &Usage {
+        &self.usage
+    }
+
     /// Routes a message to every matching subscription (and stores it when it
     /// is retained).
     pub fn publish(&self, message: Arc<Message>) -> Published {
         m::hot().published.increment(1);
+        if message.is_metered() {
+            self.usage.published(message.payload.len());
+        }
         let mut ticket = 0;
         if message.retain {
             ticket = self.store_retained(&message);
@@ -249,6 +260,11 @@ impl Tenant {
 
     pub fn retained_count(&self) -> usize {
         self.retained.read().len()
+    }
+
+    /// The unexpired retained messages whose topics match `filter`.
+    pub fn retained_matching(&self, filter: &str) -> Vec<Arc<Message>> {
+        self.retained.read().matching(filter, Instant::now())
     }
 
     /// Adds (or replaces) a subscription. `filter` is as the client sent it,
@@ -540,31 +556,25 @@ impl Tenant {
     }
 
     fn publish_will(&self, origin: u64, will: Will) {
-        let now = Instant::now();
         let p = will.properties;
-        let message = Message {
-            topic: will.topic,
-            payload: will.payload,
-            qos: will.qos,
-            retain: will.retain,
-            expires_at: p
-                .message_expiry_interval
-                .map(|s| now + Duration::from_secs(u64::from(s))),
-            properties: aerie_proto::PublishProperties {
-                payload_format_indicator: p.payload_format_indicator,
-                message_expiry_interval: None,
-                topic_alias: None,
-                response_topic: p.response_topic,
-                correlation_data: p.correlation_data,
-                user_properties: p.user_properties,
-                subscription_identifiers: Vec::new(),
-                content_type: p.content_type,
-            },
-            origin,
-            received_at: now,
-            persisted: Default::default(),
+        let properties = aerie_proto::PublishProperties {
+            payload_format_indicator: p.payload_format_indicator,
+            message_expiry_interval: p.message_expiry_interval,
+            topic_alias: None,
+            response_topic: p.response_topic,
+            correlation_data: p.correlation_data,
+            user_properties: p.user_properties,
+            subscription_identifiers: Vec::new(),
+            content_type: p.content_type,
         };
-        self.publish(Arc::new(message));
+        self.publish(Message::published(
+            will.topic,
+            will.payload,
+            will.qos,
+            will.retain,
+            properties,
+            origin,
+        ));
     }
 
     /// Removes a session from the map (if it is still the current one for its

@@ -14,6 +14,7 @@ pub mod listener;
 pub mod registry;
 pub mod sys;
 pub mod tls;
+pub mod usage;
 pub mod ws;
 
 pub use config::GatewayConfig;

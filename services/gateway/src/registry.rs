@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 
 use aerie_core::{Kick, Session};
@@ -42,6 +43,9 @@ pub struct LiveConnection {
     pub protocol: ProtocolVersion,
     pub transport: Transport,
     pub connected_at: SystemTime,
+    /// Up to when its connection time is in its tenant's usage (Unix ms;
+    /// `u64::MAX` once it ended): see `crate::usage`.
+    pub(crate) metered_until: AtomicU64,
     session: Arc<Session>,
     /// `None`: an anonymous client.
     credential: Mutex<Option<Credential>>,
@@ -102,13 +106,15 @@ impl Registry {
 
     /// Adds a connection; it stays until the returned guard drops.
     pub fn register(self: &Arc<Self>, new: NewConnection) -> Registration {
+        let connected_at = SystemTime::now();
         let live = Arc::new(LiveConnection {
             connection_id: new.connection_id,
             tenant: new.session.tenant.clone(),
             client_id: new.session.client_id.clone(),
             protocol: new.protocol,
             transport: new.transport,
-            connected_at: SystemTime::now(),
+            connected_at,
+            metered_until: AtomicU64::new(crate::usage::unix_ms(connected_at)),
             session: new.session,
             credential: Mutex::new(new.credential),
         });

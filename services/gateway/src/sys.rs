@@ -78,17 +78,13 @@ pub fn figures(
 fn publish_figures(broker: &Broker, registry: &Registry, tenant_id: &str, uptime: Duration) {
     let tenant = broker.tenant(tenant_id);
     for (topic, value) in figures(broker, registry, tenant_id, uptime) {
-        let now = tokio::time::Instant::now();
-        tenant.publish(Arc::new(Message {
-            topic: topic.into(),
-            payload: Bytes::from(value),
-            qos: QoS::AtMostOnce,
-            retain: false,
-            properties: Default::default(),
-            expires_at: None,
-            origin: 0,
-            received_at: now,
-            persisted: Default::default(),
-        }));
+        tenant.publish(Message::published(
+            topic.into(),
+            Bytes::from(value),
+            QoS::AtMostOnce,
+            false,
+            Default::default(),
+            0,
+        ));
     }
 }

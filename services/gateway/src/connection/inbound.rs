@@ -1,14 +1,10 @@
 //! Packets from the client.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use aerie_core::{Message, OutFlight, SubscriptionSpec, Ticket, granted};
 use aerie_proto::{
     AckProperties, Packet, PubResp, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck,
     Unsubscribe,
 };
-use tokio::time::Instant;
 
 use super::{Close, Conn, Flow};
 
@@ -137,24 +133,14 @@ impl Conn {
         {
             return self.deny_publish(&p);
         }
-        let now = Instant::now();
-        let mut properties = p.properties;
-        let expires_at = properties
-            .message_expiry_interval
-            .take()
-            .map(|s| now + Duration::from_secs(u64::from(s)));
-        properties.topic_alias = None;
-        let message = Arc::new(Message {
+        let message = Message::published(
             topic,
-            payload: p.payload,
-            qos: p.qos,
-            retain: p.retain,
-            properties,
-            expires_at,
-            origin: self.session.id,
-            received_at: now,
-            persisted: Default::default(),
-        });
+            p.payload,
+            p.qos,
+            p.retain,
+            p.properties,
+            self.session.id,
+        );
         let published = self.tenant.publish(message);
         if published.congested.is_some() {
             self.backpressure = published.congested;

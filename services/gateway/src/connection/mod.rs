@@ -346,6 +346,7 @@ where
         std::mem::take(&mut conn.flight),
         will,
     );
+    crate::usage::connection_ended(&conn.live, &conn.tenant);
     drop(registration);
     Ok(())
 }

@@ -18,6 +18,7 @@ impl Conn {
         self.session.drain(window, &mut batch);
         let now = Instant::now();
         let mut delivered = 0u64;
+        let (mut metered, mut metered_bytes) = (0u64, 0u64);
         for d in batch.drain(..) {
             if d.message.is_expired(now) {
                 count_drop(DropReason::Expired, 1);
@@ -31,6 +32,10 @@ impl Conn {
             };
             if self.send_publish(&d, packet_id, false, now) {
                 delivered += 1;
+                if d.message.is_metered() {
+                    metered += 1;
+                    metered_bytes += d.message.payload.len() as u64;
+                }
                 // Sampled: the first message of a batch (the oldest, so the
                 // slowest) and every 64th, to keep the histogram off the
                 // per-message path.
@@ -53,6 +58,7 @@ impl Conn {
         self.deliveries = batch;
         if delivered > 0 {
             m::hot().delivered.increment(delivered);
+            self.tenant.usage().delivered(metered, metered_bytes);
         }
     }
 

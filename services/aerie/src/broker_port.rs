@@ -1,0 +1,171 @@
+//! The control plane's [`BrokerPort`] over the in-process broker and gateway
+//! of `aerie serve`: live clients from the gateway's registry, publishing
+//! and retained messages through the tenant's core.
+//!
+//! The tenant id from the route is the only scope: every call goes through
+//! that tenant's registry entry or core tenant, never another's.
+
+use std::time::Duration;
+
+use aerie_control::broker::{
+    BrokerError, BrokerPort, ClientInfo, HttpPublish, MqttProtocol, PublishOutcome,
+    RetainedMessage, Transport,
+};
+use aerie_core::{Kick, Message};
+use aerie_gateway::Gateway;
+use aerie_gateway::connection::Transport as GatewayTransport;
+use aerie_proto::{ProtocolVersion, PublishProperties, QoS, ReasonCode};
+use async_trait::async_trait;
+use bytes::Bytes;
+use time::OffsetDateTime;
+
+/// How long a QoS 1 publish waits for the store to make it durable.
+const DURABLE_WAIT: Duration = Duration::from_secs(10);
+/// How long a disconnect waits for the connection to leave the registry.
+const DISCONNECT_WAIT: Duration = Duration::from_secs(2);
+
+/// The control plane's window on the broker of this process.
+#[derive(Clone)]
+pub struct InProcessBroker {
+    gateway: Gateway,
+}
+
+impl InProcessBroker {
+    pub fn new(gateway: Gateway) -> InProcessBroker {
+        InProcessBroker { gateway }
+    }
+}
+
+impl std::fmt::Debug for InProcessBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessBroker").finish_non_exhaustive()
+    }
+}
+
+fn protocol(v: ProtocolVersion) -> MqttProtocol {
+    match v {
+        ProtocolVersion::V311 => MqttProtocol::V311,
+        ProtocolVersion::V5 => MqttProtocol::V5,
+    }
+}
+
+fn transport(t: GatewayTransport) -> Transport {
+    match t {
+        GatewayTransport::Tcp => Transport::Tcp,
+        GatewayTransport::Tls => Transport::Tls,
+        GatewayTransport::Ws => Transport::Ws,
+        GatewayTransport::Wss => Transport::Wss,
+    }
+}
+
+/// The kick an administrator's disconnect sends (v5 DISCONNECT 0x98).
+const ADMIN_DISCONNECT: Kick = Kick {
+    reason: ReasonCode::ADMINISTRATIVE_ACTION,
+    why: "admin_disconnect",
+};
+
+#[async_trait]
+impl BrokerPort for InProcessBroker {
+    async fn clients(&self, tenant_id: &str) -> Result<Vec<ClientInfo>, BrokerError> {
+        Ok(self
+            .gateway
+            .registry()
+            .connections(tenant_id)
+            .into_iter()
+            .map(|c| ClientInfo {
+                client_id: c.client_id.to_string(),
+                protocol: protocol(c.protocol),
+                transport: transport(c.transport),
+                connected_at: OffsetDateTime::from(c.connected_at),
+                subscriptions: c.subscriptions(),
+            })
+            .collect())
+    }
+
+    async fn disconnect(&self, tenant_id: &str, client_id: &str) -> Result<bool, BrokerError> {
+        let registry = self.gateway.registry();
+        let Some(live) = registry.find(tenant_id, client_id) else {
+            return Ok(false);
+        };
+        if !live.kick(ADMIN_DISCONNECT) {
+            return Ok(false);
+        }
+        // Answer once the connection is gone, so a listing right after
+        // the answer no longer shows it.
+        let gone = || {
+            registry
+                .find(tenant_id, client_id)
+                .is_none_or(|c| c.connection_id != live.connection_id)
+        };
+        let deadline = tokio::time::Instant::now() + DISCONNECT_WAIT;
+        while !gone() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(true)
+    }
+
+    async fn publish(
+        &self,
+        tenant_id: &str,
+        message: HttpPublish,
+    ) -> Result<PublishOutcome, BrokerError> {
+        let qos = match message.qos {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            q => return Err(BrokerError::Refused(format!("qos {q} is not 0 or 1"))),
+        };
+        let broker = self.gateway.broker();
+        // Subscribe to the durable ticket before publishing, so its move
+        // past our writes cannot be missed.
+        let mut durable = broker.store().durable();
+        let published = broker.tenant(tenant_id).publish(Message::published(
+            message.topic.into(),
+            Bytes::from(message.payload),
+            qos,
+            message.retain,
+            PublishProperties::default(),
+            0,
+        ));
+        // As a client's PUBACK: QoS 1 answers once a persistent session's
+        // copy (and a retained one) is durable.
+        if qos == QoS::AtLeastOnce && published.ticket > 0 {
+            let ticket = published.ticket;
+            match tokio::time::timeout(DURABLE_WAIT, durable.wait_for(|t| *t >= ticket)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => {
+                    return Err(BrokerError::Unavailable(
+                        "the broker's store is shutting down".into(),
+                    ));
+                }
+                Err(_) => {
+                    tracing::warn!(tenant_id, ticket, "HTTP publish not durable in time");
+                    return Err(BrokerError::Unavailable(
+                        "the broker's store did not make the message durable in time".into(),
+                    ));
+                }
+            }
+        }
+        Ok(PublishOutcome {
+            matched_subscriptions: published.matched as u64,
+        })
+    }
+
+    async fn retained(
+        &self,
+        tenant_id: &str,
+        filter: &str,
+    ) -> Result<Vec<RetainedMessage>, BrokerError> {
+        let Some(tenant) = self.gateway.broker().existing_tenant(tenant_id) else {
+            return Ok(Vec::new());
+        };
+        Ok(tenant
+            .retained_matching(filter)
+            .into_iter()
+            .map(|m| RetainedMessage {
+                topic: m.topic.to_string(),
+                payload: m.payload.to_vec(),
+                qos: m.qos as u8,
+            })
+            .collect())
+    }
+}
