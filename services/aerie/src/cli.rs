@@ -159,6 +159,12 @@ pub struct LimitArgs {
     #[arg(long)]
     pub publish_rate_bytes: Option<i64>,
     #[arg(long)]
+    pub client_publish_rate_msgs: Option<i64>,
+    #[arg(long)]
+    pub client_publish_rate_bytes: Option<i64>,
+    #[arg(long)]
+    pub connect_rate: Option<i64>,
+    #[arg(long)]
     pub max_packet_size: Option<i64>,
     #[arg(long)]
     pub subscriptions_per_client: Option<i64>,

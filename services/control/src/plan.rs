@@ -15,6 +15,15 @@ pub struct Limits {
     pub publish_rate_msgs: u32,
     /// PUBLISH payload bytes per second, tenant-wide.
     pub publish_rate_bytes: u64,
+    /// PUBLISH packets per second, per client.
+    #[serde(default = "free::client_publish_rate_msgs")]
+    pub client_publish_rate_msgs: u32,
+    /// PUBLISH payload bytes per second, per client.
+    #[serde(default = "free::client_publish_rate_bytes")]
+    pub client_publish_rate_bytes: u64,
+    /// CONNECTs per second, tenant-wide (counted once authenticated).
+    #[serde(default = "free::connect_rate")]
+    pub connect_rate: u32,
     /// Largest MQTT packet, bytes.
     pub max_packet_size: u32,
     pub subscriptions_per_client: u32,
@@ -34,6 +43,9 @@ impl Limits {
         connections: 100,
         publish_rate_msgs: 100,
         publish_rate_bytes: 1024 * 1024,
+        client_publish_rate_msgs: 20,
+        client_publish_rate_bytes: 256 * 1024,
+        connect_rate: 10,
         max_packet_size: 256 * 1024,
         subscriptions_per_client: 50,
         retained_messages: 1_000,
@@ -42,4 +54,45 @@ impl Limits {
         queued_messages: 1_000,
         inflight: 32,
     };
+}
+
+/// Defaults for fields added after tenants were stored: the free plan's.
+mod free {
+    use super::Limits;
+
+    pub fn client_publish_rate_msgs() -> u32 {
+        Limits::FREE.client_publish_rate_msgs
+    }
+    pub fn client_publish_rate_bytes() -> u64 {
+        Limits::FREE.client_publish_rate_bytes
+    }
+    pub fn connect_rate() -> u32 {
+        Limits::FREE.connect_rate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_stored_before_the_per_client_and_connect_rates_reads_with_the_free_plans() {
+        let old = serde_json::json!({
+            "connections": 7, "publish_rate_msgs": 1, "publish_rate_bytes": 2,
+            "max_packet_size": 1024, "subscriptions_per_client": 3,
+            "retained_messages": 4, "retained_bytes": 5, "session_expiry_max": 6,
+            "queued_messages": 8, "inflight": 9
+        });
+        let limits: Limits = serde_json::from_value(old).unwrap();
+        assert_eq!(limits.connections, 7);
+        assert_eq!(
+            limits.client_publish_rate_msgs,
+            Limits::FREE.client_publish_rate_msgs
+        );
+        assert_eq!(
+            limits.client_publish_rate_bytes,
+            Limits::FREE.client_publish_rate_bytes
+        );
+        assert_eq!(limits.connect_rate, Limits::FREE.connect_rate);
+    }
 }

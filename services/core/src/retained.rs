@@ -55,6 +55,11 @@ impl RetainedStore {
             .collect()
     }
 
+    /// The retained message of `topic`, if any.
+    pub fn get(&self, topic: &str) -> Option<&Arc<Message>> {
+        self.by_topic.get(topic)
+    }
+
     pub fn len(&self) -> usize {
         self.by_topic.len()
     }

@@ -125,10 +125,17 @@ impl Session {
     /// Queues a delivery, or says why it was dropped (and counts the drop).
     /// A QoS 1/2 delivery to a persistent session is written to the store;
     /// the ticket says when that write is durable (0: nothing written).
-    pub fn enqueue(
+    pub fn enqueue(&self, delivery: Delivery, config: &CoreConfig) -> Result<Enqueued, DropReason> {
+        self.enqueue_limited(delivery, config, usize::MAX)
+    }
+
+    /// [`Session::enqueue`], holding at most `offline_limit` messages while
+    /// the session is offline (the tenant's `queued_messages`).
+    pub fn enqueue_limited(
         &self,
         mut delivery: Delivery,
         config: &CoreConfig,
+        offline_limit: usize,
     ) -> Result<Enqueued, DropReason> {
         let mut state = self.state.lock();
         let online = state.owner.is_some();
@@ -143,6 +150,9 @@ impl Session {
         } else if state.queue.len() >= config.max_queued_messages
             || state.queued_bytes + delivery.message.weight() > config.max_queued_bytes
         {
+            Err(DropReason::QueueFull)
+        } else if !online && state.queue.len() >= offline_limit {
+            crate::quota::Limit::QueuedMessages.count();
             Err(DropReason::QueueFull)
         } else {
             let mut ticket = 0;
@@ -455,6 +465,29 @@ mod tests {
         assert_eq!(
             s.enqueue(delivery(QoS::AtLeastOnce), &cfg),
             Err(DropReason::QueueFull)
+        );
+    }
+
+    #[test]
+    fn the_tenants_offline_limit_bounds_only_an_offline_queue() {
+        let s = session();
+        let cfg = CoreConfig::default();
+        for _ in 0..3 {
+            assert!(
+                s.enqueue_limited(delivery(QoS::AtLeastOnce), &cfg, 3)
+                    .is_ok()
+            );
+        }
+        assert_eq!(
+            s.enqueue_limited(delivery(QoS::AtLeastOnce), &cfg, 3),
+            Err(DropReason::QueueFull)
+        );
+        assert_eq!(s.queued(), 3);
+        s.state.lock().owner = Some(1);
+        assert!(
+            s.enqueue_limited(delivery(QoS::AtLeastOnce), &cfg, 3)
+                .is_ok(),
+            "online"
         );
     }
 

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::config::CoreConfig;
 use crate::message::{Delivery, Message, SharedGroup};
 use crate::metrics as m;
+use crate::quota::{Limit, Quota};
 use crate::retained::{RetainChange, RetainedStore};
 use crate::session::{
     Enqueued, FlightState, Kick, OutFlight, PendingWill, Session, SessionRef, SubscriptionSpec,
@@ -34,6 +35,8 @@ pub struct Tenant {
     shared_cursor: AtomicUsize,
     store: Arc<dyn Store>,
     usage: Usage,
+    /// The tenant's limits and the state enforcing them.
+    quota: Quota,
 }
 
 /// What routing one message did.
@@ -49,6 +52,8 @@ pub struct Published {
     /// A subscriber whose queue is filling up: the publisher should wait for
     /// it to drain before reading more.
     pub congested: Option<Arc<Session>>,
+    /// Not stored nor routed: a retained message over the tenant's quota.
+    pub refused: Option<Limit>,
 }
 
 /// A connection's hold on a session, from [`Tenant::attach`].
@@ -87,6 +92,7 @@ impl Tenant {
             shared_cursor: AtomicUsize::new(0),
             store,
             usage: Usage::default(),
+            quota: Quota::default(),
         }
     }
 
@@ -99,16 +105,38 @@ impl Tenant {
         &self.usage
     }
 
+    fn offline_queue_limit(&self) -> usize {
+        usize::try_from(self.quota.queued_messages()).unwrap_or(usize::MAX)
+    }
+
+    /// The tenant's limits (unlimited until set) and their shared state.
+    pub fn quota(&self) -> &Quota {
+        &self.quota
+    }
+
     /// Routes a message to every matching subscription (and stores it when it
-    /// is retained).
+    /// is retained). A retained message over the tenant's retained quota is
+    /// neither stored nor routed (`refused`).
     pub fn publish(&self, message: Arc<Message>) -> Published {
+        let mut ticket = 0;
+        if message.retain {
+            match self.store_retained(&message) {
+                Ok(t) => ticket = t,
+                Err(limit) => {
+                    limit.count();
+                    return Published {
+                        matched: 0,
+                        routed: 0,
+                        ticket: 0,
+                        congested: None,
+                        refused: Some(limit),
+                    };
+                }
+            }
+        }
         m::hot().published.increment(1);
         if message.is_metered() {
             self.usage.published(message.payload.len());
-        }
-        let mut ticket = 0;
-        if message.retain {
-            ticket = self.store_retained(&message);
         }
         let matches = self.subs.read().match_topic(&message.topic);
         let mut delivered = 0;
@@ -145,7 +173,11 @@ impl Tenant {
                 i += 1;
             }
             matched += 1;
-            if let Ok(e) = session.0.enqueue(delivery, &self.config) {
+            if let Ok(e) =
+                session
+                    .0
+                    .enqueue_limited(delivery, &self.config, self.offline_queue_limit())
+            {
                 delivered += 1;
                 ticket = ticket.max(e.ticket);
                 if e.congested && congested.is_none() {
@@ -173,6 +205,7 @@ impl Tenant {
             routed: delivered,
             ticket,
             congested,
+            refused: None,
         }
     }
 
@@ -207,7 +240,9 @@ impl Tenant {
             shared: Some(group.clone()),
             stored_seq: None,
         };
-        let enqueued = session.enqueue(delivery, &self.config).ok()?;
+        let enqueued = session
+            .enqueue_limited(delivery, &self.config, self.offline_queue_limit())
+            .ok()?;
         Some((session.clone(), enqueued))
     }
 
@@ -234,8 +269,15 @@ impl Tenant {
         }
     }
 
-    fn store_retained(&self, message: &Arc<Message>) -> Ticket {
+    fn store_retained(&self, message: &Arc<Message>) -> Result<Ticket, Limit> {
         let mut retained = self.retained.write();
+        let limits = self.quota.limits();
+        crate::quota::check_retained(
+            &retained,
+            message,
+            limits.retained_messages,
+            limits.retained_bytes,
+        )?;
         let change = retained.apply(message);
         // Submitted under the lock so the store sees changes in the same order.
         let ticket = match change {
@@ -255,7 +297,7 @@ impl Tenant {
             RetainChange::Deleted => metrics::gauge!(m::RETAINED_MESSAGES).decrement(1.0),
             RetainChange::Replaced | RetainChange::Unchanged => {}
         }
-        ticket
+        Ok(ticket)
     }
 
     pub fn retained_count(&self) -> usize {

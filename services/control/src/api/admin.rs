@@ -155,6 +155,9 @@ limits_patch! {
     connections: 1, 10_000_000;
     publish_rate_msgs: 1, 10_000_000;
     publish_rate_bytes: 1, 10 * GIB;
+    client_publish_rate_msgs: 1, 10_000_000;
+    client_publish_rate_bytes: 1, 10 * GIB;
+    connect_rate: 1, 1_000_000;
     max_packet_size: 16, 268_435_455;
     subscriptions_per_client: 1, 100_000;
     retained_messages: 1, 100_000_000;
