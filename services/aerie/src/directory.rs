@@ -6,12 +6,15 @@
 
 use aerie_control::AppState;
 use aerie_control::api::admin::STATUS_ACTIVE;
+use aerie_control::plan::Limits;
 use aerie_control::store;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use aerie_gateway::auth::{Directory, DirectorySource, TenantIssuer, TenantStatus};
+use aerie_gateway::auth::{
+    Directory, DirectorySource, TenantFacts, TenantIssuer, TenantLimits, TenantStatus,
+};
 use anyhow::Context;
 use jsonwebtoken::jwk::JwkSet;
 
@@ -70,7 +73,8 @@ impl ControlDirectory {
                 } else {
                     TenantStatus::Suspended
                 };
-                (t.id, status)
+                let limits = tenant_limits(&t.limits);
+                (t.id, TenantFacts { status, limits })
             })
             .collect();
         for issuer in store.all_issuers().await? {
@@ -186,5 +190,24 @@ impl JwksUrlCache {
             anyhow::bail!("the JWKS is larger than {MAX_JWKS_BYTES} bytes");
         }
         serde_json::from_slice(&body).context("the JWKS does not parse")
+    }
+}
+
+/// The control plane's plan limits as the gateway enforces them.
+pub fn tenant_limits(l: &Limits) -> TenantLimits {
+    TenantLimits {
+        connections: l.connections,
+        connect_rate: l.connect_rate,
+        publish_rate_msgs: l.publish_rate_msgs,
+        publish_rate_bytes: l.publish_rate_bytes,
+        client_publish_rate_msgs: l.client_publish_rate_msgs,
+        client_publish_rate_bytes: l.client_publish_rate_bytes,
+        max_packet_size: l.max_packet_size,
+        subscriptions_per_client: l.subscriptions_per_client,
+        retained_messages: l.retained_messages,
+        retained_bytes: l.retained_bytes,
+        session_expiry_max: l.session_expiry_max,
+        queued_messages: l.queued_messages,
+        inflight: l.inflight,
     }
 }

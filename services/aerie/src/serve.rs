@@ -108,6 +108,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("cannot load the token directory")?;
     directory.spawn_refresh(DIRECTORY_REFRESH);
+    // Tenant limits follow the directory: a change reaches live connections
+    // with the next refresh.
+    aerie_gateway::limits::spawn_apply(broker.clone(), &directory);
     let verifier = Arc::new(Verifier::new(control.issuer(), directory));
     let gateway = Gateway::new(
         broker,

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use crate::message::Message;
@@ -223,6 +223,8 @@ pub struct Quota {
     session_expiry_max: AtomicU32,
     queued_messages: AtomicU32,
     inflight: AtomicU32,
+    /// Whether limits were ever set (else: unlimited, as created).
+    set: AtomicBool,
     /// Live connections of the tenant (on this process).
     live: AtomicU32,
     connects: SharedRate,
@@ -252,6 +254,7 @@ impl Quota {
             session_expiry_max: AtomicU32::new(l.session_expiry_max),
             queued_messages: AtomicU32::new(l.queued_messages),
             inflight: AtomicU32::new(u32::from(l.inflight)),
+            set: AtomicBool::new(false),
             live: AtomicU32::new(0),
             connects: SharedRate::default(),
             publishes: SharedRate::default(),
@@ -278,8 +281,18 @@ impl Quota {
         }
     }
 
+    /// Sets the limits unless they were set before (a tenant's first
+    /// connection brings the limits it was verified with; later changes
+    /// come through [`Quota::set_limits`]).
+    pub fn init_limits(&self, l: TenantLimits) {
+        if !self.set.load(Relaxed) {
+            self.set_limits(l);
+        }
+    }
+
     /// Replaces the limits; returns whether they changed.
     pub fn set_limits(&self, l: TenantLimits) -> bool {
+        self.set.store(true, Relaxed);
         if self.limits() == l {
             return false;
         }

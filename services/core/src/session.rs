@@ -349,6 +349,13 @@ impl Session {
             .collect()
     }
 
+    /// How many subscriptions the session holds besides one on `filter`
+    /// (what subscribing to `filter` would make it hold, minus one).
+    pub fn subscriptions_besides(&self, filter: &str) -> usize {
+        let state = self.state.lock();
+        state.subscriptions.len() - usize::from(state.subscriptions.contains_key(filter))
+    }
+
     pub fn expiry_interval(&self) -> u32 {
         self.state.lock().expiry_interval
     }

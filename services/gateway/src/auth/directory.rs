@@ -22,6 +22,27 @@ pub enum TenantStatus {
     Suspended,
 }
 
+/// The per-tenant limits the gateway enforces: the same fields as the
+/// control plane's plan limits (the core keeps them on each tenant).
+pub use aerie_core::TenantLimits;
+
+/// What the gateway knows of one tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantFacts {
+    pub status: TenantStatus,
+    pub limits: TenantLimits,
+}
+
+impl TenantFacts {
+    /// An active tenant with no limits but the global configuration's.
+    pub fn active() -> TenantFacts {
+        TenantFacts {
+            status: TenantStatus::Active,
+            limits: TenantLimits::UNLIMITED,
+        }
+    }
+}
+
 /// Everything token verification reads, as of one load.
 #[derive(Clone, Default)]
 pub struct Directory {
@@ -30,7 +51,7 @@ pub struct Directory {
     /// Revoked and not yet expired.
     pub revoked_jtis: HashSet<String>,
     /// A tenant that is not here does not exist (any more).
-    pub tenants: HashMap<String, TenantStatus>,
+    pub tenants: HashMap<String, TenantFacts>,
     /// Tenants' own issuers, by tenant id: a token is checked against them
     /// only when its `tnt` names that tenant and its `iss` that issuer.
     pub issuers: HashMap<String, Vec<TenantIssuer>>,

@@ -45,7 +45,7 @@ pub const TOKEN_EXPIRED: Kick = Kick {
 pub fn enforce(directory: &Directory, registry: &Registry) -> usize {
     let mut kicked = 0;
     for tenant in registry.tenants() {
-        let tenant_kick = match directory.tenants.get(&*tenant) {
+        let tenant_kick = match directory.tenants.get(&*tenant).map(|f| f.status) {
             Some(TenantStatus::Active) => None,
             Some(TenantStatus::Suspended) => Some(TENANT_SUSPENDED),
             None => Some(TENANT_DELETED),

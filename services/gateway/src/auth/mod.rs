@@ -20,7 +20,7 @@ mod tests;
 pub use acl::Permissions;
 pub use directory::{
     Directory, DirectoryCache, DirectorySource, IssuerKey, ON_DEMAND_REFRESH_INTERVAL,
-    TENANT_ISSUER_ALGORITHMS, TenantIssuer, TenantStatus, VerifyingKey,
+    TENANT_ISSUER_ALGORITHMS, TenantFacts, TenantIssuer, TenantLimits, TenantStatus, VerifyingKey,
 };
 pub use enforce::{
     AUTH_DISCONNECTS_TOTAL, ISSUER_REMOVED, TENANT_DELETED, TENANT_SUSPENDED, TOKEN_EXPIRED,
@@ -58,6 +58,8 @@ pub struct Grant {
     pub acl: Option<Acl>,
     /// The `iss` of the tenant's own issuer that signed it (`None`: the control plane).
     pub tenant_issuer: Option<String>,
+    /// The tenant's limits as of the directory the token was verified with.
+    pub limits: TenantLimits,
 }
 
 /// Why a CONNECT was not authenticated.

@@ -95,11 +95,28 @@ fn with(change: &[(&str, Value)]) -> Value {
     c
 }
 
+const GREEN_LIMITS: TenantLimits = TenantLimits {
+    connections: 3,
+    ..TenantLimits::UNLIMITED
+};
+
 fn directory(key: &Key) -> Directory {
     let mut d = Directory::default();
     d.add_jwks(&key.jwks());
-    d.tenants.insert("t-green".into(), TenantStatus::Active);
-    d.tenants.insert("t-paused".into(), TenantStatus::Suspended);
+    d.tenants.insert(
+        "t-green".into(),
+        TenantFacts {
+            status: TenantStatus::Active,
+            limits: GREEN_LIMITS,
+        },
+    );
+    d.tenants.insert(
+        "t-paused".into(),
+        TenantFacts {
+            status: TenantStatus::Suspended,
+            limits: TenantLimits::UNLIMITED,
+        },
+    );
     d.revoked_jtis.insert("jti-revoked".into());
     d
 }
@@ -109,7 +126,7 @@ fn check(d: &Directory, token: &str, client_id: &str) -> Result<Grant, AuthFailu
 }
 
 #[test]
-fn a_valid_token_grants_its_tenant_subject_and_acl() {
+fn a_valid_token_grants_its_tenant_subject_acl_and_limits() {
     let key = Key::new("k1");
     let grant = check(&directory(&key), &key.sign(&claims()), "sensor-1").unwrap();
     assert_eq!(
@@ -125,6 +142,7 @@ fn a_valid_token_grants_its_tenant_subject_and_acl() {
                 subscribe: vec!["b/+".into()],
             }),
             tenant_issuer: None,
+            limits: GREEN_LIMITS,
         }
     );
     // An empty CONNECT client id is fine: the handshake assigns the bound one.
@@ -380,7 +398,7 @@ async fn an_unknown_kid_refreshes_the_directory_once_per_interval() {
 async fn a_tenant_newer_than_the_directory_waits_for_the_next_refresh() {
     let key = Key::new("k1");
     let mut newer = directory(&key);
-    newer.tenants.insert("t-new".into(), TenantStatus::Active);
+    newer.tenants.insert("t-new".into(), TenantFacts::active());
     let source = Arc::new(Counting {
         directory: newer,
         loads: AtomicUsize::new(0),
@@ -465,7 +483,7 @@ const GREEN_IDP: &str = "https://idp.green.example";
 fn with_tenant_issuers(idp: &Key, blue: &Key) -> Directory {
     let control = Key::new("control");
     let mut d = directory(&control);
-    d.tenants.insert("t-blue".into(), TenantStatus::Active);
+    d.tenants.insert("t-blue".into(), TenantFacts::active());
     d.issuers.insert(
         "t-green".into(),
         vec![TenantIssuer::from_jwks(GREEN_IDP, &idp.jwks())],

@@ -227,11 +227,11 @@ pub fn verify_with(
     if starts.is_some_and(|t| t > now.saturating_add(LEEWAY_SECONDS)) {
         return Err(AuthFailure::NotYetValid);
     }
-    match directory.tenants.get(&claims.tnt) {
-        Some(TenantStatus::Active) => {}
-        Some(TenantStatus::Suspended) => return Err(AuthFailure::TenantInactive),
+    let limits = match directory.tenants.get(&claims.tnt) {
+        Some(facts) if facts.status == TenantStatus::Active => facts.limits,
+        Some(_) => return Err(AuthFailure::TenantInactive),
         None => return Err(AuthFailure::UnknownTenant),
-    }
+    };
     if directory.revoked_jtis.contains(&claims.jti) {
         return Err(AuthFailure::Revoked);
     }
@@ -249,5 +249,6 @@ pub fn verify_with(
         client_id: claims.client_id,
         acl: claims.acl,
         tenant_issuer: tenant_issuer.then_some(claims.iss),
+        limits,
     })
 }

@@ -29,6 +29,8 @@ pub(crate) struct Accepted {
     pub client_receive_maximum: u16,
     pub client_max_packet_size: u32,
     pub client_topic_alias_maximum: u16,
+    /// The connection, counted against the tenant's `connections`.
+    pub slot: aerie_core::quota::ConnectionSlot,
 }
 
 /// A refused CONNECT: the CONNACK reason to send.
@@ -81,6 +83,10 @@ pub(crate) async fn accept(
             .as_ref()
             .map_or(&config.anonymous_tenant, |g| &g.tenant_id),
     );
+    if let Some(g) = &grant {
+        tenant.quota().init_limits(g.limits);
+    }
+    let limits = tenant.quota().limits();
 
     let mut connack_props = ConnAckProperties::default();
     let client_id: ByteString = if connect.client_id.is_empty() {
@@ -118,7 +124,12 @@ pub(crate) async fn accept(
         ProtocolVersion::V311 => 0,
         ProtocolVersion::V5 => props.session_expiry_interval.unwrap_or(0),
     };
-    let session_expiry = requested_expiry.min(broker.config().max_session_expiry);
+    if v5 && requested_expiry > limits.session_expiry_max {
+        aerie_core::Limit::SessionExpiry.count();
+    }
+    let session_expiry = requested_expiry
+        .min(broker.config().max_session_expiry)
+        .min(limits.session_expiry_max);
     if v5 && session_expiry != requested_expiry {
         connack_props.session_expiry_interval = Some(session_expiry);
     }
@@ -131,6 +142,8 @@ pub(crate) async fn accept(
         }
     }
 
+    // Before the session is touched: a refused CONNECT takes nothing over.
+    let slot = crate::limits::admit_connection(&tenant).map_err(Refused)?;
     let attachment = tenant
         .attach(
             &client_id,
@@ -142,8 +155,9 @@ pub(crate) async fn accept(
         .map_err(Refused)?;
 
     if v5 {
-        connack_props.receive_maximum = Some(config.receive_maximum);
-        connack_props.maximum_packet_size = Some(config.max_packet_size);
+        connack_props.receive_maximum = Some(config.receive_maximum.min(limits.inflight));
+        connack_props.maximum_packet_size =
+            Some(config.max_packet_size.min(limits.max_packet_size));
         connack_props.topic_alias_maximum = Some(config.topic_alias_maximum);
         connack_props.retain_available = Some(1);
         connack_props.wildcard_subscription_available = Some(1);
@@ -172,8 +186,10 @@ pub(crate) async fn accept(
         client_receive_maximum: props
             .receive_maximum
             .unwrap_or(u16::MAX)
-            .min(config.max_inflight.max(1)),
+            .min(config.max_inflight.max(1))
+            .min(limits.inflight.max(1)),
         client_max_packet_size: props.maximum_packet_size.unwrap_or(u32::MAX),
         client_topic_alias_maximum: props.topic_alias_maximum.unwrap_or(0),
+        slot,
     })
 }

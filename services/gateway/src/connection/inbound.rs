@@ -124,7 +124,13 @@ impl Conn {
                 self.send_ack(Packet::PubRec, packet_id, ReasonCode::SUCCESS);
                 return Flow::Continue;
             }
-            if self.flight.inbound_qos2.len() >= usize::from(self.config.receive_maximum) {
+            let tenant_inflight = self.tenant.quota().inflight();
+            if self.flight.inbound_qos2.len()
+                >= usize::from(self.config.receive_maximum.min(tenant_inflight))
+            {
+                if tenant_inflight < self.config.receive_maximum {
+                    aerie_core::Limit::Inflight.count();
+                }
                 return Close::by_server(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, "receive_maximum");
             }
         }
@@ -132,6 +138,13 @@ impl Conn {
             && !permissions.may_publish(&topic)
         {
             return self.deny_publish(&p);
+        }
+        if self
+            .rates
+            .check_publish(&self.tenant, p.payload.len())
+            .is_err()
+        {
+            return self.over_rate(p.qos, packet_id);
         }
         let message = Message::published(
             topic,
@@ -142,6 +155,10 @@ impl Conn {
             self.session.id,
         );
         let published = self.tenant.publish(message);
+        if published.refused.is_some() {
+            // Over the tenant's retained quota: neither stored nor routed.
+            return self.ack_unrouted(p.qos, packet_id, ReasonCode::QUOTA_EXCEEDED);
+        }
         if published.congested.is_some() {
             self.backpressure = published.congested;
         }
@@ -194,13 +211,19 @@ impl Conn {
     /// acknowledged as usual and dropped (the connection stays up).
     fn deny_publish(&mut self, p: &Publish) -> Flow {
         metrics::counter!(crate::auth::ACL_DENIED_TOTAL, "action" => "publish").increment(1);
+        self.ack_unrouted(p.qos, p.packet_id.unwrap_or(0), ReasonCode::NOT_AUTHORIZED)
+    }
+
+    /// Answers a PUBLISH that is not routed for `reason`: v5 QoS 1/2 get it in
+    /// PUBACK/PUBREC; QoS 0 and 3.1.1, which cannot say it, are acknowledged
+    /// as usual and dropped (the connection stays up).
+    fn ack_unrouted(&mut self, qos: QoS, packet_id: u16, reason: ReasonCode) -> Flow {
         let reason = if self.version.is_v5() {
-            ReasonCode::NOT_AUTHORIZED
+            reason
         } else {
             ReasonCode::SUCCESS
         };
-        let packet_id = p.packet_id.unwrap_or(0);
-        match p.qos {
+        match qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => self.send_ack(Packet::PubAck, packet_id, reason),
             QoS::ExactlyOnce if reason.is_error() => {
@@ -213,6 +236,29 @@ impl Conn {
             }
         }
         Flow::Continue
+    }
+
+    /// A PUBLISH over the client's or the tenant's publish rate: v5 QoS 1/2
+    /// get 0x96 in PUBACK/PUBREC (the client may retry later); QoS 0 is
+    /// dropped; a 3.1.1 client's QoS 1/2 closes the connection unacknowledged
+    /// (it resends after reconnecting, so nothing acknowledged is lost).
+    fn over_rate(&mut self, qos: QoS, packet_id: u16) -> Flow {
+        match qos {
+            QoS::AtMostOnce => Flow::Continue,
+            _ if !self.version.is_v5() => Flow::Close(Close {
+                disconnect: None,
+                publish_will: true,
+                why: "publish_rate",
+            }),
+            QoS::AtLeastOnce => {
+                self.send_ack(Packet::PubAck, packet_id, ReasonCode::MESSAGE_RATE_TOO_HIGH);
+                Flow::Continue
+            }
+            QoS::ExactlyOnce => {
+                self.send_ack(Packet::PubRec, packet_id, ReasonCode::MESSAGE_RATE_TOO_HIGH);
+                Flow::Continue
+            }
+        }
     }
 
     fn on_puback(&mut self, ack: PubResp) {
@@ -272,6 +318,16 @@ impl Conn {
                     .increment(1);
                 reasons.push(if v5 {
                     ReasonCode::NOT_AUTHORIZED
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
+                continue;
+            }
+            let max_subscriptions = self.tenant.quota().subscriptions_per_client();
+            if self.session.subscriptions_besides(filter) as u64 >= u64::from(max_subscriptions) {
+                aerie_core::Limit::Subscriptions.count();
+                reasons.push(if v5 {
+                    ReasonCode::QUOTA_EXCEEDED
                 } else {
                     ReasonCode::UNSPECIFIED_ERROR
                 });
@@ -338,7 +394,9 @@ impl Conn {
                 // MQTT 5 §3.14.2.2.2: a session that was to end cannot be revived here.
                 return Close::by_server(ReasonCode::PROTOCOL_ERROR, "disconnect_expiry");
             }
-            self.session_expiry = expiry.min(self.tenant.config().max_session_expiry);
+            self.session_expiry = expiry
+                .min(self.tenant.config().max_session_expiry)
+                .min(self.tenant.quota().session_expiry_max());
         }
         let publish_will = d.reason == ReasonCode::DISCONNECT_WITH_WILL;
         Flow::Close(Close {

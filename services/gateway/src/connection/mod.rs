@@ -115,6 +115,8 @@ pub(crate) struct Conn {
     /// A subscriber whose queue our publishes are filling: reading waits for
     /// it to drain (backpressure before drops).
     pub backpressure: Option<Arc<Session>>,
+    /// The client's own publish rates.
+    pub rates: crate::limits::ClientRates,
 }
 
 pub async fn run<S>(stream: S, transport: Transport, ctx: ConnContext)
@@ -287,7 +289,10 @@ where
         durable: ctx.broker.store().durable(),
         held_acks: std::collections::VecDeque::new(),
         backpressure: None,
+        rates: Default::default(),
     };
+    // Counted against the tenant's connections until the connection ends.
+    let _slot = accepted.slot;
     drop(connect);
     tracing::Span::current()
         .record(
@@ -480,8 +485,13 @@ impl Conn {
         inbuf: &mut BytesMut,
         received: &mut [u32; 16],
     ) -> Flow {
+        // The tenant's limit is read per batch, so a change applies at once.
+        let max_packet_size = self
+            .config
+            .max_packet_size
+            .min(self.tenant.quota().max_packet_size());
         loop {
-            match aerie_proto::decode(inbuf, self.version, self.config.max_packet_size) {
+            match aerie_proto::decode(inbuf, self.version, max_packet_size) {
                 Ok(Some(packet)) => {
                     received[usize::from(packet.packet_type())] += 1;
                     if let Flow::Close(c) = self.handle(packet) {
@@ -490,6 +500,10 @@ impl Conn {
                 }
                 Ok(None) => return Flow::Continue,
                 Err(e) => {
+                    if matches!(e, DecodeError::PacketTooLarge { max, .. } if max < self.config.max_packet_size)
+                    {
+                        aerie_core::Limit::PacketSize.count();
+                    }
                     metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => format!("0x{:02X}", e.reason_code().0))
                         .increment(1);
                     tracing::debug!(error = %e, client_id = %self.session.client_id, "bad packet");

@@ -13,7 +13,11 @@ impl Conn {
     /// Moves what the session has queued into the outbox, as far as the
     /// client's window allows.
     pub(super) fn pump(&mut self) {
-        let window = usize::from(self.client_receive_maximum).saturating_sub(self.flight.len());
+        let window = usize::from(
+            self.client_receive_maximum
+                .min(self.tenant.quota().inflight()),
+        )
+        .saturating_sub(self.flight.len());
         let mut batch = std::mem::take(&mut self.deliveries);
         self.session.drain(window, &mut batch);
         let now = Instant::now();
