@@ -6,7 +6,7 @@
 //!   (0x97), session expiry ceiling (clamped, announced), Receive Maximum and
 //!   Maximum Packet Size announced as min(server, tenant);
 //! - the connection task: packet size (DISCONNECT 0x95), publish rates per
-//!   client and per tenant (PUBACK/PUBREC 0x96), subscriptions per client
+//!   client and per tenant (PUBACK/PUBREC 0x97: 0x96 is not allowed there), subscriptions per client
 //!   (SUBACK 0x97), inbound QoS 2 window (DISCONNECT 0x93), outbound window;
 //! - the core (`core::quota`): retained messages and bytes (PUBACK 0x97),
 //!   queued messages per offline session (dropped, `queue_full`).

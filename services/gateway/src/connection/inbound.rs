@@ -239,9 +239,11 @@ impl Conn {
     }
 
     /// A PUBLISH over the client's or the tenant's publish rate: v5 QoS 1/2
-    /// get 0x96 in PUBACK/PUBREC (the client may retry later); QoS 0 is
-    /// dropped; a 3.1.1 client's QoS 1/2 closes the connection unacknowledged
-    /// (it resends after reconnecting, so nothing acknowledged is lost).
+    /// get 0x97 (quota exceeded) in PUBACK/PUBREC, as 0x96 (message rate too
+    /// high) is not allowed there (MQTT 5 §3.4.2.1), and may retry later;
+    /// QoS 0 is dropped (counted); a 3.1.1 client's QoS 1/2 closes the
+    /// connection unacknowledged (it resends after reconnecting, so nothing
+    /// acknowledged is lost).
     fn over_rate(&mut self, qos: QoS, packet_id: u16) -> Flow {
         match qos {
             QoS::AtMostOnce => Flow::Continue,
@@ -251,11 +253,11 @@ impl Conn {
                 why: "publish_rate",
             }),
             QoS::AtLeastOnce => {
-                self.send_ack(Packet::PubAck, packet_id, ReasonCode::MESSAGE_RATE_TOO_HIGH);
+                self.send_ack(Packet::PubAck, packet_id, ReasonCode::QUOTA_EXCEEDED);
                 Flow::Continue
             }
             QoS::ExactlyOnce => {
-                self.send_ack(Packet::PubRec, packet_id, ReasonCode::MESSAGE_RATE_TOO_HIGH);
+                self.send_ack(Packet::PubRec, packet_id, ReasonCode::QUOTA_EXCEEDED);
                 Flow::Continue
             }
         }
