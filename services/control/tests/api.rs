@@ -2006,6 +2006,18 @@ async fn admin_limits_out_of_range_or_unknown_are_refused_and_change_nothing() {
             json!({"connections": 10, "retained_bytes": 0}),
             "`retained_bytes`",
         ),
+        (
+            json!({"connect_rate": 0}),
+            "`connect_rate` must be between 1 and 1000000",
+        ),
+        (
+            json!({"client_publish_rate_msgs": 0}),
+            "`client_publish_rate_msgs` must be between",
+        ),
+        (
+            json!({"client_publish_rate_bytes": 11_000_000_000u64}),
+            "`client_publish_rate_bytes` must be between 1 and 10737418240",
+        ),
     ] {
         let r = api
             .call(Method::PATCH, &path, Some(ADMIN_TOKEN), Some(body))
