@@ -184,8 +184,9 @@ pub struct LimitArgs {
 pub struct TenantSetLimitsArgs {
     #[command(flatten)]
     pub id: TenantIdArgs,
+    /// Boxed: thirteen `Option<i64>`s would make every `TenantCommand` large.
     #[command(flatten)]
-    pub limits: LimitArgs,
+    pub limits: Box<LimitArgs>,
 }
 
 /// The operator credential of the admin routes (`/v1/admin`).

@@ -131,7 +131,7 @@ impl AuthFailure {
 pub(crate) enum Admission {
     /// No token, and anonymous access is on: the anonymous tenant.
     Anonymous,
-    Token(Grant),
+    Token(Box<Grant>),
 }
 
 /// PUBLISH, SUBSCRIBE and wills refused by a token's `acl`, by `action`
@@ -156,7 +156,7 @@ pub(crate) async fn admit(
         (Some(token), Some(verifier)) => verifier
             .authenticate(token, client_id, unix_now())
             .await
-            .map(Admission::Token),
+            .map(|grant| Admission::Token(Box::new(grant))),
         _ if config.allow_anonymous => Ok(Admission::Anonymous),
         _ => Err(AuthFailure::NoCredentials),
     };
