@@ -162,6 +162,19 @@ async fn connect(
     RawClient::connect_with(server.mqtt, c).await
 }
 
+/// A QoS 1 PUBLISH on topic `t`; its PUBACK reason.
+async fn pub1(c: &mut RawClient, payload: &[u8], id: u16) -> ReasonCode {
+    c.publish_acked("t", payload, QoS::AtLeastOnce, false, id)
+        .await
+}
+
+fn quota_exceeded(reasons: &[ReasonCode]) -> usize {
+    reasons
+        .iter()
+        .filter(|r| **r == ReasonCode::QUOTA_EXCEEDED)
+        .count()
+}
+
 fn ok(ack: &ConnAck) {
     assert_eq!(ack.reason, ReasonCode::SUCCESS, "{ack:?}");
 }
@@ -256,7 +269,7 @@ async fn a_packet_over_the_tenants_maximum_is_announced_then_disconnected_with_0
     assert_eq!(t.wait_exceeded("max_packet_size", 2.0), 2.0);
     // B sends the same packet.
     assert_eq!(
-        b.publish_acked("t", &big, QoS::AtLeastOnce, false, 1).await,
+        pub1(&mut b, &big, 1).await,
         ReasonCode::NO_MATCHING_SUBSCRIBERS
     );
 }
@@ -268,15 +281,9 @@ async fn publishes_over_the_client_rate_get_0x97_and_3_1_1_is_closed_other_clien
     let (mut a, _) = t.connect_a(V5, "a1").await;
     let mut reasons = Vec::new();
     for id in 1..=6 {
-        reasons.push(
-            a.publish_acked("t", b"x", QoS::AtLeastOnce, false, id)
-                .await,
-        );
+        reasons.push(pub1(&mut a, b"x", id).await);
     }
-    let refused = reasons
-        .iter()
-        .filter(|r| **r == ReasonCode::QUOTA_EXCEEDED)
-        .count();
+    let refused = quota_exceeded(&reasons);
     assert!((2..=3).contains(&refused), "{reasons:?}");
     assert_eq!(reasons[0], ReasonCode::NO_MATCHING_SUBSCRIBERS);
     assert_eq!(reasons[5], ReasonCode::QUOTA_EXCEEDED);
@@ -288,15 +295,13 @@ async fn publishes_over_the_client_rate_get_0x97_and_3_1_1_is_closed_other_clien
     // Another client of A has its own budget; B is not touched.
     let (mut a2, _) = t.connect_a(V5, "a2").await;
     assert_eq!(
-        a2.publish_acked("t", b"x", QoS::AtLeastOnce, false, 1)
-            .await,
+        pub1(&mut a2, b"x", 1).await,
         ReasonCode::NO_MATCHING_SUBSCRIBERS
     );
     let (mut b, _) = t.connect_b(V5, "b1").await;
     for id in 1..=10 {
         assert_eq!(
-            b.publish_acked("t", b"x", QoS::AtLeastOnce, false, id)
-                .await,
+            pub1(&mut b, b"x", id).await,
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         );
     }
@@ -326,40 +331,28 @@ async fn publishes_over_the_tenant_and_byte_rates_get_0x97_while_another_tenant_
     let (mut a2, _) = t.connect_a(V5, "a2").await;
     let mut reasons = Vec::new();
     for id in 1..=4 {
-        reasons.push(
-            a1.publish_acked("t", b"x", QoS::AtLeastOnce, false, id)
-                .await,
-        );
-        reasons.push(
-            a2.publish_acked("t", b"x", QoS::AtLeastOnce, false, id)
-                .await,
-        );
+        reasons.push(pub1(&mut a1, b"x", id).await);
+        reasons.push(pub1(&mut a2, b"x", id).await);
     }
-    let refused = reasons
-        .iter()
-        .filter(|r| **r == ReasonCode::QUOTA_EXCEEDED)
-        .count();
+    let refused = quota_exceeded(&reasons);
     assert!((3..=4).contains(&refused), "{reasons:?}");
     assert!(t.wait_exceeded("publish_rate_msgs", 3.0) >= 3.0);
     // Bytes: 1000 per second tenant-wide; a 600-byte payload fits once.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let payload = vec![1u8; 600];
     assert_eq!(
-        a1.publish_acked("t", &payload, QoS::AtLeastOnce, false, 10)
-            .await,
+        pub1(&mut a1, &payload, 10).await,
         ReasonCode::NO_MATCHING_SUBSCRIBERS
     );
     assert_eq!(
-        a2.publish_acked("t", &payload, QoS::AtLeastOnce, false, 10)
-            .await,
+        pub1(&mut a2, &payload, 10).await,
         ReasonCode::QUOTA_EXCEEDED
     );
     assert_eq!(t.wait_exceeded("publish_rate_bytes", 1.0), 1.0);
     let (mut b, _) = t.connect_b(V5, "b1").await;
     for id in 1..=8 {
         assert_eq!(
-            b.publish_acked("t", &payload, QoS::AtLeastOnce, false, id)
-                .await,
+            pub1(&mut b, &payload, id).await,
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         );
     }
@@ -372,20 +365,14 @@ async fn publish_bytes_over_the_client_byte_rate_get_0x97() {
     let (mut a, _) = t.connect_a(V5, "a1").await;
     let payload = vec![1u8; 700];
     assert_eq!(
-        a.publish_acked("t", &payload, QoS::AtLeastOnce, false, 1)
-            .await,
+        pub1(&mut a, &payload, 1).await,
         ReasonCode::NO_MATCHING_SUBSCRIBERS
     );
-    assert_eq!(
-        a.publish_acked("t", &payload, QoS::AtLeastOnce, false, 2)
-            .await,
-        ReasonCode::QUOTA_EXCEEDED
-    );
+    assert_eq!(pub1(&mut a, &payload, 2).await, ReasonCode::QUOTA_EXCEEDED);
     // Another client of the same tenant has its own byte budget.
     let (mut a2, _) = t.connect_a(V5, "a2").await;
     assert_eq!(
-        a2.publish_acked("t", &payload, QoS::AtLeastOnce, false, 1)
-            .await,
+        pub1(&mut a2, &payload, 1).await,
         ReasonCode::NO_MATCHING_SUBSCRIBERS
     );
     assert_eq!(t.wait_exceeded("client_publish_rate_bytes", 1.0), 1.0);
