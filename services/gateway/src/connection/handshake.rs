@@ -74,7 +74,7 @@ pub(crate) async fn accept(
 
     // Credentials: a token names the tenant; anonymous clients join one local tenant.
     let grant = match crate::auth::admit(token, &connect.client_id, config).await {
-        Ok(Admission::Token(grant)) => Some(grant),
+        Ok(Admission::Token(grant)) => Some(*grant),
         Ok(Admission::Anonymous) => None,
         Err(failure) => return Err(Refused(failure.reason_code())),
     };
