@@ -721,3 +721,55 @@ async fn a_flooding_tenant_does_not_slow_another_tenant() {
         latencies[49]
     );
 }
+
+/// `POST /v1/tenants/{tid}/messages`: its detail on a 422.
+fn http_publish(server: &Server, tenant: &Tenant, body: Value) -> (u16, String) {
+    let r = server.api(
+        "POST",
+        &format!("/v1/tenants/{}/messages", tenant.id),
+        Some(&tenant.api_key),
+        Some(&body),
+    );
+    (r.status, r.body)
+}
+
+#[tokio::test]
+async fn http_publishes_are_held_to_the_tenants_rate_size_and_retained_quota() {
+    let t = two_tenants();
+    t.limit_a(json!({"publish_rate_msgs": 2, "retained_messages": 1, "max_packet_size": 100}))
+        .await;
+    // Fresh tenant-wide budget: 2 messages.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _) = http_publish(
+        &t.server,
+        &t.a,
+        json!({"topic": "r/1", "payload": "v", "retain": true}),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = http_publish(
+        &t.server,
+        &t.a,
+        json!({"topic": "r/2", "payload": "v", "retain": true}),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("retained_messages"), "{body}");
+    let (status, body) = http_publish(&t.server, &t.a, json!({"topic": "t", "payload": "v"}));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("publish_rate_msgs"), "{body}");
+    let (status, body) = http_publish(
+        &t.server,
+        &t.a,
+        json!({"topic": "t", "payload": "x".repeat(200)}),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("at most 100"), "{body}");
+    // B publishes and retains as usual.
+    for i in 0..4 {
+        let (status, body) = http_publish(
+            &t.server,
+            &t.b,
+            json!({"topic": format!("r/{i}"), "payload": "v", "retain": true}),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+}

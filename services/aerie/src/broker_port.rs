@@ -118,7 +118,10 @@ impl BrokerPort for InProcessBroker {
         // Subscribe to the durable ticket before publishing, so its move
         // past our writes cannot be missed.
         let mut durable = broker.store().durable();
-        let published = broker.tenant(tenant_id).publish(Message::published(
+        let tenant = broker.tenant(tenant_id);
+        aerie_gateway::limits::check_tenant_publish(&tenant, message.payload.len())
+            .map_err(|limit| BrokerError::Refused(over(limit)))?;
+        let published = tenant.publish(Message::published(
             message.topic.into(),
             Bytes::from(message.payload),
             qos,
@@ -126,6 +129,9 @@ impl BrokerPort for InProcessBroker {
             PublishProperties::default(),
             0,
         ));
+        if let Some(limit) = published.refused {
+            return Err(BrokerError::Refused(over(limit)));
+        }
         // As a client's PUBACK: QoS 1 answers once a persistent session's
         // copy (and a retained one) is durable.
         if qos == QoS::AtLeastOnce && published.ticket > 0 {
@@ -168,4 +174,9 @@ impl BrokerPort for InProcessBroker {
             })
             .collect())
     }
+}
+
+/// The 422 detail of an HTTP publish over one of the tenant's limits.
+fn over(limit: aerie_core::Limit) -> String {
+    format!("over the tenant's `{}` limit", limit.label())
 }

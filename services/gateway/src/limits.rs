@@ -12,23 +12,30 @@
 //!   queued messages per offline session (dropped, `queue_full`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aerie_core::quota::{Limit, LocalRate, now_nanos};
 use aerie_core::{Broker, Tenant};
 
 use crate::auth::{Directory, DirectoryCache};
 
+/// How often the limits are applied again without a new snapshot, for
+/// tenants loaded since (by the HTTP API or a restore, not a CONNECT).
+pub const REAPPLY_PERIOD: Duration = Duration::from_secs(1);
+
 /// Applies every directory snapshot's limits to the tenants the broker has
-/// loaded (a tenant loaded later takes them at its first CONNECT). Limit
-/// changes reach live connections with the next snapshot (about a second).
+/// loaded, and again every [`REAPPLY_PERIOD`] (a tenant's first CONNECT
+/// also brings them). Limit changes reach live connections with the next
+/// snapshot (about a second).
 pub fn spawn_apply(broker: Broker, directory: &DirectoryCache) -> tokio::task::JoinHandle<()> {
     let mut snapshots = directory.subscribe();
     tokio::spawn(async move {
         loop {
             let current = snapshots.borrow_and_update().clone();
             apply(&broker, &current);
-            if snapshots.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = snapshots.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(REAPPLY_PERIOD) => {}
             }
         }
     })
@@ -78,6 +85,17 @@ impl ClientRates {
         }
         result
     }
+}
+
+/// Whether a publish that comes from no client (the HTTP API, which checks
+/// the payload against `max_packet_size` itself) fits the tenant-wide
+/// rates; the refusal is counted.
+pub fn check_tenant_publish(tenant: &Tenant, payload: usize) -> Result<(), Limit> {
+    let result = tenant.quota().try_publish(now_nanos(), payload as u64);
+    if let Err(limit) = result {
+        limit.count();
+    }
+    result
 }
 
 /// Checks the connect rate, then counts the connection against the tenant's
