@@ -212,6 +212,12 @@ async fn connections_over_the_limit_get_0x97_or_3_1_1_code_3_while_another_tenan
         ok(&ack);
         bs.push(b);
     }
+    // A client reconnecting while its old connection is still attached
+    // takes it over, even at the limit (its ghost frees the slot).
+    let (_a2_again, ack) = t.connect_a(V5, "a2").await;
+    ok(&ack);
+    let (_, ack) = t.connect_a(V5, "a6").await;
+    assert_eq!(ack.reason, ReasonCode::QUOTA_EXCEEDED, "still at the limit");
     // A connection that ends frees its slot.
     drop(_a1);
     let since = Instant::now();

@@ -402,13 +402,18 @@ impl Drop for ConnectionSlot {
 }
 
 /// Counts a new connection of `tenant`, unless it has its limit already
-/// (check and increment are one atomic step).
-pub fn try_connection(tenant: &Arc<Tenant>) -> Option<ConnectionSlot> {
+/// (check and increment are one atomic step). A `takeover` (a client
+/// reconnecting while its old connection is still attached, which is about
+/// to close and free its slot) is counted even at the limit: a device that
+/// reconnects after a dropped link must not be locked out by its own ghost.
+pub fn try_connection(tenant: &Arc<Tenant>, takeover: bool) -> Option<ConnectionSlot> {
     let quota = tenant.quota();
     let limit = quota.connections.load(Relaxed);
     quota
         .live
-        .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
+        .fetch_update(Relaxed, Relaxed, |n| {
+            (n < limit || takeover).then_some(n + 1)
+        })
         .ok()
         .map(|_| ConnectionSlot {
             tenant: tenant.clone(),
@@ -535,13 +540,23 @@ mod tests {
             connections: 2,
             ..TenantLimits::UNLIMITED
         });
-        let a = try_connection(&tenant).expect("first");
-        let b = try_connection(&tenant).expect("second");
-        assert!(try_connection(&tenant).is_none());
+        let a = try_connection(&tenant, false).expect("first");
+        let b = try_connection(&tenant, false).expect("second");
+        assert!(try_connection(&tenant, false).is_none());
         drop(a);
         assert_eq!(tenant.quota().live_connections(), 1);
-        let _c = try_connection(&tenant).expect("a slot was freed");
+        let c = try_connection(&tenant, false).expect("a slot was freed");
         drop(b);
         assert_eq!(tenant.quota().live_connections(), 1);
+        // A takeover is counted even at the limit; its ghost frees a slot.
+        let _d = try_connection(&tenant, false).expect("second again");
+        let ghost = c;
+        let _e = try_connection(&tenant, true).expect("a takeover at the limit");
+        assert_eq!(tenant.quota().live_connections(), 3);
+        drop(ghost);
+        assert!(
+            try_connection(&tenant, false).is_none(),
+            "back at the limit"
+        );
     }
 }

@@ -306,6 +306,11 @@ impl Session {
         self.state.lock().queue.len()
     }
 
+    /// Whether a connection is attached to it now.
+    pub fn is_attached(&self) -> bool {
+        self.state.lock().owner.is_some()
+    }
+
     /// Asks the attached connection (if any) to close.
     pub fn kick(&self, kick: Kick) {
         let mut state = self.state.lock();

@@ -102,12 +102,13 @@ pub fn check_tenant_publish(tenant: &Tenant, payload: usize) -> Result<(), Limit
 /// connections; the refusal (with its CONNACK reason) is counted.
 pub(crate) fn admit_connection(
     tenant: &Arc<Tenant>,
+    takeover: bool,
 ) -> Result<aerie_core::quota::ConnectionSlot, aerie_proto::ReasonCode> {
     if !tenant.quota().try_connect_rate(now_nanos()) {
         Limit::ConnectRate.count();
         return Err(aerie_proto::ReasonCode::CONNECTION_RATE_EXCEEDED);
     }
-    aerie_core::quota::try_connection(tenant).ok_or_else(|| {
+    aerie_core::quota::try_connection(tenant, takeover).ok_or_else(|| {
         Limit::Connections.count();
         aerie_proto::ReasonCode::QUOTA_EXCEEDED
     })
@@ -176,14 +177,14 @@ mod tests {
             connect_rate: 2,
             ..TenantLimits::UNLIMITED
         });
-        let slot = admit_connection(&tenant).expect("first");
+        let slot = admit_connection(&tenant, false).expect("first");
         assert_eq!(
-            admit_connection(&tenant).err(),
+            admit_connection(&tenant, false).err(),
             Some(aerie_proto::ReasonCode::QUOTA_EXCEEDED)
         );
         drop(slot);
         assert_eq!(
-            admit_connection(&tenant).err(),
+            admit_connection(&tenant, false).err(),
             Some(aerie_proto::ReasonCode::CONNECTION_RATE_EXCEEDED)
         );
     }
