@@ -63,6 +63,9 @@ pub struct TenantIssuer {
     /// The `iss` of its tokens.
     pub issuer: String,
     pub keys: Vec<IssuerKey>,
+    /// A digest of the key material it was built from: a new key under the
+    /// same `kid` (or a new PEM for the same issuer) is a change too.
+    material: u64,
 }
 
 /// A key of a tenant's issuer and the algorithms it verifies (asymmetric
@@ -81,6 +84,7 @@ impl TenantIssuer {
         TenantIssuer {
             issuer: issuer.to_owned(),
             keys: set.keys.iter().filter_map(issuer_key).collect(),
+            material: digest(serde_json::to_string(set).unwrap_or_default().as_bytes()),
         }
     }
 
@@ -103,32 +107,31 @@ impl TenantIssuer {
                 key,
                 algorithms,
             }],
+            material: digest(pem),
         })
-    }
-
-    /// What [`Directory::same_as`] compares: the issuer, its kids and algorithms.
-    fn outline(&self) -> (&str, Vec<KeyOutline<'_>>) {
-        let keys = self
-            .keys
-            .iter()
-            .map(|k| (k.kid.as_deref(), k.algorithms.as_slice()))
-            .collect();
-        (&self.issuer, keys)
     }
 }
 
-/// A key's `kid` and algorithms.
-type KeyOutline<'a> = (Option<&'a str>, &'a [Algorithm]);
-/// Tenant id, and the issuer's outline.
-type IssuerOutline<'a> = (&'a str, (&'a str, Vec<KeyOutline<'a>>));
+/// Change detection only (not a security boundary).
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
 
-fn issuers_outline(d: &Directory) -> Vec<IssuerOutline<'_>> {
+/// What [`Directory::same_as`] compares of the issuers: tenant, `iss` and
+/// key material.
+fn issuers_outline(d: &Directory) -> Vec<(&str, &str, u64)> {
     let mut v: Vec<_> = d
         .issuers
         .iter()
-        .flat_map(|(t, list)| list.iter().map(move |i| (t.as_str(), i.outline())))
+        .flat_map(|(t, list)| {
+            list.iter()
+                .map(move |i| (t.as_str(), i.issuer.as_str(), i.material))
+        })
         .collect();
-    v.sort_by(|a, b| (a.0, a.1.0).cmp(&(b.0, b.1.0)));
+    v.sort_unstable();
     v
 }
 

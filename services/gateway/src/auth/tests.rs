@@ -606,3 +606,35 @@ fn a_pem_issuer_verifies_tokens_without_a_kid() {
     );
     assert_eq!(check(&d, &token, "sensor-1").unwrap().tenant_id, "t-green");
 }
+
+#[test]
+fn a_new_key_for_the_same_issuer_is_a_new_directory() {
+    let pem = |_: u8| {
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+            .unwrap()
+            .public_key_pem()
+    };
+    let with = |pem: &str| {
+        let mut d = directory(&Key::new("control"));
+        d.issuers.insert(
+            "t-green".into(),
+            vec![TenantIssuer::from_pem(GREEN_IDP, pem.as_bytes()).unwrap()],
+        );
+        d
+    };
+    let (first, second) = (pem(1), pem(2));
+    assert!(with(&first).same_as(&with(&first)));
+    // Deleted and registered again under the same `iss`, with another key.
+    assert!(!with(&first).same_as(&with(&second)));
+    // And a JWKS whose key changed under the same kid.
+    let (a, b) = (Key::new("idp-1"), Key::new("idp-1"));
+    let jwks = |k: &Key| {
+        let mut d = directory(&Key::new("control"));
+        d.issuers.insert(
+            "t-green".into(),
+            vec![TenantIssuer::from_jwks(GREEN_IDP, &k.jwks())],
+        );
+        d
+    };
+    assert!(!jwks(&a).same_as(&jwks(&b)));
+}
