@@ -58,6 +58,11 @@ impl Running {
         (!self.tokens.is_empty()).then(|| self.tokens[n % self.tokens.len()].clone())
     }
 
+    /// A measured client: anonymous, or with a token of the first tenant.
+    pub async fn connect(&self, client_id: &str) -> anyhow::Result<crate::clients::Client> {
+        crate::clients::connect(self.addr, client_id, None, self.password(0).as_deref()).await
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

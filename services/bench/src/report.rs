@@ -279,16 +279,20 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn ratio_is_oriented_so_above_one_means_aerie_is_better() {
-        let header = Header {
+    fn header() -> Header {
+        Header {
             command_line: "aerie bench".into(),
             date: "today".into(),
             nproc: 2,
             duration_s: 5.0,
             warmup_s: 1.0,
             notes: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn ratio_is_oriented_so_above_one_means_aerie_is_better() {
+        let header = header();
         let col = |name: &str, rate: f64, p99: f64| Column {
             name: name.into(),
             values: vec![
@@ -345,14 +349,7 @@ mod tests {
             col("mosquitto", 100_000.0),
         ];
         assert_eq!(ratio_pairs(&columns), [(0, 2), (1, 0)]);
-        let header = Header {
-            command_line: "aerie bench".into(),
-            date: "today".into(),
-            nproc: 2,
-            duration_s: 5.0,
-            warmup_s: 1.0,
-            notes: vec![],
-        };
+        let header = header();
         let out = render(&header, &columns);
         assert!(
             out.contains("ratio (aerie/mosquitto)¹ | ratio (aerie JWT, 100 tenants/aerie)¹"),

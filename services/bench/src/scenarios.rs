@@ -214,13 +214,7 @@ async fn measure<const N: usize>(
 
 async fn fan_in(broker: &Running, opts: &Options, qos: QoS) -> anyhow::Result<Vec<Value>> {
     let mut load = Load::new();
-    let mut sub = clients::connect(
-        broker.addr,
-        "bench-sub",
-        None,
-        broker.password(0).as_deref(),
-    )
-    .await?;
+    let mut sub = broker.connect("bench-sub").await?;
     sub.subscribe("bench/in/+", qos).await?;
     let received = Counter::default();
     load.tasks.spawn(clients::receive(
@@ -231,13 +225,7 @@ async fn fan_in(broker: &Running, opts: &Options, qos: QoS) -> anyhow::Result<Ve
     ));
     let sent = Counter::default();
     for i in 0..PUBLISHERS {
-        let client = clients::connect(
-            broker.addr,
-            &format!("bench-pub-{i}"),
-            None,
-            broker.password(0).as_deref(),
-        )
-        .await?;
+        let client = broker.connect(&format!("bench-pub-{i}")).await?;
         let (topic, payload, stop) = (
             format!("bench/in/{i}"),
             vec![0x5a; PAYLOAD],
@@ -273,13 +261,7 @@ async fn fan_out(broker: &Running, opts: &Options) -> anyhow::Result<Vec<Value>>
     let mut load = Load::new();
     let received = Counter::default();
     for i in 0..FAN_OUT_SUBSCRIBERS {
-        let mut sub = clients::connect(
-            broker.addr,
-            &format!("bench-sub-{i}"),
-            None,
-            broker.password(0).as_deref(),
-        )
-        .await?;
+        let mut sub = broker.connect(&format!("bench-sub-{i}")).await?;
         sub.subscribe("bench/out", QoS::AtMostOnce).await?;
         load.tasks.spawn(clients::receive(
             sub,
@@ -288,13 +270,7 @@ async fn fan_out(broker: &Running, opts: &Options) -> anyhow::Result<Vec<Value>>
             |_| {},
         ));
     }
-    let publisher = clients::connect(
-        broker.addr,
-        "bench-pub",
-        None,
-        broker.password(0).as_deref(),
-    )
-    .await?;
+    let publisher = broker.connect("bench-pub").await?;
     let sent = Counter::default();
     load.tasks.spawn(clients::flood_qos0(
         publisher,
@@ -315,13 +291,7 @@ async fn latency(broker: &Running, opts: &Options) -> anyhow::Result<Vec<Value>>
     let mut load = Load::new();
     let epoch = Instant::now();
     let recording = Arc::new(AtomicBool::new(false));
-    let mut sub = clients::connect(
-        broker.addr,
-        "bench-sub",
-        None,
-        broker.password(0).as_deref(),
-    )
-    .await?;
+    let mut sub = broker.connect("bench-sub").await?;
     sub.subscribe("bench/lat", QoS::AtMostOnce).await?;
     let received = Counter::default();
     let histogram = {
@@ -343,13 +313,7 @@ async fn latency(broker: &Running, opts: &Options) -> anyhow::Result<Vec<Value>>
             anyhow::Ok(h)
         })
     };
-    let publisher = clients::connect(
-        broker.addr,
-        "bench-pub",
-        None,
-        broker.password(0).as_deref(),
-    )
-    .await?;
+    let publisher = broker.connect("bench-pub").await?;
     let sent = Counter::default();
     load.tasks.spawn(clients::paced(
         publisher,

@@ -323,6 +323,14 @@ impl Quota {
         self.session_expiry_max.load(Relaxed)
     }
 
+    /// A client's publish rates: (messages/s, payload bytes/s).
+    pub fn client_publish_rates(&self) -> (u32, u64) {
+        (
+            self.client_publish_rate_msgs.load(Relaxed),
+            self.client_publish_rate_bytes.load(Relaxed),
+        )
+    }
+
     pub fn inflight(&self) -> u16 {
         self.inflight.load(Relaxed) as u16
     }

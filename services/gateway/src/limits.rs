@@ -65,17 +65,11 @@ impl ClientRates {
     pub fn check_publish(&mut self, tenant: &Tenant, payload: usize) -> Result<(), Limit> {
         let now = now_nanos();
         let quota = tenant.quota();
-        let limits = quota.limits();
+        let (max_msgs, max_bytes) = quota.client_publish_rates();
         let bytes = payload as u64;
-        let result = if !self
-            .msgs
-            .try_take(now, 1, u64::from(limits.client_publish_rate_msgs))
-        {
+        let result = if !self.msgs.try_take(now, 1, u64::from(max_msgs)) {
             Err(Limit::ClientPublishRate)
-        } else if !self
-            .bytes
-            .try_take(now, bytes, limits.client_publish_rate_bytes)
-        {
+        } else if !self.bytes.try_take(now, bytes, max_bytes) {
             Err(Limit::ClientPublishBytesRate)
         } else {
             quota.try_publish(now, bytes)

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aerie_core::{Broker, Message};
+use aerie_core::{Broker, Message, Tenant};
 use aerie_proto::QoS;
 use bytes::Bytes;
 
@@ -37,12 +37,10 @@ pub fn spawn_sys_publisher(
 
 /// The figures of one tenant, as (topic, value).
 pub fn figures(
-    broker: &Broker,
+    tenant: &Tenant,
     registry: &Registry,
-    tenant_id: &str,
     uptime: Duration,
 ) -> Vec<(&'static str, String)> {
-    let tenant = broker.tenant(tenant_id);
     vec![
         (
             "$SYS/broker/version",
@@ -54,7 +52,7 @@ pub fn figures(
         ),
         (
             "$SYS/broker/clients/connected",
-            registry.count(tenant_id).to_string(),
+            registry.count(&tenant.id).to_string(),
         ),
         (
             "$SYS/broker/sessions/count",
@@ -77,7 +75,7 @@ pub fn figures(
 
 fn publish_figures(broker: &Broker, registry: &Registry, tenant_id: &str, uptime: Duration) {
     let tenant = broker.tenant(tenant_id);
-    for (topic, value) in figures(broker, registry, tenant_id, uptime) {
+    for (topic, value) in figures(&tenant, registry, uptime) {
         tenant.publish(Message::published(
             topic.into(),
             Bytes::from(value),
