@@ -1,0 +1,93 @@
+// The shell: header, routes, and the rule that every page but sign-up and
+// log-in needs a session (without one, the log-in form shows in place and the
+// page appears once logged in).
+
+import { LocationProvider, Route, Router, useLocation } from 'preact-iso';
+import type { ComponentType } from 'preact';
+import { setSession } from './lib/session';
+import { useSession } from './lib/useSession';
+import { LogIn, SignUp } from './pages/Auth';
+import { Tenants } from './pages/Tenants';
+import { TenantPage } from './pages/TenantPage';
+
+function Header() {
+  const current = useSession();
+  const { route } = useLocation();
+  return (
+    <header class="top">
+      <a href="/" class="brand">
+        Aerie
+      </a>
+      <nav aria-label="Account">
+        {current ? (
+          <>
+            <a href="/tenants">Tenants</a>
+            <span class="who" data-testid="account-email">
+              {current.email}
+            </span>
+            <button
+              type="button"
+              class="button-small"
+              onClick={() => {
+                setSession(null);
+                route('/login');
+              }}
+            >
+              Log out
+            </button>
+          </>
+        ) : (
+          <>
+            <a href="/login">Log in</a>
+            <a href="/signup">Sign up</a>
+          </>
+        )}
+      </nav>
+    </header>
+  );
+}
+
+function needsSession<P>(Page: ComponentType<P>): ComponentType<P> {
+  return (props: P) => {
+    const current = useSession();
+    if (!current) return <LogIn note="Log in to continue." stay />;
+    return <Page {...(props as P & object)} />;
+  };
+}
+
+const TenantsPage = needsSession(Tenants);
+const Tenant = needsSession(TenantPage);
+
+function Home() {
+  const current = useSession();
+  return current ? <Tenants /> : <SignUp />;
+}
+
+function NotFound() {
+  return (
+    <section>
+      <h1>Page not found</h1>
+      <p>
+        There is nothing at this address. <a href="/">Back to the start</a>.
+      </p>
+    </section>
+  );
+}
+
+export function App() {
+  return (
+    <LocationProvider>
+      <Header />
+      <main id="main">
+        <Router>
+          <Route path="/" component={Home} />
+          <Route path="/signup" component={SignUp} />
+          <Route path="/login" component={LogIn} />
+          <Route path="/tenants" component={TenantsPage} />
+          <Route path="/tenants/:tid/:tab?" component={Tenant} />
+          <Route default component={NotFound} />
+        </Router>
+      </main>
+    </LocationProvider>
+  );
+}

@@ -1,0 +1,80 @@
+// The one way the console talks to the control plane: same origin, JSON,
+// the session token in the Authorization header, problem+json errors turned
+// into ApiError.
+
+import type { Problem } from './types';
+import { session, setSession } from './session';
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly type: string;
+
+  constructor(status: number, type: string, detail: string) {
+    super(detail);
+    this.status = status;
+    this.type = type;
+  }
+}
+
+/** Turns a non-2xx answer into an ApiError with a sentence a person can read. */
+export async function problemOf(response: Response): Promise<ApiError> {
+  let problem: Partial<Problem> = {};
+  try {
+    problem = (await response.json()) as Partial<Problem>;
+  } catch {
+    // Not JSON (a proxy's error page): fall back to the status line.
+  }
+  const detail =
+    typeof problem.detail === 'string' && problem.detail
+      ? sentence(problem.detail)
+      : `${response.status} ${problem.title ?? response.statusText}`.trim();
+  return new ApiError(response.status, problem.type ?? 'about:blank', detail);
+}
+
+/** "email is not a valid address" -> "Email is not a valid address." */
+export function sentence(detail: string): string {
+  const text = detail.trim();
+  if (!text) return text;
+  const first = text[0].toUpperCase() + text.slice(1);
+  return /[.!?]$/.test(first) ? first : `${first}.`;
+}
+
+/**
+ * Which of a form's fields a problem's detail is about: the API's details
+ * start with the field's name ("password must have…") or quote it in
+ * backticks ("`pub` filter … is not valid"). Undefined: about the action.
+ */
+export function fieldOf(detail: string, fields: readonly string[]): string | undefined {
+  const quoted = /`([a-z_]+)`/i.exec(detail)?.[1];
+  if (quoted && fields.includes(quoted)) return quoted;
+  const first = /^([a-z_]+)/i.exec(detail.trim())?.[1]?.toLowerCase();
+  return first && fields.includes(first) ? first : undefined;
+}
+
+export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  const token = session()?.token;
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'omit',
+      cache: 'no-store',
+    });
+  } catch {
+    throw new ApiError(0, 'network', 'The control plane cannot be reached. Check your connection and try again.');
+  }
+  if (response.status === 401 && token) {
+    // The session expired (or the server restarted with a new secret).
+    setSession(null);
+  }
+  if (!response.ok) throw await problemOf(response);
+  if (response.status === 204) return undefined as T;
+  return (await response.json()) as T;
+}
+
+export const tenantPath = (tid: string, rest = '') => `/v1/tenants/${encodeURIComponent(tid)}${rest}`;
