@@ -2,7 +2,7 @@
 
 import { useEffect, useRef } from 'preact/hooks';
 import { api, tenantPath } from '../lib/api';
-import { bytes, count } from '../lib/format';
+import { bytes, count, fraction } from '../lib/format';
 import { useLoad, useModule } from '../lib/hooks';
 import type { UsageReport } from '../lib/types';
 import { usageSeries, usageWindow } from '../lib/usage';
@@ -54,7 +54,7 @@ export function UsageCharts({ tid }: { tid: string }) {
       <dl class="totals" data-testid="usage-totals">
         <div>
           <dt>Connection-minutes</dt>
-          <dd>{count(t.connection_minutes)}</dd>
+          <dd>{fraction(t.connection_minutes)}</dd>
         </div>
         <div>
           <dt>Messages in / out</dt>

@@ -3,7 +3,7 @@
 
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
-import { bytes, count } from '../lib/format';
+import { bytes, fraction } from '../lib/format';
 
 export interface ChartSpec {
   title: string;
@@ -14,8 +14,8 @@ export interface ChartSpec {
 
 function axisValue(unit: ChartSpec['unit'], v: number): string {
   if (unit === 'bytes') return bytes(v);
-  if (unit === 'minutes') return `${count(Math.round(v * 10) / 10)} min`;
-  return count(v);
+  if (unit === 'minutes') return `${fraction(v)} min`;
+  return fraction(v);
 }
 
 /** Draws `spec` into `target` at its current width; returns a cleanup. */
@@ -43,6 +43,8 @@ export function drawChart(target: HTMLElement, spec: ChartSpec): () => void {
           stroke: s.color,
           fill: `${s.color}22`,
           width: 2,
+          // Each value is a whole hour's: a step per hour, not a slope between hours.
+          paths: uPlot.paths.stepped!({ align: 1 }),
           points: { show: false },
           value: (_u: uPlot, v: number | null) => (v == null ? '–' : axisValue(spec.unit, v)),
         })),

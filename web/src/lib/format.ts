@@ -17,6 +17,11 @@ export function count(n: number): string {
   return new Intl.NumberFormat('en').format(n);
 }
 
+/** At most two decimals: chart axes and connection-minutes. */
+export function fraction(n: number): string {
+  return new Intl.NumberFormat('en', { maximumFractionDigits: 2 }).format(n);
+}
+
 export function seconds(s: number): string {
   if (s % 86_400 === 0) return plural(s / 86_400, 'day');
   if (s % 3_600 === 0) return plural(s / 3_600, 'hour');

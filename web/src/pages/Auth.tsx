@@ -55,7 +55,7 @@ function Credentials(props: {
           autoComplete={props.passwordAutocomplete}
           required
           value={password}
-          hint={props.passwordAutocomplete === 'new-password' ? 'At least 8 characters.' : undefined}
+          hint={props.passwordAutocomplete === 'new-password' ? 'At least 10 characters.' : undefined}
           error={field === 'password' ? error?.message : undefined}
           onValue={setPassword}
         />

@@ -1,0 +1,233 @@
+// End-to-end: the console in a real headless Chromium against a real
+// `aerie serve`, and a real MQTT device (MQTT.js over TCP) beside it.
+//
+//   CONSOLE_URL      the console (the control plane's HTTP listener)
+//   MQTT_URL         the broker's MQTT/TCP endpoint, for the device
+//   BROKER_ORIGINS   comma-separated origins the page may reach besides CONSOLE_URL
+//   SCREENSHOT_DIR   where the page screenshots go (default test-output/screenshots)
+//
+// Run by tests/tests/console.rs (`make test`), which boots the server.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import mqtt from 'mqtt';
+
+const CONSOLE_URL = process.env.CONSOLE_URL ?? 'http://127.0.0.1:8080';
+const MQTT_URL = process.env.MQTT_URL ?? 'mqtt://127.0.0.1:1883';
+const ALLOWED = new Set([
+  new URL(CONSOLE_URL).origin,
+  ...(process.env.BROKER_ORIGINS ?? '').split(',').filter(Boolean).map((o) => new URL(o).origin),
+]);
+const SHOTS = process.env.SCREENSHOT_DIR ?? 'test-output/screenshots';
+const PASSWORD = 'correct horse battery staple';
+const TIMEOUT = 15_000;
+
+let browser;
+/** Every URL any page asked for, and every problem a page reported. */
+const requested = [];
+const pageProblems = [];
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+async function newPage({ width = 1280, height = 900 } = {}) {
+  const context = await browser.newContext({ viewport: { width, height } });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(CONSOLE_URL).origin });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.on('request', (r) => requested.push(r.url()));
+  page.on('websocket', (ws) => requested.push(ws.url()));
+  page.on('pageerror', (e) => pageProblems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    // A CSP violation means the console relies on something the policy forbids.
+    if (m.type() === 'error' && /Content Security Policy|Refused to/i.test(m.text())) pageProblems.push(m.text());
+  });
+  return { context, page };
+}
+
+const unique = (what) => `${what}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}@example.com`;
+
+async function signUp(page, email) {
+  await page.goto(`${CONSOLE_URL}/signup`);
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign up' }).click();
+  await page.getByRole('heading', { name: 'Tenants', exact: true }).waitFor();
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** Connects a device with `token`; resolves once connected. */
+function device(token, clientId) {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(MQTT_URL, {
+      protocolVersion: 5,
+      clientId,
+      username: 'device',
+      password: token,
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+    });
+    client.once('connect', () => resolve(client));
+    client.once('error', reject);
+  });
+}
+
+test('sign up, provision, talk MQTT from the browser, and revoke a device', async () => {
+  const { context, page } = await newPage();
+  const email = unique('owner');
+
+  // Sign-up page, before and after.
+  await page.goto(`${CONSOLE_URL}/signup`);
+  await page.getByRole('heading', { name: 'Create your Aerie account' }).waitFor();
+  await shot(page, 'sign-up');
+  await signUp(page, email);
+  await page.getByText('No tenants yet').waitFor();
+
+  // A tenant.
+  await page.getByLabel('New tenant name').fill('Greenhouse sensors');
+  await page.getByRole('button', { name: 'Create tenant' }).click();
+  await page.getByTestId('tenant-name').filter({ hasText: 'Greenhouse sensors' }).waitFor();
+  const tid = new URL(page.url()).pathname.split('/')[2];
+  assert.match(tid, /^[a-z0-9]{10}$/);
+  const wsEndpoint = await page.getByTestId('endpoint-ws').textContent();
+  assert.match(wsEndpoint, /^ws:\/\/.+\/mqtt$/);
+
+  // An API key: shown once, with a working copy button.
+  await page.getByRole('link', { name: 'API keys' }).click();
+  await page.getByLabel('Key name').fill('provisioning');
+  await page.getByRole('button', { name: 'Create API key' }).click();
+  const key = await page.getByTestId('new-api-key').textContent();
+  assert.ok(key.length > 20, `an API key, got ${key}`);
+  await page.locator('.secret').getByRole('button', { name: 'Copy' }).click();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), key);
+  await page.getByTestId('api-keys-table').getByText('provisioning').waitFor();
+
+  // A device token, minted in the console; a device connects with it.
+  await page.getByRole('link', { name: 'Tokens' }).click();
+  await page.getByLabel('Client id (optional)').fill('sensor-1');
+  await page.getByRole('button', { name: 'Mint token' }).click();
+  const token = await page.getByTestId('minted-token').textContent();
+  const jti = await page.getByTestId('minted-jti').textContent();
+  await page.locator(`tr[data-jti="${jti}"]`).waitFor();
+  const sensor = await device(token, 'sensor-1');
+  const closed = new Promise((resolve) => {
+    let reason;
+    sensor.on('disconnect', (packet) => (reason = packet.reasonCode));
+    sensor.on('close', () => resolve(reason));
+  });
+
+  // The live client: subscribe demo/#, publish, the message shows in the log.
+  await page.getByRole('link', { name: 'Live client' }).click();
+  await page.getByRole('button', { name: 'Connect', exact: true }).click();
+  await page.getByTestId('connection-state').getByText('Connected', { exact: true }).waitFor();
+  await page.getByLabel('Topic filter').fill('demo/#');
+  await page.getByRole('button', { name: 'Subscribe', exact: true }).click();
+  await page.getByRole('list', { name: 'Subscriptions' }).getByText('demo/#').waitFor();
+  await page.getByLabel('Topic', { exact: true }).fill('demo/greenhouse/1');
+  await page.getByLabel('Payload').fill('{"temperature": 21.5, "humidity": 40}');
+  await page.getByRole('button', { name: 'Publish', exact: true }).click();
+  const received = page.getByTestId('message-log').locator('li.log-in').filter({ hasText: 'demo/greenhouse/1' });
+  await received.waitFor();
+  assert.match(await received.locator('pre').textContent(), /"temperature": 21\.5,\n\s+"humidity": 40/);
+  // The device's messages arrive too.
+  sensor.publish('demo/sensor-1', 'hello from the device', { qos: 1 });
+  await page.getByTestId('message-log').locator('li.log-in').filter({ hasText: 'hello from the device' }).waitFor();
+  // The log's filter narrows what is shown.
+  await page.getByLabel('Show topics matching').fill('demo/greenhouse/#');
+  await page.getByTestId('message-log').getByText('hello from the device').waitFor({ state: 'detached' });
+  await received.waitFor();
+  await page.getByLabel('Show topics matching').fill('');
+  await shot(page, 'live-client');
+
+  // The connected clients table lists the device and the browser.
+  await page.getByRole('link', { name: 'Connected clients' }).click();
+  await page.getByTestId('clients-table').getByText('sensor-1').waitFor();
+
+  // Revoking the token in the console disconnects the device (0x87).
+  await page.getByRole('link', { name: 'Tokens' }).click();
+  await page.getByRole('button', { name: `Revoke token ${jti}` }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Revoke' }).click();
+  await page.locator(`tr[data-jti="${jti}"]`).getByText('revoked').waitFor();
+  const reason = await Promise.race([closed, new Promise((r) => setTimeout(() => r('still connected'), 5000))]);
+  assert.equal(reason, 0x87, 'the device is disconnected with 0x87 Not authorized');
+
+  // The overview shows the usage as charts once the broker has written it.
+  await page.getByRole('link', { name: 'Overview' }).click();
+  await page.getByTestId('usage-chart').first().locator('canvas').waitFor();
+  const deadline = Date.now() + TIMEOUT;
+  while (!/[1-9]/.test((await page.getByTestId('usage-totals').locator('dd').nth(1).textContent()) ?? '')) {
+    assert.ok(Date.now() < deadline, 'usage reached the overview');
+    await page.waitForTimeout(500);
+    await page.getByRole('button', { name: 'Refresh' }).click();
+  }
+  assert.equal(await page.getByTestId('usage-chart').count(), 3);
+  await shot(page, 'tenant-overview');
+
+  // Phone width: the overview still fits.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `no horizontal scrolling at phone width (overflow ${overflow}px)`);
+  await shot(page, 'tenant-overview-phone');
+
+  // The session token is in no URL and in no storage.
+  const storage = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }) + document.cookie);
+  assert.equal(storage, '{}{}');
+
+  // A second account, in its own browser context, cannot see the tenant.
+  const stranger = await newPage();
+  const strangerEmail = unique('stranger');
+  await signUp(stranger.page, strangerEmail);
+  await stranger.page.getByText('No tenants yet').waitFor();
+  // Opening the first tenant's address loads the page anew, which ends the
+  // in-memory session: the log-in form shows in place, then the page.
+  await stranger.page.goto(`${CONSOLE_URL}/tenants/${tid}`);
+  await stranger.page.getByText('Log in to continue.').waitFor();
+  await stranger.page.getByLabel('Email').fill(strangerEmail);
+  await stranger.page.getByLabel('Password').fill(PASSWORD);
+  await stranger.page.getByRole('button', { name: 'Log in' }).click();
+  await stranger.page.getByRole('alert').getByText('Tenant not found.').waitFor();
+  assert.equal(await stranger.page.getByText('Greenhouse sensors').count(), 0);
+  assert.equal(new URL(stranger.page.url()).pathname, `/tenants/${tid}`);
+  await stranger.context.close();
+
+  // A wrong password is an error next to the form, and no session.
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill('not the password');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('alert').getByText('Wrong email or password.').waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Log out' }).count(), 0);
+
+  sensor.end(true);
+  await context.close();
+});
+
+test('no request leaves for anywhere but the control plane and the broker', () => {
+  assert.ok(requested.length > 10, `requests were recorded (${requested.length})`);
+  const elsewhere = requested.filter((u) => !u.startsWith('data:') && !ALLOWED.has(new URL(u).origin));
+  assert.deepEqual(elsewhere, [], `allowed: ${[...ALLOWED].join(', ')}`);
+  assert.deepEqual(pageProblems, []);
+});
