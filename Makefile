@@ -5,28 +5,44 @@ FUZZ_SECONDS ?= 60
 # Tests start real broker processes: keep parallelism within a 2-core box.
 TEST_THREADS ?= 4
 
-.PHONY: run build test test-deps unit e2e fuzz bench lint fmt deps clean
+.PHONY: run build test test-deps unit e2e web fuzz bench lint fmt deps clean
 
-## run: the whole service on embedded defaults (MQTT :1883, WS :8083/mqtt, HTTP :8080, data in ./data)
-run:
+## run: the whole service on embedded defaults (MQTT :1883, WS :8083/mqtt, HTTP :8080 with the
+## console at /, data in ./data)
+run: web
 	$(CARGO) run -p aerie -- serve --allow-anonymous
+
+## web: the console in web/dist (npm ci when the lock file changed, a build when a source did)
+WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) \
+	web/index.html web/vite.config.ts web/tsconfig.json web/package.json
+web: web/dist/index.html
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	npm ci --prefix web --no-audit --no-fund
+
+web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
+	npm run --prefix web build
 
 build:
 	$(CARGO) build --workspace --all-targets
 
-## test: every test — unit, property, codec differential, end-to-end with real clients
-test: test-deps
+## test: every test — unit, property, codec differential, end-to-end with real clients, the
+## console's unit tests (Vitest) and its browser tests (Chromium, run by tests/tests/console.rs)
+test: test-deps web
+	npm test --prefix web
 	$(CARGO) build -p aerie
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS)
 
 ## test-deps: what the tests need beyond Rust: Postgres 15 binaries (control-plane store tests),
 ## curl, jq and mosquitto_pub (the README examples), MQTT.js in tests/js (the README's browser
-## snippet, run by Node.js), openapi-spec-validator from PyPI (the OpenAPI document test)
+## snippet, run by Node.js), openapi-spec-validator from PyPI (the OpenAPI document test),
+## Debian's Chromium (the console's browser tests)
 test-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq postgresql)
 	@command -v curl >/dev/null && command -v jq >/dev/null && command -v mosquitto_pub >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq curl jq mosquitto-clients)
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 	@test -d tests/js/node_modules/mqtt || npm ci --prefix tests/js --no-audit --no-fund
 	@python3 -c 'import openapi_spec_validator' 2>/dev/null || \
 		python3 -m pip install -q 'openapi-spec-validator==0.9.0'
