@@ -12,6 +12,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
 import mqtt from 'mqtt';
 
@@ -138,6 +139,20 @@ test('sign up, provision, talk MQTT from the browser, and revoke a device', asyn
     sensor.on('disconnect', (packet) => (reason = packet.reasonCode));
     sensor.on('close', () => resolve(reason));
   });
+
+  // "Connect a device": the mosquitto snippet, run as shown, reaches the device.
+  await page.getByRole('link', { name: 'Connect a device' }).click();
+  await page.getByRole('button', { name: 'Mint a token and show the snippets' }).click();
+  const snippet = await page.getByTestId('snippet-mosquitto').textContent();
+  const heard = new Promise((resolve) => sensor.on('message', (topic, payload) => resolve(`${topic} ${payload}`)));
+  await new Promise((resolve, reject) => sensor.subscribe('demo/#', { qos: 1 }, (e) => (e ? reject(e) : resolve())));
+  const publish = snippet.split('\n').filter((line) => line.startsWith('TOKEN=') || line.startsWith('mosquitto_pub '));
+  assert.equal(publish.length, 2, snippet);
+  execFileSync('bash', ['-euc', publish.join('\n')], { timeout: 10_000 });
+  assert.equal(await heard, 'demo/hello hello from mosquitto_pub');
+  await page.getByRole('tab', { name: 'Python (paho-mqtt 2)' }).click();
+  assert.match(await page.getByTestId('snippet-paho').textContent(), /client\.connect\("127\.0\.0\.1", \d+\)/);
+  await shot(page, 'connect-a-device');
 
   // The live client: subscribe demo/#, publish, the message shows in the log.
   await page.getByRole('link', { name: 'Live client' }).click();
