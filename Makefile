@@ -34,8 +34,7 @@ test: test-deps web
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS)
 
 ## test-deps: what the tests need beyond Rust: Postgres 15 binaries (control-plane store tests),
-## curl, jq and mosquitto_pub (the README examples), MQTT.js in tests/js (the README's browser
-## snippet, run by Node.js), openapi-spec-validator from PyPI (the OpenAPI document test),
+## curl, jq and mosquitto_pub (the README examples), openapi-spec-validator from PyPI (the OpenAPI document test),
 ## Debian's Chromium (the console's browser tests)
 test-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
@@ -43,7 +42,6 @@ test-deps:
 	@command -v curl >/dev/null && command -v jq >/dev/null && command -v mosquitto_pub >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq curl jq mosquitto-clients)
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
-	@test -d tests/js/node_modules/mqtt || npm ci --prefix tests/js --no-audit --no-fund
 	@python3 -c 'import openapi_spec_validator' 2>/dev/null || \
 		python3 -m pip install -q 'openapi-spec-validator==0.9.0'
 

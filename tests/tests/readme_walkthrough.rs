@@ -15,7 +15,8 @@ use serde_json::json;
 
 const README: &str = include_str!("../../README.md");
 const SECTION: &str = "## From sign-up to a connected device";
-const JS_DEPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/js/node_modules");
+/// MQTT.js comes from the console's dependencies (`make web`).
+const JS_DEPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../web/node_modules");
 
 /// The `lang` blocks of `SECTION`.
 fn blocks(lang: &str) -> Vec<String> {
@@ -81,7 +82,7 @@ fn run_the_five_commands(server: &Server) -> Tenant {
 fn the_readme_walkthrough_connects_a_device_and_a_browser_client_reads_it() {
     assert!(
         Path::new(JS_DEPS).join("mqtt").is_dir(),
-        "MQTT.js is missing: run `make test-deps` (npm ci in tests/js)"
+        "MQTT.js is missing: run `make web` (npm ci in web/)"
     );
     let server = Server::start(&[]);
     let tenant = run_the_five_commands(&server);
