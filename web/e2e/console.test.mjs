@@ -132,7 +132,7 @@ test('sign up, provision, talk MQTT from the browser, and revoke a device', asyn
   await page.getByRole('button', { name: 'Mint token' }).click();
   const token = await page.getByTestId('minted-token').textContent();
   const jti = await page.getByTestId('minted-jti').textContent();
-  await page.locator(`tr[data-jti="${jti}"]`).waitFor();
+  await page.locator(`tr[data-key="${jti}"]`).waitFor();
   const sensor = await device(token, 'sensor-1');
   const closed = new Promise((resolve) => {
     let reason;
@@ -185,7 +185,7 @@ test('sign up, provision, talk MQTT from the browser, and revoke a device', asyn
   await page.getByRole('link', { name: 'Tokens' }).click();
   await page.getByRole('button', { name: `Revoke token ${jti}` }).click();
   await page.getByRole('dialog').getByRole('button', { name: 'Revoke' }).click();
-  await page.locator(`tr[data-jti="${jti}"]`).getByText('revoked').waitFor();
+  await page.locator(`tr[data-key="${jti}"]`).getByText('revoked').waitFor();
   const reason = await Promise.race([closed, new Promise((r) => setTimeout(() => r('still connected'), 5000))]);
   assert.equal(reason, 0x87, 'the device is disconnected with 0x87 Not authorized');
 

@@ -6,14 +6,14 @@ import { api, fieldOf, tenantPath } from '../lib/api';
 import { dateTime } from '../lib/format';
 import { useAction, useLoad } from '../lib/hooks';
 import type { ApiKey } from '../lib/types';
-import { Confirm, Copyable, Empty, ErrorNote, Field, Loading } from '../components/ui';
+import { Copyable, ErrorNote, Field } from '../components/ui';
+import { ConfirmButton, DataTable } from '../components/DataTable';
 import type { PanelProps } from './TenantPage';
 
 export function ApiKeys({ tenant }: PanelProps) {
   const keys = useLoad(() => api<ApiKey[]>('GET', tenantPath(tenant.id, '/api-keys')), [tenant.id]);
   const [name, setName] = useState('');
   const [created, setCreated] = useState<ApiKey | undefined>();
-  const [asking, setAsking] = useState<ApiKey | undefined>();
   const create = useAction();
   const revoke = useAction();
   const field = create.error && fieldOf(create.error.message, ['name']);
@@ -27,7 +27,6 @@ export function ApiKeys({ tenant }: PanelProps) {
     }
   };
   const onRevoke = async (key: ApiKey) => {
-    setAsking(undefined);
     await revoke.run(() => api('DELETE', tenantPath(tenant.id, `/api-keys/${key.id}`)));
     keys.reload();
   };
@@ -62,56 +61,28 @@ export function ApiKeys({ tenant }: PanelProps) {
           </button>
         </div>
       )}
-      <ErrorNote error={keys.error ?? revoke.error} />
-      {keys.loading && !keys.data && <Loading what="API keys" />}
-      {keys.data && keys.data.length === 0 && <Empty>No API keys yet.</Empty>}
-      {keys.data && keys.data.length > 0 && (
-        <div class="table-wrap">
-          <table data-testid="api-keys-table">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Id</th>
-                <th scope="col">Created</th>
-                <th scope="col">
-                  <span class="visually-hidden">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {keys.data.map((k) => (
-                <tr key={k.id}>
-                  <td>{k.name}</td>
-                  <td>
-                    <code>{k.id}</code>
-                  </td>
-                  <td>{dateTime(k.created_at)}</td>
-                  <td>
-                    <button
-                      type="button"
-                      class="button-small button-danger"
-                      aria-label={`Revoke API key ${k.name}`}
-                      onClick={() => setAsking(k)}
-                    >
-                      Revoke
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
-      {asking && (
-        <Confirm
-          title={`Revoke the API key “${asking.name}”?`}
-          confirmLabel="Revoke"
-          onConfirm={() => onRevoke(asking)}
-          onCancel={() => setAsking(undefined)}
-        >
-          <p>Scripts using this key get 401 from now on.</p>
-        </Confirm>
-      )}
+      <DataTable
+        what="API keys"
+        loaded={keys}
+        error={revoke.error}
+        testId="api-keys-table"
+        empty="No API keys yet."
+        columns={['Name', 'Id', 'Created']}
+        rowKey={(k) => k.id}
+        cells={(k) => [k.name, <code>{k.id}</code>, dateTime(k.created_at)]}
+        action={(k) => (
+          <ConfirmButton
+            small
+            label="Revoke"
+            ariaLabel={`Revoke API key ${k.name}`}
+            title={`Revoke the API key “${k.name}”?`}
+            confirmLabel="Revoke"
+            onConfirm={() => onRevoke(k)}
+          >
+            <p>Scripts using this key get 401 from now on.</p>
+          </ConfirmButton>
+        )}
+      />
     </>
   );
 }

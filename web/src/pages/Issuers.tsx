@@ -6,7 +6,8 @@ import { api, fieldOf, tenantPath } from '../lib/api';
 import { dateTime } from '../lib/format';
 import { useAction, useLoad } from '../lib/hooks';
 import type { Issuer } from '../lib/types';
-import { Confirm, Empty, ErrorNote, Field, Loading, Select } from '../components/ui';
+import { ErrorNote, Field, Select } from '../components/ui';
+import { ConfirmButton, DataTable } from '../components/DataTable';
 import type { PanelProps } from './TenantPage';
 
 type Source = 'jwks_url' | 'public_key_pem' | 'jwks';
@@ -33,7 +34,6 @@ export function Issuers({ tenant }: PanelProps) {
   const [issuer, setIssuer] = useState('');
   const [source, setSource] = useState<Source>('jwks_url');
   const [material, setMaterial] = useState('');
-  const [asking, setAsking] = useState<Issuer | undefined>();
   const register = useAction();
   const remove = useAction();
   const field = register.error && fieldOf(register.error.message, ['issuer', 'jwks_url', 'public_key_pem', 'jwks']);
@@ -49,7 +49,6 @@ export function Issuers({ tenant }: PanelProps) {
     }
   };
   const onDelete = async (i: Issuer) => {
-    setAsking(undefined);
     await remove.run(() => api('DELETE', tenantPath(tenant.id, `/issuers/${i.id}`)));
     issuers.reload();
   };
@@ -92,64 +91,37 @@ export function Issuers({ tenant }: PanelProps) {
         </button>
       </form>
       <h2>Issuers</h2>
-      <ErrorNote error={issuers.error ?? remove.error} />
-      {issuers.loading && !issuers.data && <Loading what="issuers" />}
-      {issuers.data && issuers.data.length === 0 && (
-        <Empty>No issuers of your own: devices use tokens minted here.</Empty>
-      )}
-      {issuers.data && issuers.data.length > 0 && (
-        <div class="table-wrap">
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">Issuer</th>
-                <th scope="col">Keys</th>
-                <th scope="col">Registered</th>
-                <th scope="col">
-                  <span class="visually-hidden">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {issuers.data.map((i) => (
-                <tr key={i.id}>
-                  <td>
-                    <code>{i.issuer}</code>
-                  </td>
-                  <td>
-                    {i.kind === 'jwks_url' ? <code>{i.jwks_url}</code> : i.kind}
-                    {i.key_ids.length > 0 && <span class="hint"> ({i.key_ids.join(', ')})</span>}
-                  </td>
-                  <td>{dateTime(i.created_at)}</td>
-                  <td>
-                    <button
-                      type="button"
-                      class="button-small button-danger"
-                      aria-label={`Remove issuer ${i.issuer}`}
-                      onClick={() => setAsking(i)}
-                    >
-                      Remove
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
-      {asking && (
-        <Confirm
-          title="Remove this issuer?"
-          confirmLabel="Remove"
-          onConfirm={() => onDelete(asking)}
-          onCancel={() => setAsking(undefined)}
-        >
-          <p>
-            Clients connected with tokens from <code>{asking.issuer}</code> are disconnected, and its tokens are no
-            longer accepted.
-          </p>
-        </Confirm>
-      )}
+      <DataTable
+        what="issuers"
+        loaded={issuers}
+        error={remove.error}
+        empty="No issuers of your own: devices use tokens minted here."
+        columns={['Issuer', 'Keys', 'Registered']}
+        rowKey={(i) => i.id}
+        cells={(i) => [
+          <code>{i.issuer}</code>,
+          <>
+            {i.kind === 'jwks_url' ? <code>{i.jwks_url}</code> : i.kind}
+            {i.key_ids.length > 0 && <span class="hint"> ({i.key_ids.join(', ')})</span>}
+          </>,
+          dateTime(i.created_at),
+        ]}
+        action={(i) => (
+          <ConfirmButton
+            small
+            label="Remove"
+            ariaLabel={`Remove issuer ${i.issuer}`}
+            title="Remove this issuer?"
+            confirmLabel="Remove"
+            onConfirm={() => onDelete(i)}
+          >
+            <p>
+              Clients connected with tokens from <code>{i.issuer}</code> are disconnected, and its tokens are no
+              longer accepted.
+            </p>
+          </ConfirmButton>
+        )}
+      />
     </>
   );
 }

@@ -7,7 +7,8 @@ import { api, fieldOf, tenantPath } from '../lib/api';
 import { bytes, count, seconds } from '../lib/format';
 import { useAction } from '../lib/hooks';
 import type { Limits } from '../lib/types';
-import { Confirm, Copyable, ErrorNote, Field } from '../components/ui';
+import { Copyable, ErrorNote, Field } from '../components/ui';
+import { ConfirmButton } from '../components/DataTable';
 import { UsageCharts } from '../components/UsageCharts';
 import type { PanelProps } from './TenantPage';
 
@@ -101,11 +102,9 @@ function Rename({ tid, name, onRenamed }: { tid: string; name: string; onRenamed
 }
 
 function Delete({ tid, name }: { tid: string; name: string }) {
-  const [asking, setAsking] = useState(false);
   const { busy, error, run } = useAction();
   const { route } = useLocation();
   const remove = async () => {
-    setAsking(false);
     const done = await run(async () => {
       await api('DELETE', tenantPath(tid));
       return true;
@@ -115,21 +114,17 @@ function Delete({ tid, name }: { tid: string; name: string }) {
   return (
     <div class="danger-zone">
       <p>Deleting the tenant disconnects its clients at once; its API keys and tokens stop working. It cannot be undone.</p>
-      <button type="button" class="button-danger" disabled={busy} onClick={() => setAsking(true)}>
-        {busy ? 'Deleting…' : 'Delete tenant'}
-      </button>
+      <ConfirmButton
+        label={busy ? 'Deleting…' : 'Delete tenant'}
+        disabled={busy}
+        title={`Delete ${name}?`}
+        confirmLabel="Delete for good"
+        typeToConfirm={name}
+        onConfirm={remove}
+      >
+        <p>Every client of this tenant is disconnected, and its keys and tokens stop working.</p>
+      </ConfirmButton>
       <ErrorNote error={error} />
-      {asking && (
-        <Confirm
-          title={`Delete ${name}?`}
-          confirmLabel="Delete for good"
-          typeToConfirm={name}
-          onConfirm={remove}
-          onCancel={() => setAsking(false)}
-        >
-          <p>Every client of this tenant is disconnected, and its keys and tokens stop working.</p>
-        </Confirm>
-      )}
     </div>
   );
 }

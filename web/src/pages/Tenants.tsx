@@ -6,7 +6,8 @@ import { api, fieldOf } from '../lib/api';
 import { dateTime } from '../lib/format';
 import { useAction, useLoad } from '../lib/hooks';
 import type { Tenant } from '../lib/types';
-import { Empty, ErrorNote, Field, Loading } from '../components/ui';
+import { ErrorNote, Field } from '../components/ui';
+import { DataTable } from '../components/DataTable';
 
 export function Tenants() {
   const tenants = useLoad(() => api<Tenant[]>('GET', '/v1/tenants'), []);
@@ -16,43 +17,20 @@ export function Tenants() {
       <p class="lead">A tenant is an isolated MQTT namespace with its own limits, keys and tokens.</p>
       <CreateTenant />
       <h2>Your tenants</h2>
-      {tenants.loading && !tenants.data && <Loading what="tenants" />}
-      <ErrorNote error={tenants.error} />
-      {tenants.data && tenants.data.length === 0 && (
-        <Empty>No tenants yet. Create one above to get endpoints and tokens.</Empty>
-      )}
-      {tenants.data && tenants.data.length > 0 && (
-        <div class="table-wrap">
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Id</th>
-                <th scope="col">Plan</th>
-                <th scope="col">Status</th>
-                <th scope="col">Created</th>
-              </tr>
-            </thead>
-            <tbody>
-              {tenants.data.map((t) => (
-                <tr key={t.id}>
-                  <td>
-                    <a href={`/tenants/${t.id}`}>{t.name}</a>
-                  </td>
-                  <td>
-                    <code>{t.id}</code>
-                  </td>
-                  <td>{t.plan}</td>
-                  <td>
-                    <span class={`status status-${t.status}`}>{t.status}</span>
-                  </td>
-                  <td>{dateTime(t.created_at)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+      <DataTable
+        what="tenants"
+        loaded={tenants}
+        empty="No tenants yet. Create one above to get endpoints and tokens."
+        columns={['Name', 'Id', 'Plan', 'Status', 'Created']}
+        rowKey={(t) => t.id}
+        cells={(t) => [
+          <a href={`/tenants/${t.id}`}>{t.name}</a>,
+          <code>{t.id}</code>,
+          t.plan,
+          <span class={`status status-${t.status}`}>{t.status}</span>,
+          dateTime(t.created_at),
+        ]}
+      />
     </section>
   );
 }

@@ -7,7 +7,8 @@ import { dateTime, relative } from '../lib/format';
 import { useAction, useLoad } from '../lib/hooks';
 import { mintBody } from '../lib/mint';
 import type { Minted, TokenInfo } from '../lib/types';
-import { Confirm, Copyable, Empty, ErrorNote, Field, Loading, Select } from '../components/ui';
+import { Copyable, ErrorNote, Field, Select } from '../components/ui';
+import { ConfirmButton, DataTable } from '../components/DataTable';
 import type { PanelProps } from './TenantPage';
 
 const TTLS: [string, string][] = [
@@ -27,7 +28,6 @@ export function Tokens({ tenant }: PanelProps) {
   const [sub, setSub] = useState('');
   const [ttl, setTtl] = useState('3600');
   const [minted, setMinted] = useState<Minted | undefined>();
-  const [asking, setAsking] = useState<string | undefined>();
   const mint = useAction();
   const revoke = useAction();
   const field = mint.error && fieldOf(mint.error.message, FIELDS);
@@ -42,7 +42,6 @@ export function Tokens({ tenant }: PanelProps) {
     }
   };
   const onRevoke = async (jti: string) => {
-    setAsking(undefined);
     await revoke.run(() => api('DELETE', tenantPath(tenant.id, `/tokens/${encodeURIComponent(jti)}`)));
     tokens.reload();
   };
@@ -101,70 +100,42 @@ export function Tokens({ tenant }: PanelProps) {
         </div>
       )}
       <h2>Tokens</h2>
-      <ErrorNote error={tokens.error ?? revoke.error} />
-      {tokens.loading && !tokens.data && <Loading what="tokens" />}
-      {tokens.data && tokens.data.length === 0 && <Empty>No tokens minted yet.</Empty>}
-      {tokens.data && tokens.data.length > 0 && (
-        <div class="table-wrap">
-          <table data-testid="tokens-table">
-            <thead>
-              <tr>
-                <th scope="col">Id</th>
-                <th scope="col">Subject</th>
-                <th scope="col">Issued</th>
-                <th scope="col">Expires</th>
-                <th scope="col">
-                  <span class="visually-hidden">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {tokens.data.map((t) => {
-                const expired = Date.parse(t.expires_at) <= Date.now();
-                return (
-                  <tr key={t.jti} data-jti={t.jti}>
-                    <td>
-                      <code>{t.jti}</code>
-                    </td>
-                    <td>{t.subject}</td>
-                    <td>{dateTime(t.issued_at)}</td>
-                    <td title={t.expires_at}>{relative(t.expires_at)}</td>
-                    <td>
-                      {t.revoked ? (
-                        <span class="status status-revoked">revoked</span>
-                      ) : expired ? (
-                        <span class="status">expired</span>
-                      ) : (
-                        <button
-                          type="button"
-                          class="button-small button-danger"
-                          aria-label={`Revoke token ${t.jti}`}
-                          onClick={() => setAsking(t.jti)}
-                        >
-                          Revoke
-                        </button>
-                      )}
-                    </td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
-      )}
-      {asking && (
-        <Confirm
-          title="Revoke this token?"
-          confirmLabel="Revoke"
-          onConfirm={() => onRevoke(asking)}
-          onCancel={() => setAsking(undefined)}
-        >
-          <p>
-            Devices connected with token <code>{asking}</code> are disconnected within a second, and it cannot connect
-            again.
-          </p>
-        </Confirm>
-      )}
+      <DataTable
+        what="tokens"
+        loaded={tokens}
+        error={revoke.error}
+        testId="tokens-table"
+        empty="No tokens minted yet."
+        columns={['Id', 'Subject', 'Issued', 'Expires']}
+        rowKey={(t) => t.jti}
+        cells={(t) => [
+          <code>{t.jti}</code>,
+          t.subject,
+          dateTime(t.issued_at),
+          <span title={t.expires_at}>{relative(t.expires_at)}</span>,
+        ]}
+        action={(t) =>
+          t.revoked ? (
+            <span class="status status-revoked">revoked</span>
+          ) : Date.parse(t.expires_at) <= Date.now() ? (
+            <span class="status">expired</span>
+          ) : (
+            <ConfirmButton
+              small
+              label="Revoke"
+              ariaLabel={`Revoke token ${t.jti}`}
+              title="Revoke this token?"
+              confirmLabel="Revoke"
+              onConfirm={() => onRevoke(t.jti)}
+            >
+              <p>
+                Devices connected with token <code>{t.jti}</code> are disconnected within a second, and it cannot
+                connect again.
+              </p>
+            </ConfirmButton>
+          )
+        }
+      />
     </>
   );
 }
