@@ -380,6 +380,10 @@ pub struct ServeArgs {
     /// `iss` of the tokens the control plane mints (default: http://<--http>).
     #[arg(long, env = "AERIE_ISSUER")]
     pub issuer: Option<String>,
+    /// The built web console served at `/` (`make web` builds it); relative
+    /// to the working directory.
+    #[arg(long, env = "AERIE_CONSOLE_DIR", default_value = "web/dist")]
+    pub console_dir: PathBuf,
     /// Let clients connect without credentials (development and tests only).
     #[arg(long, env = "AERIE_ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,
@@ -432,6 +436,10 @@ pub struct ControlArgs {
     /// `iss` of the tokens the control plane mints (default: http://<--http>).
     #[arg(long, env = "AERIE_ISSUER")]
     pub issuer: Option<String>,
+    /// The built web console served at `/` (`make web` builds it); relative
+    /// to the working directory.
+    #[arg(long, env = "AERIE_CONSOLE_DIR", default_value = "web/dist")]
+    pub console_dir: PathBuf,
     /// MQTT address shown to tenants (tenant object `endpoints.mqtt`).
     #[arg(
         long,

@@ -87,6 +87,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         &args.auth_rate,
         admin_token,
+        args.console_dir.clone(),
     )
     .await?;
 
@@ -189,6 +190,7 @@ async fn open_control(
     endpoints: Endpoints,
     auth_rate: &AuthRateArgs,
     admin_token: Option<AdminToken>,
+    console_dir: std::path::PathBuf,
 ) -> anyhow::Result<AppState> {
     let shown = redact(&database_url);
     if admin_token.is_some() {
@@ -197,6 +199,7 @@ async fn open_control(
     let mut config = aerie_control::Config::new(endpoints, issuer, secret_key);
     (config.auth_rate_per_ip, config.auth_rate_per_account) = auth_rate.limits();
     config.admin_token = admin_token;
+    config.console_dir = Some(console_dir);
     let state = AppState::open(&database_url, config)
         .await
         .with_context(|| {
@@ -246,6 +249,7 @@ pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
         },
         &args.auth_rate,
         admin_token,
+        args.console_dir,
     )
     .await?;
     let addr = http.local_addr()?;

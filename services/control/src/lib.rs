@@ -5,6 +5,7 @@
 //! - `api`: the handlers (thin: extract, call the store, map) and their DTOs,
 //!   one module per resource (accounts, tenants, api_keys, tokens);
 //! - `broker`: the `BrokerPort` trait, the broker as the REST API sees it;
+//! - `console`: the built web console, served on every path the API does not own;
 //! - `auth`: passwords (Argon2id), session tokens (HMAC-SHA256), API keys,
 //!   and the `Principal` extractor;
 //! - `error`: `ApiError` → `application/problem+json`, and `ApiJson`;
@@ -21,6 +22,7 @@
 pub mod api;
 pub mod auth;
 pub mod broker;
+pub mod console;
 pub mod error;
 pub mod keys;
 pub mod openapi;
@@ -28,6 +30,7 @@ pub mod plan;
 pub mod ratelimit;
 pub mod store;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -37,6 +40,7 @@ use utoipa::ToSchema;
 
 use crate::auth::SessionKeys;
 use crate::broker::BrokerPort;
+use crate::console::Console;
 use crate::keys::Kek;
 use crate::ratelimit::{AuthLimiter, RateLimit};
 use crate::store::ControlStore;
@@ -68,6 +72,9 @@ pub struct Config {
     pub auth_rate_per_account: RateLimit,
     /// The operator credential of `/v1/admin`; `None`: admin routes disabled.
     pub admin_token: Option<api::admin::AdminToken>,
+    /// The built web console served at `/`; `None`: no console (every path
+    /// outside the API is the 404 problem).
+    pub console_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -80,6 +87,7 @@ impl Config {
             auth_rate_per_ip: RateLimit::PER_IP,
             auth_rate_per_account: RateLimit::PER_ACCOUNT,
             admin_token: None,
+            console_dir: None,
         }
     }
 }
@@ -97,6 +105,7 @@ struct Inner {
     store: Arc<dyn ControlStore>,
     sessions: SessionKeys,
     auth_limits: AuthLimiter,
+    console: Option<Console>,
     config: Config,
 }
 
@@ -117,6 +126,10 @@ impl AppState {
                     config.auth_rate_per_ip,
                     config.auth_rate_per_account,
                 ),
+                console: config
+                    .console_dir
+                    .clone()
+                    .map(|dir| Console::new(dir, &config.endpoints)),
                 store,
                 config,
             }),
@@ -167,6 +180,10 @@ impl AppState {
         self.broker.as_deref()
     }
 
+    pub fn console(&self) -> Option<&Console> {
+        self.inner.console.as_ref()
+    }
+
     pub fn admin_token(&self) -> Option<&api::admin::AdminToken> {
         self.inner.config.admin_token.as_ref()
     }
@@ -175,11 +192,12 @@ impl AppState {
 /// The control plane's router: REST API v1, `/v1/openapi.json`,
 /// `/.well-known/jwks.json`, `/healthz`, `/readyz`. Every route comes from
 /// [`api::routes`], which also makes the OpenAPI document: nothing is served
-/// that the document does not describe.
+/// that the document does not describe. Any other path is the web console
+/// (if configured) or the 404 problem.
 pub fn app(state: AppState) -> Router {
     let (router, _) = api::routes().split_for_parts();
     router
-        .fallback(api::no_route)
+        .fallback(console::fallback)
         .method_not_allowed_fallback(api::no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

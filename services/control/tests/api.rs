@@ -780,6 +780,100 @@ async fn revoking_a_token_is_204_then_404_and_is_recorded() {
 }
 
 #[tokio::test]
+async fn tokens_are_listed_newest_first_with_revocations_and_never_the_token() {
+    let api = Api::new().await;
+    let (session, tid, key, _) = api.tenant_with_api_key("list@example.com").await;
+    let (other_session, other_tid, other_key, _) =
+        api.tenant_with_api_key("others@example.com").await;
+    let first = api.mint(&tid, &key, json!({"client_id": "dev-1"})).await;
+    let second = api.mint(&tid, &session, json!({"ttl_seconds": 120})).await;
+    let theirs = api.mint(&other_tid, &other_key, json!({})).await;
+    let (first_jti, second_jti) = (
+        first.json["jti"].as_str().unwrap(),
+        second.json["jti"].as_str().unwrap(),
+    );
+    let r = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/tenants/{tid}/tokens/{first_jti}"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+
+    let path = format!("/v1/tenants/{tid}/tokens");
+    // The account session and the tenant's API key see the same list.
+    for credential in [&session, &key] {
+        let r = api.call(Method::GET, &path, Some(credential), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        assert_eq!(r.content_type, "application/json");
+        let list = r.json.as_array().unwrap();
+        assert_eq!(list.len(), 2, "{}", r.json);
+        let by_jti = |jti: &str| {
+            list.iter()
+                .find(|t| t["jti"] == jti)
+                .unwrap_or_else(|| panic!("{jti} not listed: {}", r.json))
+        };
+        let (one, two) = (by_jti(first_jti), by_jti(second_jti));
+        assert_eq!(one["revoked"], true);
+        assert_eq!(one["subject"], "dev-1");
+        assert_eq!(one["expires_at"], first.json["expires_at"]);
+        assert_eq!(two["revoked"], false);
+        assert!(two["subject"].as_str().unwrap().starts_with("account:"));
+        assert_eq!(two["expires_at"], second.json["expires_at"]);
+        // Newest first (same second: then by jti, descending).
+        let at = |t: &Value| {
+            time::OffsetDateTime::parse(
+                t["issued_at"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap()
+        };
+        assert!((at(&list[0]), list[0]["jti"].as_str()) > (at(&list[1]), list[1]["jti"].as_str()));
+        assert!(
+            !r.json
+                .to_string()
+                .contains(theirs.json["jti"].as_str().unwrap()),
+            "another tenant's token is listed"
+        );
+        for t in list {
+            assert_eq!(
+                t.as_object().unwrap().keys().collect::<Vec<_>>(),
+                ["expires_at", "issued_at", "jti", "revoked", "subject"],
+                "the token itself is never shown"
+            );
+        }
+    }
+    // Another account's tenant, another tenant's key, no tenant: 404; no credentials: 401.
+    for (path_tid, cred) in [
+        (&tid, &other_session),
+        (&tid, &other_key),
+        (&other_tid, &key),
+    ] {
+        api.call(
+            Method::GET,
+            &format!("/v1/tenants/{path_tid}/tokens"),
+            Some(cred),
+            None,
+        )
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    }
+    api.call(
+        Method::GET,
+        "/v1/tenants/nosuchtnt0/tokens",
+        Some(&key),
+        None,
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
+    api.call(Method::GET, &path, None, None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn jwks_keeps_the_retired_key_after_rotation() {
     let api = Api::new().await;
     let (_, tid, key, _) = api.tenant_with_api_key("rotate@example.com").await;

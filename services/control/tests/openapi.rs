@@ -28,6 +28,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("POST", "/v1/tenants/{tid}/api-keys"),
     ("GET", "/v1/tenants/{tid}/api-keys"),
     ("DELETE", "/v1/tenants/{tid}/api-keys/{key_id}"),
+    ("GET", "/v1/tenants/{tid}/tokens"),
     ("POST", "/v1/tenants/{tid}/tokens"),
     ("DELETE", "/v1/tenants/{tid}/tokens/{jti}"),
     ("POST", "/v1/tenants/{tid}/issuers"),

@@ -54,6 +54,7 @@ contract!(
     issued_token_is_revoked_once_and_only_in_its_tenant,
     deleting_a_tenant_deletes_its_issued_tokens,
     revoked_tokens_are_listed_until_they_expire,
+    tokens_of_lists_newest_first_with_revocations_and_only_the_tenants_own,
     api_keys_list_oldest_first_even_when_fractions_differ_in_length,
     limits_and_status_change_only_their_tenant,
     all_tenants_lists_every_account_oldest_first,
@@ -464,6 +465,68 @@ async fn revoked_tokens_are_listed_until_they_expire(store: Store, _url: &str) {
         jtis(store.revoked_tokens_unexpired(later).await.unwrap()),
         ["jti-long"]
     );
+}
+
+async fn tokens_of_lists_newest_first_with_revocations_and_only_the_tenants_own(
+    store: Store,
+    _url: &str,
+) {
+    let (_, t) = owner_with_tenant(&store, "toklist001").await;
+    let (_, other) = owner_with_tenant(&store, "toklist002").await;
+    let base = store::now().replace_nanosecond(0).unwrap();
+    let ms = time::Duration::microseconds;
+    // Fractions of different lengths within one second: as text, `…05Z`
+    // sorts after `…05.53449Z` and `…05.5Z`; as times it is the oldest.
+    for (tenant, jti, issued_at) in [
+        (&t, "jti-old", base - time::Duration::hours(1)),
+        (&t, "jti-whole", base),
+        (&t, "jti-frac-long", base + ms(534_490)),
+        (&t, "jti-frac-short", base + ms(500_000)),
+        (&other, "jti-theirs", base + time::Duration::seconds(5)),
+    ] {
+        store
+            .insert_issued_token(&IssuedToken {
+                jti: jti.to_owned(),
+                tenant_id: tenant.id.clone(),
+                subject: format!("sub-{jti}"),
+                issued_at,
+                expires_at: issued_at + time::Duration::hours(2),
+            })
+            .await
+            .unwrap();
+    }
+    assert!(store.revoke_token(&t.id, "jti-whole", base).await.unwrap());
+    assert!(
+        store
+            .revoke_token(&other.id, "jti-theirs", base)
+            .await
+            .unwrap()
+    );
+    let listed = store.tokens_of(&t.id, 200).await.unwrap();
+    let summary: Vec<(&str, bool)> = listed.iter().map(|e| (e.jti.as_str(), e.revoked)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("jti-frac-long", false),
+            ("jti-frac-short", false),
+            ("jti-whole", true),
+            ("jti-old", false),
+        ]
+    );
+    let whole = &listed[2];
+    assert_eq!(whole.subject, "sub-jti-whole");
+    assert_eq!(whole.issued_at, base);
+    assert_eq!(whole.expires_at, base + time::Duration::hours(2));
+    // The limit keeps the newest.
+    let two: Vec<String> = store
+        .tokens_of(&t.id, 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.jti)
+        .collect();
+    assert_eq!(two, ["jti-frac-long", "jti-frac-short"]);
+    assert!(store.tokens_of("nosuchten", 200).await.unwrap().is_empty());
 }
 
 async fn deleting_a_tenant_deletes_its_issued_tokens(store: Store, _url: &str) {

@@ -18,7 +18,9 @@ pub use issuers::{delete_issuer, list_issuers, register_issuer};
 pub use tenants::{
     VisibleTenant, create_tenant, delete_tenant, get_tenant, list_tenants, rename_tenant,
 };
-pub use tokens::{MintBody, Minted, jwks, mint, mint_token, revoke, revoke_token};
+pub use tokens::{
+    MintBody, Minted, TokenView, jwks, list_tokens, mint, mint_token, revoke, revoke_token,
+};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -50,7 +52,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
         .routes(routes!(api_keys::revoke_api_key))
-        .routes(routes!(tokens::mint_token))
+        .routes(routes!(tokens::list_tokens, tokens::mint_token))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(issuers::list_issuers, issuers::register_issuer))
         .routes(routes!(issuers::delete_issuer))

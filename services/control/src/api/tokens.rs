@@ -184,6 +184,62 @@ pub async fn mint(
         expires_at,
     })
 }
+/// The most tokens `GET /v1/tenants/{tid}/tokens` lists.
+pub const MAX_LISTED_TOKENS: usize = 200;
+
+/// A minted token as the list shows it: never the token itself (not kept).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenView {
+    /// The token's id, to revoke it.
+    pub jti: String,
+    /// The token's `sub`: its `client_id` if it was minted for one, else who
+    /// minted it (`account:<id>` or `api-key:<id>`).
+    pub subject: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
+    /// When the token stops verifying.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// Revoked: the broker refuses it (until it expires).
+    pub revoked: bool,
+}
+
+impl From<store::TokenEntry> for TokenView {
+    fn from(e: store::TokenEntry) -> Self {
+        TokenView {
+            jti: e.jti,
+            subject: e.subject,
+            issued_at: e.issued_at,
+            expires_at: e.expires_at,
+            revoked: e.revoked,
+        }
+    }
+}
+
+/// List the tenant's minted tokens, newest first (at most 200), expired and
+/// revoked ones included.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tid}/tokens",
+    tag = "tokens",
+    params(("tid" = String, Path, description = "Tenant id")),
+    responses((status = 200, description = "The tokens, without the tokens themselves",
+               body = Vec<TokenView>)),
+    security(("bearer" = [])),
+)]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    VisibleTenant { tenant, .. }: VisibleTenant,
+) -> Result<impl IntoResponse, ApiError> {
+    let tokens = state
+        .store()
+        .tokens_of(&tenant.id, MAX_LISTED_TOKENS)
+        .await?;
+    Ok(Json(
+        tokens.into_iter().map(TokenView::from).collect::<Vec<_>>(),
+    ))
+}
+
 /// Revoke a token by its `jti`: the broker refuses it until it expires.
 #[utoipa::path(
     delete,

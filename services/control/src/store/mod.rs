@@ -123,6 +123,17 @@ pub struct RevokedToken {
     pub revoked_at: OffsetDateTime,
 }
 
+/// A minted token as its tenant's list shows it: its bounds and whether it
+/// is revoked (never the token itself, which is not kept).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TokenEntry {
+    pub jti: String,
+    pub subject: String,
+    pub issued_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub revoked: bool,
+}
+
 /// What one tenant's clients did in one UTC hour (connections, messages and
 /// bytes in and out). The broker reports these; the control plane adds them up.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -217,6 +228,8 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
         now: OffsetDateTime,
     ) -> StoreResult<bool>;
     async fn revoked_token(&self, jti: &str) -> StoreResult<Option<RevokedToken>>;
+    /// The tenant's minted tokens, newest first (then by `jti`), at most `limit`.
+    async fn tokens_of(&self, tenant_id: &str, limit: usize) -> StoreResult<Vec<TokenEntry>>;
 
     /// Adds each row's counters to what is stored for its tenant and hour (in
     /// one transaction); `hour` is taken to the start of its UTC hour first.
@@ -650,6 +663,26 @@ macro_rules! sql_store {
                 .bind(jti)
                 .fetch_optional(&self.pool)
                 .await?)
+            }
+
+            async fn tokens_of(
+                &self,
+                tenant_id: &str,
+                limit: usize,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::TokenEntry>> {
+                // Newest first, ordered here: SQLite's times do not sort as times.
+                let mut tokens: Vec<$crate::store::TokenEntry> = sqlx::query_as(
+                    "SELECT i.jti, i.subject, i.issued_at, i.expires_at, \
+                     r.jti IS NOT NULL AS revoked \
+                     FROM issued_tokens i LEFT JOIN revoked_tokens r ON r.jti = i.jti \
+                     WHERE i.tenant_id = $1",
+                )
+                .bind(tenant_id)
+                .fetch_all(&self.pool)
+                .await?;
+                tokens.sort_by(|a, b| (b.issued_at, &b.jti).cmp(&(a.issued_at, &a.jti)));
+                tokens.truncate(limit);
+                Ok(tokens)
             }
 
             async fn add_usage(
