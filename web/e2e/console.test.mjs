@@ -177,9 +177,23 @@ test('sign up, provision, talk MQTT from the browser, and revoke a device', asyn
   await page.getByLabel('Show topics matching').fill('');
   await shot(page, 'live-client');
 
-  // The connected clients table lists the device and the browser.
+  // A refusal shows with its reason code: the API key, used from a script,
+  // disconnects the browser's client (DISCONNECT 0x98).
+  const browserClient = await page.getByLabel('Client id').inputValue();
+  const kicked = await fetch(`${CONSOLE_URL}/v1/tenants/${tid}/clients/${browserClient}`, {
+    method: 'DELETE',
+    headers: { Authorization: `Bearer ${key}` },
+  });
+  assert.equal(kicked.status, 204);
+  await page
+    .getByTestId('connection-state')
+    .getByText('Disconnected by the broker: 0x98 Administrative action (admin_disconnect)')
+    .waitFor();
+
+  // The connected clients table lists the device, and no longer the browser.
   await page.getByRole('link', { name: 'Connected clients' }).click();
   await page.getByTestId('clients-table').getByText('sensor-1').waitFor();
+  assert.equal(await page.getByTestId('clients-table').getByText(browserClient).count(), 0);
 
   // Revoking the token in the console disconnects the device (0x87).
   await page.getByRole('link', { name: 'Tokens' }).click();

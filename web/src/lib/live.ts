@@ -40,7 +40,12 @@ export class LiveConnection {
       // A refused or closed connection is shown, not retried: the token may be revoked.
       reconnectPeriod: 0,
       connectTimeout: 10_000,
-      keepalive: 30,
+      // MQTT.js would run its timers in a Worker made from a blob: URL, which
+      // the console's CSP (script-src 'self') forbids. Native timers are
+      // throttled to one a minute in a background tab, so keep-alive is 60 s
+      // (the broker waits 1.5 times that).
+      timerVariant: 'native',
+      keepalive: 60,
     };
     this.events.onState('connecting', url);
     const client = mqtt.connect(url, options);
