@@ -35,7 +35,7 @@ test: test-deps web
 
 ## test-deps: what the tests need beyond Rust: Postgres 15 binaries (control-plane store tests),
 ## curl, jq and mosquitto_pub (the README examples), openapi-spec-validator from PyPI (the OpenAPI document test),
-## Debian's Chromium (the console's browser tests)
+## Debian's Chromium and paho-mqtt from PyPI (the console's browser tests run its device snippets)
 test-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq postgresql)
@@ -44,6 +44,7 @@ test-deps:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 	@python3 -c 'import openapi_spec_validator' 2>/dev/null || \
 		python3 -m pip install -q 'openapi-spec-validator==0.9.0'
+	@python3 -c 'import paho.mqtt' 2>/dev/null || python3 -m pip install -q 'paho-mqtt==2.1.0'
 
 unit:
 	$(CARGO) test --workspace --exclude aerie-e2e

@@ -10,9 +10,9 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chromium } from 'playwright-core';
 import mqtt from 'mqtt';
 
@@ -78,6 +78,28 @@ async function signUp(page, email) {
 
 async function shot(page, name) {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** Runs `command` until its output has `line` (then stops it); resolves to the output. */
+function runUntil(command, args, line, ms = 10_000) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: process.cwd() });
+    let output = '';
+    const timer = setTimeout(() => {
+      child.kill();
+      reject(new Error(`${command} did not print ${JSON.stringify(line)} within ${ms} ms:\n${output}`));
+    }, ms);
+    const read = (chunk) => {
+      output += chunk;
+      if (output.includes(line)) {
+        clearTimeout(timer);
+        child.kill();
+        resolve(output);
+      }
+    };
+    child.stdout.on('data', read);
+    child.stderr.on('data', read);
+  });
 }
 
 /** Connects a device with `token`; resolves once connected. */
@@ -150,9 +172,16 @@ test('sign up, provision, talk MQTT from the browser, and revoke a device', asyn
   assert.equal(publish.length, 2, snippet);
   execFileSync('bash', ['-euc', publish.join('\n')], { timeout: 10_000 });
   assert.equal(await heard, 'demo/hello hello from mosquitto_pub');
+  // The Python and MQTT.js snippets, run as shown, connect, subscribe and
+  // hear their own message.
   await page.getByRole('tab', { name: 'Python (paho-mqtt 2)' }).click();
-  assert.match(await page.getByTestId('snippet-paho').textContent(), /client\.connect\("127\.0\.0\.1", \d+\)/);
+  const paho = await page.getByTestId('snippet-paho').textContent();
+  assert.match(await runUntil('python3', ['-u', '-c', paho], 'demo/hello hello from paho'), /connected: Success/);
   await shot(page, 'connect-a-device');
+  await page.getByRole('tab', { name: 'MQTT.js (browser or Node.js)' }).click();
+  const mqttjs = join(SHOTS, '..', 'snippet.mjs');
+  writeFileSync(mqttjs, await page.getByTestId('snippet-mqttjs').textContent());
+  await runUntil('node', [mqttjs], 'demo/hello hello from MQTT.js');
 
   // The live client: subscribe demo/#, publish, the message shows in the log.
   await page.getByRole('link', { name: 'Live client' }).click();
