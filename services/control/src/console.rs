@@ -79,11 +79,8 @@ impl Console {
         }
         let csp = HeaderValue::try_from(content_security_policy(endpoints))
             .expect("origins are checked to be header-safe");
-        let files = Compression::new(
-            ServeDir::new(&dir)
-                .append_index_html_on_directories(false)
-                .call_fallback_on_method_not_allowed(false),
-        );
+        // A directory is not a page: no index.html appended, no redirect.
+        let files = Compression::new(ServeDir::new(&dir).append_index_html_on_directories(false));
         Console { dir, files, csp }
     }
 
