@@ -47,7 +47,12 @@ fn the_console_provisions_a_tenant_talks_mqtt_in_a_real_browser_and_revokes_a_de
         .start();
 
     let mut node = Command::new("node")
-        .args(["--test", "--test-reporter=spec", "--test-concurrency=1", "e2e/"])
+        .args([
+            "--test",
+            "--test-reporter=spec",
+            "--test-concurrency=1",
+            "e2e/",
+        ])
         .current_dir(web)
         .env("CONSOLE_URL", format!("http://{}", server.http))
         .env("MQTT_URL", format!("mqtt://{}", server.mqtt))
