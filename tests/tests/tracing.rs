@@ -164,8 +164,9 @@ fn answers_carry_a_request_id_generated_or_echoed() {
     let echoed = server.http_request("GET", "/healthz", &[("x-request-id", "trace-me.1")], "");
     assert_eq!(echoed.header_values("x-request-id"), ["trace-me.1"]);
 
-    // Also on errors: an unknown route, a problem+json answer.
-    let missing = server.http_request("GET", "/nowhere", &[("x-request-id", "lost-1")], "");
+    // Also on errors: an unknown API route, a problem+json answer (other
+    // paths are the console's).
+    let missing = server.http_request("GET", "/v1/nowhere", &[("x-request-id", "lost-1")], "");
     assert_eq!(missing.status, 404);
     assert_eq!(missing.header_values("x-request-id"), ["lost-1"]);
 

@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { chromium } from 'playwright-core';
 import mqtt from 'mqtt';
 
@@ -147,6 +148,7 @@ test('sign up, provision, talk MQTT from the browser, and revoke a device', asyn
   await page.locator('.secret').getByRole('button', { name: 'Copy' }).click();
   assert.equal(await page.evaluate(() => navigator.clipboard.readText()), key);
   await page.getByTestId('api-keys-table').getByText('provisioning').waitFor();
+  await shot(page, 'api-keys');
 
   // A device token, minted in the console; a device connects with it.
   await page.getByRole('link', { name: 'Tokens' }).click();
@@ -155,6 +157,7 @@ test('sign up, provision, talk MQTT from the browser, and revoke a device', asyn
   const token = await page.getByTestId('minted-token').textContent();
   const jti = await page.getByTestId('minted-jti').textContent();
   await page.locator(`tr[data-key="${jti}"]`).waitFor();
+  await shot(page, 'tokens');
   const sensor = await device(token, 'sensor-1');
   const closed = new Promise((resolve) => {
     let reason;
@@ -223,6 +226,23 @@ test('sign up, provision, talk MQTT from the browser, and revoke a device', asyn
   await page.getByRole('link', { name: 'Connected clients' }).click();
   await page.getByTestId('clients-table').getByText('sensor-1').waitFor();
   assert.equal(await page.getByTestId('clients-table').getByText(browserClient).count(), 0);
+  await shot(page, 'clients');
+
+  // An issuer of the tenant's own: a bad key is an error beside its field,
+  // a P-256 public key is registered.
+  await page.getByRole('link', { name: 'Issuers' }).click();
+  await page.getByText('No issuers of your own').waitFor();
+  await page.getByLabel('Issuer (the tokens\' iss)').fill('https://auth.example.com/');
+  await page.getByLabel('Keys from').selectOption('public_key_pem');
+  await page.getByLabel('Public key (PEM)').fill('not a key');
+  await page.getByRole('button', { name: 'Register issuer' }).click();
+  await page.locator('.field-invalid').getByText('public_key_pem is not a PEM document.').waitFor();
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  await page.getByLabel('Public key (PEM)').fill(publicKey.export({ type: 'spki', format: 'pem' }));
+  await page.getByRole('button', { name: 'Register issuer' }).click();
+  await page.getByRole('table').getByText('https://auth.example.com/').waitFor();
+  assert.equal(await page.locator('.field-invalid').count(), 0);
+  await shot(page, 'issuers');
 
   // Revoking the token in the console disconnects the device (0x87).
   await page.getByRole('link', { name: 'Tokens' }).click();
@@ -249,6 +269,7 @@ test('sign up, provision, talk MQTT from the browser, and revoke a device', asyn
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `no horizontal scrolling at phone width (overflow ${overflow}px)`);
   await shot(page, 'tenant-overview-phone');
+  await page.setViewportSize({ width: 1280, height: 900 });
 
   // The session token is in no URL and in no storage.
   const storage = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }) + document.cookie);
@@ -271,13 +292,33 @@ test('sign up, provision, talk MQTT from the browser, and revoke a device', asyn
   assert.equal(new URL(stranger.page.url()).pathname, `/tenants/${tid}`);
   await stranger.context.close();
 
-  // A wrong password is an error next to the form, and no session.
+  // Another tenant: renamed, then deleted after typing its name.
+  await page.getByRole('navigation', { name: 'Account' }).getByRole('link', { name: 'Tenants' }).click();
+  await page.getByLabel('New tenant name').fill('Scratch');
+  await page.getByRole('button', { name: 'Create tenant' }).click();
+  await page.getByTestId('tenant-name').filter({ hasText: 'Scratch' }).waitFor();
+  await page.getByLabel('Tenant name').fill('Scratch 2');
+  await page.getByRole('button', { name: 'Rename' }).click();
+  await page.getByTestId('tenant-name').filter({ hasText: 'Scratch 2' }).waitFor();
+  await page.getByRole('button', { name: 'Delete tenant' }).click();
+  const confirm = page.getByRole('dialog');
+  assert.ok(await confirm.getByRole('button', { name: 'Delete for good' }).isDisabled());
+  await confirm.getByLabel('Type “Scratch 2” to confirm').fill('Scratch 2');
+  await confirm.getByRole('button', { name: 'Delete for good' }).click();
+  await page.getByRole('heading', { name: 'Tenants', exact: true }).waitFor();
+  await page.getByRole('table').getByText('Greenhouse sensors').waitFor();
+  assert.equal(await page.getByRole('table').getByText('Scratch 2').count(), 0);
+  await shot(page, 'tenants');
+
+  // A wrong password is an error next to the form, and no session. The form
+  // is submitted from the keyboard.
   await page.getByRole('button', { name: 'Log out' }).click();
   await page.getByLabel('Email').fill(email);
   await page.getByLabel('Password').fill('not the password');
-  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByLabel('Password').press('Enter');
   await page.getByRole('alert').getByText('Wrong email or password.').waitFor();
   assert.equal(await page.getByRole('button', { name: 'Log out' }).count(), 0);
+  await shot(page, 'log-in-refused');
 
   sensor.end(true);
   await context.close();

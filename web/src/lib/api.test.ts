@@ -22,6 +22,10 @@ describe('problem+json', () => {
     expect(err.message).toBe('502 Bad Gateway');
   });
 
+  it('keeps the spelling of a leading field name', () => {
+    expect(sentence('public_key_pem is not a PEM document')).toBe('public_key_pem is not a PEM document.');
+  });
+
   it('keeps a sentence that already ends', () => {
     expect(sentence('wrong email or password!')).toBe('Wrong email or password!');
   });

@@ -31,11 +31,15 @@ export async function problemOf(response: Response): Promise<ApiError> {
   return new ApiError(response.status, problem.type ?? 'about:blank', detail);
 }
 
-/** "email is not a valid address" -> "Email is not a valid address." */
+/**
+ * "email is not a valid address" -> "Email is not a valid address.". A
+ * leading field name such as `public_key_pem` keeps its spelling.
+ */
 export function sentence(detail: string): string {
   const text = detail.trim();
   if (!text) return text;
-  const first = text[0].toUpperCase() + text.slice(1);
+  const identifier = /^[a-z]+_[a-z_]*\b/.test(text);
+  const first = identifier ? text : text[0].toUpperCase() + text.slice(1);
   return /[.!?]$/.test(first) ? first : `${first}.`;
 }
 
