@@ -61,6 +61,33 @@ fn aerie_serve_serves_a_built_console_at_the_root() {
 }
 
 #[test]
+fn aerie_serve_shows_tenants_the_public_addresses_and_the_console_may_reach_them() {
+    let dir = tempfile::tempdir().unwrap();
+    build_console(dir.path());
+    let server = ServerOptions::default()
+        .anonymous(false)
+        .args(&["--console-dir", dir.path().to_str().unwrap()])
+        .args(&["--public-ws", "ws://broker.example.com/mqtt"])
+        .env("AERIE_PUBLIC_MQTT", "mqtt://broker.example.com:1883")
+        .start();
+    let tenant = aerie_e2e::tenants::tenant(&server, "public@example.com");
+    let shown = server
+        .api(
+            "GET",
+            &format!("/v1/tenants/{}", tenant.id),
+            Some(&tenant.api_key),
+            None,
+        )
+        .expect(200);
+    let endpoints = &shown["endpoints"];
+    assert_eq!(endpoints["mqtt"], "mqtt://broker.example.com:1883");
+    assert_eq!(endpoints["ws"], "ws://broker.example.com/mqtt");
+    // Not given: the listen address, as before.
+    assert_eq!(endpoints["wss"], format!("wss://{}/mqtt", server.wss));
+    assert_console_served(server.http, "ws://broker.example.com");
+}
+
+#[test]
 fn aerie_serve_without_a_built_console_answers_503_and_the_api_works() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("web/dist");

@@ -338,6 +338,25 @@ impl BenchArgs {
     }
 }
 
+/// The addresses tenants are shown (tenant object `endpoints`, the console's
+/// CSP), when they differ from the listen addresses: behind a load balancer,
+/// a DNS name, or a listener on 0.0.0.0.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PublicEndpointArgs {
+    /// MQTT address shown to tenants (default: mqtt://<--mqtt>).
+    #[arg(long, env = "AERIE_PUBLIC_MQTT")]
+    pub public_mqtt: Option<String>,
+    /// MQTT over TLS address shown to tenants (default: mqtts://<--mqtts>).
+    #[arg(long, env = "AERIE_PUBLIC_MQTTS")]
+    pub public_mqtts: Option<String>,
+    /// MQTT over WebSocket address shown to tenants (default: ws://<--ws><--ws-path>).
+    #[arg(long, env = "AERIE_PUBLIC_WS")]
+    pub public_ws: Option<String>,
+    /// MQTT over secure WebSocket address shown to tenants (default: wss://<--wss><--ws-path>).
+    #[arg(long, env = "AERIE_PUBLIC_WSS")]
+    pub public_wss: Option<String>,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     /// MQTT over TCP.
@@ -384,6 +403,8 @@ pub struct ServeArgs {
     /// to the working directory.
     #[arg(long, env = "AERIE_CONSOLE_DIR", default_value = "web/dist")]
     pub console_dir: PathBuf,
+    #[command(flatten)]
+    pub public: PublicEndpointArgs,
     /// Let clients connect without credentials (development and tests only).
     #[arg(long, env = "AERIE_ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,

@@ -79,12 +79,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| format!("http://{}", args.http)),
         secret_key,
-        Endpoints {
-            mqtt: format!("mqtt://{}", args.mqtt),
-            mqtts: format!("mqtts://{}", args.mqtts),
-            ws: format!("ws://{}{}", args.ws, args.ws_path),
-            wss: format!("wss://{}{}", args.wss, args.ws_path),
-        },
+        public_endpoints(&args),
         &args.auth_rate,
         admin_token,
         args.console_dir.clone(),
@@ -183,6 +178,36 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Opens the control-plane database (applying its migrations) and its state.
+/// Where tenants connect: the `--public-*` addresses, else the listen
+/// addresses. A listener on an unspecified address (0.0.0.0, ::) cannot be
+/// connected to as shown, so that gets a warning naming the flag.
+fn public_endpoints(args: &ServeArgs) -> Endpoints {
+    let p = &args.public;
+    let shown = |given: &Option<String>, scheme: &str, addr: SocketAddr, path: &str, flag: &str| {
+        given.clone().unwrap_or_else(|| {
+            if addr.ip().is_unspecified() {
+                tracing::warn!(
+                    %addr,
+                    "tenants are shown {scheme}://{addr}{path}, which clients cannot reach; set {flag}"
+                );
+            }
+            format!("{scheme}://{addr}{path}")
+        })
+    };
+    Endpoints {
+        mqtt: shown(&p.public_mqtt, "mqtt", args.mqtt, "", "--public-mqtt"),
+        mqtts: shown(&p.public_mqtts, "mqtts", args.mqtts, "", "--public-mqtts"),
+        ws: shown(&p.public_ws, "ws", args.ws, &args.ws_path, "--public-ws"),
+        wss: shown(
+            &p.public_wss,
+            "wss",
+            args.wss,
+            &args.ws_path,
+            "--public-wss",
+        ),
+    }
+}
+
 async fn open_control(
     database_url: String,
     issuer: String,
