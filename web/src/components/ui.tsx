@@ -50,7 +50,7 @@ export function Field(props: FieldProps) {
         </p>
       )}
       {error && (
-        <p class="error-text" id={`${id}-error`}>
+        <p class="error-text" id={`${id}-error`} role="alert">
           {error}
         </p>
       )}

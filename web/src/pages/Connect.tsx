@@ -70,7 +70,8 @@ export function Connect({ tenant }: PanelProps) {
               <span>{current.language}</span>
               <CopyButton value={current.code} />
             </div>
-            <pre data-testid={`snippet-${current.id}`}>
+            {/* Focusable, so that a keyboard can scroll a long line. */}
+            <pre data-testid={`snippet-${current.id}`} tabIndex={0} aria-label={`${current.title} snippet`}>
               <code>{current.code}</code>
             </pre>
           </div>
