@@ -97,6 +97,9 @@ pub fn aerie_bin() -> PathBuf {
 }
 
 /// A loopback port that was free a moment ago.
+/// The built console of this checkout.
+const CONSOLE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../web/dist");
+
 pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -190,6 +193,9 @@ impl Server {
                 "AERIE_LOG",
                 std::env::var("AERIE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            // The repository's console (`make web`), not `web/dist` under
+            // the test's working directory; a test's own setting wins.
+            .env("AERIE_CONSOLE_DIR", CONSOLE_DIR)
             .envs(o.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         self.child = Some(cmd.spawn().expect("spawn aerie"));

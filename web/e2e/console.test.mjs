@@ -178,6 +178,10 @@ test('sign up, provision, talk MQTT from the browser, and revoke a device', asyn
   assert.equal(publish.length, 2, snippet);
   execFileSync('bash', ['-euc', publish.join('\n')], { timeout: 10_000 });
   assert.equal(await heard, 'demo/hello hello from mosquitto_pub');
+  // A second device, on the snippets' token (bound to no client id).
+  const snippetToken = /^TOKEN='(.+)'$/.exec(publish[0])[1];
+  const second = await device(snippetToken, 'device-2');
+  const secondClosed = new Promise((resolve) => second.on('disconnect', (packet) => resolve(packet.reasonCode)));
   // The Python and MQTT.js snippets, run as shown, connect, subscribe and
   // hear their own message.
   await page.getByRole('tab', { name: 'Python (paho-mqtt 2)' }).click();
@@ -230,6 +234,11 @@ test('sign up, provision, talk MQTT from the browser, and revoke a device', asyn
   await page.getByTestId('clients-table').getByText('sensor-1').waitFor();
   assert.equal(await page.getByTestId('clients-table').getByText(browserClient).count(), 0);
   await shot(page, 'clients');
+  // Disconnecting a client in the table closes it with 0x98.
+  await page.getByRole('button', { name: 'Disconnect device-2' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Disconnect' }).click();
+  assert.equal(await secondClosed, 0x98);
+  await page.getByTestId('clients-table').getByText('device-2').waitFor({ state: 'detached' });
 
   // An issuer of the tenant's own: a bad key is an error beside its field,
   // a P-256 public key is registered.
@@ -295,6 +304,14 @@ test('sign up, provision, talk MQTT from the browser, and revoke a device', asyn
   assert.equal(new URL(stranger.page.url()).pathname, `/tenants/${tid}`);
   await stranger.context.close();
 
+  // Revoking the API key in the console: the script's next call gets 401.
+  await page.getByRole('link', { name: 'API keys' }).click();
+  await page.getByRole('button', { name: 'Revoke API key provisioning' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Revoke' }).click();
+  await page.getByText('No API keys yet.').waitFor();
+  const refused = await fetch(`${CONSOLE_URL}/v1/tenants/${tid}/clients`, { headers: { Authorization: `Bearer ${key}` } });
+  assert.equal(refused.status, 401);
+
   // Another tenant: renamed, then deleted after typing its name.
   await page.getByRole('navigation', { name: 'Account' }).getByRole('link', { name: 'Tenants' }).click();
   await page.getByLabel('New tenant name').fill('Scratch');
@@ -333,7 +350,6 @@ const AXE = fileURLToPath(import.meta.resolve('axe-core/axe.min.js'));
 async function accessibilityViolations(page) {
   await page.addScriptTag({ path: AXE });
   const result = await page.evaluate(() =>
-    // eslint-disable-next-line no-undef
     axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }),
   );
   return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);

@@ -156,7 +156,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         gateway.clone(),
     )));
     let http_addr = http.local_addr()?;
-    tracing::info!(addr = %http_addr, "HTTP listening (/v1, /healthz, /readyz, /metrics)");
+    tracing::info!(addr = %http_addr, "HTTP listening (console /, /v1, /healthz, /readyz, /metrics)");
     tokio::spawn(serve_http(
         http,
         crate::http::router(aerie_control::app(control.clone()), metrics),
@@ -278,7 +278,7 @@ pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
     )
     .await?;
     let addr = http.local_addr()?;
-    tracing::info!(%addr, "HTTP listening (/v1, /healthz, /readyz, /metrics)");
+    tracing::info!(%addr, "HTTP listening (console /, /v1, /healthz, /readyz, /metrics)");
     announce_control_plane(addr);
     let app = crate::http::router(aerie_control::app(control), metrics);
     aerie_control::serve(http, app, signal).await?;
