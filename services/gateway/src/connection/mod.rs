@@ -204,6 +204,16 @@ fn sniff_connect_version(buf: &[u8]) -> ProtocolVersion {
     }
 }
 
+/// A connection past CONNACK: what the rest of its life needs.
+struct Established {
+    conn: Conn,
+    keep_alive: Option<Duration>,
+    /// Counted against the tenant's connections until the connection ends.
+    slot: aerie_core::quota::ConnectionSlot,
+    /// In the live-connection registry until the connection ends.
+    registration: crate::registry::Registration,
+}
+
 async fn serve<R, W>(
     rd: &mut R,
     wr: &mut W,
@@ -215,98 +225,20 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let config = &ctx.config;
-    let connect = tokio::select! {
-        r = tokio::time::timeout(config.connect_timeout, read_connect(rd, inbuf, config.max_packet_size)) => match r {
-            Ok(r) => r?,
-            Err(_) => return Ok(()),
-        },
-        _ = ctx.shutdown.cancelled() => return Ok(()),
+    // Boxed: the handshake's locals (CONNECT, its verification) are large
+    // and short-lived. Inline, they would size every connection's task for
+    // its whole life; boxed, they are freed once the client is connected.
+    let Some(Established {
+        mut conn,
+        keep_alive,
+        slot,
+        registration,
+    }) = Box::pin(establish(rd, wr, inbuf, transport, ctx)).await?
+    else {
+        return Ok(());
     };
-    let connect = match connect {
-        Ok(c) => c,
-        Err((version, e)) => {
-            metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => "connect").increment(1);
-            tracing::debug!(error = %e, "bad CONNECT");
-            let mut out = Outbox::new(version);
-            let reason = match e {
-                DecodeError::UnsupportedProtocolVersion(_) | DecodeError::InvalidProtocolName => {
-                    ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
-                }
-                e => e.reason_code(),
-            };
-            let _ = out.push(&Packet::ConnAck(ConnAck {
-                reason,
-                ..ConnAck::default()
-            }));
-            return flush(wr, &mut out).await;
-        }
-    };
-    m::hot().packets_received[1].increment(1);
-    let version = connect.protocol;
-    let id = ctx.broker.next_connection_id();
-    let accepted = match handshake::accept(&connect, &ctx.broker, config, id).await {
-        Ok(a) => a,
-        Err(handshake::Refused(reason)) => {
-            metrics::counter!(m::CONNECT_REFUSED_TOTAL, "reason" => format!("0x{:02X}", reason.0))
-                .increment(1);
-            let mut out = Outbox::new(version);
-            let _ = out.push(&Packet::ConnAck(ConnAck {
-                reason,
-                ..ConnAck::default()
-            }));
-            return flush(wr, &mut out).await;
-        }
-    };
-    let mut out = Outbox::new(version);
-    out.max_packet_size = accepted.client_max_packet_size;
-    let _ = out.push(&Packet::ConnAck(accepted.connack.clone()));
-    let registration = ctx.registry.register(NewConnection {
-        connection_id: id,
-        protocol: version,
-        transport,
-        session: accepted.attachment.session.clone(),
-        credential: accepted.credential,
-    });
-    let mut conn = Conn {
-        version,
-        tenant: accepted.tenant,
-        permissions: accepted.permissions,
-        live: registration.live().clone(),
-        jwt_auth_method: accepted.jwt_auth_method,
-        token_renewed: false,
-        session: accepted.attachment.session,
-        id,
-        flight: accepted.attachment.flight,
-        config: config.clone(),
-        will: connect.will.clone(),
-        session_expiry: accepted.session_expiry,
-        client_receive_maximum: accepted.client_receive_maximum,
-        inbound_aliases: InboundAliases::default(),
-        outbound_aliases: OutboundAliases::new(accepted.client_topic_alias_maximum),
-        out,
-        deliveries: Vec::new(),
-        durable: ctx.broker.store().durable(),
-        held_acks: std::collections::VecDeque::new(),
-        backpressure: None,
-        rates: Default::default(),
-    };
-    // Counted against the tenant's connections until the connection ends.
-    let _slot = accepted.slot;
-    drop(connect);
-    tracing::Span::current()
-        .record(
-            "client_id",
-            tracing::field::display(&conn.session.client_id),
-        )
-        .record("tenant", tracing::field::display(&conn.tenant.id));
-    // client_id and tenant are fields of the enclosing span now.
-    tracing::debug!("connected");
-
     conn.resend_inflight();
     conn.pump();
-    let keep_alive = (accepted.keep_alive > 0)
-        .then(|| Duration::from_millis(u64::from(accepted.keep_alive) * 1500));
     let close = conn
         .run_loop(rd, wr, inbuf, keep_alive, &ctx.shutdown)
         .await;
@@ -322,7 +254,7 @@ where
         }
     };
     metrics::counter!(m::DISCONNECTS_TOTAL, "why" => close.why).increment(1);
-    if let (Some(reason), true) = (close.disconnect, version.is_v5()) {
+    if let (Some(reason), true) = (close.disconnect, conn.version.is_v5()) {
         let mut disconnect = Disconnect {
             reason,
             ..Disconnect::default()
@@ -353,7 +285,117 @@ where
     );
     crate::usage::connection_ended(&conn.live, &conn.tenant);
     drop(registration);
+    drop(slot);
     Ok(())
+}
+
+/// Reads and answers CONNECT: `None` when the client was refused, gave up or
+/// the broker is shutting down (the answer, if any, is sent).
+async fn establish<R, W>(
+    rd: &mut R,
+    wr: &mut W,
+    inbuf: &mut BytesMut,
+    transport: Transport,
+    ctx: &ConnContext,
+) -> std::io::Result<Option<Established>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let config = &ctx.config;
+    let connect = tokio::select! {
+        r = tokio::time::timeout(config.connect_timeout, read_connect(rd, inbuf, config.max_packet_size)) => match r {
+            Ok(r) => r?,
+            Err(_) => return Ok(None),
+        },
+        _ = ctx.shutdown.cancelled() => return Ok(None),
+    };
+    let connect = match connect {
+        Ok(c) => c,
+        Err((version, e)) => {
+            metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => "connect").increment(1);
+            tracing::debug!(error = %e, "bad CONNECT");
+            let mut out = Outbox::new(version);
+            let reason = match e {
+                DecodeError::UnsupportedProtocolVersion(_) | DecodeError::InvalidProtocolName => {
+                    ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
+                }
+                e => e.reason_code(),
+            };
+            let _ = out.push(&Packet::ConnAck(ConnAck {
+                reason,
+                ..ConnAck::default()
+            }));
+            return flush(wr, &mut out).await.map(|()| None);
+        }
+    };
+    m::hot().packets_received[1].increment(1);
+    let version = connect.protocol;
+    let id = ctx.broker.next_connection_id();
+    let accepted = match handshake::accept(&connect, &ctx.broker, config, id).await {
+        Ok(a) => a,
+        Err(handshake::Refused(reason)) => {
+            metrics::counter!(m::CONNECT_REFUSED_TOTAL, "reason" => format!("0x{:02X}", reason.0))
+                .increment(1);
+            let mut out = Outbox::new(version);
+            let _ = out.push(&Packet::ConnAck(ConnAck {
+                reason,
+                ..ConnAck::default()
+            }));
+            return flush(wr, &mut out).await.map(|()| None);
+        }
+    };
+    let mut out = Outbox::new(version);
+    out.max_packet_size = accepted.client_max_packet_size;
+    let _ = out.push(&Packet::ConnAck(accepted.connack.clone()));
+    let registration = ctx.registry.register(NewConnection {
+        connection_id: id,
+        protocol: version,
+        transport,
+        session: accepted.attachment.session.clone(),
+        credential: accepted.credential,
+    });
+    let conn = Conn {
+        version,
+        tenant: accepted.tenant,
+        permissions: accepted.permissions,
+        live: registration.live().clone(),
+        jwt_auth_method: accepted.jwt_auth_method,
+        token_renewed: false,
+        session: accepted.attachment.session,
+        id,
+        flight: accepted.attachment.flight,
+        config: config.clone(),
+        will: connect.will.clone(),
+        session_expiry: accepted.session_expiry,
+        client_receive_maximum: accepted.client_receive_maximum,
+        inbound_aliases: InboundAliases::default(),
+        outbound_aliases: OutboundAliases::new(accepted.client_topic_alias_maximum),
+        out,
+        deliveries: Vec::new(),
+        durable: ctx.broker.store().durable(),
+        held_acks: std::collections::VecDeque::new(),
+        backpressure: None,
+        rates: Default::default(),
+    };
+    drop(connect);
+    tracing::Span::current()
+        .record(
+            "client_id",
+            tracing::field::display(&conn.session.client_id),
+        )
+        .record("tenant", tracing::field::display(&conn.tenant.id));
+    // client_id and tenant are fields of the enclosing span now.
+    tracing::debug!("connected");
+
+    let keep_alive = (accepted.keep_alive > 0)
+        .then(|| Duration::from_millis(u64::from(accepted.keep_alive) * 1500));
+    Ok(Some(Established {
+        conn,
+        keep_alive,
+        slot: accepted.slot,
+        registration,
+    }))
 }
 
 impl Conn {
