@@ -186,6 +186,17 @@ impl SharedRate {
             }
         }
     }
+
+    /// Returns `n` units taken by [`SharedRate::try_take`] for something
+    /// that was then refused by another limit: a refusal costs nothing.
+    pub fn give_back(&self, n: u64, rate: u64) {
+        let cost = cost(n, rate);
+        if cost != 0 {
+            let _ = self
+                .tat
+                .fetch_update(Relaxed, Relaxed, |tat| Some(tat.saturating_sub(cost)));
+        }
+    }
 }
 
 /// A rate limiter owned by one task (a connection): no atomics.
@@ -204,6 +215,11 @@ impl LocalRate {
             }
             None => false,
         }
+    }
+
+    /// As [`SharedRate::give_back`].
+    pub fn give_back(&mut self, n: u64, rate: u64) {
+        self.tat = self.tat.saturating_sub(cost(n, rate));
     }
 }
 
@@ -358,16 +374,16 @@ impl Quota {
     /// (taken from both if so; the message rate is taken even when the byte
     /// rate then refuses).
     pub fn try_publish(&self, now: u64, bytes: u64) -> Result<(), Limit> {
-        if !self
-            .publishes
-            .try_take(now, 1, u64::from(self.publish_rate_msgs.load(Relaxed)))
-        {
+        let msgs = u64::from(self.publish_rate_msgs.load(Relaxed));
+        if !self.publishes.try_take(now, 1, msgs) {
             return Err(Limit::PublishRate);
         }
         if !self
             .publish_bytes
             .try_take(now, bytes, self.publish_rate_bytes.load(Relaxed))
         {
+            // Refused: the message it did not send is not counted either.
+            self.publishes.give_back(1, msgs);
             return Err(Limit::PublishBytesRate);
         }
         Ok(())
@@ -484,6 +500,35 @@ mod tests {
         }));
         assert!(q.try_connect_rate(SEC + SEC / 100));
         assert!(!q.set_limits(q.limits()), "unchanged");
+    }
+
+    #[test]
+    fn a_publish_refused_by_the_byte_rate_uses_no_message_rate() {
+        let q = Quota::new(TenantLimits {
+            publish_rate_msgs: 2,
+            publish_rate_bytes: 10,
+            ..TenantLimits::UNLIMITED
+        });
+        let now = 7 * SEC;
+        assert_eq!(q.try_publish(now, 11), Err(Limit::PublishBytesRate));
+        assert_eq!(q.try_publish(now, 11), Err(Limit::PublishBytesRate));
+        // Both messages of the burst are still there.
+        assert_eq!(q.try_publish(now, 1), Ok(()));
+        assert_eq!(q.try_publish(now, 1), Ok(()));
+        assert_eq!(q.try_publish(now, 1), Err(Limit::PublishRate));
+    }
+
+    #[test]
+    fn given_back_units_can_be_taken_again() {
+        let shared = SharedRate::default();
+        let mut local = LocalRate::default();
+        let now = 9 * SEC;
+        assert!(shared.try_take(now, 5, 5) && local.try_take(now, 5, 5));
+        assert!(!shared.try_take(now, 1, 5) && !local.try_take(now, 1, 5));
+        shared.give_back(2, 5);
+        local.give_back(2, 5);
+        assert!(shared.try_take(now, 2, 5) && local.try_take(now, 2, 5));
+        assert!(!shared.try_take(now, 1, 5) && !local.try_take(now, 1, 5));
     }
 
     #[test]

@@ -66,13 +66,18 @@ impl ClientRates {
         let now = now_nanos();
         let quota = tenant.quota();
         let (max_msgs, max_bytes) = quota.client_publish_rates();
-        let bytes = payload as u64;
-        let result = if !self.msgs.try_take(now, 1, u64::from(max_msgs)) {
+        let (max_msgs, bytes) = (u64::from(max_msgs), payload as u64);
+        // A publish refused by one rate takes nothing from the others.
+        let result = if !self.msgs.try_take(now, 1, max_msgs) {
             Err(Limit::ClientPublishRate)
         } else if !self.bytes.try_take(now, bytes, max_bytes) {
+            self.msgs.give_back(1, max_msgs);
             Err(Limit::ClientPublishBytesRate)
         } else {
-            quota.try_publish(now, bytes)
+            quota.try_publish(now, bytes).inspect_err(|_| {
+                self.msgs.give_back(1, max_msgs);
+                self.bytes.give_back(bytes, max_bytes);
+            })
         };
         if let Err(limit) = result {
             limit.count();
@@ -113,6 +118,35 @@ mod tests {
     use super::*;
     use crate::auth::{TenantFacts, TenantLimits};
     use aerie_core::CoreConfig;
+
+    #[test]
+    fn a_publish_refused_by_one_rate_takes_nothing_from_the_client_s_others() {
+        let broker = Broker::new(CoreConfig::default());
+        let tenant = broker.tenant("t1");
+        tenant.quota().set_limits(TenantLimits {
+            client_publish_rate_msgs: 2,
+            client_publish_rate_bytes: 100,
+            publish_rate_bytes: 10,
+            ..TenantLimits::UNLIMITED
+        });
+        let mut rates = ClientRates::default();
+        // Refused by the client's byte rate, then by the tenant's.
+        assert_eq!(
+            rates.check_publish(&tenant, 101),
+            Err(Limit::ClientPublishBytesRate)
+        );
+        assert_eq!(
+            rates.check_publish(&tenant, 11),
+            Err(Limit::PublishBytesRate)
+        );
+        // The client's two messages (and its bytes) are all still there.
+        assert_eq!(rates.check_publish(&tenant, 5), Ok(()));
+        assert_eq!(rates.check_publish(&tenant, 5), Ok(()));
+        assert_eq!(
+            rates.check_publish(&tenant, 1),
+            Err(Limit::ClientPublishRate)
+        );
+    }
 
     #[test]
     fn a_directory_sets_the_limits_of_loaded_tenants_only() {
