@@ -600,6 +600,58 @@ async fn the_inflight_window_is_announced_and_bounds_both_directions() {
 }
 
 #[tokio::test]
+async fn qos1_publishes_awaiting_their_puback_count_against_receive_maximum() {
+    let t = two_tenants();
+    t.limit_a(json!({"inflight": 2})).await;
+    // A persistent session, offline: each QoS 1 message is made durable for
+    // it before its PUBACK goes out.
+    let props = ConnectProperties {
+        session_expiry_interval: Some(300),
+        ..Default::default()
+    };
+    for (token, id) in [(&t.a_token, "a-sub"), (&t.b_token, "b-sub")] {
+        let (mut c, _) = connect(&t.server, V5, id, token, props.clone()).await;
+        c.subscribe(1, "q", QoS::AtLeastOnce).await;
+        c.disconnect().await;
+    }
+    // Three QoS 1 PUBLISHes in one write: the third arrives while the first
+    // two still wait for the store, one more than the announced 2.
+    let burst = |version| {
+        let mut bytes = bytes::BytesMut::new();
+        for id in 1..=3u16 {
+            let publish = aerie_e2e::raw::publish_packet("q", b"x", QoS::AtLeastOnce, Some(id));
+            aerie_proto::encode(&Packet::Publish(publish), version, &mut bytes).unwrap();
+        }
+        bytes
+    };
+    let (mut a, ack) = t.connect_a(V5, "a-pub").await;
+    assert_eq!(ack.properties.receive_maximum, Some(2));
+    a.send_bytes(&burst(V5)).await;
+    assert_eq!(
+        a.expect_closed().await,
+        Some(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED)
+    );
+    // A client that waits for its PUBACKs is never refused.
+    let (mut a2, _) = t.connect_a(V5, "a-pub2").await;
+    for id in 1..=5u16 {
+        a2.publish_acked("q", b"x", QoS::AtLeastOnce, false, id)
+            .await;
+    }
+    // 3.1.1 has no Receive Maximum: the same burst is acknowledged.
+    let (mut old, _) = t.connect_a(V3, "a-v3").await;
+    old.send_bytes(&burst(V3)).await;
+    for _ in 1..=3 {
+        assert!(matches!(old.recv().await, Some(Packet::PubAck(_))));
+    }
+    // Tenant B (32 by its plan) takes the burst.
+    let (mut b, _) = t.connect_b(V5, "b-pub").await;
+    b.send_bytes(&burst(V5)).await;
+    for _ in 1..=3 {
+        assert!(matches!(b.recv().await, Some(Packet::PubAck(_))));
+    }
+}
+
+#[tokio::test]
 async fn an_offline_session_holds_at_most_the_tenants_queued_messages() {
     let t = two_tenants();
     t.limit_a(json!({"queued_messages": 3})).await;

@@ -82,6 +82,9 @@ impl Conn {
                 .held_acks
                 .back()
                 .map_or(ticket, |(t, _)| ticket.max(*t));
+            if matches!(packet, Packet::PubAck(_)) {
+                self.held_pubacks += 1;
+            }
             self.held_acks.push_back((ticket, packet));
         }
     }
@@ -91,6 +94,9 @@ impl Conn {
         let durable = *self.durable.borrow_and_update();
         while self.held_acks.front().is_some_and(|(t, _)| *t <= durable) {
             if let Some((_, packet)) = self.held_acks.pop_front() {
+                if matches!(packet, Packet::PubAck(_)) {
+                    self.held_pubacks -= 1;
+                }
                 let _ = self.out.push(&packet);
             }
         }
@@ -118,16 +124,21 @@ impl Conn {
             return self.refuse_publish(&p, ReasonCode::PAYLOAD_FORMAT_INVALID);
         }
         let packet_id = p.packet_id.unwrap_or(0);
-        if p.qos == QoS::ExactlyOnce {
-            if self.flight.inbound_qos2.contains(&packet_id) {
-                // A retransmission before PUBREL: already routed once.
-                self.send_ack(Packet::PubRec, packet_id, ReasonCode::SUCCESS);
-                return Flow::Continue;
-            }
+        if p.qos == QoS::ExactlyOnce && self.flight.inbound_qos2.contains(&packet_id) {
+            // A retransmission before PUBREL: already routed once.
+            self.send_ack(Packet::PubRec, packet_id, ReasonCode::SUCCESS);
+            return Flow::Continue;
+        }
+        // Receive Maximum bounds the QoS 1 and 2 PUBLISHes not yet
+        // acknowledged (MQTT-3.3.4-9): QoS 2 until PUBREL, QoS 1 while its
+        // PUBACK waits for the store. 3.1.1 has no Receive Maximum: there
+        // only QoS 2 counts, as a bound on what the server keeps.
+        let v5 = self.version.is_v5();
+        if p.qos == QoS::ExactlyOnce || (p.qos == QoS::AtLeastOnce && v5) {
+            let unacknowledged =
+                self.flight.inbound_qos2.len() + if v5 { self.held_pubacks } else { 0 };
             let tenant_inflight = self.tenant.quota().inflight();
-            if self.flight.inbound_qos2.len()
-                >= usize::from(self.config.receive_maximum.min(tenant_inflight))
-            {
+            if unacknowledged >= usize::from(self.config.receive_maximum.min(tenant_inflight)) {
                 if tenant_inflight < self.config.receive_maximum {
                     aerie_core::Limit::Inflight.count();
                 }

@@ -112,6 +112,9 @@ pub(crate) struct Conn {
     /// Acknowledgements waiting for their ticket to become durable, in the
     /// order the packets they answer arrived.
     pub held_acks: std::collections::VecDeque<(Ticket, Packet)>,
+    /// How many of `held_acks` are PUBACKs: QoS 1 PUBLISHes not yet
+    /// acknowledged, which count against Receive Maximum.
+    pub held_pubacks: usize,
     /// A subscriber whose queue our publishes are filling: reading waits for
     /// it to drain (backpressure before drops).
     pub backpressure: Option<Arc<Session>>,
@@ -375,6 +378,7 @@ where
         deliveries: Vec::new(),
         durable: ctx.broker.store().durable(),
         held_acks: std::collections::VecDeque::new(),
+        held_pubacks: 0,
         backpressure: None,
         rates: Default::default(),
     };
