@@ -338,21 +338,29 @@ impl BenchArgs {
     }
 }
 
-/// The addresses tenants are shown (tenant object `endpoints`, the console's
-/// CSP), when they differ from the listen addresses: behind a load balancer,
-/// a DNS name, or a listener on 0.0.0.0.
-#[derive(Args, Debug, Clone, Default)]
-pub struct PublicEndpointArgs {
-    /// MQTT address shown to tenants (default: mqtt://<--mqtt>).
+/// What the control plane shows: the web console's files, and the addresses
+/// tenants are shown (tenant object `endpoints`, the console's CSP) when they
+/// differ from the listen addresses: behind a load balancer, a DNS name, or a
+/// listener on 0.0.0.0. Without `--public-*`, `aerie serve` shows its listen
+/// addresses and `aerie control` the defaults of `aerie serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ShownArgs {
+    /// The built web console served at `/` (`make web` builds it); relative
+    /// to the working directory.
+    #[arg(long, env = "AERIE_CONSOLE_DIR", default_value = "web/dist")]
+    pub console_dir: PathBuf,
+    /// MQTT address shown to tenants (default: `aerie serve`'s --mqtt, mqtt://127.0.0.1:1883).
     #[arg(long, env = "AERIE_PUBLIC_MQTT")]
     pub public_mqtt: Option<String>,
-    /// MQTT over TLS address shown to tenants (default: mqtts://<--mqtts>).
+    /// MQTT over TLS address shown to tenants (default: `aerie serve`'s --mqtts, mqtts://127.0.0.1:8883).
     #[arg(long, env = "AERIE_PUBLIC_MQTTS")]
     pub public_mqtts: Option<String>,
-    /// MQTT over WebSocket address shown to tenants (default: ws://<--ws><--ws-path>).
+    /// MQTT over WebSocket address shown to tenants (default: `aerie serve`'s --ws and --ws-path,
+    /// ws://127.0.0.1:8083/mqtt).
     #[arg(long, env = "AERIE_PUBLIC_WS")]
     pub public_ws: Option<String>,
-    /// MQTT over secure WebSocket address shown to tenants (default: wss://<--wss><--ws-path>).
+    /// MQTT over secure WebSocket address shown to tenants (default: `aerie serve`'s --wss and
+    /// --ws-path, wss://127.0.0.1:8084/mqtt).
     #[arg(long, env = "AERIE_PUBLIC_WSS")]
     pub public_wss: Option<String>,
 }
@@ -399,12 +407,8 @@ pub struct ServeArgs {
     /// `iss` of the tokens the control plane mints (default: http://<--http>).
     #[arg(long, env = "AERIE_ISSUER")]
     pub issuer: Option<String>,
-    /// The built web console served at `/` (`make web` builds it); relative
-    /// to the working directory.
-    #[arg(long, env = "AERIE_CONSOLE_DIR", default_value = "web/dist")]
-    pub console_dir: PathBuf,
     #[command(flatten)]
-    pub public: PublicEndpointArgs,
+    pub shown: ShownArgs,
     /// Let clients connect without credentials (development and tests only).
     #[arg(long, env = "AERIE_ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,
@@ -457,36 +461,6 @@ pub struct ControlArgs {
     /// `iss` of the tokens the control plane mints (default: http://<--http>).
     #[arg(long, env = "AERIE_ISSUER")]
     pub issuer: Option<String>,
-    /// The built web console served at `/` (`make web` builds it); relative
-    /// to the working directory.
-    #[arg(long, env = "AERIE_CONSOLE_DIR", default_value = "web/dist")]
-    pub console_dir: PathBuf,
-    /// MQTT address shown to tenants (tenant object `endpoints.mqtt`).
-    #[arg(
-        long,
-        env = "AERIE_PUBLIC_MQTT",
-        default_value = "mqtt://127.0.0.1:1883"
-    )]
-    pub public_mqtt: String,
-    /// MQTT over TLS address shown to tenants.
-    #[arg(
-        long,
-        env = "AERIE_PUBLIC_MQTTS",
-        default_value = "mqtts://127.0.0.1:8883"
-    )]
-    pub public_mqtts: String,
-    /// MQTT over WebSocket address shown to tenants.
-    #[arg(
-        long,
-        env = "AERIE_PUBLIC_WS",
-        default_value = "ws://127.0.0.1:8083/mqtt"
-    )]
-    pub public_ws: String,
-    /// MQTT over secure WebSocket address shown to tenants.
-    #[arg(
-        long,
-        env = "AERIE_PUBLIC_WSS",
-        default_value = "wss://127.0.0.1:8084/mqtt"
-    )]
-    pub public_wss: String,
+    #[command(flatten)]
+    pub shown: ShownArgs,
 }

@@ -14,7 +14,7 @@ use aerie_gateway::{Gateway, GatewayConfig};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::cli::{AuthRateArgs, ControlArgs, KeysArgs, ServeArgs, embedded_control_db};
+use crate::cli::{AuthRateArgs, ControlArgs, KeysArgs, ServeArgs, ShownArgs, embedded_control_db};
 use crate::directory::ControlDirectory;
 
 /// How often the gateway reloads its token directory from the control plane.
@@ -82,7 +82,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         public_endpoints(&args),
         &args.auth_rate,
         admin_token,
-        args.console_dir.clone(),
+        args.shown.console_dir.clone(),
     )
     .await?;
 
@@ -178,34 +178,41 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Opens the control-plane database (applying its migrations) and its state.
-/// Where tenants connect: the `--public-*` addresses, else the listen
-/// addresses. A listener on an unspecified address (0.0.0.0, ::) cannot be
-/// connected to as shown, so that gets a warning naming the flag.
-fn public_endpoints(args: &ServeArgs) -> Endpoints {
-    let p = &args.public;
-    let shown = |given: &Option<String>, scheme: &str, addr: SocketAddr, path: &str, flag: &str| {
-        given.clone().unwrap_or_else(|| {
-            if addr.ip().is_unspecified() {
-                tracing::warn!(
-                    %addr,
-                    "tenants are shown {scheme}://{addr}{path}, which clients cannot reach; set {flag}"
-                );
-            }
-            format!("{scheme}://{addr}{path}")
-        })
-    };
+/// Where tenants connect: each `--public-*` address given, else `default`'s.
+fn shown_endpoints(given: &ShownArgs, default: Endpoints) -> Endpoints {
+    let pick = |given: &Option<String>, default: String| given.clone().unwrap_or(default);
     Endpoints {
-        mqtt: shown(&p.public_mqtt, "mqtt", args.mqtt, "", "--public-mqtt"),
-        mqtts: shown(&p.public_mqtts, "mqtts", args.mqtts, "", "--public-mqtts"),
-        ws: shown(&p.public_ws, "ws", args.ws, &args.ws_path, "--public-ws"),
-        wss: shown(
-            &p.public_wss,
-            "wss",
-            args.wss,
-            &args.ws_path,
-            "--public-wss",
-        ),
+        mqtt: pick(&given.public_mqtt, default.mqtt),
+        mqtts: pick(&given.public_mqtts, default.mqtts),
+        ws: pick(&given.public_ws, default.ws),
+        wss: pick(&given.public_wss, default.wss),
     }
+}
+
+/// `aerie serve` shows its listen addresses unless told otherwise. One on an
+/// unspecified address (0.0.0.0, ::) cannot be connected to as shown, so
+/// that gets a warning naming the flag.
+fn public_endpoints(args: &ServeArgs) -> Endpoints {
+    let shown = shown_endpoints(
+        &args.shown,
+        Endpoints {
+            mqtt: format!("mqtt://{}", args.mqtt),
+            mqtts: format!("mqtts://{}", args.mqtts),
+            ws: format!("ws://{}{}", args.ws, args.ws_path),
+            wss: format!("wss://{}{}", args.wss, args.ws_path),
+        },
+    );
+    for (url, flag) in [
+        (&shown.mqtt, "--public-mqtt"),
+        (&shown.mqtts, "--public-mqtts"),
+        (&shown.ws, "--public-ws"),
+        (&shown.wss, "--public-wss"),
+    ] {
+        if url.contains("://0.0.0.0") || url.contains("://[::]") {
+            tracing::warn!(%url, "tenants are shown an address clients cannot reach; set {flag}");
+        }
+    }
+    shown
 }
 
 async fn open_control(
@@ -266,15 +273,18 @@ pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
         args.issuer
             .unwrap_or_else(|| format!("http://{}", args.http)),
         secret_key,
-        Endpoints {
-            mqtt: args.public_mqtt,
-            mqtts: args.public_mqtts,
-            ws: args.public_ws,
-            wss: args.public_wss,
-        },
+        shown_endpoints(
+            &args.shown,
+            Endpoints {
+                mqtt: "mqtt://127.0.0.1:1883".into(),
+                mqtts: "mqtts://127.0.0.1:8883".into(),
+                ws: "ws://127.0.0.1:8083/mqtt".into(),
+                wss: "wss://127.0.0.1:8084/mqtt".into(),
+            },
+        ),
         &args.auth_rate,
         admin_token,
-        args.console_dir,
+        args.shown.console_dir,
     )
     .await?;
     let addr = http.local_addr()?;

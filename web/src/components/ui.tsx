@@ -80,6 +80,20 @@ export function Select<T extends string>(props: {
   );
 }
 
+/** A labelled checkbox. */
+export function Checkbox(props: { label: string; checked: boolean; onChange: (checked: boolean) => void }) {
+  return (
+    <label>
+      <input
+        type="checkbox"
+        checked={props.checked}
+        onChange={(e: Event) => props.onChange((e.currentTarget as HTMLInputElement).checked)}
+      />{' '}
+      {props.label}
+    </label>
+  );
+}
+
 /** An error about an action (not a field): announced to screen readers. */
 export function ErrorNote({ error }: { error?: ApiError | string }) {
   if (!error) return null;

@@ -2,7 +2,7 @@
 // into states and reason codes a person can read. Loaded on the live page only.
 
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { reasonName } from './reason';
+import { isFailure, reasonName } from './reason';
 
 export type LiveState = 'idle' | 'connecting' | 'connected' | 'closed';
 
@@ -79,7 +79,7 @@ export class LiveConnection {
       client.subscribe(filter, { qos: o.qos, nl: o.noLocal, rap: o.retainAsPublished, rh: o.retainHandling }, (err, granted) => {
         if (err) return reject(new Error(err.message));
         const code = granted?.[0]?.qos ?? 0x80;
-        if (code >= 0x80) return reject(new Error(`Refused: ${describe(code)}`));
+        if (isFailure(code)) return reject(new Error(`Refused: ${describe(code)}`));
         resolve(code);
       });
     });

@@ -9,7 +9,7 @@ import type { LiveConnection, LiveState } from '../lib/live';
 import { appendToLog, encodePayload, renderPayload, type LoggedMessage } from '../lib/messages';
 import { filterProblem, topicMatches, topicProblem } from '../lib/topic';
 import type { Minted } from '../lib/types';
-import { Empty, ErrorNote, Field, Loading, Select } from '../components/ui';
+import { Checkbox, Empty, ErrorNote, Field, Loading, Select } from '../components/ui';
 import type { PanelProps } from './TenantPage';
 
 /** Browser tokens live 10 minutes: enough for a session, little to lose. */
@@ -178,12 +178,8 @@ function SubscribeForm(props: {
         />
       </div>
       <div class="row checks">
-        <label>
-          <input type="checkbox" checked={noLocal} onChange={(e: Event) => setNoLocal((e.currentTarget as HTMLInputElement).checked)} /> No local
-        </label>
-        <label>
-          <input type="checkbox" checked={rap} onChange={(e: Event) => setRap((e.currentTarget as HTMLInputElement).checked)} /> Retain as published
-        </label>
+        <Checkbox label="No local" checked={noLocal} onChange={setNoLocal} />
+        <Checkbox label="Retain as published" checked={rap} onChange={setRap} />
       </div>
       <button type="submit" disabled={!props.enabled}>
         Subscribe
@@ -279,9 +275,7 @@ function PublishForm(props: {
         <Select label="QoS" name="pub_qos" value={qos} options={QOS} onChange={setQos} />
       </div>
       <div class="row checks">
-        <label>
-          <input type="checkbox" checked={retain} onChange={(e: Event) => setRetain((e.currentTarget as HTMLInputElement).checked)} /> Retain
-        </label>
+        <Checkbox label="Retain" checked={retain} onChange={setRetain} />
       </div>
       <button type="submit" disabled={!props.enabled}>
         Publish

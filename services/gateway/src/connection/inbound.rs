@@ -137,9 +137,13 @@ impl Conn {
         if p.qos == QoS::ExactlyOnce || (p.qos == QoS::AtLeastOnce && v5) {
             let unacknowledged =
                 self.flight.inbound_qos2.len() + if v5 { self.held_pubacks } else { 0 };
-            let tenant_inflight = self.tenant.quota().inflight();
-            if unacknowledged >= usize::from(self.config.receive_maximum.min(tenant_inflight)) {
-                if tenant_inflight < self.config.receive_maximum {
+            // Both maxima are at least 1: the usual case (nothing waiting)
+            // reads no tenant limit.
+            let tenant_inflight = || self.tenant.quota().inflight();
+            if unacknowledged > 0
+                && unacknowledged >= usize::from(self.config.receive_maximum.min(tenant_inflight()))
+            {
+                if tenant_inflight() < self.config.receive_maximum {
                     aerie_core::Limit::Inflight.count();
                 }
                 return Close::by_server(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, "receive_maximum");
