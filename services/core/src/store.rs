@@ -101,6 +101,17 @@ pub trait Store: Send + Sync + 'static {
     fn is_persistent(&self) -> bool {
         true
     }
+    /// So many writes wait for the disk that a connection whose
+    /// acknowledgements depend on the store should stop reading until the
+    /// durable ticket moves (the store's own back-pressure).
+    fn is_backlogged(&self) -> bool {
+        false
+    }
+    /// The last commit failed: the store retries it, and acknowledgements
+    /// that need it wait. Readiness reports it.
+    fn is_failing(&self) -> bool {
+        false
+    }
 }
 
 /// Keeps nothing; every ticket is durable at once.

@@ -28,6 +28,8 @@ pub enum StoreError {
     Open { path: String, source: fjall::Error },
     #[error("store: {0}")]
     Fjall(#[from] fjall::Error),
+    #[error("store: already loaded")]
+    Loaded,
 }
 
 /// The fjall keyspaces.
@@ -41,14 +43,43 @@ pub(crate) struct Spaces {
     pub retained: fjall::Keyspace,
 }
 
+/// How many writes may wait in the writer's channel. The writer drains it
+/// even while commits fail (writes then join the failed batch), so a full
+/// channel only means the disk is slower than the traffic: `submit` then
+/// waits, like a publisher behind any slow consumer. Connections stop reading
+/// long before, at [`BACKLOG_PAUSE`].
+const CHANNEL_CAPACITY: usize = 256 * 1024;
+/// Writes not yet durable past which a connection whose acknowledgements
+/// wait for the store stops reading until the store catches up.
+const BACKLOG_PAUSE: u64 = 64 * 1024;
+
 pub struct FjallStore {
     /// Ticket assignment and sending happen under one lock, so the writer
     /// sees ops in ticket order.
-    submit: Mutex<(Ticket, mpsc::Sender<(Ticket, StoreOp)>)>,
+    submit: Mutex<(Ticket, mpsc::SyncSender<(Ticket, StoreOp)>)>,
     durable: watch::Receiver<Ticket>,
-    spaces: Spaces,
+    health: Arc<writer::Health>,
+    /// The database as opened, for [`FjallStore::load`]; taken by it, so the
+    /// writer alone holds the database afterwards and can reopen it.
+    spaces: Mutex<Option<Spaces>>,
     /// Set by [`FjallStore::close`]: later writes are ignored.
     closed: std::sync::atomic::AtomicBool,
+}
+
+/// Opens (or creates) the database and its keyspaces in `dir`.
+fn open_spaces(dir: &Path) -> Result<Spaces, fjall::Error> {
+    let db = fjall::Database::builder(dir)
+        .manual_journal_persist(true)
+        .open()?;
+    let ks = |name: &str| db.keyspace(name, fjall::KeyspaceCreateOptions::default);
+    Ok(Spaces {
+        sessions: ks("sessions")?,
+        messages: ks("messages")?,
+        queues: ks("queues")?,
+        inbound: ks("inbound")?,
+        retained: ks("retained")?,
+        db,
+    })
 }
 
 impl FjallStore {
@@ -58,41 +89,37 @@ impl FjallStore {
             path: dir.display().to_string(),
             source,
         };
-        let db = fjall::Database::builder(dir)
-            .manual_journal_persist(true)
-            .open()
-            .map_err(open_err)?;
-        let ks = |name: &str| db.keyspace(name, fjall::KeyspaceCreateOptions::default);
-        let spaces = Spaces {
-            sessions: ks("sessions").map_err(open_err)?,
-            messages: ks("messages").map_err(open_err)?,
-            queues: ks("queues").map_err(open_err)?,
-            inbound: ks("inbound").map_err(open_err)?,
-            retained: ks("retained").map_err(open_err)?,
-            db,
-        };
-        let (tx, rx) = mpsc::channel();
+        let spaces = open_spaces(dir).map_err(open_err)?;
+        let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
         let (durable_tx, durable) = watch::channel(0);
-        let writer_spaces = spaces.clone();
+        let health = Arc::new(writer::Health::default());
+        let reopen_dir = dir.to_path_buf();
+        let writer = writer::Writer {
+            rx,
+            durable: durable_tx,
+            health: health.clone(),
+            spaces: Some(spaces.clone()),
+            open: Box::new(move || open_spaces(&reopen_dir)),
+            dir: dir.to_path_buf(),
+        };
         std::thread::Builder::new()
             .name("aerie-store".into())
-            .spawn(move || writer::run(writer_spaces, rx, durable_tx))
-            .map_err(|e| StoreError::Open {
-                path: dir.display().to_string(),
-                source: fjall::Error::Io(e),
-            })?;
+            .spawn(move || writer.run())
+            .map_err(|e| open_err(fjall::Error::Io(e)))?;
         Ok(Arc::new(FjallStore {
             submit: Mutex::new((0, tx)),
             durable,
-            spaces,
+            health,
+            spaces: Mutex::new(Some(spaces)),
             closed: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
-    /// Reads everything back (at start-up, before clients connect).
+    /// Reads everything back (at start-up, before clients connect). Once.
     pub fn load(self: &Arc<Self>) -> Result<LoadedState, StoreError> {
+        let spaces = self.spaces.lock().take().ok_or(StoreError::Loaded)?;
         let store: Arc<dyn Store> = self.clone();
-        load::load(&self.spaces, store)
+        load::load(&spaces, store)
     }
 
     /// Stops taking writes. Called at shutdown, after [`FjallStore::sync`]:
@@ -118,6 +145,9 @@ impl Store for FjallStore {
         }
         guard.0 += 1;
         let ticket = guard.0;
+        self.health
+            .submitted
+            .store(ticket, std::sync::atomic::Ordering::Relaxed);
         // The writer only stops when the process does; a failed send then
         // just means nothing will be acknowledged.
         let _ = guard.1.send((ticket, op));
@@ -126,5 +156,19 @@ impl Store for FjallStore {
 
     fn durable(&self) -> watch::Receiver<Ticket> {
         self.durable.clone()
+    }
+
+    fn is_backlogged(&self) -> bool {
+        let submitted = self
+            .health
+            .submitted
+            .load(std::sync::atomic::Ordering::Relaxed);
+        submitted.saturating_sub(*self.durable.borrow()) > BACKLOG_PAUSE
+    }
+
+    fn is_failing(&self) -> bool {
+        self.health
+            .failing
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }

@@ -191,8 +191,13 @@ mod tests {
             store.sync().await;
         }
         let store = FjallStore::open(dir.path()).unwrap();
+        let queued = store
+            .spaces
+            .lock()
+            .as_ref()
+            .map(|sp| sp.queues.iter().count());
+        assert_eq!(queued, Some(0));
         let state = store.load().unwrap();
         assert!(state.sessions.is_empty());
-        assert_eq!(store.spaces.queues.iter().count(), 0);
     }
 }

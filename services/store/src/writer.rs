@@ -1,16 +1,34 @@
-//! The writer thread: group commit.
+//! The writer thread: group commit, and recovery from a failing disk.
+//!
+//! **Invariant:** the durable ticket only ever names writes that a commit
+//! put on disk. A batch whose commit failed is kept whole and retried (with
+//! back-off, reopening the database when the engine refuses to go on); new
+//! writes that arrive meanwhile join it, collapsed per key, so the writer
+//! keeps draining its channel and memory stays bounded by the live state,
+//! not by the traffic.
 
 use std::collections::HashMap;
-use std::sync::mpsc::Receiver;
-use std::time::Instant;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant};
 
 use aerie_core::store::{StoreOp, Ticket};
+use fjall::Slice;
 use tokio::sync::watch;
 
 use crate::{Spaces, codec, keys};
 
-/// Ops applied per batch at most, so one batch's latency stays bounded.
+/// Ops taken per batch at most while the store is healthy, so one batch's
+/// latency stays bounded.
 const MAX_BATCH: usize = 8192;
+/// Back-off between attempts while commits fail: short enough that acks
+/// resume within a second or two of the disk having room again.
+const RETRY_FIRST: Duration = Duration::from_millis(20);
+const RETRY_MAX: Duration = Duration::from_millis(500);
+/// While failing, one warning per this long (the first failure is an error).
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Space {
@@ -21,23 +39,90 @@ enum Space {
     Retained,
 }
 
+impl Space {
+    fn of(self, sp: &Spaces) -> &fjall::Keyspace {
+        match self {
+            Space::Sessions => &sp.sessions,
+            Space::Messages => &sp.messages,
+            Space::Queues => &sp.queues,
+            Space::Inbound => &sp.inbound,
+            Space::Retained => &sp.retained,
+        }
+    }
+
+    /// Keys that are never written twice (message ids and queue sequence
+    /// numbers only grow): one put and one delete in the same batch cancel
+    /// out, since the key cannot be on disk from before.
+    fn keys_are_fresh(self) -> bool {
+        matches!(self, Space::Messages | Space::Queues)
+    }
+}
+
+/// A write of one key: `Some` puts, `None` deletes.
+struct Write {
+    value: Option<Slice>,
+    /// The key's first op in this batch was a put of a fresh key.
+    created_here: bool,
+}
+
 /// One batch of writes, collapsed per key (last write wins), so a put and a
 /// delete of the same key in one batch never reach fjall together.
 #[derive(Default)]
-struct Pending {
-    writes: HashMap<(Space, Vec<u8>), Option<Vec<u8>>>,
+pub(crate) struct Pending {
+    writes: HashMap<(Space, Slice), Write>,
+    /// Prefixes whose keys on disk are deleted at commit (a deleted session's
+    /// queue and inbound ids), except keys this batch put afterwards.
+    deleted_prefixes: Vec<(Space, Vec<u8>)>,
+    /// The last ticket in the batch: durable once it commits.
+    last: Ticket,
+    ops: usize,
 }
 
 impl Pending {
     fn put(&mut self, space: Space, key: Vec<u8>, value: Vec<u8>) {
-        self.writes.insert((space, key), Some(value));
+        let value = Some(Slice::from(value));
+        self.writes
+            .entry((space, Slice::from(key)))
+            .and_modify(|w| w.value = value.clone())
+            .or_insert(Write {
+                value,
+                created_here: space.keys_are_fresh(),
+            });
     }
 
     fn delete(&mut self, space: Space, key: Vec<u8>) {
-        self.writes.insert((space, key), None);
+        let key = (space, Slice::from(key));
+        match self.writes.get_mut(&key) {
+            Some(w) if w.created_here => {
+                self.writes.remove(&key);
+            }
+            Some(w) => w.value = None,
+            None => {
+                self.writes.insert(
+                    key,
+                    Write {
+                        value: None,
+                        created_here: false,
+                    },
+                );
+            }
+        }
     }
 
-    fn apply(&mut self, sp: &Spaces, op: StoreOp) {
+    fn delete_prefix(&mut self, spaces: &[Space], prefix: Vec<u8>) {
+        for ((space, key), w) in self.writes.iter_mut() {
+            if spaces.contains(space) && key.starts_with(&prefix) {
+                w.value = None;
+            }
+        }
+        for space in spaces {
+            self.deleted_prefixes.push((*space, prefix.clone()));
+        }
+    }
+
+    pub(crate) fn apply(&mut self, ticket: Ticket, op: StoreOp) {
+        self.last = ticket;
+        self.ops += 1;
         match op {
             StoreOp::PutSession {
                 tenant,
@@ -50,19 +135,10 @@ impl Pending {
             ),
             StoreOp::DeleteSession { tenant, client_id } => {
                 self.delete(Space::Sessions, keys::session(&tenant, &client_id));
-                let prefix = keys::session_prefix(&tenant, &client_id);
-                for (space, ks) in [(Space::Queues, &sp.queues), (Space::Inbound, &sp.inbound)] {
-                    for kv in ks.prefix(&prefix) {
-                        if let Ok(k) = kv.key() {
-                            self.delete(space, k.to_vec());
-                        }
-                    }
-                }
-                for ((space, key), value) in self.writes.iter_mut() {
-                    if matches!(space, Space::Queues | Space::Inbound) && key.starts_with(&prefix) {
-                        *value = None;
-                    }
-                }
+                self.delete_prefix(
+                    &[Space::Queues, Space::Inbound],
+                    keys::session_prefix(&tenant, &client_id),
+                );
             }
             StoreOp::PutMessage { id, message } => self.put(
                 Space::Messages,
@@ -114,55 +190,173 @@ impl Pending {
         }
     }
 
-    /// Writes the batch atomically and fsyncs it.
-    fn commit(self, sp: &Spaces) -> Result<(), fjall::Error> {
+    /// Writes the batch atomically and fsyncs it. The batch is left as it
+    /// was, so a failed commit can be retried with the same writes.
+    pub(crate) fn commit(&self, sp: &Spaces) -> Result<(), fjall::Error> {
         let mut batch = sp.db.batch().durability(Some(fjall::PersistMode::SyncData));
-        for ((space, key), value) in self.writes {
-            let ks = match space {
-                Space::Sessions => &sp.sessions,
-                Space::Messages => &sp.messages,
-                Space::Queues => &sp.queues,
-                Space::Inbound => &sp.inbound,
-                Space::Retained => &sp.retained,
-            };
-            match value {
-                Some(v) => batch.insert(ks, key, v),
-                None => batch.remove(ks, key),
+        for (space, prefix) in &self.deleted_prefixes {
+            for kv in space.of(sp).prefix(prefix) {
+                let key = kv.key()?;
+                if !self.writes.contains_key(&(*space, key.clone())) {
+                    batch.remove(space.of(sp), key);
+                }
+            }
+        }
+        for ((space, key), w) in &self.writes {
+            match &w.value {
+                Some(v) => batch.insert(space.of(sp), key.clone(), v.clone()),
+                None => batch.remove(space.of(sp), key.clone()),
             }
         }
         batch.commit()
     }
 }
 
-pub fn run(sp: Spaces, rx: Receiver<(Ticket, StoreOp)>, durable: watch::Sender<Ticket>) {
-    // Ends when every sender is gone (the store was dropped).
-    while let Ok((first_ticket, first_op)) = rx.recv() {
-        let mut pending = Pending::default();
-        let mut last = first_ticket;
-        let mut ops = 1usize;
-        pending.apply(&sp, first_op);
-        while ops < MAX_BATCH {
-            let Ok((ticket, op)) = rx.try_recv() else {
-                break;
+/// What the writer tells the rest of the process about itself.
+#[derive(Default)]
+pub(crate) struct Health {
+    /// The last commit attempt failed; cleared by the next success.
+    pub failing: AtomicBool,
+    /// The highest ticket handed to the writer (set by `submit`).
+    pub submitted: AtomicU64,
+}
+
+/// Opens the database and its keyspaces.
+pub(crate) type Opener = Box<dyn Fn() -> Result<Spaces, fjall::Error> + Send>;
+
+pub(crate) struct Writer {
+    pub rx: Receiver<(Ticket, StoreOp)>,
+    pub durable: watch::Sender<Ticket>,
+    pub health: Arc<Health>,
+    /// The open database; `None` after a failed reopen.
+    pub spaces: Option<Spaces>,
+    pub open: Opener,
+    /// For log lines.
+    pub dir: PathBuf,
+}
+
+impl Writer {
+    /// Runs until every sender is gone (the store was dropped) and what they
+    /// sent is committed.
+    pub(crate) fn run(mut self) {
+        let mut open = true;
+        while open {
+            let mut pending = Pending::default();
+            match self.rx.recv() {
+                Ok((ticket, op)) => pending.apply(ticket, op),
+                Err(_) => return,
+            }
+            open = self.take_waiting(&mut pending, MAX_BATCH);
+            self.commit_until_done(&mut pending, &mut open);
+        }
+    }
+
+    /// Moves what is waiting in the channel into `pending`, up to `max` ops.
+    /// False once the channel is closed and empty.
+    fn take_waiting(&self, pending: &mut Pending, max: usize) -> bool {
+        while pending.ops < max {
+            match self.rx.try_recv() {
+                Ok((ticket, op)) => pending.apply(ticket, op),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
+    }
+
+    /// Commits `pending`, retrying until it is on disk. While it fails, new
+    /// writes join the batch (collapsed per key), so a failing disk never
+    /// leaves publishers blocked on a full channel.
+    fn commit_until_done(&mut self, pending: &mut Pending, open: &mut bool) {
+        let mut backoff = RETRY_FIRST;
+        let mut failing_since: Option<Instant> = None;
+        let mut last_logged = Instant::now();
+        loop {
+            let started = Instant::now();
+            let result = match &self.spaces {
+                Some(sp) => pending.commit(sp),
+                None => Err(fjall::Error::Poisoned),
             };
-            pending.apply(&sp, op);
-            last = ticket;
-            ops += 1;
-        }
-        let started = Instant::now();
-        match pending.commit(&sp) {
-            Ok(()) => {
-                metrics::histogram!("aerie_store_commit_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                metrics::histogram!("aerie_store_batch_ops").record(ops as f64);
-                durable.send_replace(last);
+            match result {
+                Ok(()) => {
+                    metrics::histogram!("aerie_store_commit_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::histogram!("aerie_store_batch_ops").record(pending.ops as f64);
+                    self.durable.send_replace(pending.last);
+                    if let Some(since) = failing_since {
+                        self.health.failing.store(false, Ordering::SeqCst);
+                        metrics::gauge!("aerie_store_failing").set(0.0);
+                        tracing::warn!(
+                            failed_for_ms = since.elapsed().as_millis() as u64,
+                            dir = %self.dir.display(),
+                            "store commits succeed again; acknowledgements resume"
+                        );
+                    }
+                    self.report_backlog();
+                    return;
+                }
+                Err(e) => {
+                    metrics::counter!("aerie_store_errors_total").increment(1);
+                    if failing_since.is_none() {
+                        failing_since = Some(Instant::now());
+                        self.health.failing.store(true, Ordering::SeqCst);
+                        metrics::gauge!("aerie_store_failing").set(1.0);
+                        tracing::error!(error = %e, dir = %self.dir.display(),
+                            "store commit failed; acknowledgements that need the store wait, and the writes are retried");
+                    } else if last_logged.elapsed() >= FAILURE_LOG_EVERY {
+                        last_logged = Instant::now();
+                        tracing::warn!(error = %e, dir = %self.dir.display(), "store commits still fail");
+                    }
+                    // The engine refuses every commit after a failed journal
+                    // write (it poisons itself): only a fresh open recovers.
+                    if matches!(e, fjall::Error::Poisoned) || self.spaces.is_none() {
+                        self.reopen();
+                    }
+                }
             }
-            Err(e) => {
-                // Nothing after this is acknowledged: publishers wait rather
-                // than be told a lost message is safe.
-                metrics::counter!("aerie_store_errors_total").increment(1);
-                tracing::error!(error = %e, "store commit failed; acknowledgements stop until it recovers");
+            // Wait before the next attempt, taking in what arrives meanwhile.
+            let deadline = Instant::now() + backoff;
+            backoff = (backoff * 2).min(RETRY_MAX);
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                if !*open {
+                    std::thread::sleep(left);
+                    break;
+                }
+                match self.rx.recv_timeout(left) {
+                    Ok((ticket, op)) => {
+                        pending.apply(ticket, op);
+                        *open = self.take_waiting(pending, usize::MAX);
+                    }
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => *open = false,
+                }
             }
+            self.report_backlog();
         }
+    }
+
+    /// Drops the database and opens it again (journal recovery drops a torn
+    /// last batch; the retried batch rewrites whatever it held).
+    fn reopen(&mut self) {
+        // The directory lock must be released before it can be taken again.
+        self.spaces = None;
+        match (self.open)() {
+            Ok(sp) => {
+                metrics::counter!("aerie_store_reopens_total").increment(1);
+                tracing::info!(dir = %self.dir.display(), "store reopened after a failure");
+                self.spaces = Some(sp);
+            }
+            Err(e) => tracing::debug!(error = %e, "store cannot be reopened yet"),
+        }
+    }
+
+    fn report_backlog(&self) {
+        let submitted = self.health.submitted.load(Ordering::Relaxed);
+        let durable = *self.durable.borrow();
+        metrics::gauge!("aerie_store_backlog_ops").set(submitted.saturating_sub(durable) as f64);
     }
 }
