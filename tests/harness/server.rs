@@ -27,6 +27,7 @@ pub struct ServerOptions {
     tls: Option<(PathBuf, PathBuf)>,
     extra_args: Vec<String>,
     env: Vec<(String, String)>,
+    data_dir: Option<PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -37,6 +38,7 @@ impl Default for ServerOptions {
             tls: None,
             extra_args: vec![],
             env: vec![],
+            data_dir: None,
         }
     }
 }
@@ -45,6 +47,13 @@ impl ServerOptions {
     /// `--allow-anonymous` (on by default).
     pub fn anonymous(mut self, allow: bool) -> Self {
         self.allow_anonymous = allow;
+        self
+    }
+
+    /// The data dir (default: a fresh temp dir), e.g. on a filesystem the
+    /// test controls.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
         self
     }
 
@@ -123,7 +132,10 @@ impl Server {
             http: free_addr(),
             mqtts: free_addr(),
             wss: free_addr(),
-            data_dir: tmp.path().join("data"),
+            data_dir: options
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| tmp.path().join("data")),
             options,
             _tmp: Some(tmp),
         };

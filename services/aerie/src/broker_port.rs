@@ -66,6 +66,14 @@ const ADMIN_DISCONNECT: Kick = Kick {
 
 #[async_trait]
 impl BrokerPort for InProcessBroker {
+    fn unready(&self) -> Option<String> {
+        self.gateway
+            .broker()
+            .store()
+            .is_failing()
+            .then(|| "the broker's store cannot write (is the data dir's disk full?); acknowledgements wait".into())
+    }
+
     async fn clients(&self, tenant_id: &str) -> Result<Vec<ClientInfo>, BrokerError> {
         Ok(self
             .gateway

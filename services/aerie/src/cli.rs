@@ -430,6 +430,18 @@ pub struct ServeArgs {
     /// QoS 1/2 messages in flight to one client before its acks are awaited.
     #[arg(long, env = "AERIE_MAX_INFLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_inflight: u16,
+    /// Seconds a PUBACK/PUBREC may wait for the store to make its message
+    /// durable (a failing disk); then a v5 client gets the ack with reason
+    /// 0x80 and a 3.1.1 client is disconnected without it.
+    #[arg(long, env = "AERIE_STORE_ACK_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub store_ack_timeout: u64,
+    /// Bytes of writes waiting for the disk (payloads mostly) past which
+    /// clients whose acknowledgements wait for the store are not read until
+    /// it catches up: the store's back-pressure.
+    #[arg(long, env = "AERIE_STORE_BACKLOG_BYTES", default_value_t = aerie_store::DEFAULT_BACKLOG_PAUSE_BYTES,
+          value_parser = clap::value_parser!(u64).range(64 * 1024..))]
+    pub store_backlog_bytes: u64,
     /// Messages kept queued per session before new ones are dropped.
     #[arg(long, env = "AERIE_MAX_QUEUED_MESSAGES", default_value_t = 10_000)]
     pub max_queued_messages: usize,

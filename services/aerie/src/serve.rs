@@ -17,6 +17,8 @@ use tokio::net::TcpListener;
 use crate::cli::{AuthRateArgs, ControlArgs, KeysArgs, ServeArgs, ShownArgs, embedded_control_db};
 use crate::directory::ControlDirectory;
 
+/// How long shutdown waits for the store's last writes.
+const SHUTDOWN_SYNC: Duration = Duration::from_secs(10);
 /// How often the gateway reloads its token directory from the control plane.
 const DIRECTORY_REFRESH: Duration = Duration::from_secs(1);
 
@@ -92,6 +94,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.data_dir.display()
         )
     })?;
+    store.set_backlog_pause_bytes(args.store_backlog_bytes);
     let loaded = store.load()?;
     let (sessions, retained) = (loaded.sessions.len(), loaded.retained.len());
     let broker = Broker::with_store(core, store.clone());
@@ -117,6 +120,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_keep_alive: args.max_keep_alive,
             receive_maximum: args.receive_maximum,
             max_inflight: args.max_inflight,
+            store_ack_timeout: Duration::from_secs(args.store_ack_timeout),
             ..GatewayConfig::default()
         },
     );
@@ -172,7 +176,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     gateway.shutdown(Duration::from_secs(5)).await;
     // The connections are closed: their last connection time is in the counters.
     crate::usage::flush(&gateway, &control).await;
-    store.sync().await;
+    // A failing disk must not hold the process: what is not durable by
+    // then was never acknowledged.
+    if tokio::time::timeout(SHUTDOWN_SYNC, store.sync())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            "the store did not make every write durable before shutdown (a failing disk?)"
+        );
+    }
     store.close();
     Ok(())
 }

@@ -83,6 +83,11 @@ pub enum BrokerError {
 /// must keep tenants apart: `tenant_id` is the only scope.
 #[async_trait]
 pub trait BrokerPort: Send + Sync + Debug {
+    /// Why the broker cannot take work it would have to acknowledge (a
+    /// failing store), for `/readyz`; `None` when it can.
+    fn unready(&self) -> Option<String> {
+        None
+    }
     /// The tenant's connected clients, in any order.
     async fn clients(&self, tenant_id: &str) -> Result<Vec<ClientInfo>, BrokerError>;
     /// Disconnects the tenant's client `client_id`: `false` if it is not connected.

@@ -17,6 +17,18 @@ pub const QUEUED_MESSAGES: &str = "aerie_queued_messages";
 pub const PUBLISH_TO_DELIVER_SECONDS: &str = "aerie_publish_to_deliver_seconds";
 pub const PROTOCOL_ERRORS_TOTAL: &str = "aerie_protocol_errors_total";
 pub const DISCONNECTS_TOTAL: &str = "aerie_disconnects_total";
+/// Store commits that failed (each attempt; the writes are kept and retried).
+pub const STORE_ERRORS_TOTAL: &str = "aerie_store_errors_total";
+/// 1 while the store's last commit failed.
+pub const STORE_FAILING: &str = "aerie_store_failing";
+/// Writes submitted and not yet durable.
+pub const STORE_BACKLOG_OPS: &str = "aerie_store_backlog_ops";
+/// Approximate bytes of writes submitted and not yet durable.
+pub const STORE_BACKLOG_BYTES: &str = "aerie_store_backlog_bytes";
+/// Times the store reopened its database to recover from a failure.
+pub const STORE_REOPENS_TOTAL: &str = "aerie_store_reopens_total";
+/// Acknowledgements given up on after `--store-ack-timeout`, by MQTT version.
+pub const STORE_ACK_TIMEOUTS_TOTAL: &str = "aerie_store_ack_timeouts_total";
 
 /// Why a message did not reach a subscriber. Never silent: each is counted
 /// under `aerie_messages_dropped_total{reason}`.

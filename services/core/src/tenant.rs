@@ -109,6 +109,11 @@ impl Tenant {
         usize::try_from(self.quota.queued_messages()).unwrap_or(usize::MAX)
     }
 
+    /// Where the tenant's durable state goes (shared by every tenant).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     /// The tenant's limits (unlimited until set) and their shared state.
     pub fn quota(&self) -> &Quota {
         &self.quota

@@ -29,6 +29,10 @@ pub struct GatewayConfig {
     pub connect_timeout: Duration,
     /// Connections accepted at once; past it new ones are refused.
     pub max_connections: usize,
+    /// How long a PUBACK/PUBREC may wait for the store (a failing disk):
+    /// then a v5 client gets the ack with 0x80 and a 3.1.1 client, which
+    /// cannot be told, is disconnected without it.
+    pub store_ack_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -44,6 +48,7 @@ impl Default for GatewayConfig {
             max_keep_alive: 0,
             connect_timeout: Duration::from_secs(10),
             max_connections: 1_000_000,
+            store_ack_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -16,6 +16,7 @@ mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use aerie_core::store::{LoadedState, Store, StoreOp, Ticket};
@@ -47,11 +48,13 @@ pub(crate) struct Spaces {
 /// even while commits fail (writes then join the failed batch), so a full
 /// channel only means the disk is slower than the traffic: `submit` then
 /// waits, like a publisher behind any slow consumer. Connections stop reading
-/// long before, at [`BACKLOG_PAUSE`].
+/// long before, at [`BACKLOG_PAUSE_OPS`].
 const CHANNEL_CAPACITY: usize = 256 * 1024;
 /// Writes not yet durable past which a connection whose acknowledgements
-/// wait for the store stops reading until the store catches up.
-const BACKLOG_PAUSE: u64 = 64 * 1024;
+/// wait for the store stops reading until the store catches up...
+const BACKLOG_PAUSE_OPS: u64 = 64 * 1024;
+/// ... or bytes of them (payloads mostly), unless set otherwise.
+pub const DEFAULT_BACKLOG_PAUSE_BYTES: u64 = 64 * 1024 * 1024;
 
 pub struct FjallStore {
     /// Ticket assignment and sending happen under one lock, so the writer
@@ -64,6 +67,8 @@ pub struct FjallStore {
     spaces: Mutex<Option<Spaces>>,
     /// Set by [`FjallStore::close`]: later writes are ignored.
     closed: std::sync::atomic::AtomicBool,
+    /// See [`FjallStore::set_backlog_pause_bytes`].
+    backlog_pause_bytes: AtomicU64,
 }
 
 /// Opens (or creates) the database and its keyspaces in `dir`.
@@ -112,7 +117,14 @@ impl FjallStore {
             health,
             spaces: Mutex::new(Some(spaces)),
             closed: std::sync::atomic::AtomicBool::new(false),
+            backlog_pause_bytes: AtomicU64::new(DEFAULT_BACKLOG_PAUSE_BYTES),
         }))
+    }
+
+    /// Bytes of writes not yet durable past which connections whose
+    /// acknowledgements wait for the store stop being read.
+    pub fn set_backlog_pause_bytes(&self, bytes: u64) {
+        self.backlog_pause_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Reads everything back (at start-up, before clients connect). Once.
@@ -145,9 +157,10 @@ impl Store for FjallStore {
         }
         guard.0 += 1;
         let ticket = guard.0;
+        self.health.submitted.store(ticket, Ordering::Relaxed);
         self.health
-            .submitted
-            .store(ticket, std::sync::atomic::Ordering::Relaxed);
+            .submitted_bytes
+            .fetch_add(writer::approx_size(&op), Ordering::Relaxed);
         // The writer only stops when the process does; a failed send then
         // just means nothing will be acknowledged.
         let _ = guard.1.send((ticket, op));
@@ -159,16 +172,15 @@ impl Store for FjallStore {
     }
 
     fn is_backlogged(&self) -> bool {
-        let submitted = self
-            .health
-            .submitted
-            .load(std::sync::atomic::Ordering::Relaxed);
-        submitted.saturating_sub(*self.durable.borrow()) > BACKLOG_PAUSE
+        let h = &self.health;
+        let ops = h.submitted.load(Ordering::Relaxed);
+        let bytes = h.submitted_bytes.load(Ordering::Relaxed);
+        ops.saturating_sub(*self.durable.borrow()) > BACKLOG_PAUSE_OPS
+            || bytes.saturating_sub(h.durable_bytes.load(Ordering::Relaxed))
+                > self.backlog_pause_bytes.load(Ordering::Relaxed)
     }
 
     fn is_failing(&self) -> bool {
-        self.health
-            .failing
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.health.failing.load(Ordering::Relaxed)
     }
 }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
+use aerie_core::metrics as m;
 use aerie_core::store::{StoreOp, Ticket};
 use fjall::Slice;
 use tokio::sync::watch;
@@ -76,6 +77,8 @@ pub(crate) struct Pending {
     /// The last ticket in the batch: durable once it commits.
     last: Ticket,
     ops: usize,
+    /// [`approx_size`] of the ops taken in.
+    bytes: u64,
 }
 
 impl Pending {
@@ -123,6 +126,7 @@ impl Pending {
     pub(crate) fn apply(&mut self, ticket: Ticket, op: StoreOp) {
         self.last = ticket;
         self.ops += 1;
+        self.bytes += approx_size(&op);
         match op {
             StoreOp::PutSession {
                 tenant,
@@ -219,6 +223,21 @@ pub(crate) struct Health {
     pub failing: AtomicBool,
     /// The highest ticket handed to the writer (set by `submit`).
     pub submitted: AtomicU64,
+    /// [`approx_size`] of everything submitted, and of what is durable.
+    pub submitted_bytes: AtomicU64,
+    pub durable_bytes: AtomicU64,
+}
+
+/// Roughly what a write weighs, for the store's back-pressure: the payload
+/// and topic of a message, a small constant for anything else.
+pub(crate) fn approx_size(op: &StoreOp) -> u64 {
+    let message = match op {
+        StoreOp::PutMessage { message, .. } | StoreOp::PutRetained { message, .. } => {
+            message.payload.len() + message.topic.len()
+        }
+        _ => 0,
+    };
+    64 + message as u64
 }
 
 /// Opens the database and its keyspaces.
@@ -282,10 +301,13 @@ impl Writer {
                     metrics::histogram!("aerie_store_commit_seconds")
                         .record(started.elapsed().as_secs_f64());
                     metrics::histogram!("aerie_store_batch_ops").record(pending.ops as f64);
+                    self.health
+                        .durable_bytes
+                        .fetch_add(pending.bytes, Ordering::Relaxed);
                     self.durable.send_replace(pending.last);
                     if let Some(since) = failing_since {
                         self.health.failing.store(false, Ordering::SeqCst);
-                        metrics::gauge!("aerie_store_failing").set(0.0);
+                        metrics::gauge!(m::STORE_FAILING).set(0.0);
                         tracing::warn!(
                             failed_for_ms = since.elapsed().as_millis() as u64,
                             dir = %self.dir.display(),
@@ -296,11 +318,11 @@ impl Writer {
                     return;
                 }
                 Err(e) => {
-                    metrics::counter!("aerie_store_errors_total").increment(1);
+                    metrics::counter!(m::STORE_ERRORS_TOTAL).increment(1);
                     if failing_since.is_none() {
                         failing_since = Some(Instant::now());
                         self.health.failing.store(true, Ordering::SeqCst);
-                        metrics::gauge!("aerie_store_failing").set(1.0);
+                        metrics::gauge!(m::STORE_FAILING).set(1.0);
                         tracing::error!(error = %e, dir = %self.dir.display(),
                             "store commit failed; acknowledgements that need the store wait, and the writes are retried");
                     } else if last_logged.elapsed() >= FAILURE_LOG_EVERY {
@@ -346,7 +368,7 @@ impl Writer {
         self.spaces = None;
         match (self.open)() {
             Ok(sp) => {
-                metrics::counter!("aerie_store_reopens_total").increment(1);
+                metrics::counter!(m::STORE_REOPENS_TOTAL).increment(1);
                 tracing::info!(dir = %self.dir.display(), "store reopened after a failure");
                 self.spaces = Some(sp);
             }
@@ -355,8 +377,12 @@ impl Writer {
     }
 
     fn report_backlog(&self) {
-        let submitted = self.health.submitted.load(Ordering::Relaxed);
+        let h = &self.health;
+        let ops = h.submitted.load(Ordering::Relaxed);
         let durable = *self.durable.borrow();
-        metrics::gauge!("aerie_store_backlog_ops").set(submitted.saturating_sub(durable) as f64);
+        metrics::gauge!(m::STORE_BACKLOG_OPS).set(ops.saturating_sub(durable) as f64);
+        let bytes = h.submitted_bytes.load(Ordering::Relaxed);
+        let durable_bytes = h.durable_bytes.load(Ordering::Relaxed);
+        metrics::gauge!(m::STORE_BACKLOG_BYTES).set(bytes.saturating_sub(durable_bytes) as f64);
     }
 }

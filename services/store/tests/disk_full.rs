@@ -5,8 +5,7 @@
 //! Mounts a small tmpfs (the tests run as root); where mounting is refused
 //! the test says so and passes without checking anything.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,66 +13,14 @@ use aerie_core::message::{Message, Persisted};
 use aerie_core::store::{Store, StoreOp};
 use aerie_proto::QoS;
 use aerie_store::FjallStore;
-
-/// A tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().ok()?;
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("SKIPPED: cannot mount a tmpfs here (the test needs root)");
-            return None;
-        }
-        Some(Tmpfs { dir })
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-
-    fn resize(&self, size: &str) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(self.dir.path())
-            .status()
-            .expect("mount runs");
-        assert!(status.success(), "remount to {size}");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
-/// Bytes that do not compress (fjall compresses large repetitive values).
-fn noise(seed: u64, len: usize) -> bytes::Bytes {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use aerie_testdb::tmpfs::{Tmpfs, incompressible};
 
 fn retained(i: u64) -> StoreOp {
     StoreOp::PutRetained {
         tenant: "t".into(),
         message: Arc::new(Message {
             topic: format!("r/{i}").as_str().into(),
-            payload: noise(i, 16 * 1024),
+            payload: incompressible(i, 16 * 1024).into(),
             qos: QoS::AtLeastOnce,
             retain: true,
             properties: Default::default(),
@@ -115,7 +62,7 @@ async fn a_full_disk_stops_acknowledgements_and_room_brings_them_back_with_nothi
     let Some(fs) = Tmpfs::mount("2m") else {
         return;
     };
-    let dir = fs.path();
+    let dir = fs.path().join("store");
     let store = FjallStore::open(&dir).expect("the store opens");
     let _ = store.load().expect("an empty store loads");
     let mut durable = store.durable();

@@ -1,9 +1,12 @@
 //! Test support for the control-plane and end-to-end tests: real databases, never mocks.
 //!
 //! - [`sqlite_url`]: a SQLite file in a fresh temp dir.
+//! - [`tmpfs::Tmpfs`]: a small filesystem to fill up and grow (disk-full tests).
 //! - [`postgres_url`]: a fresh database in a throwaway Postgres 15 cluster that
 //!   is started once per test binary. If Postgres cannot be started the test
 //!   fails: CI installs it (`.ci/run`).
+
+pub mod tmpfs;
 
 /// For tests that look into tokens beyond [`verify_jwt`].
 pub use jsonwebtoken;

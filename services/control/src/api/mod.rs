@@ -79,7 +79,8 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers and the broker (where one is attached)
+/// can make what it acknowledges durable.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -89,10 +90,15 @@ pub async fn healthz() -> &'static str {
          example = "ready\n"),
         (status = 500, description = "The database does not answer", body = Problem,
          content_type = "application/problem+json"),
+        (status = 503, description = "The broker's store is failing", body = Problem,
+         content_type = "application/problem+json"),
     ),
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     state.store().ping().await?;
+    if let Some(why) = state.broker().and_then(|b| b.unready()) {
+        return Err(ApiError::Unavailable(why));
+    }
     Ok("ready\n")
 }
 

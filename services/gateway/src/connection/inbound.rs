@@ -6,7 +6,19 @@ use aerie_proto::{
     Unsubscribe,
 };
 
-use super::{Close, Conn, Flow};
+use aerie_core::metrics as m;
+use tokio::time::Instant;
+
+use super::{Close, Conn, Flow, HeldAck};
+
+/// An acknowledgement the store could not back in time.
+fn store_unavailable(mut ack: PubResp) -> PubResp {
+    if ack.reason.0 < 0x80 {
+        ack.reason = ReasonCode::UNSPECIFIED_ERROR;
+        ack.properties.reason_string = Some("store_unavailable".into());
+    }
+    ack
+}
 
 impl Conn {
     pub(super) fn handle(&mut self, packet: Packet) -> Flow {
@@ -81,25 +93,72 @@ impl Conn {
             let ticket = self
                 .held_acks
                 .back()
-                .map_or(ticket, |(t, _)| ticket.max(*t));
+                .map_or(ticket, |held| ticket.max(held.ticket));
             if matches!(packet, Packet::PubAck(_)) {
                 self.held_pubacks += 1;
             }
-            self.held_acks.push_back((ticket, packet));
+            self.held_acks.push_back(HeldAck {
+                ticket,
+                packet,
+                since: Instant::now(),
+            });
         }
     }
 
     /// Sends the held acknowledgements whose writes are now durable.
     pub(super) fn release_acks(&mut self) {
         let durable = *self.durable.borrow_and_update();
-        while self.held_acks.front().is_some_and(|(t, _)| *t <= durable) {
-            if let Some((_, packet)) = self.held_acks.pop_front() {
-                if matches!(packet, Packet::PubAck(_)) {
-                    self.held_pubacks -= 1;
-                }
-                let _ = self.out.push(&packet);
+        while self.held_acks.front().is_some_and(|h| h.ticket <= durable) {
+            if let Some(held) = self.pop_held_ack() {
+                let _ = self.out.push(&held.packet);
             }
         }
+    }
+
+    fn pop_held_ack(&mut self) -> Option<HeldAck> {
+        let held = self.held_acks.pop_front()?;
+        if matches!(held.packet, Packet::PubAck(_)) {
+            self.held_pubacks -= 1;
+        }
+        Some(held)
+    }
+
+    /// The store has not made these acknowledgements' writes durable within
+    /// `store_ack_timeout` (a failing disk). A v5 client is told: PUBACK or
+    /// PUBREC 0x80, so it may publish again later; the exchange ends there.
+    /// A 3.1.1 client cannot be told: it is disconnected without its acks
+    /// and will resend. (A PUBCOMP only waits for the removal of an
+    /// inbound id: it goes out as it is.)
+    pub(super) fn expire_held_acks(&mut self) -> Flow {
+        let timeout = self.config.store_ack_timeout;
+        let version = if self.version.is_v5() { "5" } else { "3.1.1" };
+        while self
+            .held_acks
+            .front()
+            .is_some_and(|h| h.since.elapsed() >= timeout)
+        {
+            metrics::counter!(m::STORE_ACK_TIMEOUTS_TOTAL, "version" => version).increment(1);
+            if !self.version.is_v5() {
+                tracing::warn!(client_id = %self.session.client_id, "store too slow for an acknowledgement; disconnecting the 3.1.1 client without it");
+                return Close::by_server(ReasonCode::UNSPECIFIED_ERROR, "store_unavailable");
+            }
+            let Some(held) = self.pop_held_ack() else {
+                break;
+            };
+            let packet = match held.packet {
+                Packet::PubAck(ack) => Packet::PubAck(store_unavailable(ack)),
+                Packet::PubRec(rec) => {
+                    // The exchange ends with a failed PUBREC: forget the id.
+                    if self.flight.inbound_qos2.remove(&rec.packet_id) {
+                        self.session.store_inbound_qos2(rec.packet_id, false);
+                    }
+                    Packet::PubRec(store_unavailable(rec))
+                }
+                other => other,
+            };
+            let _ = self.out.push(&packet);
+        }
+        Flow::Continue
     }
 
     fn on_publish(&mut self, p: Publish) -> Flow {

@@ -84,6 +84,16 @@ impl Close {
     }
 }
 
+/// An acknowledgement that waits for the store.
+pub(crate) struct HeldAck {
+    /// Durable once the store's durable ticket reaches this.
+    pub ticket: Ticket,
+    pub packet: Packet,
+    /// When it started waiting: past `store_ack_timeout` it is answered
+    /// without the store (v5) or the connection closes (3.1.1).
+    pub since: Instant,
+}
+
 /// The state of an attached connection.
 pub(crate) struct Conn {
     pub version: ProtocolVersion,
@@ -111,7 +121,7 @@ pub(crate) struct Conn {
     pub durable: tokio::sync::watch::Receiver<Ticket>,
     /// Acknowledgements waiting for their ticket to become durable, in the
     /// order the packets they answer arrived.
-    pub held_acks: std::collections::VecDeque<(Ticket, Packet)>,
+    pub held_acks: std::collections::VecDeque<HeldAck>,
     /// How many of `held_acks` are PUBACKs: QoS 1 PUBLISHes not yet
     /// acknowledged, which count against Receive Maximum.
     pub held_pubacks: usize,
@@ -423,7 +433,8 @@ impl Conn {
         let shutdown = shutdown.cancelled();
         let session = self.session.clone();
         let woken = session.woken();
-        tokio::pin!(keep_alive_timer, token_timer, shutdown, woken);
+        let ack_timer = tokio::time::sleep(far);
+        tokio::pin!(keep_alive_timer, token_timer, shutdown, woken, ack_timer);
         let mut last_seen = Instant::now();
         // Packets the client sent right behind CONNECT may already be in
         // `inbuf`: handle them now, not after the client's next bytes.
@@ -434,8 +445,17 @@ impl Conn {
         loop {
             flush(wr, &mut self.out).await?;
             self.wait_for_congested_subscriber().await;
+            if let Some(front) = self.held_acks.front() {
+                let deadline = front.since + self.config.store_ack_timeout;
+                if ack_timer.deadline() != deadline {
+                    ack_timer.as_mut().reset(deadline);
+                }
+            }
+            // The store's own back-pressure: a client whose acks wait for a
+            // backlogged store is not read until the backlog shrinks.
+            let store_full = !self.held_acks.is_empty() && self.tenant.store().is_backlogged();
             tokio::select! {
-                n = read_more(rd, inbuf) => {
+                n = read_more(rd, inbuf), if !store_full => {
                     if n? == 0 {
                         return Ok(Close { disconnect: None, publish_will: true, why: "closed_by_client" });
                     }
@@ -457,6 +477,11 @@ impl Conn {
                 }
                 _ = self.durable.changed(), if !self.held_acks.is_empty() => {
                     self.release_acks();
+                }
+                _ = &mut ack_timer, if !self.held_acks.is_empty() => {
+                    if let Flow::Close(c) = self.expire_held_acks() {
+                        return Ok(c);
+                    }
                 }
                 _ = &mut keep_alive_timer => {
                     // Re-armed lazily: packets only move `last_seen`.
