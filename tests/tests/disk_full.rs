@@ -47,6 +47,19 @@ fn persistent(client_id: &str) -> Connect {
     c
 }
 
+/// `aerie serve` with its data dir on `fs`, no queue limit in the way, and
+/// a parked persistent session on `d/#`.
+async fn start_on(fs: &Tmpfs, store_ack_timeout: &str, extra: &[&str]) -> Server {
+    let server = ServerOptions::default()
+        .data_dir(fs.path().join("data"))
+        .args(&["--max-queued-messages", "1000000"])
+        .args(&["--store-ack-timeout", store_ack_timeout])
+        .args(extra)
+        .start();
+    park_subscriber(&server).await;
+    server
+}
+
 /// A persistent session on `d/#`, left offline: every QoS 1 message to it
 /// must be stored before its PUBACK.
 async fn park_subscriber(server: &Server) {
@@ -185,16 +198,7 @@ async fn a_full_disk_holds_acks_until_it_grows_and_nothing_acknowledged_is_lost_
     let Some(fs) = Tmpfs::mount("4m") else {
         return;
     };
-    let mut server = ServerOptions::default()
-        .data_dir(fs.path().join("data"))
-        .args(&[
-            "--max-queued-messages",
-            "1000000",
-            "--store-ack-timeout",
-            "120",
-        ])
-        .start();
-    park_subscriber(&server).await;
+    let mut server = start_on(&fs, "120", &[]).await;
     assert_eq!(sign_up(&server, "before@example.com"), 201);
     let (mut live, _) = RawClient::connect(server.mqtt, ProtocolVersion::V5, "live", true).await;
     live.subscribe(1, "live/#", QoS::AtMostOnce).await;
@@ -292,16 +296,7 @@ async fn acks_that_wait_too_long_are_refused_to_v5_and_close_3_1_1() {
     let Some(fs) = Tmpfs::mount("4m") else {
         return;
     };
-    let server = ServerOptions::default()
-        .data_dir(fs.path().join("data"))
-        .args(&[
-            "--max-queued-messages",
-            "1000000",
-            "--store-ack-timeout",
-            "1",
-        ])
-        .start();
-    park_subscriber(&server).await;
+    let server = start_on(&fs, "1", &[]).await;
 
     // A v5 publisher: once the disk is full its PUBACKs come back as 0x80.
     let mut v5 = Publisher::connect(&server, ProtocolVersion::V5, "pub5").await;
@@ -332,18 +327,12 @@ async fn a_failing_store_stops_reading_publishers_that_need_it_and_bounds_its_ba
         return;
     };
     let backlog_limit = 1024 * 1024;
-    let server = ServerOptions::default()
-        .data_dir(fs.path().join("data"))
-        .args(&[
-            "--max-queued-messages",
-            "1000000",
-            "--store-ack-timeout",
-            "120",
-            "--store-backlog-bytes",
-            &backlog_limit.to_string(),
-        ])
-        .start();
-    park_subscriber(&server).await;
+    let server = start_on(
+        &fs,
+        "120",
+        &["--store-backlog-bytes", &backlog_limit.to_string()],
+    )
+    .await;
     let mut filler = Publisher::connect(&server, ProtocolVersion::V5, "filler").await;
     filler
         .publish_until_stalled(16, Duration::from_secs(3))
