@@ -127,6 +127,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = gateway.shutdown_token();
     // ... and the same snapshot closes live connections it no longer allows.
     gateway.spawn_enforcer();
+    // A deleted tenant's sessions, queues and retained messages go too.
+    gateway.spawn_tenant_reaper();
     if args.sys_interval > 0 {
         gateway.spawn_sys_publisher(Duration::from_secs(args.sys_interval));
     }

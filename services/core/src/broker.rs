@@ -72,6 +72,19 @@ impl Broker {
         self.inner.tenants.read().get(id).cloned()
     }
 
+    /// Forgets a deleted tenant, in memory and in the store
+    /// ([`Tenant::dispose`]); false if the broker did not have it.
+    pub fn remove_tenant(&self, id: &str) -> bool {
+        let removed = self.inner.tenants.write().remove(id);
+        match removed {
+            Some(tenant) => {
+                tenant.dispose();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Every tenant the broker has.
     pub fn tenants(&self) -> Vec<Arc<Tenant>> {
         self.inner.tenants.read().values().cloned().collect()

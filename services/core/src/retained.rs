@@ -24,6 +24,14 @@ pub enum RetainChange {
 }
 
 impl RetainedStore {
+    /// Forgets every retained message; returns how many there were.
+    pub fn clear(&mut self) -> usize {
+        let n = self.by_topic.len();
+        self.by_topic.clear();
+        self.bytes = 0;
+        n
+    }
+
     /// Stores `message` as the topic's retained message; an empty payload
     /// deletes it (MQTT 5 §3.3.1.3).
     pub fn apply(&mut self, message: &Arc<Message>) -> RetainChange {

@@ -89,6 +89,25 @@ pub enum StoreOp {
         client_id: Arc<str>,
         packet_id: u16,
     },
+    /// Deletes everything kept under the tenant: sessions, queues, inbound
+    /// QoS 2 ids, retained messages. (Messages go when their last `Arc` does.)
+    DeleteTenant {
+        tenant: Arc<str>,
+    },
+}
+
+impl StoreOp {
+    /// Whether the op writes something (rather than removing it).
+    fn is_put(&self) -> bool {
+        matches!(
+            self,
+            StoreOp::PutSession { .. }
+                | StoreOp::PutMessage { .. }
+                | StoreOp::PutQueued { .. }
+                | StoreOp::PutRetained { .. }
+                | StoreOp::PutInboundQos2 { .. }
+        )
+    }
 }
 
 pub trait Store: Send + Sync + 'static {
@@ -111,6 +130,55 @@ pub trait Store: Send + Sync + 'static {
     /// that need it wait. Readiness reports it.
     fn is_failing(&self) -> bool {
         false
+    }
+}
+
+/// One tenant's window on the store. Once the tenant is deleted
+/// ([`TenantStore::delete_tenant`]) its writes are dropped and only removals
+/// pass, so nothing of a deleted tenant reappears on disk after its
+/// `DeleteTenant` (a will fired late, a session detaching).
+pub(crate) struct TenantStore {
+    inner: Arc<dyn Store>,
+    /// True once deleted. Held for reading across each submit, so no write
+    /// can slip in behind the `DeleteTenant`.
+    deleted: parking_lot::RwLock<bool>,
+}
+
+impl TenantStore {
+    pub fn new(inner: Arc<dyn Store>) -> TenantStore {
+        TenantStore {
+            inner,
+            deleted: parking_lot::RwLock::new(false),
+        }
+    }
+
+    /// Removes everything stored for `tenant`; later writes are dropped.
+    pub fn delete_tenant(&self, tenant: Arc<str>) -> Ticket {
+        let mut deleted = self.deleted.write();
+        *deleted = true;
+        self.inner.submit(StoreOp::DeleteTenant { tenant })
+    }
+}
+
+impl Store for TenantStore {
+    fn submit(&self, op: StoreOp) -> Ticket {
+        let deleted = self.deleted.read();
+        if *deleted && op.is_put() {
+            return 0;
+        }
+        self.inner.submit(op)
+    }
+    fn durable(&self) -> watch::Receiver<Ticket> {
+        self.inner.durable()
+    }
+    fn is_persistent(&self) -> bool {
+        self.inner.is_persistent()
+    }
+    fn is_backlogged(&self) -> bool {
+        self.inner.is_backlogged()
+    }
+    fn is_failing(&self) -> bool {
+        self.inner.is_failing()
     }
 }
 
@@ -181,4 +249,55 @@ pub fn unix_ms_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what reaches it.
+    #[derive(Default)]
+    struct Recording(parking_lot::Mutex<Vec<StoreOp>>);
+
+    impl Store for Recording {
+        fn submit(&self, op: StoreOp) -> Ticket {
+            let mut ops = self.0.lock();
+            ops.push(op);
+            ops.len() as Ticket
+        }
+        fn durable(&self) -> watch::Receiver<Ticket> {
+            watch::Sender::new(0).subscribe()
+        }
+    }
+
+    fn put_session() -> StoreOp {
+        StoreOp::PutSession {
+            tenant: "t".into(),
+            client_id: "c".into(),
+            record: SessionRecord {
+                expiry_interval: 60,
+                expires_at_ms: None,
+                subscriptions: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn a_deleted_tenant_writes_nothing_after_its_deletion_but_removals_pass() {
+        let inner = Arc::new(Recording::default());
+        let store = TenantStore::new(inner.clone());
+        assert_ne!(store.submit(put_session()), 0);
+        store.delete_tenant("t".into());
+        assert_eq!(store.submit(put_session()), 0, "a late put is dropped");
+        store.submit(StoreOp::DeleteMessage { id: 7 });
+        let ops = inner.0.lock();
+        assert!(matches!(
+            ops.as_slice(),
+            [
+                StoreOp::PutSession { .. },
+                StoreOp::DeleteTenant { .. },
+                StoreOp::DeleteMessage { id: 7 }
+            ]
+        ));
+    }
 }

@@ -20,7 +20,7 @@ use crate::retained::{RetainChange, RetainedStore};
 use crate::session::{
     Enqueued, FlightState, Kick, OutFlight, PendingWill, Session, SessionRef, SubscriptionSpec,
 };
-use crate::store::{LoadedSession, Store, StoreOp, Ticket, unix_ms_now};
+use crate::store::{LoadedSession, Store, StoreOp, TenantStore, Ticket, unix_ms_now};
 use crate::trie::SubTrie;
 use crate::usage::Usage;
 
@@ -33,7 +33,11 @@ pub struct Tenant {
     session_ids: Arc<AtomicU64>,
     /// Round-robin position for choosing a shared subscription's member.
     shared_cursor: AtomicUsize,
-    store: Arc<dyn Store>,
+    /// The store as this tenant writes to it (closed when it is deleted).
+    store: Arc<TenantStore>,
+    /// Set once the tenant is deleted: see [`Tenant::dispose`]. Its timers
+    /// (session expiry, delayed wills) end early on it.
+    deleted: tokio::sync::watch::Sender<bool>,
     usage: Usage,
     /// The tenant's limits and the state enforcing them.
     quota: Quota,
@@ -90,7 +94,8 @@ impl Tenant {
             sessions: Mutex::new(HashMap::new()),
             session_ids,
             shared_cursor: AtomicUsize::new(0),
-            store,
+            store: Arc::new(TenantStore::new(store)),
+            deleted: tokio::sync::watch::Sender::new(false),
             usage: Usage::default(),
             quota: Quota::default(),
         }
@@ -109,9 +114,9 @@ impl Tenant {
         usize::try_from(self.quota.queued_messages()).unwrap_or(usize::MAX)
     }
 
-    /// Where the tenant's durable state goes (shared by every tenant).
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// Where the tenant's durable state goes.
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
     }
 
     /// The tenant's limits (unlimited until set) and their shared state.
@@ -560,9 +565,12 @@ impl Tenant {
                 let tenant = self.clone();
                 let s = session.clone();
                 let wait = Duration::from_secs(u64::from(delay.min(expiry)));
+                let mut deleted = self.deleted.subscribe();
                 tokio::spawn(async move {
-                    tokio::time::sleep(wait).await;
-                    tenant.fire_pending_will(&s, generation);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => tenant.fire_pending_will(&s, generation),
+                        _ = deleted.wait_for(|d| *d) => {}
+                    }
                 });
             }
         }
@@ -573,8 +581,13 @@ impl Tenant {
         if expiry != u32::MAX {
             let tenant = self.clone();
             let s = session.clone();
+            let mut deleted = self.deleted.subscribe();
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(u64::from(expiry))).await;
+                let wait = tokio::time::sleep(Duration::from_secs(u64::from(expiry)));
+                tokio::select! {
+                    _ = wait => {}
+                    _ = deleted.wait_for(|d| *d) => return,
+                }
                 let expired = {
                     let state = s.state.lock();
                     state.owner.is_none() && state.generation == generation && !state.ended
@@ -739,6 +752,27 @@ impl Tenant {
 
     pub fn session(&self, client_id: &str) -> Option<Arc<Session>> {
         self.sessions.lock().get(client_id).cloned()
+    }
+
+    /// The tenant was deleted: forgets everything it had, in memory and on
+    /// disk (sessions, queues, subscriptions, retained messages), ends its
+    /// timers, and drops any write it would still make. Its connections
+    /// should be gone first (the gateway waits for that); a late one finds
+    /// its session ended and writes nothing.
+    pub fn dispose(&self) {
+        self.deleted.send_replace(true);
+        self.store.delete_tenant(self.id.clone());
+        let sessions: Vec<_> = self.sessions.lock().drain().map(|(_, s)| s).collect();
+        for s in &sessions {
+            self.end_session(s);
+        }
+        let retained = self.retained.write().clear();
+        metrics::gauge!(m::RETAINED_MESSAGES).decrement(retained as f64);
+    }
+
+    /// Whether [`Tenant::dispose`] ran.
+    pub fn is_deleted(&self) -> bool {
+        *self.deleted.borrow()
     }
 
     /// Asks every attached connection to close (server shutdown, tenant suspended).

@@ -12,6 +12,7 @@ pub mod config;
 pub mod connection;
 pub mod limits;
 pub mod listener;
+pub mod reaper;
 pub mod registry;
 pub mod sys;
 pub mod tls;

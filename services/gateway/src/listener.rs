@@ -61,6 +61,19 @@ impl Gateway {
         ))
     }
 
+    /// Removes tenants the control plane deleted from the broker, once
+    /// their connections are gone.
+    pub fn spawn_tenant_reaper(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let verifier = self.ctx.config.verifier.as_ref()?;
+        Some(crate::reaper::spawn_reaper(
+            verifier.directory(),
+            self.ctx.broker.clone(),
+            self.ctx.registry.clone(),
+            self.ctx.config.anonymous_tenant.clone(),
+            self.ctx.shutdown.clone(),
+        ))
+    }
+
     /// Publishes each tenant's `$SYS` figures every `interval`.
     pub fn spawn_sys_publisher(
         &self,

@@ -10,6 +10,14 @@ pub fn session(tenant: &str, client_id: &str) -> Vec<u8> {
     k
 }
 
+/// `tenant NUL`: the prefix of everything kept under a tenant.
+pub fn tenant_prefix(tenant: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.len() + 1);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k
+}
+
 /// `tenant NUL client NUL`: the prefix of a session's queue and inbound ids.
 pub fn session_prefix(tenant: &str, client_id: &str) -> Vec<u8> {
     let mut k = session(tenant, client_id);

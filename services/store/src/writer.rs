@@ -191,6 +191,15 @@ impl Pending {
                 Space::Inbound,
                 keys::inbound(&tenant, &client_id, packet_id),
             ),
+            StoreOp::DeleteTenant { tenant } => self.delete_prefix(
+                &[
+                    Space::Sessions,
+                    Space::Queues,
+                    Space::Inbound,
+                    Space::Retained,
+                ],
+                keys::tenant_prefix(&tenant),
+            ),
         }
     }
 
