@@ -67,6 +67,17 @@ fn wait_metric(server: &Server, name: &str, want: f64, within: Duration) {
     }
 }
 
+/// Waits for the broker to hold this many sessions and retained messages.
+fn wait_held(server: &Server, sessions: f64, retained: f64) {
+    wait_metric(server, "aerie_sessions", sessions, Duration::from_secs(5));
+    wait_metric(
+        server,
+        "aerie_retained_messages",
+        retained,
+        Duration::from_secs(5),
+    );
+}
+
 #[tokio::test]
 async fn a_deleted_tenant_leaves_no_session_queue_or_retained_message_in_memory_or_on_disk() {
     let mut server = ServerOptions::default().anonymous(false).start();
