@@ -298,3 +298,57 @@ async fn publish_to_sys_topic_is_refused() {
         }
     }
 }
+
+#[tokio::test]
+async fn v311_publish_to_a_dollar_topic_is_acknowledged_dropped_and_counted() {
+    let server = Server::start(&[]);
+    let (mut watcher, _) =
+        RawClient::connect(server.mqtt, ProtocolVersion::V5, "dollar-watch", true).await;
+    watcher.subscribe(1, "$SYS/#", QoS::AtLeastOnce).await;
+    watcher.subscribe(2, "$x/#", QoS::AtLeastOnce).await;
+    let (mut c, _) =
+        RawClient::connect(server.mqtt, ProtocolVersion::V311, "dollar-311", true).await;
+    // 3.1.1 has no reason code for it: each QoS's usual answer, as for an
+    // ACL denial, and the connection stays up (PINGRESP for QoS 0).
+    for (qos, id) in [
+        (QoS::AtMostOnce, 0),
+        (QoS::AtLeastOnce, 7),
+        (QoS::ExactlyOnce, 8),
+    ] {
+        assert_eq!(
+            c.publish_acked("$SYS/x", b"fake", qos, false, id).await,
+            ReasonCode::SUCCESS,
+            "{qos:?}"
+        );
+    }
+    assert_eq!(
+        c.publish_acked("$x/y", b"fake", QoS::AtLeastOnce, true, 9)
+            .await,
+        ReasonCode::SUCCESS
+    );
+    // Still connected and served: an ordinary topic goes through.
+    c.subscribe(3, "ok", QoS::AtMostOnce).await;
+    c.publish("ok", b"fine", QoS::AtMostOnce, false, None).await;
+    assert_eq!(&c.recv_publish().await.payload[..], b"fine");
+    // Nothing was routed (nor retained: a new subscriber gets nothing).
+    while let Ok(Some(p)) = watcher.recv_within(Duration::from_millis(300)).await {
+        if let Packet::Publish(p) = p {
+            assert!(
+                !matches!(&p.topic[..], "$SYS/x" | "$x/y"),
+                "a client's $-topic publish was routed"
+            );
+        }
+    }
+    let (mut late, _) =
+        RawClient::connect(server.mqtt, ProtocolVersion::V5, "dollar-late", true).await;
+    late.subscribe(1, "$x/#", QoS::AtLeastOnce).await;
+    late.expect_silence(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.wait_metric(
+            "aerie_acl_denied_total",
+            "action=\"publish_dollar_topic\"",
+            4.0
+        ),
+        4.0
+    );
+}
