@@ -68,6 +68,22 @@ pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether `e`, or the I/O error inside it (a WebSocket's), is a reset.
+fn is_reset(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    if matches!(e.kind(), ConnectionReset | BrokenPipe | ConnectionAborted) {
+        return true;
+    }
+    let inner = e.get_ref();
+    if let Some(io) = inner.and_then(|i| i.downcast_ref::<std::io::Error>()) {
+        return is_reset(io);
+    }
+    match inner.and_then(|i| i.downcast_ref::<tokio_tungstenite::tungstenite::Error>()) {
+        Some(tokio_tungstenite::tungstenite::Error::Io(io)) => is_reset(io),
+        _ => false,
+    }
+}
+
 impl RawClient {
     pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> RawClient {
         let stream = TcpStream::connect(addr).await.expect("connect");
@@ -169,6 +185,36 @@ impl RawClient {
         // The broker may already have closed: a failed write is the test's business.
         let _ = self.stream.write_all(bytes).await;
         let _ = self.stream.flush().await;
+    }
+
+    /// Writes and flushes `bytes`, returning the error of a failed write
+    /// (a broker that reset the connection makes it fail).
+    pub async fn write_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
+    /// Every packet until the broker closes. Panics if the connection ended
+    /// with an error (a reset) rather than an orderly close, or if nothing
+    /// comes for [`crate::WAIT`].
+    pub async fn recv_until_closed_cleanly(&mut self) -> Vec<Packet> {
+        let mut packets = Vec::new();
+        loop {
+            while let Some(p) = decode(&mut self.buf, self.version, u32::MAX)
+                .expect("broker sent a malformed packet")
+            {
+                packets.push(p);
+            }
+            match tokio::time::timeout(crate::WAIT, self.stream.read_buf(&mut self.buf)).await {
+                Err(_) => panic!("the broker did not close the connection in time"),
+                Ok(Ok(0)) => return packets,
+                Ok(Ok(_)) => {}
+                // An end of stream the TLS client reports as missing its
+                // close_notify (WSS) is still an orderly close, not a reset.
+                Ok(Err(e)) if !is_reset(&e) => return packets,
+                Ok(Err(e)) => panic!("connection ended with {e} after {packets:?}"),
+            }
+        }
     }
 
     /// The next packet, or None when the broker closed the connection. Panics

@@ -298,3 +298,140 @@ async fn publish_to_sys_topic_is_refused() {
         }
     }
 }
+
+#[tokio::test]
+async fn v311_publish_to_a_dollar_topic_is_acknowledged_dropped_and_counted() {
+    let server = Server::start(&[]);
+    let (mut watcher, _) =
+        RawClient::connect(server.mqtt, ProtocolVersion::V5, "dollar-watch", true).await;
+    watcher.subscribe(1, "$SYS/#", QoS::AtLeastOnce).await;
+    watcher.subscribe(2, "$x/#", QoS::AtLeastOnce).await;
+    let (mut c, _) =
+        RawClient::connect(server.mqtt, ProtocolVersion::V311, "dollar-311", true).await;
+    // 3.1.1 has no reason code for it: each QoS's usual answer, as for an
+    // ACL denial, and the connection stays up (PINGRESP for QoS 0).
+    for (qos, id) in [
+        (QoS::AtMostOnce, 0),
+        (QoS::AtLeastOnce, 7),
+        (QoS::ExactlyOnce, 8),
+    ] {
+        assert_eq!(
+            c.publish_acked("$SYS/x", b"fake", qos, false, id).await,
+            ReasonCode::SUCCESS,
+            "{qos:?}"
+        );
+    }
+    assert_eq!(
+        c.publish_acked("$x/y", b"fake", QoS::AtLeastOnce, true, 9)
+            .await,
+        ReasonCode::SUCCESS
+    );
+    // Still connected and served: an ordinary topic goes through.
+    c.subscribe(3, "ok", QoS::AtMostOnce).await;
+    c.publish("ok", b"fine", QoS::AtMostOnce, false, None).await;
+    assert_eq!(&c.recv_publish().await.payload[..], b"fine");
+    // Nothing was routed (nor retained: a new subscriber gets nothing).
+    while let Ok(Some(p)) = watcher.recv_within(Duration::from_millis(300)).await {
+        if let Packet::Publish(p) = p {
+            assert!(
+                !matches!(&p.topic[..], "$SYS/x" | "$x/y"),
+                "a client's $-topic publish was routed"
+            );
+        }
+    }
+    let (mut late, _) =
+        RawClient::connect(server.mqtt, ProtocolVersion::V5, "dollar-late", true).await;
+    late.subscribe(1, "$x/#", QoS::AtLeastOnce).await;
+    late.expect_silence(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.wait_metric(
+            "aerie_acl_denied_total",
+            "action=\"publish_dollar_topic\"",
+            4.0
+        ),
+        4.0
+    );
+}
+
+// ---- closing on a client in the middle of a burst ------------------------
+
+/// Keeps writing small packets for about 150 ms, as a client mid-burst
+/// does, and asserts every write succeeds: the broker reads and discards
+/// what follows its close instead of resetting the connection. Called once
+/// the broker's answer is in, so the broker has certainly decided to close.
+async fn keep_bursting(c: &mut RawClient) {
+    let ping = encoded(Packet::PingReq, c.version);
+    for i in 0..15 {
+        if let Err(e) = c.write_bytes(&ping.repeat(64)).await {
+            panic!("write {i} of the burst failed: {e}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_closed_mid_burst_still_reads_the_disconnect() {
+    let server = Server::start(&["--max-packet-size", "1024"]);
+    let mut by = bystander(&server).await;
+    let mut c = hostile(&server).await;
+    // A whole PUBLISH over the maximum packet size, then the rest of the burst.
+    let big = publish_packet("t", &[7; 2048], QoS::AtMostOnce, None);
+    c.write_bytes(&encoded(Packet::Publish(big), ProtocolVersion::V5))
+        .await
+        .expect("write");
+    match c.recv().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::PACKET_TOO_LARGE),
+        other => panic!("expected DISCONNECT 0x95, got {other:?}"),
+    }
+    keep_bursting(&mut c).await;
+    let rest = c.recv_until_closed_cleanly().await;
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_still_served(&server, &mut by).await;
+}
+
+#[tokio::test]
+async fn a_client_refused_mid_burst_still_reads_its_connack() {
+    let server = Server::start(&[]);
+    // Level 6 is refused with 3.1.1's return code 1; the client sends on.
+    let mut connect = encoded(
+        Packet::Connect(Box::new(connect_packet(ProtocolVersion::V311, "c", true))),
+        ProtocolVersion::V311,
+    );
+    assert_eq!(&connect[4..9], b"MQTT\x04");
+    connect[8] = 6;
+    let mut c = RawClient::open(server.mqtt, ProtocolVersion::V311).await;
+    c.write_bytes(&connect).await.expect("write");
+    match c.recv().await {
+        Some(Packet::ConnAck(a)) => assert_eq!(a.reason.to_v3_connack(), 1),
+        other => panic!("expected CONNACK 1, got {other:?}"),
+    }
+    keep_bursting(&mut c).await;
+    let rest = c.recv_until_closed_cleanly().await;
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+/// Bounded: a client that keeps sending after its close cannot keep its
+/// connection (and its slot) past the drain's second.
+#[tokio::test]
+async fn a_closed_client_that_sends_forever_is_cut_off() {
+    let server = Server::start(&["--max-packet-size", "1024"]);
+    let mut c = hostile(&server).await;
+    let big = publish_packet("t", &[7; 2048], QoS::AtMostOnce, None);
+    c.write_bytes(&encoded(Packet::Publish(big), ProtocolVersion::V5))
+        .await
+        .expect("write");
+    let start = std::time::Instant::now();
+    // Slow enough that the time bound, not the byte bound, ends it.
+    let chunk = vec![0u8; 1024];
+    let cut = loop {
+        if c.write_bytes(&chunk).await.is_err() {
+            break start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "still accepted after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(cut < Duration::from_secs(3), "cut off after {cut:?}");
+}

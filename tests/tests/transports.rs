@@ -417,3 +417,49 @@ async fn v5_publish_and_subscribe_over_secure_websocket() {
     assert_eq!(&p.payload[..], b"over wss");
     assert_eq!(p.qos, QoS::AtLeastOnce);
 }
+
+/// Over TLS, WS and WSS too, a client the broker closes on in the middle of
+/// a burst reads the DISCONNECT, keeps writing the rest of its burst
+/// without error, and then reads an orderly end of the stream (not a reset).
+#[tokio::test]
+async fn a_client_closed_mid_burst_reads_the_disconnect_over_tls_ws_and_wss() {
+    let cert = TestCert::localhost();
+    let server = cert
+        .server_options()
+        .args(&["--max-packet-size", "1024"])
+        .start();
+    let url = format!("wss://localhost:{}/mqtt", server.wss.port());
+    for transport in ["tls", "ws", "wss"] {
+        let id = format!("burst-{transport}");
+        let connect = connect_packet(V5P, &id, true);
+        let (mut c, ack) = match transport {
+            "tls" => RawClient::connect_over(cert.connect(server.mqtts).await, connect).await,
+            "ws" => {
+                let (socket, _) = ws::open(server.ws, &["mqtt"]).await.expect("upgrade");
+                RawClient::connect_over(ws::byte_stream(socket), connect).await
+            }
+            _ => {
+                let (socket, _) = ws::handshake(cert.connect(server.wss).await, &url, &["mqtt"])
+                    .await
+                    .expect("WSS upgrade");
+                RawClient::connect_over(ws::byte_stream(socket), connect).await
+            }
+        };
+        assert_eq!(ack.reason, ReasonCode::SUCCESS);
+        let big = publish_packet("t", &[7; 2048], QoS::AtMostOnce, None);
+        c.write_bytes(&encoded(big, V5P)).await.expect("write");
+        match c.recv().await {
+            Some(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::PACKET_TOO_LARGE),
+            other => panic!("{transport}: expected DISCONNECT 0x95, got {other:?}"),
+        }
+        let pings = encoded(Packet::PingReq, V5P).repeat(64);
+        for i in 0..15 {
+            if let Err(e) = c.write_bytes(&pings).await {
+                panic!("{transport}: write {i} of the burst failed: {e}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let rest = c.recv_until_closed_cleanly().await;
+        assert!(rest.is_empty(), "{transport}: {rest:?}");
+    }
+}

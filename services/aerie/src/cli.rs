@@ -421,6 +421,19 @@ pub struct ServeArgs {
     /// (announced as Receive Maximum; exceeding it closes with 0x93).
     #[arg(long, env = "AERIE_RECEIVE_MAXIMUM", default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
     pub receive_maximum: u16,
+    /// MQTT connections at once over all four MQTT listeners, counted from
+    /// the accept (TLS handshakes and WebSocket upgrades included); past
+    /// it new connections are closed at once.
+    #[arg(long, env = "AERIE_MAX_CONNECTIONS", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Seconds a TLS handshake (--mqtts, --wss) or a WebSocket upgrade
+    /// request (--ws, --wss) may take before the connection is closed.
+    #[arg(long, env = "AERIE_HANDSHAKE_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub handshake_timeout: u64,
+    #[command(flatten)]
+    pub http_edge: HttpEdgeArgs,
     /// Seconds between each tenant's `$SYS/…` figures (0: none).
     #[arg(long, env = "AERIE_SYS_INTERVAL", default_value_t = 10)]
     pub sys_interval: u64,
@@ -455,6 +468,26 @@ pub struct ServeArgs {
     pub usage_flush_interval: u64,
 }
 
+/// Bounds of the HTTP listener (--http): no client holds a connection
+/// forever by sending nothing, or its headers or body slowly.
+#[derive(Args, Debug, Clone)]
+pub struct HttpEdgeArgs {
+    /// Connections the HTTP listener serves at once; past it new ones are
+    /// closed at once.
+    #[arg(long, env = "AERIE_HTTP_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections: u32,
+    /// Seconds a request's headers may take to arrive (also how long an idle
+    /// keep-alive connection stays open).
+    #[arg(long, env = "AERIE_HTTP_HEADER_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub http_header_timeout: u64,
+    /// Seconds a request may take, body included, before it is answered 408.
+    #[arg(long, env = "AERIE_HTTP_REQUEST_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_request_timeout: u64,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ControlArgs {
     /// HTTP: the REST API (/v1), /healthz, /readyz, /metrics.
@@ -475,4 +508,6 @@ pub struct ControlArgs {
     pub issuer: Option<String>,
     #[command(flatten)]
     pub shown: ShownArgs,
+    #[command(flatten)]
+    pub http_edge: HttpEdgeArgs,
 }

@@ -1,19 +1,29 @@
 //! The HTTP listener: the control plane's router (REST API, /healthz,
 //! /readyz) plus /metrics, every request in an `http.request` span with a
-//! request id.
+//! request id, served within a connection cap, a header timeout and a
+//! request timeout.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use aerie_core::metrics as m;
+use aerie_gateway::edge::Edge;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
+
+use crate::cli::HttpEdgeArgs;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -21,14 +31,20 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_REQUEST_ID_LEN: usize = 64;
 
 /// `control` (which serves /healthz and /readyz) with /metrics added, wrapped
-/// in the request-id and tracing layers.
-pub fn router(control: Router, metrics: PrometheusHandle) -> Router {
+/// in the request-id and tracing layers; a request taking longer than
+/// `request_timeout` is answered 408.
+pub fn router(control: Router, metrics: PrometheusHandle, request_timeout: Duration) -> Router {
     control
         .merge(
             Router::new()
                 .route("/metrics", get(render_metrics))
                 .with_state(metrics),
         )
+        // Inside the span, so the 408 is traced like any answer.
+        .layer(axum::middleware::from_fn_with_state(
+            request_timeout,
+            time_limit,
+        ))
         // Layers run from the last added to the first: drop an unusable
         // client id, set one, hide credentials, open the span, answer with
         // the id.
@@ -45,6 +61,55 @@ pub fn router(control: Router, metrics: PrometheusHandle) -> Router {
         ]))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
         .layer(axum::middleware::map_request(drop_unusable_request_id))
+}
+
+/// Serves `app` on the HTTP listener until `shutdown`, within `limits`
+/// (connection cap, header timeout); each request carries its TCP peer
+/// (`ConnectInfo`), which the rate limits key on.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpEdgeArgs,
+    shutdown: CancellationToken,
+) {
+    let edge = Edge {
+        name: "http",
+        permits: Arc::new(Semaphore::new(limits.http_max_connections as usize)),
+        refused: metrics::counter!(m::HTTP_CONNECTIONS_REFUSED_TOTAL),
+        tls: None,
+        header_timeout: Duration::from_secs(limits.http_header_timeout),
+        shutdown,
+    };
+    aerie_gateway::edge::serve(listener, app, edge).await
+}
+
+/// Answers 408 (problem+json) for a request still unanswered after
+/// `limit`: a body trickling in, or a handler stuck, does not hold the
+/// connection open indefinitely.
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!(m::HTTP_REQUEST_TIMEOUTS_TOTAL).increment(1);
+            let status = StatusCode::REQUEST_TIMEOUT;
+            let problem = serde_json::json!({
+                "type": "urn:aerie:problem:request-timeout",
+                "title": status.canonical_reason(),
+                "status": status.as_u16(),
+                "detail": format!("the request took longer than {} s", limit.as_secs()),
+            });
+            let mut response = (status, axum::Json(problem)).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(aerie_control::error::PROBLEM_JSON),
+            );
+            // The rest of the body may never come: don't wait for it.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
 }
 
 /// The route is the matched template (`/v1/tenants/{tid}`), never the raw

@@ -9,7 +9,6 @@ use aerie_control::keys::Kek;
 use aerie_control::{AppState, Endpoints};
 use aerie_core::{Broker, CoreConfig};
 use aerie_gateway::auth::{DirectoryCache, Verifier};
-use aerie_gateway::connection::Transport;
 use aerie_gateway::{Gateway, GatewayConfig};
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -121,6 +120,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             receive_maximum: args.receive_maximum,
             max_inflight: args.max_inflight,
             store_ack_timeout: Duration::from_secs(args.store_ack_timeout),
+            max_connections: args.max_connections as usize,
+            handshake_timeout: Duration::from_secs(args.handshake_timeout),
             ..GatewayConfig::default()
         },
     );
@@ -136,19 +137,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(addr = %mqtt.local_addr()?, "MQTT listening");
     tokio::spawn(gateway.clone().serve_tcp(mqtt));
     tracing::info!(addr = %ws.local_addr()?, path = %args.ws_path, "MQTT over WebSocket listening");
-    let ws_app = aerie_gateway::ws::router(gateway.clone(), &args.ws_path, Transport::Ws);
-    tokio::spawn(serve_http(ws, ws_app, shutdown.clone()));
+    tokio::spawn(gateway.clone().serve_ws(ws, &args.ws_path, None));
     if let Some((mqtts, wss, mqtts_acceptor, wss_acceptor)) = tls {
         tracing::info!(addr = %mqtts.local_addr()?, "MQTT over TLS listening");
         tokio::spawn(gateway.clone().serve_tls(mqtts, mqtts_acceptor));
         tracing::info!(addr = %wss.local_addr()?, path = %args.ws_path, "MQTT over secure WebSocket listening");
-        let wss_app = aerie_gateway::ws::router(gateway.clone(), &args.ws_path, Transport::Wss);
-        tokio::spawn(aerie_gateway::tls::serve_https(
-            wss,
-            wss_acceptor,
-            wss_app,
-            shutdown.clone(),
-        ));
+        tokio::spawn(
+            gateway
+                .clone()
+                .serve_ws(wss, &args.ws_path, Some(wss_acceptor)),
+        );
     }
     tokio::spawn(housekeeping(gateway.broker().clone(), metrics.clone()));
     let usage_flush = Duration::from_secs(args.usage_flush_interval);
@@ -163,9 +161,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )));
     let http_addr = http.local_addr()?;
     tracing::info!(addr = %http_addr, "HTTP listening (console /, /v1, /healthz, /readyz, /metrics)");
-    tokio::spawn(serve_http(
+    let app = crate::http::router(
+        aerie_control::app(control.clone()),
+        metrics,
+        Duration::from_secs(args.http_edge.http_request_timeout),
+    );
+    tokio::spawn(crate::http::serve(
         http,
-        crate::http::router(aerie_control::app(control.clone()), metrics),
+        app,
+        args.http_edge.clone(),
         shutdown.clone(),
     ));
     announce_control_plane(http_addr);
@@ -305,8 +309,21 @@ pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
     let addr = http.local_addr()?;
     tracing::info!(%addr, "HTTP listening (console /, /v1, /healthz, /readyz, /metrics)");
     announce_control_plane(addr);
-    let app = crate::http::router(aerie_control::app(control), metrics);
-    aerie_control::serve(http, app, signal).await?;
+    let app = crate::http::router(
+        aerie_control::app(control),
+        metrics,
+        Duration::from_secs(args.http_edge.http_request_timeout),
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let serving = tokio::spawn(crate::http::serve(
+        http,
+        app,
+        args.http_edge.clone(),
+        shutdown.clone(),
+    ));
+    signal.await;
+    shutdown.cancel();
+    let _ = serving.await;
     Ok(())
 }
 
@@ -317,21 +334,6 @@ async fn housekeeping(broker: Broker, metrics: metrics_exporter_prometheus::Prom
         tick.tick().await;
         metrics.run_upkeep();
         broker.refresh_gauges();
-    }
-}
-
-async fn serve_http(
-    listener: TcpListener,
-    app: axum::Router,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    // The TCP peer goes with each request (`ConnectInfo`): the rate limits key on it.
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "HTTP server failed");
     }
 }
 

@@ -29,6 +29,16 @@ pub const STORE_BACKLOG_BYTES: &str = "aerie_store_backlog_bytes";
 pub const STORE_REOPENS_TOTAL: &str = "aerie_store_reopens_total";
 /// Acknowledgements given up on after `--store-ack-timeout`, by MQTT version.
 pub const STORE_ACK_TIMEOUTS_TOTAL: &str = "aerie_store_ack_timeouts_total";
+/// TLS handshakes and HTTP request headers (WebSocket upgrades, the HTTP
+/// listener) not completed in time, by `listener` and `stage` (tls, headers).
+pub const HANDSHAKE_TIMEOUTS_TOTAL: &str = "aerie_handshake_timeouts_total";
+/// Failed TLS handshakes by `listener` and `reason` (not_tls,
+/// no_shared_cipher, bad_certificate, timeout, other).
+pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "aerie_tls_handshake_failures_total";
+/// Connections to the HTTP listener refused at its connection cap.
+pub const HTTP_CONNECTIONS_REFUSED_TOTAL: &str = "aerie_http_connections_refused_total";
+/// HTTP requests answered 408 for taking longer than the request timeout.
+pub const HTTP_REQUEST_TIMEOUTS_TOTAL: &str = "aerie_http_request_timeouts_total";
 
 /// Why a message did not reach a subscriber. Never silent: each is counted
 /// under `aerie_messages_dropped_total{reason}`.

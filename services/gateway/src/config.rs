@@ -27,7 +27,12 @@ pub struct GatewayConfig {
     pub max_keep_alive: u16,
     /// Time a new connection has to send CONNECT.
     pub connect_timeout: Duration,
-    /// Connections accepted at once; past it new ones are refused.
+    /// Time a TLS handshake, and a WebSocket upgrade request's headers,
+    /// may take; the connection holds a permit meanwhile.
+    pub handshake_timeout: Duration,
+    /// Connections accepted at once on the MQTT listeners (TCP, TLS, WS,
+    /// WSS), counted from the accept: TLS handshakes and WebSocket upgrades
+    /// hold one too. Past it new ones are refused.
     pub max_connections: usize,
     /// How long a PUBACK/PUBREC may wait for the store (a failing disk):
     /// then a v5 client gets the ack with 0x80 and a 3.1.1 client, which
@@ -47,6 +52,7 @@ impl Default for GatewayConfig {
             max_inflight: 256,
             max_keep_alive: 0,
             connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
             max_connections: 1_000_000,
             store_ack_timeout: Duration::from_secs(10),
         }

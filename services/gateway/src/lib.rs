@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod edge;
 pub mod limits;
 pub mod listener;
 pub mod reaper;

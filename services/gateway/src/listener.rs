@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aerie_core::Broker;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -91,18 +91,35 @@ impl Gateway {
         self.ctx.shutdown.clone()
     }
 
-    /// Runs a connection on any byte stream (the WebSocket bridge uses this).
+    /// Runs a connection on any byte stream, if a connection permit is free.
     pub fn spawn_connection<S>(&self, stream: S, transport: Transport)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        self.spawn_connection_from(stream, transport, None)
+        if let Some(permit) = self.try_permit() {
+            self.spawn_holding(stream, transport, None, permit)
+        }
     }
 
-    /// As `spawn_connection`, in an `mqtt.connection` span naming the peer;
+    /// A connection permit, or `None` (counted) when all are taken.
+    fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            metrics::counter!(aerie_core::metrics::CONNECT_REFUSED_TOTAL, "reason" => "max_connections").increment(1);
+        }
+        permit
+    }
+
+    /// Runs a connection that already holds its permit (taken at the accept,
+    /// before any handshake), in an `mqtt.connection` span naming the peer;
     /// the connection adds its client id and tenant once CONNECT is accepted.
-    fn spawn_connection_from<S>(&self, stream: S, transport: Transport, peer: Option<SocketAddr>)
-    where
+    pub(crate) fn spawn_holding<S>(
+        &self,
+        stream: S,
+        transport: Transport,
+        peer: Option<SocketAddr>,
+        permit: OwnedSemaphorePermit,
+    ) where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let span = tracing::info_span!(
@@ -115,10 +132,6 @@ impl Gateway {
         if let Some(peer) = peer {
             span.record("peer", tracing::field::display(peer));
         }
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            metrics::counter!(aerie_core::metrics::CONNECT_REFUSED_TOTAL, "reason" => "max_connections").increment(1);
-            return;
-        };
         let ctx = self.ctx.clone();
         self.tracker.spawn(
             async move {
@@ -154,27 +167,55 @@ impl Gateway {
                     continue;
                 }
             };
+            // The permit comes first: a TLS handshake holds one too, so
+            // silent sockets cannot pile up beyond the limit.
+            let Some(permit) = self.try_permit() else {
+                continue;
+            };
             let _ = socket.set_nodelay(true);
             match &tls {
-                None => self.spawn_connection_from(socket, Transport::Tcp, Some(peer)),
+                None => self.spawn_holding(socket, Transport::Tcp, Some(peer), permit),
                 Some(acceptor) => {
                     let acceptor = acceptor.clone();
                     let gw = self.clone();
-                    let timeout = self.ctx.config.connect_timeout;
+                    let timeout = self.ctx.config.handshake_timeout;
                     self.tracker.spawn(async move {
-                        match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
-                            Ok(Ok(stream)) => {
-                                gw.spawn_connection_from(stream, Transport::Tls, Some(peer))
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
-                            }
-                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        if let Some(stream) =
+                            crate::tls::handshake(&acceptor, socket, timeout, "mqtts").await
+                        {
+                            gw.spawn_holding(stream, Transport::Tls, Some(peer), permit);
                         }
                     });
                 }
             }
         }
+    }
+
+    /// MQTT over WebSocket (`tls: None`) or secure WebSocket at `path`: each
+    /// accepted socket holds a connection permit from the accept (through
+    /// the TLS handshake and the upgrade request, each within the handshake
+    /// timeout) into the MQTT connection it becomes.
+    pub fn serve_ws(
+        self,
+        listener: TcpListener,
+        path: &str,
+        tls: Option<TlsAcceptor>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (transport, name) = match tls {
+            None => (Transport::Ws, "ws"),
+            Some(_) => (Transport::Wss, "wss"),
+        };
+        let timeout = self.ctx.config.handshake_timeout;
+        let edge = crate::edge::Edge {
+            name,
+            permits: self.permits.clone(),
+            refused: metrics::counter!(aerie_core::metrics::CONNECT_REFUSED_TOTAL, "reason" => "max_connections"),
+            tls: tls.map(|acceptor| (acceptor, timeout)),
+            header_timeout: timeout,
+            shutdown: self.ctx.shutdown.clone(),
+        };
+        let app = crate::ws::router(self, path, transport);
+        crate::edge::serve(listener, app, edge)
     }
 
     /// Stops accepting, tells every connection to close (v5 clients get

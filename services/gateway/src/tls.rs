@@ -1,12 +1,17 @@
-//! TLS server configuration from PEM files.
+//! TLS: the server configuration from PEM files, and the handshake with
+//! its time limit and failure metrics.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use aerie_core::metrics as m;
 use anyhow::Context;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 /// Loads a certificate chain and private key (PEM) into an acceptor.
 /// `alpn` lists the protocols to offer (e.g. `http/1.1` for WSS).
@@ -28,91 +33,101 @@ pub fn acceptor(cert: &Path, key: &Path, alpn: &[&[u8]]) -> anyhow::Result<TlsAc
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// A listener that yields TLS streams, for `axum::serve` (WSS). Handshakes run
-/// in their own tasks so a slow client does not hold up the others.
-pub struct TlsListener {
-    local_addr: std::net::SocketAddr,
-    accepted: tokio::sync::mpsc::Receiver<(
-        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-        std::net::SocketAddr,
-    )>,
-}
-
-impl TlsListener {
-    pub fn new(
-        listener: tokio::net::TcpListener,
-        acceptor: TlsAcceptor,
-    ) -> std::io::Result<TlsListener> {
-        let local_addr = listener.local_addr()?;
-        let (tx, accepted) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let (socket, peer) = match listener.accept().await {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                if tx.is_closed() {
-                    return;
-                }
-                let acceptor = acceptor.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let handshake = tokio::time::timeout(
-                        std::time::Duration::from_secs(10),
-                        acceptor.accept(socket),
-                    );
-                    if let Ok(Ok(stream)) = handshake.await {
-                        let _ = tx.send((stream, peer)).await;
-                    }
-                });
-            }
-        });
-        Ok(TlsListener {
-            local_addr,
-            accepted,
-        })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.accepted.recv().await {
-            Some(a) => a,
-            // The accept task only ends with the process.
-            None => std::future::pending().await,
+/// Runs the TLS handshake on `socket` within `timeout`. A handshake that
+/// fails or runs out of time is counted by reason (`listener` names the
+/// listener in the metrics) and yields `None`.
+pub async fn handshake(
+    acceptor: &TlsAcceptor,
+    socket: TcpStream,
+    timeout: Duration,
+    listener: &'static str,
+) -> Option<TlsStream<TcpStream>> {
+    let peer = socket.peer_addr().ok();
+    let reason = match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
+        Ok(Ok(stream)) => return Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(?peer, error = %e, "TLS handshake failed");
+            failure_reason(&e)
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local_addr)
-    }
-}
-
-/// Serves `app` over HTTPS until `shutdown`.
-pub async fn serve_https(
-    listener: tokio::net::TcpListener,
-    acceptor: TlsAcceptor,
-    app: axum::Router,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    let listener = match TlsListener::new(listener, acceptor) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "WSS listener failed");
-            return;
+        Err(_) => {
+            tracing::debug!(?peer, "TLS handshake timed out");
+            metrics::counter!(m::HANDSHAKE_TIMEOUTS_TOTAL, "listener" => listener, "stage" => "tls")
+                .increment(1);
+            "timeout"
         }
     };
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "WSS server failed");
+    metrics::counter!(m::TLS_HANDSHAKE_FAILURES_TOTAL, "listener" => listener, "reason" => reason)
+        .increment(1);
+    None
+}
+
+/// Why a handshake failed, as one of a few fixed labels: what an operator
+/// can act on (plain text sent to a TLS port, clients too old or too
+/// strict, clients that do not trust the certificate).
+fn failure_reason(e: &std::io::Error) -> &'static str {
+    use rustls::{AlertDescription as Alert, Error as E};
+    // tokio-rustls hands rustls errors over inside the io::Error.
+    match e.get_ref().and_then(|e| e.downcast_ref::<E>()) {
+        Some(
+            E::InvalidMessage(_)
+            | E::InappropriateMessage { .. }
+            | E::InappropriateHandshakeMessage { .. },
+        ) => "not_tls",
+        Some(E::PeerIncompatible(_))
+        | Some(E::AlertReceived(
+            Alert::HandshakeFailure | Alert::ProtocolVersion | Alert::InsufficientSecurity,
+        )) => "no_shared_cipher",
+        Some(E::NoCertificatesPresented | E::InvalidCertificate(_))
+        | Some(E::AlertReceived(
+            Alert::BadCertificate
+            | Alert::UnsupportedCertificate
+            | Alert::CertificateRevoked
+            | Alert::CertificateExpired
+            | Alert::CertificateUnknown
+            | Alert::UnknownCA,
+        )) => "bad_certificate",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_reason;
+    use rustls::{AlertDescription, CertificateError, Error, InvalidMessage, PeerIncompatible};
+
+    fn reason(e: Error) -> &'static str {
+        failure_reason(&std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    #[test]
+    fn handshake_failures_fall_into_a_few_reasons() {
+        assert_eq!(
+            reason(Error::InvalidMessage(InvalidMessage::InvalidContentType)),
+            "not_tls"
+        );
+        assert_eq!(
+            reason(Error::PeerIncompatible(
+                PeerIncompatible::NoCipherSuitesInCommon
+            )),
+            "no_shared_cipher"
+        );
+        assert_eq!(
+            reason(Error::AlertReceived(AlertDescription::ProtocolVersion)),
+            "no_shared_cipher"
+        );
+        assert_eq!(
+            reason(Error::AlertReceived(AlertDescription::UnknownCA)),
+            "bad_certificate"
+        );
+        assert_eq!(
+            reason(Error::InvalidCertificate(CertificateError::Expired)),
+            "bad_certificate"
+        );
+        assert_eq!(
+            reason(Error::AlertReceived(AlertDescription::InternalError)),
+            "other"
+        );
+        let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(failure_reason(&eof), "other");
     }
 }

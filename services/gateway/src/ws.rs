@@ -3,18 +3,21 @@
 //! `AsyncRead + AsyncWrite` and handed to the same connection task as TCP.
 
 use std::io;
+use std::net::SocketAddr;
 
-use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::{CopyToBytes, SinkWriter, StreamReader};
 
 use crate::connection::Transport;
+use crate::edge::HeldPermit;
 use crate::listener::Gateway;
 
 /// Subprotocols a client may offer; "mqttv3.1" is what older clients send.
@@ -35,6 +38,8 @@ pub fn router(gateway: Gateway, path: &str, transport: Transport) -> Router {
 
 async fn upgrade(
     State(state): State<WsState>,
+    held: Option<Extension<HeldPermit>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -54,11 +59,23 @@ async fn upgrade(
         )
             .into_response();
     }
+    // The connection's permit goes with it into the MQTT connection.
+    let permit = held.and_then(|Extension(h)| h.take());
+    let peer = peer.map(|Extension(ConnectInfo(p))| p);
     ws.protocols(SUBPROTOCOLS)
-        .on_upgrade(move |socket| async move { bridge(socket, state.gateway, state.transport) })
+        .on_upgrade(move |socket| async move {
+            let stream = bridge(socket);
+            match permit {
+                Some(permit) => state
+                    .gateway
+                    .spawn_holding(stream, state.transport, peer, permit),
+                None => state.gateway.spawn_connection(stream, state.transport),
+            }
+        })
 }
 
-fn bridge(socket: WebSocket, gateway: Gateway, transport: Transport) {
+/// The WebSocket as a byte stream.
+fn bridge(socket: WebSocket) -> impl AsyncRead + AsyncWrite + Unpin + Send + 'static {
     let (sink, stream) = socket.split();
     // A text frame is a protocol violation (MQTT 5 §6.0): end the stream with an error.
     let incoming = stream
@@ -79,5 +96,5 @@ fn bridge(socket: WebSocket, gateway: Gateway, transport: Transport) {
         .with(|b: Bytes| std::future::ready(Ok::<_, axum::Error>(Message::Binary(b))))
         .sink_map_err(io::Error::other);
     let writer = SinkWriter::new(CopyToBytes::new(Box::pin(outgoing)));
-    gateway.spawn_connection(tokio::io::join(reader, writer), transport);
+    tokio::io::join(reader, writer)
 }

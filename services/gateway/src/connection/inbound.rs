@@ -174,8 +174,7 @@ impl Conn {
             Err(reason) => return Close::by_server(reason, "topic_alias"),
         };
         if topic.starts_with('$') {
-            // `$`-topics belong to the server (MQTT 5 §4.7.2): clients may not publish there.
-            return self.refuse_publish(&p, ReasonCode::TOPIC_NAME_INVALID);
+            return self.refuse_dollar_topic(&p);
         }
         if p.properties.payload_format_indicator == Some(1)
             && std::str::from_utf8(&p.payload).is_err()
@@ -277,6 +276,20 @@ impl Conn {
                 self.send_ack(Packet::PubRec, p.packet_id.unwrap_or(0), reason);
                 Flow::Continue
             }
+        }
+    }
+
+    /// `$`-topics belong to the server (MQTT 5 §4.7.2): clients may not
+    /// publish there. v5 hears 0x90; 3.1.1, which cannot say it, is answered
+    /// like an ACL denial (acknowledged as usual, dropped, the connection
+    /// stays up), so a client cannot tell a `$`-topic from a forbidden one.
+    fn refuse_dollar_topic(&mut self, p: &Publish) -> Flow {
+        metrics::counter!(crate::auth::ACL_DENIED_TOTAL, "action" => "publish_dollar_topic")
+            .increment(1);
+        if self.version.is_v5() {
+            self.refuse_publish(p, ReasonCode::TOPIC_NAME_INVALID)
+        } else {
+            self.ack_unrouted(p.qos, p.packet_id.unwrap_or(0), ReasonCode::SUCCESS)
         }
     }
 

@@ -144,8 +144,41 @@ where
     if let Err(e) = result {
         tracing::debug!(error = %e, transport = transport.as_str(), "connection ended with an I/O error");
     }
+    // Shut only our side, then read what the client still sends: closing
+    // with unread bytes would make the kernel answer with a reset, and a
+    // client in the middle of a burst would see that instead of the
+    // DISCONNECT or CONNACK that says why.
     let _ = wr.shutdown().await;
+    // The session is detached already: this is no longer a live connection,
+    // though its socket (and listener permit) is held while it drains.
     metrics::gauge!(m::CONNECTIONS).decrement(1.0);
+    drain(&mut rd, &mut inbuf).await;
+}
+
+/// How long, and how many bytes, a closed connection is read and discarded
+/// for. Long and large enough for a client to notice our close mid-burst
+/// (its in-flight window, or a large packet's body), short and small
+/// enough that a client sending forever cannot hold its connection slot.
+const DRAIN_FOR: Duration = Duration::from_secs(1);
+const DRAIN_BYTES: usize = 256 * 1024;
+
+/// Reads and discards until the client closes, `DRAIN_FOR` passes or
+/// `DRAIN_BYTES` have been read, whichever comes first.
+async fn drain<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) {
+    let read_all = async {
+        let mut drained = buf.len();
+        while drained < DRAIN_BYTES {
+            buf.clear();
+            if buf.capacity() < 8 * 1024 {
+                buf.reserve(8 * 1024);
+            }
+            match rd.read_buf(buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_FOR, read_all).await;
 }
 
 async fn read_more<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> std::io::Result<usize> {
