@@ -187,3 +187,95 @@ async fn fetch(egress: &Egress, url: &str) -> anyhow::Result<JwkSet> {
     let body = egress.get(PURPOSE, url, FETCH_LIMITS).await?;
     Ok(serde_json::from_slice(&body)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aerie_egress::DestinationPolicy;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// RFC 8037's example Ed25519 public key.
+    const X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
+    /// A loopback JWKS server: serves `keys` (changeable) and counts requests.
+    struct Served {
+        url: String,
+        kids: Arc<Mutex<Vec<&'static str>>>,
+        requests: Arc<AtomicUsize>,
+    }
+
+    async fn served(kids: &[&'static str]) -> Served {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        let kids = Arc::new(Mutex::new(kids.to_vec()));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (k, r) = (kids.clone(), requests.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                r.fetch_add(1, Ordering::SeqCst);
+                let keys: Vec<String> = k
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|kid| {
+                        format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{X}","kid":"{kid}"}}"#)
+                    })
+                    .collect();
+                let body = format!(r#"{{"keys":[{}]}}"#, keys.join(","));
+                let _ = s.read(&mut [0u8; 2048]).await;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+            }
+        });
+        Served {
+            url,
+            kids,
+            requests,
+        }
+    }
+
+    fn kids(urls: &JwksUrls, tenant: &str, iss: &str) -> Vec<String> {
+        urls.keys(tenant, iss)
+            .map(|i| i.keys.iter().filter_map(|k| k.kid.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn an_issuer_is_fetched_when_tracked_on_demand_and_no_more_once_untracked() {
+        let server = served(&["k1"]).await;
+        let urls = JwksUrls::new(Egress::new(DestinationPolicy::ALLOW_PRIVATE));
+        urls.track([("t1", "idp", server.url.as_str())]);
+        // The first fetch starts with the task; `refresh` waits for a later one.
+        urls.refresh("t1", "idp").await;
+        assert_eq!(kids(&urls, "t1", "idp"), ["k1"]);
+
+        // Rotated: a refresh asked after the change sees it.
+        *server.kids.lock().unwrap() = vec!["k1", "k2"];
+        urls.refresh("t1", "idp").await;
+        assert_eq!(kids(&urls, "t1", "idp"), ["k1", "k2"]);
+        // Another tenant's issuer of the same name is not this one.
+        assert!(urls.keys("t2", "idp").is_none());
+
+        // Removed: its task stops, and a refresh fetches nothing.
+        urls.track([]);
+        let before = server.requests.load(Ordering::SeqCst);
+        urls.refresh("t1", "idp").await;
+        tokio::task::yield_now().await;
+        assert_eq!(server.requests.load(Ordering::SeqCst), before);
+        assert!(urls.keys("t1", "idp").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_loopback_url_is_not_fetched_under_the_default_policy() {
+        let server = served(&["k1"]).await;
+        let urls = JwksUrls::new(Egress::new(DestinationPolicy::PUBLIC_ONLY));
+        urls.track([("t1", "idp", server.url.as_str())]);
+        urls.refresh("t1", "idp").await;
+        assert!(urls.keys("t1", "idp").is_none());
+        assert_eq!(server.requests.load(Ordering::SeqCst), 0);
+    }
+}
