@@ -135,9 +135,10 @@ async fn a_jwks_url_on_loopback_is_fetched_only_when_the_operator_allows_private
     );
     assert!(guarded.metric(OUTBOUND, "outcome=\"refused\"") >= 2.0);
 
+    // The flag this time (the harness's option sets the variable).
     let allowing = ServerOptions::default()
         .anonymous(false)
-        .allow_private_destinations()
+        .args(&["--allow-private-destinations"])
         .start();
     let green = tenant(&allowing, "green@example.com");
     register(&allowing, &green, IDP, &urls[0]);
