@@ -197,3 +197,65 @@ async fn five_silent_jwks_urls_of_one_tenant_do_not_delay_another_tenants_revoca
         ),
     }
 }
+
+/// The broker's resident memory, from /proc.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// A loopback server whose every answer is a chunked body that never ends
+/// (until the client hangs up).
+async fn endless_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                let mut chunk = b"4000\r\n".to_vec();
+                chunk.extend(std::iter::repeat_n(b' ', 0x4000));
+                chunk.extend_from_slice(b"\r\n");
+                let mut ok = stream.write_all(head.as_bytes()).await.is_ok();
+                while ok {
+                    ok = stream.write_all(&chunk).await.is_ok();
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn an_endless_jwks_body_is_cut_at_the_cap_and_the_broker_does_not_grow() {
+    let server = ServerOptions::default()
+        .anonymous(false)
+        .allow_private_destinations()
+        .start();
+    let green = tenant(&server, "green@example.com");
+    let port = endless_server().await;
+    let before = rss_bytes(server.pid());
+    register(
+        &server,
+        &green,
+        IDP,
+        &format!("http://127.0.0.1:{port}/jwks.json"),
+    );
+
+    // Until the fetch was cut, or well past the fetch timeout (3 s).
+    let too_large = || server.metric(OUTBOUND, "purpose=\"jwks\",outcome=\"too_large\"");
+    let since = Instant::now();
+    while too_large() < 1.0 && since.elapsed() < Duration::from_secs(4) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let grown = rss_bytes(server.pid()).saturating_sub(before);
+    assert!(grown < 32 * 1024 * 1024, "the broker grew by {grown} bytes");
+    assert!(too_large() >= 1.0, "the fetch was not cut at the cap");
+}
