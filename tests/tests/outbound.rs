@@ -259,3 +259,57 @@ async fn an_endless_jwks_body_is_cut_at_the_cap_and_the_broker_does_not_grow() {
     assert!(grown < 32 * 1024 * 1024, "the broker grew by {grown} bytes");
     assert!(too_large() >= 1.0, "the fetch was not cut at the cap");
 }
+
+#[tokio::test]
+async fn an_unknown_kid_refetches_only_the_issuer_of_the_tokens_tenant() {
+    let server = ServerOptions::default()
+        .anonymous(false)
+        .allow_private_destinations()
+        .start();
+    let (green_key, green_jwk) = idp_key("green-1");
+    let (blue_key, blue_jwk) = idp_key("blue-1");
+    let green_jwks = counting_server(json!({"keys": [green_jwk]}).to_string()).await;
+    let blue_jwks = counting_server(json!({"keys": [blue_jwk]}).to_string()).await;
+    let green = tenant(&server, "green@example.com");
+    let blue = tenant(&server, "blue@example.com");
+    register(
+        &server,
+        &green,
+        IDP,
+        &format!("http://127.0.0.1:{}/jwks.json", green_jwks.port),
+    );
+    register(
+        &server,
+        &blue,
+        IDP,
+        &format!("http://127.0.0.1:{}/jwks.json", blue_jwks.port),
+    );
+    for (key, kid, t) in [
+        (&green_key, "green-1", &green),
+        (&blue_key, "blue-1", &blue),
+    ] {
+        let token = sign(key, kid, t);
+        assert_eq!(
+            connack_within_3s(&server, &token, ReasonCode::SUCCESS).await,
+            ReasonCode::SUCCESS
+        );
+    }
+    let green_before = green_jwks.requests.load(Ordering::SeqCst);
+    let blue_before = blue_jwks.requests.load(Ordering::SeqCst);
+
+    // Blue's token names a kid its issuer does not publish.
+    let (stranger, _) = idp_key("blue-unknown");
+    let token = sign(&stranger, "blue-unknown", &blue);
+    for _ in 0..2 {
+        let (_c, ack) = RawClient::connect_with(
+            server.mqtt,
+            with_password(ProtocolVersion::V5, "dev", Some(&token)),
+        )
+        .await;
+        assert_eq!(ack.reason, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    }
+    // Blue's issuer was asked once (the second token within 5 s was not
+    // worth another request); green's was left alone.
+    assert_eq!(blue_jwks.requests.load(Ordering::SeqCst), blue_before + 1);
+    assert_eq!(green_jwks.requests.load(Ordering::SeqCst), green_before);
+}
