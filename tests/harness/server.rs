@@ -77,6 +77,12 @@ impl ServerOptions {
         self
     }
 
+    /// `AERIE_ALLOW_PRIVATE_DESTINATIONS`: tenants' JWKS URLs may be on
+    /// loopback, where tests serve them (refused by default).
+    pub fn allow_private_destinations(self) -> Self {
+        self.env("AERIE_ALLOW_PRIVATE_DESTINATIONS", "true")
+    }
+
     /// An environment variable for the process.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
@@ -197,6 +203,8 @@ impl Server {
         if !o.allow_anonymous {
             cmd.env_remove("AERIE_ALLOW_ANONYMOUS");
         }
+        // Only a test that asks for it (the test's own setting, below, wins).
+        cmd.env_remove("AERIE_ALLOW_PRIVATE_DESTINATIONS");
         if let Some((cert, key)) = &o.tls {
             cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
         }

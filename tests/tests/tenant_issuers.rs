@@ -264,7 +264,11 @@ async fn jwks_server(keys: Value) -> JwksServer {
 
 #[tokio::test]
 async fn a_jwks_url_issuer_is_fetched_refetched_for_a_new_kid_and_its_removal_disconnects() {
-    let server = closed_server();
+    // The JWKS server is on loopback.
+    let server = ServerOptions::default()
+        .anonymous(false)
+        .allow_private_destinations()
+        .start();
     let green = tenant(&server, "green@example.com");
     let old = IdpKey::new("idp-old");
     let jwks = jwks_server(json!({"keys": [old.jwk()]})).await;

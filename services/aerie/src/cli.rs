@@ -412,6 +412,11 @@ pub struct ServeArgs {
     /// Let clients connect without credentials (development and tests only).
     #[arg(long, env = "AERIE_ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,
+    /// Let tenants' outbound requests (JWKS URLs) reach loopback, private,
+    /// link-local and cloud-metadata addresses, refused by default
+    /// (development, tests, or tenants' servers on an internal network).
+    #[arg(long, env = "AERIE_ALLOW_PRIVATE_DESTINATIONS")]
+    pub allow_private_destinations: bool,
     /// Largest MQTT packet accepted, in bytes (announced in CONNACK, where 0
     /// is not allowed; the protocol's own ceiling is 268,435,460).
     #[arg(long, env = "AERIE_MAX_PACKET_SIZE", default_value_t = 1024 * 1024,

@@ -1,16 +1,13 @@
 //! The token directory of the embedded shape: read in-process from the
 //! control plane's store (signing keys, revoked tokens, tenant statuses,
-//! tenants' issuers). Issuers registered by JWKS URL are fetched here and
-//! cached: refetched every [`JWKS_URL_TTL`], and sooner (at most every
-//! `ON_DEMAND_REFRESH_INTERVAL`) when a token names a `kid` we do not have.
+//! tenants' issuers). The keys of issuers registered by JWKS URL come from
+//! [`JwksUrls`], which fetches each on its own schedule: a load never waits
+//! on a tenant's server.
 
 use aerie_control::AppState;
 use aerie_control::api::admin::STATUS_ACTIVE;
 use aerie_control::plan::Limits;
 use aerie_control::store;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use aerie_gateway::auth::{
     Directory, DirectorySource, TenantFacts, TenantIssuer, TenantLimits, TenantStatus,
@@ -18,17 +15,19 @@ use aerie_gateway::auth::{
 use anyhow::Context;
 use jsonwebtoken::jwk::JwkSet;
 
+use crate::jwks_urls::JwksUrls;
+
 /// Loads a [`Directory`] from the control plane `aerie serve` runs.
 pub struct ControlDirectory {
     control: AppState,
-    jwks_urls: JwksUrlCache,
+    jwks_urls: JwksUrls,
 }
 
 impl ControlDirectory {
-    pub fn new(control: AppState) -> ControlDirectory {
+    pub fn new(control: AppState, egress: aerie_egress::Egress) -> ControlDirectory {
         ControlDirectory {
             control,
-            jwks_urls: JwksUrlCache::default(),
+            jwks_urls: JwksUrls::new(egress),
         }
     }
 }
@@ -36,19 +35,6 @@ impl ControlDirectory {
 #[async_trait::async_trait]
 impl DirectorySource for ControlDirectory {
     async fn load(&self) -> anyhow::Result<Directory> {
-        self.load_with(JWKS_URL_TTL).await
-    }
-
-    /// Fetches every JWKS URL again: the cache runs this at most every
-    /// [`ON_DEMAND_REFRESH_INTERVAL`], however many unknown `kid`s arrive.
-    async fn load_on_demand(&self) -> anyhow::Result<Directory> {
-        self.load_with(Duration::ZERO).await
-    }
-}
-
-impl ControlDirectory {
-    /// Loads everything; JWKS URLs fetched longer than `max_age` ago are fetched again.
-    async fn load_with(&self, max_age: Duration) -> anyhow::Result<Directory> {
         let store = self.control.store();
         let now = store::now();
         let mut directory = Directory::default();
@@ -77,13 +63,19 @@ impl ControlDirectory {
                 (t.id, TenantFacts { status, limits })
             })
             .collect();
-        for issuer in store.all_issuers().await? {
+        let issuers = store.all_issuers().await?;
+        self.jwks_urls.track(issuers.iter().filter_map(|i| {
+            let url = i.jwks_url.as_deref()?;
+            Some((i.tenant_id.as_str(), i.issuer.as_str(), url))
+        }));
+        for issuer in issuers {
             let loaded = match (&issuer.jwks_url, &issuer.jwks, &issuer.public_key_pem) {
-                (Some(url), _, _) => self
-                    .jwks_urls
-                    .get(url, max_age)
-                    .await
-                    .map(|set| TenantIssuer::from_jwks(&issuer.issuer, &set)),
+                (Some(_), _, _) => match self.jwks_urls.keys(&issuer.tenant_id, &issuer.issuer) {
+                    Some(keys) => Ok(keys),
+                    // Not fetched yet (its task has just started), or never
+                    // successfully: its tokens wait for a load that has keys.
+                    None => continue,
+                },
                 (None, Some(jwks), _) => serde_json::from_str::<JwkSet>(jwks)
                     .map(|set| TenantIssuer::from_jwks(&issuer.issuer, &set))
                     .context("the stored JWKS does not parse"),
@@ -104,92 +96,11 @@ impl ControlDirectory {
         }
         Ok(directory)
     }
-}
 
-/// A JWKS URL issuer's keys are fetched again after this long.
-pub const JWKS_URL_TTL: Duration = Duration::from_secs(300);
-/// After a failed fetch, the next try waits this long (the last good keys stay).
-const JWKS_URL_RETRY: Duration = Duration::from_secs(30);
-const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(3);
-const MAX_JWKS_BYTES: usize = 256 * 1024;
-
-/// The key sets fetched from tenants' JWKS URLs.
-#[derive(Default)]
-struct JwksUrlCache {
-    client: std::sync::OnceLock<reqwest::Client>,
-    entries: Mutex<HashMap<String, Fetched>>,
-}
-
-struct Fetched {
-    at: Instant,
-    /// The last set that fetched and parsed, if any did.
-    set: Option<JwkSet>,
-    failed: bool,
-}
-
-impl JwksUrlCache {
-    /// The set at `url`, fetched now if the cached one is older than
-    /// `max_age` (or the last try failed more than [`JWKS_URL_RETRY`] ago).
-    async fn get(&self, url: &str, max_age: Duration) -> anyhow::Result<JwkSet> {
-        let cached = {
-            let entries = self.entries.lock().expect("not poisoned");
-            entries.get(url).map(|f| {
-                // After a failure: every 30 s, or sooner when asked on demand.
-                let wait = if f.failed {
-                    max_age.min(JWKS_URL_RETRY)
-                } else {
-                    max_age
-                };
-                (f.at.elapsed() < wait, f.set.clone())
-            })
-        };
-        if let Some((true, set)) = &cached {
-            return set
-                .clone()
-                .context("the JWKS URL did not answer with a key set");
-        }
-        let fetched = self.fetch(url).await;
-        let mut entries = self.entries.lock().expect("not poisoned");
-        let entry = entries.entry(url.to_owned()).or_insert(Fetched {
-            at: Instant::now(),
-            set: None,
-            failed: false,
-        });
-        entry.at = Instant::now();
-        match fetched {
-            Ok(set) => {
-                entry.failed = false;
-                entry.set = Some(set.clone());
-                Ok(set)
-            }
-            Err(e) => {
-                entry.failed = true;
-                tracing::warn!(%url, error = %e, "cannot fetch a tenant's JWKS; keeping the last keys");
-                entry.set.clone().ok_or(e)
-            }
-        }
-    }
-
-    async fn fetch(&self, url: &str) -> anyhow::Result<JwkSet> {
-        let client = self.client.get_or_init(|| {
-            reqwest::Client::builder()
-                .timeout(JWKS_FETCH_TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("a TLS client builds")
-        });
-        let response = client.get(url).send().await?.error_for_status()?;
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
-        {
-            anyhow::bail!("the JWKS is larger than {MAX_JWKS_BYTES} bytes");
-        }
-        let body = response.bytes().await?;
-        if body.len() > MAX_JWKS_BYTES {
-            anyhow::bail!("the JWKS is larger than {MAX_JWKS_BYTES} bytes");
-        }
-        serde_json::from_slice(&body).context("the JWKS does not parse")
+    /// A token named a `kid` this issuer lacks: fetch its JWKS URL now (the
+    /// cache allows this at most every few seconds per issuer).
+    async fn refresh_issuer(&self, tenant: &str, issuer: &str) {
+        self.jwks_urls.refresh(tenant, issuer).await;
     }
 }
 

@@ -8,6 +8,7 @@ mod cli;
 mod cmd;
 mod directory;
 mod http;
+mod jwks_urls;
 mod serve;
 mod telemetry;
 mod usage;

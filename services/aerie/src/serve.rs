@@ -102,7 +102,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Tokens are verified against a snapshot of the control plane's keys,
     // revocations and tenant statuses, reloaded every second: a revocation
     // or suspension applies to new connections within about a second...
-    let directory = DirectoryCache::load(Arc::new(ControlDirectory::new(control.clone())))
+    // ... while tenants' JWKS URLs are fetched apart, each on its own schedule.
+    let egress = aerie_egress::Egress::new(aerie_egress::DestinationPolicy {
+        allow_private: args.allow_private_destinations,
+    });
+    let directory = DirectoryCache::load(Arc::new(ControlDirectory::new(control.clone(), egress)))
         .await
         .context("cannot load the token directory")?;
     directory.spawn_refresh(DIRECTORY_REFRESH);

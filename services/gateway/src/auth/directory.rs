@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -238,13 +239,15 @@ impl Directory {
 /// store in-process; a scale-out gateway can implement this over NATS KV.
 #[async_trait::async_trait]
 pub trait DirectorySource: Send + Sync {
+    /// Must not wait on anything a tenant controls (a JWKS URL): every
+    /// tenant's revocations and suspensions arrive through it.
     async fn load(&self) -> anyhow::Result<Directory>;
 
-    /// A load asked for by a token with an unknown `kid` (a key rotated a
-    /// moment ago): a source that caches remote key sets refetches them.
-    async fn load_on_demand(&self) -> anyhow::Result<Directory> {
-        self.load().await
-    }
+    /// A token of `tenant` named a `kid` that its issuer `issuer` does not
+    /// have (a key rotated a moment ago): a source that fetches that issuer's
+    /// keys from afar fetches them now and returns once it has (or gave up),
+    /// so that the next [`DirectorySource::load`] carries them.
+    async fn refresh_issuer(&self, _tenant: &str, _issuer: &str) {}
 }
 
 /// The current [`Directory`], published through a `watch` channel, and the
@@ -252,14 +255,24 @@ pub trait DirectorySource: Send + Sync {
 pub struct DirectoryCache {
     source: Arc<dyn DirectorySource>,
     current: watch::Sender<Arc<Directory>>,
+    /// The generation the next load gets when it starts.
+    next_generation: AtomicU64,
+    /// The generation of the load `current` came from.
+    published_generation: AtomicU64,
     /// When an on-demand refresh (an unknown `kid`) last ran.
     last_on_demand: Mutex<Option<Instant>>,
+    /// When each tenant issuer, by (tenant, `iss`), was last refreshed on demand.
+    last_issuer_refresh: Mutex<HashMap<(String, String), tokio::time::Instant>>,
     /// The period of [`DirectoryCache::spawn_refresh`], once started.
     period: Mutex<Option<Duration>>,
 }
 
-/// On-demand refreshes (unknown `kid`) run at most this often.
+/// On-demand refreshes (unknown `kid`) run at most this often (per tenant
+/// issuer for a tenant issuer's token).
 pub const ON_DEMAND_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Loads that finished after a newer one was published, and were dropped.
+pub const DIRECTORY_STALE_LOADS_TOTAL: &str = "aerie_directory_stale_loads_total";
 
 impl DirectoryCache {
     /// Loads the first directory; fails if the source does.
@@ -273,7 +286,10 @@ impl DirectoryCache {
         DirectoryCache {
             source,
             current: watch::Sender::new(Arc::new(first)),
+            next_generation: AtomicU64::new(1),
+            published_generation: AtomicU64::new(0),
             last_on_demand: Mutex::new(None),
+            last_issuer_refresh: Mutex::new(HashMap::new()),
             period: Mutex::new(None),
         }
     }
@@ -290,14 +306,25 @@ impl DirectoryCache {
 
     /// Loads from the source now; on failure the old snapshot stays.
     pub async fn refresh(&self) -> anyhow::Result<()> {
+        // Numbered when it starts: a load that began before a revocation must
+        // not overwrite one that began after it, whichever finishes last.
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let next = self.source.load().await?;
-        self.publish(next);
+        self.publish(generation, next);
         Ok(())
     }
 
-    /// Makes `next` the current snapshot; followers wake only if it differs.
-    fn publish(&self, next: Directory) {
+    /// Makes `next`, loaded as `generation`, the current snapshot unless a
+    /// newer load is published already; followers wake only if it differs.
+    fn publish(&self, generation: u64, next: Directory) {
         self.current.send_if_modified(|current| {
+            // Under the channel's write lock: publishes are serialized.
+            if generation < self.published_generation.load(Ordering::Relaxed) {
+                metrics::counter!(DIRECTORY_STALE_LOADS_TOTAL).increment(1);
+                return false;
+            }
+            self.published_generation
+                .store(generation, Ordering::Relaxed);
             if current.same_as(&next) {
                 return false;
             }
@@ -316,10 +343,39 @@ impl DirectoryCache {
             }
             *last = Some(Instant::now());
         }
-        let loaded = self.source.load_on_demand().await.map(|next| {
-            self.publish(next);
-        });
-        match loaded {
+        self.refresh_logged().await
+    }
+
+    /// A token named a `kid` that `tenant`'s issuer `issuer` lacks: asks the
+    /// source to refetch that issuer only, then reloads; at most every
+    /// [`ON_DEMAND_REFRESH_INTERVAL`] per issuer, and only for an issuer the
+    /// snapshot has (anyone can send any `tnt`, `iss` and `kid`). Returns
+    /// whether it refreshed.
+    pub async fn refresh_issuer_on_demand(&self, tenant: &str, issuer: &str) -> bool {
+        let known = self
+            .snapshot()
+            .issuers
+            .get(tenant)
+            .is_some_and(|list| list.iter().any(|i| i.issuer == issuer));
+        if !known {
+            return false;
+        }
+        {
+            let now = tokio::time::Instant::now();
+            let mut last = self.last_issuer_refresh.lock().expect("not poisoned");
+            last.retain(|_, at| now.duration_since(*at) < ON_DEMAND_REFRESH_INTERVAL);
+            let key = (tenant.to_owned(), issuer.to_owned());
+            if last.contains_key(&key) {
+                return false;
+            }
+            last.insert(key, now);
+        }
+        self.source.refresh_issuer(tenant, issuer).await;
+        self.refresh_logged().await
+    }
+
+    async fn refresh_logged(&self) -> bool {
+        match self.refresh().await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot refresh the token directory");

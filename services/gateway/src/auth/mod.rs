@@ -15,12 +15,15 @@ mod enforce;
 mod verifier;
 
 #[cfg(test)]
+mod directory_cache_tests;
+#[cfg(test)]
 mod tests;
 
 pub use acl::Permissions;
 pub use directory::{
-    Directory, DirectoryCache, DirectorySource, IssuerKey, ON_DEMAND_REFRESH_INTERVAL,
-    TENANT_ISSUER_ALGORITHMS, TenantFacts, TenantIssuer, TenantLimits, TenantStatus, VerifyingKey,
+    DIRECTORY_STALE_LOADS_TOTAL, Directory, DirectoryCache, DirectorySource, IssuerKey,
+    ON_DEMAND_REFRESH_INTERVAL, TENANT_ISSUER_ALGORITHMS, TenantFacts, TenantIssuer, TenantLimits,
+    TenantStatus, VerifyingKey,
 };
 pub use enforce::{
     AUTH_DISCONNECTS_TOTAL, ISSUER_REMOVED, TENANT_DELETED, TENANT_SUSPENDED, TOKEN_EXPIRED,

@@ -112,7 +112,7 @@ impl Verifier {
         now: i64,
     ) -> Result<Grant, AuthFailure> {
         match self.verify(password, client_id, now) {
-            Err(AuthFailure::UnknownKid) if self.directory.refresh_on_demand().await => {
+            Err(AuthFailure::UnknownKid) if self.refresh_for_unknown_kid(password).await => {
                 self.verify(password, client_id, now)
             }
             Err(AuthFailure::UnknownTenant | AuthFailure::UnknownIssuer)
@@ -121,6 +121,25 @@ impl Verifier {
                 self.verify(password, client_id, now)
             }
             result => result,
+        }
+    }
+}
+
+impl Verifier {
+    /// A tenant issuer's token refreshes that issuer only (one tenant's
+    /// rotation never refetches everyone's keys); the control plane's
+    /// refreshes the directory.
+    async fn refresh_for_unknown_kid(&self, password: &[u8]) -> bool {
+        let claimed = std::str::from_utf8(password)
+            .ok()
+            .and_then(|t| decode_part::<Unverified>(t.split('.').nth(1)).ok());
+        match claimed {
+            Some(c) if c.iss != self.issuer => {
+                self.directory
+                    .refresh_issuer_on_demand(&c.tnt, &c.iss)
+                    .await
+            }
+            _ => self.directory.refresh_on_demand().await,
         }
     }
 }
