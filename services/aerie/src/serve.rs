@@ -117,6 +117,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_keep_alive: args.max_keep_alive,
             receive_maximum: args.receive_maximum,
             max_inflight: args.max_inflight,
+            slow_consumer_timeout: (args.slow_consumer_timeout > 0)
+                .then(|| Duration::from_secs(args.slow_consumer_timeout)),
             ..GatewayConfig::default()
         },
     );
