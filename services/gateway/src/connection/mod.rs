@@ -438,12 +438,17 @@ impl Conn {
         }
         self.pump();
         loop {
-            socket.observe(self.out.is_pending(), &self.session, stall_timer.as_mut());
+            socket.observe(
+                Instant::now,
+                self.out.is_pending(),
+                &self.session,
+                stall_timer.as_mut(),
+            );
             self.pace_publisher().await;
             tokio::select! {
                 r = self.out.write_step(wr), if self.out.is_pending() => {
                     r?;
-                    socket.progressed(self.out.is_pending(), &self.session);
+                    socket.progressed(Instant::now, self.out.is_pending(), &self.session);
                     // Deliveries wait in the bounded session queue, not
                     // here, until the socket took the last batch.
                     self.pump();
@@ -491,7 +496,7 @@ impl Conn {
                     return Ok(Close { disconnect: Some(ReasonCode::SERVER_SHUTTING_DOWN), publish_will: false, why: "server_shutdown" });
                 }
                 _ = &mut stall_timer => {
-                    if let Some(stalled) = socket.check(&self.session, stall_timer.as_mut()) {
+                    if let Some(stalled) = socket.check(Instant::now(), &self.session, stall_timer.as_mut()) {
                         return Ok(self.slow_consumer(stalled));
                     }
                 }

@@ -35,11 +35,17 @@ impl SocketClock {
 
     /// At each loop turn: starts the clock when bytes begin to wait, and
     /// makes sure `timer` fires by the time they would have waited too long.
-    pub fn observe(&mut self, pending: bool, session: &Session, timer: Pin<&mut Sleep>) {
+    pub fn observe(
+        &mut self,
+        now: impl FnOnce() -> Instant,
+        pending: bool,
+        session: &Session,
+        timer: Pin<&mut Sleep>,
+    ) {
         if !pending || self.waiting_since.is_some() {
             return;
         }
-        let now = Instant::now();
+        let now = now();
         self.waiting_since = Some(now);
         session.set_socket_waiting(Some(now));
         if let Some(timeout) = self.timeout
@@ -50,9 +56,9 @@ impl SocketClock {
     }
 
     /// The socket took bytes; `pending`: some still wait.
-    pub fn progressed(&mut self, pending: bool, session: &Session) {
+    pub fn progressed(&mut self, now: impl FnOnce() -> Instant, pending: bool, session: &Session) {
         if pending {
-            let now = Instant::now();
+            let now = now();
             self.waiting_since = Some(now);
             session.set_socket_waiting(Some(now));
         } else if self.waiting_since.take().is_some() {
@@ -63,8 +69,12 @@ impl SocketClock {
     /// When `timer` fires: how long the socket has been stuck if the
     /// connection is a slow consumer now (stuck past the timeout with its
     /// queue overflowing); otherwise re-arms `timer` and says `None`.
-    pub fn check(&self, session: &Session, timer: Pin<&mut Sleep>) -> Option<Duration> {
-        let now = Instant::now();
+    pub fn check(
+        &self,
+        now: Instant,
+        session: &Session,
+        timer: Pin<&mut Sleep>,
+    ) -> Option<Duration> {
         let next = match (self.timeout, self.waiting_since) {
             (Some(timeout), Some(since)) if now >= since + timeout => {
                 if session.is_overflowing() {
@@ -101,5 +111,86 @@ impl Conn {
             publish_will: true,
             why: "slow_consumer",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aerie_core::{Broker, CoreConfig, Delivery, Message};
+    use aerie_proto::QoS;
+
+    fn delivery() -> Delivery {
+        let message = Message::published(
+            "t".into(),
+            bytes::Bytes::from_static(b"x"),
+            QoS::AtMostOnce,
+            false,
+            Default::default(),
+            0,
+        );
+        Delivery {
+            message,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            subscription_ids: Default::default(),
+            shared: None,
+            stored_seq: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stuck_socket_is_a_slow_consumer_only_past_the_timeout_with_its_queue_overflowing() {
+        let config = CoreConfig {
+            max_queued_messages: 1,
+            ..CoreConfig::default()
+        };
+        let broker = Broker::new(config.clone());
+        let session = broker
+            .tenant("t")
+            .attach("c", true, 0, 1)
+            .await
+            .unwrap()
+            .session;
+        let timeout = Duration::from_secs(2);
+        let mut clock = SocketClock::new(Some(timeout));
+        let timer = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(timer);
+        let t0 = Instant::now();
+        clock.observe(|| t0, true, &session, timer.as_mut());
+        assert_eq!(timer.deadline(), t0 + timeout, "armed for the timeout");
+        // Publishers see it too (to the millisecond).
+        let seen = session.socket_stalled_for(t0 + timeout);
+        assert!(
+            seen > timeout - Duration::from_millis(2) && seen <= timeout + Duration::from_millis(1)
+        );
+
+        assert_eq!(
+            clock.check(t0 + timeout, &session, timer.as_mut()),
+            None,
+            "its queue still has room"
+        );
+        assert_eq!(timer.deadline(), t0 + timeout + RECHECK);
+        session.enqueue(delivery(), &config).unwrap();
+        assert!(session.enqueue(delivery(), &config).is_err(), "full");
+        let later = t0 + timeout + RECHECK;
+        assert_eq!(
+            clock.check(later, &session, timer.as_mut()),
+            Some(timeout + RECHECK),
+            "stuck and overflowing"
+        );
+
+        // The socket took bytes: the clock starts over.
+        clock.progressed(|| later, true, &session);
+        assert_eq!(clock.check(later, &session, timer.as_mut()), None);
+        assert_eq!(timer.deadline(), later + timeout);
+        clock.progressed(|| later, false, &session);
+        assert_eq!(session.socket_stalled_for(later + timeout), Duration::ZERO);
+
+        let never = SocketClock {
+            timeout: None,
+            waiting_since: Some(t0),
+        };
+        assert_eq!(never.check(later, &session, timer.as_mut()), None);
     }
 }
