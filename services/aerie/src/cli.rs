@@ -463,6 +463,10 @@ pub struct ServeArgs {
     /// Messages kept queued per session before new ones are dropped.
     #[arg(long, env = "AERIE_MAX_QUEUED_MESSAGES", default_value_t = 10_000)]
     pub max_queued_messages: usize,
+    /// Seconds a subscriber's socket may take nothing while its queue is
+    /// full before it is disconnected as a slow consumer (0: never).
+    #[arg(long, env = "AERIE_SLOW_CONSUMER_TIMEOUT", default_value_t = 30)]
+    pub slow_consumer_timeout: u64,
     /// Ceiling on the session expiry interval clients may ask for, in seconds.
     #[arg(long, env = "AERIE_MAX_SESSION_EXPIRY", default_value_t = u32::MAX)]
     pub max_session_expiry: u32,

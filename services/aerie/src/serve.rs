@@ -126,6 +126,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             store_ack_timeout: Duration::from_secs(args.store_ack_timeout),
             max_connections: args.max_connections as usize,
             handshake_timeout: Duration::from_secs(args.handshake_timeout),
+            slow_consumer_timeout: (args.slow_consumer_timeout > 0)
+                .then(|| Duration::from_secs(args.slow_consumer_timeout)),
             ..GatewayConfig::default()
         },
     );

@@ -11,6 +11,9 @@ pub const BYTES_SENT_TOTAL: &str = "aerie_bytes_sent_total";
 pub const MESSAGES_PUBLISHED_TOTAL: &str = "aerie_messages_published_total";
 pub const MESSAGES_DELIVERED_TOTAL: &str = "aerie_messages_delivered_total";
 pub const MESSAGES_DROPPED_TOTAL: &str = "aerie_messages_dropped_total";
+/// Subscribers closed because their socket took nothing while their queue
+/// was full (`--slow-consumer-timeout`).
+pub const SLOW_CONSUMERS_DISCONNECTED_TOTAL: &str = "aerie_slow_consumers_disconnected_total";
 pub const RETAINED_MESSAGES: &str = "aerie_retained_messages";
 pub const SESSIONS: &str = "aerie_sessions";
 pub const QUEUED_MESSAGES: &str = "aerie_queued_messages";

@@ -10,10 +10,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use aerie_proto::{QoS, ReasonCode, SubscriptionOptions, Will};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::config::CoreConfig;
 pub use crate::flight::{FlightState, OutFlight};
@@ -49,6 +52,12 @@ impl Kick {
     };
 }
 
+/// A subscriber whose socket accepted nothing for this long is stuck, not
+/// slow: publishers stop pausing for it and its queue overflows into drops.
+/// Long enough for a slow reader's next read, short enough that a stuck one
+/// costs its publishers at most their pacing budget once.
+pub const STALLED_AFTER: Duration = Duration::from_secs(1);
+
 /// A will waiting for its delay to pass (or its session to end).
 #[derive(Debug, Clone)]
 pub struct PendingWill {
@@ -74,6 +83,9 @@ pub(crate) struct SessionState {
     pub ended: bool,
     /// The last stored queue position handed out.
     pub next_seq: u64,
+    /// The online queue refused a message since its connection last drained
+    /// it: the queue is full, not just filling.
+    pub overflowing: bool,
 }
 
 pub struct Session {
@@ -88,6 +100,11 @@ pub struct Session {
     pub(crate) detached: Notify,
     /// Wakes publishers held back by this session's full queue.
     space: Notify,
+    /// Since when the attached connection has had bytes its socket does not
+    /// take: milliseconds after `created` plus one, 0 while nothing waits.
+    /// An atomic, as the connection moves it once per write.
+    socket_waiting_since: AtomicU64,
+    created: Instant,
 }
 
 impl std::fmt::Debug for Session {
@@ -119,6 +136,8 @@ impl Session {
             wake: Notify::new(),
             detached: Notify::new(),
             space: Notify::new(),
+            socket_waiting_since: AtomicU64::new(0),
+            created: Instant::now(),
         }
     }
 
@@ -150,6 +169,7 @@ impl Session {
         } else if state.queue.len() >= config.max_queued_messages
             || state.queued_bytes + delivery.message.weight() > config.max_queued_bytes
         {
+            state.overflowing |= online;
             Err(DropReason::QueueFull)
         } else if !online && state.queue.len() >= offline_limit {
             crate::quota::Limit::QueuedMessages.count();
@@ -182,7 +202,9 @@ impl Session {
             state.queue.push_back(delivery);
             Ok(Enqueued {
                 ticket,
-                congested: online && is_congested(&state, config),
+                congested: online
+                    && is_congested(&state, config)
+                    && self.socket_stalled_for(Instant::now()) < STALLED_AFTER,
             })
         };
         drop(state);
@@ -201,6 +223,37 @@ impl Session {
     pub fn is_congested(&self, config: &CoreConfig) -> bool {
         let state = self.state.lock();
         state.owner.is_some() && is_congested(&state, config)
+    }
+
+    /// Whether a publisher should pause for this subscriber: congested, and
+    /// its socket still takes bytes (a stuck one would only stall publishers).
+    pub fn paces_publishers(&self, config: &CoreConfig, now: Instant) -> bool {
+        self.socket_stalled_for(now) < STALLED_AFTER && self.is_congested(config)
+    }
+
+    /// Whether the online queue had to refuse a message since its connection
+    /// last drained it.
+    pub fn is_overflowing(&self) -> bool {
+        self.state.lock().overflowing
+    }
+
+    /// The connection's word on its socket: `Some(t)`: bytes wait to be
+    /// written and the socket last took some at `t`; `None`: nothing waits.
+    pub fn set_socket_waiting(&self, since: Option<Instant>) {
+        let ms = since.map_or(0, |t| {
+            let ms = t.saturating_duration_since(self.created).as_millis();
+            u64::try_from(ms).unwrap_or(u64::MAX - 1) + 1
+        });
+        self.socket_waiting_since.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long bytes have waited for the attached connection's socket
+    /// without it taking any (zero while nothing waits).
+    pub fn socket_stalled_for(&self, now: Instant) -> Duration {
+        match self.socket_waiting_since.load(Ordering::Relaxed) {
+            0 => Duration::ZERO,
+            ms => now.saturating_duration_since(self.created + Duration::from_millis(ms - 1)),
+        }
     }
 
     /// Resolves after the session's connection next drains its queue.
@@ -296,6 +349,7 @@ impl Session {
             out.push(d);
             drained = true;
         }
+        state.overflowing &= !drained;
         drop(state);
         if drained {
             self.space.notify_waiters();
@@ -375,8 +429,9 @@ impl Session {
 pub struct Enqueued {
     /// Durable once the store reaches it (0: nothing was written).
     pub ticket: Ticket,
-    /// The (online) session's queue is filling up: the publisher should wait
-    /// for it to drain before sending more (backpressure, before drops).
+    /// The (online) session's queue is filling up while its socket still
+    /// takes bytes: the publisher may wait a little for it to drain before
+    /// sending more (backpressure, before drops).
     pub congested: bool,
 }
 
@@ -532,6 +587,57 @@ mod tests {
             [false, false, false, false, false, false, true, true]
         );
         assert!(s.is_congested(&cfg));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_congested_subscriber_whose_socket_takes_nothing_paces_no_publisher() {
+        let s = session();
+        s.state.lock().owner = Some(1);
+        let cfg = CoreConfig {
+            max_queued_messages: 8,
+            ..CoreConfig::default()
+        };
+        for _ in 0..7 {
+            s.enqueue(delivery(QoS::AtLeastOnce), &cfg).unwrap();
+        }
+        assert!(s.paces_publishers(&cfg, Instant::now()), "slow, not stuck");
+        s.set_socket_waiting(Some(Instant::now()));
+        tokio::time::advance(STALLED_AFTER / 2).await;
+        assert!(s.paces_publishers(&cfg, Instant::now()), "waiting briefly");
+        tokio::time::advance(STALLED_AFTER).await;
+        assert!(!s.paces_publishers(&cfg, Instant::now()), "stuck");
+        assert!(
+            !s.enqueue(delivery(QoS::AtLeastOnce), &cfg)
+                .unwrap()
+                .congested,
+            "publishers are not told to wait for it"
+        );
+        // The socket took bytes again: it is slow, not stuck.
+        s.set_socket_waiting(Some(Instant::now()));
+        assert!(s.paces_publishers(&cfg, Instant::now()));
+        s.set_socket_waiting(None);
+        assert_eq!(s.socket_stalled_for(Instant::now()), Duration::ZERO);
+    }
+
+    #[test]
+    fn an_online_queue_overflows_until_its_connection_drains_it() {
+        let s = session();
+        s.state.lock().owner = Some(1);
+        let cfg = CoreConfig {
+            max_queued_messages: 2,
+            ..CoreConfig::default()
+        };
+        for _ in 0..2 {
+            s.enqueue(delivery(QoS::AtMostOnce), &cfg).unwrap();
+        }
+        assert!(!s.is_overflowing(), "full, nothing refused yet");
+        assert_eq!(
+            s.enqueue(delivery(QoS::AtMostOnce), &cfg),
+            Err(DropReason::QueueFull)
+        );
+        assert!(s.is_overflowing());
+        s.drain(0, &mut Vec::new());
+        assert!(!s.is_overflowing(), "drained");
     }
 
     #[tokio::test]

@@ -53,8 +53,8 @@ pub struct Published {
     pub routed: usize,
     /// Acknowledge the publisher only once this ticket is durable.
     pub ticket: Ticket,
-    /// A subscriber whose queue is filling up: the publisher should wait for
-    /// it to drain before reading more.
+    /// A subscriber whose queue is filling up while its socket still takes
+    /// bytes: the publisher may wait a little for it to drain.
     pub congested: Option<Arc<Session>>,
     /// Not stored nor routed: a retained message over the tenant's quota.
     pub refused: Option<Limit>,
@@ -475,6 +475,7 @@ impl Tenant {
             state.owner = Some(connection_id);
             state.generation += 1;
             state.kick = None;
+            state.overflowing = false;
             state.pending_will = None;
             let was_persistent = state.expiry_interval > 0;
             state.expiry_interval = expiry_interval;
@@ -509,6 +510,8 @@ impl Tenant {
         }
         state.owner = None;
         state.kick = None;
+        // The clock was about the socket that is gone.
+        session.set_socket_waiting(None);
         // A leaving member's unfinished shared-subscription messages go to
         // another member (MQTT 5 §4.8.2).
         let mut orphans: Vec<Delivery> = flight

@@ -20,6 +20,9 @@ pub struct GatewayConfig {
     /// client's receive maximum, but never more than this (3.1.1 clients
     /// announce none).
     pub max_inflight: u16,
+    /// A subscriber whose socket takes nothing for this long while its queue
+    /// is full is disconnected as a slow consumer; `None`: never.
+    pub slow_consumer_timeout: Option<Duration>,
     /// Topic aliases a client may use towards us.
     pub topic_alias_maximum: u16,
     /// Upper bound on a client's keep alive (seconds); 0 = take the client's.
@@ -50,6 +53,7 @@ impl Default for GatewayConfig {
             receive_maximum: 1024,
             topic_alias_maximum: 64,
             max_inflight: 256,
+            slow_consumer_timeout: Some(Duration::from_secs(30)),
             max_keep_alive: 0,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),

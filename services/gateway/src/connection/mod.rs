@@ -1,16 +1,18 @@
 //! One client connection, from its first byte to its session's detach.
 //!
-//! One task per connection. It waits on three things: bytes from the client,
-//! a wake-up from its session (deliveries queued, or a kick), and the keep
-//! alive deadline. Whatever a loop turn produces is encoded into one buffer and
-//! written once at the end of the turn.
+//! One task per connection. It waits on bytes from the client, the socket
+//! taking what it has to write, a wake-up from its session (deliveries
+//! queued, or a kick), and its deadlines. Whatever a loop turn produces is
+//! encoded into one buffer, which the socket takes over the next turns.
 
 mod aliases;
 mod handshake;
 mod inbound;
 mod outbound;
 mod outbox;
+mod pacing;
 mod reauth;
+mod slow_consumer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +29,7 @@ use crate::config::GatewayConfig;
 use crate::registry::{LiveConnection, NewConnection, Registry};
 use aliases::{InboundAliases, OutboundAliases};
 use outbox::Outbox;
+use slow_consumer::SocketClock;
 
 /// Which listener a connection came through (a metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,9 +128,11 @@ pub(crate) struct Conn {
     /// How many of `held_acks` are PUBACKs: QoS 1 PUBLISHes not yet
     /// acknowledged, which count against Receive Maximum.
     pub held_pubacks: usize,
-    /// A subscriber whose queue our publishes are filling: reading waits for
-    /// it to drain (backpressure before drops).
+    /// A subscriber whose queue our publishes are filling: reading waits a
+    /// little for it to drain (backpressure before drops).
     pub backpressure: Option<Arc<Session>>,
+    /// How much of its pausing budget this publisher has spent.
+    pub pacing: pacing::Pacing,
     /// The client's own publish rates.
     pub rates: crate::limits::ClientRates,
 }
@@ -147,8 +152,9 @@ where
     // Shut only our side, then read what the client still sends: closing
     // with unread bytes would make the kernel answer with a reset, and a
     // client in the middle of a burst would see that instead of the
-    // DISCONNECT or CONNACK that says why.
-    let _ = wr.shutdown().await;
+    // DISCONNECT or CONNACK that says why. Bounded: a stuck socket (a slow
+    // consumer) must not hold the task.
+    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, wr.shutdown()).await;
     // The session is detached already: this is no longer a live connection,
     // though its socket (and listener permit) is held while it drains.
     metrics::gauge!(m::CONNECTIONS).decrement(1.0);
@@ -193,19 +199,17 @@ async fn read_more<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> std:
 }
 
 async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Outbox) -> std::io::Result<()> {
-    out.report();
-    if !out.is_empty() {
-        m::hot().bytes_sent.increment(out.buf.len() as u64);
-        wr.write_all(&out.buf).await?;
-        wr.flush().await?;
-        out.buf.clear();
-        if out.buf.capacity() > 64 * 1024 {
-            // Shrink after a burst so idle connections stay small.
-            out.buf = BytesMut::new();
-        }
-    }
-    Ok(())
+    out.write_all(wr).await
 }
+
+/// How long the last words (DISCONNECT, TLS close) may wait for the socket:
+/// a client that reads nothing must not keep its connection task alive.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The connection reads from its client only while less than this waits to
+/// be written to it: a client that sends but does not read cannot grow its
+/// outbox (acks, PINGRESPs) without bound.
+const READ_WHILE_UNWRITTEN_BELOW: usize = 64 * 1024;
 
 /// Waits for CONNECT; answers a CONNECT that fails to decode the way the
 /// client's version expects.
@@ -316,7 +320,7 @@ where
             let _ = conn.out.push(&Packet::Disconnect(disconnect));
         }
     }
-    let _ = flush(wr, &mut conn.out).await;
+    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, flush(wr, &mut conn.out)).await;
     let will = if close.publish_will {
         conn.will.take()
     } else {
@@ -423,6 +427,7 @@ where
         held_acks: std::collections::VecDeque::new(),
         held_pubacks: 0,
         backpressure: None,
+        pacing: Default::default(),
         rates: Default::default(),
     };
     drop(connect);
@@ -467,7 +472,16 @@ impl Conn {
         let session = self.session.clone();
         let woken = session.woken();
         let ack_timer = tokio::time::sleep(far);
-        tokio::pin!(keep_alive_timer, token_timer, shutdown, woken, ack_timer);
+        let stall_timer = tokio::time::sleep(far);
+        tokio::pin!(
+            keep_alive_timer,
+            token_timer,
+            shutdown,
+            woken,
+            ack_timer,
+            stall_timer
+        );
+        let mut socket = SocketClock::new(self.config.slow_consumer_timeout);
         let mut last_seen = Instant::now();
         // Packets the client sent right behind CONNECT may already be in
         // `inbuf`: handle them now, not after the client's next bytes.
@@ -476,8 +490,13 @@ impl Conn {
         }
         self.pump();
         loop {
-            flush(wr, &mut self.out).await?;
-            self.wait_for_congested_subscriber().await;
+            socket.observe(
+                Instant::now,
+                self.out.is_pending(),
+                &self.session,
+                stall_timer.as_mut(),
+            );
+            self.pace_publisher().await;
             if let Some(front) = self.held_acks.front() {
                 let deadline = front.since + self.config.store_ack_timeout;
                 if ack_timer.deadline() != deadline {
@@ -488,7 +507,14 @@ impl Conn {
             // backlogged store is not read until the backlog shrinks.
             let store_full = !self.held_acks.is_empty() && self.tenant.store().is_backlogged();
             tokio::select! {
-                n = read_more(rd, inbuf), if !store_full => {
+                r = self.out.write_step(wr), if self.out.is_pending() => {
+                    r?;
+                    socket.progressed(Instant::now, self.out.is_pending(), &self.session);
+                    // Deliveries wait in the bounded session queue, not
+                    // here, until the socket took the last batch.
+                    self.pump();
+                }
+                n = read_more(rd, inbuf), if !store_full && self.out.unwritten() < READ_WHILE_UNWRITTEN_BELOW => {
                     if n? == 0 {
                         return Ok(Close { disconnect: None, publish_will: true, why: "closed_by_client" });
                     }
@@ -535,6 +561,11 @@ impl Conn {
                 _ = &mut shutdown => {
                     return Ok(Close { disconnect: Some(ReasonCode::SERVER_SHUTTING_DOWN), publish_will: false, why: "server_shutdown" });
                 }
+                _ = &mut stall_timer => {
+                    if let Some(stalled) = socket.check(Instant::now(), &self.session, stall_timer.as_mut()) {
+                        return Ok(self.slow_consumer(stalled));
+                    }
+                }
             }
         }
     }
@@ -551,24 +582,6 @@ impl Conn {
                 Instant::now() + left
             }
             None => Instant::now() + far,
-        }
-    }
-
-    /// Pauses (at most 50 ms) while a subscriber this connection publishes to
-    /// is congested, so a fast publisher slows to its subscribers' pace
-    /// instead of overflowing their queues.
-    async fn wait_for_congested_subscriber(&mut self) {
-        let Some(subscriber) = self.backpressure.take() else {
-            return;
-        };
-        if Arc::ptr_eq(&subscriber, &self.session) {
-            return;
-        }
-        let space = subscriber.space();
-        tokio::pin!(space);
-        space.as_mut().enable();
-        if subscriber.is_congested(self.tenant.config()) {
-            let _ = tokio::time::timeout(Duration::from_millis(50), space).await;
         }
     }
 

@@ -11,8 +11,13 @@ use super::aliases::AliasUse;
 
 impl Conn {
     /// Moves what the session has queued into the outbox, as far as the
-    /// client's window allows.
+    /// client's window allows, once the socket took the previous batch: the
+    /// bounded session queue is where a slow client's backlog waits (and
+    /// overflows into counted drops), never the outbox.
     pub(super) fn pump(&mut self) {
+        if self.out.is_pending() {
+            return;
+        }
         let window = usize::from(
             self.client_receive_maximum
                 .min(self.tenant.quota().inflight()),

@@ -1,14 +1,20 @@
 //! The write side of a connection: packets are encoded into one buffer and
-//! written with a single write per loop turn, so a burst of deliveries costs
-//! one syscall.
+//! written with as few writes as the socket allows, so a burst of deliveries
+//! costs one syscall. Writing is a step the connection's loop selects on, so
+//! a socket that takes nothing never wedges the connection.
 
 use aerie_core::metrics as m;
 use aerie_proto::{EncodeError, Packet, ProtocolVersion};
 use bytes::BytesMut;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 pub(crate) struct Outbox {
     pub version: ProtocolVersion,
     pub buf: BytesMut,
+    /// How much of `buf` the socket has taken.
+    written: usize,
+    /// Everything was written but not yet flushed (TLS, WebSocket).
+    unflushed: bool,
     /// The client's maximum packet size: larger packets are never sent.
     pub max_packet_size: u32,
     /// Packets encoded since the last report, by packet type: metrics are
@@ -22,6 +28,8 @@ impl Outbox {
             version,
             // Allocated on first use: an idle connection holds no write buffer.
             buf: BytesMut::new(),
+            written: 0,
+            unflushed: false,
             max_packet_size: u32::MAX,
             sent: [0; 16],
         }
@@ -45,8 +53,55 @@ impl Outbox {
         report_counts(&mut self.sent, &m::hot().packets_sent);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+    /// Bytes encoded but not yet taken by the socket.
+    pub fn unwritten(&self) -> usize {
+        self.buf.len() - self.written
+    }
+
+    /// Something is left to write or flush.
+    pub fn is_pending(&self) -> bool {
+        !self.buf.is_empty() || self.unflushed
+    }
+
+    /// One step of writing: one write of what the socket takes now, or the
+    /// flush once everything is written. Cancel safe, so the connection can
+    /// select on it: a write either took bytes (and `written` moved) or not.
+    pub async fn write_step<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            wr.flush().await?;
+            self.unflushed = false;
+            return Ok(());
+        }
+        self.report();
+        let n = wr.write(&self.buf[self.written..]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        m::hot().bytes_sent.increment(n as u64);
+        self.written += n;
+        self.unflushed = true;
+        if self.written == self.buf.len() {
+            self.written = 0;
+            self.buf.clear();
+            if self.buf.capacity() > 64 * 1024 {
+                // Shrink after a burst so idle connections stay small.
+                self.buf = BytesMut::new();
+            }
+            // In the same step (a no-op on TCP); if cancelled here, the
+            // next step flushes.
+            wr.flush().await?;
+            self.unflushed = false;
+        }
+        Ok(())
+    }
+
+    /// Writes and flushes everything.
+    pub async fn write_all<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> std::io::Result<()> {
+        self.report();
+        while self.is_pending() {
+            self.write_step(wr).await?;
+        }
+        Ok(())
     }
 }
 
