@@ -13,6 +13,7 @@
 //! - `openapi`: the OpenAPI 3.1 document, built from the same declarations
 //!   as the router (`/v1/openapi.json`);
 //! - `ratelimit`: per-IP and per-account limits on sign-up and log-in;
+//! - `scopes`: what a tenant API key may do;
 //! - `store`: the `ControlStore` trait and its SQLite and Postgres implementations.
 //!
 //! Entry point: [`app`] builds the router from an [`AppState`].
@@ -28,6 +29,7 @@ pub mod keys;
 pub mod openapi;
 pub mod plan;
 pub mod ratelimit;
+pub mod scopes;
 pub mod store;
 
 use std::path::PathBuf;

@@ -6,6 +6,7 @@ mod support;
 use std::sync::Arc;
 
 use aerie_control::plan::Limits;
+use aerie_control::scopes::{Scope, Scopes};
 use aerie_control::store::{self, Account, ApiKey, ControlStore, StoreError, Tenant, UsageRow};
 use uuid::Uuid;
 
@@ -65,6 +66,8 @@ contract!(
     an_issuer_is_deleted_only_through_its_tenant,
     deleting_a_tenant_deletes_its_issuers,
     the_database_refuses_an_issuer_whose_kind_and_keys_disagree,
+    api_key_scopes_and_creator_round_trip,
+    revoking_a_key_revokes_the_keys_it_created_transitively,
 );
 
 fn account(email: &str) -> Account {
@@ -94,6 +97,8 @@ fn api_key(tenant: &Tenant, name: &str) -> ApiKey {
         tenant_id: tenant.id.clone(),
         name: name.to_owned(),
         created_at: store::now(),
+        scopes: Scopes::all(),
+        created_by: None,
     }
 }
 
@@ -814,4 +819,69 @@ async fn all_tenants_lists_every_account_oldest_first(store: Store, _url: &str) 
 async fn reopening_reports_no_migration_applied(_store: Store, url: &str) {
     let (_, applied) = store::open_migrated(url).await.unwrap();
     assert_eq!(applied, []);
+}
+
+async fn api_key_scopes_and_creator_round_trip(store: Store, _url: &str) {
+    let (_, t) = owner_with_tenant(&store, "scopes").await;
+    let parent = api_key(&t, "parent");
+    let child = ApiKey {
+        scopes: [Scope::Tokens, Scope::Keys].into_iter().collect(),
+        created_by: Some(parent.id),
+        ..api_key(&t, "child")
+    };
+    let bare = ApiKey {
+        scopes: Scopes::NONE,
+        ..api_key(&t, "bare")
+    };
+    store.insert_api_key(&parent, &[1; 32]).await.unwrap();
+    store.insert_api_key(&child, &[2; 32]).await.unwrap();
+    store.insert_api_key(&bare, &[3; 32]).await.unwrap();
+    assert_eq!(
+        store.api_key_by_hash(&[2; 32]).await.unwrap(),
+        Some(child.clone())
+    );
+    assert_eq!(
+        store.api_key_by_hash(&[3; 32]).await.unwrap(),
+        Some(bare.clone())
+    );
+    assert_eq!(
+        store.api_keys_of(&t.id).await.unwrap(),
+        vec![parent, child, bare]
+    );
+}
+
+async fn revoking_a_key_revokes_the_keys_it_created_transitively(store: Store, _url: &str) {
+    let (_, t) = owner_with_tenant(&store, "lineage").await;
+    let root = api_key(&t, "root");
+    let child = ApiKey {
+        created_by: Some(root.id),
+        ..api_key(&t, "child")
+    };
+    let grandchild = ApiKey {
+        created_by: Some(child.id),
+        ..api_key(&t, "grandchild")
+    };
+    let other = api_key(&t, "other");
+    let others_child = ApiKey {
+        created_by: Some(other.id),
+        ..api_key(&t, "other's child")
+    };
+    for (n, k) in [&root, &child, &grandchild, &other, &others_child]
+        .into_iter()
+        .enumerate()
+    {
+        store.insert_api_key(k, &[n as u8; 32]).await.unwrap();
+    }
+    // Revoking the middle of the chain spares its creator.
+    assert!(store.revoke_api_key(&t.id, child.id).await.unwrap());
+    assert!(store.api_key_by_hash(&[0; 32]).await.unwrap().is_some());
+    assert_eq!(store.api_key_by_hash(&[1; 32]).await.unwrap(), None);
+    assert_eq!(store.api_key_by_hash(&[2; 32]).await.unwrap(), None);
+    assert!(store.revoke_api_key(&t.id, root.id).await.unwrap());
+    assert!(!store.revoke_api_key(&t.id, root.id).await.unwrap());
+    assert_eq!(
+        store.api_keys_of(&t.id).await.unwrap(),
+        vec![other, others_child],
+        "keys of another lineage live on"
+    );
 }

@@ -8,11 +8,12 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::tenants::VisibleTenant;
+use super::tenants::TenantWith;
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, Problem};
 use crate::keys::{self, Kek};
+use crate::scopes::need;
 use crate::store::{self, ControlStore};
 
 /// What a device or browser token allows (the body of
@@ -98,7 +99,7 @@ fn valid_filters(list: Option<Vec<String>>, field: &str) -> Result<Vec<String>, 
 )]
 pub async fn mint_token(
     State(state): State<AppState>,
-    VisibleTenant { who, tenant }: VisibleTenant,
+    TenantWith { who, tenant, .. }: TenantWith<need::Tokens>,
     ApiJson(body): ApiJson<MintBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let subject = match &who {
@@ -229,7 +230,7 @@ impl From<store::TokenEntry> for TokenView {
 )]
 pub async fn list_tokens(
     State(state): State<AppState>,
-    VisibleTenant { tenant, .. }: VisibleTenant,
+    TenantWith { tenant, .. }: TenantWith<need::Tokens>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tokens = state
         .store()
@@ -258,7 +259,7 @@ pub async fn list_tokens(
 )]
 pub async fn revoke_token(
     State(state): State<AppState>,
-    VisibleTenant { tenant, .. }: VisibleTenant,
+    TenantWith { tenant, .. }: TenantWith<need::Tokens>,
     Path((_, jti)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     revoke(state.store(), &tenant.id, &jti).await?;
