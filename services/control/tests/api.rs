@@ -746,7 +746,10 @@ async fn another_accounts_tenant_cannot_mint_or_revoke_and_no_credentials_is_401
             .await;
         r.problem(StatusCode::NOT_FOUND);
     }
-    assert_eq!(api.state.store().revoked_token(&jti).await.unwrap(), None);
+    assert_eq!(
+        api.state.store().revoked_token(&tid, &jti).await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -761,7 +764,7 @@ async fn revoking_a_token_is_204_then_404_and_is_recorded() {
     let revoked = api
         .state
         .store()
-        .revoked_token(&jti)
+        .revoked_token(&tid, &jti)
         .await
         .unwrap()
         .unwrap();

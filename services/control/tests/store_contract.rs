@@ -68,6 +68,7 @@ contract!(
     the_database_refuses_an_issuer_whose_kind_and_keys_disagree,
     api_key_scopes_and_creator_round_trip,
     revoking_a_key_revokes_the_keys_it_created_transitively,
+    a_foreign_jti_is_revoked_only_in_its_tenant_until_the_given_time,
 );
 
 fn account(email: &str) -> Account {
@@ -420,12 +421,22 @@ async fn issued_token_is_revoked_once_and_only_in_its_tenant(store: Store, _url:
         store.insert_issued_token(&issued).await,
         Err(StoreError::Conflict)
     ));
-    assert_eq!(store.revoked_token("jti-1").await.unwrap(), None);
-    assert!(!store.revoke_token(&other.id, "jti-1", now).await.unwrap());
-    assert!(!store.revoke_token(&t.id, "unknown", now).await.unwrap());
-    assert!(store.revoke_token(&t.id, "jti-1", now).await.unwrap());
-    assert!(!store.revoke_token(&t.id, "jti-1", now).await.unwrap());
-    let revoked = store.revoked_token("jti-1").await.unwrap().unwrap();
+    assert_eq!(store.revoked_token(&t.id, "jti-1").await.unwrap(), None);
+    assert!(
+        !store
+            .revoke_token(&other.id, "jti-1", now, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_token(&t.id, "unknown", now, None)
+            .await
+            .unwrap()
+    );
+    assert!(store.revoke_token(&t.id, "jti-1", now, None).await.unwrap());
+    assert!(!store.revoke_token(&t.id, "jti-1", now, None).await.unwrap());
+    let revoked = store.revoked_token(&t.id, "jti-1").await.unwrap().unwrap();
     assert_eq!(revoked.tenant_id, t.id);
     assert_eq!(revoked.expires_at, issued.expires_at);
     assert_eq!(revoked.revoked_at, now);
@@ -453,8 +464,18 @@ async fn revoked_tokens_are_listed_until_they_expire(store: Store, _url: &str) {
             .unwrap()
             .is_empty()
     );
-    assert!(store.revoke_token(&t.id, "jti-short", now).await.unwrap());
-    assert!(store.revoke_token(&t.id, "jti-long", now).await.unwrap());
+    assert!(
+        store
+            .revoke_token(&t.id, "jti-short", now, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .revoke_token(&t.id, "jti-long", now, None)
+            .await
+            .unwrap()
+    );
     let jtis = |rows: Vec<store::RevokedToken>| {
         let mut v: Vec<String> = rows.into_iter().map(|r| r.jti).collect();
         v.sort();
@@ -500,10 +521,15 @@ async fn tokens_of_lists_newest_first_with_revocations_and_only_the_tenants_own(
             .await
             .unwrap();
     }
-    assert!(store.revoke_token(&t.id, "jti-whole", base).await.unwrap());
     assert!(
         store
-            .revoke_token(&other.id, "jti-theirs", base)
+            .revoke_token(&t.id, "jti-whole", base, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .revoke_token(&other.id, "jti-theirs", base, None)
             .await
             .unwrap()
     );
@@ -548,7 +574,7 @@ async fn deleting_a_tenant_deletes_its_issued_tokens(store: Store, _url: &str) {
         .await
         .unwrap();
     assert!(store.delete_tenant(&t.id).await.unwrap());
-    assert!(!store.revoke_token(&t.id, "jti-d", now).await.unwrap());
+    assert!(!store.revoke_token(&t.id, "jti-d", now, None).await.unwrap());
 }
 
 /// SQLite keeps times as text with as few fraction digits as needed
@@ -884,4 +910,45 @@ async fn revoking_a_key_revokes_the_keys_it_created_transitively(store: Store, _
         vec![other, others_child],
         "keys of another lineage live on"
     );
+}
+
+async fn a_foreign_jti_is_revoked_only_in_its_tenant_until_the_given_time(
+    store: Store,
+    _url: &str,
+) {
+    let (_, a) = owner_with_tenant(&store, "tenant-a").await;
+    let (_, b) = owner_with_tenant(&store, "tenant-b").await;
+    let now = store::now();
+    let until = now + time::Duration::days(30);
+    assert!(!store.revoke_token(&a.id, "idp-1", now, None).await.unwrap());
+    assert!(
+        store
+            .revoke_token(&a.id, "idp-1", now, Some(until))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_token(&a.id, "idp-1", now, Some(until))
+            .await
+            .unwrap()
+    );
+    // The same jti in another tenant is another token.
+    assert_eq!(store.revoked_token(&b.id, "idp-1").await.unwrap(), None);
+    assert!(
+        store
+            .revoke_token(&b.id, "idp-1", now, Some(now + time::Duration::days(1)))
+            .await
+            .unwrap()
+    );
+    let revoked = store.revoked_token(&a.id, "idp-1").await.unwrap().unwrap();
+    assert_eq!(
+        (revoked.tenant_id.as_str(), revoked.expires_at),
+        ("tenant-a", until)
+    );
+    let listed = store
+        .revoked_tokens_unexpired(now + time::Duration::days(2))
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![revoked], "tenant-b's ended after a day");
 }

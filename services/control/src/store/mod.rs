@@ -226,15 +226,19 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     async fn rotate_signing_key(&self, new: &SigningKeyRow) -> StoreResult<()>;
 
     async fn insert_issued_token(&self, token: &IssuedToken) -> StoreResult<()>;
-    /// Revokes the tenant's token `jti` at `now`: `false` if the tenant never
-    /// had such a token or it is revoked already.
+    /// Revokes the tenant's token `jti` at `now`, until the token expires if
+    /// the tenant minted it here, else until `foreign_until` (a jti of the
+    /// tenant's own issuers, whose expiry is unknown here): `false` if neither
+    /// applies or the tenant revoked this jti already.
     async fn revoke_token(
         &self,
         tenant_id: &str,
         jti: &str,
         now: OffsetDateTime,
+        foreign_until: Option<OffsetDateTime>,
     ) -> StoreResult<bool>;
-    async fn revoked_token(&self, jti: &str) -> StoreResult<Option<RevokedToken>>;
+    /// The tenant's revocation of `jti`, if any.
+    async fn revoked_token(&self, tenant_id: &str, jti: &str) -> StoreResult<Option<RevokedToken>>;
     /// The tenant's minted tokens, newest first (then by `jti`), at most `limit`.
     async fn tokens_of(&self, tenant_id: &str, limit: usize) -> StoreResult<Vec<TokenEntry>>;
 
@@ -645,6 +649,7 @@ macro_rules! sql_store {
                 tenant_id: &str,
                 jti: &str,
                 now: time::OffsetDateTime,
+                foreign_until: Option<time::OffsetDateTime>,
             ) -> $crate::store::StoreResult<bool> {
                 let mut tx = self.pool.begin().await?;
                 let issued: Option<(time::OffsetDateTime,)> = sqlx::query_as(
@@ -654,12 +659,12 @@ macro_rules! sql_store {
                 .bind(tenant_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-                let Some((expires_at,)) = issued else {
+                let Some(expires_at) = issued.map(|(at,)| at).or(foreign_until) else {
                     return Ok(false);
                 };
                 let done = sqlx::query(
                     "INSERT INTO revoked_tokens (jti, tenant_id, expires_at, revoked_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, jti) DO NOTHING",
                 )
                 .bind(jti)
                 .bind(tenant_id)
@@ -673,13 +678,15 @@ macro_rules! sql_store {
 
             async fn revoked_token(
                 &self,
+                tenant_id: &str,
                 jti: &str,
             ) -> $crate::store::StoreResult<Option<$crate::store::RevokedToken>> {
                 Ok(sqlx::query_as(
                     "SELECT jti, tenant_id, expires_at, revoked_at FROM revoked_tokens \
-                     WHERE jti = $1",
+                     WHERE jti = $1 AND tenant_id = $2",
                 )
                 .bind(jti)
+                .bind(tenant_id)
                 .fetch_optional(&self.pool)
                 .await?)
             }
@@ -693,7 +700,8 @@ macro_rules! sql_store {
                 let mut tokens: Vec<$crate::store::TokenEntry> = sqlx::query_as(
                     "SELECT i.jti, i.subject, i.issued_at, i.expires_at, \
                      r.jti IS NOT NULL AS revoked \
-                     FROM issued_tokens i LEFT JOIN revoked_tokens r ON r.jti = i.jti \
+                     FROM issued_tokens i LEFT JOIN revoked_tokens r \
+                     ON r.jti = i.jti AND r.tenant_id = i.tenant_id \
                      WHERE i.tenant_id = $1",
                 )
                 .bind(tenant_id)
