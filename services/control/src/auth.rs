@@ -46,6 +46,7 @@ impl Principal {
         if self.scopes().contains(scope) {
             return Ok(());
         }
+        crate::scopes::count_refusal(scope);
         Err(ApiError::Forbidden(
             format!("this API key lacks the `{}` scope", scope.name()).into(),
         ))

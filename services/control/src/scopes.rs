@@ -8,6 +8,16 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// The Prometheus counter of requests refused for a scope the API key lacks
+/// (a route it may not use, or a scope it tried to grant), by `scope`.
+pub const SCOPE_REFUSED_TOTAL: &str = "aerie_control_scope_refused_total";
+
+/// Counts and logs a refusal for `scope` (never the key itself).
+pub fn count_refusal(scope: Scope) {
+    metrics::counter!(SCOPE_REFUSED_TOTAL, "scope" => scope.name()).increment(1);
+    tracing::info!(scope = scope.name(), "API key refused: scope not held");
+}
+
 /// One thing a tenant API key may do on its tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

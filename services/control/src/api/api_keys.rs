@@ -93,6 +93,7 @@ pub async fn create_api_key(
         Some(asked) => asked.into_iter().collect::<Scopes>(),
     };
     if let Some(missing) = scopes.first_missing_from(held) {
+        crate::scopes::count_refusal(missing);
         return Err(ApiError::Forbidden(
             format!(
                 "cannot grant the `{}` scope: this API key does not hold it",
