@@ -952,3 +952,101 @@ async fn a_foreign_jti_is_revoked_only_in_its_tenant_until_the_given_time(
         .unwrap();
     assert_eq!(listed, vec![revoked], "tenant-b's ended after a day");
 }
+
+// ---- migration 0005 on keys that existed before it ----
+
+/// The migrations before API key scopes, then one key in that schema, then
+/// 0005: the key must hold every scope and have no creator.
+macro_rules! old_key_gets_every_scope {
+    ($pool:ty, $dialect:literal, $url:expr) => {{
+        let url = $url;
+        let pool = <$pool>::connect(&url).await.unwrap();
+        let before = [
+            include_str!(concat!(
+                "../../../migrations/",
+                $dialect,
+                "/0001_control.sql"
+            )),
+            include_str!(concat!(
+                "../../../migrations/",
+                $dialect,
+                "/0002_tokens.sql"
+            )),
+            include_str!(concat!(
+                "../../../migrations/",
+                $dialect,
+                "/0003_issuers.sql"
+            )),
+            include_str!(concat!("../../../migrations/", $dialect, "/0004_usage.sql")),
+        ];
+        for sql in before {
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        }
+        let a = account("old@example.com");
+        let t = tenant("oldtenant1", &a, "old");
+        sqlx::query(
+            "INSERT INTO accounts (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(a.id)
+        .bind(&a.email)
+        .bind(&a.password_hash)
+        .bind(a.created_at)
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO tenants (id, account_id, name, plan, limits, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&t.id)
+        .bind(a.id)
+        .bind(&t.name)
+        .bind(&t.plan)
+        .bind(sqlx::types::Json(&t.limits))
+        .bind(&t.status)
+        .bind(t.created_at)
+        .execute(&pool)
+        .await
+        .unwrap();
+        let key_id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, name, key_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(key_id)
+        .bind(&t.id)
+        .bind("legacy")
+        .bind(vec![4u8; 32])
+        .bind(store::now())
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::raw_sql(include_str!(concat!(
+            "../../../migrations/",
+            $dialect,
+            "/0005_api_key_scopes.sql"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        let (scopes, created_by): (String, Option<Uuid>) =
+            sqlx::query_as("SELECT scopes, created_by FROM api_keys WHERE id = $1")
+                .bind(key_id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(Scopes::from(scopes), Scopes::all());
+        assert_eq!(created_by, None);
+    }};
+}
+
+#[tokio::test]
+async fn sqlite_keys_made_before_scopes_keep_every_scope() {
+    let (_dir, url) = support::sqlite_url();
+    old_key_gets_every_scope!(sqlx::SqlitePool, "sqlite", url);
+}
+
+#[tokio::test]
+async fn postgres_keys_made_before_scopes_keep_every_scope() {
+    old_key_gets_every_scope!(sqlx::PgPool, "postgres", support::postgres_url().await);
+}
