@@ -188,3 +188,55 @@ fn kid_of(token: &Value) -> String {
     let header = aerie_testdb::jsonwebtoken::decode_header(token).unwrap();
     header.kid.unwrap()
 }
+
+/// A key limited to `clients` is refused minting and wider keys over real
+/// HTTP, and each refusal is counted by scope (never by key or tenant).
+#[test]
+fn scope_refusals_are_403_and_counted_by_scope() {
+    let server = Server::start(&[]);
+    let t = aerie_e2e::tenants::tenant(&server, "scopes@example.com");
+    let keys = format!("/v1/tenants/{}/api-keys", t.id);
+    let narrow = server
+        .api(
+            "POST",
+            &keys,
+            Some(&t.session),
+            Some(&json!({"name": "ops", "scopes": ["clients"]})),
+        )
+        .expect(201)["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let minted = server.api(
+        "POST",
+        &format!("/v1/tenants/{}/tokens", t.id),
+        Some(&narrow),
+        Some(&json!({})),
+    );
+    assert_eq!(
+        minted.expect(403)["detail"],
+        "this API key lacks the `tokens` scope"
+    );
+    server
+        .api(
+            "POST",
+            &keys,
+            Some(&narrow),
+            Some(&json!({"name": "wider"})),
+        )
+        .expect(403);
+    assert_eq!(
+        server.wait_metric(
+            "aerie_control_scope_refused_total",
+            r#"scope="tokens""#,
+            1.0
+        ),
+        1.0
+    );
+    assert_eq!(
+        server.wait_metric("aerie_control_scope_refused_total", r#"scope="keys""#, 1.0),
+        1.0
+    );
+    let (_, metrics) = server.http_get("/metrics");
+    assert!(!metrics.contains(&t.id), "no tenant id as a label");
+}

@@ -314,3 +314,72 @@ async fn a_jwks_url_issuer_is_fetched_refetched_for_a_new_kid_and_its_removal_di
         other => panic!("expected DISCONNECT 0x87, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_tenant_issuer_token_revoked_by_jti_is_disconnected_and_refused_in_its_tenant_only() {
+    let server = closed_server();
+    let green = tenant(&server, "green@example.com");
+    let blue = tenant(&server, "blue@example.com");
+    // One identity provider serving both tenants, so their jtis can collide.
+    let idp = IdpKey::new("idp-1");
+    for t in [&green, &blue] {
+        register(&server, t, json!({"jwks": {"keys": [idp.jwk()]}}));
+    }
+    let with_jti = |t: &Tenant| {
+        let mut c = claims(t, 600);
+        c["jti"] = json!("shared-jti-1");
+        idp.sign(&c)
+    };
+    let (green_token, blue_token) = (with_jti(&green), with_jti(&blue));
+    let mut green_client = connack_becomes(
+        &server,
+        ProtocolVersion::V5,
+        &green_token,
+        ReasonCode::SUCCESS,
+    )
+    .await;
+    let mut blue_client = connack_becomes(
+        &server,
+        ProtocolVersion::V5,
+        &blue_token,
+        ReasonCode::SUCCESS,
+    )
+    .await;
+
+    let path = format!("/v1/tenants/{}/tokens/shared-jti-1", green.id);
+    server
+        .api("DELETE", &path, Some(&green.api_key), None)
+        .expect(204);
+    match green_client.recv_within(Duration::from_millis(1500)).await {
+        Ok(Some(Packet::Disconnect(d))) => {
+            assert_eq!(d.reason, ReasonCode::NOT_AUTHORIZED);
+            assert_eq!(d.properties.reason_string.as_deref(), Some("token_revoked"));
+        }
+        other => panic!("expected DISCONNECT 0x87 within 1.5 s, got {other:?}"),
+    }
+    let (_c, ack) = RawClient::connect_with(
+        server.mqtt,
+        with_password(ProtocolVersion::V5, "dev", Some(&green_token)),
+    )
+    .await;
+    assert_eq!(
+        ack.reason,
+        ReasonCode::NOT_AUTHORIZED,
+        "refused on reconnect"
+    );
+    // Blue's token with the same jti is another token: connected, and connects.
+    assert_eq!(
+        blue_client.recv_within(Duration::from_millis(500)).await,
+        Err(()),
+        "blue's connection stays open"
+    );
+    let (_c, ack) = RawClient::connect_with(
+        server.mqtt,
+        with_password(ProtocolVersion::V5, "dev2", Some(&blue_token)),
+    )
+    .await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    server
+        .api("DELETE", &path, Some(&green.api_key), None)
+        .expect(404);
+}

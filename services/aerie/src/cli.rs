@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use aerie_control::login_backoff::BackoffPolicy;
 use aerie_control::ratelimit::RateLimit;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -253,21 +254,22 @@ pub struct AuthRateArgs {
     /// Attempts one client IP may make at once before the per-minute rate applies.
     #[arg(long, env = "AERIE_AUTH_BURST_PER_IP", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_burst_per_ip: u32,
-    /// Sign-up and log-in attempts per minute for one email, whether or not it has an account.
-    #[arg(long, env = "AERIE_AUTH_RATE_PER_ACCOUNT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
-    pub auth_rate_per_account: u32,
-    /// Attempts for one email at once before the per-minute rate applies.
-    #[arg(long, env = "AERIE_AUTH_BURST_PER_ACCOUNT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
-    pub auth_burst_per_account: u32,
+    /// Failed log-ins for one email (whether or not it has an account) before it
+    /// is backed off: 30 s, doubling per further failure up to 15 min, and only
+    /// for the addresses that failed (the owner's correct password from another
+    /// address still passes).
+    #[arg(long, env = "AERIE_AUTH_FAILURES_PER_EMAIL", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_failures_per_email: u32,
 }
 
 impl AuthRateArgs {
-    /// (per IP, per account).
-    pub fn limits(&self) -> (RateLimit, RateLimit) {
+    /// (per IP, per email).
+    pub fn limits(&self) -> (RateLimit, BackoffPolicy) {
         let limit = |rate, burst| RateLimit::per_minute(rate, burst).expect("flags are at least 1");
         (
             limit(self.auth_rate_per_ip, self.auth_burst_per_ip),
-            limit(self.auth_rate_per_account, self.auth_burst_per_account),
+            BackoffPolicy::with_free_failures(self.auth_failures_per_email)
+                .expect("the flag is at least 1"),
         )
     }
 }

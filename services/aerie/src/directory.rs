@@ -43,12 +43,9 @@ impl DirectorySource for ControlDirectory {
             .and_then(serde_json::from_value)
             .context("the JWKS does not parse as JWKs")?;
         directory.add_jwks(&set);
-        directory.revoked_jtis = store
-            .revoked_tokens_unexpired(now)
-            .await?
-            .into_iter()
-            .map(|r| r.jti)
-            .collect();
+        for revoked in store.revoked_tokens_unexpired(now).await? {
+            directory.revoke(&revoked.tenant_id, &revoked.jti);
+        }
         directory.tenants = store
             .all_tenants()
             .await?

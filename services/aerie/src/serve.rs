@@ -254,7 +254,7 @@ async fn open_control(
         tracing::info!("admin routes (/v1/admin) enabled");
     }
     let mut config = aerie_control::Config::new(endpoints, issuer, secret_key);
-    (config.auth_rate_per_ip, config.auth_rate_per_account) = auth_rate.limits();
+    (config.auth_rate_per_ip, config.auth_backoff_per_email) = auth_rate.limits();
     config.admin_token = admin_token;
     config.console_dir = Some(console_dir);
     let state = AppState::open(&database_url, config)

@@ -17,14 +17,40 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::scopes::{Scope, Scopes};
 
 /// Who a request acts as, from its `Authorization: Bearer` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// A person, through a session token: sees the tenants it owns.
     Account(Uuid),
-    /// A tenant API key: sees that tenant only.
-    ApiKey { tenant_id: String, key_id: Uuid },
+    /// A tenant API key: sees that tenant only, and does what its scopes allow.
+    ApiKey {
+        tenant_id: String,
+        key_id: Uuid,
+        scopes: Scopes,
+    },
+}
+
+impl Principal {
+    /// What the caller may do on a tenant it sees: a person everything.
+    pub fn scopes(&self) -> Scopes {
+        match self {
+            Principal::Account(_) => Scopes::all(),
+            Principal::ApiKey { scopes, .. } => *scopes,
+        }
+    }
+
+    /// 403 naming the scope if the caller lacks it.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes().contains(scope) {
+            return Ok(());
+        }
+        crate::scopes::count_refusal(scope);
+        Err(ApiError::Forbidden(
+            format!("this API key lacks the `{}` scope", scope.name()).into(),
+        ))
+    }
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -55,6 +81,7 @@ impl FromRequestParts<AppState> for Principal {
             Ok(Principal::ApiKey {
                 tenant_id: key.tenant_id,
                 key_id: key.id,
+                scopes: key.scopes,
             })
         } else {
             let account = state

@@ -30,7 +30,7 @@ pub enum ApiError {
     Unauthorized(&'static str),
     /// The credentials are fine but may not do this (403).
     #[error("{0}")]
-    Forbidden(&'static str),
+    Forbidden(std::borrow::Cow<'static, str>),
     /// No such resource, or not one the caller may see (404).
     #[error("{0} not found")]
     NotFound(&'static str),

@@ -12,7 +12,9 @@
 //! - `plan`: plans and per-tenant limits;
 //! - `openapi`: the OpenAPI 3.1 document, built from the same declarations
 //!   as the router (`/v1/openapi.json`);
-//! - `ratelimit`: per-IP and per-account limits on sign-up and log-in;
+//! - `ratelimit`: per-IP limits on sign-up and log-in, and (`login_backoff`)
+//!   the per-email back-off after failed log-ins;
+//! - `scopes`: what a tenant API key may do;
 //! - `store`: the `ControlStore` trait and its SQLite and Postgres implementations.
 //!
 //! Entry point: [`app`] builds the router from an [`AppState`].
@@ -25,9 +27,11 @@ pub mod broker;
 pub mod console;
 pub mod error;
 pub mod keys;
+pub mod login_backoff;
 pub mod openapi;
 pub mod plan;
 pub mod ratelimit;
+pub mod scopes;
 pub mod store;
 
 use std::path::PathBuf;
@@ -42,6 +46,7 @@ use crate::auth::SessionKeys;
 use crate::broker::BrokerPort;
 use crate::console::Console;
 use crate::keys::Kek;
+use crate::login_backoff::BackoffPolicy;
 use crate::ratelimit::{AuthLimiter, RateLimit};
 use crate::store::ControlStore;
 
@@ -68,8 +73,8 @@ pub struct Config {
     pub secret_key: Kek,
     /// Sign-up and log-in attempts per client IP.
     pub auth_rate_per_ip: RateLimit,
-    /// Sign-up and log-in attempts per account (email), known or not.
-    pub auth_rate_per_account: RateLimit,
+    /// The back-off of an email (known or not) after failed log-ins.
+    pub auth_backoff_per_email: BackoffPolicy,
     /// The operator credential of `/v1/admin`; `None`: admin routes disabled.
     pub admin_token: Option<api::admin::AdminToken>,
     /// The built web console served at `/`; `None`: no console (every path
@@ -85,7 +90,7 @@ impl Config {
             issuer: issuer.into(),
             secret_key,
             auth_rate_per_ip: RateLimit::PER_IP,
-            auth_rate_per_account: RateLimit::PER_ACCOUNT,
+            auth_backoff_per_email: BackoffPolicy::DEFAULT,
             admin_token: None,
             console_dir: None,
         }
@@ -124,7 +129,7 @@ impl AppState {
                 sessions: SessionKeys::new(&secret, config.session_ttl),
                 auth_limits: AuthLimiter::new(
                     config.auth_rate_per_ip,
-                    config.auth_rate_per_account,
+                    config.auth_backoff_per_email,
                 ),
                 console: config
                     .console_dir

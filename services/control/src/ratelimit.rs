@@ -1,11 +1,13 @@
 //! Rate limits on sign-up (`POST /v1/accounts`) and log-in (`POST /v1/sessions`):
-//! keyed GCRA (`governor`) per client IP and per account.
+//! keyed GCRA (`governor`) per client IP, and per email a back-off after failed
+//! log-ins ([`crate::login_backoff`]) that a stranger cannot turn into a lock-out.
 //!
-//! - Both routes share one budget per client IP and one per account, so that
-//!   alternating between them gains nothing.
-//! - The per-account key is the SHA-256 of the normalised email, whether or
-//!   not such an account exists: the answers (429 or not, and when) are the
-//!   same for a known and an unknown email, and no email is kept in memory.
+//! - Both routes share one budget per client IP, so that alternating between
+//!   them gains nothing; every attempt counts.
+//! - Per email only failed log-ins count; the key is the SHA-256 of the
+//!   normalised email, whether or not such an account exists: the answers
+//!   (429 or not, and when) are the same for a known and an unknown email,
+//!   and no email is kept in memory.
 //! - The client IP is the TCP peer (`ConnectInfo<SocketAddr>`), never
 //!   `X-Forwarded-For`, which any client can write. IPv6 peers are keyed by
 //!   their /64 (one host usually has a whole /64), IPv4-mapped IPv6 as IPv4.
@@ -18,17 +20,19 @@ use std::convert::Infallible;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, NotUntil, Quota, RateLimiter};
+use governor::clock::Clock;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::api::normalise_email;
 use crate::error::ApiError;
+use crate::login_backoff::{BackoffPolicy, LoginBackoff};
 
-/// The Prometheus counter of refused requests, by `route` and `key` (`ip` or `account`).
+/// The Prometheus counter of refused requests, by `route` and `key` (`ip`, or
+/// `account` for an email backed off after failed log-ins).
 pub const RATE_LIMITED_TOTAL: &str = "aerie_control_rate_limited_total";
 
 /// How many checks between two purges of idle keys.
@@ -57,13 +61,6 @@ impl RateLimit {
         requests: NonZeroU32::new(20).unwrap(),
         period: Duration::from_secs(60),
         burst: NonZeroU32::new(10).unwrap(),
-    };
-
-    /// Default per account: 10 a minute, 5 at once.
-    pub const PER_ACCOUNT: RateLimit = RateLimit {
-        requests: NonZeroU32::new(10).unwrap(),
-        period: Duration::from_secs(60),
-        burst: NonZeroU32::new(5).unwrap(),
     };
 
     fn quota(self) -> Quota {
@@ -126,7 +123,7 @@ fn account_key(email: &str) -> [u8; 32] {
 /// The limiters of sign-up and log-in, shared by both routes.
 pub struct AuthLimiter {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    per_account: DefaultKeyedRateLimiter<[u8; 32]>,
+    per_email: LoginBackoff,
     checks: AtomicU64,
 }
 
@@ -134,43 +131,42 @@ impl std::fmt::Debug for AuthLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthLimiter")
             .field("ip_keys", &self.per_ip.len())
-            .field("account_keys", &self.per_account.len())
+            .field("email_keys", &self.per_email.len())
             .finish()
     }
 }
 
 impl AuthLimiter {
-    pub fn new(per_ip: RateLimit, per_account: RateLimit) -> AuthLimiter {
+    pub fn new(per_ip: RateLimit, per_email: BackoffPolicy) -> AuthLimiter {
         AuthLimiter {
             per_ip: RateLimiter::dashmap(per_ip.quota()),
-            per_account: RateLimiter::dashmap(per_account.quota()),
+            per_email: LoginBackoff::new(per_email),
             checks: AtomicU64::new(0),
         }
     }
 
-    /// Counts one attempt on `route` from `ip` for the account `email`:
-    /// first against the IP's budget, then (if that allows it) the account's.
-    /// Over either: [`ApiError::RateLimited`], counted and logged (without the email).
+    /// Counts one attempt on `route` from `ip` for the account `email`
+    /// against the IP's budget; a log-in is then refused if `email` is backed
+    /// off and `ip` failed for it. Refused: [`ApiError::RateLimited`],
+    /// counted and logged (without the email).
     pub fn check(&self, route: Route, ip: Option<IpAddr>, email: &str) -> Result<(), ApiError> {
-        let outcome = match self.per_ip.check_key(&ip_key(ip)) {
-            Err(not_until) => Err(("ip", not_until)),
-            Ok(()) => self
-                .per_account
-                .check_key(&account_key(email))
-                .map_err(|not_until| ("account", not_until)),
+        let now = Instant::now();
+        let refused = match self.per_ip.check_key(&ip_key(ip)) {
+            Err(not_until) => Some(("ip", not_until.wait_time_from(self.per_ip.clock().now()))),
+            Ok(()) if route == Route::LogIn => self
+                .per_email
+                .admit(ip_key(ip), &account_key(email), now)
+                .err()
+                .map(|wait| ("account", wait)),
+            Ok(()) => None,
         };
         if self.checks.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
-            self.purge();
+            self.purge(now);
         }
-        let (key, not_until) = match outcome {
-            Ok(()) => return Ok(()),
-            Err(refused) => refused,
+        let Some((key, wait)) = refused else {
+            return Ok(());
         };
-        let clock = match key {
-            "ip" => self.per_ip.clock(),
-            _ => self.per_account.clock(),
-        };
-        let retry_after_secs = retry_after(&not_until, clock);
+        let retry_after_secs = whole_seconds(wait);
         metrics::counter!(RATE_LIMITED_TOTAL, "route" => route.label(), "key" => key).increment(1);
         tracing::debug!(
             route = route.label(),
@@ -182,26 +178,32 @@ impl AuthLimiter {
         Err(ApiError::RateLimited { retry_after_secs })
     }
 
-    /// Drops the keys whose bucket is full again.
-    fn purge(&self) {
-        self.per_ip.retain_recent();
-        self.per_ip.shrink_to_fit();
-        self.per_account.retain_recent();
-        self.per_account.shrink_to_fit();
+    /// A wrong email or password: counts against the email's back-off.
+    pub fn failed_log_in(&self, ip: Option<IpAddr>, email: &str) {
+        self.per_email
+            .failed(ip_key(ip), &account_key(email), Instant::now());
     }
 
-    /// Keys held (IP keys, account keys).
+    /// A correct password: this address is no longer held back for `email`.
+    pub fn logged_in(&self, ip: Option<IpAddr>, email: &str) {
+        self.per_email.succeeded(ip_key(ip), &account_key(email));
+    }
+
+    /// Drops the IP keys whose bucket is full again and the forgotten emails.
+    fn purge(&self, now: Instant) {
+        self.per_ip.retain_recent();
+        self.per_ip.shrink_to_fit();
+        self.per_email.purge(now);
+    }
+
+    /// Keys held (IP keys, email keys).
     pub fn len(&self) -> (usize, usize) {
-        (self.per_ip.len(), self.per_account.len())
+        (self.per_ip.len(), self.per_email.len())
     }
 }
 
 /// Whole seconds until the next attempt may pass, rounded up (at least 1).
-fn retry_after(
-    not_until: &NotUntil<<DefaultClock as Clock>::Instant>,
-    clock: &DefaultClock,
-) -> u64 {
-    let wait = not_until.wait_time_from(clock.now());
+fn whole_seconds(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
@@ -244,7 +246,7 @@ mod tests {
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {
         let limiter =
-            AuthLimiter::new(RateLimit::per_minute(1, 1).unwrap(), RateLimit::PER_ACCOUNT);
+            AuthLimiter::new(RateLimit::per_minute(1, 1).unwrap(), BackoffPolicy::DEFAULT);
         let ip = Some("192.0.2.1".parse().unwrap());
         limiter.check(Route::LogIn, ip, "a@example.com").unwrap();
         match limiter.check(Route::LogIn, ip, "a@example.com") {
@@ -255,17 +257,35 @@ mod tests {
 
     #[test]
     fn idle_keys_are_purged_every_nth_check() {
-        let limiter = AuthLimiter::new(tiny(), tiny());
+        let limiter = AuthLimiter::new(tiny(), BackoffPolicy::DEFAULT);
         for i in 0..PURGE_EVERY - 1 {
             let ip = IpAddr::from([10, 0, (i >> 8) as u8, i as u8]);
             let _ = limiter.check(Route::SignUp, Some(ip), &format!("u{i}@example.com"));
         }
-        assert_eq!(
-            limiter.len(),
-            (PURGE_EVERY as usize - 1, PURGE_EVERY as usize - 1)
-        );
+        assert_eq!(limiter.len(), (PURGE_EVERY as usize - 1, 0));
         std::thread::sleep(Duration::from_millis(30));
         let _ = limiter.check(Route::SignUp, None, "last@example.com");
-        assert_eq!(limiter.len(), (1, 1), "only the newest keys are left");
+        assert_eq!(limiter.len(), (1, 0), "only the newest keys are left");
+    }
+
+    #[test]
+    fn only_failed_log_ins_count_for_an_email() {
+        let generous = RateLimit::per_minute(1000, 1000).unwrap();
+        let limiter = AuthLimiter::new(generous, BackoffPolicy::with_free_failures(2).unwrap());
+        let ip = Some("192.0.2.1".parse().unwrap());
+        for _ in 0..20 {
+            limiter.check(Route::LogIn, ip, "a@example.com").unwrap();
+            limiter.check(Route::SignUp, ip, "a@example.com").unwrap();
+            limiter.logged_in(ip, "a@example.com");
+        }
+        limiter.failed_log_in(ip, "A@example.com ");
+        limiter.check(Route::LogIn, ip, "a@example.com").unwrap();
+        limiter.failed_log_in(ip, "a@example.com");
+        match limiter.check(Route::LogIn, ip, "a@example.com") {
+            Err(ApiError::RateLimited { retry_after_secs }) => assert_eq!(retry_after_secs, 30),
+            other => panic!("expected 429, got {other:?}"),
+        }
+        // Sign-up is limited per IP only.
+        limiter.check(Route::SignUp, ip, "a@example.com").unwrap();
     }
 }

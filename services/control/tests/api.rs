@@ -746,7 +746,10 @@ async fn another_accounts_tenant_cannot_mint_or_revoke_and_no_credentials_is_401
             .await;
         r.problem(StatusCode::NOT_FOUND);
     }
-    assert_eq!(api.state.store().revoked_token(&jti).await.unwrap(), None);
+    assert_eq!(
+        api.state.store().revoked_token(&tid, &jti).await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -761,7 +764,7 @@ async fn revoking_a_token_is_204_then_404_and_is_recorded() {
     let revoked = api
         .state
         .store()
-        .revoked_token(&jti)
+        .revoked_token(&tid, &jti)
         .await
         .unwrap()
         .unwrap();
@@ -2183,4 +2186,229 @@ async fn admin_suspends_and_resumes_a_tenant() {
     )
     .await
     .problem(StatusCode::NOT_FOUND);
+}
+
+// ---- API key scopes and lineage ----
+
+impl Api {
+    /// Creates an API key on `tid` with `credential`; `scopes` None leaves the field out.
+    async fn create_key(
+        &self,
+        tid: &str,
+        credential: &str,
+        name: &str,
+        scopes: Option<&[&str]>,
+    ) -> Reply {
+        let body = match scopes {
+            Some(s) => json!({"name": name, "scopes": s}),
+            None => json!({"name": name}),
+        };
+        self.call(
+            Method::POST,
+            &format!("/v1/tenants/{tid}/api-keys"),
+            Some(credential),
+            Some(body),
+        )
+        .await
+    }
+
+    /// As `create_key`, asserting 201; returns (key, key id).
+    async fn new_key(
+        &self,
+        tid: &str,
+        credential: &str,
+        name: &str,
+        scopes: Option<&[&str]>,
+    ) -> (String, String) {
+        let r = self.create_key(tid, credential, name, scopes).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+        (
+            r.json["key"].as_str().unwrap().to_owned(),
+            r.json["id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn list_keys(&self, tid: &str, credential: &str) -> Vec<Value> {
+        let path = format!("/v1/tenants/{tid}/api-keys");
+        let r = self.call(Method::GET, &path, Some(credential), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        r.json.as_array().unwrap().clone()
+    }
+
+    async fn works(&self, tid: &str, key: &str) -> bool {
+        let r = self
+            .call(Method::GET, &format!("/v1/tenants/{tid}"), Some(key), None)
+            .await;
+        r.status == StatusCode::OK
+    }
+}
+
+#[tokio::test]
+async fn an_api_key_created_by_a_key_dies_with_it_transitively() {
+    let api = Api::new().await;
+    let (session, tid, parent, parent_id) = api.tenant_with_api_key("lineage@example.com").await;
+    let (child, child_id) = api.new_key(&tid, &parent, "child", None).await;
+    let (grandchild, _) = api.new_key(&tid, &child, "grandchild", None).await;
+    let (sibling, _) = api.new_key(&tid, &session, "sibling", None).await;
+
+    let listed = api.list_keys(&tid, &session).await;
+    let created_by: Vec<&Value> = listed.iter().map(|k| &k["created_by"]).collect();
+    assert_eq!(
+        created_by,
+        [
+            &Value::Null,
+            &json!(parent_id),
+            &json!(child_id),
+            &Value::Null
+        ]
+    );
+
+    let r = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/tenants/{tid}/api-keys/{parent_id}"),
+            Some(&session),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(!api.works(&tid, &parent).await);
+    assert!(
+        !api.works(&tid, &child).await,
+        "the child dies with its parent"
+    );
+    assert!(!api.works(&tid, &grandchild).await, "and so does its child");
+    assert!(
+        api.works(&tid, &sibling).await,
+        "a key the parent did not make lives"
+    );
+    assert_eq!(api.list_keys(&tid, &session).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_key_cannot_grant_a_scope_it_lacks_and_defaults_to_its_own() {
+    let api = Api::new().await;
+    let (session, tid, _, _) = api.tenant_with_api_key("grant@example.com").await;
+    let (limited, _) = api
+        .new_key(&tid, &session, "limited", Some(&["keys", "tokens"]))
+        .await;
+
+    let r = api
+        .create_key(&tid, &limited, "wider", Some(&["tokens", "issuers"]))
+        .await;
+    let detail = r.problem(StatusCode::FORBIDDEN);
+    assert_eq!(
+        detail,
+        "cannot grant the `issuers` scope: this API key does not hold it"
+    );
+    let names: Vec<String> = api
+        .state
+        .store()
+        .api_keys_of(&tid)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    assert_eq!(names, ["ci", "limited"], "nothing stored");
+
+    // Without `scopes`: everything the creator holds, and no more.
+    let r = api.create_key(&tid, &limited, "same", None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(r.json["scopes"], json!(["tokens", "keys"]));
+    let r = api
+        .create_key(&tid, &limited, "fewer", Some(&["tokens"]))
+        .await;
+    assert_eq!(r.json["scopes"], json!(["tokens"]));
+    // A session holds every scope.
+    let r = api.create_key(&tid, &session, "all", None).await;
+    assert_eq!(
+        r.json["scopes"],
+        json!([
+            "tokens", "clients", "messages", "usage", "issuers", "keys", "tenant"
+        ])
+    );
+    // An unknown scope is a bad body.
+    let r = api
+        .create_key(&tid, &session, "odd", Some(&["everything"]))
+        .await;
+    let detail = r.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(detail.contains("everything"), "{detail}");
+}
+
+#[tokio::test]
+async fn a_key_without_tokens_cannot_mint_and_other_tenants_stay_404() {
+    let api = Api::new().await;
+    let (session, tid, _, _) = api.tenant_with_api_key("scoped@example.com").await;
+    let (_, other_tid, _, _) = api.tenant_with_api_key("other@example.com").await;
+    let (clients_only, _) = api.new_key(&tid, &session, "ops", Some(&["clients"])).await;
+    let detail = api
+        .mint(&tid, &clients_only, json!({}))
+        .await
+        .problem(StatusCode::FORBIDDEN)
+        .to_owned();
+    assert_eq!(detail, "this API key lacks the `tokens` scope");
+    assert!(
+        api.state
+            .store()
+            .tokens_of(&tid, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another tenant stays invisible, whatever the scopes.
+    api.mint(&other_tid, &clients_only, json!({}))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    let (tokens_only, _) = api
+        .new_key(&tid, &session, "minter", Some(&["tokens"]))
+        .await;
+    assert_eq!(
+        api.mint(&tid, &tokens_only, json!({})).await.status,
+        StatusCode::CREATED
+    );
+    api.create_key(&tid, &tokens_only, "more", Some(&[]))
+        .await
+        .problem(StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn every_tenant_route_checks_its_scope() {
+    let api = Api::new().await;
+    let (session, tid, _, _) = api.tenant_with_api_key("every@example.com").await;
+    let (bare, _) = api.new_key(&tid, &session, "bare", Some(&[])).await;
+    let doc = api
+        .call(Method::GET, "/v1/openapi.json", None, None)
+        .await
+        .json;
+    let mut checked = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        if !template.starts_with("/v1/tenants/{tid}") {
+            continue;
+        }
+        let mut path = template.replace("{tid}", &tid);
+        for param in ["{key_id}", "{id}"] {
+            path = path.replace(param, &Uuid::new_v4().to_string());
+        }
+        path = path
+            .replace("{jti}", "some-jti")
+            .replace("{client_id}", "dev-1");
+        for method in item.as_object().unwrap().keys() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let r = api
+                .call(method.clone(), &path, Some(&bare), Some(json!({})))
+                .await;
+            if (method.clone(), template.as_str()) == (Method::GET, "/v1/tenants/{tid}") {
+                assert_eq!(r.status, StatusCode::OK, "any key sees its own tenant");
+                continue;
+            }
+            let detail = r.problem(StatusCode::FORBIDDEN);
+            assert!(
+                detail.contains("scope") || detail.contains("session token"),
+                "{method} {template}: {detail}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 16, "only {checked} routes checked");
 }

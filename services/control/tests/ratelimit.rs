@@ -8,6 +8,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use aerie_control::keys::Kek;
+use aerie_control::login_backoff::BackoffPolicy;
 use aerie_control::ratelimit::RateLimit;
 use aerie_control::{AppState, Config, app};
 use aerie_control::{auth, store};
@@ -48,6 +49,13 @@ fn limit(requests: u32, period: Duration, burst: u32) -> RateLimit {
     }
 }
 
+const BACKOFF: BackoffPolicy = BackoffPolicy::DEFAULT;
+
+/// Back-off after `n` failed log-ins.
+fn after_failures(n: u32) -> BackoffPolicy {
+    BackoffPolicy::with_free_failures(n).unwrap()
+}
+
 const GENEROUS: RateLimit = RateLimit {
     requests: NonZeroU32::new(1000).unwrap(),
     period: Duration::from_secs(1),
@@ -55,12 +63,12 @@ const GENEROUS: RateLimit = RateLimit {
 };
 
 impl Api {
-    async fn new(per_ip: RateLimit, per_account: RateLimit) -> Api {
+    async fn new(per_ip: RateLimit, per_email: BackoffPolicy) -> Api {
         let (dir, url) = support::sqlite_url();
         let endpoints = support::endpoints();
         let mut config = Config::new(endpoints, "http://127.0.0.1:8080", Kek::generate());
         config.auth_rate_per_ip = per_ip;
-        config.auth_rate_per_account = per_account;
+        config.auth_backoff_per_email = per_email;
         let state = AppState::open(&url, config).await.expect("state");
         Api {
             app: app(state.clone()),
@@ -128,7 +136,7 @@ fn statuses(replies: &[Reply]) -> Vec<u16> {
 
 #[tokio::test]
 async fn the_attempt_after_the_burst_from_one_ip_is_429_and_other_ips_are_unaffected() {
-    let api = Api::new(limit(3, Duration::from_secs(60), 3), GENEROUS).await;
+    let api = Api::new(limit(3, Duration::from_secs(60), 3), BACKOFF).await;
     let mut replies = vec![];
     for n in 0..4 {
         let email = format!("user{n}@example.com");
@@ -165,7 +173,7 @@ async fn the_attempt_after_the_burst_from_one_ip_is_429_and_other_ips_are_unaffe
 
 #[tokio::test]
 async fn an_ipv6_client_is_limited_by_its_64() {
-    let api = Api::new(limit(2, Duration::from_secs(60), 2), GENEROUS).await;
+    let api = Api::new(limit(2, Duration::from_secs(60), 2), BACKOFF).await;
     let wrong = fast_wrong();
     let replies = [
         api.log_in(Some("[2001:db8:1:2::1]"), "a@example.com", &wrong)
@@ -181,32 +189,61 @@ async fn an_ipv6_client_is_limited_by_its_64() {
 }
 
 #[tokio::test]
-async fn the_per_account_limit_holds_across_ips_and_email_spellings() {
-    let api = Api::new(GENEROUS, limit(2, Duration::from_secs(60), 2)).await;
+async fn a_strangers_wrong_passwords_do_not_stop_the_owners_password_from_a_fresh_ip() {
+    let api = Api::new(GENEROUS, BACKOFF).await;
     api.add_account("ada@example.com").await;
-    let tries = [
-        api.log_in(Some("192.0.2.2"), "ada@example.com", &fast_wrong())
-            .await,
-        api.log_in(Some("192.0.2.3"), "  ADA@Example.com ", &fast_wrong())
-            .await,
-        api.log_in(Some("192.0.2.4"), "ada@example.com", PASSWORD)
-            .await,
-    ];
-    // Even the right password is refused now, from any address.
-    assert_eq!(statuses(&tries), [401, 401, 429]);
-    assert_eq!(tries[2].retry_after.as_deref(), Some("30"));
-    let bob = api
-        .log_in(Some("192.0.2.3"), "bob@example.com", &fast_wrong())
+    let stranger = Some("192.0.2.66");
+    let mut tries = vec![];
+    for n in 0..10 {
+        let spelling = ["ada@example.com", "  ADA@Example.com "][n % 2];
+        tries.push(api.log_in(stranger, spelling, &fast_wrong()).await);
+    }
+    assert_eq!(statuses(&tries), [401; 10]);
+    // The email is backed off now, for the address that failed: even the right
+    // password from there waits 30 s.
+    let held = api.log_in(stranger, "ada@example.com", PASSWORD).await;
+    assert_eq!(held.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(held.retry_after.as_deref(), Some("30"));
+    // The owner, from an address that has not failed for this email, gets in.
+    let owner = api
+        .log_in(Some("198.51.100.7"), "ada@example.com", PASSWORD)
         .await;
+    assert_eq!(owner.status, StatusCode::OK, "{}", owner.json);
+    // A stranger trying from a fresh address gets one guess, then doubles the wait.
+    let fresh = Some("203.0.113.5");
+    let guess = api.log_in(fresh, "ada@example.com", &fast_wrong()).await;
+    assert_eq!(guess.status, StatusCode::UNAUTHORIZED);
+    let held = api.log_in(fresh, "ada@example.com", &fast_wrong()).await;
+    assert_eq!(held.retry_after.as_deref(), Some("60"));
+    let held = api.log_in(stranger, "ada@example.com", &fast_wrong()).await;
+    assert_eq!(held.retry_after.as_deref(), Some("60"));
+    // Other emails are not held back.
+    let bob = api.log_in(stranger, "bob@example.com", &fast_wrong()).await;
     assert_eq!(bob.status, StatusCode::UNAUTHORIZED);
-    // Sign-up counts for the account too.
-    let r = api.sign_up(Some("192.0.2.5"), "ada@example.com").await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn successes_never_back_an_email_off() {
+    let api = Api::new(GENEROUS, after_failures(2)).await;
+    api.add_account("ada@example.com").await;
+    let ip = Some("192.0.2.2");
+    for _ in 0..5 {
+        let r = api.log_in(ip, "ada@example.com", PASSWORD).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    }
+    let r = api.sign_up(ip, "ada@example.com").await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
+    let wrong = api.log_in(ip, "ada@example.com", &fast_wrong()).await;
+    assert_eq!(
+        wrong.status,
+        StatusCode::UNAUTHORIZED,
+        "one failure is free"
+    );
 }
 
 #[tokio::test]
 async fn known_and_unknown_emails_get_identical_answers() {
-    let api = Api::new(GENEROUS, limit(2, Duration::from_secs(60), 2)).await;
+    let api = Api::new(GENEROUS, after_failures(2)).await;
     api.add_account("ada@example.com").await;
     let mut runs = vec![];
     for email in ["ada@example.com", "nobody@example.com"] {
@@ -220,8 +257,8 @@ async fn known_and_unknown_emails_get_identical_answers() {
     assert_eq!(statuses(known), [401, 401, 429]);
     assert_eq!(statuses(unknown), [401, 401, 429]);
     assert_eq!(known[..2], unknown[..2], "identical 401s");
-    // Each run's 429 comes two password checks after its first attempt, so the
-    // seconds to wait match (up to rounding when those checks straddle a second).
+    // Each run's 429 comes right after its second failure, so the seconds to
+    // wait match (up to rounding when they straddle a second).
     let wait = |r: &Reply| r.retry_after.as_deref().unwrap().parse::<u64>().unwrap();
     assert!(wait(&known[2]).abs_diff(wait(&unknown[2])) <= 1);
     for field in ["type", "title", "status"] {
@@ -232,7 +269,7 @@ async fn known_and_unknown_emails_get_identical_answers() {
 #[tokio::test]
 async fn after_the_window_attempts_pass_again() {
     // 2 per second, 2 at once.
-    let api = Api::new(limit(2, Duration::from_secs(1), 2), GENEROUS).await;
+    let api = Api::new(limit(2, Duration::from_secs(1), 2), BACKOFF).await;
     api.add_account("ada@example.com").await;
     let ip = Some("192.0.2.2");
     let burst = [
@@ -252,7 +289,7 @@ async fn after_the_window_attempts_pass_again() {
 
 #[tokio::test]
 async fn without_a_client_address_all_requests_share_one_key() {
-    let api = Api::new(limit(2, Duration::from_secs(60), 2), GENEROUS).await;
+    let api = Api::new(limit(2, Duration::from_secs(60), 2), BACKOFF).await;
     let replies = [
         api.log_in(None, "a@example.com", &fast_wrong()).await,
         api.log_in(None, "b@example.com", &fast_wrong()).await,

@@ -6,6 +6,7 @@ mod support;
 use std::sync::Arc;
 
 use aerie_control::plan::Limits;
+use aerie_control::scopes::{Scope, Scopes};
 use aerie_control::store::{self, Account, ApiKey, ControlStore, StoreError, Tenant, UsageRow};
 use uuid::Uuid;
 
@@ -65,6 +66,9 @@ contract!(
     an_issuer_is_deleted_only_through_its_tenant,
     deleting_a_tenant_deletes_its_issuers,
     the_database_refuses_an_issuer_whose_kind_and_keys_disagree,
+    api_key_scopes_and_creator_round_trip,
+    revoking_a_key_revokes_the_keys_it_created_transitively,
+    a_foreign_jti_is_revoked_only_in_its_tenant_until_the_given_time,
 );
 
 fn account(email: &str) -> Account {
@@ -94,6 +98,8 @@ fn api_key(tenant: &Tenant, name: &str) -> ApiKey {
         tenant_id: tenant.id.clone(),
         name: name.to_owned(),
         created_at: store::now(),
+        scopes: Scopes::all(),
+        created_by: None,
     }
 }
 
@@ -415,12 +421,22 @@ async fn issued_token_is_revoked_once_and_only_in_its_tenant(store: Store, _url:
         store.insert_issued_token(&issued).await,
         Err(StoreError::Conflict)
     ));
-    assert_eq!(store.revoked_token("jti-1").await.unwrap(), None);
-    assert!(!store.revoke_token(&other.id, "jti-1", now).await.unwrap());
-    assert!(!store.revoke_token(&t.id, "unknown", now).await.unwrap());
-    assert!(store.revoke_token(&t.id, "jti-1", now).await.unwrap());
-    assert!(!store.revoke_token(&t.id, "jti-1", now).await.unwrap());
-    let revoked = store.revoked_token("jti-1").await.unwrap().unwrap();
+    assert_eq!(store.revoked_token(&t.id, "jti-1").await.unwrap(), None);
+    assert!(
+        !store
+            .revoke_token(&other.id, "jti-1", now, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_token(&t.id, "unknown", now, None)
+            .await
+            .unwrap()
+    );
+    assert!(store.revoke_token(&t.id, "jti-1", now, None).await.unwrap());
+    assert!(!store.revoke_token(&t.id, "jti-1", now, None).await.unwrap());
+    let revoked = store.revoked_token(&t.id, "jti-1").await.unwrap().unwrap();
     assert_eq!(revoked.tenant_id, t.id);
     assert_eq!(revoked.expires_at, issued.expires_at);
     assert_eq!(revoked.revoked_at, now);
@@ -448,8 +464,18 @@ async fn revoked_tokens_are_listed_until_they_expire(store: Store, _url: &str) {
             .unwrap()
             .is_empty()
     );
-    assert!(store.revoke_token(&t.id, "jti-short", now).await.unwrap());
-    assert!(store.revoke_token(&t.id, "jti-long", now).await.unwrap());
+    assert!(
+        store
+            .revoke_token(&t.id, "jti-short", now, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .revoke_token(&t.id, "jti-long", now, None)
+            .await
+            .unwrap()
+    );
     let jtis = |rows: Vec<store::RevokedToken>| {
         let mut v: Vec<String> = rows.into_iter().map(|r| r.jti).collect();
         v.sort();
@@ -495,10 +521,15 @@ async fn tokens_of_lists_newest_first_with_revocations_and_only_the_tenants_own(
             .await
             .unwrap();
     }
-    assert!(store.revoke_token(&t.id, "jti-whole", base).await.unwrap());
     assert!(
         store
-            .revoke_token(&other.id, "jti-theirs", base)
+            .revoke_token(&t.id, "jti-whole", base, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .revoke_token(&other.id, "jti-theirs", base, None)
             .await
             .unwrap()
     );
@@ -543,7 +574,7 @@ async fn deleting_a_tenant_deletes_its_issued_tokens(store: Store, _url: &str) {
         .await
         .unwrap();
     assert!(store.delete_tenant(&t.id).await.unwrap());
-    assert!(!store.revoke_token(&t.id, "jti-d", now).await.unwrap());
+    assert!(!store.revoke_token(&t.id, "jti-d", now, None).await.unwrap());
 }
 
 /// SQLite keeps times as text with as few fraction digits as needed
@@ -814,4 +845,208 @@ async fn all_tenants_lists_every_account_oldest_first(store: Store, _url: &str) 
 async fn reopening_reports_no_migration_applied(_store: Store, url: &str) {
     let (_, applied) = store::open_migrated(url).await.unwrap();
     assert_eq!(applied, []);
+}
+
+async fn api_key_scopes_and_creator_round_trip(store: Store, _url: &str) {
+    let (_, t) = owner_with_tenant(&store, "scopes").await;
+    let parent = api_key(&t, "parent");
+    let child = ApiKey {
+        scopes: [Scope::Tokens, Scope::Keys].into_iter().collect(),
+        created_by: Some(parent.id),
+        ..api_key(&t, "child")
+    };
+    let bare = ApiKey {
+        scopes: Scopes::NONE,
+        ..api_key(&t, "bare")
+    };
+    store.insert_api_key(&parent, &[1; 32]).await.unwrap();
+    store.insert_api_key(&child, &[2; 32]).await.unwrap();
+    store.insert_api_key(&bare, &[3; 32]).await.unwrap();
+    assert_eq!(
+        store.api_key_by_hash(&[2; 32]).await.unwrap(),
+        Some(child.clone())
+    );
+    assert_eq!(
+        store.api_key_by_hash(&[3; 32]).await.unwrap(),
+        Some(bare.clone())
+    );
+    assert_eq!(
+        store.api_keys_of(&t.id).await.unwrap(),
+        vec![parent, child, bare]
+    );
+}
+
+async fn revoking_a_key_revokes_the_keys_it_created_transitively(store: Store, _url: &str) {
+    let (_, t) = owner_with_tenant(&store, "lineage").await;
+    let root = api_key(&t, "root");
+    let child = ApiKey {
+        created_by: Some(root.id),
+        ..api_key(&t, "child")
+    };
+    let grandchild = ApiKey {
+        created_by: Some(child.id),
+        ..api_key(&t, "grandchild")
+    };
+    let other = api_key(&t, "other");
+    let others_child = ApiKey {
+        created_by: Some(other.id),
+        ..api_key(&t, "other's child")
+    };
+    for (n, k) in [&root, &child, &grandchild, &other, &others_child]
+        .into_iter()
+        .enumerate()
+    {
+        store.insert_api_key(k, &[n as u8; 32]).await.unwrap();
+    }
+    // Revoking the middle of the chain spares its creator.
+    assert!(store.revoke_api_key(&t.id, child.id).await.unwrap());
+    assert!(store.api_key_by_hash(&[0; 32]).await.unwrap().is_some());
+    assert_eq!(store.api_key_by_hash(&[1; 32]).await.unwrap(), None);
+    assert_eq!(store.api_key_by_hash(&[2; 32]).await.unwrap(), None);
+    assert!(store.revoke_api_key(&t.id, root.id).await.unwrap());
+    assert!(!store.revoke_api_key(&t.id, root.id).await.unwrap());
+    assert_eq!(
+        store.api_keys_of(&t.id).await.unwrap(),
+        vec![other, others_child],
+        "keys of another lineage live on"
+    );
+}
+
+async fn a_foreign_jti_is_revoked_only_in_its_tenant_until_the_given_time(
+    store: Store,
+    _url: &str,
+) {
+    let (_, a) = owner_with_tenant(&store, "tenant-a").await;
+    let (_, b) = owner_with_tenant(&store, "tenant-b").await;
+    let now = store::now();
+    let until = now + time::Duration::days(30);
+    assert!(!store.revoke_token(&a.id, "idp-1", now, None).await.unwrap());
+    assert!(
+        store
+            .revoke_token(&a.id, "idp-1", now, Some(until))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_token(&a.id, "idp-1", now, Some(until))
+            .await
+            .unwrap()
+    );
+    // The same jti in another tenant is another token.
+    assert_eq!(store.revoked_token(&b.id, "idp-1").await.unwrap(), None);
+    assert!(
+        store
+            .revoke_token(&b.id, "idp-1", now, Some(now + time::Duration::days(1)))
+            .await
+            .unwrap()
+    );
+    let revoked = store.revoked_token(&a.id, "idp-1").await.unwrap().unwrap();
+    assert_eq!(
+        (revoked.tenant_id.as_str(), revoked.expires_at),
+        ("tenant-a", until)
+    );
+    let listed = store
+        .revoked_tokens_unexpired(now + time::Duration::days(2))
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![revoked], "tenant-b's ended after a day");
+}
+
+// ---- migration 0005 on keys that existed before it ----
+
+/// The migrations before API key scopes, then one key in that schema, then
+/// 0005: the key must hold every scope and have no creator.
+macro_rules! old_key_gets_every_scope {
+    ($pool:ty, $dialect:literal, $url:expr) => {{
+        let url = $url;
+        let pool = <$pool>::connect(&url).await.unwrap();
+        let before = [
+            include_str!(concat!(
+                "../../../migrations/",
+                $dialect,
+                "/0001_control.sql"
+            )),
+            include_str!(concat!(
+                "../../../migrations/",
+                $dialect,
+                "/0002_tokens.sql"
+            )),
+            include_str!(concat!(
+                "../../../migrations/",
+                $dialect,
+                "/0003_issuers.sql"
+            )),
+            include_str!(concat!("../../../migrations/", $dialect, "/0004_usage.sql")),
+        ];
+        for sql in before {
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        }
+        let a = account("old@example.com");
+        let t = tenant("oldtenant1", &a, "old");
+        sqlx::query(
+            "INSERT INTO accounts (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(a.id)
+        .bind(&a.email)
+        .bind(&a.password_hash)
+        .bind(a.created_at)
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO tenants (id, account_id, name, plan, limits, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&t.id)
+        .bind(a.id)
+        .bind(&t.name)
+        .bind(&t.plan)
+        .bind(sqlx::types::Json(&t.limits))
+        .bind(&t.status)
+        .bind(t.created_at)
+        .execute(&pool)
+        .await
+        .unwrap();
+        let key_id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, name, key_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(key_id)
+        .bind(&t.id)
+        .bind("legacy")
+        .bind(vec![4u8; 32])
+        .bind(store::now())
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::raw_sql(include_str!(concat!(
+            "../../../migrations/",
+            $dialect,
+            "/0005_api_key_scopes.sql"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        let (scopes, created_by): (String, Option<Uuid>) =
+            sqlx::query_as("SELECT scopes, created_by FROM api_keys WHERE id = $1")
+                .bind(key_id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(Scopes::from(scopes), Scopes::all());
+        assert_eq!(created_by, None);
+    }};
+}
+
+#[tokio::test]
+async fn sqlite_keys_made_before_scopes_keep_every_scope() {
+    let (_dir, url) = support::sqlite_url();
+    old_key_gets_every_scope!(sqlx::SqlitePool, "sqlite", url);
+}
+
+#[tokio::test]
+async fn postgres_keys_made_before_scopes_keep_every_scope() {
+    old_key_gets_every_scope!(sqlx::PgPool, "postgres", support::postgres_url().await);
 }

@@ -66,7 +66,7 @@ struct SignedUp {
          body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "An account with this email exists", body = Problem,
          content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts from this address or for this email",
+        (status = 429, description = "Too many attempts from this address",
          body = Problem, content_type = "application/problem+json",
          headers(("Retry-After" = u64, description = "Seconds until the next attempt may pass"))),
     ),
@@ -133,7 +133,8 @@ struct Session {
         (status = 200, description = "Logged in", body = Session),
         (status = 401, description = "Wrong email or password (the same answer for an unknown email)",
          body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts from this address or for this email",
+        (status = 429, description = "Too many attempts from this address, or this address failed \
+         for this email and the email is backed off after failed log-ins",
          body = Problem, content_type = "application/problem+json",
          headers(("Retry-After" = u64, description = "Seconds until the next attempt may pass"))),
     ),
@@ -151,14 +152,15 @@ pub async fn log_in(
         None => None,
     };
     let password = body.password;
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(WRONG);
-    }
     let hash = account.as_ref().map(|a| a.password_hash.clone());
-    if !auth::verify_password(password, hash).await? {
+    let right =
+        password.len() <= MAX_PASSWORD_BYTES && auth::verify_password(password, hash).await?;
+    let Some(account) = account.filter(|_| right) else {
+        // Only failures count for the email: successes never back it off.
+        state.auth_limits().failed_log_in(ip, &body.email);
         return Err(WRONG);
-    }
-    let account = account.ok_or(WRONG)?;
+    };
+    state.auth_limits().logged_in(ip, &body.email);
     let token = state
         .sessions()
         .issue(account.id, OffsetDateTime::now_utc());

@@ -12,10 +12,11 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::tenants::VisibleTenant;
+use super::tenants::TenantWith;
 use crate::AppState;
 use crate::broker::{BrokerPort, ClientInfo, HttpPublish, PublishOutcome};
 use crate::error::{ApiError, ApiJson, Problem};
+use crate::scopes::need;
 
 /// Largest payload published through the REST API (the tenant's
 /// `max_packet_size` may lower it).
@@ -42,7 +43,7 @@ fn attached(state: &AppState) -> Result<&dyn BrokerPort, ApiError> {
 )]
 pub async fn list_clients(
     State(state): State<AppState>,
-    VisibleTenant { tenant, .. }: VisibleTenant,
+    TenantWith { tenant, .. }: TenantWith<need::Clients>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut clients = attached(&state)?.clients(&tenant.id).await?;
     clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));
@@ -69,7 +70,7 @@ pub async fn list_clients(
 )]
 pub async fn disconnect_client(
     State(state): State<AppState>,
-    VisibleTenant { tenant, .. }: VisibleTenant,
+    TenantWith { tenant, .. }: TenantWith<need::Clients>,
     Path((_, client_id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     if !attached(&state)?.disconnect(&tenant.id, &client_id).await? {
@@ -154,7 +155,7 @@ fn valid_publish(body: PublishBody, max_payload: usize) -> Result<HttpPublish, A
 )]
 pub async fn publish(
     State(state): State<AppState>,
-    VisibleTenant { tenant, .. }: VisibleTenant,
+    TenantWith { tenant, .. }: TenantWith<need::Messages>,
     ApiJson(body): ApiJson<PublishBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let max_payload = MAX_PUBLISH_PAYLOAD_BYTES.min(
@@ -210,7 +211,7 @@ pub struct RetainedView {
 )]
 pub async fn retained(
     State(state): State<AppState>,
-    VisibleTenant { tenant, .. }: VisibleTenant,
+    TenantWith { tenant, .. }: TenantWith<need::Messages>,
     query: Result<Query<RetainedQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(RetainedQuery { filter }) = query.map_err(|r| ApiError::Invalid(r.body_text()))?;

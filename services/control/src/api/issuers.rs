@@ -28,9 +28,10 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::tenants::VisibleTenant;
+use super::tenants::TenantWith;
 use crate::AppState;
 use crate::error::{ApiError, ApiJson, Problem};
+use crate::scopes::need;
 use crate::store::{self, StoreError};
 
 pub const MAX_ISSUER_CHARS: usize = 255;
@@ -390,7 +391,7 @@ fn valid_public_key_pem(pem: &str) -> Result<String, ApiError> {
 )]
 pub async fn register_issuer(
     State(state): State<AppState>,
-    VisibleTenant { tenant, .. }: VisibleTenant,
+    TenantWith { tenant, .. }: TenantWith<need::Issuers>,
     ApiJson(body): ApiJson<IssuerBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     valid_issuer(&body.issuer, state.issuer())?;
@@ -460,7 +461,7 @@ pub async fn register_issuer(
 )]
 pub async fn list_issuers(
     State(state): State<AppState>,
-    VisibleTenant { tenant, .. }: VisibleTenant,
+    TenantWith { tenant, .. }: TenantWith<need::Issuers>,
 ) -> Result<impl IntoResponse, ApiError> {
     let issuers = state.store().issuers_of(&tenant.id).await?;
     Ok(Json(
@@ -489,7 +490,7 @@ pub async fn list_issuers(
 )]
 pub async fn delete_issuer(
     State(state): State<AppState>,
-    VisibleTenant { tenant, .. }: VisibleTenant,
+    TenantWith { tenant, .. }: TenantWith<need::Issuers>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("issuer"))?;

@@ -16,7 +16,8 @@ pub use admin::{admin_list_tenants, admin_resume_tenant, admin_set_limits, admin
 pub use api_keys::{create_api_key, list_api_keys, revoke_api_key};
 pub use issuers::{delete_issuer, list_issuers, register_issuer};
 pub use tenants::{
-    VisibleTenant, create_tenant, delete_tenant, get_tenant, list_tenants, rename_tenant,
+    TenantWith, VisibleTenant, create_tenant, delete_tenant, get_tenant, list_tenants,
+    rename_tenant,
 };
 pub use tokens::{
     MintBody, Minted, TokenView, jwks, list_tokens, mint, mint_token, revoke, revoke_token,

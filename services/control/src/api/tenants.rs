@@ -1,6 +1,7 @@
 //! Tenants: create, list, get, rename, delete; and who may see which.
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 
 use axum::Json;
 use axum::extract::FromRequestParts;
@@ -16,6 +17,7 @@ use uuid::Uuid;
 use crate::auth::{self, Principal};
 use crate::error::{ApiError, ApiJson, Problem};
 use crate::plan::{FREE_PLAN, Limits};
+use crate::scopes::{Needs, need};
 use crate::store::{self, StoreError};
 use crate::{AppState, Endpoints};
 
@@ -119,10 +121,33 @@ impl FromRequestParts<AppState> for VisibleTenant {
     }
 }
 
+/// [`VisibleTenant`] for a route that needs scope `S`: after the tenant
+/// checks (another tenant stays a 404), a key without `S` gets 403 naming it.
+/// Runs before the body is read, so a refused key learns nothing from it.
+pub struct TenantWith<S: Needs> {
+    pub who: Principal,
+    pub tenant: store::Tenant,
+    need: PhantomData<S>,
+}
+
+impl<S: Needs> FromRequestParts<AppState> for TenantWith<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let VisibleTenant { who, tenant } = VisibleTenant::from_request_parts(parts, state).await?;
+        who.require(S::SCOPE)?;
+        Ok(TenantWith {
+            who,
+            tenant,
+            need: PhantomData,
+        })
+    }
+}
+
 fn account_only(who: &Principal, what: &'static str) -> Result<Uuid, ApiError> {
     match who {
         Principal::Account(id) => Ok(*id),
-        Principal::ApiKey { .. } => Err(ApiError::Forbidden(what)),
+        Principal::ApiKey { .. } => Err(ApiError::Forbidden(what.into())),
     }
 }
 
@@ -233,7 +258,7 @@ pub async fn get_tenant(
 )]
 pub async fn rename_tenant(
     State(state): State<AppState>,
-    VisibleTenant { mut tenant, .. }: VisibleTenant,
+    TenantWith { mut tenant, .. }: TenantWith<need::Tenant>,
     ApiJson(body): ApiJson<NameBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let name = valid_name(&body.name)?;

@@ -8,11 +8,12 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::tenants::VisibleTenant;
+use super::tenants::TenantWith;
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, Problem};
 use crate::keys::{self, Kek};
+use crate::scopes::need;
 use crate::store::{self, ControlStore};
 
 /// What a device or browser token allows (the body of
@@ -98,7 +99,7 @@ fn valid_filters(list: Option<Vec<String>>, field: &str) -> Result<Vec<String>, 
 )]
 pub async fn mint_token(
     State(state): State<AppState>,
-    VisibleTenant { who, tenant }: VisibleTenant,
+    TenantWith { who, tenant, .. }: TenantWith<need::Tokens>,
     ApiJson(body): ApiJson<MintBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let subject = match &who {
@@ -229,7 +230,7 @@ impl From<store::TokenEntry> for TokenView {
 )]
 pub async fn list_tokens(
     State(state): State<AppState>,
-    VisibleTenant { tenant, .. }: VisibleTenant,
+    TenantWith { tenant, .. }: TenantWith<need::Tokens>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tokens = state
         .store()
@@ -240,7 +241,12 @@ pub async fn list_tokens(
     ))
 }
 
-/// Revoke a token by its `jti`: the broker refuses it until it expires.
+/// Revoke a token by its `jti`: the broker refuses it (and disconnects the
+/// clients using it) until it expires.
+///
+/// A jti the control plane minted for this tenant, or, if the tenant has
+/// registered issuers, a jti of its own tokens: that revocation holds for 30
+/// days (the longest lifetime of a token minted here), in this tenant only.
 #[utoipa::path(
     delete,
     path = "/v1/tenants/{tid}/tokens/{jti}",
@@ -251,25 +257,46 @@ pub async fn list_tokens(
     ),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 404, description = "No such tenant, or the tenant has no such token that is not revoked",
+        (status = 404, description = "No such tenant, or the tenant has no such token (and no issuer of \
+         its own) or revoked it already",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The jti is longer than 256 bytes or has control characters",
          body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
 pub async fn revoke_token(
     State(state): State<AppState>,
-    VisibleTenant { tenant, .. }: VisibleTenant,
+    TenantWith { tenant, .. }: TenantWith<need::Tokens>,
     Path((_, jti)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     revoke(state.store(), &tenant.id, &jti).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The longest jti accepted for revocation.
+const MAX_JTI_BYTES: usize = 256;
+
 /// Revokes tenant `tenant_id`'s token `jti` (the REST route and `aerie token
 /// revoke` on a local data dir both come here); 404 if it has no such token
-/// or it is revoked already.
+/// (nor an issuer of its own that could have made it) or it is revoked already.
 pub async fn revoke(store: &dyn ControlStore, tenant_id: &str, jti: &str) -> Result<(), ApiError> {
-    if !store.revoke_token(tenant_id, jti, store::now()).await? {
+    if jti.is_empty() || jti.len() > MAX_JTI_BYTES || jti.chars().any(char::is_control) {
+        return Err(ApiError::Unprocessable(format!(
+            "jti must have 1 to {MAX_JTI_BYTES} bytes and no control characters"
+        )));
+    }
+    let now = store::now();
+    // The tenant's own issuers choose their jtis and expiries, which are not
+    // known here: such a revocation is kept as long as any token minted here lives.
+    let foreign_until = match store.issuers_of(tenant_id).await?.is_empty() {
+        true => None,
+        false => Some(now + keys::MAX_TOKEN_TTL),
+    };
+    if !store
+        .revoke_token(tenant_id, jti, now, foreign_until)
+        .await?
+    {
         return Err(ApiError::NotFound("token"));
     }
     tracing::info!(tenant_id, %jti, "token revoked");

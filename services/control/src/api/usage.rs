@@ -8,9 +8,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 
-use super::tenants::VisibleTenant;
+use super::tenants::TenantWith;
 use crate::AppState;
 use crate::error::{ApiError, Problem};
+use crate::scopes::need;
 use crate::store::{self, UsageRow};
 
 /// The range when `from` is absent: the last 24 hours.
@@ -108,7 +109,7 @@ fn time_param(value: Option<String>, name: &str) -> Result<Option<OffsetDateTime
 )]
 pub async fn usage(
     State(state): State<AppState>,
-    VisibleTenant { tenant, .. }: VisibleTenant,
+    TenantWith { tenant, .. }: TenantWith<need::Usage>,
     query: Result<Query<UsageQuery>, QueryRejection>,
 ) -> Result<Json<UsageReport>, ApiError> {
     let Query(query) = query.map_err(|r| ApiError::Invalid(r.body_text()))?;

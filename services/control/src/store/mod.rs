@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::plan::Limits;
+use crate::scopes::Scopes;
 
 mod postgres;
 mod sqlite;
@@ -86,6 +87,11 @@ pub struct ApiKey {
     pub tenant_id: String,
     pub name: String,
     pub created_at: OffsetDateTime,
+    /// What the key may do.
+    #[sqlx(try_from = "String")]
+    pub scopes: Scopes,
+    /// The key that created it; `None` if an account session did.
+    pub created_by: Option<Uuid>,
 }
 
 /// A JWT signing key. The private key is only ever stored encrypted
@@ -202,7 +208,8 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     async fn api_keys_of(&self, tenant_id: &str) -> StoreResult<Vec<ApiKey>>;
     /// The key that is not revoked and whose SHA-256 is `key_hash`.
     async fn api_key_by_hash(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKey>>;
-    /// `false` if the tenant has no such key that is not revoked yet.
+    /// Revokes the key and, transitively, every key it created (in one
+    /// statement); `false` if the tenant has no such key that is not revoked yet.
     async fn revoke_api_key(&self, tenant_id: &str, id: Uuid) -> StoreResult<bool>;
 
     /// Stores a new signing key. Fails with [`StoreError::Conflict`] if the id is taken.
@@ -219,15 +226,19 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     async fn rotate_signing_key(&self, new: &SigningKeyRow) -> StoreResult<()>;
 
     async fn insert_issued_token(&self, token: &IssuedToken) -> StoreResult<()>;
-    /// Revokes the tenant's token `jti` at `now`: `false` if the tenant never
-    /// had such a token or it is revoked already.
+    /// Revokes the tenant's token `jti` at `now`, until the token expires if
+    /// the tenant minted it here, else until `foreign_until` (a jti of the
+    /// tenant's own issuers, whose expiry is unknown here): `false` if neither
+    /// applies or the tenant revoked this jti already.
     async fn revoke_token(
         &self,
         tenant_id: &str,
         jti: &str,
         now: OffsetDateTime,
+        foreign_until: Option<OffsetDateTime>,
     ) -> StoreResult<bool>;
-    async fn revoked_token(&self, jti: &str) -> StoreResult<Option<RevokedToken>>;
+    /// The tenant's revocation of `jti`, if any.
+    async fn revoked_token(&self, tenant_id: &str, jti: &str) -> StoreResult<Option<RevokedToken>>;
     /// The tenant's minted tokens, newest first (then by `jti`), at most `limit`.
     async fn tokens_of(&self, tenant_id: &str, limit: usize) -> StoreResult<Vec<TokenEntry>>;
 
@@ -471,14 +482,17 @@ macro_rules! sql_store {
                 key_hash: &[u8],
             ) -> $crate::store::StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO api_keys (id, tenant_id, name, key_hash, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO api_keys \
+                     (id, tenant_id, name, key_hash, created_at, scopes, created_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(k.id)
                 .bind(&k.tenant_id)
                 .bind(&k.name)
                 .bind(key_hash)
                 .bind(k.created_at)
+                .bind(k.scopes.to_string())
+                .bind(k.created_by)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -489,7 +503,7 @@ macro_rules! sql_store {
                 tenant_id: &str,
             ) -> $crate::store::StoreResult<Vec<$crate::store::ApiKey>> {
                 let mut keys: Vec<$crate::store::ApiKey> = sqlx::query_as(
-                    "SELECT id, tenant_id, name, created_at FROM api_keys \
+                    "SELECT id, tenant_id, name, created_at, scopes, created_by FROM api_keys \
                      WHERE tenant_id = $1 AND revoked_at IS NULL",
                 )
                 .bind(tenant_id)
@@ -504,7 +518,7 @@ macro_rules! sql_store {
                 key_hash: &[u8],
             ) -> $crate::store::StoreResult<Option<$crate::store::ApiKey>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, tenant_id, name, created_at FROM api_keys \
+                    "SELECT id, tenant_id, name, created_at, scopes, created_by FROM api_keys \
                      WHERE key_hash = $1 AND revoked_at IS NULL",
                 )
                 .bind(key_hash)
@@ -517,16 +531,25 @@ macro_rules! sql_store {
                 tenant_id: &str,
                 id: uuid::Uuid,
             ) -> $crate::store::StoreResult<bool> {
+                // The key, then whatever it created, and so on: a leaked key
+                // cannot outlive its revocation through keys it made.
                 let done = sqlx::query(
-                    "UPDATE api_keys SET revoked_at = $1 \
-                     WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL",
+                    "WITH RECURSIVE doomed (id) AS ( \
+                       SELECT id FROM api_keys \
+                       WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL \
+                       UNION \
+                       SELECT k.id FROM api_keys k JOIN doomed d ON k.created_by = d.id \
+                     ) \
+                     UPDATE api_keys SET revoked_at = $1 \
+                     WHERE id IN (SELECT id FROM doomed) AND revoked_at IS NULL",
                 )
                 .bind($crate::store::now())
                 .bind(id)
                 .bind(tenant_id)
                 .execute(&self.pool)
                 .await?;
-                Ok(done.rows_affected() == 1)
+                // The key itself is among them exactly when it was not revoked.
+                Ok(done.rows_affected() >= 1)
             }
 
             async fn insert_signing_key(
@@ -626,6 +649,7 @@ macro_rules! sql_store {
                 tenant_id: &str,
                 jti: &str,
                 now: time::OffsetDateTime,
+                foreign_until: Option<time::OffsetDateTime>,
             ) -> $crate::store::StoreResult<bool> {
                 let mut tx = self.pool.begin().await?;
                 let issued: Option<(time::OffsetDateTime,)> = sqlx::query_as(
@@ -635,12 +659,12 @@ macro_rules! sql_store {
                 .bind(tenant_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-                let Some((expires_at,)) = issued else {
+                let Some(expires_at) = issued.map(|(at,)| at).or(foreign_until) else {
                     return Ok(false);
                 };
                 let done = sqlx::query(
                     "INSERT INTO revoked_tokens (jti, tenant_id, expires_at, revoked_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, jti) DO NOTHING",
                 )
                 .bind(jti)
                 .bind(tenant_id)
@@ -654,13 +678,15 @@ macro_rules! sql_store {
 
             async fn revoked_token(
                 &self,
+                tenant_id: &str,
                 jti: &str,
             ) -> $crate::store::StoreResult<Option<$crate::store::RevokedToken>> {
                 Ok(sqlx::query_as(
                     "SELECT jti, tenant_id, expires_at, revoked_at FROM revoked_tokens \
-                     WHERE jti = $1",
+                     WHERE jti = $1 AND tenant_id = $2",
                 )
                 .bind(jti)
+                .bind(tenant_id)
                 .fetch_optional(&self.pool)
                 .await?)
             }
@@ -674,7 +700,8 @@ macro_rules! sql_store {
                 let mut tokens: Vec<$crate::store::TokenEntry> = sqlx::query_as(
                     "SELECT i.jti, i.subject, i.issued_at, i.expires_at, \
                      r.jti IS NOT NULL AS revoked \
-                     FROM issued_tokens i LEFT JOIN revoked_tokens r ON r.jti = i.jti \
+                     FROM issued_tokens i LEFT JOIN revoked_tokens r \
+                     ON r.jti = i.jti AND r.tenant_id = i.tenant_id \
                      WHERE i.tenant_id = $1",
                 )
                 .bind(tenant_id)

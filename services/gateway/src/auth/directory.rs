@@ -49,8 +49,9 @@ impl TenantFacts {
 pub struct Directory {
     /// By `kid`.
     pub keys: HashMap<String, VerifyingKey>,
-    /// Revoked and not yet expired.
-    pub revoked_jtis: HashSet<String>,
+    /// Revoked and not yet expired, by tenant: a jti is revoked only in the
+    /// tenant that revoked it (tenants' own issuers choose their jtis).
+    pub revoked_jtis: HashMap<String, HashSet<String>>,
     /// A tenant that is not here does not exist (any more).
     pub tenants: HashMap<String, TenantFacts>,
     /// Tenants' own issuers, by tenant id: a token is checked against them
@@ -185,13 +186,31 @@ impl std::fmt::Debug for Directory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Directory")
             .field("kids", &self.keys.keys().collect::<Vec<_>>())
-            .field("revoked_jtis", &self.revoked_jtis.len())
+            .field(
+                "revoked_jtis",
+                &self.revoked_jtis.values().map(HashSet::len).sum::<usize>(),
+            )
             .field("tenants", &self.tenants.len())
             .finish()
     }
 }
 
 impl Directory {
+    /// Whether tenant `tenant_id` revoked `jti`.
+    pub fn is_revoked(&self, tenant_id: &str, jti: &str) -> bool {
+        self.revoked_jtis
+            .get(tenant_id)
+            .is_some_and(|jtis| jtis.contains(jti))
+    }
+
+    /// Records that tenant `tenant_id` revoked `jti`.
+    pub fn revoke(&mut self, tenant_id: &str, jti: &str) {
+        self.revoked_jtis
+            .entry(tenant_id.to_owned())
+            .or_default()
+            .insert(jti.to_owned());
+    }
+
     /// Whether `other` says the same about keys, revocations and tenants
     /// (a reload that changed nothing wakes nobody).
     pub fn same_as(&self, other: &Directory) -> bool {

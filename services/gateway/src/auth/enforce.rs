@@ -64,8 +64,7 @@ pub fn enforce(directory: &Directory, registry: &Registry) -> usize {
                 .or_else(|| issuer_gone.then_some(ISSUER_REMOVED))
                 .or_else(|| {
                     directory
-                        .revoked_jtis
-                        .contains(&credential.jti)
+                        .is_revoked(&tenant, &credential.jti)
                         .then_some(TOKEN_REVOKED)
                 });
             if let Some(kick) = kick

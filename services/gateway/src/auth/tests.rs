@@ -117,7 +117,8 @@ fn directory(key: &Key) -> Directory {
             limits: TenantLimits::UNLIMITED,
         },
     );
-    d.revoked_jtis.insert("jti-revoked".into());
+    d.revoke("t-green", "jti-revoked");
+    d.revoke("t-blue", "jti-of-blue");
     d
 }
 
@@ -315,6 +316,8 @@ fn revoked_inactive_tenant_and_client_id_binding() {
         at(with(&[("jti", json!("jti-revoked"))]), "sensor-1"),
         Err(AuthFailure::Revoked)
     );
+    // A jti another tenant revoked is not revoked here.
+    assert!(at(with(&[("jti", json!("jti-of-blue"))]), "sensor-1").is_ok());
     assert_eq!(
         at(with(&[("tnt", json!("t-paused"))]), "sensor-1"),
         Err(AuthFailure::TenantInactive)

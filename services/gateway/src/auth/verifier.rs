@@ -251,7 +251,7 @@ pub fn verify_with(
         Some(_) => return Err(AuthFailure::TenantInactive),
         None => return Err(AuthFailure::UnknownTenant),
     };
-    if directory.revoked_jtis.contains(&claims.jti) {
+    if directory.is_revoked(&claims.tnt, &claims.jti) {
         return Err(AuthFailure::Revoked);
     }
     if let Some(bound) = &claims.client_id
