@@ -3,9 +3,10 @@
 //! It keeps every body as received (to search for leaked secrets) and the
 //! decoded spans.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -84,14 +85,13 @@ impl OtlpReceiver {
     }
 
     pub fn spans(&self) -> Vec<ReceivedSpan> {
-        self.received.lock().unwrap().spans.clone()
+        self.received.lock().spans.clone()
     }
 
     /// Whether `needle` occurs in any body received so far.
     pub fn bytes_contain(&self, needle: &[u8]) -> bool {
         self.received
             .lock()
-            .unwrap()
             .bodies
             .iter()
             .any(|b| b.windows(needle.len()).any(|w| w == needle))
@@ -136,7 +136,7 @@ async fn export(
     let Ok(request) = ExportTraceServiceRequest::decode(&body[..]) else {
         return (StatusCode::BAD_REQUEST, Vec::new()).into_response();
     };
-    let mut received = received.lock().unwrap();
+    let mut received = received.lock();
     received.bodies.push(body.to_vec());
     for rs in request.resource_spans {
         let resource = rs

@@ -85,13 +85,7 @@ async fn a_deleted_tenant_leaves_no_session_queue_or_retained_message_in_memory_
     let blue = tenant(&server, "blue@example.com");
     fill(&server, &green).await;
     let blue_token = fill(&server, &blue).await;
-    wait_metric(&server, "aerie_sessions", 2.0, Duration::from_secs(5));
-    wait_metric(
-        &server,
-        "aerie_retained_messages",
-        2.0,
-        Duration::from_secs(5),
-    );
+    wait_held(&server, 2.0, 2.0);
 
     server
         .api(
@@ -102,24 +96,12 @@ async fn a_deleted_tenant_leaves_no_session_queue_or_retained_message_in_memory_
         )
         .expect(204);
     // Gone from memory within a directory reload or two...
-    wait_metric(&server, "aerie_sessions", 1.0, Duration::from_secs(5));
-    wait_metric(
-        &server,
-        "aerie_retained_messages",
-        1.0,
-        Duration::from_secs(5),
-    );
+    wait_held(&server, 1.0, 1.0);
     assert_eq!(server.metric("aerie_tenants_removed_total", ""), 1.0);
 
     // ... and from disk: a restart loads only blue's.
     server.restart_gracefully();
-    wait_metric(&server, "aerie_sessions", 1.0, Duration::from_secs(5));
-    wait_metric(
-        &server,
-        "aerie_retained_messages",
-        1.0,
-        Duration::from_secs(5),
-    );
+    wait_held(&server, 1.0, 1.0);
 
     // Blue's session kept everything.
     let (mut sub, ack) = RawClient::connect_with(server.mqtt, parked(&blue_token, false)).await;

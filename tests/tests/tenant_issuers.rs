@@ -4,7 +4,8 @@
 //! a live connection closes at `exp` (v5: DISCONNECT 0xA0) unless an MQTT 5
 //! client re-authenticated with a fresh token.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aerie_e2e::tenants::{Tenant, tenant, with_password};
@@ -248,7 +249,7 @@ async fn jwks_server(keys: Value) -> JwksServer {
         axum::routing::get(move || {
             let served = served.clone();
             async move {
-                let body = served.lock().unwrap().to_string();
+                let body = served.lock().to_string();
                 (
                     [(axum::http::header::CONTENT_TYPE, "application/json")],
                     body,
@@ -282,7 +283,7 @@ async fn a_jwks_url_issuer_is_fetched_refetched_for_a_new_kid_and_its_removal_di
     .await;
     // The issuer rotates: a token with the new kid makes the gateway fetch again.
     let new = IdpKey::new("idp-new");
-    *jwks.keys.lock().unwrap() = json!({"keys": [old.jwk(), new.jwk()]});
+    *jwks.keys.lock() = json!({"keys": [old.jwk(), new.jwk()]});
     let (mut c, ack) = RawClient::connect_with(
         server.mqtt,
         with_password(

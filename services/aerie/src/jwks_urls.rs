@@ -4,9 +4,10 @@
 //! The directory reload only reads the last keys each task fetched, so a
 //! slow or silent URL delays nobody but the tokens of its own issuer.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aerie_egress::{Egress, Limits};
@@ -63,7 +64,7 @@ impl JwksUrls {
     /// Makes the tracked issuers exactly `wanted` (tenant, `iss`, URL): new
     /// ones (or a new URL) start fetching, removed ones stop. Never waits.
     pub fn track<'a>(&self, wanted: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>) {
-        let mut issuers = self.issuers.lock().expect("not poisoned");
+        let mut issuers = self.issuers.lock();
         let mut kept = HashMap::with_capacity(issuers.len());
         for (tenant, iss, url) in wanted {
             let id = (tenant.to_owned(), iss.to_owned());
@@ -107,21 +108,16 @@ impl JwksUrls {
 
     /// The keys last fetched for `tenant`'s issuer `iss`, if any fetch worked.
     pub fn keys(&self, tenant: &str, iss: &str) -> Option<TenantIssuer> {
-        let issuers = self.issuers.lock().expect("not poisoned");
+        let issuers = self.issuers.lock();
         let tracked = issuers.get(&(tenant.to_owned(), iss.to_owned()))?;
-        tracked
-            .shared
-            .last_good
-            .lock()
-            .expect("not poisoned")
-            .clone()
+        tracked.shared.last_good.lock().clone()
     }
 
     /// Fetches `tenant`'s issuer `iss` now (joining a fetch under way only if
     /// it started after this call) and returns when it finished or timed out.
     pub async fn refresh(&self, tenant: &str, iss: &str) {
         let shared = {
-            let issuers = self.issuers.lock().expect("not poisoned");
+            let issuers = self.issuers.lock();
             match issuers.get(&(tenant.to_owned(), iss.to_owned())) {
                 Some(t) => t.shared.clone(),
                 None => return,
@@ -140,7 +136,7 @@ impl JwksUrls {
 
 impl Drop for JwksUrls {
     fn drop(&mut self) {
-        for tracked in self.issuers.get_mut().expect("not poisoned").values() {
+        for tracked in self.issuers.get_mut().values() {
             tracked.task.abort();
         }
     }
@@ -159,8 +155,7 @@ async fn fetch_forever(
         shared.started.fetch_add(1, Ordering::SeqCst);
         match fetch(&egress, &url).await {
             Ok(set) => {
-                *shared.last_good.lock().expect("not poisoned") =
-                    Some(TenantIssuer::from_jwks(&iss, &set));
+                *shared.last_good.lock() = Some(TenantIssuer::from_jwks(&iss, &set));
                 failures = 0;
             }
             Err(e) => {
@@ -216,7 +211,6 @@ mod tests {
                 r.fetch_add(1, Ordering::SeqCst);
                 let keys: Vec<String> = k
                     .lock()
-                    .unwrap()
                     .iter()
                     .map(|kid| {
                         format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{X}","kid":"{kid}"}}"#)
@@ -254,7 +248,7 @@ mod tests {
         assert_eq!(kids(&urls, "t1", "idp"), ["k1"]);
 
         // Rotated: a refresh asked after the change sees it.
-        *server.kids.lock().unwrap() = vec!["k1", "k2"];
+        *server.kids.lock() = vec!["k1", "k2"];
         urls.refresh("t1", "idp").await;
         assert_eq!(kids(&urls, "t1", "idp"), ["k1", "k2"]);
         // Another tenant's issuer of the same name is not this one.

@@ -1,4 +1,5 @@
 //! REST API v1 through `app(state).oneshot(..)`, on a real SQLite file.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 
@@ -931,7 +932,7 @@ fn secret_key_file_is_generated_once_with_mode_0600() {
 // ---- the broker-backed routes (clients, messages, retained) and usage ----
 
 mod broker_double {
-    use std::sync::Mutex;
+    use parking_lot::Mutex;
 
     use aerie_control::broker::{
         BrokerError, BrokerPort, ClientInfo, HttpPublish, PublishOutcome, RetainedMessage,
@@ -949,11 +950,11 @@ mod broker_double {
 
     impl RecordingBroker {
         pub fn calls(&self) -> Vec<String> {
-            self.calls.lock().unwrap().clone()
+            self.calls.lock().clone()
         }
 
         fn record(&self, call: String) {
-            self.calls.lock().unwrap().push(call);
+            self.calls.lock().push(call);
         }
     }
 
@@ -961,7 +962,7 @@ mod broker_double {
     impl BrokerPort for RecordingBroker {
         async fn clients(&self, tenant_id: &str) -> Result<Vec<ClientInfo>, BrokerError> {
             self.record(format!("clients {tenant_id}"));
-            let clients = self.clients.lock().unwrap();
+            let clients = self.clients.lock();
             Ok(clients
                 .iter()
                 .filter(|(t, _)| t == tenant_id)
@@ -971,7 +972,7 @@ mod broker_double {
 
         async fn disconnect(&self, tenant_id: &str, client_id: &str) -> Result<bool, BrokerError> {
             self.record(format!("disconnect {tenant_id} {client_id}"));
-            let mut clients = self.clients.lock().unwrap();
+            let mut clients = self.clients.lock();
             let before = clients.len();
             clients.retain(|(t, c)| !(t == tenant_id && c.client_id == client_id));
             Ok(clients.len() < before)
@@ -986,10 +987,7 @@ mod broker_double {
             if message.topic == "over/quota" {
                 return Err(BrokerError::Refused("tenant publish rate exceeded".into()));
             }
-            self.published
-                .lock()
-                .unwrap()
-                .push((tenant_id.to_owned(), message));
+            self.published.lock().push((tenant_id.to_owned(), message));
             Ok(PublishOutcome {
                 matched_subscriptions: 3,
             })
@@ -1085,7 +1083,7 @@ async fn clients_are_listed_by_id_and_disconnected_in_the_callers_tenant_only() 
     let (session, tid, key, _) = api.tenant_with_api_key("ada@example.com").await;
     let (_, bob) = api.sign_up("bob@example.com").await;
     let broker = Arc::new(RecordingBroker::default());
-    broker.clients.lock().unwrap().extend([
+    broker.clients.lock().extend([
         (
             tid.clone(),
             client("zeta", MqttProtocol::V311, Transport::Wss, &[]),
@@ -1185,7 +1183,7 @@ async fn publishing_checks_topic_payload_and_qos_before_the_broker_sees_it() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(
-        *broker.published.lock().unwrap(),
+        *broker.published.lock(),
         [
             (
                 tid.clone(),

@@ -1,6 +1,7 @@
 //! The web console served by `app(state)` from a built directory: SPA
 //! routing, files, caching, security headers, gzip, and what happens when
 //! the console is not built. Through `oneshot`, on a real SQLite file.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 

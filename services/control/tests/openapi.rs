@@ -1,6 +1,7 @@
 //! `/v1/openapi.json`: it validates as OpenAPI 3.1 (openapi-spec-validator
 //! from PyPI, installed by `make test-deps`), and it lists exactly what the
 //! router serves.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Rate limits on sign-up and log-in, through `app(state).oneshot(..)` with
 //! the client address set as the server would (`ConnectInfo`), and tiny quotas.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! One contract for `ControlStore`, run against SQLite and a real Postgres.
 //! Each scenario is a function taking a fresh store; `contract!` runs it twice.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 

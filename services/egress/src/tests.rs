@@ -70,7 +70,7 @@ async fn an_endless_chunked_body_is_read_only_up_to_the_cap() {
     const CHUNK: usize = 16 * 1024;
     let written = Arc::new(AtomicUsize::new(0));
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let done_tx = Arc::new(std::sync::Mutex::new(Some(done_tx)));
+    let done_tx = Arc::new(parking_lot::Mutex::new(Some(done_tx)));
     let counter = written.clone();
     let s = server(move |mut stream| {
         let counter = counter.clone();
@@ -86,7 +86,7 @@ async fn an_endless_chunked_body_is_read_only_up_to_the_cap() {
                 ok = stream.write_all(&chunk).await.is_ok();
                 counter.fetch_add(CHUNK, Ordering::SeqCst);
             }
-            if let Some(tx) = done_tx.lock().unwrap().take() {
+            if let Some(tx) = done_tx.lock().take() {
                 let _ = tx.send(());
             }
         }

@@ -1,5 +1,6 @@
 //! Differential tests against rumqttc's independent codec: what we encode it
 //! parses to the same fields, and what it encodes we decode to the same fields.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use aerie_proto as ours;
 use bytes::{Bytes, BytesMut};

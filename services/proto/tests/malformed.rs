@@ -1,5 +1,6 @@
 //! One row per validation rule: the bytes, the exact error, and the reason code
 //! a server sends for it.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use aerie_proto::*;
 use bytes::BytesMut;

@@ -1,5 +1,6 @@
 //! Property tests: every valid packet survives encode → decode for both
 //! versions, `encoded_len` matches, and byte-by-byte feeding waits correctly.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use aerie_proto::*;
 use bytes::{Bytes, BytesMut};

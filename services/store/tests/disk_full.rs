@@ -4,6 +4,7 @@
 //!
 //! Mounts a small tmpfs (the tests run as root); where mounting is refused
 //! the test says so and passes without checking anything.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::path::Path;
 use std::sync::Arc;

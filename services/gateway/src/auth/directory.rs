@@ -1,9 +1,10 @@
 //! The verification directory: an immutable snapshot, swapped whole.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
@@ -356,7 +357,7 @@ impl DirectoryCache {
     /// [`ON_DEMAND_REFRESH_INTERVAL`] ago. Returns whether it refreshed.
     pub async fn refresh_on_demand(&self) -> bool {
         {
-            let mut last = self.last_on_demand.lock().expect("not poisoned");
+            let mut last = self.last_on_demand.lock();
             if last.is_some_and(|t| t.elapsed() < ON_DEMAND_REFRESH_INTERVAL) {
                 return false;
             }
@@ -381,7 +382,7 @@ impl DirectoryCache {
         }
         {
             let now = tokio::time::Instant::now();
-            let mut last = self.last_issuer_refresh.lock().expect("not poisoned");
+            let mut last = self.last_issuer_refresh.lock();
             last.retain(|_, at| now.duration_since(*at) < ON_DEMAND_REFRESH_INTERVAL);
             let key = (tenant.to_owned(), issuer.to_owned());
             if last.contains_key(&key) {
@@ -407,7 +408,7 @@ impl DirectoryCache {
     /// without periodic refreshes, refreshes on demand. Returns whether a
     /// newer directory is there.
     pub async fn next_refresh(&self) -> bool {
-        let period = *self.period.lock().expect("not poisoned");
+        let period = *self.period.lock();
         let Some(period) = period else {
             return self.refresh_on_demand().await;
         };
@@ -421,7 +422,7 @@ impl DirectoryCache {
     /// Refreshes every `period` until the cache is dropped elsewhere
     /// (the task holds only a weak reference).
     pub fn spawn_refresh(self: &Arc<Self>, period: Duration) -> tokio::task::JoinHandle<()> {
-        *self.period.lock().expect("not poisoned") = Some(period);
+        *self.period.lock() = Some(period);
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);

@@ -1,8 +1,9 @@
 //! `DirectoryCache` against a source the test controls: the order loads
 //! finish in, and which issuers are refreshed on demand.
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use jsonwebtoken::jwk::JwkSet;
 use tokio::sync::{Notify, oneshot};
@@ -19,14 +20,14 @@ struct Scripted {
 
 impl Scripted {
     fn then(&self, directory: Directory, gate: Option<oneshot::Receiver<()>>) {
-        self.loads.lock().unwrap().push_back((directory, gate));
+        self.loads.lock().push_back((directory, gate));
     }
 }
 
 #[async_trait::async_trait]
 impl DirectorySource for Scripted {
     async fn load(&self) -> anyhow::Result<Directory> {
-        let (directory, gate) = self.loads.lock().unwrap().pop_front().unwrap_or_default();
+        let (directory, gate) = self.loads.lock().pop_front().unwrap_or_default();
         self.started.notify_one();
         if let Some(gate) = gate {
             let _ = gate.await;
@@ -37,7 +38,6 @@ impl DirectorySource for Scripted {
     async fn refresh_issuer(&self, tenant: &str, issuer: &str) {
         self.issuer_refreshes
             .lock()
-            .unwrap()
             .push((tenant.to_owned(), issuer.to_owned()));
     }
 }
@@ -98,7 +98,7 @@ async fn an_unknown_kid_refreshes_only_its_issuer_at_most_once_per_interval() {
         source.then(snapshot.clone(), None);
     }
     let cache = DirectoryCache::new(source.clone(), snapshot.clone());
-    let refreshes = || source.issuer_refreshes.lock().unwrap().clone();
+    let refreshes = || source.issuer_refreshes.lock().clone();
     let pair = |t: &str, i: &str| (t.to_owned(), i.to_owned());
 
     assert!(
