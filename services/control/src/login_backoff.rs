@@ -15,9 +15,9 @@
 //!   exactly like a known one.
 //! - Time is passed in (`now`), so tests move it by hand.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How many failures are free and how long the back-off lasts after them.
@@ -88,7 +88,7 @@ impl LoginBackoff {
 
     /// `Err(wait)` if `email` is backed off and `ip` failed for it.
     pub fn admit(&self, ip: IpAddr, email: &[u8; 32], now: Instant) -> Result<(), Duration> {
-        let emails = self.emails.lock().expect("not poisoned");
+        let emails = self.emails.lock();
         match emails.get(email) {
             Some(f) if f.until > now && self.is_recent(f, now) && f.ips.contains(&ip) => {
                 Err(f.until - now)
@@ -99,7 +99,7 @@ impl LoginBackoff {
 
     /// Counts a failed log-in for `email` from `ip`.
     pub fn failed(&self, ip: IpAddr, email: &[u8; 32], now: Instant) {
-        let mut emails = self.emails.lock().expect("not poisoned");
+        let mut emails = self.emails.lock();
         let f = emails.entry(*email).or_insert_with(|| Failures {
             count: 0,
             last: now,
@@ -123,7 +123,7 @@ impl LoginBackoff {
     /// A correct password from `ip`: that address is no longer held back
     /// (the others' failures still count).
     pub fn succeeded(&self, ip: IpAddr, email: &[u8; 32]) {
-        let mut emails = self.emails.lock().expect("not poisoned");
+        let mut emails = self.emails.lock();
         if let Some(f) = emails.get_mut(email) {
             f.ips.retain(|seen| *seen != ip);
         }
@@ -131,14 +131,14 @@ impl LoginBackoff {
 
     /// Drops the emails whose failures are forgotten.
     pub fn purge(&self, now: Instant) {
-        let mut emails = self.emails.lock().expect("not poisoned");
+        let mut emails = self.emails.lock();
         emails.retain(|_, f| self.is_recent(f, now));
         emails.shrink_to_fit();
     }
 
     /// Emails held.
     pub fn len(&self) -> usize {
-        self.emails.lock().expect("not poisoned").len()
+        self.emails.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
