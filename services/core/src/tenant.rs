@@ -41,6 +41,8 @@ pub struct Tenant {
     usage: Usage,
     /// The tenant's limits and the state enforcing them.
     quota: Quota,
+    /// When this process made it (see [`Tenant::created_at`]).
+    created_at: std::time::Instant,
 }
 
 /// What routing one message did.
@@ -98,6 +100,7 @@ impl Tenant {
             deleted: tokio::sync::watch::Sender::new(false),
             usage: Usage::default(),
             quota: Quota::default(),
+            created_at: std::time::Instant::now(),
         }
     }
 
@@ -771,6 +774,13 @@ impl Tenant {
         }
         let retained = self.retained.write().clear();
         metrics::gauge!(m::RETAINED_MESSAGES).decrement(retained as f64);
+    }
+
+    /// When this process made the tenant's core: on its first client or HTTP
+    /// publish, or at start-up from the store. A directory loaded before
+    /// then may not know the tenant yet without it having been deleted.
+    pub fn created_at(&self) -> std::time::Instant {
+        self.created_at
     }
 
     /// Whether [`Tenant::dispose`] ran.

@@ -66,7 +66,7 @@ impl Gateway {
     pub fn spawn_tenant_reaper(&self) -> Option<tokio::task::JoinHandle<()>> {
         let verifier = self.ctx.config.verifier.as_ref()?;
         Some(crate::reaper::spawn_reaper(
-            verifier.directory(),
+            verifier.directory().clone(),
             self.ctx.broker.clone(),
             self.ctx.registry.clone(),
             self.ctx.config.anonymous_tenant.clone(),

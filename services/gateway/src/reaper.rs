@@ -5,7 +5,7 @@
 //! again every second until they are.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aerie_core::Broker;
 use tokio_util::sync::CancellationToken;
@@ -21,9 +21,12 @@ const RECHECK: Duration = Duration::from_secs(1);
 
 /// Removes from `broker` every tenant `directory` does not know, except the
 /// anonymous one (never in the directory), once `registry` has no
-/// connection of it. Returns the ids removed.
+/// connection of it. A tenant whose core was made after the directory's
+/// load started (`as_of`: an HTTP publish to a tenant created a moment
+/// ago) is left for a later snapshot to decide. Returns the ids removed.
 pub fn reap(
     directory: &Directory,
+    as_of: Instant,
     broker: &Broker,
     registry: &Registry,
     anonymous_tenant: &str,
@@ -33,6 +36,7 @@ pub fn reap(
         let id = &tenant.id;
         if &**id == anonymous_tenant
             || directory.tenants.contains_key(&**id)
+            || tenant.created_at() >= as_of
             || registry.count(id) > 0
         {
             continue;
@@ -47,7 +51,7 @@ pub fn reap(
 }
 
 pub fn spawn_reaper(
-    cache: &DirectoryCache,
+    cache: Arc<DirectoryCache>,
     broker: Broker,
     registry: Arc<Registry>,
     anonymous_tenant: String,
@@ -57,7 +61,13 @@ pub fn spawn_reaper(
     tokio::spawn(async move {
         loop {
             let directory = snapshots.borrow_and_update().clone();
-            reap(&directory, &broker, &registry, &anonymous_tenant);
+            reap(
+                &directory,
+                cache.as_of(),
+                &broker,
+                &registry,
+                &anonymous_tenant,
+            );
             tokio::select! {
                 changed = snapshots.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(RECHECK) => {}

@@ -279,6 +279,9 @@ pub struct DirectoryCache {
     next_generation: AtomicU64,
     /// The generation of the load `current` came from.
     published_generation: AtomicU64,
+    /// When the newest load that `current` reflects started (a load that
+    /// found nothing new counts): the control plane's state as of then.
+    as_of: Mutex<Instant>,
     /// When an on-demand refresh (an unknown `kid`) last ran.
     last_on_demand: Mutex<Option<Instant>>,
     /// When each tenant issuer, by (tenant, `iss`), was last refreshed on demand.
@@ -297,8 +300,11 @@ pub const DIRECTORY_STALE_LOADS_TOTAL: &str = "aerie_directory_stale_loads_total
 impl DirectoryCache {
     /// Loads the first directory; fails if the source does.
     pub async fn load(source: Arc<dyn DirectorySource>) -> anyhow::Result<Arc<DirectoryCache>> {
+        let started = Instant::now();
         let first = source.load().await?;
-        Ok(Arc::new(DirectoryCache::new(source, first)))
+        let cache = DirectoryCache::new(source, first);
+        *cache.as_of.lock() = started;
+        Ok(Arc::new(cache))
     }
 
     /// A cache that starts with `first`.
@@ -308,6 +314,7 @@ impl DirectoryCache {
             current: watch::Sender::new(Arc::new(first)),
             next_generation: AtomicU64::new(1),
             published_generation: AtomicU64::new(0),
+            as_of: Mutex::new(Instant::now()),
             last_on_demand: Mutex::new(None),
             last_issuer_refresh: Mutex::new(HashMap::new()),
             period: Mutex::new(None),
@@ -329,14 +336,22 @@ impl DirectoryCache {
         // Numbered when it starts: a load that began before a revocation must
         // not overwrite one that began after it, whichever finishes last.
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
         let next = self.source.load().await?;
-        self.publish(generation, next);
+        self.publish(generation, started, next);
         Ok(())
+    }
+
+    /// The control plane's state the current snapshot reflects, as of when:
+    /// something created in this process after it (a tenant's core, say)
+    /// may be missing from the snapshot without having been deleted.
+    pub fn as_of(&self) -> Instant {
+        *self.as_of.lock()
     }
 
     /// Makes `next`, loaded as `generation`, the current snapshot unless a
     /// newer load is published already; followers wake only if it differs.
-    fn publish(&self, generation: u64, next: Directory) {
+    fn publish(&self, generation: u64, started: Instant, next: Directory) {
         self.current.send_if_modified(|current| {
             // Under the channel's write lock: publishes are serialized.
             if generation < self.published_generation.load(Ordering::Relaxed) {
@@ -345,6 +360,9 @@ impl DirectoryCache {
             }
             self.published_generation
                 .store(generation, Ordering::Relaxed);
+            let mut as_of = self.as_of.lock();
+            *as_of = (*as_of).max(started);
+            drop(as_of);
             if current.same_as(&next) {
                 return false;
             }
