@@ -150,12 +150,16 @@ enum Input {
 
 #[derive(Arbitrary, Debug)]
 struct Shaped {
-    alg: Alg,
-    kid: Kid,
+    /// Whose token it means to be: `alg`, `kid`, `iss`, `tnt` and the signer
+    /// default to what that key's issuer uses, so valid tokens of every
+    /// issuer are a few choices away; each can be overridden.
+    profile: Key,
+    alg: Option<Alg>,
+    kid: Option<Kid>,
     typ: bool,
     crit: Option<Vec<String>>,
-    iss: Party,
-    tnt: TenantName,
+    iss: Option<Party>,
+    tnt: Option<TenantName>,
     aud: Aud,
     sub: Option<String>,
     exp: Time,
@@ -164,7 +168,7 @@ struct Shaped {
     jti: Jti,
     claim_client_id: Option<String>,
     connect_client_id: ConnectClientId,
-    signer: Signer,
+    signer: Option<Signer>,
     /// A byte of the signed token replaced afterwards.
     tamper: Option<(u16, u8)>,
     carrier: Carrier,
@@ -304,7 +308,25 @@ fn time(t: &Time, now: i64) -> Value {
 /// The token, and the key that legitimately signed it (if one did).
 fn token(s: &Shaped, f: &Fixture, now: i64) -> (Vec<u8>, Option<Key>) {
     let mut header = json!({});
-    header["alg"] = match &s.alg {
+    let p = s.profile;
+    let alg = s.alg.as_ref().unwrap_or(match p {
+        Key::Green => &Alg::ES256,
+        Key::Control | Key::Blue => &Alg::EdDSA,
+    });
+    let kid = s.kid.as_ref().unwrap_or(match p {
+        Key::Control => &Kid::Control,
+        Key::Green => &Kid::Green,
+        Key::Blue => &Kid::Absent,
+    });
+    let own_iss = Party::Key(p);
+    let iss = s.iss.as_ref().unwrap_or(&own_iss);
+    let tnt = s.tnt.as_ref().unwrap_or(match p {
+        Key::Blue => &TenantName::Blue,
+        Key::Control | Key::Green => &TenantName::Green,
+    });
+    let own_signer = Signer::Harness(p);
+    let signer = s.signer.as_ref().unwrap_or(&own_signer);
+    header["alg"] = match alg {
         Alg::EdDSA => json!("EdDSA"),
         Alg::ES256 => json!("ES256"),
         Alg::HS256 => json!("HS256"),
@@ -312,7 +334,7 @@ fn token(s: &Shaped, f: &Fixture, now: i64) -> (Vec<u8>, Option<Key>) {
         Alg::None => json!("none"),
         Alg::Other(a) => json!(a),
     };
-    match &s.kid {
+    match kid {
         Kid::Control => header["kid"] = json!(CONTROL_KID),
         Kid::Green => header["kid"] = json!(GREEN_KID),
         Kid::Absent => {}
@@ -325,8 +347,8 @@ fn token(s: &Shaped, f: &Fixture, now: i64) -> (Vec<u8>, Option<Key>) {
         header["crit"] = json!(crit);
     }
     let mut claims = json!({
-        "iss": match &s.iss { Party::Key(k) => k.issuer().to_owned(), Party::Other(o) => o.clone() },
-        "tnt": match &s.tnt {
+        "iss": match iss { Party::Key(k) => k.issuer().to_owned(), Party::Other(o) => o.clone() },
+        "tnt": match tnt {
             TenantName::Green => json!("t-green"),
             TenantName::Blue => json!("t-blue"),
             TenantName::Paused => json!("t-paused"),
@@ -358,7 +380,7 @@ fn token(s: &Shaped, f: &Fixture, now: i64) -> (Vec<u8>, Option<Key>) {
         B64.encode(header.to_string()),
         B64.encode(claims.to_string())
     );
-    let (signature, signed_by) = match &s.signer {
+    let (signature, signed_by) = match signer {
         Signer::Harness(k) => (k.sign(f, input.as_bytes()), Some(*k)),
         Signer::Stranger => (f.stranger.sign(input.as_bytes()).as_ref().to_vec(), None),
         Signer::HmacWithPublicKey(k, as_base64) => {
