@@ -53,10 +53,14 @@ e2e:
 	$(CARGO) build -p aerie
 	$(CARGO) test -p aerie-e2e -- --test-threads=$(TEST_THREADS)
 
-## fuzz: the decoder fuzz target for FUZZ_SECONDS (installs cargo-fuzz if missing)
+## fuzz: every fuzz target (decode, ws_frames, connect_token: `cargo fuzz list`) for
+## FUZZ_SECONDS each, one after the other; stops at the first crash (installs cargo-fuzz if missing)
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --version 0.13.2 --locked
-	cd fuzz && $(CARGO) fuzz run -s none decode -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && for t in $$($(CARGO) fuzz list); do \
+		echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+		$(CARGO) fuzz run -s none $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 ## bench: the same load against Aerie and (if installed) Mosquitto, one table with ratios
 bench:

@@ -62,16 +62,58 @@ async fn upgrade(
     // The connection's permit goes with it into the MQTT connection.
     let permit = held.and_then(|Extension(h)| h.take());
     let peer = peer.map(|Extension(ConnectInfo(p))| p);
+    settings(ws).on_upgrade(move |socket| async move {
+        let stream = bridge(socket);
+        match permit {
+            Some(permit) => state
+                .gateway
+                .spawn_holding(stream, state.transport, peer, permit),
+            None => state.gateway.spawn_connection(stream, state.transport),
+        }
+    })
+}
+
+/// What every MQTT WebSocket upgrade gets, here and in the fuzzing entry
+/// point alike: the subprotocols (and the library's default frame and
+/// message size limits).
+fn settings(ws: WebSocketUpgrade) -> WebSocketUpgrade {
     ws.protocols(SUBPROTOCOLS)
-        .on_upgrade(move |socket| async move {
-            let stream = bridge(socket);
-            match permit {
-                Some(permit) => state
-                    .gateway
-                    .spawn_holding(stream, state.transport, peer, permit),
-                None => state.gateway.spawn_connection(stream, state.transport),
+}
+
+/// A byte stream both ways, boxed for [`upgrade_for_fuzzing`].
+#[doc(hidden)]
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
+
+/// Fuzzing entry point (`fuzz/fuzz_targets/ws_frames.rs`), not an API:
+/// serves one HTTP/1.1 connection on `io` (a client's bytes, with no
+/// network) whose WebSocket upgrade, at any path, gets the listener's
+/// [`settings`] and [`bridge`]; returns the bridged byte stream the
+/// connection task would read MQTT from, or `None` if `io` did not upgrade.
+#[doc(hidden)]
+pub async fn upgrade_for_fuzzing<S>(io: S) -> Option<Box<dyn ByteStream>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel::<Box<dyn ByteStream>>();
+    let tx = std::sync::Arc::new(parking_lot::Mutex::new(Some(tx)));
+    let app = Router::new().fallback(get(move |ws: WebSocketUpgrade| async move {
+        settings(ws).on_upgrade(move |socket| async move {
+            if let Some(tx) = tx.lock().take() {
+                let _ = tx.send(Box::new(bridge(socket)));
             }
         })
+    }));
+    let service =
+        hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            tower::Service::call(&mut app.clone(), request)
+        });
+    tokio::spawn(
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+            .with_upgrades(),
+    );
+    rx.await.ok()
 }
 
 /// The WebSocket as a byte stream.

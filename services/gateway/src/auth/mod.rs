@@ -68,7 +68,8 @@ pub struct Grant {
 /// Why a CONNECT was not authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthFailure {
-    /// Not a JWT, or a claim missing or of the wrong type.
+    /// Not a JWT, a claim missing or of the wrong type, or a `crit` header
+    /// (no extension is understood here).
     Malformed,
     BadSignature,
     /// No key with the token's `kid`, even after a refresh.

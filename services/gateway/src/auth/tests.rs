@@ -190,6 +190,38 @@ fn malformed_tokens() {
     );
 }
 
+/// Found by the `connect_token` fuzz target: a validly signed token whose
+/// header lists critical extensions was accepted, their meaning ignored.
+#[test]
+fn a_crit_header_makes_a_validly_signed_token_malformed() {
+    let key = Key::new("k1");
+    let idp = Key::new("idp-1");
+    let d = with_tenant_issuers(&idp, &Key::new("blue-1"));
+    let mut d_key = directory(&key);
+    d_key.issuers = d.issuers.clone();
+    let green_claims = with(&[("iss", json!(GREEN_IDP))]);
+    for crit in [json!(["exp"]), json!([]), json!(null)] {
+        let header = json!({ "crit": crit, "exp": NOW + 60 });
+        assert_eq!(
+            check(
+                &d_key,
+                &key.sign_with_header(header.clone(), &claims()),
+                "sensor-1"
+            ),
+            Err(AuthFailure::Malformed),
+            "control plane, crit {crit}"
+        );
+        assert_eq!(
+            check(&d, &idp.sign_with_header(header, &green_claims), "sensor-1"),
+            Err(AuthFailure::Malformed),
+            "tenant issuer, crit {crit}"
+        );
+    }
+    // The same tokens without `crit` pass.
+    assert!(check(&d_key, &key.sign(&claims()), "sensor-1").is_ok());
+    assert!(check(&d, &idp.sign(&green_claims), "sensor-1").is_ok());
+}
+
 #[test]
 fn a_signature_by_another_key_under_a_known_kid_is_bad_signature() {
     let key = Key::new("k1");

@@ -41,6 +41,15 @@ struct Header {
     alg: String,
     #[serde(default)]
     kid: Option<String>,
+    /// Whether the header has `crit`, whatever its value: we understand no
+    /// extension, so such a token is invalid (RFC 7515 §4.1.11); the
+    /// library parses `crit` but does not enforce it.
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 /// The claims that choose the verifying keys, read before verification.
@@ -195,6 +204,9 @@ pub fn verify_with(
     let token = std::str::from_utf8(token).map_err(|_| AuthFailure::Malformed)?;
     let mut parts = token.split('.');
     let header: Header = decode_part(parts.next())?;
+    if header.crit {
+        return Err(AuthFailure::Malformed);
+    }
     // Which keys may verify it depends on who says they issued it: read
     // (not trusted) before the signature is checked.
     let unverified: Unverified = decode_part(parts.next())?;

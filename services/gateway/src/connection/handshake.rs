@@ -36,6 +36,38 @@ pub(crate) struct Accepted {
 /// A refused CONNECT: the CONNACK reason to send.
 pub(crate) struct Refused(pub ReasonCode);
 
+/// The token a CONNECT carries: its password, or (v5 enhanced
+/// authentication, method `JWT`, which allows re-authenticating later) its
+/// authentication data.
+fn connect_token(connect: &Connect) -> Result<Option<&[u8]>, Refused> {
+    let props = &connect.properties;
+    match props.authentication_method.as_deref() {
+        None => Ok(connect.password.as_deref()),
+        Some(crate::auth::JWT_AUTH_METHOD) => Ok(props
+            .authentication_data
+            .as_deref()
+            .or(connect.password.as_deref())),
+        Some(_) => Err(Refused(ReasonCode::BAD_AUTHENTICATION_METHOD)),
+    }
+}
+
+/// Fuzzing entry point (`fuzz/fuzz_targets/connect_token.rs`), not an API:
+/// authenticates `connect` as [`accept`] does (its token, then
+/// `auth::admit`) and stops there, before any tenant or session is touched.
+/// `Ok(None)`: admitted anonymously.
+#[doc(hidden)]
+pub async fn authenticate_for_fuzzing(
+    connect: &Connect,
+    config: &GatewayConfig,
+) -> Result<Option<crate::auth::Grant>, ReasonCode> {
+    let token = connect_token(connect).map_err(|Refused(code)| code)?;
+    match crate::auth::admit(token, &connect.client_id, config).await {
+        Ok(Admission::Token(grant)) => Ok(Some(*grant)),
+        Ok(Admission::Anonymous) => Ok(None),
+        Err(failure) => Err(failure.reason_code()),
+    }
+}
+
 pub(crate) async fn accept(
     connect: &Connect,
     broker: &Broker,
@@ -45,16 +77,7 @@ pub(crate) async fn accept(
     let v5 = connect.protocol.is_v5();
     let props = &connect.properties;
 
-    // The token is the password, or (v5 enhanced authentication, method
-    // `JWT`, which allows re-authenticating later) the authentication data.
-    let token = match props.authentication_method.as_deref() {
-        None => connect.password.as_deref(),
-        Some(crate::auth::JWT_AUTH_METHOD) => props
-            .authentication_data
-            .as_deref()
-            .or(connect.password.as_deref()),
-        Some(_) => return Err(Refused(ReasonCode::BAD_AUTHENTICATION_METHOD)),
-    };
+    let token = connect_token(connect)?;
     let jwt_auth_method = props.authentication_method.is_some();
     // The decoder has already refused an invalid will topic (0x90); `$`-topics
     // are the server's (read-only `$SYS`), so a will may not go there either.

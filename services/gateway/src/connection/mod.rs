@@ -14,6 +14,9 @@ mod pacing;
 mod reauth;
 mod slow_consumer;
 
+#[doc(hidden)]
+pub use handshake::authenticate_for_fuzzing;
+
 use std::sync::Arc;
 use std::time::Duration;
 
