@@ -463,3 +463,28 @@ async fn a_client_closed_mid_burst_reads_the_disconnect_over_tls_ws_and_wss() {
         assert!(rest.is_empty(), "{transport}: {rest:?}");
     }
 }
+
+#[tokio::test]
+async fn a_websocket_frame_larger_than_the_largest_packet_is_refused_at_its_header() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start(&["--max-packet-size", "65536"]);
+    let (mut socket, _) = ws::open(server.ws, &["mqtt"]).await.expect("upgrade");
+    // A masked binary frame announcing 8 MiB, of which 16 bytes come: without
+    // a limit the broker would wait for (and make room for) the rest.
+    let mut frame = vec![0x82, 0x80 | 127];
+    frame.extend_from_slice(&(8u64 << 20).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    frame.extend_from_slice(&[0u8; 16]);
+    socket.get_mut().write_all(&frame).await.unwrap();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection is still open after 3 s");
+    assert_eq!(server.wait_metric("aerie_ws_too_large_total", "", 1.0), 1.0);
+}

@@ -61,6 +61,11 @@ impl Gateway {
         ))
     }
 
+    /// What the gateway announces and enforces.
+    pub(crate) fn config(&self) -> &GatewayConfig {
+        &self.ctx.config
+    }
+
     /// Removes tenants the control plane deleted from the broker, once
     /// their connections are gone.
     pub fn spawn_tenant_reaper(&self) -> Option<tokio::task::JoinHandle<()>> {

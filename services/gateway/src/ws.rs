@@ -23,6 +23,13 @@ use crate::listener::Gateway;
 /// Subprotocols a client may offer; "mqttv3.1" is what older clients send.
 const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
 
+/// WebSocket frames or messages refused for their size (the connection
+/// closes): larger than the largest MQTT packet plus [`FRAME_SLACK`].
+pub const WS_TOO_LARGE_TOTAL: &str = "aerie_ws_too_large_total";
+/// Room above the largest packet for a message that also carries the end of
+/// the previous packet or the start of the next.
+const FRAME_SLACK: usize = 16 * 1024;
+
 #[derive(Clone)]
 struct WsState {
     gateway: Gateway,
@@ -62,7 +69,8 @@ async fn upgrade(
     // The connection's permit goes with it into the MQTT connection.
     let permit = held.and_then(|Extension(h)| h.take());
     let peer = peer.map(|Extension(ConnectInfo(p))| p);
-    settings(ws).on_upgrade(move |socket| async move {
+    let max_packet_size = state.gateway.config().max_packet_size;
+    settings(ws, max_packet_size).on_upgrade(move |socket| async move {
         let stream = bridge(socket);
         match permit {
             Some(permit) => state
@@ -74,10 +82,18 @@ async fn upgrade(
 }
 
 /// What every MQTT WebSocket upgrade gets, here and in the fuzzing entry
-/// point alike: the subprotocols (and the library's default frame and
-/// message size limits).
-fn settings(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+/// point alike: the subprotocols, and frame and message limits from the
+/// largest packet. An MQTT packet may span messages, so no honest client
+/// needs more; without them the library's defaults (16 MiB frames, 64 MiB
+/// messages, the declared size reserved at the header) let a client that
+/// has not even sent CONNECT make the broker hold megabytes.
+fn settings(ws: WebSocketUpgrade, max_packet_size: u32) -> WebSocketUpgrade {
+    let limit = usize::try_from(max_packet_size)
+        .unwrap_or(usize::MAX)
+        .saturating_add(FRAME_SLACK);
     ws.protocols(SUBPROTOCOLS)
+        .max_frame_size(limit)
+        .max_message_size(limit)
 }
 
 /// A byte stream both ways, boxed for [`upgrade_for_fuzzing`].
@@ -98,7 +114,8 @@ where
     let (tx, rx) = tokio::sync::oneshot::channel::<Box<dyn ByteStream>>();
     let tx = std::sync::Arc::new(parking_lot::Mutex::new(Some(tx)));
     let app = Router::new().fallback(get(move |ws: WebSocketUpgrade| async move {
-        settings(ws).on_upgrade(move |socket| async move {
+        let max_packet_size = crate::GatewayConfig::default().max_packet_size;
+        settings(ws, max_packet_size).on_upgrade(move |socket| async move {
             if let Some(tx) = tx.lock().take() {
                 let _ = tx.send(Box::new(bridge(socket)));
             }
@@ -116,6 +133,16 @@ where
     rx.await.ok()
 }
 
+/// A WebSocket read error as the connection task sees it; one over the size
+/// limits is counted.
+fn read_error(e: axum::Error) -> io::Error {
+    let e = e.into_inner();
+    if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
+        metrics::counter!(WS_TOO_LARGE_TOTAL).increment(1);
+    }
+    io::Error::other(e)
+}
+
 /// The WebSocket as a byte stream.
 fn bridge(socket: WebSocket) -> impl AsyncRead + AsyncWrite + Unpin + Send + 'static {
     let (sink, stream) = socket.split();
@@ -130,7 +157,7 @@ fn bridge(socket: WebSocket) -> impl AsyncRead + AsyncWrite + Unpin + Send + 'st
                     "text frame",
                 ))),
                 Ok(_) => None,
-                Err(e) => Some(Err(io::Error::other(e))),
+                Err(e) => Some(Err(read_error(e))),
             })
         });
     let reader = StreamReader::new(Box::pin(incoming));
