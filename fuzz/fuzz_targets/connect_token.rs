@@ -101,7 +101,10 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
             ..TenantFacts::active()
         },
     );
-    directory.revoked_jtis.insert(REVOKED_JTI.into());
+    // Revoked in every tenant (revocations are per tenant).
+    for tenant in ["t-green", "t-blue", "t-paused"] {
+        directory.revoke(tenant, REVOKED_JTI);
+    }
     let green_jwk = json!({"kty": "EC", "crv": "P-256", "kid": GREEN_KID,
         "x": B64.encode(x), "y": B64.encode(y)});
     directory.issuers.insert(
