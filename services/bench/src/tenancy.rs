@@ -35,12 +35,21 @@ pub fn unlimited() -> Value {
     })
 }
 
-/// Creates `n` tenants on the control plane at `http`; returns a token of each.
+/// What `provision` made.
+pub struct Provisioned {
+    /// A token of each tenant, valid for a day.
+    pub tokens: Vec<String>,
+    /// A token of the first tenant valid for the shortest TTL the API
+    /// allows (60 s): expired from a minute on (the soak's bad tokens).
+    pub expiring: String,
+}
+
+/// Creates `n` tenants on the control plane at `http`; mints their tokens.
 pub async fn provision(
     http: SocketAddr,
     admin_token: &str,
     n: usize,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Provisioned> {
     let api = Api {
         base: format!("http://{http}"),
         client: reqwest::Client::builder()
@@ -60,6 +69,7 @@ pub async fn provision(
         .context("no session token")?
         .to_owned();
     let mut tokens = Vec::with_capacity(n);
+    let mut expiring = None;
     for i in 0..n {
         let tenant = api
             .call(
@@ -86,8 +96,22 @@ pub async fn provision(
             )
             .await?;
         tokens.push(minted["token"].as_str().context("no token")?.to_owned());
+        if expiring.is_none() {
+            let minted = api
+                .call(
+                    "POST",
+                    &format!("/v1/tenants/{tid}/tokens"),
+                    Some(&session),
+                    json!({"ttl_seconds": 60}),
+                )
+                .await?;
+            expiring = Some(minted["token"].as_str().context("no token")?.to_owned());
+        }
     }
-    Ok(tokens)
+    Ok(Provisioned {
+        tokens,
+        expiring: expiring.context("no tenants")?,
+    })
 }
 
 struct Api {
