@@ -91,8 +91,8 @@ pub fn spawn(
                 .forever(20 + w as u64, move |c, rng| churner(c, w, rng)),
         );
     }
-    tasks.spawn(ctx.clone().forever(40, |c, rng| retainer(c, rng)));
-    tasks.spawn(ctx.clone().forever(50, |c, rng| hostile(c, rng)));
+    tasks.spawn(ctx.clone().forever(40, retainer));
+    tasks.spawn(ctx.clone().forever(50, hostile));
     tasks
 }
 
@@ -242,7 +242,7 @@ async fn retainer(ctx: Ctx, mut rng: Rng) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
         id = id.checked_add(1).unwrap_or(1);
         let topic = format!("soak/retained/{}", rng.below(RETAINED_TOPICS));
-        let clear = id % 3 == 0;
+        let clear = id.is_multiple_of(3);
         let payload: &[u8] = if clear { b"" } else { b"retained state" };
         publish(
             &mut c,
