@@ -49,6 +49,8 @@ pub struct Running {
     /// A token of the first tenant that expires a minute after start-up
     /// (JWT column): the soak's "expired token".
     pub expiring_token: Option<String>,
+    /// Mosquitto's persistence_location, when persistence is on.
+    db: Option<PathBuf>,
     /// The other tenants' clients, subscribed to the scenarios' topics.
     _bystanders: Vec<crate::clients::Client>,
     child: Option<Child>,
@@ -83,6 +85,19 @@ impl Running {
             .text()
             .await?;
         Ok(Some(text))
+    }
+
+    /// Bytes Mosquitto has saved in its persistence_location (None: no
+    /// persistence, or not Mosquitto).
+    pub fn saved_bytes(&self) -> Option<u64> {
+        let entries = std::fs::read_dir(self.db.as_ref()?).ok()?;
+        Some(
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum(),
+        )
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -172,6 +187,7 @@ pub async fn start(kind: &Kind, persistence: bool) -> anyhow::Result<Running> {
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let mut saved_in = None;
     let mut cmd = match kind {
         Kind::External(addr) => {
             return Ok(Running {
@@ -179,6 +195,7 @@ pub async fn start(kind: &Kind, persistence: bool) -> anyhow::Result<Running> {
                 http: None,
                 tokens: Vec::new(),
                 expiring_token: None,
+                db: None,
                 _bystanders: Vec::new(),
                 child: None,
                 log,
@@ -203,9 +220,16 @@ pub async fn start(kind: &Kind, persistence: bool) -> anyhow::Result<Running> {
             let conf = dir.path().join("mosquitto.conf");
             let db = persistence.then(|| dir.path().join("db"));
             if let Some(db) = &db {
+                // Started as root, Mosquitto drops to user `mosquitto`, and
+                // then cannot save into a root-only temp dir: it logs
+                // "Permission denied" and runs without persistence.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
                 std::fs::create_dir(db)?;
+                std::fs::set_permissions(db, std::fs::Permissions::from_mode(0o777))?;
             }
             std::fs::write(&conf, mosquitto_config(port, db.as_deref()))?;
+            saved_in = db;
             // Raise the soft open-files limit to the hard one, as `aerie serve`
             // does for itself; exec keeps the pid, so VmRSS is mosquitto's.
             let mut cmd = Command::new("sh");
@@ -228,6 +252,7 @@ pub async fn start(kind: &Kind, persistence: bool) -> anyhow::Result<Running> {
         http: matches!(kind, Kind::Aerie | Kind::AerieTenants(_)).then_some(http),
         tokens: Vec::new(),
         expiring_token: None,
+        db: saved_in,
         _bystanders: Vec::new(),
         child: Some(child),
         log,
@@ -253,10 +278,11 @@ pub async fn start(kind: &Kind, persistence: bool) -> anyhow::Result<Running> {
 /// caps small enough to throttle the throughput scenarios. Persistence off,
 /// or (`db`) on as close to Aerie's as Mosquitto goes: Aerie fsyncs a QoS 1
 /// delivery to a persistent session before the PUBACK; Mosquitto never
-/// writes per message, it saves its whole in-memory db to a file. With
-/// `autosave_on_changes` and `autosave_interval 1` it saves after every
-/// change to queued/retained messages or subscriptions instead of every
-/// 30 min, the nearest it has to "every delivery on disk".
+/// writes per message, it saves its whole in-memory db to a new file (fsync,
+/// rename). With `autosave_on_changes` and `autosave_interval 1` it saves
+/// after every change to queued/retained messages or subscriptions (in the
+/// main loop, after the PUBACK is queued) instead of every 30 min: the
+/// nearest it has to "every delivery on disk".
 fn mosquitto_config(port: u16, db: Option<&Path>) -> String {
     let persistence = match db {
         Some(dir) => format!(

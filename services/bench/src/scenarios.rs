@@ -323,7 +323,7 @@ async fn persistent_fan_in(broker: &Running, opts: &Options) -> anyhow::Result<V
     let h = clock.histogram.lock().expect("histogram lock").clone();
     let store = match (store0, store1) {
         (Some((c0, o0)), Some((c1, o1))) => format!(
-            "; store: {:.0} commits, {:.0} ops (both windows)",
+            "; store: {:.0} commits, {:.0} ops over warm-up and measurement",
             c1 - c0,
             o1 - o0
         ),
@@ -337,6 +337,12 @@ async fn persistent_fan_in(broker: &Running, opts: &Options) -> anyhow::Result<V
     ));
     if h.is_empty() {
         bail!("no PUBACK in the measured window");
+    }
+    if let Some(bytes) = broker.saved_bytes() {
+        progress(format_args!("  mosquitto saved {bytes} bytes of db"));
+        if bytes == 0 {
+            bail!("mosquitto saved nothing: its persistence is not working");
+        }
     }
     let us = |q: f64| Value::Number(h.value_at_quantile(q) as f64 / 1000.0);
     Ok(vec![Value::Number(rate), us(0.5), us(0.99)])
