@@ -348,12 +348,14 @@ async fn persistent_fan_in(broker: &Running, opts: &Options) -> anyhow::Result<V
     Ok(vec![Value::Number(rate), us(0.5), us(0.99)])
 }
 
-/// (commits, ops) the store has made so far, from /metrics (Aerie only).
+/// (commits, ops) the store has made so far, from /metrics (Aerie only;
+/// before its first commit the histogram is not exported yet: 0).
 async fn store_commits(broker: &Running) -> Option<(f64, f64)> {
     let text = broker.metrics().await.ok()??;
+    let read = |name| report::metric(&text, name).unwrap_or(0.0);
     Some((
-        report::metric(&text, "aerie_store_batch_ops_count")?,
-        report::metric(&text, "aerie_store_batch_ops_sum")?,
+        read("aerie_store_batch_ops_count"),
+        read("aerie_store_batch_ops_sum"),
     ))
 }
 
