@@ -66,24 +66,48 @@ fn trim(x: f64) -> String {
     }
 }
 
+impl Sample {
+    /// (column name, value) of each reading, for the table and progress.
+    pub fn cells(&self) -> [(&'static str, String); 8] {
+        let gauge = |g: Option<f64>| g.map_or("–".to_owned(), trim);
+        [
+            ("t", format!("{:.0} s", self.at.as_secs_f64())),
+            ("RSS MiB", format!("{:.1}", self.rss_kib as f64 / 1024.0)),
+            ("open fds", self.fds.to_string()),
+            ("threads", self.threads.to_string()),
+            ("aerie_connections", gauge(self.connections)),
+            ("aerie_sessions", gauge(self.sessions)),
+            ("aerie_queued_messages", gauge(self.queued)),
+            ("aerie_retained_messages", gauge(self.retained)),
+        ]
+    }
+}
+
 /// One Markdown table row of a sample.
 pub fn row(label: &str, s: &Sample) -> String {
-    let gauge = |g: Option<f64>| g.map_or("–".to_owned(), trim);
+    let cells: Vec<String> = s.cells().into_iter().map(|(_, v)| v).collect();
+    format!("| {label} | {} |", cells.join(" | "))
+}
+
+/// The table's header and rule.
+pub fn header() -> String {
+    let names: Vec<&str> = Sample::default().cells().iter().map(|(n, _)| *n).collect();
+    let rule = vec!["--:"; names.len()];
     format!(
-        "| {label} | {:.0} s | {:.1} | {} | {} | {} | {} | {} | {} |",
-        s.at.as_secs_f64(),
-        s.rss_kib as f64 / 1024.0,
-        s.fds,
-        s.threads,
-        gauge(s.connections),
-        gauge(s.sessions),
-        gauge(s.queued),
-        gauge(s.retained),
+        "| when | {} |\n| --- | {} |",
+        names.join(" | "),
+        rule.join(" | ")
     )
 }
 
-pub const HEADER: &str = "| when | t | RSS MiB | open fds | threads | aerie_connections | aerie_sessions | aerie_queued_messages | aerie_retained_messages |\n\
-                          | --- | --: | --: | --: | --: | --: | --: | --: | --: |";
+/// One line for stderr: `RSS MiB 77.4, open fds 42, …`.
+pub fn summary(s: &Sample) -> String {
+    let cells: Vec<String> = s.cells()[1..]
+        .iter()
+        .map(|(n, v)| format!("{n} {v}"))
+        .collect();
+    cells.join(", ")
+}
 
 #[cfg(test)]
 mod tests {
@@ -121,6 +145,11 @@ mod tests {
         assert_eq!(
             row("start", &s),
             "| start | 60 s | 10.5 | 40 | 5 | 17 | – | – | – |"
+        );
+        assert!(header().starts_with("| when | t | RSS MiB | open fds |"));
+        assert_eq!(header().lines().nth(1).unwrap().matches("--:").count(), 8);
+        assert!(
+            summary(&s).starts_with("RSS MiB 10.5, open fds 40, threads 5, aerie_connections 17")
         );
     }
 }

@@ -98,6 +98,16 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
     found
 }
 
+impl Header {
+    /// The command and the machine, first lines of every report.
+    pub fn top_lines(&self) -> String {
+        format!(
+            "\ncommand: {}\ndate: {}   nproc: {}\n",
+            self.command_line, self.date, self.nproc
+        )
+    }
+}
+
 /// p50, p99 and p99.9 of a latency histogram recorded in nanoseconds, in µs.
 pub fn latency_rows(hist: &Histogram<u64>) -> Vec<Row> {
     [("p50", 50.0), ("p99", 99.0), ("p99.9", 99.9)]
@@ -120,9 +130,7 @@ pub fn latency_rows(hist: &Histogram<u64>) -> Vec<Row> {
 
 /// The whole report as Markdown: header lines, the table, the footnote.
 pub fn render(h: &Header, columns: &[Column]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "\ncommand: {}", h.command_line);
-    let _ = writeln!(out, "date: {}   nproc: {}", h.date, h.nproc);
+    let mut out = h.top_lines();
     let _ = writeln!(
         out,
         "each scenario: {} s warm-up, {} s measured; 64-byte payloads; MQTT 3.1.1",

@@ -194,6 +194,20 @@ impl Load {
         }
     }
 
+    /// Subscribes `sub` to the fan-in's topics and counts (and acks) what it
+    /// receives until the load stops.
+    async fn subscriber(&mut self, mut sub: clients::Client, qos: QoS) -> anyhow::Result<Counter> {
+        sub.subscribe("bench/in/+", qos).await?;
+        let received = Counter::default();
+        self.tasks.spawn(clients::receive(
+            sub,
+            received.clone(),
+            self.stop.clone(),
+            |_| {},
+        ));
+        Ok(received)
+    }
+
     /// Stops every client; the first error any of them hit fails the scenario.
     async fn finish(mut self) -> anyhow::Result<()> {
         self.stop.cancel();
@@ -236,15 +250,8 @@ async fn measure<const N: usize>(
 
 async fn fan_in(broker: &Running, opts: &Options, qos: QoS) -> anyhow::Result<Vec<Value>> {
     let mut load = Load::new();
-    let mut sub = broker.connect("bench-sub").await?;
-    sub.subscribe("bench/in/+", qos).await?;
-    let received = Counter::default();
-    load.tasks.spawn(clients::receive(
-        sub,
-        received.clone(),
-        load.stop.clone(),
-        |_| {},
-    ));
+    let sub = broker.connect("bench-sub").await?;
+    let received = load.subscriber(sub, qos).await?;
     let sent = Counter::default();
     for i in 0..PUBLISHERS {
         let client = broker.connect(&format!("bench-pub-{i}")).await?;
@@ -288,18 +295,11 @@ async fn persistent_fan_in(broker: &Running, opts: &Options) -> anyhow::Result<V
     let mut load = Load::new();
     let sub_id = "bench-sub-persistent";
     let login = clients::login(sub_id, broker.password(0).as_deref(), false);
-    let (mut sub, ack) = clients::handshake(broker.addr, None, login).await?;
+    let (sub, ack) = clients::handshake(broker.addr, None, login).await?;
     if ack.reason != aerie_proto::ReasonCode::SUCCESS {
         bail!("persistent subscriber refused: {ack:?}");
     }
-    sub.subscribe("bench/in/+", QoS::AtLeastOnce).await?;
-    let received = Counter::default();
-    load.tasks.spawn(clients::receive(
-        sub,
-        received.clone(),
-        load.stop.clone(),
-        |_| {},
-    ));
+    let received = load.subscriber(sub, QoS::AtLeastOnce).await?;
     let clock = clients::AckClock::new()?;
     let sent = Counter::default();
     for i in 0..PERSISTENT_PUBLISHERS {

@@ -105,7 +105,6 @@ pub fn reading_times(duration: Duration) -> Vec<Duration> {
 }
 
 fn report_progress(what: &str, s: &Sample, tally: Option<&Tally>) {
-    let gauge = |g: Option<f64>| g.map_or("?".to_owned(), |v| format!("{v:.0}"));
     let load = tally.map_or(String::new(), |t| {
         format!(
             "; so far {} connects, {} published, {} delivered, {} errors",
@@ -116,13 +115,9 @@ fn report_progress(what: &str, s: &Sample, tally: Option<&Tally>) {
         )
     });
     progress(format_args!(
-        "soak: {:.0} s {what}: RSS {:.1} MiB, {} fds, {} threads, {} connections, {} sessions{load}",
+        "soak: {:.0} s {what}: {}{load}",
         s.at.as_secs_f64(),
-        s.rss_kib as f64 / 1024.0,
-        s.fds,
-        s.threads,
-        gauge(s.connections),
-        gauge(s.sessions),
+        broker_stats::summary(s)
     ));
 }
 
@@ -141,15 +136,13 @@ fn render(
     let header = crate::report::Header::now(opts, Vec::new());
     let secs = elapsed.as_secs_f64().max(1.0);
     let rate = |c: &Counter| format!("{} ({:.0}/s)", c.get(), c.get() as f64 / secs);
-    let mut out = String::new();
-    let _ = writeln!(out, "\ncommand: {}", header.command_line);
-    let _ = writeln!(out, "date: {}   nproc: {}", header.date, header.nproc);
+    let mut out = header.top_lines();
     let _ = writeln!(
         out,
         "soak: {:.0} s of mixed load against Aerie with JWT authentication ({TENANTS} tenants); MQTT 3.1.1\n",
         elapsed.as_secs_f64()
     );
-    let _ = writeln!(out, "{}", broker_stats::HEADER);
+    let _ = writeln!(out, "{}", broker_stats::header());
     let _ = writeln!(
         out,
         "{}",

@@ -87,25 +87,16 @@ pub async fn provision(
             unlimited(),
         )
         .await?;
-        let minted = api
-            .call(
-                "POST",
-                &format!("/v1/tenants/{tid}/tokens"),
-                Some(&session),
-                json!({"ttl_seconds": 86_400}),
-            )
-            .await?;
-        tokens.push(minted["token"].as_str().context("no token")?.to_owned());
+        let (api, session) = (&api, &session);
+        let mint = |ttl_seconds: u32| async move {
+            let path = format!("/v1/tenants/{tid}/tokens");
+            let body = json!({ "ttl_seconds": ttl_seconds });
+            let minted = api.call("POST", &path, Some(session), body).await?;
+            anyhow::Ok(minted["token"].as_str().context("no token")?.to_owned())
+        };
+        tokens.push(mint(86_400).await?);
         if expiring.is_none() {
-            let minted = api
-                .call(
-                    "POST",
-                    &format!("/v1/tenants/{tid}/tokens"),
-                    Some(&session),
-                    json!({"ttl_seconds": 60}),
-                )
-                .await?;
-            expiring = Some(minted["token"].as_str().context("no token")?.to_owned());
+            expiring = Some(mint(60).await?);
         }
     }
     Ok(Provisioned {
