@@ -309,7 +309,7 @@ pub struct BenchArgs {
     /// Run the same scenarios against Mosquitto too (if installed).
     #[arg(long)]
     pub compare_mosquitto: bool,
-    /// Seconds measured per scenario (after a 1 s warm-up); minutes for the soak.
+    /// Seconds measured per scenario (default 5, after a 1 s warm-up); minutes for the soak (default 10).
     #[arg(long)]
     pub duration: Option<u64>,
     /// Scenarios to run (default: all but soak): fan-in-qos0 fan-in-qos1 fan-in-qos1-persistent
