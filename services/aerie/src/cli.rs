@@ -311,12 +311,16 @@ pub struct BenchArgs {
     /// Run the same scenarios against Mosquitto too (if installed).
     #[arg(long)]
     pub compare_mosquitto: bool,
-    /// Seconds measured per scenario (after a 1 s warm-up).
-    #[arg(long, default_value_t = 5)]
-    pub duration: u64,
-    /// Scenarios to run (default: all): fan-in-qos0 fan-in-qos1 fan-out latency idle-10k idle-50k.
+    /// Seconds measured per scenario (default 5, after a 1 s warm-up); minutes for the soak (default 10).
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Scenarios to run (default: all but soak): fan-in-qos0 fan-in-qos1 fan-in-qos1-persistent
+    /// fan-out latency idle-10k idle-50k; or soak alone (mixed load, RSS/fds/threads over time).
     #[arg(long, num_args = 1..)]
     pub scenario: Vec<aerie_bench::Scenario>,
+    /// The soak's length in seconds instead of --duration minutes (quick checks).
+    #[arg(long, hide = true)]
+    pub soak_seconds: Option<u64>,
     /// Measure a broker already listening at ADDR instead of starting any.
     #[arg(long, value_name = "ADDR", conflicts_with = "compare_mosquitto")]
     pub broker_only: Option<SocketAddr>,
@@ -330,7 +334,11 @@ impl BenchArgs {
         let args: Vec<String> = std::env::args().collect();
         aerie_bench::Options {
             compare_mosquitto: self.compare_mosquitto,
-            duration: std::time::Duration::from_secs(self.duration),
+            duration: std::time::Duration::from_secs(self.duration.unwrap_or(5)),
+            soak_duration: std::time::Duration::from_secs(
+                self.soak_seconds
+                    .unwrap_or(self.duration.unwrap_or(10) * 60),
+            ),
             scenarios: self.scenario,
             tenancy: !self.no_tenants && self.broker_only.is_none(),
             broker_only: self.broker_only,

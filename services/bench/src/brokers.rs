@@ -42,8 +42,15 @@ pub fn mosquitto_path() -> Option<PathBuf> {
 /// A broker process we own (killed on drop), or an external address.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Aerie's HTTP listener (/metrics, the REST API); None for others.
+    pub http: Option<SocketAddr>,
     /// One token per tenant (JWT column); empty: anonymous clients.
     tokens: Vec<String>,
+    /// A token of the first tenant that expires a minute after start-up
+    /// (JWT column): the soak's "expired token".
+    pub expiring_token: Option<String>,
+    /// Mosquitto's persistence_location, when persistence is on.
+    db: Option<PathBuf>,
     /// The other tenants' clients, subscribed to the scenarios' topics.
     _bystanders: Vec<crate::clients::Client>,
     child: Option<Child>,
@@ -61,6 +68,36 @@ impl Running {
     /// A measured client: anonymous, or with a token of the first tenant.
     pub async fn connect(&self, client_id: &str) -> anyhow::Result<crate::clients::Client> {
         crate::clients::connect(self.addr, client_id, None, self.password(0).as_deref()).await
+    }
+
+    /// Aerie's /metrics text (None for other brokers).
+    pub async fn metrics(&self) -> anyhow::Result<Option<String>> {
+        let Some(http) = self.http else {
+            return Ok(None);
+        };
+        let text = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?
+            .get(format!("http://{http}/metrics"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        Ok(Some(text))
+    }
+
+    /// Bytes Mosquitto has saved in its persistence_location (None: no
+    /// persistence, or not Mosquitto).
+    pub fn saved_bytes(&self) -> Option<u64> {
+        let entries = std::fs::read_dir(self.db.as_ref()?).ok()?;
+        Some(
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum(),
+        )
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -122,7 +159,7 @@ pub fn cpu_of(pid: &str) -> Option<Duration> {
 }
 
 /// Parses the number after `key` in a /proc text file.
-fn proc_field(text: &str, key: &str) -> Option<u64> {
+pub(crate) fn proc_field(text: &str, key: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with(key))?;
     line[key.len()..].split_whitespace().next()?.parse().ok()
 }
@@ -142,17 +179,23 @@ fn free_port() -> anyhow::Result<u16> {
 /// tenants' limits with it); never used outside the bench's own process.
 const BENCH_ADMIN_TOKEN: &str = "aerie-bench-admin-token-0123456789abcdef";
 
-pub async fn start(kind: &Kind) -> anyhow::Result<Running> {
+/// Starts `kind`; `persistence` turns Mosquitto's on (Aerie always stores
+/// persistent sessions in its data dir).
+pub async fn start(kind: &Kind, persistence: bool) -> anyhow::Result<Running> {
     let dir = tempfile::Builder::new().prefix("aerie-bench-").tempdir()?;
     let log = dir.path().join("broker.log");
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let mut saved_in = None;
     let mut cmd = match kind {
         Kind::External(addr) => {
             return Ok(Running {
                 addr: *addr,
+                http: None,
                 tokens: Vec::new(),
+                expiring_token: None,
+                db: None,
                 _bystanders: Vec::new(),
                 child: None,
                 log,
@@ -175,7 +218,18 @@ pub async fn start(kind: &Kind) -> anyhow::Result<Running> {
         Kind::Mosquitto => {
             let bin = mosquitto_path().context("mosquitto is not installed")?;
             let conf = dir.path().join("mosquitto.conf");
-            std::fs::write(&conf, mosquitto_config(port))?;
+            let db = persistence.then(|| dir.path().join("db"));
+            if let Some(db) = &db {
+                // Started as root, Mosquitto drops to user `mosquitto`, and
+                // then cannot save into a root-only temp dir: it logs
+                // "Permission denied" and runs without persistence.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+                std::fs::create_dir(db)?;
+                std::fs::set_permissions(db, std::fs::Permissions::from_mode(0o777))?;
+            }
+            std::fs::write(&conf, mosquitto_config(port, db.as_deref()))?;
+            saved_in = db;
             // Raise the soft open-files limit to the hard one, as `aerie serve`
             // does for itself; exec keeps the pid, so VmRSS is mosquitto's.
             let mut cmd = Command::new("sh");
@@ -195,7 +249,10 @@ pub async fn start(kind: &Kind) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot start {}", kind.name()))?;
     let mut running = Running {
         addr,
+        http: matches!(kind, Kind::Aerie | Kind::AerieTenants(_)).then_some(http),
         tokens: Vec::new(),
+        expiring_token: None,
+        db: saved_in,
         _bystanders: Vec::new(),
         child: Some(child),
         log,
@@ -203,7 +260,9 @@ pub async fn start(kind: &Kind) -> anyhow::Result<Running> {
     };
     wait_ready(&mut running).await?;
     if let Kind::AerieTenants(n) = kind {
-        running.tokens = crate::tenancy::provision(http, BENCH_ADMIN_TOKEN, *n).await?;
+        let provisioned = crate::tenancy::provision(http, BENCH_ADMIN_TOKEN, *n).await?;
+        running.tokens = provisioned.tokens;
+        running.expiring_token = Some(provisioned.expiring);
         for (i, token) in running.tokens.iter().enumerate().skip(1) {
             let mut c = crate::clients::connect(addr, "bench-bystander", None, Some(token))
                 .await
@@ -215,13 +274,30 @@ pub async fn start(kind: &Kind) -> anyhow::Result<Running> {
     Ok(running)
 }
 
-/// Like Aerie's defaults for the bench: no persistence, anonymous, and no
-/// queue/in-flight caps small enough to throttle the throughput scenarios.
-fn mosquitto_config(port: u16) -> String {
+/// Like Aerie's defaults for the bench: anonymous, and no queue/in-flight
+/// caps small enough to throttle the throughput scenarios. Persistence off,
+/// or (`db`) on as close to Aerie's as Mosquitto goes: Aerie fsyncs a QoS 1
+/// delivery to a persistent session before the PUBACK; Mosquitto never
+/// writes per message, it saves its whole in-memory db to a new file (fsync,
+/// rename). With `autosave_on_changes` and `autosave_interval 1` it saves
+/// after every change to queued/retained messages or subscriptions (in the
+/// main loop, after the PUBACK is queued) instead of every 30 min: the
+/// nearest it has to "every delivery on disk".
+fn mosquitto_config(port: u16, db: Option<&Path>) -> String {
+    let persistence = match db {
+        Some(dir) => format!(
+            "persistence true\n\
+             persistence_location {}/\n\
+             autosave_on_changes true\n\
+             autosave_interval 1\n",
+            dir.display()
+        ),
+        None => "persistence false\n".to_owned(),
+    };
     format!(
         "listener {port} 127.0.0.1\n\
          allow_anonymous true\n\
-         persistence false\n\
+         {persistence}\
          max_queued_messages 1000000\n\
          max_inflight_messages 0\n\
          max_connections -1\n\

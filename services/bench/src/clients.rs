@@ -8,12 +8,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aerie_proto::*;
 use anyhow::{Context, bail};
 use bytes::{Buf, BytesMut};
+use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Notify;
@@ -38,7 +40,7 @@ impl Counter {
 }
 
 pub struct Client {
-    stream: TcpStream,
+    pub(crate) stream: TcpStream,
     buf: BytesMut,
 }
 
@@ -50,6 +52,35 @@ pub async fn connect(
     source: Option<IpAddr>,
     password: Option<&str>,
 ) -> anyhow::Result<Client> {
+    let (client, ack) = handshake(addr, source, login(client_id, password, true)).await?;
+    match ack.reason {
+        ReasonCode::SUCCESS => Ok(client),
+        _ => bail!("CONNECT refused: {ack:?}"),
+    }
+}
+
+/// A 3.1.1 CONNECT of the bench: a session that starts clean or resumes.
+pub fn login(client_id: &str, password: Option<&str>, clean_start: bool) -> Connect {
+    Connect {
+        protocol: V,
+        clean_start,
+        // No PINGREQs: idle connections must stay idle.
+        keep_alive: 0,
+        client_id: client_id.into(),
+        will: None,
+        username: password.map(|_| "bench".into()),
+        password: password.map(|p| bytes::Bytes::copy_from_slice(p.as_bytes())),
+        properties: ConnectProperties::default(),
+    }
+}
+
+/// Sends `connect` and returns the CONNACK whatever it says (the soak checks
+/// refusals); an error if the broker closes or answers something else.
+pub async fn handshake(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    connect: Connect,
+) -> anyhow::Result<(Client, ConnAck)> {
     let stream = match source {
         Some(ip) => {
             let socket = TcpSocket::new_v4()?;
@@ -63,27 +94,15 @@ pub async fn connect(
         stream,
         buf: BytesMut::with_capacity(4096),
     };
-    client
-        .send(&Packet::Connect(Box::new(Connect {
-            protocol: V,
-            clean_start: true,
-            // No PINGREQs: idle connections must stay idle.
-            keep_alive: 0,
-            client_id: client_id.into(),
-            will: None,
-            username: password.map(|_| "bench".into()),
-            password: password.map(|p| bytes::Bytes::copy_from_slice(p.as_bytes())),
-            properties: ConnectProperties::default(),
-        })))
-        .await?;
+    client.send(&Packet::Connect(Box::new(connect))).await?;
     match client.recv().await? {
-        Packet::ConnAck(ack) if ack.reason == ReasonCode::SUCCESS => Ok(client),
-        other => bail!("CONNECT refused: {other:?}"),
+        Packet::ConnAck(ack) => Ok((client, ack)),
+        other => bail!("no CONNACK: {other:?}"),
     }
 }
 
 impl Client {
-    async fn send(&mut self, packet: &Packet) -> anyhow::Result<()> {
+    pub async fn send(&mut self, packet: &Packet) -> anyhow::Result<()> {
         let mut out = BytesMut::new();
         encode(packet, V, &mut out)?;
         self.stream.write_all(&out).await?;
@@ -91,7 +110,7 @@ impl Client {
     }
 
     /// The next packet, fully decoded (handshakes only: not on hot paths).
-    async fn recv(&mut self) -> anyhow::Result<Packet> {
+    pub async fn recv(&mut self) -> anyhow::Result<Packet> {
         loop {
             if let Some(p) = decode(&mut self.buf, V, u32::MAX)? {
                 return Ok(p);
@@ -164,7 +183,36 @@ pub async fn flood_qos0(
     }
 }
 
-/// Publishes QoS 1 with at most `window` PUBLISHes awaiting PUBACK, until `stop`.
+/// Times PUBLISH → PUBACK of QoS 1 publishers into one histogram (ns), while
+/// `recording` (the measured window only).
+#[derive(Clone)]
+pub struct AckClock {
+    epoch: Instant,
+    pub recording: Arc<AtomicBool>,
+    pub histogram: Arc<Mutex<Histogram<u64>>>,
+}
+
+impl AckClock {
+    pub fn new() -> anyhow::Result<AckClock> {
+        Ok(AckClock {
+            epoch: Instant::now(),
+            recording: Arc::new(AtomicBool::new(false)),
+            // 1 ns .. 60 s, three significant digits.
+            histogram: Arc::new(Mutex::new(Histogram::new_with_bounds(
+                1,
+                60_000_000_000,
+                3,
+            )?)),
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+/// Publishes QoS 1 with at most `window` PUBLISHes awaiting PUBACK, until
+/// `stop`; with `clock`, times each PUBACK.
 pub async fn flood_qos1(
     client: Client,
     topic: String,
@@ -172,14 +220,19 @@ pub async fn flood_qos1(
     window: u64,
     sent: Counter,
     stop: CancellationToken,
+    clock: Option<AckClock>,
 ) -> anyhow::Result<()> {
     let t = template(&topic, &payload, QoS::AtLeastOnce)?;
+    // Send time by packet id (ids are unique within the window).
+    let sent_at: Arc<[AtomicU64]> = (0..=u16::MAX).map(|_| AtomicU64::new(0)).collect();
     let (mut rd, mut wr) = client.stream.into_split();
     let acked = Counter::default();
     let wake = Arc::new(Notify::new());
     let acks = {
         let (acked, wake, stop) = (acked.clone(), wake.clone(), stop.clone());
+        let (clock, sent_at) = (clock.clone(), sent_at.clone());
         let mut buf = client.buf;
+        let mut latencies = Vec::new();
         async move {
             loop {
                 let n = tokio::select! {
@@ -190,8 +243,30 @@ pub async fn flood_qos1(
                     bail!("connection closed by the broker");
                 }
                 let mut count = 0;
-                for_each_packet(&mut buf, |first, _| count += u64::from(first == 0x40))?;
+                let now = clock.as_ref().map_or(0, AckClock::now);
+                for_each_packet(&mut buf, |first, body| {
+                    if first != 0x40 {
+                        return;
+                    }
+                    count += 1;
+                    if let (Some(_), Some(id)) = (&clock, body.get(..2)) {
+                        let id = u16::from_be_bytes([id[0], id[1]]);
+                        let at = sent_at[usize::from(id)].load(Ordering::Relaxed);
+                        latencies.push(now.saturating_sub(at).max(1));
+                    }
+                })?;
                 acked.add(count);
+                if let Some(clock) = &clock
+                    && !latencies.is_empty()
+                {
+                    if clock.recording.load(Ordering::Relaxed) {
+                        let mut h = clock.histogram.lock().expect("histogram lock");
+                        for ns in &latencies {
+                            h.saturating_record(*ns);
+                        }
+                    }
+                    latencies.clear();
+                }
                 wake.notify_one();
                 if buf.capacity() - buf.len() < 4096 {
                     buf.reserve(READ_BUF);
@@ -210,8 +285,10 @@ pub async fn flood_qos1(
                 continue;
             }
             out.clear();
+            let now = clock.as_ref().map_or(0, AckClock::now);
             for _ in 0..room {
                 packet_id = packet_id.checked_add(1).unwrap_or(1);
+                sent_at[usize::from(packet_id)].store(now, Ordering::Relaxed);
                 let start = out.len();
                 out.extend_from_slice(&t.bytes);
                 out[start + t.packet_id_at..start + t.packet_id_at + 2]

@@ -4,13 +4,18 @@
 //! Mosquitto if installed), runs the same scenarios against each with raw,
 //! pipelined MQTT 3.1.1 clients written on our codec, and prints one table with
 //! both columns and their ratio. Progress goes to stderr, the table to stdout.
+//! The soak (`--scenario soak`) is apart: minutes of mixed load against one
+//! Aerie, reporting whether its memory, descriptors and threads stay flat.
 
 #![forbid(unsafe_code)]
 
+mod broker_stats;
 mod brokers;
 mod clients;
 mod report;
 mod scenarios;
+mod soak;
+mod soak_load;
 mod tenancy;
 
 use std::net::SocketAddr;
@@ -38,6 +43,8 @@ pub struct Options {
     /// Also run every scenario against Aerie with JWT authentication and
     /// 100 tenants (the tenancy column).
     pub tenancy: bool,
+    /// How long the soak scenario runs.
+    pub soak_duration: Duration,
 }
 
 impl Default for Options {
@@ -50,6 +57,7 @@ impl Default for Options {
             broker_only: None,
             command_line: String::new(),
             tenancy: false,
+            soak_duration: Duration::from_secs(600),
         }
     }
 }
@@ -59,6 +67,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Idle-connection scenarios hold one descriptor per client.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         progress(format_args!("cannot raise RLIMIT_NOFILE: {e}"));
+    }
+    if opts.scenarios.contains(&Scenario::Soak) {
+        if opts.scenarios.len() > 1 {
+            anyhow::bail!("the soak runs alone: --scenario soak without other scenarios");
+        }
+        return soak::run(&opts).await;
     }
     let scenarios = if opts.scenarios.is_empty() {
         Scenario::ALL.to_vec()

@@ -77,6 +77,37 @@ impl Header {
     }
 }
 
+/// The sum of a metric's samples (all label sets) in Prometheus text; None
+/// if it has none.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        // `name 3` or `name{labels} 3`, not `name_suffix 3`.
+        let value = match rest.chars().next() {
+            Some(' ') => rest,
+            Some('{') => &rest[rest.find('}')? + 1..],
+            _ => continue,
+        };
+        if let Ok(v) = value.trim().parse::<f64>() {
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
+}
+
+impl Header {
+    /// The command and the machine, first lines of every report.
+    pub fn top_lines(&self) -> String {
+        format!(
+            "\ncommand: {}\ndate: {}   nproc: {}\n",
+            self.command_line, self.date, self.nproc
+        )
+    }
+}
+
 /// p50, p99 and p99.9 of a latency histogram recorded in nanoseconds, in µs.
 pub fn latency_rows(hist: &Histogram<u64>) -> Vec<Row> {
     [("p50", 50.0), ("p99", 99.0), ("p99.9", 99.9)]
@@ -99,9 +130,7 @@ pub fn latency_rows(hist: &Histogram<u64>) -> Vec<Row> {
 
 /// The whole report as Markdown: header lines, the table, the footnote.
 pub fn render(h: &Header, columns: &[Column]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "\ncommand: {}", h.command_line);
-    let _ = writeln!(out, "date: {}   nproc: {}", h.date, h.nproc);
+    let mut out = h.top_lines();
     let _ = writeln!(
         out,
         "each scenario: {} s warm-up, {} s measured; 64-byte payloads; MQTT 3.1.1",
@@ -277,6 +306,19 @@ mod tests {
             latency_rows(&Histogram::new(3).unwrap())[0].value,
             Value::Failed(_)
         ));
+    }
+
+    #[test]
+    fn metrics_are_summed_over_labels_and_not_confused_with_longer_names() {
+        let text = "# TYPE aerie_connections gauge\n\
+                    aerie_connections{tenant=\"a\"} 3\n\
+                    aerie_connections{tenant=\"b\"} 4\n\
+                    aerie_connections_total 99\n\
+                    aerie_store_batch_ops_count 12\n";
+        assert_eq!(metric(text, "aerie_connections"), Some(7.0));
+        assert_eq!(metric(text, "aerie_connections_total"), Some(99.0));
+        assert_eq!(metric(text, "aerie_store_batch_ops_count"), Some(12.0));
+        assert_eq!(metric(text, "aerie_sessions"), None);
     }
 
     fn header() -> Header {

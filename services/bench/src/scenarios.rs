@@ -20,6 +20,8 @@ use crate::{Options, progress};
 
 const PAYLOAD: usize = 64;
 const PUBLISHERS: usize = 4;
+/// Publishers of the persistent fan-in: a managed service's many devices.
+const PERSISTENT_PUBLISHERS: usize = 8;
 const QOS1_WINDOW: u64 = 64;
 const FAN_OUT_SUBSCRIBERS: usize = 100;
 const LATENCY_RATE: u64 = 10_000;
@@ -35,16 +37,20 @@ const IDLE_CONNECT_LIMIT: Duration = Duration::from_secs(60);
 pub enum Scenario {
     FanInQos0,
     FanInQos1,
+    FanInQos1Persistent,
     FanOut,
     Latency,
     Idle10k,
     Idle50k,
+    /// Not a table row and not in `ALL`: minutes of mixed load (`soak`).
+    Soak,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::FanInQos0,
         Scenario::FanInQos1,
+        Scenario::FanInQos1Persistent,
         Scenario::FanOut,
         Scenario::Latency,
         Scenario::Idle10k,
@@ -55,10 +61,12 @@ impl Scenario {
         match self {
             Scenario::FanInQos0 => "fan-in-qos0",
             Scenario::FanInQos1 => "fan-in-qos1",
+            Scenario::FanInQos1Persistent => "fan-in-qos1-persistent",
             Scenario::FanOut => "fan-out",
             Scenario::Latency => "latency",
             Scenario::Idle10k => "idle-10k",
             Scenario::Idle50k => "idle-50k",
+            Scenario::Soak => "soak",
         }
     }
 
@@ -66,12 +74,21 @@ impl Scenario {
     fn shape(self) -> Vec<(String, &'static str, Better)> {
         let one = |label: &str, unit, better| vec![(label.to_owned(), unit, better)];
         match self {
+            Scenario::Soak => Vec::new(),
             Scenario::FanInQos0 => one("fan-in QoS 0 (4 pub → 1 sub)", "msg/s", Better::Higher),
             Scenario::FanInQos1 => one(
                 "fan-in QoS 1 (4 pub, 64 in flight → 1 sub)",
                 "msg/s",
                 Better::Higher,
             ),
+            Scenario::FanInQos1Persistent => {
+                let label = "fan-in QoS 1 → persistent session (8 pub, 64 in flight → 1 sub)";
+                let mut rows = one(label, "msg/s", Better::Higher);
+                for q in ["p50", "p99"] {
+                    rows.push((format!("  its PUBACK latency {q}"), "µs", Better::Lower));
+                }
+                rows
+            }
             Scenario::FanOut => one(
                 "fan-out QoS 0 (1 pub → 100 subs)",
                 "deliveries/s",
@@ -105,9 +122,11 @@ impl std::str::FromStr for Scenario {
     fn from_str(s: &str) -> Result<Self, String> {
         Scenario::ALL
             .into_iter()
+            .chain([Scenario::Soak])
             .find(|sc| sc.name() == s)
             .ok_or_else(|| {
-                let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                let mut names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                names.push(Scenario::Soak.name());
                 format!("unknown scenario {s:?}; one of {}", names.join(", "))
             })
     }
@@ -141,15 +160,18 @@ async fn run_inner(
     target: &Kind,
     opts: &Options,
 ) -> anyhow::Result<Vec<Value>> {
-    let mut broker = brokers::start(target).await?;
+    let persistence = scenario == Scenario::FanInQos1Persistent;
+    let mut broker = brokers::start(target, persistence).await?;
     let bound = opts.warmup + opts.duration + IDLE_CONNECT_LIMIT + Duration::from_secs(30);
     let result = tokio::time::timeout(bound, async {
         match scenario {
             Scenario::FanInQos0 => fan_in(&broker, opts, QoS::AtMostOnce).await,
             Scenario::FanInQos1 => fan_in(&broker, opts, QoS::AtLeastOnce).await,
+            Scenario::FanInQos1Persistent => persistent_fan_in(&broker, opts).await,
             Scenario::FanOut => fan_out(&broker, opts).await,
             Scenario::Latency => latency(&broker, opts).await,
             Scenario::Idle10k | Scenario::Idle50k => idle(&broker, scenario.idle_count()).await,
+            Scenario::Soak => bail!("the soak is not a table row"),
         }
     })
     .await;
@@ -170,6 +192,20 @@ impl Load {
             tasks: JoinSet::new(),
             stop: CancellationToken::new(),
         }
+    }
+
+    /// Subscribes `sub` to the fan-in's topics and counts (and acks) what it
+    /// receives until the load stops.
+    async fn subscriber(&mut self, mut sub: clients::Client, qos: QoS) -> anyhow::Result<Counter> {
+        sub.subscribe("bench/in/+", qos).await?;
+        let received = Counter::default();
+        self.tasks.spawn(clients::receive(
+            sub,
+            received.clone(),
+            self.stop.clone(),
+            |_| {},
+        ));
+        Ok(received)
     }
 
     /// Stops every client; the first error any of them hit fails the scenario.
@@ -214,15 +250,8 @@ async fn measure<const N: usize>(
 
 async fn fan_in(broker: &Running, opts: &Options, qos: QoS) -> anyhow::Result<Vec<Value>> {
     let mut load = Load::new();
-    let mut sub = broker.connect("bench-sub").await?;
-    sub.subscribe("bench/in/+", qos).await?;
-    let received = Counter::default();
-    load.tasks.spawn(clients::receive(
-        sub,
-        received.clone(),
-        load.stop.clone(),
-        |_| {},
-    ));
+    let sub = broker.connect("bench-sub").await?;
+    let received = load.subscriber(sub, qos).await?;
     let sent = Counter::default();
     for i in 0..PUBLISHERS {
         let client = broker.connect(&format!("bench-pub-{i}")).await?;
@@ -246,6 +275,7 @@ async fn fan_in(broker: &Running, opts: &Options, qos: QoS) -> anyhow::Result<Ve
                 QOS1_WINDOW,
                 sent.clone(),
                 stop,
+                None,
             )),
         };
     }
@@ -255,6 +285,78 @@ async fn fan_in(broker: &Running, opts: &Options, qos: QoS) -> anyhow::Result<Ve
         "  received {rate:.0} msg/s (published {sent_rate:.0} msg/s); {cpu}"
     ));
     Ok(vec![Value::Number(rate)])
+}
+
+/// Fan-in QoS 1 to a subscriber whose session outlives its connection
+/// (3.1.1 clean session 0): Aerie stores every delivery and holds the
+/// publisher's PUBACK until it is fsynced. Rate delivered, PUBACK latency,
+/// and (Aerie) the store's commits as evidence that it did write.
+async fn persistent_fan_in(broker: &Running, opts: &Options) -> anyhow::Result<Vec<Value>> {
+    let mut load = Load::new();
+    let sub_id = "bench-sub-persistent";
+    let login = clients::login(sub_id, broker.password(0).as_deref(), false);
+    let (sub, ack) = clients::handshake(broker.addr, None, login).await?;
+    if ack.reason != aerie_proto::ReasonCode::SUCCESS {
+        bail!("persistent subscriber refused: {ack:?}");
+    }
+    let received = load.subscriber(sub, QoS::AtLeastOnce).await?;
+    let clock = clients::AckClock::new()?;
+    let sent = Counter::default();
+    for i in 0..PERSISTENT_PUBLISHERS {
+        let client = broker.connect(&format!("bench-pub-{i}")).await?;
+        load.tasks.spawn(clients::flood_qos1(
+            client,
+            format!("bench/in/{i}"),
+            vec![0x5a; PAYLOAD],
+            QOS1_WINDOW,
+            sent.clone(),
+            load.stop.clone(),
+            Some(clock.clone()),
+        ));
+    }
+    let store0 = store_commits(broker).await;
+    clock.recording.store(true, Ordering::Relaxed);
+    let ([rate, sent_rate], cpu) = measure(broker, [&received, &sent], opts).await;
+    clock.recording.store(false, Ordering::Relaxed);
+    let store1 = store_commits(broker).await;
+    load.finish().await?;
+    let h = clock.histogram.lock().expect("histogram lock").clone();
+    let store = match (store0, store1) {
+        (Some((c0, o0)), Some((c1, o1))) => format!(
+            "; store: {:.0} commits, {:.0} ops over warm-up and measurement",
+            c1 - c0,
+            o1 - o0
+        ),
+        _ => String::new(),
+    };
+    progress(format_args!(
+        "  received {rate:.0} msg/s (published {sent_rate:.0} msg/s); PUBACK p50 {} µs p99 {} µs max {} µs; {cpu}{store}",
+        h.value_at_quantile(0.5) / 1000,
+        h.value_at_quantile(0.99) / 1000,
+        h.max() / 1000
+    ));
+    if h.is_empty() {
+        bail!("no PUBACK in the measured window");
+    }
+    if let Some(bytes) = broker.saved_bytes() {
+        progress(format_args!("  mosquitto saved {bytes} bytes of db"));
+        if bytes == 0 {
+            bail!("mosquitto saved nothing: its persistence is not working");
+        }
+    }
+    let us = |q: f64| Value::Number(h.value_at_quantile(q) as f64 / 1000.0);
+    Ok(vec![Value::Number(rate), us(0.5), us(0.99)])
+}
+
+/// (commits, ops) the store has made so far, from /metrics (Aerie only;
+/// before its first commit the histogram is not exported yet: 0).
+async fn store_commits(broker: &Running) -> Option<(f64, f64)> {
+    let text = broker.metrics().await.ok()??;
+    let read = |name| report::metric(&text, name).unwrap_or(0.0);
+    Some((
+        read("aerie_store_batch_ops_count"),
+        read("aerie_store_batch_ops_sum"),
+    ))
 }
 
 async fn fan_out(broker: &Running, opts: &Options) -> anyhow::Result<Vec<Value>> {

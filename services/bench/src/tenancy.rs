@@ -35,12 +35,21 @@ pub fn unlimited() -> Value {
     })
 }
 
-/// Creates `n` tenants on the control plane at `http`; returns a token of each.
+/// What `provision` made.
+pub struct Provisioned {
+    /// A token of each tenant, valid for a day.
+    pub tokens: Vec<String>,
+    /// A token of the first tenant valid for the shortest TTL the API
+    /// allows (60 s): expired from a minute on (the soak's bad tokens).
+    pub expiring: String,
+}
+
+/// Creates `n` tenants on the control plane at `http`; mints their tokens.
 pub async fn provision(
     http: SocketAddr,
     admin_token: &str,
     n: usize,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Provisioned> {
     let api = Api {
         base: format!("http://{http}"),
         client: reqwest::Client::builder()
@@ -60,6 +69,7 @@ pub async fn provision(
         .context("no session token")?
         .to_owned();
     let mut tokens = Vec::with_capacity(n);
+    let mut expiring = None;
     for i in 0..n {
         let tenant = api
             .call(
@@ -77,17 +87,22 @@ pub async fn provision(
             unlimited(),
         )
         .await?;
-        let minted = api
-            .call(
-                "POST",
-                &format!("/v1/tenants/{tid}/tokens"),
-                Some(&session),
-                json!({"ttl_seconds": 86_400}),
-            )
-            .await?;
-        tokens.push(minted["token"].as_str().context("no token")?.to_owned());
+        let (api, session) = (&api, &session);
+        let mint = |ttl_seconds: u32| async move {
+            let path = format!("/v1/tenants/{tid}/tokens");
+            let body = json!({ "ttl_seconds": ttl_seconds });
+            let minted = api.call("POST", &path, Some(session), body).await?;
+            anyhow::Ok(minted["token"].as_str().context("no token")?.to_owned())
+        };
+        tokens.push(mint(86_400).await?);
+        if expiring.is_none() {
+            expiring = Some(mint(60).await?);
+        }
     }
-    Ok(tokens)
+    Ok(Provisioned {
+        tokens,
+        expiring: expiring.context("no tenants")?,
+    })
 }
 
 struct Api {
