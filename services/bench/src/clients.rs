@@ -6,9 +6,9 @@
 //! need, so the generator spends far less per message than a broker does and
 //! measures the broker, not itself.
 
+use parking_lot::Mutex;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -260,7 +260,7 @@ pub async fn flood_qos1(
                     && !latencies.is_empty()
                 {
                     if clock.recording.load(Ordering::Relaxed) {
-                        let mut h = clock.histogram.lock().expect("histogram lock");
+                        let mut h = clock.histogram.lock();
                         for ns in &latencies {
                             h.saturating_record(*ns);
                         }

@@ -320,7 +320,7 @@ async fn persistent_fan_in(broker: &Running, opts: &Options) -> anyhow::Result<V
     clock.recording.store(false, Ordering::Relaxed);
     let store1 = store_commits(broker).await;
     load.finish().await?;
-    let h = clock.histogram.lock().expect("histogram lock").clone();
+    let h = clock.histogram.lock().clone();
     let store = match (store0, store1) {
         (Some((c0, o0)), Some((c1, o1))) => format!(
             "; store: {:.0} commits, {:.0} ops over warm-up and measurement",
