@@ -4,6 +4,7 @@
 //! enforcer closes those connections on the same snapshot; the reaper looks
 //! again every second until they are.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,35 +20,65 @@ pub const TENANTS_REMOVED_TOTAL: &str = "aerie_tenants_removed_total";
 /// How often the reaper looks again while a deleted tenant still has connections.
 const RECHECK: Duration = Duration::from_secs(1);
 
-/// Removes from `broker` every tenant `directory` does not know, except the
-/// anonymous one (never in the directory), once `registry` has no
-/// connection of it. A tenant whose core was made after the directory's
-/// load started (`as_of`: an HTTP publish to a tenant created a moment
-/// ago) is left for a later snapshot to decide. Returns the ids removed.
-pub fn reap(
-    directory: &Directory,
-    as_of: Instant,
-    broker: &Broker,
-    registry: &Registry,
-    anonymous_tenant: &str,
-) -> Vec<Arc<str>> {
-    let mut removed = Vec::new();
-    for tenant in broker.tenants() {
-        let id = &tenant.id;
-        if &**id == anonymous_tenant
-            || directory.tenants.contains_key(&**id)
-            || tenant.created_at() >= as_of
-            || registry.count(id) > 0
-        {
-            continue;
+/// Which tenants the reaper may take for deleted: those a snapshot of this
+/// process showed and a later one no longer does. A tenant the directory has
+/// never shown is left alone, whatever it holds: data loaded from the store
+/// that the control plane does not know (a different database given with
+/// the same data dir) is a mistake to report, not a deletion to carry out.
+#[derive(Default)]
+pub struct Reaper {
+    /// Tenants some snapshot has shown, while a snapshot or the broker
+    /// still has them.
+    seen: HashSet<String>,
+    /// Tenants already reported as unknown, so they are logged once.
+    reported: HashSet<Arc<str>>,
+}
+
+impl Reaper {
+    /// Removes from `broker` every tenant `directory` no longer has, except
+    /// the anonymous one (never in the directory), once `registry` has no
+    /// connection of it. A tenant whose core was made after the directory's
+    /// load started (`as_of`: an HTTP publish to a tenant created a moment
+    /// ago) is left for a later snapshot to decide. Returns the ids removed.
+    pub fn reap(
+        &mut self,
+        directory: &Directory,
+        as_of: Instant,
+        broker: &Broker,
+        registry: &Registry,
+        anonymous_tenant: &str,
+    ) -> Vec<Arc<str>> {
+        for id in directory.tenants.keys() {
+            if !self.seen.contains(id) {
+                self.seen.insert(id.clone());
+            }
         }
-        if broker.remove_tenant(id) {
-            metrics::counter!(TENANTS_REMOVED_TOTAL).increment(1);
-            tracing::info!(tenant = %id, "deleted tenant removed: sessions, queues and retained messages forgotten");
-            removed.push(id.clone());
+        let mut removed = Vec::new();
+        for tenant in broker.tenants() {
+            let id = &tenant.id;
+            if &**id == anonymous_tenant || directory.tenants.contains_key(&**id) {
+                continue;
+            }
+            if !self.seen.contains(&**id) {
+                if tenant.created_at() < as_of && self.reported.insert(id.clone()) {
+                    tracing::warn!(tenant = %id, "the broker holds data of a tenant the control plane does not know; kept (is this the right control-plane database for this data dir?)");
+                }
+                continue;
+            }
+            if tenant.created_at() >= as_of || registry.count(id) > 0 {
+                continue;
+            }
+            if broker.remove_tenant(id) {
+                metrics::counter!(TENANTS_REMOVED_TOTAL).increment(1);
+                tracing::info!(tenant = %id, "deleted tenant removed: sessions, queues and retained messages forgotten");
+                removed.push(id.clone());
+            }
         }
+        self.seen.retain(|id| {
+            directory.tenants.contains_key(id) || broker.existing_tenant(id).is_some()
+        });
+        removed
     }
-    removed
 }
 
 pub fn spawn_reaper(
@@ -59,9 +90,10 @@ pub fn spawn_reaper(
 ) -> tokio::task::JoinHandle<()> {
     let mut snapshots = cache.subscribe();
     tokio::spawn(async move {
+        let mut reaper = Reaper::default();
         loop {
             let directory = snapshots.borrow_and_update().clone();
-            reap(
+            reaper.reap(
                 &directory,
                 cache.as_of(),
                 &broker,
@@ -75,4 +107,48 @@ pub fn spawn_reaper(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::TenantFacts;
+    use aerie_core::CoreConfig;
+
+    fn knowing(ids: &[&str]) -> Directory {
+        let mut d = Directory::default();
+        for id in ids {
+            d.tenants.insert((*id).to_owned(), TenantFacts::active());
+        }
+        d
+    }
+
+    #[test]
+    fn only_a_tenant_the_directory_showed_and_then_dropped_is_removed() {
+        let broker = Broker::new(CoreConfig::default());
+        let registry = Registry::new();
+        broker.tenant("kept");
+        broker.tenant("stranger");
+        broker.tenant("gone");
+        let mut reaper = Reaper::default();
+        let later = Instant::now() + Duration::from_secs(1);
+
+        let removed = reaper.reap(
+            &knowing(&["kept", "gone"]),
+            later,
+            &broker,
+            &registry,
+            "local",
+        );
+        assert!(removed.is_empty());
+        // "gone" deleted; "stranger" was never known (another database?).
+        let removed = reaper.reap(&knowing(&["kept"]), later, &broker, &registry, "local");
+        assert_eq!(removed, vec![Arc::<str>::from("gone")]);
+        assert!(broker.existing_tenant("gone").is_none());
+        assert!(
+            broker.existing_tenant("stranger").is_some(),
+            "an unknown tenant's data is kept"
+        );
+        assert!(broker.existing_tenant("kept").is_some());
+    }
 }
