@@ -783,11 +783,6 @@ impl Tenant {
         self.created_at
     }
 
-    /// Whether [`Tenant::dispose`] ran.
-    pub fn is_deleted(&self) -> bool {
-        *self.deleted.borrow()
-    }
-
     /// Asks every attached connection to close (server shutdown, tenant suspended).
     pub fn kick_all(&self, kick: Kick) {
         let sessions: Vec<_> = self.sessions.lock().values().cloned().collect();
