@@ -17,7 +17,6 @@ mod writer;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 
 use aerie_core::store::{LoadedState, Store, StoreOp, Ticket};
 use parking_lot::Mutex;
@@ -59,7 +58,7 @@ pub const DEFAULT_BACKLOG_PAUSE_BYTES: u64 = 64 * 1024 * 1024;
 pub struct FjallStore {
     /// Ticket assignment and sending happen under one lock, so the writer
     /// sees ops in ticket order.
-    submit: Mutex<(Ticket, mpsc::SyncSender<(Ticket, StoreOp)>)>,
+    submit: Mutex<(Ticket, flume::Sender<(Ticket, StoreOp)>)>,
     durable: watch::Receiver<Ticket>,
     health: Arc<writer::Health>,
     /// The database as opened, for [`FjallStore::load`]; taken by it, so the
@@ -95,7 +94,11 @@ impl FjallStore {
             source,
         };
         let spaces = open_spaces(dir).map_err(open_err)?;
-        let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
+        // flume, not std's `sync_channel`: that one allocates all its slots
+        // up front (27 MB at this capacity) and touches them in turn, so the
+        // process grows by the whole channel over hours even when nothing
+        // waits in it. flume holds what waits.
+        let (tx, rx) = flume::bounded(CHANNEL_CAPACITY);
         let (durable_tx, durable) = watch::channel(0);
         let health = Arc::new(writer::Health::default());
         let reopen_dir = dir.to_path_buf();

@@ -7,11 +7,11 @@
 //! keeps draining its channel and memory stays bounded by the live state,
 //! not by the traffic.
 
+use flume::{Receiver, RecvTimeoutError, TryRecvError};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use aerie_core::metrics as m;
