@@ -79,7 +79,8 @@ pub(crate) struct SessionState {
     /// Bumped by every attach; timers compare it to know whether they are stale.
     pub generation: u64,
     pub flight: FlightState,
-    pub pending_will: Option<PendingWill>,
+    /// Boxed: rare, and inline it would add 200 bytes to every session.
+    pub pending_will: Option<Box<PendingWill>>,
     pub ended: bool,
     /// The last stored queue position handed out.
     pub next_seq: u64,

@@ -567,7 +567,8 @@ impl Tenant {
             if delay == 0 {
                 self.publish_will(session.id, will);
             } else {
-                session.state.lock().pending_will = Some(PendingWill { will, generation });
+                session.state.lock().pending_will =
+                    Some(Box::new(PendingWill { will, generation }));
                 let tenant = self.clone();
                 let s = session.clone();
                 let wait = Duration::from_secs(u64::from(delay.min(expiry)));
