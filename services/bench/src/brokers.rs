@@ -110,6 +110,24 @@ impl Running {
         proc_field(&status, "VmRSS:")
     }
 
+    /// The broker's RSS once it stopped growing by itself (two readings
+    /// 250 ms apart within 256 KiB; at most 10 s): a broker grows for a
+    /// moment after it starts listening (its allocator's arenas, the
+    /// store's buffers), and a baseline read before that would count that
+    /// growth against the connections measured next.
+    pub async fn settled_rss_kib(&self) -> Option<u64> {
+        let mut last = self.rss_kib()?;
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = self.rss_kib()?;
+            if now.abs_diff(last) < 256 {
+                return Some(now);
+            }
+            last = now;
+        }
+        Some(last)
+    }
+
     /// The broker's soft limit on open files: it caps the idle scenarios.
     pub fn nofile_limit(&self) -> Option<u64> {
         let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.pid()?)).ok()?;

@@ -450,7 +450,7 @@ async fn latency(broker: &Running, opts: &Options) -> anyhow::Result<Vec<Value>>
 }
 
 async fn idle(broker: &Running, n: usize) -> anyhow::Result<Vec<Value>> {
-    let Some(before) = broker.rss_kib() else {
+    let Some(before) = broker.settled_rss_kib().await else {
         return Ok(vec![Value::Skipped("broker pid unknown".into())]);
     };
     // One descriptor per connection on each side, plus the broker's own.
