@@ -56,10 +56,11 @@ pub fn init_logging(format: LogFormat) -> Telemetry {
     let otel = tracer_provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("aerie"))
-            // INFO and up whatever `AERIE_LOG` says; the exporter's own HTTP
-            // client must not feed its spans back.
+            // INFO and up whatever `AERIE_LOG` says, and each MQTT
+            // connection's span (DEBUG, so that logs alone do not pay for
+            // it); the exporter's own HTTP client must not feed its spans back.
             .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                *meta.level() <= tracing::Level::INFO
+                (*meta.level() <= tracing::Level::INFO || meta.name() == "mqtt.connection")
                     && !["hyper", "h2", "reqwest", "opentelemetry", "tower"]
                         .iter()
                         .any(|t| meta.target().starts_with(t))

@@ -118,6 +118,10 @@ impl Gateway {
     /// Runs a connection that already holds its permit (taken at the accept,
     /// before any handshake), in an `mqtt.connection` span naming the peer;
     /// the connection adds its client id and tenant once CONNECT is accepted.
+    /// The span is at DEBUG: a span costs about half a KiB for as long as it
+    /// lives, which for an idle connection is most of what it holds, so it
+    /// exists only when debug logs or trace export ask for it. The handshake
+    /// has an INFO span of its own (`mqtt.connect`), freed after CONNACK.
     pub(crate) fn spawn_holding<S>(
         &self,
         stream: S,
@@ -127,7 +131,7 @@ impl Gateway {
     ) where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "mqtt.connection",
             transport = transport.as_str(),
             peer = tracing::field::Empty,
@@ -140,7 +144,7 @@ impl Gateway {
         let ctx = self.ctx.clone();
         self.tracker.spawn(
             async move {
-                connection::run(stream, transport, ctx).await;
+                connection::run(stream, transport, peer, ctx).await;
                 drop(permit);
             }
             .instrument(span),

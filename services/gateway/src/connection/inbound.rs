@@ -139,7 +139,7 @@ impl Conn {
         {
             metrics::counter!(m::STORE_ACK_TIMEOUTS_TOTAL, "version" => version).increment(1);
             if !self.version.is_v5() {
-                tracing::warn!(client_id = %self.session.client_id, "store too slow for an acknowledgement; disconnecting the 3.1.1 client without it");
+                tracing::warn!(tenant = %self.tenant.id, client_id = %self.session.client_id, "store too slow for an acknowledgement; disconnecting the 3.1.1 client without it");
                 return Close::by_server(ReasonCode::UNSPECIFIED_ERROR, "store_unavailable");
             }
             let Some(held) = self.pop_held_ack() else {

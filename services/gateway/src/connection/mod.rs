@@ -116,7 +116,8 @@ pub(crate) struct Conn {
     pub id: u64,
     pub flight: FlightState,
     pub config: Arc<GatewayConfig>,
-    pub will: Option<Will>,
+    /// Boxed: most clients have none, and inline it is 200 bytes.
+    pub will: Option<Box<Will>>,
     pub session_expiry: u32,
     pub client_receive_maximum: u16,
     pub inbound_aliases: InboundAliases,
@@ -140,15 +141,20 @@ pub(crate) struct Conn {
     pub rates: crate::limits::ClientRates,
 }
 
-pub async fn run<S>(stream: S, transport: Transport, ctx: ConnContext)
-where
+pub async fn run<S>(
+    stream: S,
+    transport: Transport,
+    peer: Option<std::net::SocketAddr>,
+    ctx: ConnContext,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     metrics::counter!(m::CONNECTIONS_TOTAL, "transport" => transport.as_str()).increment(1);
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut inbuf = BytesMut::with_capacity(512);
-    let result = serve(&mut rd, &mut wr, &mut inbuf, transport, &ctx).await;
+    // Allocated by the first read (`read_more`).
+    let mut inbuf = BytesMut::new();
+    let result = serve(&mut rd, &mut wr, &mut inbuf, transport, peer, &ctx).await;
     if let Err(e) = result {
         tracing::debug!(error = %e, transport = transport.as_str(), "connection ended with an I/O error");
     }
@@ -170,6 +176,7 @@ where
 /// enough that a client sending forever cannot hold its connection slot.
 const DRAIN_FOR: Duration = Duration::from_secs(1);
 const DRAIN_BYTES: usize = 256 * 1024;
+const DRAIN_BUFFER: usize = 2 * 1024;
 
 /// Reads and discards until the client closes, `DRAIN_FOR` passes or
 /// `DRAIN_BYTES` have been read, whichever comes first.
@@ -178,8 +185,9 @@ async fn drain<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) {
         let mut drained = buf.len();
         while drained < DRAIN_BYTES {
             buf.clear();
-            if buf.capacity() < 8 * 1024 {
-                buf.reserve(8 * 1024);
+            // Small: at a shutdown every connection drains at once.
+            if buf.capacity() < DRAIN_BUFFER {
+                buf.reserve(DRAIN_BUFFER);
             }
             match rd.read_buf(buf).await {
                 Ok(0) | Err(_) => return,
@@ -204,6 +212,10 @@ async fn read_more<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> std:
 async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Outbox) -> std::io::Result<()> {
     out.write_all(wr).await
 }
+
+/// A drained read buffer with less room than this left is released rather
+/// than kept (it was never grown: the connection is not busy).
+const RELEASE_READ_BUFFER_UP_TO: usize = 1024;
 
 /// How long the last words (DISCONNECT, TLS close) may wait for the socket:
 /// a client that reads nothing must not keep its connection task alive.
@@ -272,24 +284,47 @@ async fn serve<R, W>(
     wr: &mut W,
     inbuf: &mut BytesMut,
     transport: Transport,
+    peer: Option<std::net::SocketAddr>,
     ctx: &ConnContext,
 ) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    use tracing::Instrument as _;
+    // The connection's own span (DEBUG, often disabled), which learns the
+    // client id and tenant once CONNECT is accepted.
+    let connection_span = tracing::Span::current();
     // Boxed: the handshake's locals (CONNECT, its verification) are large
     // and short-lived. Inline, they would size every connection's task for
-    // its whole life; boxed, they are freed once the client is connected.
+    // its whole life; boxed, they are freed once the client is connected,
+    // and so is the handshake's span, which names the peer in what the
+    // handshake logs (an authentication failure) at any level.
+    let connect_span = tracing::info_span!(
+        "mqtt.connect",
+        transport = transport.as_str(),
+        peer = tracing::field::Empty
+    );
+    if let Some(peer) = peer {
+        connect_span.record("peer", tracing::field::display(peer));
+    }
     let Some(Established {
         mut conn,
         keep_alive,
         slot,
         registration,
-    }) = Box::pin(establish(rd, wr, inbuf, transport, ctx)).await?
+    }) = Box::pin(establish(rd, wr, inbuf, transport, ctx).instrument(connect_span)).await?
     else {
         return Ok(());
     };
+    connection_span
+        .record(
+            "client_id",
+            tracing::field::display(&conn.session.client_id),
+        )
+        .record("tenant", tracing::field::display(&conn.tenant.id));
+    // client_id and tenant are fields of the enclosing span now.
+    tracing::debug!("connected");
     conn.resend_inflight();
     conn.pump();
     let close = conn
@@ -325,7 +360,7 @@ where
     }
     let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, flush(wr, &mut conn.out)).await;
     let will = if close.publish_will {
-        conn.will.take()
+        conn.will.take().map(|will| *will)
     } else {
         None
     };
@@ -419,7 +454,7 @@ where
         id,
         flight: accepted.attachment.flight,
         config: config.clone(),
-        will: connect.will.clone(),
+        will: connect.will.clone().map(Box::new),
         session_expiry: accepted.session_expiry,
         client_receive_maximum: accepted.client_receive_maximum,
         inbound_aliases: InboundAliases::default(),
@@ -434,14 +469,6 @@ where
         rates: Default::default(),
     };
     drop(connect);
-    tracing::Span::current()
-        .record(
-            "client_id",
-            tracing::field::display(&conn.session.client_id),
-        )
-        .record("tenant", tracing::field::display(&conn.tenant.id));
-    // client_id and tenant are fields of the enclosing span now.
-    tracing::debug!("connected");
 
     let keep_alive = (accepted.keep_alive > 0)
         .then(|| Duration::from_millis(u64::from(accepted.keep_alive) * 1500));
@@ -451,6 +478,34 @@ where
         slot: accepted.slot,
         registration,
     }))
+}
+
+/// "Never" for the timer while no deadline is set.
+const FAR: Duration = Duration::from_secs(86400 * 365);
+
+/// A connection's deadlines, all served by one timer armed for the
+/// earliest: a tokio timer is about 120 bytes, and an idle connection
+/// would otherwise hold four of them for its whole life.
+#[derive(Debug, Default)]
+struct Deadlines {
+    /// No packet for 1.5 × keep alive by then (checked lazily against the
+    /// last packet's time).
+    keep_alive: Option<Instant>,
+    /// The token's `exp`.
+    token: Option<Instant>,
+    /// The oldest held acknowledgement has waited `store_ack_timeout`.
+    held_ack: Option<Instant>,
+    /// The socket has taken nothing for the slow-consumer timeout.
+    stall: Option<Instant>,
+}
+
+impl Deadlines {
+    fn next(&self) -> Option<Instant> {
+        [self.keep_alive, self.token, self.held_ack, self.stall]
+            .into_iter()
+            .flatten()
+            .min()
+    }
 }
 
 impl Conn {
@@ -468,22 +523,17 @@ impl Conn {
     {
         // Futures that live across loop turns are created once: a new
         // `cancelled()` or timer per turn would take a shared lock per packet.
-        let far = Duration::from_secs(86400 * 365);
-        let keep_alive_timer = tokio::time::sleep(keep_alive.unwrap_or(far));
-        let token_timer = tokio::time::sleep_until(self.token_deadline(far));
+        // One timer serves every deadline (`Deadlines`).
         let shutdown = shutdown.cancelled();
         let session = self.session.clone();
         let woken = session.woken();
-        let ack_timer = tokio::time::sleep(far);
-        let stall_timer = tokio::time::sleep(far);
-        tokio::pin!(
-            keep_alive_timer,
-            token_timer,
-            shutdown,
-            woken,
-            ack_timer,
-            stall_timer
-        );
+        let timer = tokio::time::sleep(FAR);
+        tokio::pin!(shutdown, woken, timer);
+        let mut deadlines = Deadlines {
+            keep_alive: keep_alive.map(|ka| Instant::now() + ka),
+            token: self.token_deadline(),
+            ..Deadlines::default()
+        };
         let mut socket = SocketClock::new(self.config.slow_consumer_timeout);
         let mut last_seen = Instant::now();
         // Packets the client sent right behind CONNECT may already be in
@@ -497,14 +547,16 @@ impl Conn {
                 Instant::now,
                 self.out.is_pending(),
                 &self.session,
-                stall_timer.as_mut(),
+                &mut deadlines.stall,
             );
             self.pace_publisher().await;
-            if let Some(front) = self.held_acks.front() {
-                let deadline = front.since + self.config.store_ack_timeout;
-                if ack_timer.deadline() != deadline {
-                    ack_timer.as_mut().reset(deadline);
-                }
+            deadlines.held_ack = self
+                .held_acks
+                .front()
+                .map(|front| front.since + self.config.store_ack_timeout);
+            let next = deadlines.next().unwrap_or_else(|| Instant::now() + FAR);
+            if timer.deadline() != next {
+                timer.as_mut().reset(next);
             }
             // The store's own back-pressure: a client whose acks wait for a
             // backlogged store is not read until the backlog shrinks.
@@ -526,7 +578,7 @@ impl Conn {
                         return Ok(c);
                     }
                     if std::mem::take(&mut self.token_renewed) {
-                        token_timer.as_mut().reset(self.token_deadline(far));
+                        deadlines.token = self.token_deadline();
                     }
                     self.pump();
                 }
@@ -540,32 +592,31 @@ impl Conn {
                 _ = self.durable.changed(), if !self.held_acks.is_empty() => {
                     self.release_acks();
                 }
-                _ = &mut ack_timer, if !self.held_acks.is_empty() => {
-                    if let Flow::Close(c) = self.expire_held_acks() {
-                        return Ok(c);
-                    }
-                }
-                _ = &mut keep_alive_timer => {
-                    // Re-armed lazily: packets only move `last_seen`.
-                    let Some(ka) = keep_alive else {
-                        keep_alive_timer.as_mut().reset(Instant::now() + far);
-                        continue;
-                    };
-                    if last_seen.elapsed() >= ka {
-                        return Ok(Close { disconnect: Some(ReasonCode::KEEP_ALIVE_TIMEOUT), publish_will: true, why: "keep_alive_timeout" });
-                    }
-                    keep_alive_timer.as_mut().reset(last_seen + ka);
-                }
-                _ = &mut token_timer => {
-                    let kick = crate::auth::TOKEN_EXPIRED;
-                    metrics::counter!(crate::auth::AUTH_DISCONNECTS_TOTAL, "why" => kick.why).increment(1);
-                    return Ok(Close { disconnect: Some(kick.reason), publish_will: true, why: kick.why });
-                }
                 _ = &mut shutdown => {
                     return Ok(Close { disconnect: Some(ReasonCode::SERVER_SHUTTING_DOWN), publish_will: false, why: "server_shutdown" });
                 }
-                _ = &mut stall_timer => {
-                    if let Some(stalled) = socket.check(Instant::now(), &self.session, stall_timer.as_mut()) {
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if deadlines.token.is_some_and(|t| now >= t) {
+                        let kick = crate::auth::TOKEN_EXPIRED;
+                        metrics::counter!(crate::auth::AUTH_DISCONNECTS_TOTAL, "why" => kick.why).increment(1);
+                        return Ok(Close { disconnect: Some(kick.reason), publish_will: true, why: kick.why });
+                    }
+                    if let (Some(ka), Some(at)) = (keep_alive, deadlines.keep_alive) && now >= at {
+                        // Re-armed lazily: packets only move `last_seen`.
+                        if now.saturating_duration_since(last_seen) >= ka {
+                            return Ok(Close { disconnect: Some(ReasonCode::KEEP_ALIVE_TIMEOUT), publish_will: true, why: "keep_alive_timeout" });
+                        }
+                        deadlines.keep_alive = Some(last_seen + ka);
+                    }
+                    if deadlines.held_ack.is_some_and(|t| now >= t)
+                        && let Flow::Close(c) = self.expire_held_acks()
+                    {
+                        return Ok(c);
+                    }
+                    if deadlines.stall.is_some_and(|t| now >= t)
+                        && let Some(stalled) = socket.check(now, &self.session, &mut deadlines.stall)
+                    {
                         return Ok(self.slow_consumer(stalled));
                     }
                 }
@@ -573,19 +624,15 @@ impl Conn {
         }
     }
 
-    /// When the token runs out (`exp`, a Unix second), or `far` from now
-    /// for an anonymous client.
-    fn token_deadline(&self, far: Duration) -> Instant {
-        match self.live.credential() {
-            Some(c) => {
-                let exp = std::time::UNIX_EPOCH + Duration::from_secs(c.exp.max(0) as u64);
-                let left = exp
-                    .duration_since(std::time::SystemTime::now())
-                    .unwrap_or_default();
-                Instant::now() + left
-            }
-            None => Instant::now() + far,
-        }
+    /// When the token runs out (`exp`, a Unix second); `None` for an
+    /// anonymous client.
+    fn token_deadline(&self) -> Option<Instant> {
+        let c = self.live.credential()?;
+        let exp = std::time::UNIX_EPOCH + Duration::from_secs(c.exp.max(0) as u64);
+        let left = exp
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        Some(Instant::now() + left)
     }
 
     /// Decodes every complete packet in `inbuf` and handles it.
@@ -593,9 +640,13 @@ impl Conn {
         let mut received = [0u32; 16];
         let flow = self.decode_and_handle_counted(inbuf, &mut received);
         outbox::report_counts(&mut received, &m::hot().packets_received);
-        if inbuf.is_empty() && inbuf.capacity() > 64 * 1024 {
-            // A large packet grew the buffer; don't keep it while idle.
-            *inbuf = BytesMut::with_capacity(512);
+        if inbuf.is_empty() && !(RELEASE_READ_BUFFER_UP_TO..=64 * 1024).contains(&inbuf.capacity())
+        {
+            // Most connections are idle most of the time: one that has read
+            // all it was sent holds no read buffer (the next read allocates
+            // one), unless it is busy enough to have grown it. A large packet
+            // grew it past what a busy connection needs: not kept either.
+            *inbuf = BytesMut::new();
         }
         flow
     }

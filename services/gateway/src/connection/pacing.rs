@@ -54,6 +54,12 @@ impl Conn {
         if Arc::ptr_eq(&subscriber, &self.session) {
             return;
         }
+        // Boxed: the pause (a notification and a timer) is rare, and inline
+        // it would size every connection's task for its whole life.
+        Box::pin(self.pause_for(subscriber)).await;
+    }
+
+    async fn pause_for(&mut self, subscriber: Arc<aerie_core::Session>) {
         let space = subscriber.space();
         tokio::pin!(space);
         // Registered before the check, so a drain in between is not missed.

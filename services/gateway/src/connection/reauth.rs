@@ -46,7 +46,12 @@ impl Conn {
             Ok(grant) => grant,
             Err(failure) => {
                 metrics::counter!(AUTH_FAILURES_TOTAL, "reason" => failure.label()).increment(1);
-                tracing::info!(reason = failure.label(), "re-authentication refused");
+                tracing::info!(
+                    tenant = %self.tenant.id,
+                    client_id = %self.session.client_id,
+                    reason = failure.label(),
+                    "re-authentication refused"
+                );
                 return Close::by_server(ReasonCode::NOT_AUTHORIZED, "reauthentication_failed");
             }
         };

@@ -4,13 +4,12 @@
 //! whose socket stayed stuck for `--slow-consumer-timeout` while its queue
 //! overflowed: a slow consumer costs itself, never its tenant.
 
-use std::pin::Pin;
 use std::time::Duration;
 
 use aerie_core::Session;
 use aerie_core::metrics as m;
 use aerie_proto::ReasonCode;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::{Close, Conn};
 
@@ -34,13 +33,13 @@ impl SocketClock {
     }
 
     /// At each loop turn: starts the clock when bytes begin to wait, and
-    /// makes sure `timer` fires by the time they would have waited too long.
+    /// sets `deadline` for when they would have waited too long.
     pub fn observe(
         &mut self,
         now: impl FnOnce() -> Instant,
         pending: bool,
         session: &Session,
-        timer: Pin<&mut Sleep>,
+        deadline: &mut Option<Instant>,
     ) {
         if !pending || self.waiting_since.is_some() {
             return;
@@ -49,9 +48,9 @@ impl SocketClock {
         self.waiting_since = Some(now);
         session.set_socket_waiting(Some(now));
         if let Some(timeout) = self.timeout
-            && timer.deadline() > now + timeout
+            && deadline.is_none_or(|d| d > now + timeout)
         {
-            timer.reset(now + timeout);
+            *deadline = Some(now + timeout);
         }
     }
 
@@ -66,27 +65,26 @@ impl SocketClock {
         }
     }
 
-    /// When `timer` fires: how long the socket has been stuck if the
+    /// When `deadline` passed: how long the socket has been stuck if the
     /// connection is a slow consumer now (stuck past the timeout with its
-    /// queue overflowing); otherwise re-arms `timer` and says `None`.
+    /// queue overflowing); otherwise moves `deadline` and says `None`.
     pub fn check(
         &self,
         now: Instant,
         session: &Session,
-        timer: Pin<&mut Sleep>,
+        deadline: &mut Option<Instant>,
     ) -> Option<Duration> {
-        let next = match (self.timeout, self.waiting_since) {
+        *deadline = match (self.timeout, self.waiting_since) {
             (Some(timeout), Some(since)) if now >= since + timeout => {
                 if session.is_overflowing() {
                     return Some(now - since);
                 }
-                now + RECHECK
+                Some(now + RECHECK)
             }
-            (Some(timeout), Some(since)) => since + timeout,
-            // Idle or never: `observe` arms it again when bytes wait.
-            _ => now + Duration::from_secs(86400 * 365),
+            (Some(timeout), Some(since)) => Some(since + timeout),
+            // Idle or never: `observe` sets it again when bytes wait.
+            _ => None,
         };
-        timer.reset(next);
         None
     }
 }
@@ -154,11 +152,10 @@ mod tests {
             .session;
         let timeout = Duration::from_secs(2);
         let mut clock = SocketClock::new(Some(timeout));
-        let timer = tokio::time::sleep(Duration::from_secs(3600));
-        tokio::pin!(timer);
+        let mut deadline = None;
         let t0 = Instant::now();
-        clock.observe(|| t0, true, &session, timer.as_mut());
-        assert_eq!(timer.deadline(), t0 + timeout, "armed for the timeout");
+        clock.observe(|| t0, true, &session, &mut deadline);
+        assert_eq!(deadline, Some(t0 + timeout), "armed for the timeout");
         // Publishers see it too (to the millisecond).
         let seen = session.socket_stalled_for(t0 + timeout);
         assert!(
@@ -166,24 +163,24 @@ mod tests {
         );
 
         assert_eq!(
-            clock.check(t0 + timeout, &session, timer.as_mut()),
+            clock.check(t0 + timeout, &session, &mut deadline),
             None,
             "its queue still has room"
         );
-        assert_eq!(timer.deadline(), t0 + timeout + RECHECK);
+        assert_eq!(deadline, Some(t0 + timeout + RECHECK));
         session.enqueue(delivery(), &config).unwrap();
         assert!(session.enqueue(delivery(), &config).is_err(), "full");
         let later = t0 + timeout + RECHECK;
         assert_eq!(
-            clock.check(later, &session, timer.as_mut()),
+            clock.check(later, &session, &mut deadline),
             Some(timeout + RECHECK),
             "stuck and overflowing"
         );
 
         // The socket took bytes: the clock starts over.
         clock.progressed(|| later, true, &session);
-        assert_eq!(clock.check(later, &session, timer.as_mut()), None);
-        assert_eq!(timer.deadline(), later + timeout);
+        assert_eq!(clock.check(later, &session, &mut deadline), None);
+        assert_eq!(deadline, Some(later + timeout));
         clock.progressed(|| later, false, &session);
         assert_eq!(session.socket_stalled_for(later + timeout), Duration::ZERO);
 
@@ -191,6 +188,6 @@ mod tests {
             timeout: None,
             waiting_since: Some(t0),
         };
-        assert_eq!(never.check(later, &session, timer.as_mut()), None);
+        assert_eq!(never.check(later, &session, &mut deadline), None);
     }
 }
