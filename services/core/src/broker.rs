@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::RwLock;
 
 use crate::config::CoreConfig;
+use crate::node::Node;
 use crate::session::Kick;
 use crate::store::{LoadedState, NullStore, Store};
 use crate::tenant::Tenant;
@@ -19,6 +20,7 @@ pub struct Broker {
 
 struct Inner {
     config: Arc<CoreConfig>,
+    node: Arc<Node>,
     tenants: RwLock<HashMap<Arc<str>, Arc<Tenant>>>,
     session_ids: Arc<AtomicU64>,
     connection_ids: AtomicU64,
@@ -35,6 +37,7 @@ impl Broker {
     pub fn with_store(config: CoreConfig, store: Arc<dyn Store>) -> Broker {
         Broker {
             inner: Arc::new(Inner {
+                node: Arc::new(Node::new(config.node_id)),
                 config: Arc::new(config),
                 tenants: RwLock::new(HashMap::new()),
                 session_ids: Arc::new(AtomicU64::new(0)),
@@ -46,6 +49,11 @@ impl Broker {
 
     pub fn config(&self) -> &CoreConfig {
         &self.inner.config
+    }
+
+    /// This process as a node: message ids and origins.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.inner.node
     }
 
     /// The tenant with this id, created on first use.
@@ -60,6 +68,7 @@ impl Broker {
                 Arc::new(Tenant::new(
                     Arc::from(id),
                     self.inner.config.clone(),
+                    self.inner.node.clone(),
                     self.inner.session_ids.clone(),
                     self.inner.store.clone(),
                 ))

@@ -11,6 +11,7 @@ pub mod config;
 mod flight;
 pub mod message;
 pub mod metrics;
+pub mod node;
 pub mod quota;
 pub mod retained;
 pub mod session;
@@ -21,7 +22,8 @@ pub mod usage;
 
 pub use broker::Broker;
 pub use config::CoreConfig;
-pub use message::{Delivery, Message, SharedGroup};
+pub use message::{Delivery, Message, MessageId, Origin, SharedGroup};
+pub use node::{Node, NodeId};
 pub use quota::{Limit, Quota, TenantLimits};
 pub use session::{Enqueued, FlightState, Kick, OutFlight, Session, SubscriptionSpec};
 pub use store::{NullStore, Store, StoreOp, Ticket};

@@ -546,17 +546,15 @@ mod tests {
     }
 
     fn retained(topic: &str, payload: &'static [u8]) -> Arc<Message> {
-        Arc::new(Message {
-            topic: topic.into(),
-            payload: bytes::Bytes::from_static(payload),
-            qos: aerie_proto::QoS::AtLeastOnce,
-            retain: true,
-            properties: Default::default(),
-            expires_at: None,
-            origin: 0,
-            received_at: tokio::time::Instant::now(),
-            persisted: Default::default(),
-        })
+        Message::published(
+            topic.into(),
+            bytes::Bytes::from_static(payload),
+            aerie_proto::QoS::AtLeastOnce,
+            true,
+            Default::default(),
+            Default::default(),
+            Default::default(),
+        )
     }
 
     #[test]

@@ -475,17 +475,15 @@ mod tests {
 
     fn delivery(qos: QoS) -> Delivery {
         Delivery {
-            message: Arc::new(Message {
-                topic: "t".into(),
-                payload: bytes::Bytes::from_static(b"x"),
+            message: Message::published(
+                "t".into(),
+                bytes::Bytes::from_static(b"x"),
                 qos,
-                retain: false,
-                properties: Default::default(),
-                expires_at: None,
-                origin: 0,
-                received_at: Instant::now(),
-                persisted: Default::default(),
-            }),
+                false,
+                Default::default(),
+                Default::default(),
+                Default::default(),
+            ),
             qos,
             retain: false,
             subscription_ids: Default::default(),

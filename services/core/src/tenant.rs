@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::config::CoreConfig;
 use crate::message::{Delivery, Message, SharedGroup};
 use crate::metrics as m;
+use crate::node::Node;
 use crate::quota::{Limit, Quota};
 use crate::retained::{RetainChange, RetainedStore};
 use crate::session::{
@@ -27,6 +28,7 @@ use crate::usage::Usage;
 pub struct Tenant {
     pub id: Arc<str>,
     config: Arc<CoreConfig>,
+    node: Arc<Node>,
     subs: RwLock<SubTrie<SessionRef, SubscriptionSpec>>,
     retained: RwLock<RetainedStore>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
@@ -85,12 +87,14 @@ impl Tenant {
     pub(crate) fn new(
         id: Arc<str>,
         config: Arc<CoreConfig>,
+        node: Arc<Node>,
         session_ids: Arc<AtomicU64>,
         store: Arc<dyn Store>,
     ) -> Tenant {
         Tenant {
             id,
             config,
+            node,
             subs: RwLock::new(SubTrie::new()),
             retained: RwLock::new(RetainedStore::default()),
             sessions: Mutex::new(HashMap::new()),
@@ -106,6 +110,11 @@ impl Tenant {
 
     pub fn config(&self) -> &CoreConfig {
         &self.config
+    }
+
+    /// The node this tenant's core runs on: message ids and origins.
+    pub fn node(&self) -> &Node {
+        &self.node
     }
 
     /// What the tenant's clients did since the counters were last taken.
@@ -161,7 +170,7 @@ impl Tenant {
         let mut normal: SmallVec<[&(SessionRef, SubscriptionSpec); 16]> = matches
             .normal
             .iter()
-            .filter(|(s, spec)| !(spec.options.no_local && s.0.id == message.origin))
+            .filter(|(s, spec)| !(spec.options.no_local && self.is_origin(&s.0, &message)))
             .collect();
         if normal.len() > 1 {
             normal.sort_unstable_by_key(|(s, _)| s.0.id);
@@ -220,6 +229,12 @@ impl Tenant {
             congested,
             refused: None,
         }
+    }
+
+    /// Whether `session` published `message` (no-local): session ids are
+    /// only unique within a node.
+    fn is_origin(&self, session: &Session, message: &Message) -> bool {
+        message.origin.session == session.id && message.origin.node == self.node.id()
     }
 
     /// Queues `message` for one member of a shared subscription, preferring
@@ -319,7 +334,7 @@ impl Tenant {
 
     /// The unexpired retained messages whose topics match `filter`.
     pub fn retained_matching(&self, filter: &str) -> Vec<Arc<Message>> {
-        self.retained.read().matching(filter, Instant::now())
+        self.retained.read().matching(filter, unix_ms_now())
     }
 
     /// Adds (or replaces) a subscription. `filter` is as the client sent it,
@@ -358,10 +373,9 @@ impl Tenant {
                 RetainHandling::DoNotSend => false,
             };
         let retained = if send_retained {
-            let now = Instant::now();
             self.retained
                 .read()
-                .matching(inner, now)
+                .matching(inner, unix_ms_now())
                 .into_iter()
                 .map(|message| Delivery {
                     qos: message.qos.min(spec.options.qos),
@@ -639,7 +653,8 @@ impl Tenant {
             will.qos,
             will.retain,
             properties,
-            origin,
+            self.node.origin(origin),
+            self.node.next_message_id(),
         ));
     }
 
@@ -810,4 +825,52 @@ fn split_shared(filter: &str) -> (&str, Option<&str>) {
 /// Granted QoS as a SUBACK reason code.
 pub fn granted(qos: QoS) -> ReasonCode {
     ReasonCode(qos as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::NodeId;
+    use aerie_proto::SubscriptionOptions;
+
+    fn from(origin: crate::message::Origin) -> Arc<Message> {
+        Message::published(
+            "t".into(),
+            bytes::Bytes::from_static(b"x"),
+            QoS::AtMostOnce,
+            false,
+            Default::default(),
+            origin,
+            Default::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn no_local_skips_only_the_publishing_session_of_this_node() {
+        let broker = crate::Broker::new(CoreConfig::default());
+        let tenant = broker.tenant("t");
+        let session = tenant.attach("c", true, 0, 1).await.unwrap().session;
+        let spec = SubscriptionSpec {
+            options: SubscriptionOptions {
+                no_local: true,
+                ..Default::default()
+            },
+            id: None,
+        };
+        tenant.subscribe(&session, "t", spec).unwrap();
+
+        assert_eq!(
+            tenant
+                .publish(from(tenant.node().origin(session.id)))
+                .routed,
+            0
+        );
+        // The same session id on another node is another session.
+        let elsewhere = crate::message::Origin {
+            node: NodeId(tenant.node().id().0 ^ 1),
+            session: session.id,
+        };
+        assert_eq!(tenant.publish(from(elsewhere)).routed, 1);
+        assert_eq!(session.queued(), 1);
+    }
 }

@@ -127,7 +127,8 @@ mod tests {
             QoS::AtMostOnce,
             false,
             Default::default(),
-            0,
+            Default::default(),
+            Default::default(),
         );
         Delivery {
             message,
