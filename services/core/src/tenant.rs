@@ -18,9 +18,7 @@ use crate::metrics as m;
 use crate::node::Node;
 use crate::quota::{Limit, Quota};
 use crate::retained::{RetainChange, RetainedStore};
-use crate::session::{
-    Enqueued, FlightState, Kick, OutFlight, PendingWill, Session, SessionRef, SubscriptionSpec,
-};
+use crate::session::{Enqueued, FlightState, Kick, Session, SessionRef, SubscriptionSpec};
 use crate::store::{LoadedSession, Store, StoreOp, TenantStore, Ticket, unix_ms_now};
 use crate::trie::SubTrie;
 use crate::usage::Usage;
@@ -254,7 +252,7 @@ impl Tenant {
             return None;
         }
         let start = self.shared_cursor.fetch_add(1, Ordering::Relaxed);
-        let online = |s: &Session| s.state.lock().owner.is_some();
+        let online = |s: &Session| s.is_attached();
         let chosen = (0..candidates.len())
             .map(|k| candidates[(start + k) % candidates.len()])
             .find(|(s, _)| online(&s.0))
@@ -360,11 +358,7 @@ impl Tenant {
             .write()
             .insert(inner, group, SessionRef(session.clone()), spec)
             .is_some();
-        {
-            let mut state = session.state.lock();
-            state.subscriptions.insert(Arc::from(filter), spec);
-            session.persist_record(&state, None);
-        }
+        session.add_subscription(Arc::from(filter), spec);
 
         let send_retained = group.is_none()
             && match spec.options.retain_handling {
@@ -394,14 +388,7 @@ impl Tenant {
 
     /// Removes a subscription; false when there was none.
     pub fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
-        let removed = {
-            let mut state = session.state.lock();
-            let removed = state.subscriptions.remove(filter).is_some();
-            if removed {
-                session.persist_record(&state, None);
-            }
-            removed
-        };
+        let removed = session.remove_subscription(filter);
         if removed {
             let (inner, group) = split_shared(filter);
             self.subs
@@ -427,9 +414,7 @@ impl Tenant {
             let step = {
                 let mut sessions = self.sessions.lock();
                 match sessions.get(client_id).cloned() {
-                    Some(session) if session.state.lock().owner.is_some() => {
-                        TakeoverStep::Wait(session)
-                    }
+                    Some(session) if session.is_attached() => TakeoverStep::Wait(session),
                     Some(old) if clean_start => {
                         sessions.remove(client_id);
                         TakeoverStep::Proceed(None, Some(old))
@@ -440,11 +425,11 @@ impl Tenant {
             };
             let resumed = match step {
                 TakeoverStep::Wait(session) => {
-                    let detached = session.detached.notified();
+                    let detached = session.detached();
                     tokio::pin!(detached);
                     detached.as_mut().enable();
                     session.kick(Kick::TAKEN_OVER);
-                    if session.state.lock().owner.is_some()
+                    if session.is_attached()
                         && tokio::time::timeout_at(deadline, detached).await.is_err()
                     {
                         return Err(ReasonCode::SERVER_BUSY);
@@ -454,10 +439,10 @@ impl Tenant {
                 TakeoverStep::Proceed(resumed, ended) => {
                     if let Some(old) = ended {
                         // Ending the session ends a will's delay (MQTT 5 §3.1.3.2.2).
-                        let will = old.state.lock().pending_will.take();
+                        let will = old.take_pending_will();
                         self.end_session(&old);
-                        if let Some(p) = will {
-                            self.publish_will(old.id, p.will);
+                        if let Some(will) = will {
+                            self.publish_will(old.id, will);
                         }
                     }
                     resumed
@@ -485,24 +470,9 @@ impl Tenant {
                     s
                 }
             };
-            let mut state = session.state.lock();
-            if state.owner.is_some() || state.ended {
+            let Some(flight) = session.attach_connection(connection_id, expiry_interval) else {
                 continue;
-            }
-            state.owner = Some(connection_id);
-            state.generation += 1;
-            state.kick = None;
-            state.overflowing = false;
-            state.pending_will = None;
-            let was_persistent = state.expiry_interval > 0;
-            state.expiry_interval = expiry_interval;
-            session.persist_record(&state, None);
-            let flight = std::mem::take(&mut state.flight);
-            drop(state);
-            if was_persistent && expiry_interval == 0 {
-                // Resumed as a session that ends at disconnect: nothing stays stored.
-                session.delete_stored();
-            }
+            };
             return Ok(Attachment {
                 session,
                 session_present,
@@ -518,55 +488,16 @@ impl Tenant {
         self: &Arc<Self>,
         session: &Arc<Session>,
         connection_id: u64,
-        mut flight: FlightState,
+        flight: FlightState,
         will: Option<Will>,
     ) {
-        let mut state = session.state.lock();
-        if state.owner != Some(connection_id) {
+        let Some(detached) =
+            session.detach_connection(connection_id, flight, self.config.queue_qos0_offline)
+        else {
             return;
-        }
-        state.owner = None;
-        state.kick = None;
-        // The clock was about the socket that is gone.
-        session.set_socket_waiting(None);
-        // A leaving member's unfinished shared-subscription messages go to
-        // another member (MQTT 5 §4.8.2).
-        let mut orphans: Vec<Delivery> = flight
-            .extract(|f| matches!(f, OutFlight::Publish(d) if d.shared.is_some()))
-            .into_iter()
-            .filter_map(|f| match f {
-                OutFlight::Publish(d) => Some(d),
-                OutFlight::Released => None,
-            })
-            .collect();
-        // QoS 0 messages queued while it was online follow the offline
-        // policy too: not kept unless configured.
-        let keep_qos0 = self.config.queue_qos0_offline;
-        let mut kept = std::collections::VecDeque::with_capacity(state.queue.len());
-        let mut dropped_qos0 = 0;
-        for d in std::mem::take(&mut state.queue) {
-            if d.shared.is_some() {
-                state.queued_bytes -= d.message.weight();
-                orphans.push(d);
-            } else if d.qos == QoS::AtMostOnce && !keep_qos0 {
-                state.queued_bytes -= d.message.weight();
-                dropped_qos0 += 1;
-            } else {
-                kept.push_back(d);
-            }
-        }
-        state.queue = kept;
-        if dropped_qos0 > 0 {
-            m::count_drop(m::DropReason::OfflineQos0, dropped_qos0);
-        }
-        state.flight = flight;
-        let expiry = state.expiry_interval;
-        let generation = state.generation;
-        let expires_at_ms = (expiry != u32::MAX).then(|| unix_ms_now() + u64::from(expiry) * 1000);
-        session.persist_record(&state, expires_at_ms);
-        drop(state);
-        session.detached.notify_waiters();
-        self.redispatch_shared(session, orphans);
+        };
+        let (expiry, generation) = (detached.expiry_interval, detached.generation);
+        self.redispatch_shared(session, detached.orphans);
 
         if expiry == 0 {
             self.remove_session(session);
@@ -581,7 +512,7 @@ impl Tenant {
             if delay == 0 {
                 self.publish_will(session.id, will);
             } else {
-                session.state.lock().pending_will = Some(PendingWill { will, generation });
+                session.set_pending_will(will, generation);
                 let tenant = self.clone();
                 let s = session.clone();
                 let wait = Duration::from_secs(u64::from(delay.min(expiry)));
@@ -608,11 +539,7 @@ impl Tenant {
                     _ = wait => {}
                     _ = deleted.wait_for(|d| *d) => return,
                 }
-                let expired = {
-                    let state = s.state.lock();
-                    state.owner.is_none() && state.generation == generation && !state.ended
-                };
-                if expired {
+                if s.detached_since(generation) {
                     tenant.fire_pending_will(&s, generation);
                     tenant.remove_session(&s);
                 }
@@ -621,16 +548,7 @@ impl Tenant {
     }
 
     fn fire_pending_will(&self, session: &Arc<Session>, generation: u64) {
-        let will = {
-            let mut state = session.state.lock();
-            match &state.pending_will {
-                Some(p) if p.generation == generation && state.owner.is_none() => {
-                    state.pending_will.take().map(|p| p.will)
-                }
-                _ => None,
-            }
-        };
-        if let Some(will) = will {
+        if let Some(will) = session.take_pending_will_of(generation) {
             self.publish_will(session.id, will);
         }
     }
@@ -674,22 +592,9 @@ impl Tenant {
 
     /// Drops a session's subscriptions and queue. Idempotent.
     fn end_session(&self, session: &Arc<Session>) {
-        let mut state = session.state.lock();
-        if state.ended {
+        let Some(filters) = session.end() else {
             return;
-        }
-        state.ended = true;
-        let filters: Vec<Arc<str>> = state.subscriptions.drain().map(|(f, _)| f).collect();
-        let dropped = state.queue.len() + state.flight.len();
-        state.queue.clear();
-        state.queued_bytes = 0;
-        state.flight = FlightState::default();
-        state.pending_will = None;
-        drop(state);
-        session.delete_stored();
-        if dropped > 0 {
-            m::count_drop(m::DropReason::SessionEnded, dropped as u64);
-        }
+        };
         let key = SessionRef(session.clone());
         self.subs.write().remove_batch(filters.iter().map(|f| {
             let (inner, group) = split_shared(f);
@@ -711,30 +616,18 @@ impl Tenant {
             self.store.clone(),
         ));
         {
-            let mut state = session.state.lock();
             let key = SessionRef(session.clone());
             let mut subs = self.subs.write();
             for (filter, spec) in &loaded.record.subscriptions {
                 let (inner, group) = split_shared(filter);
                 subs.insert(inner, group, key.clone(), *spec);
-                state.subscriptions.insert(filter.clone(), *spec);
             }
-            drop(subs);
-            for (record, message) in loaded.queue {
-                state.next_seq = state.next_seq.max(record.seq);
-                state.queued_bytes += message.weight();
-                state.queue.push_back(Delivery {
-                    message,
-                    qos: record.qos,
-                    retain: record.retain,
-                    subscription_ids: record.subscription_ids,
-                    shared: None,
-                    stored_seq: Some(record.seq),
-                });
-            }
-            state.flight.inbound_qos2 = loaded.inbound_qos2.into_iter().collect();
-            state.generation = 1;
         }
+        session.restore(
+            &loaded.record.subscriptions,
+            loaded.queue,
+            loaded.inbound_qos2,
+        );
         self.sessions
             .lock()
             .insert(loaded.client_id, session.clone());
