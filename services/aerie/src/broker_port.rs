@@ -175,6 +175,7 @@ impl BrokerPort for InProcessBroker {
         };
         Ok(tenant
             .retained_matching(filter)
+            .await
             .into_iter()
             .map(|m| RetainedMessage {
                 topic: m.topic.to_string(),

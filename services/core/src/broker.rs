@@ -8,6 +8,7 @@ use parking_lot::RwLock;
 
 use crate::config::CoreConfig;
 use crate::node::Node;
+use crate::seams::Seams;
 use crate::session::Kick;
 use crate::store::{LoadedState, NullStore, Store};
 use crate::tenant::Tenant;
@@ -25,6 +26,7 @@ struct Inner {
     session_ids: Arc<AtomicU64>,
     connection_ids: AtomicU64,
     store: Arc<dyn Store>,
+    seams: Seams,
 }
 
 impl Broker {
@@ -35,6 +37,11 @@ impl Broker {
 
     /// A broker whose persistent sessions and retained messages go to `store`.
     pub fn with_store(config: CoreConfig, store: Arc<dyn Store>) -> Broker {
+        Broker::with_seams(config, store, Seams::embedded())
+    }
+
+    /// A broker whose cross-node parts are `seams` (see [`crate::seams`]).
+    pub fn with_seams(config: CoreConfig, store: Arc<dyn Store>, seams: Seams) -> Broker {
         Broker {
             inner: Arc::new(Inner {
                 node: Arc::new(Node::new(config.node_id)),
@@ -43,6 +50,7 @@ impl Broker {
                 session_ids: Arc::new(AtomicU64::new(0)),
                 connection_ids: AtomicU64::new(0),
                 store,
+                seams,
             }),
         }
     }
@@ -71,6 +79,7 @@ impl Broker {
                     self.inner.node.clone(),
                     self.inner.session_ids.clone(),
                     self.inner.store.clone(),
+                    &self.inner.seams,
                 ))
             })
             .clone()

@@ -7,7 +7,7 @@ use crate::message::Message;
 use aerie_proto::{ByteString, topic};
 
 #[derive(Debug, Default)]
-pub struct RetainedStore {
+pub struct RetainedMap {
     by_topic: HashMap<ByteString, Arc<Message>>,
     bytes: usize,
 }
@@ -21,7 +21,7 @@ pub enum RetainChange {
     Unchanged,
 }
 
-impl RetainedStore {
+impl RetainedMap {
     /// Forgets every retained message; returns how many there were.
     pub fn clear(&mut self) -> usize {
         let n = self.by_topic.len();
@@ -114,7 +114,7 @@ mod tests {
 
     #[test]
     fn set_replace_delete() {
-        let mut r = RetainedStore::default();
+        let mut r = RetainedMap::default();
         assert_eq!(r.apply(&msg("a/b", b"1")), RetainChange::Set);
         assert_eq!(r.apply(&msg("a/b", b"2")), RetainChange::Replaced);
         assert_eq!(r.matching("a/#", 0)[0].payload, Bytes::from_static(b"2"));
@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn wildcard_does_not_see_dollar_topics() {
-        let mut r = RetainedStore::default();
+        let mut r = RetainedMap::default();
         r.apply(&msg("$SYS/x", b"1"));
         r.apply(&msg("x", b"1"));
         assert_eq!(r.matching("#", 0).len(), 1);

@@ -19,6 +19,7 @@ use crate::config::CoreConfig;
 use crate::message::{Delivery, Message};
 use crate::node::Node;
 use crate::quota::{Limit, Quota};
+use crate::seams::Seams;
 use crate::session::{FlightState, Session, SubscriptionSpec};
 use crate::store::{LoadedSession, Store, TenantStore, Ticket};
 use crate::usage::Usage;
@@ -35,7 +36,7 @@ pub struct Tenant {
 }
 
 /// What routing one message did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Published {
     /// Sessions (or shared groups) it matched, whether or not their queues
     /// took it: what PUBACK's "no matching subscribers" (0x10) is about.
@@ -77,13 +78,21 @@ impl Tenant {
         node: Arc<Node>,
         session_ids: Arc<AtomicU64>,
         store: Arc<dyn Store>,
+        seams: &Seams,
     ) -> Tenant {
         let store = Arc::new(TenantStore::new(store));
-        let router = Arc::new(Router::new(id.clone(), config.clone(), node, store.clone()));
+        let router = Arc::new(Router::new(
+            id.clone(),
+            config.clone(),
+            node,
+            store.clone(),
+            seams,
+        ));
         let sessions = Arc::new(SessionTable::new(
             id.clone(),
             config.clone(),
             router.clone(),
+            seams.owners.clone(),
             session_ids,
             store.clone(),
         ));
@@ -143,8 +152,8 @@ impl Tenant {
     }
 
     /// The unexpired retained messages whose topics match `filter`.
-    pub fn retained_matching(&self, filter: &str) -> Vec<Arc<Message>> {
-        self.router.retained_matching(filter)
+    pub async fn retained_matching(&self, filter: &str) -> Vec<Arc<Message>> {
+        self.router.retained_matching(filter).await
     }
 
     /// Adds (or replaces) a subscription. `filter` is as the client sent it,

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 
 use aerie_proto::{ReasonCode, RetainHandling, topic};
 use parking_lot::RwLock;
@@ -15,10 +16,10 @@ use crate::config::CoreConfig;
 use crate::message::{Delivery, Message, SharedGroup};
 use crate::metrics as m;
 use crate::node::Node;
-use crate::quota::{Limit, Quota};
-use crate::retained::{RetainChange, RetainedStore};
+use crate::quota::Quota;
+use crate::seams::{Backbone, RetainedQuota, RetainedStore, Seams, poll_once};
 use crate::session::{Enqueued, Session, SessionRef, SubscriptionSpec};
-use crate::store::{Store, StoreOp, TenantStore, Ticket, unix_ms_now};
+use crate::store::TenantStore;
 use crate::trie::SubTrie;
 use crate::usage::Usage;
 
@@ -29,9 +30,8 @@ pub struct Router {
     subs: RwLock<SubTrie<SessionRef, SubscriptionSpec>>,
     /// Round-robin position for choosing a shared subscription's member.
     shared_cursor: AtomicUsize,
-    retained: RwLock<RetainedStore>,
-    /// The store as this tenant writes to it (closed when it is deleted).
-    store: Arc<TenantStore>,
+    retained: Arc<dyn RetainedStore>,
+    backbone: Arc<dyn Backbone>,
     usage: Usage,
     /// The tenant's limits and the state enforcing them.
     quota: Quota,
@@ -43,15 +43,16 @@ impl Router {
         config: Arc<CoreConfig>,
         node: Arc<Node>,
         store: Arc<TenantStore>,
+        seams: &Seams,
     ) -> Router {
         Router {
-            tenant,
+            tenant: tenant.clone(),
             config,
             node,
             subs: RwLock::new(SubTrie::new()),
             shared_cursor: AtomicUsize::new(0),
-            retained: RwLock::new(RetainedStore::default()),
-            store,
+            retained: seams.retained.for_tenant(&tenant, store),
+            backbone: seams.backbone.clone(),
             usage: Usage::default(),
             quota: Quota::default(),
         }
@@ -73,30 +74,67 @@ impl Router {
         usize::try_from(self.quota.queued_messages()).unwrap_or(usize::MAX)
     }
 
-    /// Routes a message to every matching subscription (and stores it when it
-    /// is retained). A retained message over the tenant's retained quota is
-    /// neither stored nor routed (`refused`).
-    pub fn publish(&self, message: Arc<Message>) -> Published {
-        let mut ticket = 0;
-        if message.retain {
-            match self.store_retained(&message) {
-                Ok(t) => ticket = t,
-                Err(limit) => {
-                    limit.count();
-                    return Published {
-                        matched: 0,
-                        routed: 0,
-                        ticket: 0,
-                        congested: None,
-                        refused: Some(limit),
-                    };
+    /// Routes a message published on this node (a client's PUBLISH, a
+    /// will, an HTTP publish): stores it when it is retained, delivers it to
+    /// this node's sessions, and hands it to the backbone for the other
+    /// nodes. A retained message over the tenant's retained quota is neither
+    /// stored nor routed (`refused`).
+    pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> Published {
+        if !message.retain {
+            return self.accept(message);
+        }
+        let limits = self.quota.limits();
+        let quota = RetainedQuota {
+            max_messages: limits.retained_messages,
+            max_bytes: limits.retained_bytes,
+        };
+        let mut set = self.retained.set(&message, quota);
+        match poll_once(&mut set) {
+            Poll::Ready(Ok(ticket)) => {
+                let mut published = self.accept(message);
+                published.ticket = published.ticket.max(ticket);
+                published
+            }
+            Poll::Ready(Err(limit)) => {
+                limit.count();
+                Published {
+                    refused: Some(limit),
+                    ..Published::default()
                 }
             }
+            Poll::Pending => {
+                // A retained store that answers later (over the network):
+                // route once it has; the publisher learns nothing more.
+                let router = self.clone();
+                tokio::spawn(async move {
+                    match set.await {
+                        Ok(_) => {
+                            router.accept(message);
+                        }
+                        Err(limit) => limit.count(),
+                    }
+                });
+                Published::default()
+            }
         }
+    }
+
+    /// Counts a message in, delivers it here, and sends it to the other nodes.
+    fn accept(&self, message: Arc<Message>) -> Published {
         m::hot().published.increment(1);
         if message.is_metered() {
             self.usage.published(message.payload.len());
         }
+        let published = self.deliver(&message);
+        self.backbone.publish(&self.tenant, &message);
+        published
+    }
+
+    /// Delivers a message to this node's matching sessions (one member of
+    /// each shared group): one published here, or one the backbone brought
+    /// from another node.
+    pub fn deliver(&self, message: &Arc<Message>) -> Published {
+        let mut ticket = 0;
         let matches = self.subs.read().match_topic(&message.topic);
         let mut delivered = 0;
         let mut matched = matches.shared.len();
@@ -107,7 +145,7 @@ impl Router {
         let mut normal: SmallVec<[&(SessionRef, SubscriptionSpec); 16]> = matches
             .normal
             .iter()
-            .filter(|(s, spec)| !(spec.options.no_local && self.is_origin(&s.0, &message)))
+            .filter(|(s, spec)| !(spec.options.no_local && self.is_origin(&s.0, message)))
             .collect();
         if normal.len() > 1 {
             normal.sort_unstable_by_key(|(s, _)| s.0.id);
@@ -150,7 +188,7 @@ impl Router {
                 group: shared.group.clone(),
                 filter: shared.filter.clone(),
             });
-            if let Some((session, e)) = self.deliver_shared(&message, &group, &shared.members, None)
+            if let Some((session, e)) = self.deliver_shared(message, &group, &shared.members, None)
             {
                 delivered += 1;
                 ticket = ticket.max(e.ticket);
@@ -234,44 +272,13 @@ impl Router {
         }
     }
 
-    fn store_retained(&self, message: &Arc<Message>) -> Result<Ticket, Limit> {
-        let mut retained = self.retained.write();
-        let limits = self.quota.limits();
-        crate::quota::check_retained(
-            &retained,
-            message,
-            limits.retained_messages,
-            limits.retained_bytes,
-        )?;
-        let change = retained.apply(message);
-        // Submitted under the lock so the store sees changes in the same order.
-        let ticket = match change {
-            RetainChange::Unchanged => 0,
-            RetainChange::Deleted => self.store.submit(StoreOp::DeleteRetained {
-                tenant: self.tenant.clone(),
-                topic: message.topic.clone(),
-            }),
-            RetainChange::Set | RetainChange::Replaced => self.store.submit(StoreOp::PutRetained {
-                tenant: self.tenant.clone(),
-                message: message.clone(),
-            }),
-        };
-        drop(retained);
-        match change {
-            RetainChange::Set => metrics::gauge!(m::RETAINED_MESSAGES).increment(1.0),
-            RetainChange::Deleted => metrics::gauge!(m::RETAINED_MESSAGES).decrement(1.0),
-            RetainChange::Replaced | RetainChange::Unchanged => {}
-        }
-        Ok(ticket)
-    }
-
     pub fn retained_count(&self) -> usize {
-        self.retained.read().len()
+        self.retained.count()
     }
 
     /// The unexpired retained messages whose topics match `filter`.
-    pub fn retained_matching(&self, filter: &str) -> Vec<Arc<Message>> {
-        self.retained.read().matching(filter, unix_ms_now())
+    pub async fn retained_matching(&self, filter: &str) -> Vec<Arc<Message>> {
+        self.retained.matching(filter).await
     }
 
     /// Adds (or replaces) a subscription. `filter` is as the client sent it,
@@ -298,6 +305,9 @@ impl Router {
             .insert(inner, group, SessionRef(session.clone()), spec)
             .is_some();
         session.add_subscription(Arc::from(filter), spec);
+        if !existed {
+            self.backbone.interest(&self.tenant, inner, group, true);
+        }
 
         let send_retained = group.is_none()
             && match spec.options.retain_handling {
@@ -305,22 +315,26 @@ impl Router {
                 RetainHandling::SendIfNew => !existed,
                 RetainHandling::DoNotSend => false,
             };
-        let retained = if send_retained {
-            self.retained
-                .read()
-                .matching(inner, unix_ms_now())
-                .into_iter()
-                .map(|message| Delivery {
-                    qos: message.qos.min(spec.options.qos),
-                    retain: true,
-                    subscription_ids: spec.id.into_iter().collect(),
-                    shared: None,
-                    stored_seq: None,
-                    message,
-                })
-                .collect()
-        } else {
-            Vec::new()
+        if !send_retained {
+            return Ok(Subscribed {
+                existed,
+                retained: Vec::new(),
+            });
+        }
+        let mut matching = self.retained.matching(inner);
+        let retained = match poll_once(&mut matching) {
+            Poll::Ready(found) => retained_deliveries(found, spec),
+            Poll::Pending => {
+                // A retained store that answers later (over the network):
+                // queue what it finds for the session when it does.
+                let (session, config) = (session.clone(), self.config.clone());
+                tokio::spawn(async move {
+                    for d in retained_deliveries(matching.await, spec) {
+                        let _ = session.enqueue(d, &config);
+                    }
+                });
+                Vec::new()
+            }
         };
         Ok(Subscribed { existed, retained })
     }
@@ -333,6 +347,7 @@ impl Router {
             self.subs
                 .write()
                 .remove(inner, group, &SessionRef(session.clone()));
+            self.backbone.interest(&self.tenant, inner, group, false);
         }
         removed
     }
@@ -344,6 +359,10 @@ impl Router {
             let (inner, group) = split_shared(f);
             (inner, group, key.clone())
         }));
+        for f in filters {
+            let (inner, group) = split_shared(f);
+            self.backbone.interest(&self.tenant, inner, group, false);
+        }
     }
 
     /// Puts a restored session's subscriptions back into the trie.
@@ -357,24 +376,37 @@ impl Router {
         for (filter, spec) in subscriptions {
             let (inner, group) = split_shared(filter);
             subs.insert(inner, group, key.clone(), *spec);
+            self.backbone.interest(&self.tenant, inner, group, true);
         }
     }
 
     /// Puts back a stored retained message.
     pub(crate) fn restore_retained(&self, message: Arc<Message>) {
-        if self.retained.write().apply(&message) == RetainChange::Set {
-            metrics::gauge!(m::RETAINED_MESSAGES).increment(1.0);
-        }
+        self.retained.restore(message);
     }
 
     /// Forgets every retained message (the tenant was deleted).
     pub(crate) fn clear_retained(&self) {
-        let retained = self.retained.write().clear();
-        metrics::gauge!(m::RETAINED_MESSAGES).decrement(retained as f64);
+        self.retained.clear();
     }
 
     /// Subscriptions of all of this tenant's sessions.
     pub fn subscription_count(&self) -> usize {
         self.subs.read().len()
     }
+}
+
+/// Retained messages as deliveries to a new subscription.
+fn retained_deliveries(found: Vec<Arc<Message>>, spec: SubscriptionSpec) -> Vec<Delivery> {
+    found
+        .into_iter()
+        .map(|message| Delivery {
+            qos: message.qos.min(spec.options.qos),
+            retain: true,
+            subscription_ids: spec.id.into_iter().collect(),
+            shared: None,
+            stored_seq: None,
+            message,
+        })
+        .collect()
 }

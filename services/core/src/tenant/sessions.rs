@@ -15,6 +15,7 @@ use super::{Attachment, Router};
 use crate::config::CoreConfig;
 use crate::message::Message;
 use crate::metrics as m;
+use crate::seams::SessionOwners;
 use crate::session::{FlightState, Kick, Session};
 use crate::store::{LoadedSession, TenantStore, unix_ms_now};
 
@@ -22,6 +23,7 @@ pub struct SessionTable {
     tenant: Arc<str>,
     config: Arc<CoreConfig>,
     router: Arc<Router>,
+    owners: Arc<dyn SessionOwners>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     session_ids: Arc<AtomicU64>,
     store: Arc<TenantStore>,
@@ -35,6 +37,7 @@ impl SessionTable {
         tenant: Arc<str>,
         config: Arc<CoreConfig>,
         router: Arc<Router>,
+        owners: Arc<dyn SessionOwners>,
         session_ids: Arc<AtomicU64>,
         store: Arc<TenantStore>,
     ) -> SessionTable {
@@ -42,6 +45,7 @@ impl SessionTable {
             tenant,
             config,
             router,
+            owners,
             sessions: Mutex::new(HashMap::new()),
             session_ids,
             store,
@@ -59,6 +63,11 @@ impl SessionTable {
         expiry_interval: u32,
         connection_id: u64,
     ) -> Result<Attachment, ReasonCode> {
+        // Across nodes first: another node holding it lets go (0x8E there).
+        let client: Arc<str> = Arc::from(client_id);
+        self.owners
+            .claim(&self.tenant, &client, clean_start)
+            .await?;
         let deadline = Instant::now() + self.config.takeover_timeout;
         loop {
             // Decide under the map lock; wait (if we must) after releasing it.
@@ -236,9 +245,21 @@ impl SessionTable {
             .is_some_and(|s| Arc::ptr_eq(s, session))
         {
             sessions.remove(&session.client_id);
+            self.owners.release(&self.tenant, &session.client_id);
         }
         drop(sessions);
         self.end_session(session);
+    }
+
+    /// Another node took `client_id`'s session over: the connection attached
+    /// here, if any, is asked to close with 0x8E. Returns whether one was.
+    pub fn taken_over_elsewhere(&self, client_id: &str) -> bool {
+        let Some(session) = self.session(client_id) else {
+            return false;
+        };
+        let attached = session.is_attached();
+        session.kick(Kick::TAKEN_OVER);
+        attached
     }
 
     /// Drops a session's subscriptions and queue. Idempotent.
