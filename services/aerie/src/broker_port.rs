@@ -135,7 +135,8 @@ impl BrokerPort for InProcessBroker {
             qos,
             message.retain,
             PublishProperties::default(),
-            0,
+            tenant.node().origin(0),
+            tenant.node().next_message_id(),
         ));
         if let Some(limit) = published.refused {
             return Err(BrokerError::Refused(over(limit)));
@@ -174,6 +175,7 @@ impl BrokerPort for InProcessBroker {
         };
         Ok(tenant
             .retained_matching(filter)
+            .await
             .into_iter()
             .map(|m| RetainedMessage {
                 topic: m.topic.to_string(),

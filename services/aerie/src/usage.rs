@@ -2,10 +2,13 @@
 //! shutdown) the gateway's per-tenant counters are drained into the
 //! control plane's `usage` table, added to the row of the current UTC hour.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aerie_control::AppState;
 use aerie_control::store::{self, UsageRow};
+use aerie_core::seams::BoxFuture;
+use aerie_core::{UsageCounts, UsageReportError, UsageSink};
 use aerie_gateway::Gateway;
 use tokio_util::sync::CancellationToken;
 
@@ -13,35 +16,45 @@ fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// The embedded shape's usage sink: the counts are added to the control
+/// plane's `usage` rows of the current UTC hour.
+pub struct ControlStoreUsage(pub AppState);
+
+impl UsageSink for ControlStoreUsage {
+    fn report(
+        &self,
+        counts: Vec<(Arc<str>, UsageCounts)>,
+    ) -> BoxFuture<Result<(), UsageReportError>> {
+        let control = self.0.clone();
+        Box::pin(async move {
+            let hour = store::start_of_hour(store::now());
+            let rows: Vec<UsageRow> = counts
+                .iter()
+                .map(|(tenant, c)| UsageRow {
+                    tenant_id: tenant.to_string(),
+                    hour,
+                    connection_seconds: as_i64(c.connection_seconds),
+                    messages_in: as_i64(c.messages_in),
+                    messages_out: as_i64(c.messages_out),
+                    bytes_in: as_i64(c.bytes_in),
+                    bytes_out: as_i64(c.bytes_out),
+                })
+                .collect();
+            control
+                .store()
+                .add_usage(&rows)
+                .await
+                .map_err(|e| UsageReportError(e.to_string()))
+        })
+    }
+}
+
 /// Drains the counters into the store; on a store error they are put back
 /// for the next flush.
 pub async fn flush(gateway: &Gateway, control: &AppState) {
-    let drained = gateway.drain_usage();
-    if drained.is_empty() {
-        return;
-    }
-    let hour = store::start_of_hour(store::now());
-    let rows: Vec<UsageRow> = drained
-        .iter()
-        .map(|(tenant, c)| UsageRow {
-            tenant_id: tenant.to_string(),
-            hour,
-            connection_seconds: as_i64(c.connection_seconds),
-            messages_in: as_i64(c.messages_in),
-            messages_out: as_i64(c.messages_out),
-            bytes_in: as_i64(c.bytes_in),
-            bytes_out: as_i64(c.bytes_out),
-        })
-        .collect();
-    match control.store().add_usage(&rows).await {
-        Ok(()) => tracing::debug!(tenants = rows.len(), "usage reported"),
-        Err(e) => {
-            tracing::warn!(error = %e, tenants = rows.len(), "cannot write usage; kept for the next flush");
-            for (tenant, counts) in drained {
-                gateway.restore_usage(&tenant, counts);
-            }
-        }
-    }
+    gateway
+        .report_usage(&ControlStoreUsage(control.clone()))
+        .await;
 }
 
 /// Flushes every `interval` until `shutdown` (the final flush is the caller's,

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::RwLock;
 
 use crate::config::CoreConfig;
+use crate::node::Node;
+use crate::seams::Seams;
 use crate::session::Kick;
 use crate::store::{LoadedState, NullStore, Store};
 use crate::tenant::Tenant;
@@ -19,10 +21,12 @@ pub struct Broker {
 
 struct Inner {
     config: Arc<CoreConfig>,
+    node: Arc<Node>,
     tenants: RwLock<HashMap<Arc<str>, Arc<Tenant>>>,
     session_ids: Arc<AtomicU64>,
     connection_ids: AtomicU64,
     store: Arc<dyn Store>,
+    seams: Seams,
 }
 
 impl Broker {
@@ -33,19 +37,31 @@ impl Broker {
 
     /// A broker whose persistent sessions and retained messages go to `store`.
     pub fn with_store(config: CoreConfig, store: Arc<dyn Store>) -> Broker {
+        Broker::with_seams(config, store, Seams::embedded())
+    }
+
+    /// A broker whose cross-node parts are `seams` (see [`crate::seams`]).
+    pub fn with_seams(config: CoreConfig, store: Arc<dyn Store>, seams: Seams) -> Broker {
         Broker {
             inner: Arc::new(Inner {
+                node: Arc::new(Node::new(config.node_id)),
                 config: Arc::new(config),
                 tenants: RwLock::new(HashMap::new()),
                 session_ids: Arc::new(AtomicU64::new(0)),
                 connection_ids: AtomicU64::new(0),
                 store,
+                seams,
             }),
         }
     }
 
     pub fn config(&self) -> &CoreConfig {
         &self.inner.config
+    }
+
+    /// This process as a node: message ids and origins.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.inner.node
     }
 
     /// The tenant with this id, created on first use.
@@ -60,8 +76,10 @@ impl Broker {
                 Arc::new(Tenant::new(
                     Arc::from(id),
                     self.inner.config.clone(),
+                    self.inner.node.clone(),
                     self.inner.session_ids.clone(),
                     self.inner.store.clone(),
+                    &self.inner.seams,
                 ))
             })
             .clone()

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::node::NodeId;
+
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
     /// Messages a session may hold queued (offline, or waiting for its window).
@@ -14,6 +16,8 @@ pub struct CoreConfig {
     pub queue_qos0_offline: bool,
     /// How long a new connection waits for the old one to hand over its session.
     pub takeover_timeout: Duration,
+    /// This process among the nodes routing messages (origins, message ids).
+    pub node_id: NodeId,
 }
 
 impl Default for CoreConfig {
@@ -24,6 +28,7 @@ impl Default for CoreConfig {
             max_session_expiry: u32::MAX,
             queue_qos0_offline: false,
             takeover_timeout: Duration::from_secs(5),
+            node_id: NodeId::generate(),
         }
     }
 }

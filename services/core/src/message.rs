@@ -1,19 +1,43 @@
 //! A message as the core routes it, and a delivery as a session queues it.
+//!
+//! A message can cross a process boundary ([`codec`]): its expiry is wall-clock
+//! time, its origin names the node and session that published it, and its id
+//! is unique across nodes. Only `received_at` (for the local latency
+//! histogram) and `persisted` (the local store's key) are this process's own.
+
+pub mod codec;
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use aerie_proto::{ByteString, PublishProperties, QoS};
 use bytes::Bytes;
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
-use crate::store::{Store, StoreOp};
+use crate::node::NodeId;
+use crate::store::{Store, StoreOp, unix_ms_now};
+
+/// Who published a message, for no-local (MQTT 5 §3.8.3.1): a session of a
+/// node. Session 0 is the broker itself (`$SYS`, HTTP publish).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Origin {
+    pub node: NodeId,
+    pub session: u64,
+}
+
+/// A message's identity across nodes: the node that accepted it and that
+/// node's sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct MessageId {
+    pub node: NodeId,
+    pub seq: u64,
+}
 
 /// One published message, shared by every delivery of it: fan-out clones an
 /// `Arc`, never the payload.
 #[derive(Debug)]
 pub struct Message {
+    pub id: MessageId,
     pub topic: ByteString,
     pub payload: Bytes,
     pub qos: QoS,
@@ -22,11 +46,13 @@ pub struct Message {
     /// correlation data, user properties). Topic alias and subscription
     /// identifiers are per hop and never stored here.
     pub properties: PublishProperties,
-    /// When the message expiry interval runs out, if it has one.
-    pub expires_at: Option<Instant>,
-    /// The session that published it, for no-local (0 for the broker itself).
-    pub origin: u64,
-    /// When the broker received it: the start of the publish-to-deliver latency.
+    /// When the message expiry interval runs out (Unix ms), if it has one:
+    /// wall-clock, so it means the same on every node and after a restart.
+    pub expires_at_ms: Option<u64>,
+    /// The session that published it, for no-local.
+    pub origin: Origin,
+    /// When this process received it (from a client, or decoded it): the
+    /// start of the publish-to-deliver latency. Never leaves the process.
     pub received_at: Instant,
     /// Set once the message is written to the store for a persistent session.
     pub persisted: Persisted,
@@ -68,30 +94,32 @@ impl Message {
     /// A message as a publisher hands it to the broker (a client's PUBLISH,
     /// a will, an HTTP publish): the message expiry interval becomes a
     /// deadline from now; the topic alias, which is per hop, is dropped.
-    /// `origin` is the publishing session (0: the broker itself).
+    /// `origin` is the publishing session; `id` comes from this node
+    /// ([`crate::Node::next_message_id`]).
     pub fn published(
         topic: ByteString,
         payload: Bytes,
         qos: QoS,
         retain: bool,
         mut properties: PublishProperties,
-        origin: u64,
+        origin: Origin,
+        id: MessageId,
     ) -> Arc<Message> {
-        let now = Instant::now();
-        let expires_at = properties
+        let expires_at_ms = properties
             .message_expiry_interval
             .take()
-            .map(|s| now + Duration::from_secs(u64::from(s)));
+            .map(|s| unix_ms_now() + u64::from(s) * 1000);
         properties.topic_alias = None;
         Arc::new(Message {
+            id,
             topic,
             payload,
             qos,
             retain,
             properties,
-            expires_at,
+            expires_at_ms,
             origin,
-            received_at: now,
+            received_at: Instant::now(),
             persisted: Default::default(),
         })
     }
@@ -119,16 +147,16 @@ impl Message {
             .0
     }
 
-    pub fn is_expired(&self, now: Instant) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
+    /// Whether it expired by `now_ms` (Unix ms, [`unix_ms_now`]).
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|at| at <= now_ms)
     }
 
-    /// The message expiry interval left, in whole seconds (rounded up), to
-    /// forward in the outgoing PUBLISH.
-    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
-        self.expires_at.map(|at| {
-            let left = at.saturating_duration_since(now);
-            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    /// The message expiry interval left at `now_ms`, in whole seconds
+    /// (rounded up), to forward in the outgoing PUBLISH.
+    pub fn remaining_expiry(&self, now_ms: u64) -> Option<u32> {
+        self.expires_at_ms.map(|at| {
+            let secs = at.saturating_sub(now_ms).div_ceil(1000);
             u32::try_from(secs).unwrap_or(u32::MAX)
         })
     }

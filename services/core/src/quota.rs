@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use crate::message::Message;
-use crate::retained::RetainedStore;
+use crate::retained::RetainedMap;
 use crate::tenant::Tenant;
 
 /// Counted once per refusal (or clamp) by `limit`.
@@ -394,7 +394,7 @@ impl Quota {
 /// retained quota. Deleting always does; so does replacing a message with
 /// one no larger (a lowered limit does not block updates that shrink).
 pub(crate) fn check_retained(
-    store: &RetainedStore,
+    store: &RetainedMap,
     message: &Message,
     max_messages: u32,
     max_bytes: u64,
@@ -546,17 +546,15 @@ mod tests {
     }
 
     fn retained(topic: &str, payload: &'static [u8]) -> Arc<Message> {
-        Arc::new(Message {
-            topic: topic.into(),
-            payload: bytes::Bytes::from_static(payload),
-            qos: aerie_proto::QoS::AtLeastOnce,
-            retain: true,
-            properties: Default::default(),
-            expires_at: None,
-            origin: 0,
-            received_at: tokio::time::Instant::now(),
-            persisted: Default::default(),
-        })
+        Message::published(
+            topic.into(),
+            bytes::Bytes::from_static(payload),
+            aerie_proto::QoS::AtLeastOnce,
+            true,
+            Default::default(),
+            Default::default(),
+            Default::default(),
+        )
     }
 
     #[test]

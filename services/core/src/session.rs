@@ -20,9 +20,9 @@ use tokio::time::Instant;
 
 use crate::config::CoreConfig;
 pub use crate::flight::{FlightState, OutFlight};
-use crate::message::Delivery;
+use crate::message::{Delivery, Message};
 use crate::metrics::{DropReason, count_drop};
-use crate::store::{QueuedRecord, SessionRecord, Store, StoreOp, Ticket};
+use crate::store::{QueuedRecord, SessionRecord, Store, StoreOp, Ticket, unix_ms_now};
 
 /// A subscription as the session remembers it (for resume and unsubscribe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +66,10 @@ pub struct PendingWill {
     pub generation: u64,
 }
 
+/// Written only by the session's own methods: the tenant asks for a
+/// transition (attach, detach, end, ...) and gets back what it must do.
 #[derive(Debug, Default)]
-pub(crate) struct SessionState {
+struct SessionState {
     pub queue: VecDeque<Delivery>,
     pub queued_bytes: usize,
     pub subscriptions: HashMap<Arc<str>, SubscriptionSpec>,
@@ -94,11 +96,11 @@ pub struct Session {
     pub tenant: Arc<str>,
     pub client_id: Arc<str>,
     store: Arc<dyn Store>,
-    pub(crate) state: Mutex<SessionState>,
+    state: Mutex<SessionState>,
     /// Wakes the attached connection: new deliveries, or a kick.
-    pub(crate) wake: Notify,
+    wake: Notify,
     /// Wakes a connection waiting to take this session over.
-    pub(crate) detached: Notify,
+    detached: Notify,
     /// Wakes publishers held back by this session's full queue.
     space: Notify,
     /// Since when the attached connection has had bytes its socket does not
@@ -295,11 +297,7 @@ impl Session {
     }
 
     /// Writes the session record (persistent sessions only).
-    pub(crate) fn persist_record(
-        &self,
-        state: &SessionState,
-        expires_at_ms: Option<u64>,
-    ) -> Ticket {
+    fn persist_record(&self, state: &SessionState, expires_at_ms: Option<u64>) -> Ticket {
         if state.expiry_interval == 0 || state.ended || !self.store.is_persistent() {
             return 0;
         }
@@ -319,7 +317,7 @@ impl Session {
     }
 
     /// Deletes everything stored for this session.
-    pub(crate) fn delete_stored(&self) {
+    fn delete_stored(&self) {
         if self.store.is_persistent() {
             self.store.submit(StoreOp::DeleteSession {
                 tenant: self.tenant.clone(),
@@ -423,6 +421,206 @@ impl Session {
     pub fn set_expiry_interval(&self, secs: u32) {
         self.state.lock().expiry_interval = secs;
     }
+
+    /// Makes connection `connection_id` the attached one, with the session's
+    /// new expiry interval; hands it the protocol state. None when another
+    /// connection holds it, or it ended (the caller starts over).
+    pub(crate) fn attach_connection(
+        &self,
+        connection_id: u64,
+        expiry_interval: u32,
+    ) -> Option<FlightState> {
+        let mut state = self.state.lock();
+        if state.owner.is_some() || state.ended {
+            return None;
+        }
+        state.owner = Some(connection_id);
+        state.generation += 1;
+        state.kick = None;
+        state.overflowing = false;
+        state.pending_will = None;
+        let was_persistent = state.expiry_interval > 0;
+        state.expiry_interval = expiry_interval;
+        self.persist_record(&state, None);
+        let flight = std::mem::take(&mut state.flight);
+        drop(state);
+        if was_persistent && expiry_interval == 0 {
+            // Resumed as a session that ends at disconnect: nothing stays stored.
+            self.delete_stored();
+        }
+        Some(flight)
+    }
+
+    /// Detaches connection `connection_id` (if it is still the attached
+    /// one), taking back its protocol state. Deliveries of shared
+    /// subscriptions (queued or unfinished) come back as orphans for another
+    /// member; queued QoS 0 ones are dropped unless `keep_qos0`.
+    pub(crate) fn detach_connection(
+        &self,
+        connection_id: u64,
+        mut flight: FlightState,
+        keep_qos0: bool,
+    ) -> Option<Detached> {
+        let mut state = self.state.lock();
+        if state.owner != Some(connection_id) {
+            return None;
+        }
+        state.owner = None;
+        state.kick = None;
+        // The clock was about the socket that is gone.
+        self.set_socket_waiting(None);
+        // A leaving member's unfinished shared-subscription messages go to
+        // another member (MQTT 5 §4.8.2).
+        let mut orphans: Vec<Delivery> = flight
+            .extract(|f| matches!(f, OutFlight::Publish(d) if d.shared.is_some()))
+            .into_iter()
+            .filter_map(|f| match f {
+                OutFlight::Publish(d) => Some(d),
+                OutFlight::Released => None,
+            })
+            .collect();
+        let mut kept = VecDeque::with_capacity(state.queue.len());
+        let mut dropped_qos0 = 0;
+        for d in std::mem::take(&mut state.queue) {
+            if d.shared.is_some() {
+                state.queued_bytes -= d.message.weight();
+                orphans.push(d);
+            } else if d.qos == QoS::AtMostOnce && !keep_qos0 {
+                state.queued_bytes -= d.message.weight();
+                dropped_qos0 += 1;
+            } else {
+                kept.push_back(d);
+            }
+        }
+        state.queue = kept;
+        if dropped_qos0 > 0 {
+            count_drop(DropReason::OfflineQos0, dropped_qos0);
+        }
+        state.flight = flight;
+        let expiry = state.expiry_interval;
+        let generation = state.generation;
+        let expires_at_ms = (expiry != u32::MAX).then(|| unix_ms_now() + u64::from(expiry) * 1000);
+        self.persist_record(&state, expires_at_ms);
+        drop(state);
+        self.detached.notify_waiters();
+        Some(Detached {
+            orphans,
+            expiry_interval: expiry,
+            generation,
+        })
+    }
+
+    /// Resolves once the attached connection detached. Enable it before
+    /// checking [`Session::is_attached`], so a detach in between is not missed.
+    pub(crate) fn detached(&self) -> tokio::sync::futures::Notified<'_> {
+        self.detached.notified()
+    }
+
+    /// Keeps a will until its delay passes, unless attach `generation` is
+    /// over by then.
+    pub(crate) fn set_pending_will(&self, will: Will, generation: u64) {
+        self.state.lock().pending_will = Some(Box::new(PendingWill { will, generation }));
+    }
+
+    /// The pending will, whatever its generation (the session is ending).
+    pub(crate) fn take_pending_will(&self) -> Option<Will> {
+        self.state.lock().pending_will.take().map(|p| p.will)
+    }
+
+    /// The pending will of attach `generation`, if the session is still
+    /// detached since then.
+    pub(crate) fn take_pending_will_of(&self, generation: u64) -> Option<Will> {
+        let mut state = self.state.lock();
+        match &state.pending_will {
+            Some(p) if p.generation == generation && state.owner.is_none() => {
+                state.pending_will.take().map(|p| p.will)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the session stayed detached since attach `generation` ended
+    /// (its expiry timer is still the current one).
+    pub(crate) fn detached_since(&self, generation: u64) -> bool {
+        let state = self.state.lock();
+        state.owner.is_none() && state.generation == generation && !state.ended
+    }
+
+    /// Ends the session: drops its queue, protocol state and stored data.
+    /// Returns the filters it was subscribed to (to remove from the trie),
+    /// or None if it had already ended.
+    pub(crate) fn end(&self) -> Option<Vec<Arc<str>>> {
+        let mut state = self.state.lock();
+        if state.ended {
+            return None;
+        }
+        state.ended = true;
+        let filters: Vec<Arc<str>> = state.subscriptions.drain().map(|(f, _)| f).collect();
+        let dropped = state.queue.len() + state.flight.len();
+        state.queue.clear();
+        state.queued_bytes = 0;
+        state.flight = FlightState::default();
+        state.pending_will = None;
+        drop(state);
+        self.delete_stored();
+        if dropped > 0 {
+            count_drop(DropReason::SessionEnded, dropped as u64);
+        }
+        Some(filters)
+    }
+
+    /// Remembers a subscription (and writes the record of a persistent session).
+    pub(crate) fn add_subscription(&self, filter: Arc<str>, spec: SubscriptionSpec) {
+        let mut state = self.state.lock();
+        state.subscriptions.insert(filter, spec);
+        self.persist_record(&state, None);
+    }
+
+    /// Forgets a subscription; false when there was none.
+    pub(crate) fn remove_subscription(&self, filter: &str) -> bool {
+        let mut state = self.state.lock();
+        let removed = state.subscriptions.remove(filter).is_some();
+        if removed {
+            self.persist_record(&state, None);
+        }
+        removed
+    }
+
+    /// Puts back a stored session's state, detached, as attach generation 1.
+    pub(crate) fn restore(
+        &self,
+        subscriptions: &[(Arc<str>, SubscriptionSpec)],
+        queue: Vec<(QueuedRecord, Arc<Message>)>,
+        inbound_qos2: Vec<u16>,
+    ) {
+        let mut state = self.state.lock();
+        state.subscriptions.extend(subscriptions.iter().cloned());
+        for (record, message) in queue {
+            state.next_seq = state.next_seq.max(record.seq);
+            state.queued_bytes += message.weight();
+            state.queue.push_back(Delivery {
+                message,
+                qos: record.qos,
+                retain: record.retain,
+                subscription_ids: record.subscription_ids,
+                shared: None,
+                stored_seq: Some(record.seq),
+            });
+        }
+        state.flight.inbound_qos2 = inbound_qos2.into_iter().collect();
+        state.generation = 1;
+    }
+}
+
+/// What detaching a connection left to do, from [`Session::detach_connection`].
+#[derive(Debug)]
+pub(crate) struct Detached {
+    /// Shared-subscription deliveries for another member.
+    pub orphans: Vec<Delivery>,
+    /// The session's final expiry interval (0: it ends now).
+    pub expiry_interval: u32,
+    /// The attach generation that just ended: timers compare it.
+    pub generation: u64,
 }
 
 /// A delivery that was queued.
@@ -476,17 +674,15 @@ mod tests {
 
     fn delivery(qos: QoS) -> Delivery {
         Delivery {
-            message: Arc::new(Message {
-                topic: "t".into(),
-                payload: bytes::Bytes::from_static(b"x"),
+            message: Message::published(
+                "t".into(),
+                bytes::Bytes::from_static(b"x"),
                 qos,
-                retain: false,
-                properties: Default::default(),
-                expires_at: None,
-                origin: 0,
-                received_at: Instant::now(),
-                persisted: Default::default(),
-            }),
+                false,
+                Default::default(),
+                Default::default(),
+                Default::default(),
+            ),
             qos,
             retain: false,
             subscription_ids: Default::default(),
@@ -551,7 +747,7 @@ mod tests {
             Err(DropReason::QueueFull)
         );
         assert_eq!(s.queued(), 3);
-        s.state.lock().owner = Some(1);
+        s.attach_connection(1, 60).unwrap();
         assert!(
             s.enqueue_limited(delivery(QoS::AtLeastOnce), &cfg, 3)
                 .is_ok(),
@@ -575,7 +771,7 @@ mod tests {
             );
         }
         let s = session();
-        s.state.lock().owner = Some(1);
+        s.attach_connection(1, 60).unwrap();
         let congested: Vec<bool> = (0..8)
             .map(|_| {
                 s.enqueue(delivery(QoS::AtLeastOnce), &cfg)
@@ -593,7 +789,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_congested_subscriber_whose_socket_takes_nothing_paces_no_publisher() {
         let s = session();
-        s.state.lock().owner = Some(1);
+        s.attach_connection(1, 60).unwrap();
         let cfg = CoreConfig {
             max_queued_messages: 8,
             ..CoreConfig::default()
@@ -623,7 +819,7 @@ mod tests {
     #[test]
     fn an_online_queue_overflows_until_its_connection_drains_it() {
         let s = session();
-        s.state.lock().owner = Some(1);
+        s.attach_connection(1, 60).unwrap();
         let cfg = CoreConfig {
             max_queued_messages: 2,
             ..CoreConfig::default()
@@ -644,7 +840,7 @@ mod tests {
     #[tokio::test]
     async fn draining_wakes_a_held_back_publisher() {
         let s = Arc::new(session());
-        s.state.lock().owner = Some(1);
+        s.attach_connection(1, 60).unwrap();
         let cfg = CoreConfig::default();
         s.enqueue(delivery(QoS::AtLeastOnce), &cfg).unwrap();
         let waiter = {
@@ -663,7 +859,7 @@ mod tests {
     #[test]
     fn drain_respects_window_and_keeps_order() {
         let s = session();
-        s.state.lock().owner = Some(7);
+        s.attach_connection(7, 60).unwrap();
         let cfg = CoreConfig::default();
         for q in [
             QoS::AtMostOnce,

@@ -7,7 +7,27 @@
 //! [`Usage::take`] every few seconds. Bytes are payload bytes: stable whatever
 //! the protocol version, topic aliases or properties.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::seams::BoxFuture;
+
+/// Where a node's per-tenant usage goes: the control plane's store in the
+/// embedded shape (the binary implements it), a stream the control plane
+/// folds in the scale-out shape.
+pub trait UsageSink: Send + Sync + 'static {
+    /// Records what each tenant did since the last report. On an error the
+    /// caller keeps the counts for the next report.
+    fn report(
+        &self,
+        counts: Vec<(Arc<str>, UsageCounts)>,
+    ) -> BoxFuture<Result<(), UsageReportError>>;
+}
+
+/// Why a usage report did not go through (said in the log; the counts stay).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageReportError(pub String);
 
 /// A tenant's counters since they were last taken.
 #[derive(Debug, Default)]

@@ -82,7 +82,8 @@ fn publish_figures(broker: &Broker, registry: &Registry, tenant_id: &str, uptime
             QoS::AtMostOnce,
             false,
             Default::default(),
-            0,
+            tenant.node().origin(0),
+            tenant.node().next_message_id(),
         ));
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aerie_core::{Tenant, UsageCounts};
+use aerie_core::{Tenant, UsageCounts, UsageSink};
 
 use crate::Gateway;
 use crate::registry::LiveConnection;
@@ -60,5 +60,76 @@ impl Gateway {
     /// Puts back counts that could not be reported, for the next drain.
     pub fn restore_usage(&self, tenant_id: &str, counts: UsageCounts) {
         self.broker().tenant(tenant_id).usage().restore(counts);
+    }
+
+    /// Drains the usage counters into `sink`; on its error they are put
+    /// back for the next report.
+    pub async fn report_usage(&self, sink: &dyn UsageSink) {
+        let drained = self.drain_usage();
+        if drained.is_empty() {
+            return;
+        }
+        let tenants = drained.len();
+        match sink.report(drained.clone()).await {
+            Ok(()) => tracing::debug!(tenants, "usage reported"),
+            Err(e) => {
+                tracing::warn!(error = %e, tenants, "cannot report usage; kept for the next report");
+                for (tenant, counts) in drained {
+                    self.restore_usage(&tenant, counts);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aerie_core::seams::BoxFuture;
+    use aerie_core::{Broker, CoreConfig, UsageReportError};
+    use parking_lot::Mutex;
+
+    /// Takes reports, or refuses them while `failing`.
+    #[derive(Default)]
+    struct Sink {
+        failing: bool,
+        got: Mutex<Vec<(Arc<str>, UsageCounts)>>,
+    }
+
+    impl UsageSink for Sink {
+        fn report(
+            &self,
+            counts: Vec<(Arc<str>, UsageCounts)>,
+        ) -> BoxFuture<Result<(), UsageReportError>> {
+            if self.failing {
+                return Box::pin(std::future::ready(Err(UsageReportError("down".into()))));
+            }
+            self.got.lock().extend(counts);
+            Box::pin(std::future::ready(Ok(())))
+        }
+    }
+
+    #[tokio::test]
+    async fn usage_the_sink_refused_goes_with_the_next_report() {
+        let gateway = Gateway::new(
+            Broker::new(CoreConfig::default()),
+            crate::GatewayConfig::default(),
+        );
+        gateway.broker().tenant("t").usage().published(10);
+        gateway
+            .report_usage(&Sink {
+                failing: true,
+                ..Default::default()
+            })
+            .await;
+        gateway.broker().tenant("t").usage().published(5);
+        let sink = Sink::default();
+        gateway.report_usage(&sink).await;
+        let got = sink.got.lock().clone();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (&*got[0].0, got[0].1.messages_in, got[0].1.bytes_in),
+            ("t", 2, 15)
+        );
     }
 }

@@ -1,71 +1,54 @@
-//! Value encodings. A message is stored as its MQTT 5 PUBLISH encoding (our
-//! own codec already round-trips every property) after a small header.
+//! Value encodings. A message is stored in the core's own encoding
+//! (`aerie_core::message::codec`: id, wall-clock expiry, origin, then its
+//! MQTT 5 PUBLISH); format 1, written before messages had ids and node
+//! origins, still loads.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use aerie_core::message::{Message, Persisted};
+use aerie_core::message::{Message, MessageId, Origin, Persisted, codec as message_codec};
+use aerie_core::node::NodeId;
 use aerie_core::session::SubscriptionSpec;
-use aerie_core::store::{QueuedRecord, SessionRecord, Store, unix_ms_now};
-use aerie_proto::{Packet, ProtocolVersion, Publish, QoS, RetainHandling, SubscriptionOptions};
-use bytes::{Buf, BufMut, BytesMut};
+use aerie_core::store::{QueuedRecord, SessionRecord, Store};
+use aerie_proto::{QoS, RetainHandling, SubscriptionOptions};
+use bytes::{Buf, BufMut};
 use smallvec::SmallVec;
-use tokio::time::Instant;
 
 const FORMAT: u8 = 1;
 const NONE_MS: u64 = u64::MAX;
 
-/// A message's header (format, expiry as Unix ms, origin) and PUBLISH bytes.
 pub fn encode_message(m: &Message) -> Vec<u8> {
-    let expires_ms = m.expires_at.map_or(NONE_MS, |at| {
-        unix_ms_now() + at.saturating_duration_since(Instant::now()).as_millis() as u64
-    });
-    let packet = Packet::Publish(Publish {
-        dup: false,
-        qos: m.qos,
-        retain: m.retain,
-        topic: m.topic.clone(),
-        packet_id: (m.qos != QoS::AtMostOnce).then_some(1),
-        payload: m.payload.clone(),
-        properties: m.properties.clone(),
-    });
-    let mut buf = BytesMut::with_capacity(17 + m.topic.len() + m.payload.len() + 16);
-    buf.put_u8(FORMAT);
-    buf.put_u64(expires_ms);
-    buf.put_u64(m.origin);
-    // A message that was accepted once always encodes.
-    let _ = aerie_proto::encode(&packet, ProtocolVersion::V5, &mut buf);
-    buf.to_vec()
+    message_codec::encode_to_vec(m)
 }
 
 /// Decodes a stored message; `persisted` ties it to its stored id (or not,
 /// for retained messages).
 pub fn decode_message(bytes: &[u8], persisted: Persisted) -> Option<Message> {
+    match bytes.first() {
+        Some(&FORMAT) => decode_message_v1(bytes, persisted),
+        _ => message_codec::decode(bytes, persisted).ok(),
+    }
+}
+
+/// Format 1: expiry (Unix ms), the origin's session id, the PUBLISH. Its
+/// origin gets node 0, which no running node has, and no id.
+fn decode_message_v1(bytes: &[u8], persisted: Persisted) -> Option<Message> {
     let mut b = bytes;
     if b.remaining() < 17 || b.get_u8() != FORMAT {
         return None;
     }
     let expires_ms = b.get_u64();
-    let origin = b.get_u64();
-    let mut buf = BytesMut::from(b);
-    let Ok(Some(Packet::Publish(p))) = aerie_proto::decode(&mut buf, ProtocolVersion::V5, u32::MAX)
-    else {
-        return None;
-    };
-    let now = Instant::now();
-    let expires_at = (expires_ms != NONE_MS)
-        .then(|| now + Duration::from_millis(expires_ms.saturating_sub(unix_ms_now())));
-    Some(Message {
-        topic: p.topic,
-        payload: p.payload,
-        qos: p.qos,
-        retain: p.retain,
-        properties: p.properties,
-        expires_at,
-        origin,
-        received_at: now,
+    let session = b.get_u64();
+    let publish = message_codec::decode_publish(b).ok()?;
+    Some(message_codec::from_publish(
+        publish,
+        MessageId::default(),
+        (expires_ms != NONE_MS).then_some(expires_ms),
+        Origin {
+            node: NodeId(0),
+            session,
+        },
         persisted,
-    })
+    ))
 }
 
 pub fn loaded_message(id: u64, bytes: &[u8], store: &Arc<dyn Store>) -> Option<Arc<Message>> {
@@ -186,6 +169,10 @@ mod tests {
     #[test]
     fn message_round_trips_with_properties_and_expiry() {
         let m = Message {
+            id: MessageId {
+                node: NodeId(5),
+                seq: 6,
+            },
             topic: "a/b".into(),
             payload: bytes::Bytes::from_static(b"hello"),
             qos: QoS::ExactlyOnce,
@@ -196,30 +183,57 @@ mod tests {
                 correlation_data: Some(bytes::Bytes::from_static(b"\x00\x01")),
                 ..Default::default()
             },
-            expires_at: Some(Instant::now() + Duration::from_secs(30)),
-            origin: 42,
-            received_at: Instant::now(),
+            expires_at_ms: Some(1_234_567),
+            origin: Origin {
+                node: NodeId(9),
+                session: 42,
+            },
+            received_at: tokio::time::Instant::now(),
             persisted: Persisted::default(),
         };
         let back = decode_message(&encode_message(&m), Persisted::default()).unwrap();
-        assert_eq!(
+        let fields = |m: &Message| {
+            let publish = (m.topic.clone(), m.payload.clone(), m.qos, m.retain);
             (
-                back.topic.clone(),
-                back.payload.clone(),
-                back.qos,
-                back.retain,
-                back.origin
-            ),
-            (m.topic.clone(), m.payload.clone(), m.qos, m.retain, 42)
+                publish,
+                m.origin,
+                m.id,
+                m.expires_at_ms,
+                m.properties.clone(),
+            )
+        };
+        assert_eq!(fields(&back), fields(&m));
+    }
+
+    /// What format 1 wrote: expiry, origin session, the PUBLISH.
+    #[test]
+    fn a_message_stored_in_format_1_still_loads() {
+        let mut bytes = vec![1u8];
+        bytes.extend(777u64.to_be_bytes());
+        bytes.extend(42u64.to_be_bytes());
+        let packet = aerie_proto::Packet::Publish(aerie_proto::Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            topic: "old/t".into(),
+            packet_id: Some(1),
+            payload: bytes::Bytes::from_static(b"kept"),
+            properties: PublishProperties::default(),
+        });
+        let mut publish = bytes::BytesMut::new();
+        aerie_proto::encode(&packet, aerie_proto::ProtocolVersion::V5, &mut publish).unwrap();
+        bytes.extend_from_slice(&publish);
+        let back = decode_message(&bytes, Persisted::default()).unwrap();
+        assert_eq!(
+            (&*back.topic, &back.payload[..], back.expires_at_ms),
+            ("old/t", &b"kept"[..], Some(777))
         );
-        assert_eq!(back.properties, m.properties);
-        let left = back
-            .expires_at
-            .unwrap()
-            .saturating_duration_since(Instant::now());
-        assert!(
-            left > Duration::from_secs(28) && left <= Duration::from_secs(30),
-            "{left:?}"
+        assert_eq!(
+            back.origin,
+            Origin {
+                node: NodeId(0),
+                session: 42
+            }
         );
     }
 

@@ -87,20 +87,17 @@ mod tests {
     use crate::FjallStore;
     use aerie_core::store::{QueuedRecord, SessionRecord};
     use aerie_proto::QoS;
-    use tokio::time::Instant;
 
     fn message(topic: &str) -> Arc<Message> {
-        Arc::new(Message {
-            topic: topic.into(),
-            payload: bytes::Bytes::from_static(b"p"),
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            properties: Default::default(),
-            expires_at: None,
-            origin: 1,
-            received_at: Instant::now(),
-            persisted: Persisted::default(),
-        })
+        Message::published(
+            topic.into(),
+            bytes::Bytes::from_static(b"p"),
+            QoS::AtLeastOnce,
+            false,
+            Default::default(),
+            Default::default(),
+            Default::default(),
+        )
     }
 
     fn ids() -> (Arc<str>, Arc<str>) {

@@ -7,10 +7,9 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use aerie_core::message::{Message, Persisted};
+use aerie_core::message::Message;
 use aerie_core::store::{Store, StoreOp};
 use aerie_proto::QoS;
 use aerie_store::FjallStore;
@@ -19,17 +18,15 @@ use aerie_testdb::tmpfs::{Tmpfs, incompressible};
 fn retained(i: u64) -> StoreOp {
     StoreOp::PutRetained {
         tenant: "t".into(),
-        message: Arc::new(Message {
-            topic: format!("r/{i}").as_str().into(),
-            payload: incompressible(i, 16 * 1024).into(),
-            qos: QoS::AtLeastOnce,
-            retain: true,
-            properties: Default::default(),
-            expires_at: None,
-            origin: 0,
-            received_at: tokio::time::Instant::now(),
-            persisted: Persisted::default(),
-        }),
+        message: Message::published(
+            format!("r/{i}").as_str().into(),
+            incompressible(i, 16 * 1024).into(),
+            QoS::AtLeastOnce,
+            true,
+            Default::default(),
+            Default::default(),
+            Default::default(),
+        ),
     }
 }
 

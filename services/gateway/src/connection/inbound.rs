@@ -225,7 +225,8 @@ impl Conn {
             p.qos,
             p.retain,
             p.properties,
-            self.session.id,
+            self.tenant.node().origin(self.session.id),
+            self.tenant.node().next_message_id(),
         );
         let published = self.tenant.publish(message);
         if published.refused.is_some() {

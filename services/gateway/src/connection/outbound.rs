@@ -2,6 +2,7 @@
 //! never more QoS 1/2 in flight than the client's receive maximum.
 
 use aerie_core::metrics::{self as m, DropReason, count_drop};
+use aerie_core::store::unix_ms_now;
 use aerie_core::{Delivery, OutFlight};
 use aerie_proto::{Packet, Publish, PublishProperties, QoS};
 use tokio::time::Instant;
@@ -26,10 +27,12 @@ impl Conn {
         let mut batch = std::mem::take(&mut self.deliveries);
         self.session.drain(window, &mut batch);
         let now = Instant::now();
+        // Expiry is wall-clock (it crosses nodes): read the clock once a batch.
+        let now_ms = unix_ms_now();
         let mut delivered = 0u64;
         let (mut metered, mut metered_bytes) = (0u64, 0u64);
         for d in batch.drain(..) {
-            if d.message.is_expired(now) {
+            if d.message.is_expired(now_ms) {
                 count_drop(DropReason::Expired, 1);
                 self.session.forget(d.stored_seq);
                 continue;
@@ -39,7 +42,7 @@ impl Conn {
                 QoS::AtMostOnce => None,
                 _ => self.flight.allocate_packet_id(),
             };
-            if self.send_publish(&d, packet_id, false, now) {
+            if self.send_publish(&d, packet_id, false, now_ms) {
                 delivered += 1;
                 if d.message.is_metered() {
                     metered += 1;
@@ -74,7 +77,7 @@ impl Conn {
     /// Resends what the client had not acknowledged when its last connection
     /// ended: PUBLISH with DUP set, and PUBREL (MQTT 5 §4.4).
     pub(super) fn resend_inflight(&mut self) {
-        let now = Instant::now();
+        let now_ms = unix_ms_now();
         let flights: Vec<(u16, OutFlight)> = self
             .flight
             .in_order()
@@ -83,7 +86,7 @@ impl Conn {
         for (id, f) in flights {
             match f {
                 OutFlight::Publish(d) => {
-                    self.send_publish(&d, Some(id), true, now);
+                    self.send_publish(&d, Some(id), true, now_ms);
                 }
                 OutFlight::Released => {
                     let _ = self.out.push(&Packet::PubRel(aerie_proto::PubResp {
@@ -100,14 +103,14 @@ impl Conn {
         d: &Delivery,
         packet_id: Option<u16>,
         dup: bool,
-        now: Instant,
+        now_ms: u64,
     ) -> bool {
         let msg = &d.message;
         let mut topic = msg.topic.clone();
         let mut properties = PublishProperties::default();
         if self.version.is_v5() {
             properties = msg.properties.clone();
-            properties.message_expiry_interval = msg.remaining_expiry(now);
+            properties.message_expiry_interval = msg.remaining_expiry(now_ms);
             properties.subscription_identifiers = d.subscription_ids.to_vec();
             // A resend carries the full topic: the client's alias table was reset.
             match if dup {

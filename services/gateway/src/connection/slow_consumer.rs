@@ -125,7 +125,8 @@ mod tests {
             QoS::AtMostOnce,
             false,
             Default::default(),
-            0,
+            Default::default(),
+            Default::default(),
         );
         Delivery {
             message,

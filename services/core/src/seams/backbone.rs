@@ -1,0 +1,33 @@
+//! The message backbone: how a tenant's messages reach the other nodes.
+
+use std::sync::Arc;
+
+use crate::message::Message;
+
+/// A node's link to the others that serve the same tenants.
+///
+/// A message published on this node is delivered to this node's own
+/// subscribers by its router at once, then handed to [`Backbone::publish`]
+/// for the other nodes; what arrives from them goes to their tenant's
+/// `Router::deliver` (never back to the node that published it).
+pub trait Backbone: Send + Sync + 'static {
+    /// Sends `message` of `tenant` to the other nodes with interest in its
+    /// topic. Called once per PUBLISH, after local delivery.
+    fn publish(&self, tenant: &Arc<str>, message: &Arc<Message>);
+
+    /// A subscription of this node on `filter` (in shared group `group`) was
+    /// added (`held`) or dropped. Called once per subscription of each
+    /// session: the implementation counts, and holds one interest per
+    /// distinct (filter, group).
+    fn interest(&self, tenant: &Arc<str>, filter: &str, group: Option<&str>, held: bool);
+}
+
+/// The embedded shape: one node, so nothing to send, and the subscription
+/// trie is all the interest there is.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalBackbone;
+
+impl Backbone for LocalBackbone {
+    fn publish(&self, _tenant: &Arc<str>, _message: &Arc<Message>) {}
+    fn interest(&self, _tenant: &Arc<str>, _filter: &str, _group: Option<&str>, _held: bool) {}
+}

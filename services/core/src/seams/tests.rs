@@ -1,0 +1,238 @@
+//! The core calls its seams as their contracts say: recording
+//! implementations stand in for the scale-out shape's.
+
+use std::sync::Arc;
+
+use aerie_proto::{QoS, ReasonCode, SubscriptionOptions};
+use parking_lot::Mutex;
+
+use super::*;
+use crate::message::{Message, Origin};
+use crate::node::NodeId;
+use crate::quota::Limit;
+use crate::session::{Kick, SubscriptionSpec};
+use crate::store::{Store, Ticket};
+use crate::{Broker, CoreConfig, NullStore};
+
+#[derive(Default)]
+struct RecordingBackbone {
+    published: Mutex<Vec<String>>,
+    interest: Mutex<Vec<(String, Option<String>, bool)>>,
+}
+
+impl Backbone for RecordingBackbone {
+    fn publish(&self, _tenant: &Arc<str>, message: &Arc<Message>) {
+        self.published.lock().push(message.topic.to_string());
+    }
+    fn interest(&self, _tenant: &Arc<str>, filter: &str, group: Option<&str>, held: bool) {
+        self.interest
+            .lock()
+            .push((filter.into(), group.map(Into::into), held));
+    }
+}
+
+/// Refuses every claim with `refuse`, or records claims and releases.
+#[derive(Default)]
+struct RecordingOwners {
+    refuse: Option<ReasonCode>,
+    log: Mutex<Vec<String>>,
+}
+
+impl SessionOwners for RecordingOwners {
+    fn claim(
+        &self,
+        _tenant: &Arc<str>,
+        client_id: &Arc<str>,
+        clean_start: bool,
+    ) -> BoxFuture<Result<Claim, ReasonCode>> {
+        self.log
+            .lock()
+            .push(format!("claim {client_id} {clean_start}"));
+        Box::pin(std::future::ready(
+            self.refuse.map_or(Ok(Claim::Claimed), Err),
+        ))
+    }
+    fn release(&self, _tenant: &Arc<str>, client_id: &Arc<str>) {
+        self.log.lock().push(format!("release {client_id}"));
+    }
+}
+
+fn broker(backbone: Arc<dyn Backbone>, owners: Arc<dyn SessionOwners>) -> Broker {
+    let seams = Seams {
+        backbone,
+        owners,
+        ..Seams::embedded()
+    };
+    Broker::with_seams(CoreConfig::default(), Arc::new(NullStore::new()), seams)
+}
+
+fn spec() -> SubscriptionSpec {
+    SubscriptionSpec {
+        options: SubscriptionOptions {
+            qos: QoS::AtLeastOnce,
+            ..Default::default()
+        },
+        id: None,
+    }
+}
+
+fn message(topic: &str, origin: Origin) -> Arc<Message> {
+    Message::published(
+        topic.into(),
+        bytes::Bytes::from_static(b"x"),
+        QoS::AtLeastOnce,
+        false,
+        Default::default(),
+        origin,
+        Default::default(),
+    )
+}
+
+#[tokio::test]
+async fn interest_follows_subscriptions_and_published_messages_go_to_the_backbone_once() {
+    let backbone = Arc::new(RecordingBackbone::default());
+    let broker = broker(backbone.clone(), Arc::new(LocalOwners));
+    let tenant = broker.tenant("t");
+    let s = tenant.attach("c", true, 0, 1).await.unwrap().session;
+    tenant.subscribe(&s, "a/+", spec()).unwrap();
+    tenant.subscribe(&s, "a/+", spec()).unwrap(); // replaced, not added
+    tenant.subscribe(&s, "$share/g/b", spec()).unwrap();
+    assert!(tenant.unsubscribe(&s, "a/+"));
+
+    let origin = tenant.node().origin(s.id);
+    tenant.publish(message("b", origin));
+    assert_eq!(*backbone.published.lock(), ["b"]);
+    // What another node published reaches this node's sessions, and is not
+    // sent on again.
+    let elsewhere = Origin {
+        node: NodeId(tenant.node().id().0 ^ 1),
+        session: 1,
+    };
+    assert_eq!(tenant.router().deliver(&message("b", elsewhere)).routed, 1);
+    assert_eq!(backbone.published.lock().len(), 1);
+
+    tenant.detach(&s, 1, Default::default(), None); // expiry 0: the session ends
+    let interest = backbone.interest.lock().clone();
+    let held = |f: &str, g: Option<&str>, on| (f.to_string(), g.map(String::from), on);
+    assert_eq!(
+        interest,
+        [
+            held("a/+", None, true),
+            held("b", Some("g"), true),
+            held("a/+", None, false),
+            held("b", Some("g"), false),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_refused_claim_refuses_the_connect_and_an_ended_session_is_released() {
+    let refusing = Arc::new(RecordingOwners {
+        refuse: Some(ReasonCode::SERVER_BUSY),
+        ..Default::default()
+    });
+    let tenant = broker(Arc::new(LocalBackbone), refusing.clone()).tenant("t");
+    assert_eq!(
+        tenant.attach("c", true, 0, 1).await.unwrap_err(),
+        ReasonCode::SERVER_BUSY
+    );
+    assert_eq!(tenant.session_count(), 0);
+
+    let owners = Arc::new(RecordingOwners::default());
+    let tenant = broker(Arc::new(LocalBackbone), owners.clone()).tenant("t");
+    let s = tenant.attach("c", false, 0, 1).await.unwrap().session;
+    tenant.detach(&s, 1, Default::default(), None);
+    assert_eq!(*owners.log.lock(), ["claim c false", "release c"]);
+}
+
+#[tokio::test]
+async fn a_takeover_on_another_node_closes_the_local_connection_with_0x8e() {
+    let tenant = Broker::new(CoreConfig::default()).tenant("t");
+    let s = tenant.attach("c", true, 0, 1).await.unwrap().session;
+    assert!(tenant.sessions().taken_over_elsewhere("c"));
+    assert_eq!(s.take_kick(), Some(Kick::TAKEN_OVER));
+    assert!(!tenant.sessions().taken_over_elsewhere("nobody"));
+}
+
+/// Answers `set` and `matching` only when the test says so.
+struct LateRetained {
+    inner: Arc<dyn RetainedStore>,
+    go: tokio::sync::watch::Receiver<bool>,
+}
+
+impl RetainedStore for LateRetained {
+    fn set(
+        &self,
+        message: &Arc<Message>,
+        quota: RetainedQuota,
+    ) -> BoxFuture<Result<Ticket, Limit>> {
+        let (mut go, set) = (self.go.clone(), self.inner.set(message, quota));
+        Box::pin(async move {
+            let _ = go.wait_for(|g| *g).await;
+            set.await
+        })
+    }
+    fn matching(&self, filter: &str) -> BoxFuture<Vec<Arc<Message>>> {
+        let (mut go, found) = (self.go.clone(), self.inner.matching(filter));
+        Box::pin(async move {
+            let _ = go.wait_for(|g| *g).await;
+            found.await
+        })
+    }
+    fn count(&self) -> usize {
+        self.inner.count()
+    }
+    fn restore(&self, message: Arc<Message>) {
+        self.inner.restore(message)
+    }
+    fn clear(&self) {
+        self.inner.clear()
+    }
+}
+
+struct LateRetainedStores(tokio::sync::watch::Receiver<bool>);
+
+impl RetainedStores for LateRetainedStores {
+    fn for_tenant(&self, tenant: &Arc<str>, store: Arc<dyn Store>) -> Arc<dyn RetainedStore> {
+        Arc::new(LateRetained {
+            inner: LocalRetainedStores.for_tenant(tenant, store),
+            go: self.0.clone(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_retained_store_that_answers_later_still_routes_and_delivers_on_subscribe() {
+    let (go, wait) = tokio::sync::watch::channel(false);
+    let seams = Seams {
+        retained: Arc::new(LateRetainedStores(wait)),
+        ..Seams::embedded()
+    };
+    let broker = Broker::with_seams(CoreConfig::default(), Arc::new(NullStore::new()), seams);
+    let tenant = broker.tenant("t");
+    let live = tenant.attach("live", true, 0, 1).await.unwrap().session;
+    tenant.subscribe(&live, "r", spec()).unwrap();
+    tenant.publish(Message::published(
+        "r".into(),
+        bytes::Bytes::from_static(b"kept"),
+        QoS::AtLeastOnce,
+        true,
+        Default::default(),
+        Origin::default(),
+        Default::default(),
+    ));
+    assert_eq!(live.queued(), 0, "not routed before the store answered");
+
+    let late = tenant.attach("late", true, 0, 2).await.unwrap().session;
+    let subscribed = tenant.subscribe(&late, "r", spec()).unwrap();
+    assert!(subscribed.retained.is_empty());
+    go.send_replace(true);
+    for _ in 0..100 {
+        if live.queued() == 1 && late.queued() == 2 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    // The late subscriber: the retained copy on subscribe, and the routed one.
+    assert_eq!((live.queued(), late.queued()), (1, 2));
+}

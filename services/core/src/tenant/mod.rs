@@ -1,0 +1,316 @@
+//! One tenant's namespace: a [`Router`] (subscription trie, retained
+//! messages, delivery to local sessions) and a [`SessionTable`] (sessions by
+//! client id: attach, detach, takeover, expiry, wills). Tenants share none of
+//! these, so nothing one tenant does can match, read or lock another's.
+//! `Tenant` is the face both halves show to connections.
+
+mod router;
+mod sessions;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use aerie_proto::{QoS, ReasonCode, Will, topic};
+
+pub use router::Router;
+pub use sessions::SessionTable;
+
+use crate::config::CoreConfig;
+use crate::message::{Delivery, Message};
+use crate::node::Node;
+use crate::quota::{Limit, Quota};
+use crate::seams::Seams;
+use crate::session::{FlightState, Session, SubscriptionSpec};
+use crate::store::{LoadedSession, Store, TenantStore, Ticket};
+use crate::usage::Usage;
+
+pub struct Tenant {
+    pub id: Arc<str>,
+    config: Arc<CoreConfig>,
+    router: Arc<Router>,
+    sessions: Arc<SessionTable>,
+    /// The store as this tenant writes to it (closed when it is deleted).
+    store: Arc<TenantStore>,
+    /// When this process made it (see [`Tenant::created_at`]).
+    created_at: std::time::Instant,
+}
+
+/// What routing one message did.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    /// Sessions (or shared groups) it matched, whether or not their queues
+    /// took it: what PUBACK's "no matching subscribers" (0x10) is about.
+    pub matched: usize,
+    /// Sessions it was queued for.
+    pub routed: usize,
+    /// Acknowledge the publisher only once this ticket is durable.
+    pub ticket: Ticket,
+    /// A subscriber whose queue is filling up while its socket still takes
+    /// bytes: the publisher may wait a little for it to drain.
+    pub congested: Option<Arc<Session>>,
+    /// Not stored nor routed: a retained message over the tenant's quota.
+    pub refused: Option<Limit>,
+}
+
+/// A connection's hold on a session, from [`Tenant::attach`].
+#[derive(Debug)]
+pub struct Attachment {
+    pub session: Arc<Session>,
+    /// An existing session was resumed (CONNACK session present).
+    pub session_present: bool,
+    /// The session's protocol state, now owned by the connection.
+    pub flight: FlightState,
+}
+
+/// The answer to one SUBSCRIBE filter.
+#[derive(Debug)]
+pub struct Subscribed {
+    /// The subscription replaced an existing one with the same filter.
+    pub existed: bool,
+    /// Retained messages to send now, per the retain handling option.
+    pub retained: Vec<Delivery>,
+}
+
+impl Tenant {
+    pub(crate) fn new(
+        id: Arc<str>,
+        config: Arc<CoreConfig>,
+        node: Arc<Node>,
+        session_ids: Arc<AtomicU64>,
+        store: Arc<dyn Store>,
+        seams: &Seams,
+    ) -> Tenant {
+        let store = Arc::new(TenantStore::new(store));
+        let router = Arc::new(Router::new(
+            id.clone(),
+            config.clone(),
+            node,
+            store.clone(),
+            seams,
+        ));
+        let sessions = Arc::new(SessionTable::new(
+            id.clone(),
+            config.clone(),
+            router.clone(),
+            seams.owners.clone(),
+            session_ids,
+            store.clone(),
+        ));
+        Tenant {
+            id,
+            config,
+            router,
+            sessions,
+            store,
+            created_at: std::time::Instant::now(),
+        }
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// The node this tenant's core runs on: message ids and origins.
+    pub fn node(&self) -> &Node {
+        self.router.node()
+    }
+
+    /// What the tenant's clients did since the counters were last taken.
+    pub fn usage(&self) -> &Usage {
+        self.router.usage()
+    }
+
+    /// Where the tenant's durable state goes.
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// The tenant's limits (unlimited until set) and their shared state.
+    pub fn quota(&self) -> &Quota {
+        self.router.quota()
+    }
+
+    /// The routing half.
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    /// The session half.
+    pub fn sessions(&self) -> &Arc<SessionTable> {
+        &self.sessions
+    }
+
+    /// Routes a message to every matching subscription (and stores it when it
+    /// is retained). A retained message over the tenant's retained quota is
+    /// neither stored nor routed (`refused`).
+    pub fn publish(&self, message: Arc<Message>) -> Published {
+        self.router.publish(message)
+    }
+
+    pub fn retained_count(&self) -> usize {
+        self.router.retained_count()
+    }
+
+    /// The unexpired retained messages whose topics match `filter`.
+    pub async fn retained_matching(&self, filter: &str) -> Vec<Arc<Message>> {
+        self.router.retained_matching(filter).await
+    }
+
+    /// Adds (or replaces) a subscription. `filter` is as the client sent it,
+    /// `$share/<group>/` prefix included.
+    pub fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        filter: &str,
+        spec: SubscriptionSpec,
+    ) -> Result<Subscribed, ReasonCode> {
+        self.router.subscribe(session, filter, spec)
+    }
+
+    /// Removes a subscription; false when there was none.
+    pub fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
+        self.router.unsubscribe(session, filter)
+    }
+
+    /// Attaches a connection to the session of `client_id`: takes an attached
+    /// one over (its connection is asked to close with 0x8E and hands the
+    /// session back), resumes a persistent one, or starts a new one.
+    pub async fn attach(
+        &self,
+        client_id: &str,
+        clean_start: bool,
+        expiry_interval: u32,
+        connection_id: u64,
+    ) -> Result<Attachment, ReasonCode> {
+        self.sessions
+            .attach(client_id, clean_start, expiry_interval, connection_id)
+            .await
+    }
+
+    /// Detaches a connection from its session. `will` is the will to publish
+    /// (None after a normal DISCONNECT); `expiry_interval` is the session's
+    /// final expiry (0 ends it now).
+    pub fn detach(
+        &self,
+        session: &Arc<Session>,
+        connection_id: u64,
+        flight: FlightState,
+        will: Option<Will>,
+    ) {
+        self.sessions.detach(session, connection_id, flight, will)
+    }
+
+    /// Recreates a stored session, detached, with its subscriptions, queue
+    /// and inbound QoS 2 ids; its expiry clock continues from the record.
+    pub(crate) fn restore_session(&self, loaded: LoadedSession) {
+        self.sessions.restore_session(loaded)
+    }
+
+    /// Puts back a stored retained message.
+    pub(crate) fn restore_retained(&self, message: Arc<Message>) {
+        self.router.restore_retained(message)
+    }
+
+    /// Messages queued in all of this tenant's sessions (for the queue-depth gauge).
+    pub fn queued_messages(&self) -> usize {
+        self.sessions.queued_messages()
+    }
+
+    /// Subscriptions of all of this tenant's sessions.
+    pub fn subscription_count(&self) -> usize {
+        self.router.subscription_count()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.session_count()
+    }
+
+    pub fn session(&self, client_id: &str) -> Option<Arc<Session>> {
+        self.sessions.session(client_id)
+    }
+
+    /// The tenant was deleted: forgets everything it had, in memory and on
+    /// disk (sessions, queues, subscriptions, retained messages), ends its
+    /// timers, and drops any write it would still make. Its connections
+    /// should be gone first (the gateway waits for that); a late one finds
+    /// its session ended and writes nothing.
+    pub fn dispose(&self) {
+        self.sessions.mark_deleted();
+        self.store.delete_tenant(self.id.clone());
+        self.sessions.end_all();
+        self.router.clear_retained();
+    }
+
+    /// When this process made the tenant's core: on its first client or HTTP
+    /// publish, or at start-up from the store. A directory loaded before
+    /// then may not know the tenant yet without it having been deleted.
+    pub fn created_at(&self) -> std::time::Instant {
+        self.created_at
+    }
+
+    /// Asks every attached connection to close (server shutdown, tenant suspended).
+    pub fn kick_all(&self, kick: crate::session::Kick) {
+        self.sessions.kick_all(kick)
+    }
+}
+
+/// `$share/g/f` → (`f`, Some(`g`)); anything else → (filter, None).
+pub(crate) fn split_shared(filter: &str) -> (&str, Option<&str>) {
+    match topic::parse_shared(filter) {
+        Ok(Some(s)) => (s.filter, Some(s.group)),
+        _ => (filter, None),
+    }
+}
+
+/// Granted QoS as a SUBACK reason code.
+pub fn granted(qos: QoS) -> ReasonCode {
+    ReasonCode(qos as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::NodeId;
+    use aerie_proto::SubscriptionOptions;
+
+    fn from(origin: crate::message::Origin) -> Arc<Message> {
+        Message::published(
+            "t".into(),
+            bytes::Bytes::from_static(b"x"),
+            QoS::AtMostOnce,
+            false,
+            Default::default(),
+            origin,
+            Default::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn no_local_skips_only_the_publishing_session_of_this_node() {
+        let broker = crate::Broker::new(CoreConfig::default());
+        let tenant = broker.tenant("t");
+        let session = tenant.attach("c", true, 0, 1).await.unwrap().session;
+        let spec = SubscriptionSpec {
+            options: SubscriptionOptions {
+                no_local: true,
+                ..Default::default()
+            },
+            id: None,
+        };
+        tenant.subscribe(&session, "t", spec).unwrap();
+
+        assert_eq!(
+            tenant
+                .publish(from(tenant.node().origin(session.id)))
+                .routed,
+            0
+        );
+        // The same session id on another node is another session.
+        let elsewhere = crate::message::Origin {
+            node: NodeId(tenant.node().id().0 ^ 1),
+            session: session.id,
+        };
+        assert_eq!(tenant.publish(from(elsewhere)).routed, 1);
+        assert_eq!(session.queued(), 1);
+    }
+}

@@ -1,0 +1,412 @@
+//! The routing half of a tenant: its subscription trie, retained messages,
+//! and delivery of a message to the local sessions that match it (one member
+//! of each shared group). It knows sessions only as trie entries; attaching,
+//! detaching and ending them is the session table's job.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
+
+use aerie_proto::{ReasonCode, RetainHandling, topic};
+use parking_lot::RwLock;
+use smallvec::SmallVec;
+
+use super::{Published, Subscribed, split_shared};
+use crate::config::CoreConfig;
+use crate::message::{Delivery, Message, SharedGroup};
+use crate::metrics as m;
+use crate::node::Node;
+use crate::quota::Quota;
+use crate::seams::{Backbone, RetainedQuota, RetainedStore, Seams, poll_once};
+use crate::session::{Enqueued, Session, SessionRef, SubscriptionSpec};
+use crate::store::TenantStore;
+use crate::trie::SubTrie;
+use crate::usage::Usage;
+
+pub struct Router {
+    tenant: Arc<str>,
+    config: Arc<CoreConfig>,
+    node: Arc<Node>,
+    subs: RwLock<SubTrie<SessionRef, SubscriptionSpec>>,
+    /// Round-robin position for choosing a shared subscription's member.
+    shared_cursor: AtomicUsize,
+    retained: Arc<dyn RetainedStore>,
+    backbone: Arc<dyn Backbone>,
+    usage: Usage,
+    /// The tenant's limits and the state enforcing them.
+    quota: Quota,
+}
+
+impl Router {
+    pub(crate) fn new(
+        tenant: Arc<str>,
+        config: Arc<CoreConfig>,
+        node: Arc<Node>,
+        store: Arc<TenantStore>,
+        seams: &Seams,
+    ) -> Router {
+        Router {
+            tenant: tenant.clone(),
+            config,
+            node,
+            subs: RwLock::new(SubTrie::new()),
+            shared_cursor: AtomicUsize::new(0),
+            retained: seams.retained.for_tenant(&tenant, store),
+            backbone: seams.backbone.clone(),
+            usage: Usage::default(),
+            quota: Quota::default(),
+        }
+    }
+
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    pub fn usage(&self) -> &Usage {
+        &self.usage
+    }
+
+    pub fn quota(&self) -> &Quota {
+        &self.quota
+    }
+
+    fn offline_queue_limit(&self) -> usize {
+        usize::try_from(self.quota.queued_messages()).unwrap_or(usize::MAX)
+    }
+
+    /// Routes a message published on this node (a client's PUBLISH, a
+    /// will, an HTTP publish): stores it when it is retained, delivers it to
+    /// this node's sessions, and hands it to the backbone for the other
+    /// nodes. A retained message over the tenant's retained quota is neither
+    /// stored nor routed (`refused`).
+    pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> Published {
+        if !message.retain {
+            return self.accept(message);
+        }
+        let limits = self.quota.limits();
+        let quota = RetainedQuota {
+            max_messages: limits.retained_messages,
+            max_bytes: limits.retained_bytes,
+        };
+        let mut set = self.retained.set(&message, quota);
+        match poll_once(&mut set) {
+            Poll::Ready(Ok(ticket)) => {
+                let mut published = self.accept(message);
+                published.ticket = published.ticket.max(ticket);
+                published
+            }
+            Poll::Ready(Err(limit)) => {
+                limit.count();
+                Published {
+                    refused: Some(limit),
+                    ..Published::default()
+                }
+            }
+            Poll::Pending => {
+                // A retained store that answers later (over the network):
+                // route once it has; the publisher learns nothing more.
+                let router = self.clone();
+                tokio::spawn(async move {
+                    match set.await {
+                        Ok(_) => {
+                            router.accept(message);
+                        }
+                        Err(limit) => limit.count(),
+                    }
+                });
+                Published::default()
+            }
+        }
+    }
+
+    /// Counts a message in, delivers it here, and sends it to the other nodes.
+    fn accept(&self, message: Arc<Message>) -> Published {
+        m::hot().published.increment(1);
+        if message.is_metered() {
+            self.usage.published(message.payload.len());
+        }
+        let published = self.deliver(&message);
+        self.backbone.publish(&self.tenant, &message);
+        published
+    }
+
+    /// Delivers a message to this node's matching sessions (one member of
+    /// each shared group): one published here, or one the backbone brought
+    /// from another node.
+    pub fn deliver(&self, message: &Arc<Message>) -> Published {
+        let mut ticket = 0;
+        let matches = self.subs.read().match_topic(&message.topic);
+        let mut delivered = 0;
+        let mut matched = matches.shared.len();
+        let mut congested = None;
+
+        // Overlapping subscriptions of one session become one delivery with the
+        // highest QoS and every subscription identifier (MQTT 5 §3.3.4).
+        let mut normal: SmallVec<[&(SessionRef, SubscriptionSpec); 16]> = matches
+            .normal
+            .iter()
+            .filter(|(s, spec)| !(spec.options.no_local && self.is_origin(&s.0, message)))
+            .collect();
+        if normal.len() > 1 {
+            normal.sort_unstable_by_key(|(s, _)| s.0.id);
+        }
+        let mut i = 0;
+        while i < normal.len() {
+            let (session, first) = normal[i];
+            let mut delivery = Delivery {
+                message: message.clone(),
+                qos: message.qos.min(first.options.qos),
+                retain: message.retain && first.options.retain_as_published,
+                subscription_ids: first.id.into_iter().collect(),
+                shared: None,
+                stored_seq: None,
+            };
+            i += 1;
+            while i < normal.len() && normal[i].0.0.id == session.0.id {
+                let spec = &normal[i].1;
+                delivery.qos = delivery.qos.max(message.qos.min(spec.options.qos));
+                delivery.retain |= message.retain && spec.options.retain_as_published;
+                delivery.subscription_ids.extend(spec.id);
+                i += 1;
+            }
+            matched += 1;
+            if let Ok(e) =
+                session
+                    .0
+                    .enqueue_limited(delivery, &self.config, self.offline_queue_limit())
+            {
+                delivered += 1;
+                ticket = ticket.max(e.ticket);
+                if e.congested && congested.is_none() {
+                    congested = Some(session.0.clone());
+                }
+            }
+        }
+
+        for shared in &matches.shared {
+            let group = Arc::new(SharedGroup {
+                group: shared.group.clone(),
+                filter: shared.filter.clone(),
+            });
+            if let Some((session, e)) = self.deliver_shared(message, &group, &shared.members, None)
+            {
+                delivered += 1;
+                ticket = ticket.max(e.ticket);
+                if e.congested && congested.is_none() {
+                    congested = Some(session);
+                }
+            }
+        }
+        Published {
+            matched,
+            routed: delivered,
+            ticket,
+            congested,
+            refused: None,
+        }
+    }
+
+    /// Whether `session` published `message` (no-local): session ids are
+    /// only unique within a node.
+    fn is_origin(&self, session: &Session, message: &Message) -> bool {
+        message.origin.session == session.id && message.origin.node == self.node.id()
+    }
+
+    /// Queues `message` for one member of a shared subscription, preferring
+    /// connected members, in round-robin order; never `exclude`.
+    fn deliver_shared(
+        &self,
+        message: &Arc<Message>,
+        group: &Arc<SharedGroup>,
+        members: &[(SessionRef, SubscriptionSpec)],
+        exclude: Option<u64>,
+    ) -> Option<(Arc<Session>, Enqueued)> {
+        let candidates: SmallVec<[&(SessionRef, SubscriptionSpec); 8]> = members
+            .iter()
+            .filter(|(s, _)| Some(s.0.id) != exclude)
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let start = self.shared_cursor.fetch_add(1, Ordering::Relaxed);
+        let online = |s: &Session| s.is_attached();
+        let chosen = (0..candidates.len())
+            .map(|k| candidates[(start + k) % candidates.len()])
+            .find(|(s, _)| online(&s.0))
+            .unwrap_or(candidates[start % candidates.len()]);
+        let (SessionRef(session), spec) = chosen;
+        let delivery = Delivery {
+            message: message.clone(),
+            qos: message.qos.min(spec.options.qos),
+            retain: message.retain && spec.options.retain_as_published,
+            subscription_ids: spec.id.into_iter().collect(),
+            shared: Some(group.clone()),
+            stored_seq: None,
+        };
+        let enqueued = session
+            .enqueue_limited(delivery, &self.config, self.offline_queue_limit())
+            .ok()?;
+        Some((session.clone(), enqueued))
+    }
+
+    /// Sends deliveries a leaving member had not finished to another member of
+    /// the same shared subscription.
+    pub(crate) fn redispatch_shared(&self, from: &Session, deliveries: Vec<Delivery>) {
+        for mut d in deliveries {
+            from.forget(d.stored_seq.take());
+            let Some(group) = d.shared.clone() else {
+                continue;
+            };
+            let matches = self.subs.read().match_topic(&d.message.topic);
+            let members = matches
+                .shared
+                .iter()
+                .find(|s| s.group == group.group && s.filter == group.filter)
+                .map_or(&[][..], |s| &s.members[..]);
+            if self
+                .deliver_shared(&d.message, &group, members, Some(from.id))
+                .is_none()
+            {
+                m::count_drop(m::DropReason::SessionEnded, 1);
+            }
+        }
+    }
+
+    pub fn retained_count(&self) -> usize {
+        self.retained.count()
+    }
+
+    /// The unexpired retained messages whose topics match `filter`.
+    pub async fn retained_matching(&self, filter: &str) -> Vec<Arc<Message>> {
+        self.retained.matching(filter).await
+    }
+
+    /// Adds (or replaces) a subscription. `filter` is as the client sent it,
+    /// `$share/<group>/` prefix included.
+    pub fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        filter: &str,
+        spec: SubscriptionSpec,
+    ) -> Result<Subscribed, ReasonCode> {
+        let shared = topic::parse_shared(filter).map_err(|_| ReasonCode::TOPIC_FILTER_INVALID)?;
+        let (inner, group) = match shared {
+            Some(s) => (s.filter, Some(s.group)),
+            None => (filter, None),
+        };
+        topic::validate_topic_filter(inner).map_err(|_| ReasonCode::TOPIC_FILTER_INVALID)?;
+        if group.is_some() && spec.options.no_local {
+            // MQTT 5 §3.8.3.1: No Local on a shared subscription is a protocol error.
+            return Err(ReasonCode::PROTOCOL_ERROR);
+        }
+        let existed = self
+            .subs
+            .write()
+            .insert(inner, group, SessionRef(session.clone()), spec)
+            .is_some();
+        session.add_subscription(Arc::from(filter), spec);
+        if !existed {
+            self.backbone.interest(&self.tenant, inner, group, true);
+        }
+
+        let send_retained = group.is_none()
+            && match spec.options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+        if !send_retained {
+            return Ok(Subscribed {
+                existed,
+                retained: Vec::new(),
+            });
+        }
+        let mut matching = self.retained.matching(inner);
+        let retained = match poll_once(&mut matching) {
+            Poll::Ready(found) => retained_deliveries(found, spec),
+            Poll::Pending => {
+                // A retained store that answers later (over the network):
+                // queue what it finds for the session when it does.
+                let (session, config) = (session.clone(), self.config.clone());
+                tokio::spawn(async move {
+                    for d in retained_deliveries(matching.await, spec) {
+                        let _ = session.enqueue(d, &config);
+                    }
+                });
+                Vec::new()
+            }
+        };
+        Ok(Subscribed { existed, retained })
+    }
+
+    /// Removes a subscription; false when there was none.
+    pub fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
+        let removed = session.remove_subscription(filter);
+        if removed {
+            let (inner, group) = split_shared(filter);
+            self.subs
+                .write()
+                .remove(inner, group, &SessionRef(session.clone()));
+            self.backbone.interest(&self.tenant, inner, group, false);
+        }
+        removed
+    }
+
+    /// Takes an ended session's subscriptions out of the trie.
+    pub(crate) fn drop_subscriptions(&self, session: &Arc<Session>, filters: &[Arc<str>]) {
+        let key = SessionRef(session.clone());
+        self.subs.write().remove_batch(filters.iter().map(|f| {
+            let (inner, group) = split_shared(f);
+            (inner, group, key.clone())
+        }));
+        for f in filters {
+            let (inner, group) = split_shared(f);
+            self.backbone.interest(&self.tenant, inner, group, false);
+        }
+    }
+
+    /// Puts a restored session's subscriptions back into the trie.
+    pub(crate) fn restore_subscriptions(
+        &self,
+        session: &Arc<Session>,
+        subscriptions: &[(Arc<str>, SubscriptionSpec)],
+    ) {
+        let key = SessionRef(session.clone());
+        let mut subs = self.subs.write();
+        for (filter, spec) in subscriptions {
+            let (inner, group) = split_shared(filter);
+            subs.insert(inner, group, key.clone(), *spec);
+            self.backbone.interest(&self.tenant, inner, group, true);
+        }
+    }
+
+    /// Puts back a stored retained message.
+    pub(crate) fn restore_retained(&self, message: Arc<Message>) {
+        self.retained.restore(message);
+    }
+
+    /// Forgets every retained message (the tenant was deleted).
+    pub(crate) fn clear_retained(&self) {
+        self.retained.clear();
+    }
+
+    /// Subscriptions of all of this tenant's sessions.
+    pub fn subscription_count(&self) -> usize {
+        self.subs.read().len()
+    }
+}
+
+/// Retained messages as deliveries to a new subscription.
+fn retained_deliveries(found: Vec<Arc<Message>>, spec: SubscriptionSpec) -> Vec<Delivery> {
+    found
+        .into_iter()
+        .map(|message| Delivery {
+            qos: message.qos.min(spec.options.qos),
+            retain: true,
+            subscription_ids: spec.id.into_iter().collect(),
+            shared: None,
+            stored_seq: None,
+            message,
+        })
+        .collect()
+}

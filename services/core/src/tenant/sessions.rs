@@ -1,0 +1,348 @@
+//! The session half of a tenant: sessions by client id, and their life
+//! cycle: attach (takeover, resume, clean start), detach, expiry and wills.
+//! Subscriptions and wills go through the tenant's [`Router`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aerie_proto::{ReasonCode, Will};
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::{Attachment, Router};
+use crate::config::CoreConfig;
+use crate::message::Message;
+use crate::metrics as m;
+use crate::seams::SessionOwners;
+use crate::session::{FlightState, Kick, Session};
+use crate::store::{LoadedSession, TenantStore, unix_ms_now};
+
+pub struct SessionTable {
+    tenant: Arc<str>,
+    config: Arc<CoreConfig>,
+    router: Arc<Router>,
+    owners: Arc<dyn SessionOwners>,
+    sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+    session_ids: Arc<AtomicU64>,
+    store: Arc<TenantStore>,
+    /// Set once the tenant is deleted: its timers (session expiry, delayed
+    /// wills) end early on it.
+    deleted: tokio::sync::watch::Sender<bool>,
+}
+
+impl SessionTable {
+    pub(crate) fn new(
+        tenant: Arc<str>,
+        config: Arc<CoreConfig>,
+        router: Arc<Router>,
+        owners: Arc<dyn SessionOwners>,
+        session_ids: Arc<AtomicU64>,
+        store: Arc<TenantStore>,
+    ) -> SessionTable {
+        SessionTable {
+            tenant,
+            config,
+            router,
+            owners,
+            sessions: Mutex::new(HashMap::new()),
+            session_ids,
+            store,
+            deleted: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// Attaches a connection to the session of `client_id`: takes an attached
+    /// one over (its connection is asked to close with 0x8E and hands the
+    /// session back), resumes a persistent one, or starts a new one.
+    pub async fn attach(
+        &self,
+        client_id: &str,
+        clean_start: bool,
+        expiry_interval: u32,
+        connection_id: u64,
+    ) -> Result<Attachment, ReasonCode> {
+        // Across nodes first: another node holding it lets go (0x8E there).
+        let client: Arc<str> = Arc::from(client_id);
+        self.owners
+            .claim(&self.tenant, &client, clean_start)
+            .await?;
+        let deadline = Instant::now() + self.config.takeover_timeout;
+        loop {
+            // Decide under the map lock; wait (if we must) after releasing it.
+            let step = {
+                let mut sessions = self.sessions.lock();
+                match sessions.get(client_id).cloned() {
+                    Some(session) if session.is_attached() => TakeoverStep::Wait(session),
+                    Some(old) if clean_start => {
+                        sessions.remove(client_id);
+                        TakeoverStep::Proceed(None, Some(old))
+                    }
+                    Some(old) => TakeoverStep::Proceed(Some(old), None),
+                    None => TakeoverStep::Proceed(None, None),
+                }
+            };
+            let resumed = match step {
+                TakeoverStep::Wait(session) => {
+                    let detached = session.detached();
+                    tokio::pin!(detached);
+                    detached.as_mut().enable();
+                    session.kick(Kick::TAKEN_OVER);
+                    if session.is_attached()
+                        && tokio::time::timeout_at(deadline, detached).await.is_err()
+                    {
+                        return Err(ReasonCode::SERVER_BUSY);
+                    }
+                    continue;
+                }
+                TakeoverStep::Proceed(resumed, ended) => {
+                    if let Some(old) = ended {
+                        // Ending the session ends a will's delay (MQTT 5 §3.1.3.2.2).
+                        let will = old.take_pending_will();
+                        self.end_session(&old);
+                        if let Some(will) = will {
+                            self.publish_will(old.id, will);
+                        }
+                    }
+                    resumed
+                }
+            };
+            let session_present = resumed.is_some();
+            let session = match resumed {
+                Some(s) => s,
+                None => {
+                    let id = self.session_ids.fetch_add(1, Ordering::Relaxed) + 1;
+                    let s = Arc::new(Session::new(
+                        id,
+                        self.tenant.clone(),
+                        Arc::from(client_id),
+                        expiry_interval,
+                        self.store.clone(),
+                    ));
+                    let mut sessions = self.sessions.lock();
+                    if sessions.contains_key(client_id) {
+                        // Another connection for this id got in between: start over.
+                        continue;
+                    }
+                    sessions.insert(Arc::from(client_id), s.clone());
+                    metrics::gauge!(m::SESSIONS).increment(1.0);
+                    s
+                }
+            };
+            let Some(flight) = session.attach_connection(connection_id, expiry_interval) else {
+                continue;
+            };
+            return Ok(Attachment {
+                session,
+                session_present,
+                flight,
+            });
+        }
+    }
+
+    /// Detaches a connection from its session. `will` is the will to publish
+    /// (None after a normal DISCONNECT); `expiry_interval` is the session's
+    /// final expiry (0 ends it now).
+    pub fn detach(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        connection_id: u64,
+        flight: FlightState,
+        will: Option<Will>,
+    ) {
+        let Some(detached) =
+            session.detach_connection(connection_id, flight, self.config.queue_qos0_offline)
+        else {
+            return;
+        };
+        let (expiry, generation) = (detached.expiry_interval, detached.generation);
+        self.router.redispatch_shared(session, detached.orphans);
+
+        if expiry == 0 {
+            self.remove_session(session);
+            if let Some(will) = will {
+                self.publish_will(session.id, will);
+            }
+            return;
+        }
+        self.schedule_expiry(session, generation, expiry);
+        if let Some(will) = will {
+            let delay = will.properties.will_delay_interval.unwrap_or(0);
+            if delay == 0 {
+                self.publish_will(session.id, will);
+            } else {
+                session.set_pending_will(will, generation);
+                let tenant = self.clone();
+                let s = session.clone();
+                let wait = Duration::from_secs(u64::from(delay.min(expiry)));
+                let mut deleted = self.deleted.subscribe();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => tenant.fire_pending_will(&s, generation),
+                        _ = deleted.wait_for(|d| *d) => {}
+                    }
+                });
+            }
+        }
+    }
+
+    /// Ends a detached session after `expiry` seconds unless it is attached again.
+    fn schedule_expiry(self: &Arc<Self>, session: &Arc<Session>, generation: u64, expiry: u32) {
+        if expiry != u32::MAX {
+            let tenant = self.clone();
+            let s = session.clone();
+            let mut deleted = self.deleted.subscribe();
+            tokio::spawn(async move {
+                let wait = tokio::time::sleep(Duration::from_secs(u64::from(expiry)));
+                tokio::select! {
+                    _ = wait => {}
+                    _ = deleted.wait_for(|d| *d) => return,
+                }
+                if s.detached_since(generation) {
+                    tenant.fire_pending_will(&s, generation);
+                    tenant.remove_session(&s);
+                }
+            });
+        }
+    }
+
+    fn fire_pending_will(&self, session: &Arc<Session>, generation: u64) {
+        if let Some(will) = session.take_pending_will_of(generation) {
+            self.publish_will(session.id, will);
+        }
+    }
+
+    fn publish_will(&self, origin: u64, will: Will) {
+        let p = will.properties;
+        let properties = aerie_proto::PublishProperties {
+            payload_format_indicator: p.payload_format_indicator,
+            message_expiry_interval: p.message_expiry_interval,
+            topic_alias: None,
+            response_topic: p.response_topic,
+            correlation_data: p.correlation_data,
+            user_properties: p.user_properties,
+            subscription_identifiers: Vec::new(),
+            content_type: p.content_type,
+        };
+        self.router.publish(Message::published(
+            will.topic,
+            will.payload,
+            will.qos,
+            will.retain,
+            properties,
+            self.router.node().origin(origin),
+            self.router.node().next_message_id(),
+        ));
+    }
+
+    /// Removes a session from the map (if it is still the current one for its
+    /// client id) and ends it.
+    fn remove_session(&self, session: &Arc<Session>) {
+        let mut sessions = self.sessions.lock();
+        if sessions
+            .get(&session.client_id)
+            .is_some_and(|s| Arc::ptr_eq(s, session))
+        {
+            sessions.remove(&session.client_id);
+            self.owners.release(&self.tenant, &session.client_id);
+        }
+        drop(sessions);
+        self.end_session(session);
+    }
+
+    /// Another node took `client_id`'s session over: the connection attached
+    /// here, if any, is asked to close with 0x8E. Returns whether one was.
+    pub fn taken_over_elsewhere(&self, client_id: &str) -> bool {
+        let Some(session) = self.session(client_id) else {
+            return false;
+        };
+        let attached = session.is_attached();
+        session.kick(Kick::TAKEN_OVER);
+        attached
+    }
+
+    /// Drops a session's subscriptions and queue. Idempotent.
+    fn end_session(&self, session: &Arc<Session>) {
+        let Some(filters) = session.end() else {
+            return;
+        };
+        self.router.drop_subscriptions(session, &filters);
+        metrics::gauge!(m::SESSIONS).decrement(1.0);
+    }
+
+    /// Recreates a stored session, detached, with its subscriptions, queue
+    /// and inbound QoS 2 ids; its expiry clock continues from the record.
+    pub(crate) fn restore_session(self: &Arc<Self>, loaded: LoadedSession) {
+        let id = self.session_ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let expiry = loaded.record.expiry_interval;
+        let session = Arc::new(Session::new(
+            id,
+            self.tenant.clone(),
+            loaded.client_id.clone(),
+            expiry,
+            self.store.clone(),
+        ));
+        self.router
+            .restore_subscriptions(&session, &loaded.record.subscriptions);
+        session.restore(
+            &loaded.record.subscriptions,
+            loaded.queue,
+            loaded.inbound_qos2,
+        );
+        self.sessions
+            .lock()
+            .insert(loaded.client_id, session.clone());
+        metrics::gauge!(m::SESSIONS).increment(1.0);
+        let remaining = match (loaded.record.expires_at_ms, expiry) {
+            (_, u32::MAX) => u32::MAX,
+            // Attached when the process stopped: the clock starts now.
+            (None, e) => e,
+            (Some(at), _) => u32::try_from(at.saturating_sub(unix_ms_now()).div_ceil(1000))
+                .unwrap_or(u32::MAX - 1),
+        };
+        self.schedule_expiry(&session, 1, remaining);
+    }
+
+    /// Messages queued in all of this tenant's sessions (for the queue-depth gauge).
+    pub fn queued_messages(&self) -> usize {
+        let sessions: Vec<_> = self.sessions.lock().values().cloned().collect();
+        sessions.iter().map(|s| s.queued()).sum()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    pub fn session(&self, client_id: &str) -> Option<Arc<Session>> {
+        self.sessions.lock().get(client_id).cloned()
+    }
+
+    /// Asks every attached connection to close (server shutdown, tenant suspended).
+    pub fn kick_all(&self, kick: Kick) {
+        let sessions: Vec<_> = self.sessions.lock().values().cloned().collect();
+        for s in sessions {
+            s.kick(kick);
+        }
+    }
+
+    /// Ends the tenant's timers (the tenant was deleted).
+    pub(crate) fn mark_deleted(&self) {
+        self.deleted.send_replace(true);
+    }
+
+    /// Ends every session (the tenant was deleted).
+    pub(crate) fn end_all(&self) {
+        let sessions: Vec<_> = self.sessions.lock().drain().map(|(_, s)| s).collect();
+        for s in &sessions {
+            self.end_session(s);
+        }
+    }
+}
+
+enum TakeoverStep {
+    /// The session is attached elsewhere: kick that connection and wait.
+    Wait(Arc<Session>),
+    /// Go ahead: resume this session (if any), after ending that one (if any).
+    Proceed(Option<Arc<Session>>, Option<Arc<Session>>),
+}
