@@ -3,6 +3,7 @@
 //! edge cases, raw packets encoded by hand.
 
 pub mod http;
+pub mod nats;
 pub mod otlp;
 pub mod raw;
 pub mod server;
