@@ -78,6 +78,8 @@ impl NatsServer {
                 wait "$nats"
                 rm -rf "$4" "$4.log"
             "#;
+            // Never waited for: the watchdog is meant to outlive this process.
+            #[allow(clippy::zombie_processes)]
             Command::new("sh")
                 .args(["-c", script, "nats-watchdog"])
                 .arg(nats_server_bin())
