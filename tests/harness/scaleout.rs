@@ -58,6 +58,8 @@ impl Drop for Process {
 /// `aerie control --nats` on a SQLite file in a temp dir.
 pub struct Control {
     pub http: SocketAddr,
+    /// Its SQLite database (`sqlite://…`), for the CLI on the database.
+    pub database_url: String,
     process: Process,
     _dir: tempfile::TempDir,
 }
@@ -82,6 +84,7 @@ impl Control {
             .expect("spawn aerie control");
         let mut control = Control {
             http,
+            database_url: db,
             process: Process(Some(child)),
             _dir: dir,
         };
@@ -93,6 +96,11 @@ impl Control {
             std::thread::sleep(Duration::from_millis(50));
         }
         control
+    }
+
+    /// SIGKILL: nothing more is published.
+    pub fn kill9(&mut self) {
+        self.process.kill9();
     }
 
     /// An admin route (`/v1/admin/...`) with the admin token.

@@ -247,3 +247,53 @@ fn readyz_is_503_until_nats_is_reachable_200_with_the_facts_and_503_once_nats_is
     let took = gateway.wait_readyz(503, Duration::from_secs(10));
     eprintln!("/readyz went 503 {took:?} after NATS was killed");
 }
+
+#[tokio::test]
+async fn a_control_plane_starting_on_another_database_removes_the_facts_it_does_not_have() {
+    let nats = NatsServer::shared();
+    let prefix = unique_prefix();
+    let mut first = Control::start(&nats.url(), &prefix, &[]);
+    let mut gateway = Gateway::start(&nats.url(), &prefix);
+    gateway.wait_ready();
+    let green = tenant(&first, "green@example.com");
+    let (token, _) = mint(&first, &green, json!({}));
+    let (mut c, reason) = connect(&gateway, "dev", &token).await;
+    assert_eq!(reason, ReasonCode::SUCCESS);
+    first.kill9();
+
+    // Its facts stay in KV while no control plane runs...
+    assert_alive(&mut c).await;
+    // ... until one starts whose database has no such tenant: the full
+    // reconcile at start deletes it, and the gateway drops its clients.
+    let _second = Control::start(&nats.url(), &prefix, &[]);
+    let (d, _) = closed_within(&mut c, Duration::from_secs(5)).await;
+    assert_eq!(reason_string(&d).as_deref(), Some("tenant_deleted"));
+}
+
+#[tokio::test]
+async fn a_change_made_on_the_database_without_the_api_reaches_the_gateway_by_the_periodic_pass() {
+    let (control, gateway) = control_and_gateway(&[]);
+    let green = tenant(&control, "green@example.com");
+    let (token, _) = mint(&control, &green, json!({}));
+    let (mut c, reason) = connect(&gateway, "dev", &token).await;
+    assert_eq!(reason, ReasonCode::SUCCESS);
+
+    // The operator CLI on the database itself: no request pokes the publisher.
+    let status = std::process::Command::new(aerie_e2e::server::aerie_bin())
+        .args([
+            "tenant",
+            "suspend",
+            "--database-url",
+            &control.database_url,
+            &green.id,
+        ])
+        .env("AERIE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The publisher's safety-net pass runs every 5 s.
+    let (d, took) = closed_within(&mut c, Duration::from_secs(7)).await;
+    assert_eq!(reason_string(&d).as_deref(), Some("tenant_suspended"));
+    eprintln!("the suspension made on the database reached the gateway in {took:?}");
+}
