@@ -215,6 +215,16 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_that_does_not_parse_is_an_error_and_changes_nothing() {
+        let facts = sample();
+        let mut after = facts.clone();
+        assert!(apply(&mut after, "tenant.abc123", Some(b"{\"status\":\"gone\"}")).is_err());
+        assert!(apply(&mut after, "revoked.abc123.=%%%", Some(b"{\"exp\":1}")).is_err());
+        assert!(apply(&mut after, "control.jwks", Some(b"[]")).is_err());
+        assert_eq!(after, facts);
+    }
+
+    #[test]
     fn a_token_that_looks_encoded_is_encoded() {
         assert_eq!(untoken(&token("=x")).unwrap(), "=x");
         assert_ne!(token("=x"), "=x");
