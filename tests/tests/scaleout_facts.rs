@@ -172,11 +172,13 @@ async fn a_limit_change_over_the_admin_api_applies_on_the_gateway_within_1_5_s()
 }
 
 #[tokio::test]
-async fn a_tenant_issuer_with_a_jwks_url_lets_its_tokens_connect_to_the_gateway() {
+async fn a_tenant_issuer_with_a_jwks_url_connects_its_tokens_to_the_gateway_and_a_rotated_key_at_once()
+ {
     let (control, gateway) = control_and_gateway(&["--allow-private-destinations"]);
     let green = tenant(&control, "green@example.com");
-    let idp = IdpKey::new("idp-1");
-    let jwks = jwks_server(json!({"keys": [idp.jwk()]})).await;
+    let blue = tenant(&control, "blue@example.com");
+    let old = IdpKey::new("idp-old");
+    let jwks = jwks_server(json!({"keys": [old.jwk()]})).await;
     const IDP: &str = "https://idp.example.com/";
     control
         .api(
@@ -190,11 +192,14 @@ async fn a_tenant_issuer_with_a_jwks_url_lets_its_tokens_connect_to_the_gateway(
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let token = idp.sign(&json!({
-        "iss": IDP, "aud": "mqtt", "sub": "device-7", "tnt": green.id,
-        "iat": now, "exp": now + 600, "jti": "idp-jti-1",
-    }));
+    let claims = |t: &Tenant, jti: &str| {
+        json!({
+            "iss": IDP, "aud": "mqtt", "sub": "device-7", "tnt": t.id,
+            "iat": now, "exp": now + 600, "jti": jti,
+        })
+    };
     // The control plane fetches the URL (its own task), then publishes the keys.
+    let token = old.sign(&claims(&green, "j1"));
     let since = Instant::now();
     loop {
         let (_c, reason) = connect(&gateway, "dev", &token).await;
@@ -208,14 +213,16 @@ async fn a_tenant_issuer_with_a_jwks_url_lets_its_tokens_connect_to_the_gateway(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Another tenant cannot use that issuer.
-    let blue: Tenant = tenant(&control, "blue@example.com");
-    let mut claims_for_blue = json!({
-        "iss": IDP, "aud": "mqtt", "sub": "device-7", "tnt": blue.id,
-        "iat": now, "exp": now + 600, "jti": "idp-jti-2",
-    });
-    claims_for_blue["tnt"] = json!(blue.id);
-    let (_c, reason) = connect(&gateway, "dev", &idp.sign(&claims_for_blue)).await;
-    assert_ne!(reason, ReasonCode::SUCCESS);
+    let (_c, reason) = connect(&gateway, "dev", &old.sign(&claims(&blue, "j2"))).await;
+    assert_eq!(reason, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+
+    // The issuer rotates: the first token with the new kid makes the gateway
+    // ask the control plane to fetch again, and connects (not after the
+    // JWKS TTL of 5 minutes).
+    let new = IdpKey::new("idp-new");
+    *jwks.keys.lock() = json!({"keys": [old.jwk(), new.jwk()]});
+    let (_c, reason) = connect(&gateway, "dev-new", &new.sign(&claims(&green, "j3"))).await;
+    assert_eq!(reason, ReasonCode::SUCCESS);
 }
 
 #[test]

@@ -24,6 +24,10 @@
 //! | `issuer.<tenant>.<iss>` | `{"jwks":{"keys":[…]}}` or `{"pem":"-----BEGIN PUBLIC KEY-----…"}` |
 //! | `revoked.<tenant>.<jti>` | `{"exp":<unix seconds>}`, deleted once expired |
 //!
+//! A gateway that meets a tenant issuer's token with an unknown `kid` asks
+//! the control plane to refetch that issuer (`<prefix>.facts.refresh_issuer`,
+//! request/reply): the answer comes once the new keys are published.
+//!
 //! One bucket rather than one per kind: one watch, one point at which a
 //! gateway holds the facts (the end of the bucket's history), and changes
 //! arrive in the order the publisher made them. A deleted tenant, issuer or
@@ -35,6 +39,7 @@ mod jwks_urls;
 mod layout;
 mod model;
 mod publisher;
+mod refresh;
 mod source;
 
 pub use connect::{Nats, NatsConfig};

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::connect::Nats;
 use crate::control::ControlFacts;
 use crate::layout;
+use crate::refresh::{self, Passes};
 
 /// The safety net: a pass at least this often.
 pub const PERIOD: Duration = Duration::from_secs(5);
@@ -32,9 +33,11 @@ pub const FACTS_PUBLISH_FAILURES_TOTAL: &str = "aerie_facts_publish_failures_tot
 /// Publishes the control plane's facts into the facts bucket.
 pub struct FactsPublisher {
     nats: Nats,
+    prefix: String,
     bucket: String,
     facts: Arc<ControlFacts>,
     poke: Arc<Notify>,
+    passes: Arc<Passes>,
 }
 
 impl FactsPublisher {
@@ -47,18 +50,32 @@ impl FactsPublisher {
     ) -> FactsPublisher {
         FactsPublisher {
             nats,
+            prefix: prefix.to_owned(),
             bucket: layout::bucket(prefix),
             facts,
             poke,
+            passes: Arc::default(),
         }
     }
 
-    /// Runs until `shutdown`.
+    /// Runs until `shutdown`, and answers gateways' issuer refresh
+    /// requests meanwhile.
     pub fn spawn(self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(refresh::serve(
+            self.nats.clone(),
+            self.prefix.clone(),
+            self.facts.clone(),
+            self.poke.clone(),
+            self.passes.clone(),
+            shutdown.clone(),
+        ));
         tokio::spawn(async move {
             let mut published: Option<Published> = None;
             loop {
-                match self.pass(&mut published).await {
+                self.passes.start();
+                let result = self.pass(&mut published).await;
+                self.passes.finish();
+                match result {
                     Ok(()) => {}
                     Err(e) => {
                         metrics::counter!(FACTS_PUBLISH_FAILURES_TOTAL).increment(1);

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::connect::Nats;
 use crate::layout;
 use crate::model::Facts;
+use crate::refresh;
 
 /// Between two attempts to (re)open the watch.
 const REWATCH: Duration = Duration::from_millis(500);
@@ -27,6 +28,7 @@ pub const FACTS_BAD_ENTRIES_TOTAL: &str = "aerie_facts_bad_entries_total";
 /// The facts as the bucket has them, for a gateway.
 pub struct KvDirectorySource {
     nats: Nats,
+    prefix: String,
     state: Mutex<State>,
     /// Bumped at each change of `state` (and when the facts are first held).
     changes: watch::Sender<u64>,
@@ -45,6 +47,7 @@ impl KvDirectorySource {
     pub fn spawn(nats: Nats, prefix: &str, shutdown: CancellationToken) -> Arc<KvDirectorySource> {
         let source = Arc::new(KvDirectorySource {
             nats,
+            prefix: prefix.to_owned(),
             state: Mutex::new(State::default()),
             changes: watch::Sender::new(0),
         });
@@ -196,4 +199,18 @@ impl DirectorySource for KvDirectorySource {
         let facts = self.state.lock().facts.clone();
         Ok(facts.to_directory())
     }
+
+    /// A token named a `kid` this tenant issuer lacks: the control plane
+    /// fetches the issuer's keys and publishes them; returns once they are
+    /// here (or after a short wait: the `kid` may be bogus).
+    async fn refresh_issuer(&self, tenant: &str, issuer: &str) {
+        let mut changes = self.changes.subscribe();
+        if refresh::ask(&self.nats, &self.prefix, tenant, issuer).await {
+            let _ = tokio::time::timeout(ARRIVAL_WAIT, changes.changed()).await;
+        }
+    }
 }
+
+/// After the control plane answered a refresh, how long the change may
+/// take to arrive through the watch.
+const ARRIVAL_WAIT: Duration = Duration::from_millis(500);
