@@ -135,6 +135,36 @@ impl NatsServer {
         server
     }
 
+    /// Publishes `payload` on `subject` as a plain NATS client would (the
+    /// text protocol: CONNECT, PUB, then PING until PONG, so it is in).
+    pub fn publish(&self, subject: &str, payload: &[u8]) {
+        use std::io::{BufRead, BufReader, Write};
+        let mut stream = std::net::TcpStream::connect(self.client).expect("connect to NATS");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("INFO");
+        assert!(line.starts_with("INFO"), "{line}");
+        let mut out = format!(
+            "CONNECT {{\"verbose\":false,\"pedantic\":false}}\r\nPUB {subject} {}\r\n",
+            payload.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\r\nPING\r\n");
+        stream.write_all(&out).expect("publish");
+        loop {
+            line.clear();
+            reader.read_line(&mut line).expect("PONG");
+            assert!(!line.starts_with("-ERR"), "{line}");
+            if line.starts_with("PONG") {
+                return;
+            }
+        }
+    }
+
     /// `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("nats://{}", self.client)

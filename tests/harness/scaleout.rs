@@ -108,6 +108,12 @@ impl Control {
         self.api(method, path, Some(ADMIN_TOKEN), body)
     }
 
+    /// The value of a Prometheus sample on `/metrics` (summed over the
+    /// label sets that contain `labels`).
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        crate::server::sum_metric(&self.get("/metrics").body, name, labels)
+    }
+
     fn get(&self, path: &str) -> Reply {
         crate::http::send(self.http, "GET", path, &[], "")
     }

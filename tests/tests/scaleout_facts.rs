@@ -27,12 +27,18 @@ const WITHIN: Duration = Duration::from_millis(1500);
 /// A control plane and a ready gateway on the shared nats-server, apart
 /// from other tests by their bucket prefix.
 fn control_and_gateway(control_flags: &[&str]) -> (Control, Gateway) {
+    let (control, gateway, _) = control_and_gateway_with_prefix(control_flags);
+    (control, gateway)
+}
+
+/// As [`control_and_gateway`], and their bucket prefix.
+fn control_and_gateway_with_prefix(control_flags: &[&str]) -> (Control, Gateway, String) {
     let nats = NatsServer::shared();
     let prefix = unique_prefix();
     let control = Control::start(&nats.url(), &prefix, control_flags);
     let mut gateway = Gateway::start(&nats.url(), &prefix);
     gateway.wait_ready();
-    (control, gateway)
+    (control, gateway, prefix)
 }
 
 async fn connect(gateway: &Gateway, client_id: &str, token: &str) -> (RawClient, ReasonCode) {
@@ -303,4 +309,64 @@ async fn a_change_made_on_the_database_without_the_api_reaches_the_gateway_by_th
     let (d, took) = closed_within(&mut c, Duration::from_secs(7)).await;
     assert_eq!(reason_string(&d).as_deref(), Some("tenant_suspended"));
     eprintln!("the suspension made on the database reached the gateway in {took:?}");
+}
+
+/// The tenant's usage totals over REST.
+fn usage_totals(control: &Control, t: &Tenant) -> serde_json::Value {
+    control
+        .api(
+            "GET",
+            &format!("/v1/tenants/{}/usage", t.id),
+            Some(&t.api_key),
+            None,
+        )
+        .expect(200)["totals"]
+        .clone()
+}
+
+#[tokio::test]
+async fn traffic_through_the_gateway_shows_in_the_usage_api_once_and_within_20_s() {
+    let (control, gateway, prefix) = control_and_gateway_with_prefix(&[]);
+    // Something that is not a usage report, in the gateways' stream: it is
+    // counted, dropped, and holds up no report after it.
+    NatsServer::shared().publish(&format!("{prefix}.usage.intruder"), b"not a report");
+    let green = tenant(&control, "green@example.com");
+    let (token, _) = mint(&control, &green, json!({}));
+    let (mut subscriber, reason) = connect(&gateway, "sub", &token).await;
+    assert_eq!(reason, ReasonCode::SUCCESS);
+    subscriber
+        .subscribe(1, "t", aerie_proto::QoS::AtMostOnce)
+        .await;
+    let (mut publisher, reason) = connect(&gateway, "pub", &token).await;
+    assert_eq!(reason, ReasonCode::SUCCESS);
+    for _ in 0..5 {
+        publisher
+            .publish("t", b"12345", aerie_proto::QoS::AtMostOnce, false, None)
+            .await;
+        subscriber.recv_publish().await;
+    }
+    let sent = Instant::now();
+    loop {
+        let totals = usage_totals(&control, &green);
+        if totals["messages_in"] == 5 {
+            assert_eq!(totals["messages_out"], 5, "{totals}");
+            assert_eq!(totals["bytes_in"], 25, "{totals}");
+            break;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(20),
+            "usage still {totals} 20 s after the traffic"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("usage shown {:?} after the traffic", sent.elapsed());
+    assert_eq!(
+        control.metric("aerie_usage_reports_total", "outcome=\"refused\""),
+        1.0
+    );
+    // Later reports (connection time keeps counting) add no message twice.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let totals = usage_totals(&control, &green);
+    assert_eq!(totals["messages_in"], 5, "{totals}");
+    assert_eq!(totals["messages_out"], 5, "{totals}");
 }

@@ -440,6 +440,11 @@ pub struct GatewayArgs {
     /// default: generated at start.
     #[arg(long, env = "AERIE_NODE_ID")]
     pub node_id: Option<String>,
+    /// How often usage (connection time, messages and bytes per tenant) is
+    /// reported to the control plane over NATS, in seconds; also on shutdown.
+    #[arg(long, env = "AERIE_USAGE_REPORT_INTERVAL", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub usage_report_interval: u64,
     #[command(flatten)]
     pub mqtt: MqttArgs,
     #[command(flatten)]

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::GatewayArgs;
 use crate::node::{Listeners, bind, housekeeping, shutdown_signal, start_gateway};
+use crate::usage_stream::UsageStream;
 
 /// How long a CONNECT of a tenant the facts do not have yet waits for them.
 const UNKNOWN_TENANT_WAIT: Duration = Duration::from_secs(1);
@@ -40,7 +41,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
 
     let nats = Nats::connect(&args.nats.config(format!("aerie-gateway-{node_id}"))?).await?;
     let shutdown = CancellationToken::new();
-    let source = KvDirectorySource::spawn(nats, &args.nats.nats_prefix, shutdown.clone());
+    let source = KvDirectorySource::spawn(nats.clone(), &args.nats.nats_prefix, shutdown.clone());
     // HTTP first: /readyz says what is missing while NATS or the facts are.
     tracing::info!(addr = %http.local_addr()?, %node_id, "HTTP listening (/healthz, /readyz, /metrics)");
     crate::http::spawn(
@@ -72,10 +73,19 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let gateway = start_gateway(broker, directory, &issuer, &args.mqtt);
     listeners.serve(&gateway)?;
     tokio::spawn(housekeeping(gateway.broker().clone(), metrics));
+    let usage = Arc::new(UsageStream::new(nats, &args.nats.nats_prefix, &node_id));
+    tokio::spawn(crate::usage::run(
+        gateway.clone(),
+        usage.clone(),
+        Duration::from_secs(args.usage_report_interval),
+        gateway.shutdown_token(),
+    ));
 
     signal.await;
     tracing::info!("shutting down");
     gateway.shutdown(Duration::from_secs(5)).await;
+    // The connections are closed: their last connection time is in the counters.
+    crate::usage::flush(&gateway, &*usage).await;
     shutdown.cancel();
     Ok(())
 }

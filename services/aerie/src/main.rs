@@ -12,6 +12,7 @@ mod node;
 mod serve;
 mod telemetry;
 mod usage;
+mod usage_stream;
 
 use clap::Parser;
 

@@ -85,7 +85,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let usage_flush = Duration::from_secs(args.usage_flush_interval);
     tokio::spawn(crate::usage::run(
         gateway.clone(),
-        control.clone(),
+        Arc::new(control.clone()),
         usage_flush,
         shutdown.clone(),
     ));
@@ -250,7 +250,8 @@ pub async fn run_control(args: Box<ControlArgs>) -> anyhow::Result<()> {
 
 /// `aerie control --nats`: publishes the facts the gateways need, at once
 /// after every API request that may have changed them (the returned router
-/// pokes the publisher) and every few seconds.
+/// pokes the publisher) and every few seconds; folds the gateways' usage
+/// reports into the `usage` table.
 async fn publish_facts(
     args: &ControlArgs,
     control: AppState,
@@ -263,6 +264,13 @@ async fn publish_facts(
     let egress = aerie_egress::Egress::new(aerie_egress::DestinationPolicy {
         allow_private: args.allow_private_destinations,
     });
+    // The gateways' usage comes back the same way.
+    crate::usage_stream::spawn_folder(
+        nats.clone(),
+        args.nats.nats_prefix.clone(),
+        control.clone(),
+        shutdown.clone(),
+    );
     let facts = ControlFacts::new(control, JwksUrls::new(egress).notifying(poke.clone()));
     aerie_facts::FactsPublisher::new(nats, &args.nats.nats_prefix, Arc::new(facts), poke.clone())
         .spawn(shutdown);

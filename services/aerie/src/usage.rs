@@ -1,6 +1,8 @@
-//! Usage reporting of `aerie serve`: every few seconds (and once more on
-//! shutdown) the gateway's per-tenant counters are drained into the
-//! control plane's `usage` table, added to the row of the current UTC hour.
+//! Usage reporting: every few seconds (and once more on shutdown) the
+//! gateway's per-tenant counters are drained into rows of the current UTC
+//! hour and handed to a [`UsageReporter`]: the control plane's `usage` table
+//! in `aerie serve`, a JetStream stream in `aerie gateway`
+//! (`usage_stream.rs`).
 
 use std::time::Duration;
 
@@ -9,13 +11,29 @@ use aerie_control::store::{self, UsageRow};
 use aerie_gateway::Gateway;
 use tokio_util::sync::CancellationToken;
 
+/// Where drained usage goes.
+#[async_trait::async_trait]
+pub trait UsageReporter: Send + Sync {
+    /// Takes `rows`, or fails and leaves them to the caller (who puts the
+    /// counters back for the next flush).
+    async fn report(&self, rows: &[UsageRow]) -> anyhow::Result<()>;
+}
+
+/// `aerie serve`: straight into the control plane's store.
+#[async_trait::async_trait]
+impl UsageReporter for AppState {
+    async fn report(&self, rows: &[UsageRow]) -> anyhow::Result<()> {
+        Ok(self.store().add_usage(rows).await?)
+    }
+}
+
 fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Drains the counters into the store; on a store error they are put back
-/// for the next flush.
-pub async fn flush(gateway: &Gateway, control: &AppState) {
+/// Drains the counters into `reporter`; when it fails they are put back for
+/// the next flush.
+pub async fn flush(gateway: &Gateway, reporter: &dyn UsageReporter) {
     let drained = gateway.drain_usage();
     if drained.is_empty() {
         return;
@@ -33,7 +51,7 @@ pub async fn flush(gateway: &Gateway, control: &AppState) {
             bytes_out: as_i64(c.bytes_out),
         })
         .collect();
-    match control.store().add_usage(&rows).await {
+    match reporter.report(&rows).await {
         Ok(()) => tracing::debug!(tenants = rows.len(), "usage reported"),
         Err(e) => {
             tracing::warn!(error = %e, tenants = rows.len(), "cannot write usage; kept for the next flush");
@@ -48,7 +66,7 @@ pub async fn flush(gateway: &Gateway, control: &AppState) {
 /// once the connections have closed).
 pub async fn run(
     gateway: Gateway,
-    control: AppState,
+    reporter: std::sync::Arc<dyn UsageReporter>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -57,7 +75,7 @@ pub async fn run(
     tick.tick().await;
     loop {
         tokio::select! {
-            _ = tick.tick() => flush(&gateway, &control).await,
+            _ = tick.tick() => flush(&gateway, &*reporter).await,
             _ = shutdown.cancelled() => return,
         }
     }

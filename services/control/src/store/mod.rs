@@ -142,10 +142,12 @@ pub struct TokenEntry {
 
 /// What one tenant's clients did in one UTC hour (connections, messages and
 /// bytes in and out). The broker reports these; the control plane adds them up.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+/// Serialized, it is a usage report row of a scale-out gateway.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct UsageRow {
     pub tenant_id: String,
     /// The start of the UTC hour.
+    #[serde(with = "time::serde::rfc3339")]
     pub hour: OffsetDateTime,
     pub connection_seconds: i64,
     pub messages_in: i64,
