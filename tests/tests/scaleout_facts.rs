@@ -231,8 +231,9 @@ async fn a_tenant_issuer_with_a_jwks_url_connects_its_tokens_to_the_gateway_and_
     assert_eq!(reason, ReasonCode::SUCCESS);
 }
 
-#[test]
-fn readyz_is_503_until_nats_is_reachable_200_with_the_facts_and_503_once_nats_is_killed() {
+#[tokio::test]
+async fn readyz_is_503_until_nats_is_reachable_200_with_the_facts_503_once_nats_is_killed_and_the_facts_flow_again_when_it_is_back()
+ {
     let client_addr = free_addr();
     let url = format!("nats://{client_addr}");
     let prefix = unique_prefix();
@@ -253,12 +254,39 @@ fn readyz_is_503_until_nats_is_reachable_200_with_the_facts_and_503_once_nats_is
     assert_eq!(r.status, 503);
     assert!(r.body.contains("facts"), "{}", r.body);
 
-    let _control = Control::start(&url, &prefix, &[]);
+    let control = Control::start(&url, &prefix, &[]);
     gateway.wait_readyz(200, Duration::from_secs(10));
 
     nats.kill9();
     let took = gateway.wait_readyz(503, Duration::from_secs(10));
     eprintln!("/readyz went 503 {took:?} after NATS was killed");
+
+    // A new NATS on the same address, its store empty: the gateway is ready
+    // again with the facts it held, the control plane publishes everything
+    // again after reconnecting, and the gateway, watching anew, follows.
+    let _nats = NatsServer::start_on(client_addr);
+    gateway.wait_readyz(200, Duration::from_secs(15));
+    // With no change made since: a gateway started now gets every fact.
+    let mut second = Gateway::start(&url, &prefix);
+    second.wait_readyz(200, Duration::from_secs(10));
+    let green = tenant(&control, "green@example.com");
+    let (token, _) = mint(&control, &green, json!({}));
+    let since = Instant::now();
+    loop {
+        let (_c, reason) = connect(&gateway, "dev", &token).await;
+        if reason == ReasonCode::SUCCESS {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "a tenant made after NATS came back is still unknown to the gateway ({reason:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "a new tenant reached the gateway {:?} after NATS came back",
+        since.elapsed()
+    );
 }
 
 #[tokio::test]

@@ -30,6 +30,8 @@ pub struct NatsConfig {
 pub struct Nats {
     pub client: async_nats::Client,
     connects: Arc<AtomicU64>,
+    /// Poked at each (re)connection.
+    connected: Arc<tokio::sync::Notify>,
 }
 
 /// The longest wait between two connection attempts.
@@ -58,7 +60,8 @@ impl Nats {
             options = options.add_client_certificate(cert.clone(), key.clone());
         }
         let connects = Arc::new(AtomicU64::new(0));
-        let counter = connects.clone();
+        let connected = Arc::new(tokio::sync::Notify::new());
+        let (counter, poke) = (connects.clone(), connected.clone());
         let options = options
             .name(&config.name)
             .retry_on_initial_connect()
@@ -68,11 +71,12 @@ impl Nats {
                 Duration::from_millis(100 * attempts as u64).min(MAX_RECONNECT_DELAY)
             })
             .event_callback(move |event| {
-                let counter = counter.clone();
+                let (counter, poke) = (counter.clone(), poke.clone());
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             counter.fetch_add(1, Ordering::SeqCst);
+                            poke.notify_one();
                             tracing::info!("connected to NATS");
                         }
                         async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
@@ -84,12 +88,22 @@ impl Nats {
             .connect(config.urls.as_slice())
             .await
             .context("cannot set up the NATS connection (--nats)")?;
-        Ok(Nats { client, connects })
+        Ok(Nats {
+            client,
+            connects,
+            connected,
+        })
     }
 
     /// Whether the client is connected now.
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Resolves at the next (re)connection (or at once if one happened
+    /// since the last call). For one waiter.
+    pub async fn reconnected(&self) {
+        self.connected.notified().await;
     }
 
     /// How many times the client has connected (a change means a reconnect).

@@ -87,6 +87,8 @@ impl FactsPublisher {
                 let wait = if published.is_some() { PERIOD } else { RETRY };
                 tokio::select! {
                     _ = self.poke.notified() => {}
+                    // A server that lost its store must not wait for the period.
+                    _ = self.nats.reconnected() => {}
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.cancelled() => return,
                 }
