@@ -50,6 +50,23 @@ async fn connect(gateway: &Gateway, client_id: &str, token: &str) -> (RawClient,
     (c, ack.reason)
 }
 
+/// CONNECTs with `token` until accepted (the facts it needs are on their
+/// way), at most `within`; returns how long that took.
+async fn connects_within(gateway: &Gateway, token: &str, within: Duration) -> Duration {
+    let since = Instant::now();
+    loop {
+        let (_c, reason) = connect(gateway, "dev", token).await;
+        if reason == ReasonCode::SUCCESS {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < within,
+            "the token is still refused ({reason:?}) after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_token_minted_over_rest_connects_to_the_gateway_and_its_revocation_disconnects_it_within_1_5_s()
  {
@@ -206,18 +223,7 @@ async fn a_tenant_issuer_with_a_jwks_url_connects_its_tokens_to_the_gateway_and_
     };
     // The control plane fetches the URL (its own task), then publishes the keys.
     let token = old.sign(&claims(&green, "j1"));
-    let since = Instant::now();
-    loop {
-        let (_c, reason) = connect(&gateway, "dev", &token).await;
-        if reason == ReasonCode::SUCCESS {
-            break;
-        }
-        assert!(
-            since.elapsed() < Duration::from_secs(5),
-            "the tenant issuer's token is still refused ({reason:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    connects_within(&gateway, &token, Duration::from_secs(5)).await;
     // Another tenant cannot use that issuer.
     let (_c, reason) = connect(&gateway, "dev", &old.sign(&claims(&blue, "j2"))).await;
     assert_eq!(reason, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
@@ -271,22 +277,8 @@ async fn readyz_is_503_until_nats_is_reachable_200_with_the_facts_503_once_nats_
     second.wait_readyz(200, Duration::from_secs(10));
     let green = tenant(&control, "green@example.com");
     let (token, _) = mint(&control, &green, json!({}));
-    let since = Instant::now();
-    loop {
-        let (_c, reason) = connect(&gateway, "dev", &token).await;
-        if reason == ReasonCode::SUCCESS {
-            break;
-        }
-        assert!(
-            since.elapsed() < Duration::from_secs(10),
-            "a tenant made after NATS came back is still unknown to the gateway ({reason:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    eprintln!(
-        "a new tenant reached the gateway {:?} after NATS came back",
-        since.elapsed()
-    );
+    let took = connects_within(&gateway, &token, Duration::from_secs(10)).await;
+    eprintln!("a new tenant reached the gateway {took:?} after NATS came back");
 }
 
 #[tokio::test]
