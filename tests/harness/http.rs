@@ -68,6 +68,22 @@ impl Reply {
     }
 }
 
+/// Whatever serves the REST API: `aerie serve` or `aerie control`.
+pub trait Api {
+    fn http_addr(&self) -> SocketAddr;
+
+    /// A REST call (see [`request`]).
+    fn api(&self, method: &str, path: &str, bearer: Option<&str>, body: Option<&Value>) -> Reply {
+        request(self.http_addr(), method, path, bearer, body)
+    }
+}
+
+impl Api for crate::Server {
+    fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+}
+
 /// Sends `method path` to `addr` with an optional bearer token and JSON body.
 pub fn request(
     addr: SocketAddr,

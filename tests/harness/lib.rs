@@ -3,8 +3,11 @@
 //! edge cases, raw packets encoded by hand.
 
 pub mod http;
+pub mod idp;
+pub mod nats;
 pub mod otlp;
 pub mod raw;
+pub mod scaleout;
 pub mod server;
 pub mod tenants;
 pub mod tls;

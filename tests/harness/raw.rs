@@ -4,7 +4,7 @@
 //! over any byte stream ([`RawClient::over`]): TLS (`tls.rs`), WebSocket (`ws.rs`).
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aerie_proto::*;
 use bytes::BytesMut;
@@ -400,4 +400,35 @@ impl RawClient {
         self.send(Packet::Disconnect(Disconnect::default())).await;
         while let Ok(Some(_)) = self.recv_within(crate::WAIT).await {}
     }
+}
+
+/// Waits (at most `within`) for the server to close `c`; returns the
+/// DISCONNECT it sent first, if any, and how long it took.
+pub async fn closed_within(c: &mut RawClient, within: Duration) -> (Option<Disconnect>, Duration) {
+    let since = Instant::now();
+    let mut disconnect = None;
+    loop {
+        let left = within.saturating_sub(since.elapsed());
+        match c.recv_within(left).await {
+            Ok(None) => return (disconnect, since.elapsed()),
+            Ok(Some(Packet::Disconnect(d))) => disconnect = Some(d),
+            Ok(Some(_)) => {}
+            Err(()) => panic!("still connected after {within:?}"),
+        }
+    }
+}
+
+/// Still connected: a PINGREQ is answered.
+pub async fn assert_alive(c: &mut RawClient) {
+    c.send(Packet::PingReq).await;
+    assert_eq!(c.recv().await, Some(Packet::PingResp));
+}
+
+/// The reason string of a DISCONNECT, if it has one.
+pub fn reason_string(d: &Option<Disconnect>) -> Option<String> {
+    d.as_ref()?
+        .properties
+        .reason_string
+        .as_ref()
+        .map(|s| s.to_string())
 }

@@ -312,14 +312,7 @@ impl Server {
     /// The value of a Prometheus sample (summed over label sets matching `labels`).
     pub fn metric(&self, name: &str, labels: &str) -> f64 {
         let (_, body) = self.http_get("/metrics");
-        body.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter(|l| {
-                let key = l.split_whitespace().next().unwrap_or("");
-                (key == name || key.starts_with(&format!("{name}{{"))) && key.contains(labels)
-            })
-            .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-            .sum()
+        sum_metric(&body, name, labels)
     }
 }
 
@@ -342,6 +335,19 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The sum of the samples of `name` in a Prometheus text `body` whose label
+/// sets contain `labels`.
+pub fn sum_metric(body: &str, name: &str, labels: &str) -> f64 {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            let key = l.split_whitespace().next().unwrap_or("");
+            (key == name || key.starts_with(&format!("{name}{{"))) && key.contains(labels)
+        })
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// What [`Server::http_request`] got back; header names in lower case.

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::Server;
+use crate::http::Api;
 use crate::raw::connect_packet;
 use aerie_proto::ProtocolVersion;
 
@@ -15,7 +15,7 @@ pub struct Tenant {
     pub session: String,
 }
 
-pub fn tenant(server: &Server, email: &str) -> Tenant {
+pub fn tenant(server: &impl Api, email: &str) -> Tenant {
     let account = server
         .api(
             "POST",
@@ -50,7 +50,7 @@ pub fn tenant(server: &Server, email: &str) -> Tenant {
 }
 
 /// Mints a token as `body` asks; returns (token, jti).
-pub fn mint(server: &Server, tenant: &Tenant, body: Value) -> (String, String) {
+pub fn mint(server: &impl Api, tenant: &Tenant, body: Value) -> (String, String) {
     let minted = server
         .api(
             "POST",
@@ -63,6 +63,18 @@ pub fn mint(server: &Server, tenant: &Tenant, body: Value) -> (String, String) {
         minted["token"].as_str().unwrap().to_owned(),
         minted["jti"].as_str().unwrap().to_owned(),
     )
+}
+
+/// Revokes `tenant`'s token `jti` with the tenant's API key.
+pub fn revoke(server: &impl Api, tenant: &Tenant, jti: &str) {
+    server
+        .api(
+            "DELETE",
+            &format!("/v1/tenants/{}/tokens/{jti}", tenant.id),
+            Some(&tenant.api_key),
+            None,
+        )
+        .expect(204);
 }
 
 /// A clean CONNECT with `password` (and a username, which is ignored).

@@ -4,13 +4,12 @@
 //! code and string that say why); MQTT 5 re-authentication (AUTH, method
 //! `JWT`) replaces a connection's token.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use aerie_e2e::raw::{assert_alive, closed_within, reason_string};
 use aerie_e2e::tenants::{Tenant, mint, tenant, with_password};
 use aerie_e2e::{RawClient, Server, ServerOptions};
-use aerie_proto::{
-    Auth, AuthProperties, ConnAck, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode,
-};
+use aerie_proto::{Auth, AuthProperties, ConnAck, Packet, ProtocolVersion, QoS, ReasonCode};
 use serde_json::json;
 
 const ADMIN: &str = "e2e-admin-token-0123456789abcdefghij";
@@ -41,36 +40,6 @@ async fn connect_jwt_method(server: &Server, client_id: &str, token: &str) -> (R
     c.properties.authentication_method = Some("JWT".into());
     c.properties.authentication_data = Some(bytes::Bytes::copy_from_slice(token.as_bytes()));
     RawClient::connect_with(server.mqtt, c).await
-}
-
-/// Waits (at most `within`) for the server to close `c`; returns the
-/// DISCONNECT it sent first, if any, and how long it took.
-async fn closed_within(c: &mut RawClient, within: Duration) -> (Option<Disconnect>, Duration) {
-    let since = Instant::now();
-    let mut disconnect = None;
-    loop {
-        let left = within.saturating_sub(since.elapsed());
-        match c.recv_within(left).await {
-            Ok(None) => return (disconnect, since.elapsed()),
-            Ok(Some(Packet::Disconnect(d))) => disconnect = Some(d),
-            Ok(Some(_)) => {}
-            Err(()) => panic!("still connected after {within:?}"),
-        }
-    }
-}
-
-/// Still connected: a PINGREQ is answered.
-async fn assert_alive(c: &mut RawClient) {
-    c.send(Packet::PingReq).await;
-    assert_eq!(c.recv().await, Some(Packet::PingResp));
-}
-
-fn reason_string(d: &Option<Disconnect>) -> Option<String> {
-    d.as_ref()?
-        .properties
-        .reason_string
-        .as_ref()
-        .map(|s| s.to_string())
 }
 
 fn admin(server: &Server, tenant: &Tenant, action: &str) {

@@ -4,47 +4,15 @@
 //! a live connection closes at `exp` (v5: DISCONNECT 0xA0) unless an MQTT 5
 //! client re-authenticated with a fresh token.
 
-use parking_lot::Mutex;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aerie_e2e::idp::{IdpKey, jwks_server};
 use aerie_e2e::tenants::{Tenant, tenant, with_password};
 use aerie_e2e::{RawClient, Server, ServerOptions};
 use aerie_proto::{Auth, AuthProperties, Packet, ProtocolVersion, ReasonCode};
-use aerie_testdb::jsonwebtoken::{self, Algorithm, EncodingKey, Header};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 const IDP: &str = "https://idp.example.com/";
-
-/// An Ed25519 key of the tenant's own identity provider.
-struct IdpKey {
-    kid: String,
-    encoding: EncodingKey,
-    x: String,
-}
-
-impl IdpKey {
-    fn new(kid: &str) -> IdpKey {
-        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        IdpKey {
-            kid: kid.to_owned(),
-            encoding: EncodingKey::from_ed_der(&pair.serialize_der()),
-            x: URL_SAFE_NO_PAD.encode(pair.public_key_raw()),
-        }
-    }
-
-    fn jwk(&self) -> Value {
-        json!({"kty": "OKP", "crv": "Ed25519", "x": self.x, "kid": self.kid, "alg": "EdDSA"})
-    }
-
-    fn sign(&self, claims: &Value) -> String {
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
-    }
-}
 
 fn now() -> u64 {
     SystemTime::now()
@@ -233,34 +201,6 @@ async fn a_live_connection_closes_at_exp_and_lives_on_after_reauthentication() {
         server.wait_metric("aerie_auth_disconnects_total", "why=\"token_expired\"", 2.0),
         2.0
     );
-}
-
-/// A JWKS served over loopback http, whose keys the test can change.
-struct JwksServer {
-    url: String,
-    keys: Arc<Mutex<Value>>,
-}
-
-async fn jwks_server(keys: Value) -> JwksServer {
-    let keys = Arc::new(Mutex::new(keys));
-    let served = keys.clone();
-    let app = axum::Router::new().route(
-        "/jwks.json",
-        axum::routing::get(move || {
-            let served = served.clone();
-            async move {
-                let body = served.lock().to_string();
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    JwksServer { url, keys }
 }
 
 #[tokio::test]

@@ -32,7 +32,10 @@ pub enum Command {
     /// Run the whole service in one process (embedded shape).
     Serve(Box<ServeArgs>),
     /// Run only the control plane (REST API v1) on its own HTTP address (scale-out shape).
-    Control(ControlArgs),
+    Control(Box<ControlArgs>),
+    /// Run an MQTT gateway of the scale-out shape: the control plane's facts
+    /// from NATS, no data dir, no database.
+    Gateway(Box<GatewayArgs>),
     /// Token signing keys of the control plane.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -377,27 +380,8 @@ pub struct ShownArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// MQTT over TCP.
-    #[arg(long, env = "AERIE_MQTT", default_value = "127.0.0.1:1883")]
-    pub mqtt: SocketAddr,
-    /// MQTT over WebSocket (path --ws-path).
-    #[arg(long, env = "AERIE_WS", default_value = "127.0.0.1:8083")]
-    pub ws: SocketAddr,
-    /// HTTP path of MQTT over WebSocket.
-    #[arg(long, env = "AERIE_WS_PATH", default_value = "/mqtt")]
-    pub ws_path: String,
-    /// MQTT over TLS; started when --tls-cert and --tls-key are given.
-    #[arg(long, env = "AERIE_MQTTS", default_value = "127.0.0.1:8883")]
-    pub mqtts: SocketAddr,
-    /// MQTT over secure WebSocket; started when --tls-cert and --tls-key are given.
-    #[arg(long, env = "AERIE_WSS", default_value = "127.0.0.1:8084")]
-    pub wss: SocketAddr,
-    /// TLS certificate chain (PEM).
-    #[arg(long, env = "AERIE_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM).
-    #[arg(long, env = "AERIE_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub listen: ListenArgs,
     /// HTTP: the control plane's REST API (/v1), /healthz, /readyz, /metrics.
     #[arg(long, env = "AERIE_HTTP", default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
@@ -419,14 +403,134 @@ pub struct ServeArgs {
     pub issuer: Option<String>,
     #[command(flatten)]
     pub shown: ShownArgs,
-    /// Let clients connect without credentials (development and tests only).
-    #[arg(long, env = "AERIE_ALLOW_ANONYMOUS")]
-    pub allow_anonymous: bool,
     /// Let tenants' outbound requests (JWKS URLs) reach loopback, private,
     /// link-local and cloud-metadata addresses, refused by default
     /// (development, tests, or tenants' servers on an internal network).
     #[arg(long, env = "AERIE_ALLOW_PRIVATE_DESTINATIONS")]
     pub allow_private_destinations: bool,
+    #[command(flatten)]
+    pub mqtt: MqttArgs,
+    /// Bytes of writes waiting for the disk (payloads mostly) past which
+    /// clients whose acknowledgements wait for the store are not read until
+    /// it catches up: the store's back-pressure.
+    #[arg(long, env = "AERIE_STORE_BACKLOG_BYTES", default_value_t = aerie_store::DEFAULT_BACKLOG_PAUSE_BYTES,
+          value_parser = clap::value_parser!(u64).range(64 * 1024..))]
+    pub store_backlog_bytes: u64,
+    #[command(flatten)]
+    pub http_edge: HttpEdgeArgs,
+    /// How often usage (connection time, messages and bytes per tenant) is
+    /// written to the control-plane database, in seconds; also on shutdown.
+    #[arg(long, env = "AERIE_USAGE_FLUSH_INTERVAL", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub usage_flush_interval: u64,
+}
+
+/// `aerie gateway`: MQTT listeners over the in-process core, the control
+/// plane's facts from NATS; no data dir, no database.
+#[derive(Args, Debug, Clone)]
+pub struct GatewayArgs {
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    /// HTTP: /healthz, /readyz (NATS connected and the facts held), /metrics.
+    #[arg(long, env = "AERIE_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// This gateway's name among the others (NATS connection name, logs);
+    /// default: generated at start.
+    #[arg(long, env = "AERIE_NODE_ID")]
+    pub node_id: Option<String>,
+    /// How often usage (connection time, messages and bytes per tenant) is
+    /// reported to the control plane over NATS, in seconds; also on shutdown.
+    #[arg(long, env = "AERIE_USAGE_REPORT_INTERVAL", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub usage_report_interval: u64,
+    #[command(flatten)]
+    pub mqtt: MqttArgs,
+    #[command(flatten)]
+    pub http_edge: HttpEdgeArgs,
+}
+
+/// The NATS servers of the scale-out shape.
+#[derive(Args, Debug, Clone)]
+pub struct NatsArgs {
+    /// NATS server URLs (nats://host:4222, tls://…): a comma list, or the
+    /// flag repeated.
+    #[arg(
+        long = "nats",
+        env = "AERIE_NATS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub nats: Vec<String>,
+    /// NATS credentials file (.creds: user JWT and NKey seed).
+    #[arg(long, env = "AERIE_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// CA certificates (PEM) of the NATS servers; requires TLS to NATS.
+    #[arg(long, env = "AERIE_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for NATS servers that verify clients.
+    #[arg(long, env = "AERIE_NATS_TLS_CERT", requires = "nats_tls_key")]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "AERIE_NATS_TLS_KEY", requires = "nats_tls_cert")]
+    pub nats_tls_key: Option<PathBuf>,
+    /// Prefix of the JetStream KV buckets (`<prefix>_facts`): several
+    /// deployments can share one NATS. Letters, digits, `_` and `-`.
+    #[arg(long, env = "AERIE_NATS_PREFIX", default_value = "aerie")]
+    pub nats_prefix: String,
+}
+
+impl NatsArgs {
+    /// The connection settings, named `name` in the server's monitoring.
+    pub fn config(&self, name: String) -> anyhow::Result<aerie_facts::NatsConfig> {
+        anyhow::ensure!(
+            aerie_facts::valid_prefix(&self.nats_prefix),
+            "--nats-prefix {:?} is not a valid bucket prefix (letters, digits, `_`, `-`)",
+            self.nats_prefix
+        );
+        Ok(aerie_facts::NatsConfig {
+            urls: self.nats.clone(),
+            creds: self.nats_creds.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            tls_client: self.nats_tls_cert.clone().zip(self.nats_tls_key.clone()),
+            name,
+        })
+    }
+}
+
+/// The MQTT listeners (`aerie serve` and `aerie gateway`).
+#[derive(Args, Debug, Clone)]
+pub struct ListenArgs {
+    /// MQTT over TCP.
+    #[arg(long, env = "AERIE_MQTT", default_value = "127.0.0.1:1883")]
+    pub mqtt: SocketAddr,
+    /// MQTT over WebSocket (path --ws-path).
+    #[arg(long, env = "AERIE_WS", default_value = "127.0.0.1:8083")]
+    pub ws: SocketAddr,
+    /// HTTP path of MQTT over WebSocket.
+    #[arg(long, env = "AERIE_WS_PATH", default_value = "/mqtt")]
+    pub ws_path: String,
+    /// MQTT over TLS; started when --tls-cert and --tls-key are given.
+    #[arg(long, env = "AERIE_MQTTS", default_value = "127.0.0.1:8883")]
+    pub mqtts: SocketAddr,
+    /// MQTT over secure WebSocket; started when --tls-cert and --tls-key are given.
+    #[arg(long, env = "AERIE_WSS", default_value = "127.0.0.1:8084")]
+    pub wss: SocketAddr,
+    /// TLS certificate chain (PEM).
+    #[arg(long, env = "AERIE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "AERIE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// What MQTT clients are allowed and announced (`aerie serve` and `aerie gateway`).
+#[derive(Args, Debug, Clone)]
+pub struct MqttArgs {
+    /// Let clients connect without credentials (development and tests only).
+    #[arg(long, env = "AERIE_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
     /// Largest MQTT packet accepted, in bytes (announced in CONNACK, where 0
     /// is not allowed; the protocol's own ceiling is 268,435,460).
     #[arg(long, env = "AERIE_MAX_PACKET_SIZE", default_value_t = 1024 * 1024,
@@ -447,8 +551,6 @@ pub struct ServeArgs {
     #[arg(long, env = "AERIE_HANDSHAKE_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=300))]
     pub handshake_timeout: u64,
-    #[command(flatten)]
-    pub http_edge: HttpEdgeArgs,
     /// Seconds between each tenant's `$SYS/…` figures (0: none).
     #[arg(long, env = "AERIE_SYS_INTERVAL", default_value_t = 10)]
     pub sys_interval: u64,
@@ -464,12 +566,6 @@ pub struct ServeArgs {
     #[arg(long, env = "AERIE_STORE_ACK_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub store_ack_timeout: u64,
-    /// Bytes of writes waiting for the disk (payloads mostly) past which
-    /// clients whose acknowledgements wait for the store are not read until
-    /// it catches up: the store's back-pressure.
-    #[arg(long, env = "AERIE_STORE_BACKLOG_BYTES", default_value_t = aerie_store::DEFAULT_BACKLOG_PAUSE_BYTES,
-          value_parser = clap::value_parser!(u64).range(64 * 1024..))]
-    pub store_backlog_bytes: u64,
     /// Messages kept queued per session before new ones are dropped.
     #[arg(long, env = "AERIE_MAX_QUEUED_MESSAGES", default_value_t = 10_000)]
     pub max_queued_messages: usize,
@@ -480,11 +576,6 @@ pub struct ServeArgs {
     /// Ceiling on the session expiry interval clients may ask for, in seconds.
     #[arg(long, env = "AERIE_MAX_SESSION_EXPIRY", default_value_t = u32::MAX)]
     pub max_session_expiry: u32,
-    /// How often usage (connection time, messages and bytes per tenant) is
-    /// written to the control-plane database, in seconds; also on shutdown.
-    #[arg(long, env = "AERIE_USAGE_FLUSH_INTERVAL", default_value_t = 10,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub usage_flush_interval: u64,
 }
 
 /// Bounds of the HTTP listener (--http): no client holds a connection
@@ -529,4 +620,13 @@ pub struct ControlArgs {
     pub shown: ShownArgs,
     #[command(flatten)]
     pub http_edge: HttpEdgeArgs,
+    /// With --nats: publish the control plane's facts (keys, tenants,
+    /// issuers, revocations) there for `aerie gateway`s.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Let tenants' outbound requests (JWKS URLs) reach loopback, private,
+    /// link-local and cloud-metadata addresses, refused by default
+    /// (development, tests, or tenants' servers on an internal network).
+    #[arg(long, env = "AERIE_ALLOW_PRIVATE_DESTINATIONS")]
+    pub allow_private_destinations: bool,
 }

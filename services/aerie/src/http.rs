@@ -10,13 +10,13 @@ use aerie_core::metrics as m;
 use aerie_gateway::edge::Edge;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -61,6 +61,49 @@ pub fn router(control: Router, metrics: PrometheusHandle, request_timeout: Durat
         ]))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
         .layer(axum::middleware::map_request(drop_unusable_request_id))
+}
+
+/// Pokes `notify` after each request that may have changed something (any
+/// method but GET, HEAD and OPTIONS), once its handler has answered: what
+/// it wrote is in the store by then.
+pub fn notify_after_writes(router: Router, notify: Arc<Notify>) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        notify,
+        poke_after_write,
+    ))
+}
+
+async fn poke_after_write(
+    State(notify): State<Arc<Notify>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let writes = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    let response = next.run(request).await;
+    if writes {
+        notify.notify_one();
+    }
+    response
+}
+
+/// Serves `routes`, as [`router`] completes them, on the HTTP listener in
+/// a task until `shutdown`.
+pub fn spawn(
+    listener: TcpListener,
+    routes: Router,
+    metrics: PrometheusHandle,
+    limits: &HttpEdgeArgs,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let app = router(
+        routes,
+        metrics,
+        Duration::from_secs(limits.http_request_timeout),
+    );
+    tokio::spawn(serve(listener, app, limits.clone(), shutdown))
 }
 
 /// Serves `app` on the HTTP listener until `shutdown`, within `limits`

@@ -6,12 +6,13 @@
 mod broker_port;
 mod cli;
 mod cmd;
-mod directory;
+mod gateway;
 mod http;
-mod jwks_urls;
+mod node;
 mod serve;
 mod telemetry;
 mod usage;
+mod usage_stream;
 
 use clap::Parser;
 
@@ -40,6 +41,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             cli::Command::Serve(args) => serve::run(*args).await,
             cli::Command::Control(args) => serve::run_control(args).await,
+            cli::Command::Gateway(args) => gateway::run(*args).await,
             cli::Command::Keys(cli::KeysCommand::Rotate(args)) => serve::rotate_keys(args).await,
             cli::Command::Bench(args) => aerie_bench::run(args.into_options()).await,
             cli::Command::Migrate(args) => cmd::migrate::run(args).await,

@@ -7,39 +7,22 @@ use std::time::Duration;
 use aerie_control::api::admin::AdminToken;
 use aerie_control::keys::Kek;
 use aerie_control::{AppState, Endpoints};
-use aerie_core::{Broker, CoreConfig};
-use aerie_gateway::auth::{DirectoryCache, Verifier};
-use aerie_gateway::{Gateway, GatewayConfig};
+use aerie_core::Broker;
+use aerie_facts::{ControlFacts, JwksUrls};
+use aerie_gateway::auth::DirectoryCache;
 use anyhow::Context;
-use tokio::net::TcpListener;
 
 use crate::cli::{AuthRateArgs, ControlArgs, KeysArgs, ServeArgs, ShownArgs, embedded_control_db};
-use crate::directory::ControlDirectory;
+use crate::node::{Listeners, bind, housekeeping, shutdown_signal, start_gateway};
 
 /// How long shutdown waits for the store's last writes.
 const SHUTDOWN_SYNC: Duration = Duration::from_secs(10);
 /// How often the gateway reloads its token directory from the control plane.
 const DIRECTORY_REFRESH: Duration = Duration::from_secs(1);
 
-/// Binds `addr`, or fails with one line naming the flag that changes it.
-async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
-            anyhow::anyhow!("{addr} is already in use; choose another address with {flag}")
-        } else {
-            anyhow::anyhow!("cannot listen on {addr} ({flag}): {e}")
-        }
-    })
-}
-
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let admin_token = args.admin.resolve()?;
-    // One descriptor per connection: the default soft limit (often 1024) would
-    // refuse clients long before memory runs out.
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => tracing::debug!(limit = n, "RLIMIT_NOFILE raised"),
-        Err(e) => tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE"),
-    }
+    crate::node::raise_nofile_limit();
     let signal = shutdown_signal()?;
     let metrics = crate::telemetry::init_metrics()?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
@@ -49,25 +32,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
     })?;
 
-    let core = CoreConfig {
-        max_queued_messages: args.max_queued_messages,
-        max_session_expiry: args.max_session_expiry,
-        ..CoreConfig::default()
-    };
-
     // Bind everything first, so a taken port fails before anything starts.
-    let mqtt = bind(args.mqtt, "--mqtt").await?;
-    let ws = bind(args.ws, "--ws").await?;
+    let listeners = Listeners::bind(&args.listen).await?;
     let http = bind(args.http, "--http").await?;
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some((
-            bind(args.mqtts, "--mqtts").await?,
-            bind(args.wss, "--wss").await?,
-            aerie_gateway::tls::acceptor(cert, key, &[])?,
-            aerie_gateway::tls::acceptor(cert, key, &[b"http/1.1"])?,
-        )),
-        _ => None,
-    };
 
     let secret_key = args
         .secret
@@ -96,7 +63,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     store.set_backlog_pause_bytes(args.store_backlog_bytes);
     let loaded = store.load()?;
     let (sessions, retained) = (loaded.sessions.len(), loaded.retained.len());
-    let broker = Broker::with_store(core, store.clone());
+    let broker = Broker::with_store(crate::node::core_config(&args.mqtt), store.clone());
     broker.restore(loaded);
     tracing::info!(sessions, retained, data_dir = %args.data_dir.display(), "store loaded");
     // Tokens are verified against a snapshot of the control plane's keys,
@@ -106,59 +73,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let egress = aerie_egress::Egress::new(aerie_egress::DestinationPolicy {
         allow_private: args.allow_private_destinations,
     });
-    let directory = DirectoryCache::load(Arc::new(ControlDirectory::new(control.clone(), egress)))
+    let facts = ControlFacts::new(control.clone(), JwksUrls::new(egress));
+    let directory = DirectoryCache::load(Arc::new(facts))
         .await
         .context("cannot load the token directory")?;
     directory.spawn_refresh(DIRECTORY_REFRESH);
-    // Tenant limits follow the directory: a change reaches live connections
-    // with the next refresh.
-    aerie_gateway::limits::spawn_apply(broker.clone(), &directory);
-    let verifier = Arc::new(Verifier::new(control.issuer(), directory));
-    let gateway = Gateway::new(
-        broker,
-        GatewayConfig {
-            allow_anonymous: args.allow_anonymous,
-            verifier: Some(verifier),
-            max_packet_size: args.max_packet_size,
-            max_keep_alive: args.max_keep_alive,
-            receive_maximum: args.receive_maximum,
-            max_inflight: args.max_inflight,
-            store_ack_timeout: Duration::from_secs(args.store_ack_timeout),
-            max_connections: args.max_connections as usize,
-            handshake_timeout: Duration::from_secs(args.handshake_timeout),
-            slow_consumer_timeout: (args.slow_consumer_timeout > 0)
-                .then(|| Duration::from_secs(args.slow_consumer_timeout)),
-            ..GatewayConfig::default()
-        },
-    );
+    let gateway = start_gateway(broker, directory, control.issuer(), &args.mqtt);
     let shutdown = gateway.shutdown_token();
-    // ... and the same snapshot closes live connections it no longer allows.
-    gateway.spawn_enforcer();
-    // A deleted tenant's sessions, queues and retained messages go too.
-    gateway.spawn_tenant_reaper();
-    if args.sys_interval > 0 {
-        gateway.spawn_sys_publisher(Duration::from_secs(args.sys_interval));
-    }
-
-    tracing::info!(addr = %mqtt.local_addr()?, "MQTT listening");
-    tokio::spawn(gateway.clone().serve_tcp(mqtt));
-    tracing::info!(addr = %ws.local_addr()?, path = %args.ws_path, "MQTT over WebSocket listening");
-    tokio::spawn(gateway.clone().serve_ws(ws, &args.ws_path, None));
-    if let Some((mqtts, wss, mqtts_acceptor, wss_acceptor)) = tls {
-        tracing::info!(addr = %mqtts.local_addr()?, "MQTT over TLS listening");
-        tokio::spawn(gateway.clone().serve_tls(mqtts, mqtts_acceptor));
-        tracing::info!(addr = %wss.local_addr()?, path = %args.ws_path, "MQTT over secure WebSocket listening");
-        tokio::spawn(
-            gateway
-                .clone()
-                .serve_ws(wss, &args.ws_path, Some(wss_acceptor)),
-        );
-    }
+    listeners.serve(&gateway)?;
     tokio::spawn(housekeeping(gateway.broker().clone(), metrics.clone()));
     let usage_flush = Duration::from_secs(args.usage_flush_interval);
     tokio::spawn(crate::usage::run(
         gateway.clone(),
-        control.clone(),
+        Arc::new(crate::usage::ControlStoreUsage(control.clone())),
         usage_flush,
         shutdown.clone(),
     ));
@@ -167,27 +94,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )));
     let http_addr = http.local_addr()?;
     tracing::info!(addr = %http_addr, "HTTP listening (console /, /v1, /healthz, /readyz, /metrics)");
-    let app = crate::http::router(
+    crate::http::spawn(
+        http,
         aerie_control::app(control.clone()),
         metrics,
-        Duration::from_secs(args.http_edge.http_request_timeout),
-    );
-    tokio::spawn(crate::http::serve(
-        http,
-        app,
-        args.http_edge.clone(),
+        &args.http_edge,
         shutdown.clone(),
-    ));
+    );
     announce_control_plane(http_addr);
-    if args.allow_anonymous {
-        tracing::warn!("anonymous clients are allowed (--allow-anonymous): for development only");
-    }
 
     signal.await;
     tracing::info!("shutting down");
     gateway.shutdown(Duration::from_secs(5)).await;
     // The connections are closed: their last connection time is in the counters.
-    crate::usage::flush(&gateway, &control).await;
+    crate::usage::flush(&gateway, &crate::usage::ControlStoreUsage(control.clone())).await;
     // A failing disk must not hold the process: what is not durable by
     // then was never acknowledged.
     if tokio::time::timeout(SHUTDOWN_SYNC, store.sync())
@@ -221,10 +141,10 @@ fn public_endpoints(args: &ServeArgs) -> Endpoints {
     let shown = shown_endpoints(
         &args.shown,
         Endpoints {
-            mqtt: format!("mqtt://{}", args.mqtt),
-            mqtts: format!("mqtts://{}", args.mqtts),
-            ws: format!("ws://{}{}", args.ws, args.ws_path),
-            wss: format!("wss://{}{}", args.wss, args.ws_path),
+            mqtt: format!("mqtt://{}", args.listen.mqtt),
+            mqtts: format!("mqtts://{}", args.listen.mqtts),
+            ws: format!("ws://{}{}", args.listen.ws, args.listen.ws_path),
+            wss: format!("wss://{}{}", args.listen.wss, args.listen.ws_path),
         },
     );
     for (url, flag) in [
@@ -287,15 +207,16 @@ fn announce_control_plane(addr: SocketAddr) {
 }
 
 /// `aerie control`: the control plane alone, for the scale-out shape.
-pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
+pub async fn run_control(args: Box<ControlArgs>) -> anyhow::Result<()> {
     let admin_token = args.admin.resolve()?;
     let signal = shutdown_signal()?;
     let metrics = crate::telemetry::init_metrics()?;
     let http = bind(args.http, "--http").await?;
     let secret_key = args.secret.resolve(None)?;
     let control = open_control(
-        args.database_url,
+        args.database_url.clone(),
         args.issuer
+            .clone()
             .unwrap_or_else(|| format!("http://{}", args.http)),
         secret_key,
         shown_endpoints(
@@ -309,53 +230,52 @@ pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
         ),
         &args.auth_rate,
         admin_token,
-        args.shown.console_dir,
+        args.shown.console_dir.clone(),
     )
     .await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut api = aerie_control::app(control.clone());
+    if !args.nats.nats.is_empty() {
+        api = publish_facts(&args, control, api, shutdown.clone()).await?;
+    }
     let addr = http.local_addr()?;
     tracing::info!(%addr, "HTTP listening (console /, /v1, /healthz, /readyz, /metrics)");
     announce_control_plane(addr);
-    let app = crate::http::router(
-        aerie_control::app(control),
-        metrics,
-        Duration::from_secs(args.http_edge.http_request_timeout),
-    );
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let serving = tokio::spawn(crate::http::serve(
-        http,
-        app,
-        args.http_edge.clone(),
-        shutdown.clone(),
-    ));
+    let serving = crate::http::spawn(http, api, metrics, &args.http_edge, shutdown.clone());
     signal.await;
     shutdown.cancel();
     let _ = serving.await;
     Ok(())
 }
 
-/// Periodic upkeep: histogram buckets of the exporter and timer-based gauges.
-async fn housekeeping(broker: Broker, metrics: metrics_exporter_prometheus::PrometheusHandle) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tick.tick().await;
-        metrics.run_upkeep();
-        broker.refresh_gauges();
-    }
-}
-
-/// Installs the SIGTERM/SIGINT handlers now (before anything listens, so a
-/// signal that arrives during start-up is not fatal) and returns a future that
-/// resolves on the first of them.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-    })
+/// `aerie control --nats`: publishes the facts the gateways need, at once
+/// after every API request that may have changed them (the returned router
+/// pokes the publisher) and every few seconds; folds the gateways' usage
+/// reports into the `usage` table.
+async fn publish_facts(
+    args: &ControlArgs,
+    control: AppState,
+    api: axum::Router,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<axum::Router> {
+    let nats = aerie_facts::Nats::connect(&args.nats.config("aerie-control".into())?).await?;
+    let poke = Arc::new(tokio::sync::Notify::new());
+    // Tenants' JWKS URLs are fetched here, so gateways never call out.
+    let egress = aerie_egress::Egress::new(aerie_egress::DestinationPolicy {
+        allow_private: args.allow_private_destinations,
+    });
+    // The gateways' usage comes back the same way.
+    crate::usage_stream::spawn_folder(
+        nats.clone(),
+        args.nats.nats_prefix.clone(),
+        control.clone(),
+        shutdown.clone(),
+    );
+    let facts = ControlFacts::new(control, JwksUrls::new(egress).notifying(poke.clone()));
+    aerie_facts::FactsPublisher::new(nats, &args.nats.nats_prefix, Arc::new(facts), poke.clone())
+        .spawn(shutdown);
+    tracing::info!(servers = ?args.nats.nats, prefix = %args.nats.nats_prefix, "publishing the facts to NATS");
+    Ok(crate::http::notify_after_writes(api, poke))
 }
 
 /// `aerie keys rotate`: a new active signing key; the old one keeps verifying.

@@ -1,6 +1,8 @@
-//! Usage reporting of `aerie serve`: every few seconds (and once more on
-//! shutdown) the gateway's per-tenant counters are drained into the
-//! control plane's `usage` table, added to the row of the current UTC hour.
+//! Usage reporting: every few seconds (and once more on shutdown) the
+//! gateway's per-tenant counters are drained into rows of the current UTC
+//! hour and handed to a [`UsageSink`]: the control plane's `usage` table
+//! in `aerie serve`, a JetStream stream in `aerie gateway`
+//! (`usage_stream.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +18,25 @@ fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// The embedded shape's usage sink: the counts are added to the control
-/// plane's `usage` rows of the current UTC hour.
+/// Usage counts as rows of the current UTC hour.
+pub fn rows(counts: &[(Arc<str>, UsageCounts)]) -> Vec<UsageRow> {
+    let hour = store::start_of_hour(store::now());
+    counts
+        .iter()
+        .map(|(tenant, c)| UsageRow {
+            tenant_id: tenant.to_string(),
+            hour,
+            connection_seconds: as_i64(c.connection_seconds),
+            messages_in: as_i64(c.messages_in),
+            messages_out: as_i64(c.messages_out),
+            bytes_in: as_i64(c.bytes_in),
+            bytes_out: as_i64(c.bytes_out),
+        })
+        .collect()
+}
+
+/// `aerie serve`'s usage sink: the counts are added to the control plane's
+/// `usage` rows of the current UTC hour.
 pub struct ControlStoreUsage(pub AppState);
 
 impl UsageSink for ControlStoreUsage {
@@ -27,41 +46,26 @@ impl UsageSink for ControlStoreUsage {
     ) -> BoxFuture<Result<(), UsageReportError>> {
         let control = self.0.clone();
         Box::pin(async move {
-            let hour = store::start_of_hour(store::now());
-            let rows: Vec<UsageRow> = counts
-                .iter()
-                .map(|(tenant, c)| UsageRow {
-                    tenant_id: tenant.to_string(),
-                    hour,
-                    connection_seconds: as_i64(c.connection_seconds),
-                    messages_in: as_i64(c.messages_in),
-                    messages_out: as_i64(c.messages_out),
-                    bytes_in: as_i64(c.bytes_in),
-                    bytes_out: as_i64(c.bytes_out),
-                })
-                .collect();
             control
                 .store()
-                .add_usage(&rows)
+                .add_usage(&rows(&counts))
                 .await
                 .map_err(|e| UsageReportError(e.to_string()))
         })
     }
 }
 
-/// Drains the counters into the store; on a store error they are put back
-/// for the next flush.
-pub async fn flush(gateway: &Gateway, control: &AppState) {
-    gateway
-        .report_usage(&ControlStoreUsage(control.clone()))
-        .await;
+/// Drains the counters into `sink`; when it fails they are put back for the
+/// next flush.
+pub async fn flush(gateway: &Gateway, sink: &dyn UsageSink) {
+    gateway.report_usage(sink).await;
 }
 
 /// Flushes every `interval` until `shutdown` (the final flush is the caller's,
 /// once the connections have closed).
 pub async fn run(
     gateway: Gateway,
-    control: AppState,
+    sink: Arc<dyn UsageSink>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -70,7 +74,7 @@ pub async fn run(
     tick.tick().await;
     loop {
         tokio::select! {
-            _ = tick.tick() => flush(&gateway, &control).await,
+            _ = tick.tick() => flush(&gateway, &*sink).await,
             _ = shutdown.cancelled() => return,
         }
     }

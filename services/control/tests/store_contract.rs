@@ -63,6 +63,7 @@ contract!(
     reopening_reports_no_migration_applied,
     usage_adds_up_per_tenant_and_hour_and_lists_the_range_oldest_first,
     usage_hours_are_taken_to_the_start_of_their_utc_hour,
+    a_usage_report_is_folded_once_per_stream_sequence,
     issuers_round_trip_list_oldest_first_and_are_unique_per_tenant,
     an_issuer_is_deleted_only_through_its_tenant,
     deleting_a_tenant_deletes_its_issuers,
@@ -679,6 +680,23 @@ async fn usage_hours_are_taken_to_the_start_of_their_utc_hour(store: Store, _url
         .unwrap();
     assert_eq!(rows, [usage_row("usagetenc", hour, 3)]);
     assert_eq!(rows[0].hour.offset(), time::UtcOffset::UTC);
+}
+
+async fn a_usage_report_is_folded_once_per_stream_sequence(store: Store, _url: &str) {
+    let hour = at("2026-11-01T10:00:00Z");
+    let report = [usage_row("usagetend", hour, 4)];
+    assert!(store.add_usage_report("gw", 7, &report).await.unwrap());
+    // Delivered again (the folder died before acknowledging it), or an older one.
+    assert!(!store.add_usage_report("gw", 7, &report).await.unwrap());
+    assert!(!store.add_usage_report("gw", 3, &report).await.unwrap());
+    // Later reports, and another stream's own numbering, add up.
+    assert!(store.add_usage_report("gw", 8, &report).await.unwrap());
+    assert!(store.add_usage_report("other", 1, &report).await.unwrap());
+    let rows = store
+        .usage("usagetend", hour, hour + time::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(rows, [usage_row("usagetend", hour, 12)]);
 }
 
 // ---- tenant JWT issuers ----

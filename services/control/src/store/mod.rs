@@ -142,10 +142,12 @@ pub struct TokenEntry {
 
 /// What one tenant's clients did in one UTC hour (connections, messages and
 /// bytes in and out). The broker reports these; the control plane adds them up.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+/// Serialized, it is a usage report row of a scale-out gateway.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct UsageRow {
     pub tenant_id: String,
     /// The start of the UTC hour.
+    #[serde(with = "time::serde::rfc3339")]
     pub hour: OffsetDateTime,
     pub connection_seconds: i64,
     pub messages_in: i64,
@@ -245,6 +247,15 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     /// Adds each row's counters to what is stored for its tenant and hour (in
     /// one transaction); `hour` is taken to the start of its UTC hour first.
     async fn add_usage(&self, rows: &[UsageRow]) -> StoreResult<()>;
+    /// As [`ControlStore::add_usage`], once per report: `sequence` is the
+    /// report's place in `stream`, and a report at or below the last one
+    /// folded from that stream adds nothing. Says whether it added `rows`.
+    async fn add_usage_report(
+        &self,
+        stream: &str,
+        sequence: i64,
+        rows: &[UsageRow],
+    ) -> StoreResult<bool>;
     /// The tenant's hours that start in `[from, to)`, oldest first.
     async fn usage(
         &self,
@@ -339,6 +350,60 @@ pub async fn open_migrated(
 /// The SQL is shared by both dialects; keep it to what both understand.
 macro_rules! sql_store {
     ($store:ty) => {
+        impl $store {
+            /// Adds `rows` to the usage table in one transaction; with a
+            /// report's (stream, sequence), only if that stream has not had
+            /// it folded yet, recording it in the same transaction.
+            async fn fold_usage(
+                &self,
+                report: Option<(&str, i64)>,
+                rows: &[$crate::store::UsageRow],
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                if let Some((stream, sequence)) = report {
+                    let last: Option<(i64,)> =
+                        sqlx::query_as("SELECT last_sequence FROM usage_reports WHERE stream = $1")
+                            .bind(stream)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if last.is_some_and(|(last,)| last >= sequence) {
+                        return Ok(false);
+                    }
+                    sqlx::query(
+                        "INSERT INTO usage_reports (stream, last_sequence) VALUES ($1, $2) \
+                         ON CONFLICT (stream) DO UPDATE SET last_sequence = excluded.last_sequence",
+                    )
+                    .bind(stream)
+                    .bind(sequence)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for r in rows {
+                    sqlx::query(
+                        "INSERT INTO usage (tenant_id, hour, connection_seconds, messages_in, \
+                         messages_out, bytes_in, bytes_out) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         ON CONFLICT (tenant_id, hour) DO UPDATE SET \
+                         connection_seconds = usage.connection_seconds + excluded.connection_seconds, \
+                         messages_in = usage.messages_in + excluded.messages_in, \
+                         messages_out = usage.messages_out + excluded.messages_out, \
+                         bytes_in = usage.bytes_in + excluded.bytes_in, \
+                         bytes_out = usage.bytes_out + excluded.bytes_out",
+                    )
+                    .bind(&r.tenant_id)
+                    .bind($crate::store::start_of_hour(r.hour))
+                    .bind(r.connection_seconds)
+                    .bind(r.messages_in)
+                    .bind(r.messages_out)
+                    .bind(r.bytes_in)
+                    .bind(r.bytes_out)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::ControlStore for $store {
             async fn ping(&self) -> $crate::store::StoreResult<()> {
@@ -716,30 +781,16 @@ macro_rules! sql_store {
                 &self,
                 rows: &[$crate::store::UsageRow],
             ) -> $crate::store::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
-                for r in rows {
-                    sqlx::query(
-                        "INSERT INTO usage (tenant_id, hour, connection_seconds, messages_in, \
-                         messages_out, bytes_in, bytes_out) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                         ON CONFLICT (tenant_id, hour) DO UPDATE SET \
-                         connection_seconds = usage.connection_seconds + excluded.connection_seconds, \
-                         messages_in = usage.messages_in + excluded.messages_in, \
-                         messages_out = usage.messages_out + excluded.messages_out, \
-                         bytes_in = usage.bytes_in + excluded.bytes_in, \
-                         bytes_out = usage.bytes_out + excluded.bytes_out",
-                    )
-                    .bind(&r.tenant_id)
-                    .bind($crate::store::start_of_hour(r.hour))
-                    .bind(r.connection_seconds)
-                    .bind(r.messages_in)
-                    .bind(r.messages_out)
-                    .bind(r.bytes_in)
-                    .bind(r.bytes_out)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(())
+                self.fold_usage(None, rows).await.map(|_| ())
+            }
+
+            async fn add_usage_report(
+                &self,
+                stream: &str,
+                sequence: i64,
+                rows: &[$crate::store::UsageRow],
+            ) -> $crate::store::StoreResult<bool> {
+                self.fold_usage(Some((stream, sequence)), rows).await
             }
 
             async fn usage(

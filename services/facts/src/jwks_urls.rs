@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aerie_egress::{Egress, Limits};
-use aerie_gateway::auth::TenantIssuer;
 use jsonwebtoken::jwk::JwkSet;
 use tokio::sync::{Notify, watch};
 
@@ -33,6 +32,9 @@ type IssuerId = (String, String);
 pub struct JwksUrls {
     egress: Egress,
     issuers: Mutex<HashMap<IssuerId, Tracked>>,
+    /// Poked when a fetch brought keys that differ from the last ones, so
+    /// whoever publishes them need not wait for its next periodic pass.
+    on_change: Option<Arc<Notify>>,
 }
 
 struct Tracked {
@@ -44,7 +46,8 @@ struct Tracked {
 /// What an issuer's task and its readers share.
 struct Shared {
     /// The last key set that fetched and parsed (kept through failures).
-    last_good: Mutex<Option<TenantIssuer>>,
+    last_good: Mutex<Option<JwkSet>>,
+    on_change: Option<Arc<Notify>>,
     /// Asks the task to fetch now.
     wake: Notify,
     /// Fetches started, and (in the channel) finished: a waiter waits for a
@@ -58,7 +61,14 @@ impl JwksUrls {
         JwksUrls {
             egress,
             issuers: Mutex::new(HashMap::new()),
+            on_change: None,
         }
+    }
+
+    /// Pokes `notify` whenever an issuer's fetched keys change.
+    pub fn notifying(mut self, notify: Arc<Notify>) -> JwksUrls {
+        self.on_change = Some(notify);
+        self
     }
 
     /// Makes the tracked issuers exactly `wanted` (tenant, `iss`, URL): new
@@ -88,6 +98,7 @@ impl JwksUrls {
     fn start(&self, (tenant, iss): &IssuerId, url: &str) -> Tracked {
         let shared = Arc::new(Shared {
             last_good: Mutex::new(None),
+            on_change: self.on_change.clone(),
             wake: Notify::new(),
             started: AtomicU64::new(0),
             finished: watch::Sender::new(0),
@@ -107,7 +118,7 @@ impl JwksUrls {
     }
 
     /// The keys last fetched for `tenant`'s issuer `iss`, if any fetch worked.
-    pub fn keys(&self, tenant: &str, iss: &str) -> Option<TenantIssuer> {
+    pub fn keys(&self, tenant: &str, iss: &str) -> Option<JwkSet> {
         let issuers = self.issuers.lock();
         let tracked = issuers.get(&(tenant.to_owned(), iss.to_owned()))?;
         tracked.shared.last_good.lock().clone()
@@ -155,7 +166,10 @@ async fn fetch_forever(
         shared.started.fetch_add(1, Ordering::SeqCst);
         match fetch(&egress, &url).await {
             Ok(set) => {
-                *shared.last_good.lock() = Some(TenantIssuer::from_jwks(&iss, &set));
+                let changed = shared.last_good.lock().replace(set.clone()) != Some(set);
+                if changed && let Some(notify) = &shared.on_change {
+                    notify.notify_one();
+                }
                 failures = 0;
             }
             Err(e) => {
@@ -234,7 +248,12 @@ mod tests {
 
     fn kids(urls: &JwksUrls, tenant: &str, iss: &str) -> Vec<String> {
         urls.keys(tenant, iss)
-            .map(|i| i.keys.iter().filter_map(|k| k.kid.clone()).collect())
+            .map(|set| {
+                set.keys
+                    .iter()
+                    .filter_map(|k| k.common.key_id.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

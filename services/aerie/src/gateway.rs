@@ -1,0 +1,109 @@
+//! `aerie gateway`: the MQTT listeners over the in-process core, in the
+//! scale-out shape. The control plane's facts come from NATS KV
+//! ([`KvDirectorySource`]); nothing is kept on disk (the core's store keeps
+//! nothing) and no database or REST API is called, so killing a gateway
+//! loses only its live connections.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aerie_core::Broker;
+use aerie_facts::{KvDirectorySource, Nats};
+use aerie_gateway::auth::{Directory, DirectoryCache};
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::GatewayArgs;
+use crate::node::{Listeners, bind, housekeeping, shutdown_signal, start_gateway};
+use crate::usage_stream::UsageStream;
+
+/// How long a CONNECT of a tenant the facts do not have yet waits for them.
+const UNKNOWN_TENANT_WAIT: Duration = Duration::from_secs(1);
+
+pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.nats.nats.is_empty(),
+        "aerie gateway needs --nats URL: the NATS servers `aerie control --nats` publishes to"
+    );
+    let node_id = args
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("gw-{:08x}", rand::random::<u32>()));
+    crate::node::raise_nofile_limit();
+    let signal = shutdown_signal()?;
+    tokio::pin!(signal);
+    let metrics = crate::telemetry::init_metrics()?;
+    // Bind everything first, so a taken port fails before anything starts.
+    let listeners = Listeners::bind(&args.listen).await?;
+    let http = bind(args.http, "--http").await?;
+
+    let nats = Nats::connect(&args.nats.config(format!("aerie-gateway-{node_id}"))?).await?;
+    let shutdown = CancellationToken::new();
+    let source = KvDirectorySource::spawn(nats.clone(), &args.nats.nats_prefix, shutdown.clone());
+    // HTTP first: /readyz says what is missing while NATS or the facts are.
+    tracing::info!(addr = %http.local_addr()?, %node_id, "HTTP listening (/healthz, /readyz, /metrics)");
+    crate::http::spawn(
+        http,
+        probes(source.clone()),
+        metrics.clone(),
+        &args.http_edge,
+        shutdown.clone(),
+    );
+
+    // Tokens name the control plane's `iss`, which the facts carry: MQTT is
+    // served once they have arrived (clients wait in the accept queue).
+    let issuer = tokio::select! {
+        issuer = source.wait_for_issuer() => issuer,
+        () = &mut signal => {
+            shutdown.cancel();
+            return Ok(());
+        }
+    };
+    let directory = Arc::new(DirectoryCache::new(source.clone(), Directory::default()));
+    directory.refresh().await?;
+    // Each change of the facts reaches the directory (and so the enforcer
+    // and the limits) as soon as NATS delivers it. The periodic refresh,
+    // from memory, adds nothing but a period: a token of a tenant not in
+    // the directory yet (created a moment ago) waits that long for it.
+    source.spawn_push(&directory);
+    directory.spawn_refresh(UNKNOWN_TENANT_WAIT);
+    let broker = Broker::new(crate::node::core_config(&args.mqtt));
+    let gateway = start_gateway(broker, directory, &issuer, &args.mqtt);
+    listeners.serve(&gateway)?;
+    tokio::spawn(housekeeping(gateway.broker().clone(), metrics));
+    let usage = UsageStream::new(nats, &args.nats.nats_prefix, &node_id);
+    tokio::spawn(crate::usage::run(
+        gateway.clone(),
+        Arc::new(usage.clone()),
+        Duration::from_secs(args.usage_report_interval),
+        gateway.shutdown_token(),
+    ));
+
+    signal.await;
+    tracing::info!("shutting down");
+    gateway.shutdown(Duration::from_secs(5)).await;
+    // The connections are closed: their last connection time is in the counters.
+    crate::usage::flush(&gateway, &usage).await;
+    shutdown.cancel();
+    Ok(())
+}
+
+/// `/healthz` (the process answers) and `/readyz` (NATS connected and the
+/// control plane's facts held; else 503 with the reason).
+fn probes(source: Arc<KvDirectorySource>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(source)
+}
+
+async fn readyz(
+    State(source): State<Arc<KvDirectorySource>>,
+) -> Result<&'static str, aerie_control::error::ApiError> {
+    source
+        .readiness()
+        .map(|()| "ready\n")
+        .map_err(|why| aerie_control::error::ApiError::Unavailable(why.into()))
+}

@@ -1,0 +1,117 @@
+//! The NATS connection of `aerie control` and `aerie gateway`: every server
+//! URL given, credentials and TLS as configured, retried from the start (a
+//! process may start before NATS does) and for ever after.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream;
+
+/// How to reach NATS.
+#[derive(Debug, Clone, Default)]
+pub struct NatsConfig {
+    /// Server URLs (`nats://host:4222`, `tls://…`); the client picks among them.
+    pub urls: Vec<String>,
+    /// A `.creds` file (user JWT and NKey seed).
+    pub creds: Option<PathBuf>,
+    /// CA certificates (PEM) that sign the servers' certificates.
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate and key (PEM), for servers that verify clients.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// The connection's name in the server's monitoring.
+    pub name: String,
+}
+
+/// A NATS client and how many times it has (re)connected.
+#[derive(Clone)]
+pub struct Nats {
+    pub client: async_nats::Client,
+    connects: Arc<AtomicU64>,
+    /// Poked at each (re)connection.
+    connected: Arc<tokio::sync::Notify>,
+}
+
+/// The longest wait between two connection attempts.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+
+impl Nats {
+    /// Starts connecting; returns at once (the client connects in the
+    /// background and reconnects whenever the connection drops).
+    pub async fn connect(config: &NatsConfig) -> anyhow::Result<Nats> {
+        anyhow::ensure!(!config.urls.is_empty(), "no NATS server URL (--nats)");
+        let mut options = match &config.creds {
+            Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot read the NATS credentials {} (--nats-creds)",
+                        path.display()
+                    )
+                })?,
+            None => async_nats::ConnectOptions::new(),
+        };
+        if let Some(ca) = &config.tls_ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let Some((cert, key)) = &config.tls_client {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        let connects = Arc::new(AtomicU64::new(0));
+        let connected = Arc::new(tokio::sync::Notify::new());
+        let (counter, poke) = (connects.clone(), connected.clone());
+        let options = options
+            .name(&config.name)
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            // A gateway started before NATS should be ready soon after it.
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis(100 * attempts as u64).min(MAX_RECONNECT_DELAY)
+            })
+            .event_callback(move |event| {
+                let (counter, poke) = (counter.clone(), poke.clone());
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            poke.notify_one();
+                            tracing::info!("connected to NATS");
+                        }
+                        async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                        other => tracing::info!(event = %other, "NATS"),
+                    }
+                }
+            });
+        let client = options
+            .connect(config.urls.as_slice())
+            .await
+            .context("cannot set up the NATS connection (--nats)")?;
+        Ok(Nats {
+            client,
+            connects,
+            connected,
+        })
+    }
+
+    /// Whether the client is connected now.
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Resolves at the next (re)connection (or at once if one happened
+    /// since the last call). For one waiter.
+    pub async fn reconnected(&self) {
+        self.connected.notified().await;
+    }
+
+    /// How many times the client has connected (a change means a reconnect).
+    pub fn connects(&self) -> u64 {
+        self.connects.load(Ordering::SeqCst)
+    }
+
+    pub fn jetstream(&self) -> jetstream::Context {
+        jetstream::new(self.client.clone())
+    }
+}

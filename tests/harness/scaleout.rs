@@ -1,0 +1,200 @@
+//! The scale-out shape's processes: `aerie control --nats` (SQLite, an admin
+//! token) and `aerie gateway --nats`, each on free loopback ports, killed
+//! when dropped. Both take the bucket prefix of their test, so tests that
+//! share one nats-server see nothing of each other.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::http::{Api, Reply};
+use crate::server::{aerie_bin, free_addr};
+
+/// The admin token `Control` starts with (`/v1/admin`).
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdefghij";
+
+/// `aerie` with none of the caller's `AERIE_*` variables.
+fn aerie(subcommand: &str) -> Command {
+    let mut cmd = Command::new(aerie_bin());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AERIE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.arg(subcommand)
+        .env(
+            "AERIE_LOG",
+            std::env::var("AERIE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// A child process, killed when dropped.
+struct Process(Option<Child>);
+
+impl Process {
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Panics if the process exited.
+    fn assert_running(&mut self, what: &str) {
+        if let Some(status) = self.0.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            panic!("{what} exited: {status}");
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// `aerie control --nats` on a SQLite file in a temp dir.
+pub struct Control {
+    pub http: SocketAddr,
+    /// Its SQLite database (`sqlite://…`), for the CLI on the database.
+    pub database_url: String,
+    process: Process,
+    _dir: tempfile::TempDir,
+}
+
+impl Control {
+    /// Starts it with `nats_url` and bucket prefix `prefix`, plus `extra`
+    /// flags; returns once `/readyz` answers 200.
+    pub fn start(nats_url: &str, prefix: &str, extra: &[&str]) -> Control {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let http = free_addr();
+        let db = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("control.db").display()
+        );
+        let child = aerie("control")
+            .args(["--http", &http.to_string(), "--database-url", &db])
+            .args(["--nats", nats_url, "--nats-prefix", prefix])
+            .args(extra)
+            .env("AERIE_SECRET_KEY", "ab".repeat(32))
+            .env("AERIE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .spawn()
+            .expect("spawn aerie control");
+        let mut control = Control {
+            http,
+            database_url: db,
+            process: Process(Some(child)),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(std::net::TcpStream::connect(http).is_ok() && control.get("/readyz").status == 200)
+        {
+            control.process.assert_running("aerie control");
+            assert!(Instant::now() < deadline, "aerie control did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        control
+    }
+
+    /// SIGKILL: nothing more is published.
+    pub fn kill9(&mut self) {
+        self.process.kill9();
+    }
+
+    /// An admin route (`/v1/admin/...`) with the admin token.
+    pub fn admin(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> Reply {
+        self.api(method, path, Some(ADMIN_TOKEN), body)
+    }
+
+    /// The value of a Prometheus sample on `/metrics` (summed over the
+    /// label sets that contain `labels`).
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        crate::server::sum_metric(&self.get("/metrics").body, name, labels)
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        crate::http::send(self.http, "GET", path, &[], "")
+    }
+}
+
+impl Api for Control {
+    fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+}
+
+/// `aerie gateway --nats`.
+pub struct Gateway {
+    pub mqtt: SocketAddr,
+    pub ws: SocketAddr,
+    pub http: SocketAddr,
+    process: Process,
+}
+
+impl Gateway {
+    /// Starts it and returns once its HTTP listener answers (it may not be
+    /// ready: see [`Gateway::wait_ready`]).
+    pub fn start(nats_url: &str, prefix: &str) -> Gateway {
+        let (mqtt, ws, http) = (free_addr(), free_addr(), free_addr());
+        let child = aerie("gateway")
+            .args(["--mqtt", &mqtt.to_string(), "--ws", &ws.to_string()])
+            .args(["--http", &http.to_string()])
+            .args(["--nats", nats_url, "--nats-prefix", prefix])
+            .spawn()
+            .expect("spawn aerie gateway");
+        let mut gateway = Gateway {
+            mqtt,
+            ws,
+            http,
+            process: Process(Some(child)),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(http).is_err() {
+            gateway.process.assert_running("aerie gateway");
+            assert!(
+                Instant::now() < deadline,
+                "aerie gateway did not listen on HTTP"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        gateway
+    }
+
+    /// The status of `GET /readyz`.
+    pub fn readyz(&self) -> u16 {
+        crate::http::send(self.http, "GET", "/readyz", &[], "").status
+    }
+
+    /// Waits until `/readyz` answers `status` (at most `within`); returns
+    /// how long that took.
+    pub fn wait_readyz(&mut self, status: u16, within: Duration) -> Duration {
+        let since = Instant::now();
+        loop {
+            let now = self.readyz();
+            if now == status {
+                return since.elapsed();
+            }
+            self.process.assert_running("aerie gateway");
+            assert!(
+                since.elapsed() < within,
+                "/readyz still {now} after {within:?}, not {status}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until ready (NATS connected, facts held) and MQTT listening.
+    pub fn wait_ready(&mut self) {
+        self.wait_readyz(200, Duration::from_secs(20));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(self.mqtt).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the gateway is ready but not on MQTT"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
