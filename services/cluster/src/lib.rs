@@ -1,0 +1,4 @@
+//! The scale-out shape's implementations of the core's seams
+//! (`aerie_core::seams`), over NATS: what `aerie gateway` plugs into its
+//! broker with `Broker::with_seams`. The embedded shape (`aerie serve`)
+//! never links this crate's types into its message path.
