@@ -17,6 +17,7 @@ mod slow_consumer;
 #[doc(hidden)]
 pub use handshake::authenticate_for_fuzzing;
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -198,15 +199,33 @@ async fn drain<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) {
     let _ = tokio::time::timeout(DRAIN_FOR, read_all).await;
 }
 
+/// Reads what the client sent into `buf`. Cancel safe (bytes are either in
+/// `buf` or still in the socket).
 async fn read_more<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> std::io::Result<usize> {
-    // Small to start (idle connections are most connections), doubling while
-    // a client keeps it full.
+    let n = std::future::poll_fn(|cx| poll_read_more(Pin::new(&mut *rd), cx, buf)).await?;
+    m::hot().bytes_received.increment(n as u64);
+    Ok(n)
+}
+
+/// One read attempt. The buffer starts small (idle connections are most
+/// connections) and doubles while a client keeps it full. A connection that
+/// holds no buffer (`decode_and_handle` released it) gets one for the
+/// attempt only: when nothing has arrived it is released again, so an idle
+/// connection waits for its client without a read buffer.
+fn poll_read_more<R: AsyncRead>(
+    rd: Pin<&mut R>,
+    cx: &mut std::task::Context<'_>,
+    buf: &mut BytesMut,
+) -> std::task::Poll<std::io::Result<usize>> {
+    let had_none = buf.capacity() == 0;
     if buf.capacity() - buf.len() < 256 {
         buf.reserve(buf.capacity().clamp(512, 64 * 1024));
     }
-    let n = rd.read_buf(buf).await?;
-    m::hot().bytes_received.increment(n as u64);
-    Ok(n)
+    let poll = tokio_util::io::poll_read_buf(rd, cx, buf);
+    if had_none && poll.is_pending() {
+        *buf = BytesMut::new();
+    }
+    poll
 }
 
 async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Outbox) -> std::io::Result<()> {
