@@ -80,7 +80,9 @@ struct SessionState {
     pub kick: Option<Kick>,
     /// Bumped by every attach; timers compare it to know whether they are stale.
     pub generation: u64,
-    pub flight: FlightState,
+    /// Kept here while no connection is attached (the attached connection
+    /// owns it); boxed, as most of the time it is not here.
+    pub flight: Option<Box<FlightState>>,
     /// Boxed: rare, and inline it would add 200 bytes to every session.
     pub pending_will: Option<Box<PendingWill>>,
     pub ended: bool,
@@ -442,7 +444,7 @@ impl Session {
         let was_persistent = state.expiry_interval > 0;
         state.expiry_interval = expiry_interval;
         self.persist_record(&state, None);
-        let flight = std::mem::take(&mut state.flight);
+        let flight = state.flight.take().map(|f| *f).unwrap_or_default();
         drop(state);
         if was_persistent && expiry_interval == 0 {
             // Resumed as a session that ends at disconnect: nothing stays stored.
@@ -496,7 +498,7 @@ impl Session {
         if dropped_qos0 > 0 {
             count_drop(DropReason::OfflineQos0, dropped_qos0);
         }
-        state.flight = flight;
+        state.flight = Some(Box::new(flight));
         let expiry = state.expiry_interval;
         let generation = state.generation;
         let expires_at_ms = (expiry != u32::MAX).then(|| unix_ms_now() + u64::from(expiry) * 1000);
@@ -556,10 +558,10 @@ impl Session {
         }
         state.ended = true;
         let filters: Vec<Arc<str>> = state.subscriptions.drain().map(|(f, _)| f).collect();
-        let dropped = state.queue.len() + state.flight.len();
+        let dropped = state.queue.len() + state.flight.as_ref().map_or(0, |f| f.len());
         state.queue.clear();
         state.queued_bytes = 0;
-        state.flight = FlightState::default();
+        state.flight = None;
         state.pending_will = None;
         drop(state);
         self.delete_stored();
@@ -607,7 +609,10 @@ impl Session {
                 stored_seq: Some(record.seq),
             });
         }
-        state.flight.inbound_qos2 = inbound_qos2.into_iter().collect();
+        state
+            .flight
+            .get_or_insert_with(Default::default)
+            .inbound_qos2 = inbound_qos2.into_iter().collect();
         state.generation = 1;
     }
 }
