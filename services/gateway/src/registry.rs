@@ -129,6 +129,15 @@ impl Registry {
         }
     }
 
+    /// Asks every live connection to close with `kick`.
+    pub fn kick_all(&self, kick: Kick) {
+        for connections in self.tenants.read().values() {
+            for live in connections.values() {
+                live.kick(kick);
+            }
+        }
+    }
+
     /// The tenant's live connections, in no particular order.
     pub fn connections(&self, tenant: &str) -> Vec<Arc<LiveConnection>> {
         self.tenants

@@ -82,6 +82,17 @@ pub(crate) struct Close {
 }
 
 impl Close {
+    /// Closing because the session was kicked (a revocation, a takeover,
+    /// the shutdown). The will is published, but not at a shutdown: the
+    /// client did nothing wrong, and its session is what it will resume.
+    pub fn for_kick(kick: aerie_core::Kick) -> Close {
+        Close {
+            disconnect: Some(kick.reason),
+            publish_will: kick.reason != ReasonCode::SERVER_SHUTTING_DOWN,
+            why: kick.why,
+        }
+    }
+
     pub fn by_server(reason: ReasonCode, why: &'static str) -> Flow {
         Flow::Close(Close {
             disconnect: Some(reason),
@@ -142,33 +153,46 @@ pub(crate) struct Conn {
     pub rates: crate::limits::ClientRates,
 }
 
-pub async fn run<S>(
-    stream: S,
+/// A connection's task, from the accepted socket (`rd`, `wr`: its halves)
+/// to its session's detach. It holds `permit` (the listener's connection
+/// slot) until the socket is closed.
+///
+/// A plain function returning an `async move` block, not an `async fn`: an
+/// `async fn` keeps each argument twice in its future (as argument and as
+/// local), and this future is the bulk of an idle connection's memory.
+pub fn run<R, W>(
+    mut rd: R,
+    mut wr: W,
     transport: Transport,
     peer: Option<std::net::SocketAddr>,
     ctx: ConnContext,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> impl std::future::Future<Output = ()> + Send
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
 {
-    metrics::counter!(m::CONNECTIONS_TOTAL, "transport" => transport.as_str()).increment(1);
-    metrics::gauge!(m::CONNECTIONS).increment(1.0);
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    // Allocated by the first read (`read_more`).
-    let mut inbuf = BytesMut::new();
-    let result = serve(&mut rd, &mut wr, &mut inbuf, transport, peer, &ctx).await;
-    if let Err(e) = result {
-        tracing::debug!(error = %e, transport = transport.as_str(), "connection ended with an I/O error");
+    async move {
+        metrics::counter!(m::CONNECTIONS_TOTAL, "transport" => transport.as_str()).increment(1);
+        metrics::gauge!(m::CONNECTIONS).increment(1.0);
+        // Allocated by the first read (`read_more`).
+        let mut inbuf = BytesMut::new();
+        let result = serve(&mut rd, &mut wr, &mut inbuf, transport, &peer, &ctx).await;
+        if let Err(e) = result {
+            tracing::debug!(error = %e, transport = transport.as_str(), "connection ended with an I/O error");
+        }
+        // Shut only our side, then read what the client still sends: closing
+        // with unread bytes would make the kernel answer with a reset, and a
+        // client in the middle of a burst would see that instead of the
+        // DISCONNECT or CONNACK that says why. Bounded: a stuck socket (a slow
+        // consumer) must not hold the task.
+        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, wr.shutdown()).await;
+        // The session is detached already: this is no longer a live connection,
+        // though its socket (and listener permit) is held while it drains.
+        metrics::gauge!(m::CONNECTIONS).decrement(1.0);
+        drain(&mut rd, &mut inbuf).await;
+        drop(permit);
     }
-    // Shut only our side, then read what the client still sends: closing
-    // with unread bytes would make the kernel answer with a reset, and a
-    // client in the middle of a burst would see that instead of the
-    // DISCONNECT or CONNACK that says why. Bounded: a stuck socket (a slow
-    // consumer) must not hold the task.
-    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, wr.shutdown()).await;
-    // The session is detached already: this is no longer a live connection,
-    // though its socket (and listener permit) is held while it drains.
-    metrics::gauge!(m::CONNECTIONS).decrement(1.0);
-    drain(&mut rd, &mut inbuf).await;
 }
 
 /// How long, and how many bytes, a closed connection is read and discarded
@@ -303,40 +327,28 @@ async fn serve<R, W>(
     wr: &mut W,
     inbuf: &mut BytesMut,
     transport: Transport,
-    peer: Option<std::net::SocketAddr>,
+    peer: &Option<std::net::SocketAddr>,
     ctx: &ConnContext,
 ) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    use tracing::Instrument as _;
-    // The connection's own span (DEBUG, often disabled), which learns the
-    // client id and tenant once CONNECT is accepted.
-    let connection_span = tracing::Span::current();
-    // Boxed: the handshake's locals (CONNECT, its verification) are large
-    // and short-lived. Inline, they would size every connection's task for
-    // its whole life; boxed, they are freed once the client is connected,
-    // and so is the handshake's span, which names the peer in what the
-    // handshake logs (an authentication failure) at any level.
-    let connect_span = tracing::info_span!(
-        "mqtt.connect",
-        transport = transport.as_str(),
-        peer = tracing::field::Empty
-    );
-    if let Some(peer) = peer {
-        connect_span.record("peer", tracing::field::display(peer));
-    }
+    // Boxed: the handshake's locals (CONNECT, its verification, its span)
+    // are large and short-lived. Inline, they would size every connection's
+    // task for its whole life; boxed, they are freed once the client is
+    // connected.
     let Some(Established {
         mut conn,
         keep_alive,
         slot,
         registration,
-    }) = Box::pin(establish(rd, wr, inbuf, transport, ctx).instrument(connect_span)).await?
+    }) = Box::pin(establish(rd, wr, inbuf, transport, *peer, ctx)).await?
     else {
         return Ok(());
     };
-    connection_span
+    // The connection's own span (DEBUG, often disabled).
+    tracing::Span::current()
         .record(
             "client_id",
             tracing::field::display(&conn.session.client_id),
@@ -396,9 +408,38 @@ where
     Ok(())
 }
 
+/// Reads and answers CONNECT (`accept_connect`) in an INFO span naming the
+/// peer, which what the handshake logs (an authentication failure) carries
+/// at any log level.
+async fn establish<R, W>(
+    rd: &mut R,
+    wr: &mut W,
+    inbuf: &mut BytesMut,
+    transport: Transport,
+    peer: Option<std::net::SocketAddr>,
+    ctx: &ConnContext,
+) -> std::io::Result<Option<Established>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    use tracing::Instrument as _;
+    let span = tracing::info_span!(
+        "mqtt.connect",
+        transport = transport.as_str(),
+        peer = tracing::field::Empty
+    );
+    if let Some(peer) = peer {
+        span.record("peer", tracing::field::display(peer));
+    }
+    accept_connect(rd, wr, inbuf, transport, ctx)
+        .instrument(span)
+        .await
+}
+
 /// Reads and answers CONNECT: `None` when the client was refused, gave up or
 /// the broker is shutting down (the answer, if any, is sent).
-async fn establish<R, W>(
+async fn accept_connect<R, W>(
     rd: &mut R,
     wr: &mut W,
     inbuf: &mut BytesMut,
@@ -543,11 +584,16 @@ impl Conn {
         // Futures that live across loop turns are created once: a new
         // `cancelled()` or timer per turn would take a shared lock per packet.
         // One timer serves every deadline (`Deadlines`).
-        let shutdown = shutdown.cancelled();
+        // The shutdown reaches a live connection as a kick (see
+        // `Gateway::close_connections`); one registered after that kick
+        // went out sees the token here.
+        if shutdown.is_cancelled() {
+            return Ok(Close::for_kick(aerie_core::Kick::SERVER_SHUTTING_DOWN));
+        }
         let session = self.session.clone();
         let woken = session.woken();
         let timer = tokio::time::sleep(FAR);
-        tokio::pin!(shutdown, woken, timer);
+        tokio::pin!(woken, timer);
         let mut deadlines = Deadlines {
             keep_alive: keep_alive.map(|ka| Instant::now() + ka),
             token: self.token_deadline(),
@@ -604,15 +650,16 @@ impl Conn {
                 _ = &mut woken => {
                     woken.set(session.woken());
                     if let Some(kick) = self.session.take_kick() {
-                        return Ok(Close { disconnect: Some(kick.reason), publish_will: true, why: kick.why });
+                        return Ok(Close::for_kick(kick));
                     }
                     self.pump();
                 }
-                _ = self.durable.changed(), if !self.held_acks.is_empty() => {
+                // Boxed, and only while acks are held: inline, the watch's
+                // future (120 bytes) would be in every connection's task.
+                _ = futures_util::future::OptionFuture::from(
+                    (!self.held_acks.is_empty()).then(|| Box::pin(self.durable.changed()))
+                ), if !self.held_acks.is_empty() => {
                     self.release_acks();
-                }
-                _ = &mut shutdown => {
-                    return Ok(Close { disconnect: Some(ReasonCode::SERVER_SHUTTING_DOWN), publish_will: false, why: "server_shutdown" });
                 }
                 () = &mut timer => {
                     let now = Instant::now();
