@@ -9,6 +9,10 @@ use aerie_proto::{ByteString, ReasonCode};
 /// Aliases the client set for topics it publishes to us.
 #[derive(Default)]
 pub(crate) struct InboundAliases {
+    #[expect(
+        clippy::box_collection,
+        reason = "boxed: None is 8 bytes, an empty map 48"
+    )]
     map: Option<Box<HashMap<u16, ByteString>>>,
 }
 
@@ -42,6 +46,10 @@ impl InboundAliases {
 /// all are in use, further topics go out in full.
 #[derive(Default)]
 pub(crate) struct OutboundAliases {
+    #[expect(
+        clippy::box_collection,
+        reason = "boxed: None is 8 bytes, an empty map 48"
+    )]
     map: Option<Box<HashMap<ByteString, u16>>>,
     pub maximum: u16,
 }

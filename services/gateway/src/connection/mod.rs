@@ -160,6 +160,10 @@ pub(crate) struct Conn {
 /// A plain function returning an `async move` block, not an `async fn`: an
 /// `async fn` keeps each argument twice in its future (as argument and as
 /// local), and this future is the bulk of an idle connection's memory.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "see above: an async fn doubles the arguments"
+)]
 pub fn run<R, W>(
     mut rd: R,
     mut wr: W,
