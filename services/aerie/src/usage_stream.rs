@@ -130,8 +130,8 @@ impl UsageSink for UsageStream {
             // The last report first: until it is in, new counters stay counters.
             this.send_pending().await.map_err(fail)?;
             let n = this.next.fetch_add(1, Ordering::Relaxed);
-            let payload = serde_json::to_vec(&crate::usage::rows(&counts))
-                .map_err(|e| fail(e.into()))?;
+            let payload =
+                serde_json::to_vec(&crate::usage::rows(&counts)).map_err(|e| fail(e.into()))?;
             *this.pending.lock() = Some((format!("{}-{n}", this.id_prefix), payload.into()));
             // Taken now: a failure here is retried with the same id next time.
             if let Err(e) = this.send_pending().await {

@@ -3,4 +3,5 @@
 //! broker with `Broker::with_seams`. The embedded shape (`aerie serve`)
 //! never links this crate's types into its message path.
 
+pub mod backbone;
 pub mod subjects;

@@ -63,12 +63,25 @@ pub struct Attachment {
 }
 
 /// The answer to one SUBSCRIBE filter.
-#[derive(Debug)]
 pub struct Subscribed {
     /// The subscription replaced an existing one with the same filter.
     pub existed: bool,
     /// Retained messages to send now, per the retain handling option.
     pub retained: Vec<Delivery>,
+    /// Resolves once the node's interest in the filter is live on every
+    /// node (the backbone's [`crate::seams::Backbone::interest`]); the
+    /// SUBACK waits for it. `None`: live already (always, embedded).
+    pub live: Option<crate::seams::BoxFuture<()>>,
+}
+
+impl std::fmt::Debug for Subscribed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscribed")
+            .field("existed", &self.existed)
+            .field("retained", &self.retained)
+            .field("live", &self.live.as_ref().map(|_| "pending"))
+            .finish()
+    }
 }
 
 impl Tenant {

@@ -400,6 +400,7 @@ impl Conn {
         let id = s.properties.subscription_identifier;
         let mut reasons = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
+        let mut live = Vec::new();
         for (filter, options) in &s.filters {
             if let Some(permissions) = &self.permissions
                 && !permissions.may_subscribe(filter)
@@ -431,6 +432,7 @@ impl Conn {
                 Ok(sub) => {
                     reasons.push(granted(options.qos));
                     retained.extend(sub.retained);
+                    live.extend(sub.live);
                 }
                 Err(ReasonCode::PROTOCOL_ERROR) => {
                     return Close::by_server(ReasonCode::PROTOCOL_ERROR, "no_local_on_shared");
@@ -442,14 +444,12 @@ impl Conn {
                 }),
             }
         }
-        let _ = self.out.push(&Packet::SubAck(SubAck {
+        let suback = Packet::SubAck(SubAck {
             packet_id: s.packet_id,
             reasons,
             properties: AckProperties::default(),
-        }));
-        for d in retained {
-            let _ = self.session.enqueue(d, self.tenant.config());
-        }
+        });
+        self.send_suback(live, suback, retained);
         Flow::Continue
     }
 

@@ -13,6 +13,7 @@ mod outbox;
 mod pacing;
 mod reauth;
 mod slow_consumer;
+mod suback;
 
 #[doc(hidden)]
 pub use handshake::authenticate_for_fuzzing;
@@ -139,6 +140,9 @@ pub(crate) struct Conn {
     pub pacing: pacing::Pacing,
     /// The client's own publish rates.
     pub rates: crate::limits::ClientRates,
+    /// A SUBACK waiting for its subscriptions to be live cluster-wide;
+    /// packets after the SUBSCRIBE wait in the read buffer meanwhile.
+    pub held_suback: Option<Box<suback::HeldSubAck>>,
 }
 
 pub async fn run<S>(
@@ -467,6 +471,7 @@ where
         backpressure: None,
         pacing: Default::default(),
         rates: Default::default(),
+        held_suback: None,
     };
     drop(connect);
 
@@ -550,6 +555,13 @@ impl Conn {
                 &mut deadlines.stall,
             );
             self.pace_publisher().await;
+            if self.held_suback.is_some() {
+                self.release_suback().await;
+                if let Flow::Close(c) = self.decode_and_handle(inbuf) {
+                    return Ok(c);
+                }
+                self.pump();
+            }
             deadlines.held_ack = self
                 .held_acks
                 .front()
@@ -667,6 +679,10 @@ impl Conn {
                     received[usize::from(packet.packet_type())] += 1;
                     if let Flow::Close(c) = self.handle(packet) {
                         return Flow::Close(c);
+                    }
+                    if self.held_suback.is_some() {
+                        // The rest waits for the SUBACK (`release_suback`).
+                        return Flow::Continue;
                     }
                 }
                 Ok(None) => return Flow::Continue,
