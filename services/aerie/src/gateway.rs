@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aerie_cluster::backbone::NatsBackbone;
+use aerie_cluster::retained::JetStreamRetainedStores;
 use aerie_core::{Broker, NodeId, NullStore, Seams};
 use aerie_facts::{KvDirectorySource, Nats};
 use aerie_gateway::auth::{Directory, DirectoryCache};
@@ -79,6 +80,10 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     );
     let seams = Seams {
         backbone,
+        retained: Arc::new(JetStreamRetainedStores::new(
+            nats.client.clone(),
+            &args.nats.nats_prefix,
+        )),
         ..Seams::embedded()
     };
     let config = aerie_core::CoreConfig {

@@ -4,4 +4,5 @@
 //! never links this crate's types into its message path.
 
 pub mod backbone;
+pub mod retained;
 pub mod subjects;

@@ -114,7 +114,12 @@ impl Router {
                         Err(limit) => limit.count(),
                     }
                 });
-                Published::default()
+                // Routed later, to subscribers unknown yet: not "no
+                // matching subscribers" (0x10).
+                Published {
+                    matched: 1,
+                    ..Published::default()
+                }
             }
         }
     }
