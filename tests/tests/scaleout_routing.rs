@@ -565,3 +565,65 @@ async fn a_tenants_retained_quota_holds_across_both_gateways() {
     retained_eventually(&c.a, &token, "q/#", &expected).await;
     assert_eq!(retained_on(&c.b, &token, "q/#").await, expected);
 }
+
+fn gateway_metric(gateway: &Gateway, name: &str, labels: &str) -> f64 {
+    let body = aerie_e2e::http::send(gateway.http, "GET", "/metrics", &[], "").body;
+    aerie_e2e::server::sum_metric(&body, name, labels)
+}
+
+#[tokio::test]
+async fn a_backbone_message_that_does_not_decode_is_counted_and_dropped_and_routing_goes_on() {
+    let c = cluster();
+    let (t, token) = c.tenant("garbage@example.com").await;
+    let mut sub = raw(&c.b, "sub", &token).await;
+    sub.subscribe(1, "g/#", QoS::AtMostOnce).await;
+    // Anyone with access to NATS could publish on a tenant's subject.
+    NatsServer::shared().publish(&format!("{}.t.{}.g.x", c.prefix, t.id), b"not a message");
+    let mut publisher = raw(&c.a, "pub", &token).await;
+    publisher
+        .publish_acked("g/ok", b"ok", QoS::AtMostOnce, false, 1)
+        .await;
+    let got = publish_within(&mut sub, Duration::from_secs(5))
+        .await
+        .expect("the next message");
+    assert_eq!(&got.payload[..], b"ok", "the garbage became no message");
+    assert_eq!(
+        gateway_metric(&c.b, "aerie_backbone_decode_failures_total", ""),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_topic_too_long_for_a_nats_subject_stays_on_its_gateway_and_is_counted() {
+    let c = cluster();
+    let (_t, token) = c.tenant("long@example.com").await;
+    let topic = format!("long/{}", "x".repeat(4000));
+    let mut here = raw(&c.a, "here", &token).await;
+    here.subscribe(1, "long/#", QoS::AtMostOnce).await;
+    let mut there = raw(&c.b, "there", &token).await;
+    there.subscribe(1, "long/#", QoS::AtMostOnce).await;
+    let mut publisher = raw(&c.a, "pub", &token).await;
+    publisher
+        .publish_acked(&topic, b"big", QoS::AtLeastOnce, false, 1)
+        .await;
+    let got = publish_within(&mut here, Duration::from_secs(5))
+        .await
+        .expect("delivered on its own gateway");
+    assert_eq!(got.topic.len(), topic.len());
+    assert_eq!(
+        gateway_metric(
+            &c.a,
+            "aerie_backbone_dropped_total",
+            "reason=\"subject_too_long\""
+        ),
+        1.0
+    );
+    // Its NATS connection was not closed over it: routing goes on.
+    publisher
+        .publish_acked("long/short", b"ok", QoS::AtLeastOnce, false, 2)
+        .await;
+    let got = publish_within(&mut there, Duration::from_secs(5))
+        .await
+        .expect("the next message crossed");
+    assert_eq!(&got.payload[..], b"ok");
+}
