@@ -627,3 +627,41 @@ async fn a_topic_too_long_for_a_nats_subject_stays_on_its_gateway_and_is_counted
         .expect("the next message crossed");
     assert_eq!(&got.payload[..], b"ok");
 }
+
+#[tokio::test]
+async fn topics_with_what_nats_forbids_in_a_subject_cross_gateways_as_they_were() {
+    let c = cluster();
+    let (_t, token) = c.tenant("escape@example.com").await;
+    let cases = [
+        ("dots/+/c", "dots/a.b/c"),
+        ("sp ace/#", "sp ace/x y"),
+        ("+/lead/+/empty", "/lead//empty"),
+        ("star/*/>", "star/*/>"),
+        ("per%cent/#", "per%cent/%41"),
+        ("unicode/+", "unicode/température"),
+    ];
+    let mut sub = raw(&c.b, "sub", &token).await;
+    for (i, (filter, _)) in cases.iter().enumerate() {
+        let ack = sub.subscribe(i as u16 + 1, filter, QoS::AtMostOnce).await;
+        assert_eq!(ack.reasons, [ReasonCode::SUCCESS], "{filter}");
+    }
+    let mut publisher = raw(&c.a, "pub", &token).await;
+    for (_, topic) in cases {
+        publisher
+            .publish_acked(topic, b"x", QoS::AtMostOnce, false, 1)
+            .await;
+        let got = publish_within(&mut sub, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("{topic:?} did not cross"));
+        assert_eq!(&got.topic[..], topic);
+    }
+    // And a topic a filter does not match stays away, escaped or not.
+    publisher
+        .publish_acked("dots/a/b/c", b"x", QoS::AtMostOnce, false, 1)
+        .await;
+    assert!(
+        publish_within(&mut sub, Duration::from_millis(500))
+            .await
+            .is_none()
+    );
+}
