@@ -458,44 +458,21 @@ async fn no_local_retain_as_published_subscription_ids_and_expiry_behave_across_
     );
 }
 
-/// The retained messages a new subscriber to `filter` on `gateway` gets
-/// (sent with RETAIN), as (topic, payload), sorted.
+/// The retained messages a new subscriber to `filter` on `gateway` gets,
+/// as (topic, payload), sorted.
 async fn retained_on(gateway: &Gateway, token: &str, filter: &str) -> Vec<(String, String)> {
     let mut c = raw(gateway, "reader", token).await;
     c.subscribe(1, filter, QoS::AtLeastOnce).await;
     let mut got = Vec::new();
     while let Some(p) = publish_within(&mut c, Duration::from_millis(700)).await {
+        // Routed before its PUBACK: nothing live comes after the SUBSCRIBE.
+        assert!(p.retain, "a retained message is sent with RETAIN");
         c.ack(&p).await;
-        // A live copy: its PUBACK went out before JetStream kept it, and
-        // it is routed once it has (see ARCHITECTURE.md, retained).
-        if p.retain {
-            let payload = String::from_utf8_lossy(&p.payload).into_owned();
-            got.push((p.topic.to_string(), payload));
-        }
+        let payload = String::from_utf8_lossy(&p.payload).into_owned();
+        got.push((p.topic.to_string(), payload));
     }
     got.sort();
     got
-}
-
-/// Waits (at most 5 s) until a new subscriber to `filter` on `gateway`
-/// gets exactly `expected` as retained messages.
-async fn retained_eventually(
-    gateway: &Gateway,
-    token: &str,
-    filter: &str,
-    expected: &[(String, String)],
-) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = retained_on(gateway, token, filter).await;
-        if got == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{filter}: {got:?} != {expected:?}"
-        );
-    }
 }
 
 #[tokio::test]
@@ -513,7 +490,8 @@ async fn a_retained_message_set_on_one_gateway_is_received_on_the_other_and_clea
         ("r/hall/lamp".to_string(), "on".to_string()),
         ("r/kitchen".to_string(), "21".to_string()),
     ];
-    retained_eventually(&c.b, &token, "r/#", &kept).await;
+    // Each PUBACK came once JetStream kept the message: B has them now.
+    assert_eq!(retained_on(&c.b, &token, "r/#").await, kept);
     assert_eq!(retained_on(&c.b, &token, "r/+").await, kept[1..]);
     // A 3.1.1 client over WebSocket on B gets it too, then clears it.
     let mut v3 = rumqttc_v3_ws(&c.b, "ws", &token).await;
@@ -527,7 +505,7 @@ async fn a_retained_message_set_on_one_gateway_is_received_on_the_other_and_clea
     let mut on_b = raw(&c.b, "clearer", &token).await;
     on_b.publish_acked("r/kitchen", b"", QoS::AtLeastOnce, true, 1)
         .await;
-    retained_eventually(&c.a, &token, "r/#", &kept[..1]).await;
+    assert_eq!(retained_on(&c.a, &token, "r/#").await, kept[..1]);
 }
 
 #[tokio::test]
@@ -538,31 +516,23 @@ async fn a_tenants_retained_quota_holds_across_both_gateways() {
         .await;
     let mut on_a = raw(&c.a, "a", &token).await;
     let mut on_b = raw(&c.b, "b", &token).await;
-    on_a.publish_acked("q/1", b"1", QoS::AtLeastOnce, true, 1)
-        .await;
-    on_b.publish_acked("q/2", b"2", QoS::AtLeastOnce, true, 1)
-        .await;
-    let two = [
-        ("q/1".to_string(), "1".to_string()),
-        ("q/2".to_string(), "2".to_string()),
-    ];
-    retained_eventually(&c.a, &token, "q/#", &two).await;
-    // A third topic, on either gateway, is over the tenant's two; replacing
-    // one it has is not (each gateway's sets keep their order, so once the
-    // replacements show, the third topics were decided).
-    on_a.publish_acked("q/3", b"3", QoS::AtLeastOnce, true, 2)
-        .await;
-    on_b.publish_acked("q/4", b"4", QoS::AtLeastOnce, true, 2)
-        .await;
-    on_b.publish_acked("q/1", b"1b", QoS::AtLeastOnce, true, 3)
-        .await;
-    on_a.publish_acked("q/2", b"2a", QoS::AtLeastOnce, true, 3)
-        .await;
+    let (ok, over) = (ReasonCode::SUCCESS, ReasonCode::QUOTA_EXCEEDED);
+    let publish = async |c: &mut RawClient, topic: &str, payload: &str, qos| {
+        c.publish_acked(topic, payload.as_bytes(), qos, true, 1)
+            .await
+    };
+    assert_eq!(publish(&mut on_a, "q/1", "1", QoS::AtLeastOnce).await, ok);
+    assert_eq!(publish(&mut on_b, "q/2", "2", QoS::AtLeastOnce).await, ok);
+    // A third topic, on either gateway, is over the tenant's two (0x97, as
+    // in one process); replacing one it has is not.
+    assert_eq!(publish(&mut on_a, "q/3", "3", QoS::AtLeastOnce).await, over);
+    assert_eq!(publish(&mut on_b, "q/4", "4", QoS::ExactlyOnce).await, over);
+    assert_eq!(publish(&mut on_b, "q/1", "1b", QoS::AtLeastOnce).await, ok);
     let expected = [
         ("q/1".to_string(), "1b".to_string()),
-        ("q/2".to_string(), "2a".to_string()),
+        ("q/2".to_string(), "2".to_string()),
     ];
-    retained_eventually(&c.a, &token, "q/#", &expected).await;
+    assert_eq!(retained_on(&c.a, &token, "q/#").await, expected);
     assert_eq!(retained_on(&c.b, &token, "q/#").await, expected);
 }
 

@@ -36,7 +36,7 @@ pub struct Tenant {
 }
 
 /// What routing one message did.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Published {
     /// Sessions (or shared groups) it matched, whether or not their queues
     /// took it: what PUBACK's "no matching subscribers" (0x10) is about.
@@ -50,6 +50,10 @@ pub struct Published {
     pub congested: Option<Arc<Session>>,
     /// Not stored nor routed: a retained message over the tenant's quota.
     pub refused: Option<Limit>,
+    /// A retained message whose store answers later (over the network):
+    /// `None` once it is kept and routed, `Some(limit)` if it is refused.
+    /// The publisher's acknowledgement waits for it.
+    pub stored_later: Option<tokio::sync::oneshot::Receiver<Option<Limit>>>,
 }
 
 /// A connection's hold on a session, from [`Tenant::attach`].

@@ -104,20 +104,24 @@ impl Router {
             }
             Poll::Pending => {
                 // A retained store that answers later (over the network):
-                // route once it has; the publisher learns nothing more.
+                // route once it has, and tell the publisher's connection.
                 let router = self.clone();
+                let (told, stored_later) = tokio::sync::oneshot::channel();
                 tokio::spawn(async move {
-                    match set.await {
+                    let refused = match set.await {
                         Ok(_) => {
                             router.accept(message);
+                            None
                         }
-                        Err(limit) => limit.count(),
-                    }
+                        Err(limit) => {
+                            limit.count();
+                            Some(limit)
+                        }
+                    };
+                    let _ = told.send(refused);
                 });
-                // Routed later, to subscribers unknown yet: not "no
-                // matching subscribers" (0x10).
                 Published {
-                    matched: 1,
+                    stored_later: Some(stored_later),
                     ..Published::default()
                 }
             }
@@ -178,7 +182,7 @@ impl Router {
             routed: 1,
             ticket: e.ticket,
             congested: e.congested.then_some(session),
-            refused: None,
+            ..Published::default()
         }
     }
 
@@ -258,7 +262,7 @@ impl Router {
             routed: delivered,
             ticket,
             congested,
-            refused: None,
+            ..Published::default()
         }
     }
 

@@ -7,13 +7,13 @@
 
 mod aliases;
 mod handshake;
+mod held;
 mod inbound;
 mod outbound;
 mod outbox;
 mod pacing;
 mod reauth;
 mod slow_consumer;
-mod suback;
 
 #[doc(hidden)]
 pub use handshake::authenticate_for_fuzzing;
@@ -140,9 +140,9 @@ pub(crate) struct Conn {
     pub pacing: pacing::Pacing,
     /// The client's own publish rates.
     pub rates: crate::limits::ClientRates,
-    /// A SUBACK waiting for its subscriptions to be live cluster-wide;
-    /// packets after the SUBSCRIBE wait in the read buffer meanwhile.
-    pub held_suback: Option<Box<suback::HeldSubAck>>,
+    /// An answer waiting for the cluster (`held.rs`); the client's later
+    /// packets wait in the read buffer meanwhile.
+    pub held: Option<Box<held::Held>>,
 }
 
 pub async fn run<S>(
@@ -471,7 +471,7 @@ where
         backpressure: None,
         pacing: Default::default(),
         rates: Default::default(),
-        held_suback: None,
+        held: None,
     };
     drop(connect);
 
@@ -555,8 +555,8 @@ impl Conn {
                 &mut deadlines.stall,
             );
             self.pace_publisher().await;
-            if self.held_suback.is_some() {
-                self.release_suback().await;
+            if self.held.is_some() {
+                self.release_held().await;
                 if let Flow::Close(c) = self.decode_and_handle(inbuf) {
                     return Ok(c);
                 }
@@ -680,8 +680,8 @@ impl Conn {
                     if let Flow::Close(c) = self.handle(packet) {
                         return Flow::Close(c);
                     }
-                    if self.held_suback.is_some() {
-                        // The rest waits for the SUBACK (`release_suback`).
+                    if self.held.is_some() {
+                        // The rest waits for the held answer (`release_held`).
                         return Flow::Continue;
                     }
                 }
