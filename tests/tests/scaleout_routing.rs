@@ -506,6 +506,25 @@ async fn a_retained_message_set_on_one_gateway_is_received_on_the_other_and_clea
     on_b.publish_acked("r/kitchen", b"", QoS::AtLeastOnce, true, 1)
         .await;
     assert_eq!(retained_on(&c.a, &token, "r/#").await, kept[..1]);
+
+    // One whose message expiry ran out is no longer sent, on either gateway.
+    on_a.send(Packet::Publish(aerie_proto::Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        topic: "r/brief".into(),
+        packet_id: Some(2),
+        payload: bytes::Bytes::from_static(b"soon gone"),
+        properties: PublishProperties {
+            message_expiry_interval: Some(1),
+            ..Default::default()
+        },
+    }))
+    .await;
+    assert!(matches!(on_a.recv().await, Some(Packet::PubAck(_))));
+    assert_eq!(retained_on(&c.b, &token, "r/brief").await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(retained_on(&c.b, &token, "r/#").await, kept[..1]);
 }
 
 #[tokio::test]

@@ -476,3 +476,29 @@ impl Seen {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(seq: u64) -> MessageId {
+        MessageId {
+            node: NodeId(7),
+            seq,
+        }
+    }
+
+    #[test]
+    fn a_message_is_first_seen_once_across_a_generation_change() {
+        let mut seen = Seen::default();
+        assert!(seen.first(id(0)));
+        assert!(!seen.first(id(0)));
+        for seq in 1..SEEN_PER_GENERATION as u64 {
+            assert!(seen.first(id(seq)));
+        }
+        // The generation turned over: what it held is still known.
+        assert!(!seen.first(id(0)));
+        assert!(!seen.first(id(SEEN_PER_GENERATION as u64 - 1)));
+        assert!(seen.first(id(u64::MAX)));
+    }
+}
