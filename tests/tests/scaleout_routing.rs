@@ -133,6 +133,22 @@ async fn publish_within(c: &mut RawClient, wait: Duration) -> Option<aerie_proto
     }
 }
 
+/// A retained QoS 1 PUBLISH with a message expiry interval of `secs`.
+fn retained_expiring(topic: &str, payload: &'static [u8], secs: u32, packet_id: u16) -> Packet {
+    Packet::Publish(aerie_proto::Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        topic: topic.into(),
+        packet_id: Some(packet_id),
+        payload: bytes::Bytes::from_static(payload),
+        properties: PublishProperties {
+            message_expiry_interval: Some(secs),
+            ..Default::default()
+        },
+    })
+}
+
 fn qos5(q: QoS) -> rumqttc::v5::mqttbytes::QoS {
     match q {
         QoS::AtMostOnce => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
@@ -422,19 +438,7 @@ async fn no_local_retain_as_published_subscription_ids_and_expiry_behave_across_
     )
     .await;
 
-    on_a.send(Packet::Publish(aerie_proto::Publish {
-        dup: false,
-        qos: QoS::AtLeastOnce,
-        retain: true,
-        topic: "f/x".into(),
-        packet_id: Some(1),
-        payload: bytes::Bytes::from_static(b"kept"),
-        properties: PublishProperties {
-            message_expiry_interval: Some(100),
-            ..Default::default()
-        },
-    }))
-    .await;
+    on_a.send(retained_expiring("f/x", b"kept", 100, 1)).await;
     let got = publish_within(&mut on_b, Duration::from_secs(5))
         .await
         .expect("B's subscriber got it");
@@ -508,19 +512,8 @@ async fn a_retained_message_set_on_one_gateway_is_received_on_the_other_and_clea
     assert_eq!(retained_on(&c.a, &token, "r/#").await, kept[..1]);
 
     // One whose message expiry ran out is no longer sent, on either gateway.
-    on_a.send(Packet::Publish(aerie_proto::Publish {
-        dup: false,
-        qos: QoS::AtLeastOnce,
-        retain: true,
-        topic: "r/brief".into(),
-        packet_id: Some(2),
-        payload: bytes::Bytes::from_static(b"soon gone"),
-        properties: PublishProperties {
-            message_expiry_interval: Some(1),
-            ..Default::default()
-        },
-    }))
-    .await;
+    on_a.send(retained_expiring("r/brief", b"soon gone", 1, 2))
+        .await;
     assert!(matches!(on_a.recv().await, Some(Packet::PubAck(_))));
     assert_eq!(retained_on(&c.b, &token, "r/brief").await.len(), 1);
     tokio::time::sleep(Duration::from_millis(1100)).await;
