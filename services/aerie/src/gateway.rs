@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aerie_core::Broker;
+use aerie_cluster::backbone::NatsBackbone;
+use aerie_cluster::retained::JetStreamRetainedStores;
+use aerie_core::{Broker, NodeId, NullStore, Seams};
 use aerie_facts::{KvDirectorySource, Nats};
 use aerie_gateway::auth::{Directory, DirectoryCache};
 use axum::Router;
@@ -69,7 +71,27 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     // the directory yet (created a moment ago) waits that long for it.
     source.spawn_push(&directory);
     directory.spawn_refresh(UNKNOWN_TENANT_WAIT);
-    let broker = Broker::new(crate::node::core_config(&args.mqtt));
+    let node = node_id_of(&node_id);
+    let (backbone, inbound) = NatsBackbone::start(
+        nats.client.clone(),
+        &args.nats.nats_prefix,
+        node,
+        shutdown.clone(),
+    );
+    let seams = Seams {
+        backbone,
+        retained: Arc::new(JetStreamRetainedStores::new(
+            nats.client.clone(),
+            &args.nats.nats_prefix,
+        )),
+        ..Seams::embedded()
+    };
+    let config = aerie_core::CoreConfig {
+        node_id: node,
+        ..crate::node::core_config(&args.mqtt)
+    };
+    let broker = Broker::with_seams(config, Arc::new(NullStore::new()), seams);
+    inbound.spawn(broker.clone());
     let gateway = start_gateway(broker, directory, &issuer, &args.mqtt);
     listeners.serve(&gateway)?;
     tokio::spawn(housekeeping(gateway.broker().clone(), metrics));
@@ -88,6 +110,16 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     crate::usage::flush(&gateway, &usage).await;
     shutdown.cancel();
     Ok(())
+}
+
+/// The core's node id for `--node-id`: its FNV-1a hash, so the same name
+/// is the same node after a restart and two names practically never collide.
+fn node_id_of(name: &str) -> NodeId {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    // 0 is the id of messages stored before nodes had ids.
+    NodeId(hash.max(1))
 }
 
 /// `/healthz` (the process answers) and `/readyz` (NATS connected and the

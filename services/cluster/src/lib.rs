@@ -2,3 +2,7 @@
 //! (`aerie_core::seams`), over NATS: what `aerie gateway` plugs into its
 //! broker with `Broker::with_seams`. The embedded shape (`aerie serve`)
 //! never links this crate's types into its message path.
+
+pub mod backbone;
+pub mod retained;
+pub mod subjects;

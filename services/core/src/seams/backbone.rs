@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::BoxFuture;
 use crate::message::Message;
 
 /// A node's link to the others that serve the same tenants.
@@ -12,14 +13,32 @@ use crate::message::Message;
 /// `Router::deliver` (never back to the node that published it).
 pub trait Backbone: Send + Sync + 'static {
     /// Sends `message` of `tenant` to the other nodes with interest in its
-    /// topic. Called once per PUBLISH, after local delivery.
-    fn publish(&self, tenant: &Arc<str>, message: &Arc<Message>);
+    /// topic. Called once per PUBLISH, after local delivery. True when it
+    /// may reach subscribers elsewhere (then "no matching subscribers" is
+    /// not this node's to say).
+    fn publish(&self, tenant: &Arc<str>, message: &Arc<Message>) -> bool;
 
     /// A subscription of this node on `filter` (in shared group `group`) was
     /// added (`held`) or dropped. Called once per subscription of each
     /// session: the implementation counts, and holds one interest per
-    /// distinct (filter, group).
-    fn interest(&self, tenant: &Arc<str>, filter: &str, group: Option<&str>, held: bool);
+    /// distinct (filter, group). For an added one, `Some(future)` resolves
+    /// once the interest is live on every node (SUBACK waits for it);
+    /// `None`: it is already.
+    fn interest(
+        &self,
+        tenant: &Arc<str>,
+        filter: &str,
+        group: Option<&str>,
+        held: bool,
+    ) -> Option<BoxFuture<()>>;
+
+    /// Whether the backbone picks the member of a shared subscription among
+    /// every node's (then the publishing node delivers only to its
+    /// non-shared subscriptions, and the backbone brings each group its
+    /// message through `Router::deliver_to_group`, even on this node).
+    fn routes_shared_groups(&self) -> bool {
+        false
+    }
 }
 
 /// The embedded shape: one node, so nothing to send, and the subscription
@@ -28,6 +47,16 @@ pub trait Backbone: Send + Sync + 'static {
 pub struct LocalBackbone;
 
 impl Backbone for LocalBackbone {
-    fn publish(&self, _tenant: &Arc<str>, _message: &Arc<Message>) {}
-    fn interest(&self, _tenant: &Arc<str>, _filter: &str, _group: Option<&str>, _held: bool) {}
+    fn publish(&self, _tenant: &Arc<str>, _message: &Arc<Message>) -> bool {
+        false
+    }
+    fn interest(
+        &self,
+        _tenant: &Arc<str>,
+        _filter: &str,
+        _group: Option<&str>,
+        _held: bool,
+    ) -> Option<BoxFuture<()>> {
+        None
+    }
 }

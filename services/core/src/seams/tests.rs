@@ -21,13 +21,21 @@ struct RecordingBackbone {
 }
 
 impl Backbone for RecordingBackbone {
-    fn publish(&self, _tenant: &Arc<str>, message: &Arc<Message>) {
+    fn publish(&self, _tenant: &Arc<str>, message: &Arc<Message>) -> bool {
         self.published.lock().push(message.topic.to_string());
+        false
     }
-    fn interest(&self, _tenant: &Arc<str>, filter: &str, group: Option<&str>, held: bool) {
+    fn interest(
+        &self,
+        _tenant: &Arc<str>,
+        filter: &str,
+        group: Option<&str>,
+        held: bool,
+    ) -> Option<BoxFuture<()>> {
         self.interest
             .lock()
             .push((filter.into(), group.map(Into::into), held));
+        None
     }
 }
 
@@ -235,4 +243,65 @@ async fn a_retained_store_that_answers_later_still_routes_and_delivers_on_subscr
     }
     // The late subscriber: the retained copy on subscribe, and the routed one.
     assert_eq!((live.queued(), late.queued()), (1, 2));
+}
+
+/// A backbone like the NATS one: it reaches other nodes, routes shared
+/// groups itself, and makes SUBACKs wait for a new interest.
+struct GroupRoutingBackbone(tokio::sync::watch::Receiver<bool>);
+
+impl Backbone for GroupRoutingBackbone {
+    fn publish(&self, _tenant: &Arc<str>, _message: &Arc<Message>) -> bool {
+        true
+    }
+    fn interest(
+        &self,
+        _tenant: &Arc<str>,
+        _filter: &str,
+        _group: Option<&str>,
+        held: bool,
+    ) -> Option<BoxFuture<()>> {
+        let mut live = self.0.clone();
+        held.then(|| -> BoxFuture<()> {
+            Box::pin(async move {
+                let _ = live.wait_for(|l| *l).await;
+            })
+        })
+    }
+    fn routes_shared_groups(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn with_a_backbone_that_routes_groups_the_publishing_node_serves_only_plain_subscriptions() {
+    let (go, live) = tokio::sync::watch::channel(false);
+    let broker = broker(Arc::new(GroupRoutingBackbone(live)), Arc::new(LocalOwners));
+    let tenant = broker.tenant("t");
+    let member = tenant.attach("member", true, 0, 1).await.unwrap().session;
+    let plain = tenant.attach("plain", true, 0, 2).await.unwrap().session;
+    let mut subscribed = tenant.subscribe(&member, "$share/g/a", spec()).unwrap();
+    let mut pending = subscribed.live.take().expect("a new interest to wait for");
+    assert!(
+        poll_once(&mut pending).is_pending(),
+        "live before the backbone said so"
+    );
+    go.send_replace(true);
+    pending.await;
+    tenant.subscribe(&plain, "a", spec()).unwrap();
+
+    let published = tenant.publish(message("a", tenant.node().origin(plain.id)));
+    assert_eq!((plain.queued(), member.queued()), (1, 0));
+    assert_eq!(published.routed, 1);
+    // The group's member gets it when the backbone picks this node for it.
+    let m = message("a", Origin::default());
+    assert_eq!(tenant.router().deliver_to_group(&m, "g", "a").routed, 1);
+    assert_eq!(tenant.router().deliver_to_group(&m, "other", "a").routed, 0);
+    assert_eq!(member.queued(), 1);
+    // From another node: the plain subscription only.
+    assert_eq!(tenant.router().deliver_to_subscribers(&m).routed, 1);
+    assert_eq!((plain.queued(), member.queued()), (2, 1));
+
+    // Nobody here: still "matched", since other nodes may have subscribers.
+    let nobody = tenant.publish(message("b", Origin::default()));
+    assert_eq!((nobody.matched, nobody.routed), (1, 0));
 }

@@ -36,7 +36,7 @@ pub struct Tenant {
 }
 
 /// What routing one message did.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Published {
     /// Sessions (or shared groups) it matched, whether or not their queues
     /// took it: what PUBACK's "no matching subscribers" (0x10) is about.
@@ -50,6 +50,10 @@ pub struct Published {
     pub congested: Option<Arc<Session>>,
     /// Not stored nor routed: a retained message over the tenant's quota.
     pub refused: Option<Limit>,
+    /// A retained message whose store answers later (over the network):
+    /// `None` once it is kept and routed, `Some(limit)` if it is refused.
+    /// The publisher's acknowledgement waits for it.
+    pub stored_later: Option<tokio::sync::oneshot::Receiver<Option<Limit>>>,
 }
 
 /// A connection's hold on a session, from [`Tenant::attach`].
@@ -63,12 +67,25 @@ pub struct Attachment {
 }
 
 /// The answer to one SUBSCRIBE filter.
-#[derive(Debug)]
 pub struct Subscribed {
     /// The subscription replaced an existing one with the same filter.
     pub existed: bool,
     /// Retained messages to send now, per the retain handling option.
     pub retained: Vec<Delivery>,
+    /// Resolves once the node's interest in the filter is live on every
+    /// node (the backbone's [`crate::seams::Backbone::interest`]); the
+    /// SUBACK waits for it. `None`: live already (always, embedded).
+    pub live: Option<crate::seams::BoxFuture<()>>,
+}
+
+impl std::fmt::Debug for Subscribed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscribed")
+            .field("existed", &self.existed)
+            .field("retained", &self.retained)
+            .field("live", &self.live.as_ref().map(|_| "pending"))
+            .finish()
+    }
 }
 
 impl Tenant {

@@ -104,17 +104,26 @@ impl Router {
             }
             Poll::Pending => {
                 // A retained store that answers later (over the network):
-                // route once it has; the publisher learns nothing more.
+                // route once it has, and tell the publisher's connection.
                 let router = self.clone();
+                let (told, stored_later) = tokio::sync::oneshot::channel();
                 tokio::spawn(async move {
-                    match set.await {
+                    let refused = match set.await {
                         Ok(_) => {
                             router.accept(message);
+                            None
                         }
-                        Err(limit) => limit.count(),
-                    }
+                        Err(limit) => {
+                            limit.count();
+                            Some(limit)
+                        }
+                    };
+                    let _ = told.send(refused);
                 });
-                Published::default()
+                Published {
+                    stored_later: Some(stored_later),
+                    ..Published::default()
+                }
             }
         }
     }
@@ -125,8 +134,11 @@ impl Router {
         if message.is_metered() {
             self.usage.published(message.payload.len());
         }
-        let published = self.deliver(&message);
-        self.backbone.publish(&self.tenant, &message);
+        let mut published = self.deliver_matching(&message, !self.backbone.routes_shared_groups());
+        if self.backbone.publish(&self.tenant, &message) {
+            // Other nodes may have subscribers: not ours to say there are none.
+            published.matched = published.matched.max(1);
+        }
         published
     }
 
@@ -134,10 +146,58 @@ impl Router {
     /// each shared group): one published here, or one the backbone brought
     /// from another node.
     pub fn deliver(&self, message: &Arc<Message>) -> Published {
+        self.deliver_matching(message, true)
+    }
+
+    /// Delivers a message another node published to this node's matching
+    /// sessions, shared subscriptions left out: for a backbone that routes
+    /// shared groups itself ([`Router::deliver_to_group`]).
+    pub fn deliver_to_subscribers(&self, message: &Arc<Message>) -> Published {
+        self.deliver_matching(message, false)
+    }
+
+    /// Delivers a message to one local member of the shared subscription
+    /// `$share/<group>/<filter>`: the backbone chose this node for it.
+    pub fn deliver_to_group(&self, message: &Arc<Message>, group: &str, filter: &str) -> Published {
+        let matches = self.subs.read().match_topic(&message.topic);
+        let Some(shared) = matches
+            .shared
+            .iter()
+            .find(|s| &*s.group == group && &*s.filter == filter)
+        else {
+            return Published::default();
+        };
+        let group = Arc::new(SharedGroup {
+            group: shared.group.clone(),
+            filter: shared.filter.clone(),
+        });
+        let Some((session, e)) = self.deliver_shared(message, &group, &shared.members, None) else {
+            return Published {
+                matched: 1,
+                ..Published::default()
+            };
+        };
+        Published {
+            matched: 1,
+            routed: 1,
+            ticket: e.ticket,
+            congested: e.congested.then_some(session),
+            ..Published::default()
+        }
+    }
+
+    /// Delivers to the matching sessions, and to one member of each matching
+    /// shared group if `with_shared`.
+    fn deliver_matching(&self, message: &Arc<Message>, with_shared: bool) -> Published {
         let mut ticket = 0;
         let matches = self.subs.read().match_topic(&message.topic);
+        let shared_groups = if with_shared {
+            &matches.shared[..]
+        } else {
+            &[]
+        };
         let mut delivered = 0;
-        let mut matched = matches.shared.len();
+        let mut matched = shared_groups.len();
         let mut congested = None;
 
         // Overlapping subscriptions of one session become one delivery with the
@@ -183,7 +243,7 @@ impl Router {
             }
         }
 
-        for shared in &matches.shared {
+        for shared in shared_groups {
             let group = Arc::new(SharedGroup {
                 group: shared.group.clone(),
                 filter: shared.filter.clone(),
@@ -202,7 +262,7 @@ impl Router {
             routed: delivered,
             ticket,
             congested,
-            refused: None,
+            ..Published::default()
         }
     }
 
@@ -305,9 +365,11 @@ impl Router {
             .insert(inner, group, SessionRef(session.clone()), spec)
             .is_some();
         session.add_subscription(Arc::from(filter), spec);
-        if !existed {
-            self.backbone.interest(&self.tenant, inner, group, true);
-        }
+        let live = if existed {
+            None
+        } else {
+            self.backbone.interest(&self.tenant, inner, group, true)
+        };
 
         let send_retained = group.is_none()
             && match spec.options.retain_handling {
@@ -319,6 +381,7 @@ impl Router {
             return Ok(Subscribed {
                 existed,
                 retained: Vec::new(),
+                live,
             });
         }
         let mut matching = self.retained.matching(inner);
@@ -336,7 +399,11 @@ impl Router {
                 Vec::new()
             }
         };
-        Ok(Subscribed { existed, retained })
+        Ok(Subscribed {
+            existed,
+            retained,
+            live,
+        })
     }
 
     /// Removes a subscription; false when there was none.
@@ -347,7 +414,7 @@ impl Router {
             self.subs
                 .write()
                 .remove(inner, group, &SessionRef(session.clone()));
-            self.backbone.interest(&self.tenant, inner, group, false);
+            let _ = self.backbone.interest(&self.tenant, inner, group, false);
         }
         removed
     }
@@ -361,7 +428,7 @@ impl Router {
         }));
         for f in filters {
             let (inner, group) = split_shared(f);
-            self.backbone.interest(&self.tenant, inner, group, false);
+            let _ = self.backbone.interest(&self.tenant, inner, group, false);
         }
     }
 
@@ -376,7 +443,8 @@ impl Router {
         for (filter, spec) in subscriptions {
             let (inner, group) = split_shared(filter);
             subs.insert(inner, group, key.clone(), *spec);
-            self.backbone.interest(&self.tenant, inner, group, true);
+            // Restored at start-up, before any client: nothing waits for it.
+            let _ = self.backbone.interest(&self.tenant, inner, group, true);
         }
     }
 

@@ -229,6 +229,11 @@ impl Conn {
             self.tenant.node().next_message_id(),
         );
         let published = self.tenant.publish(message);
+        if let Some(stored) = published.stored_later {
+            // A retained store over the network (`held.rs`).
+            self.hold_publish_ack(stored, p.qos, packet_id);
+            return Flow::Continue;
+        }
         if published.refused.is_some() {
             // Over the tenant's retained quota: neither stored nor routed.
             return self.ack_unrouted(p.qos, packet_id, ReasonCode::QUOTA_EXCEEDED);
@@ -236,25 +241,32 @@ impl Conn {
         if published.congested.is_some() {
             self.backpressure = published.congested;
         }
-        let reason = if published.matched == 0 && self.version.is_v5() {
+        self.ack_published(p.qos, packet_id, published.ticket, published.matched);
+        Flow::Continue
+    }
+
+    /// Acknowledges a routed PUBLISH once `ticket` is durable.
+    pub(super) fn ack_published(
+        &mut self,
+        qos: QoS,
+        packet_id: u16,
+        ticket: Ticket,
+        matched: usize,
+    ) {
+        let reason = if matched == 0 && self.version.is_v5() {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
             ReasonCode::SUCCESS
         };
-        match p.qos {
+        match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => {
-                self.send_ack_after(published.ticket, Packet::PubAck, packet_id, reason)
-            }
+            QoS::AtLeastOnce => self.send_ack_after(ticket, Packet::PubAck, packet_id, reason),
             QoS::ExactlyOnce => {
                 self.flight.inbound_qos2.insert(packet_id);
-                let ticket = published
-                    .ticket
-                    .max(self.session.store_inbound_qos2(packet_id, true));
+                let ticket = ticket.max(self.session.store_inbound_qos2(packet_id, true));
                 self.send_ack_after(ticket, Packet::PubRec, packet_id, reason);
             }
         }
-        Flow::Continue
     }
 
     /// Answers a PUBLISH we will not route: an error PUBACK/PUBREC on v5,
@@ -305,7 +317,7 @@ impl Conn {
     /// Answers a PUBLISH that is not routed for `reason`: v5 QoS 1/2 get it in
     /// PUBACK/PUBREC; QoS 0 and 3.1.1, which cannot say it, are acknowledged
     /// as usual and dropped (the connection stays up).
-    fn ack_unrouted(&mut self, qos: QoS, packet_id: u16, reason: ReasonCode) -> Flow {
+    pub(super) fn ack_unrouted(&mut self, qos: QoS, packet_id: u16, reason: ReasonCode) -> Flow {
         let reason = if self.version.is_v5() {
             reason
         } else {
@@ -400,6 +412,7 @@ impl Conn {
         let id = s.properties.subscription_identifier;
         let mut reasons = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
+        let mut live = Vec::new();
         for (filter, options) in &s.filters {
             if let Some(permissions) = &self.permissions
                 && !permissions.may_subscribe(filter)
@@ -431,6 +444,7 @@ impl Conn {
                 Ok(sub) => {
                     reasons.push(granted(options.qos));
                     retained.extend(sub.retained);
+                    live.extend(sub.live);
                 }
                 Err(ReasonCode::PROTOCOL_ERROR) => {
                     return Close::by_server(ReasonCode::PROTOCOL_ERROR, "no_local_on_shared");
@@ -442,14 +456,12 @@ impl Conn {
                 }),
             }
         }
-        let _ = self.out.push(&Packet::SubAck(SubAck {
+        let suback = Packet::SubAck(SubAck {
             packet_id: s.packet_id,
             reasons,
             properties: AckProperties::default(),
-        }));
-        for d in retained {
-            let _ = self.session.enqueue(d, self.tenant.config());
-        }
+        });
+        self.send_suback(live, suback, retained);
         Flow::Continue
     }
 

@@ -7,6 +7,7 @@
 
 mod aliases;
 mod handshake;
+mod held;
 mod inbound;
 mod outbound;
 mod outbox;
@@ -151,6 +152,9 @@ pub(crate) struct Conn {
     pub pacing: pacing::Pacing,
     /// The client's own publish rates.
     pub rates: crate::limits::ClientRates,
+    /// An answer waiting for the cluster (`held.rs`); the client's later
+    /// packets wait in the read buffer meanwhile.
+    pub held: Option<Box<held::Held>>,
 }
 
 /// A connection's task, from the accepted socket (`rd`, `wr`: its halves)
@@ -531,6 +535,7 @@ where
         backpressure: None,
         pacing: Default::default(),
         rates: Default::default(),
+        held: None,
     };
     drop(connect);
 
@@ -619,6 +624,13 @@ impl Conn {
                 &mut deadlines.stall,
             );
             self.pace_publisher().await;
+            if self.held.is_some() {
+                self.release_held().await;
+                if let Flow::Close(c) = self.decode_and_handle(inbuf) {
+                    return Ok(c);
+                }
+                self.pump();
+            }
             deadlines.held_ack = self
                 .held_acks
                 .front()
@@ -737,6 +749,10 @@ impl Conn {
                     received[usize::from(packet.packet_type())] += 1;
                     if let Flow::Close(c) = self.handle(packet) {
                         return Flow::Close(c);
+                    }
+                    if self.held.is_some() {
+                        // The rest waits for the held answer (`release_held`).
+                        return Flow::Continue;
                     }
                 }
                 Ok(None) => return Flow::Continue,

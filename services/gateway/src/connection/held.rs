@@ -1,0 +1,108 @@
+//! Answers that wait for the cluster, in the scale-out shape:
+//! - a SUBACK waits until the subscription is live on every node (the
+//!   backbone's interest reached NATS), so a message published anywhere
+//!   after it reaches the client;
+//! - the PUBACK/PUBREC of a retained message waits until the retained
+//!   store (JetStream) kept or refused it, so the publisher learns of the
+//!   tenant's quota (0x97) and a SUBSCRIBE anywhere after it gets it.
+//!
+//! The connection handles no further packet of its client meanwhile, so
+//! their order is kept. The embedded shape never waits.
+
+use aerie_core::seams::BoxFuture;
+use aerie_core::{Delivery, Limit};
+use aerie_proto::{Packet, QoS, ReasonCode};
+use tokio::sync::oneshot;
+
+use super::Conn;
+
+/// An answer held until the cluster has done its part.
+// Boxed where it is kept (`Conn::held`), one at a time: size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Held {
+    SubAck {
+        live: Vec<BoxFuture<()>>,
+        suback: Packet,
+        /// Retained messages for the new subscriptions: sent after the SUBACK.
+        retained: Vec<Delivery>,
+    },
+    RetainedPublish {
+        /// `Some(limit)`: refused, neither kept nor routed.
+        stored: oneshot::Receiver<Option<Limit>>,
+        qos: QoS,
+        packet_id: u16,
+    },
+}
+
+impl Conn {
+    /// Sends `suback` (then queues `retained`) now, or once every future
+    /// in `live` resolved.
+    pub(super) fn send_suback(
+        &mut self,
+        live: Vec<BoxFuture<()>>,
+        suback: Packet,
+        retained: Vec<Delivery>,
+    ) {
+        if live.is_empty() {
+            self.finish_suback(&suback, retained);
+        } else {
+            self.held = Some(Box::new(Held::SubAck {
+                live,
+                suback,
+                retained,
+            }));
+        }
+    }
+
+    /// Acknowledges a retained PUBLISH once its store answered.
+    pub(super) fn hold_publish_ack(
+        &mut self,
+        stored: oneshot::Receiver<Option<Limit>>,
+        qos: QoS,
+        packet_id: u16,
+    ) {
+        self.held = Some(Box::new(Held::RetainedPublish {
+            stored,
+            qos,
+            packet_id,
+        }));
+    }
+
+    /// Waits for a held answer (its seam bounds the wait), then sends it.
+    pub(super) async fn release_held(&mut self) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        match *held {
+            Held::SubAck {
+                live,
+                suback,
+                retained,
+            } => {
+                for fut in live {
+                    fut.await;
+                }
+                self.finish_suback(&suback, retained);
+            }
+            Held::RetainedPublish {
+                stored,
+                qos,
+                packet_id,
+            } => match stored.await {
+                Ok(Some(_over)) => {
+                    // Always `Continue`: a refused retained message is answered.
+                    let _ = self.ack_unrouted(qos, packet_id, ReasonCode::QUOTA_EXCEEDED);
+                }
+                // Kept and routed (its subscribers elsewhere are not known).
+                Ok(None) | Err(_) => self.ack_published(qos, packet_id, 0, 1),
+            },
+        }
+    }
+
+    fn finish_suback(&mut self, suback: &Packet, retained: Vec<Delivery>) {
+        let _ = self.out.push(suback);
+        for d in retained {
+            let _ = self.session.enqueue(d, self.tenant.config());
+        }
+    }
+}
