@@ -625,7 +625,9 @@ impl Conn {
             );
             self.pace_publisher().await;
             if self.held.is_some() {
-                self.release_held().await;
+                // Boxed: rare, and inline its future would be in every
+                // connection's task for its whole life.
+                Box::pin(self.release_held()).await;
                 if let Flow::Close(c) = self.decode_and_handle(inbuf) {
                     return Ok(c);
                 }
