@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aerie_core::Broker;
+use aerie_core::{Broker, NullStore, Seams};
 use aerie_facts::{KvDirectorySource, Nats};
 use aerie_gateway::auth::{Directory, DirectoryCache};
 use axum::Router;
@@ -69,8 +69,32 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     // the directory yet (created a moment ago) waits that long for it.
     source.spawn_push(&directory);
     directory.spawn_refresh(UNKNOWN_TENANT_WAIT);
-    let broker = Broker::new(crate::node::core_config(&args.mqtt));
-    let gateway = start_gateway(broker, directory, &issuer, &args.mqtt);
+    // Session ownership and tenant connection counts across gateways.
+    let node = aerie_cluster::nodes::incarnation(&node_id);
+    let prefix = &args.nats.nats_prefix;
+    let nodes = aerie_cluster::Nodes::open(&nats.jetstream(), prefix, node.clone()).await;
+    nodes.spawn_heartbeat(shutdown.clone()).await;
+    let owners = aerie_cluster::NatsOwners::open(nats.client.clone(), prefix, node).await;
+    let connections =
+        aerie_cluster::ClusterConnections::open(&nats.jetstream(), prefix, nodes).await;
+    let seams = Seams {
+        owners: Arc::new(owners.clone()),
+        ..Seams::embedded()
+    };
+    let broker = Broker::with_seams(
+        crate::node::core_config(&args.mqtt),
+        Arc::new(NullStore::new()),
+        seams,
+    );
+    owners.serve(broker.clone(), shutdown.clone()).await?;
+    connections.spawn_resync(broker.clone(), shutdown.clone());
+    let gateway = start_gateway(
+        broker,
+        directory,
+        &issuer,
+        &args.mqtt,
+        Arc::new(connections),
+    );
     listeners.serve(&gateway)?;
     tokio::spawn(housekeeping(gateway.broker().clone(), metrics));
     let usage = UsageStream::new(nats, &args.nats.nats_prefix, &node_id);

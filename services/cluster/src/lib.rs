@@ -2,3 +2,13 @@
 //! (`aerie_core::seams`), over NATS: what `aerie gateway` plugs into its
 //! broker with `Broker::with_seams`. The embedded shape (`aerie serve`)
 //! never links this crate's types into its message path.
+
+mod kv_cas;
+mod kv_key;
+pub mod limits;
+pub mod nodes;
+pub mod owners;
+
+pub use limits::ClusterConnections;
+pub use nodes::Nodes;
+pub use owners::NatsOwners;
