@@ -5,6 +5,7 @@
 //! loses only its live connections.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aerie_core::{Broker, NullStore, Seams};
@@ -44,9 +45,10 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let source = KvDirectorySource::spawn(nats.clone(), &args.nats.nats_prefix, shutdown.clone());
     // HTTP first: /readyz says what is missing while NATS or the facts are.
     tracing::info!(addr = %http.local_addr()?, %node_id, "HTTP listening (/healthz, /readyz, /metrics)");
+    let serving = Arc::new(AtomicBool::new(false));
     crate::http::spawn(
         http,
-        probes(source.clone()),
+        probes(source.clone(), serving.clone()),
         metrics.clone(),
         &args.http_edge,
         shutdown.clone(),
@@ -72,11 +74,13 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     // Session ownership and tenant connection counts across gateways.
     let node = aerie_cluster::nodes::incarnation(&node_id);
     let prefix = &args.nats.nats_prefix;
-    let nodes = aerie_cluster::Nodes::open(&nats.jetstream(), prefix, node.clone()).await;
+    let js = nats.jetstream();
+    let (nodes, owners) = tokio::join!(
+        aerie_cluster::Nodes::open(&js, prefix, node.clone()),
+        aerie_cluster::NatsOwners::open(nats.client.clone(), prefix, node),
+    );
     nodes.spawn_heartbeat(shutdown.clone()).await;
-    let owners = aerie_cluster::NatsOwners::open(nats.client.clone(), prefix, node).await;
-    let connections =
-        aerie_cluster::ClusterConnections::open(&nats.jetstream(), prefix, nodes).await;
+    let connections = aerie_cluster::ClusterConnections::open(&js, prefix, nodes).await;
     let seams = Seams {
         owners: Arc::new(owners.clone()),
         ..Seams::embedded()
@@ -96,6 +100,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         Arc::new(connections),
     );
     listeners.serve(&gateway)?;
+    serving.store(true, Ordering::Relaxed);
     tokio::spawn(housekeeping(gateway.broker().clone(), metrics));
     let usage = UsageStream::new(nats, &args.nats.nats_prefix, &node_id);
     tokio::spawn(crate::usage::run(
@@ -114,20 +119,28 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `/healthz` (the process answers) and `/readyz` (NATS connected and the
-/// control plane's facts held; else 503 with the reason).
-fn probes(source: Arc<KvDirectorySource>) -> Router {
+/// `/healthz` (the process answers) and `/readyz` (NATS connected, the
+/// control plane's facts held and MQTT served; else 503 with the reason).
+fn probes(source: Arc<KvDirectorySource>, serving: Arc<AtomicBool>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(source)
+        .with_state((source, serving))
 }
 
 async fn readyz(
-    State(source): State<Arc<KvDirectorySource>>,
+    State((source, serving)): State<(Arc<KvDirectorySource>, Arc<AtomicBool>)>,
 ) -> Result<&'static str, aerie_control::error::ApiError> {
     source
         .readiness()
+        .and_then(|()| {
+            // The listeners are bound from the start; clients wait in their
+            // accept queue until the gateway serves them.
+            match serving.load(Ordering::Relaxed) {
+                true => Ok(()),
+                false => Err("MQTT is not served yet (opening the cluster's KV buckets)"),
+            }
+        })
         .map(|()| "ready\n")
         .map_err(|why| aerie_control::error::ApiError::Unavailable(why.into()))
 }

@@ -6,18 +6,28 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 
+/// How long one attempt to open a bucket may take.
+const OPEN_ATTEMPT: Duration = Duration::from_secs(1);
+
 /// The bucket `config` names, made if it is not there; retried until NATS
 /// answers (a gateway may start before NATS does).
 pub(crate) async fn open_bucket(js: &jetstream::Context, config: kv::Config) -> kv::Store {
     let mut wait = Duration::from_millis(100);
     loop {
-        let opened = match js.get_key_value(&config.bucket).await {
-            Ok(kv) => Ok(kv),
-            Err(_) => js
-                .create_key_value(config.clone())
-                .await
-                .map_err(|e| e.to_string()),
+        // Bounded below the client's 5 s: a JetStream cluster that is still
+        // settling can leave a request unanswered, and a retry gets through.
+        let attempt = async {
+            match js.get_key_value(&config.bucket).await {
+                Ok(kv) => Ok(kv),
+                Err(_) => js
+                    .create_key_value(config.clone())
+                    .await
+                    .map_err(|e| e.to_string()),
+            }
         };
+        let opened = tokio::time::timeout(OPEN_ATTEMPT, attempt)
+            .await
+            .unwrap_or_else(|_| Err("no answer in time".to_owned()));
         match opened {
             Ok(kv) => return kv,
             Err(e) => {
