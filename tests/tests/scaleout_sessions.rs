@@ -187,6 +187,28 @@ async fn a_3_1_1_client_id_connecting_on_the_other_gateway_closes_the_first_conn
 }
 
 #[tokio::test]
+async fn after_a_takeover_on_the_same_gateway_the_other_gateway_still_takes_the_id_over_with_0x8e()
+{
+    let c = cluster();
+    let (_t, token) = tenant_with_token(&c).await;
+    let (mut first, reason) = connect(&c.a, "lamp", &token).await;
+    assert_eq!(reason, ReasonCode::SUCCESS);
+    // The device reconnects to the same gateway: its old connection goes.
+    let (mut second, reason) = connect(&c.a, "lamp", &token).await;
+    assert_eq!(reason, ReasonCode::SUCCESS);
+    let (d, _) = closed_within(&mut first, Duration::from_secs(3)).await;
+    assert_eq!(d.map(|d| d.reason), Some(ReasonCode::SESSION_TAKEN_OVER));
+    // The replaced session gave up nothing: A still owns the id, so a
+    // connect on B closes the live connection on A. (A wrong release would
+    // be an asynchronous delete: the pause lets one land before B looks.)
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_third, reason) = connect(&c.b, "lamp", &token).await;
+    assert_eq!(reason, ReasonCode::SUCCESS);
+    let (d, _) = closed_within(&mut second, Duration::from_secs(3)).await;
+    assert_eq!(d.map(|d| d.reason), Some(ReasonCode::SESSION_TAKEN_OVER));
+}
+
+#[tokio::test]
 async fn two_simultaneous_connects_with_one_client_id_on_two_gateways_leave_exactly_one_connected()
 {
     let c = cluster();
