@@ -209,6 +209,44 @@ async fn after_a_takeover_on_the_same_gateway_the_other_gateway_still_takes_the_
 }
 
 #[tokio::test]
+async fn a_malformed_takeover_request_is_counted_and_closes_nothing() {
+    let c = cluster();
+    let (_t, token) = tenant_with_token(&c).await;
+    let (mut device, reason) = connect(&c.a, "lamp", &token).await;
+    assert_eq!(reason, ReasonCode::SUCCESS);
+    // Gateways' takeover subjects, as NATS's monitoring lists them.
+    let nats = NatsServer::shared();
+    let connz = aerie_e2e::http::send(nats.monitor, "GET", "/connz?subs=1", &[], "").body;
+    let marker = format!("\"{}.owners.", c.prefix);
+    let subjects: Vec<&str> = connz
+        .split(&marker)
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .collect();
+    assert_eq!(
+        subjects.len(),
+        2,
+        "one takeover subject per gateway: {subjects:?}"
+    );
+    for node in subjects {
+        nats.publish(&format!("{}.owners.{node}", c.prefix), b"\x01garbage");
+    }
+    let malformed = |g: &Gateway| {
+        let body = aerie_e2e::http::send(g.http, "GET", "/metrics", &[], "").body;
+        aerie_e2e::server::sum_metric(&body, "aerie_cluster_takeover_requests_malformed_total", "")
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while malformed(&c.a) + malformed(&c.b) < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the malformed requests were not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_alive(&mut device).await;
+}
+
+#[tokio::test]
 async fn two_simultaneous_connects_with_one_client_id_on_two_gateways_leave_exactly_one_connected()
 {
     let c = cluster();

@@ -33,6 +33,8 @@ pub const CLAIMS_TOTAL: &str = "aerie_cluster_session_claims_total";
 pub const TAKEOVERS_SENT_TOTAL: &str = "aerie_cluster_takeovers_sent_total";
 /// Times this node was told another took a client id over.
 pub const TAKEOVERS_RECEIVED_TOTAL: &str = "aerie_cluster_takeovers_received_total";
+/// Takeover requests that did not decode (dropped; nothing is closed).
+pub const MALFORMED_TAKEOVERS_TOTAL: &str = "aerie_cluster_takeover_requests_malformed_total";
 /// Claims whose compare-and-set lost to another write (read again).
 pub const CAS_CONFLICTS_TOTAL: &str = "aerie_cluster_claim_conflicts_total";
 
@@ -106,7 +108,11 @@ impl NatsOwners {
                     () = stop.cancelled() => break,
                 };
                 let Some(kick) = Kick::decode(&request.payload) else {
-                    tracing::warn!("a malformed takeover request; ignored");
+                    metrics::counter!(MALFORMED_TAKEOVERS_TOTAL).increment(1);
+                    tracing::warn!(
+                        bytes = request.payload.len(),
+                        "a malformed takeover request; ignored"
+                    );
                     continue;
                 };
                 metrics::counter!(TAKEOVERS_RECEIVED_TOTAL).increment(1);
