@@ -280,6 +280,21 @@ async fn two_simultaneous_connects_with_one_client_id_on_two_gateways_leave_exac
         };
         assert_alive(survivor).await;
     }
+    let metric = |name: &str| {
+        [&c.a, &c.b]
+            .iter()
+            .map(|g| {
+                let body = aerie_e2e::http::send(g.http, "GET", "/metrics", &[], "").body;
+                aerie_e2e::server::sum_metric(&body, name, "")
+            })
+            .sum::<f64>()
+    };
+    let received = metric("aerie_cluster_takeovers_received_total");
+    eprintln!(
+        "8 races: {received} takeovers received, {} compare-and-set conflicts",
+        metric("aerie_cluster_claim_conflicts_total")
+    );
+    assert!(received >= 8.0, "each race ends in a takeover: {received}");
 }
 
 #[tokio::test]
