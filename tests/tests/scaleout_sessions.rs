@@ -246,6 +246,82 @@ async fn a_malformed_takeover_request_is_counted_and_closes_nothing() {
     assert_alive(&mut device).await;
 }
 
+/// A TCP proxy to NATS that a test can cut (every connection through it
+/// closed, new ones closed at once) and restore: one gateway's view of a
+/// network partition.
+struct Cuttable {
+    url: String,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Cuttable {
+    async fn to(nats: std::net::SocketAddr) -> Cuttable {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("nats://{}", listener.local_addr().unwrap());
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut watch = watch.clone();
+                if *watch.borrow() {
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(nats).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watch.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Cuttable { url, cut }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_cut_off_from_nats_while_its_id_was_taken_over_closes_that_connection_once_back()
+{
+    let nats = NatsServer::shared();
+    let prefix = unique_prefix();
+    let control = Control::start(&nats.url(), &prefix, &[]);
+    let proxy = Cuttable::to(nats.client).await;
+    let mut a = Gateway::start(&proxy.url, &prefix);
+    let mut b = Gateway::start(&nats.url(), &prefix);
+    a.wait_ready();
+    b.wait_ready();
+    let c = Cluster {
+        control,
+        a,
+        b,
+        prefix,
+    };
+    let (_t, token) = tenant_with_token(&c).await;
+    let (mut on_a, reason) = connect(&c.a, "lamp", &token).await;
+    assert_eq!(reason, ReasonCode::SUCCESS);
+
+    // A loses NATS; meanwhile the id connects on B, whose request to A
+    // finds no one: both connections are up for now.
+    proxy.set_cut(true);
+    let mut a = c.a;
+    a.wait_readyz(503, Duration::from_secs(5));
+    let (mut on_b, reason) = connect(&c.b, "lamp", &token).await;
+    assert_eq!(reason, ReasonCode::SUCCESS);
+    assert_alive(&mut on_a).await;
+
+    // A is back: it reads the ids it holds again and lets this one go.
+    proxy.set_cut(false);
+    let (d, took) = closed_within(&mut on_a, Duration::from_secs(6)).await;
+    assert_eq!(d.map(|d| d.reason), Some(ReasonCode::SESSION_TAKEN_OVER));
+    eprintln!("closed {took:?} after NATS came back");
+    assert_alive(&mut on_b).await;
+}
+
 #[tokio::test]
 async fn two_simultaneous_connects_with_one_client_id_on_two_gateways_leave_exactly_one_connected()
 {

@@ -90,7 +90,10 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         Arc::new(NullStore::new()),
         seams,
     );
-    owners.serve(broker.clone(), shutdown.clone()).await?;
+    let counter = nats.clone();
+    owners
+        .serve(broker.clone(), shutdown.clone(), move || counter.connects())
+        .await?;
     connections.spawn_resync(broker.clone(), shutdown.clone());
     let gateway = start_gateway(
         broker,

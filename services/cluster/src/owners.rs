@@ -51,6 +51,17 @@ const RECHECKS: [Duration; 4] = [
     Duration::from_secs(6),
 ];
 
+/// A claim this node holds: whose, and the revision its write made.
+#[derive(Clone)]
+struct Held {
+    tenant: Arc<str>,
+    client_id: Arc<str>,
+    revision: u64,
+}
+
+/// How often the NATS connection's reconnect count is looked at.
+const RECONNECT_POLL: Duration = Duration::from_millis(250);
+
 /// Session owners over NATS KV (the scale-out shape's `SessionOwners`).
 #[derive(Clone)]
 pub struct NatsOwners {
@@ -63,7 +74,7 @@ struct Inner {
     prefix: String,
     node: Arc<str>,
     /// The revision of this node's last claim of each key it holds.
-    held: Mutex<HashMap<String, u64>>,
+    held: Mutex<HashMap<String, Held>>,
 }
 
 impl NatsOwners {
@@ -94,8 +105,35 @@ impl NatsOwners {
     /// Answers takeovers of this node's client ids by closing the local
     /// connection (0x8E), until `stop`. Subscribed before it returns, so
     /// no takeover sent after is missed.
-    pub async fn serve(&self, broker: Broker, stop: CancellationToken) -> anyhow::Result<()> {
+    ///
+    /// `connects` counts the NATS client's (re)connections: after each
+    /// reconnect the ids this node holds are read again, and a connection
+    /// whose id another node claimed meanwhile (its takeover request found
+    /// no one here) is closed with 0x8E.
+    pub async fn serve(
+        &self,
+        broker: Broker,
+        stop: CancellationToken,
+        connects: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> anyhow::Result<()> {
         let owners = self.inner.clone();
+        let (recheck, recheck_broker, recheck_stop) =
+            (self.inner.clone(), broker.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut seen = connects();
+            let mut tick = tokio::time::interval(RECONNECT_POLL);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = recheck_stop.cancelled() => break,
+                }
+                let now = connects();
+                if now != seen {
+                    seen = now;
+                    recheck.recheck_held(&recheck_broker).await;
+                }
+            }
+        });
         let mut requests = owners
             .client
             .subscribe(owners.subject(&owners.node))
@@ -131,6 +169,39 @@ impl Inner {
         format!("{}.owners.{node}", self.prefix)
     }
 
+    /// Reads every id this node holds again; those another node claimed
+    /// since are taken over here.
+    async fn recheck_held(self: &Arc<Self>, broker: &Broker) {
+        let held: Vec<(String, Held)> = self
+            .held
+            .lock()
+            .iter()
+            .map(|(k, h)| (k.clone(), h.clone()))
+            .collect();
+        tracing::info!(
+            ids = held.len(),
+            "NATS reconnected: checking the client ids held here"
+        );
+        for (key, h) in held {
+            match self.kv.entry(key.as_str()).await {
+                Ok(Some(entry))
+                    if entry.operation == kv::Operation::Put && entry.revision > h.revision =>
+                {
+                    self.taken_over(
+                        broker,
+                        &Kick {
+                            tenant: h.tenant,
+                            client_id: h.client_id,
+                            revision: entry.revision,
+                        },
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read a session owner again"),
+            }
+        }
+    }
+
     /// Another node claimed `kick`'s client id at `kick.revision`: forget
     /// our claim if older, and close the local connection (now, and again
     /// later if an attach that was under way here lets one in).
@@ -138,7 +209,7 @@ impl Inner {
         let key = owner_key(&kick.tenant, &kick.client_id);
         {
             let mut held = self.held.lock();
-            if held.get(&key).is_some_and(|rev| *rev < kick.revision) {
+            if held.get(&key).is_some_and(|h| h.revision < kick.revision) {
                 held.remove(&key);
             }
         }
@@ -155,7 +226,7 @@ impl Inner {
                     .held
                     .lock()
                     .get(&key)
-                    .is_some_and(|rev| *rev > kick.revision);
+                    .is_some_and(|h| h.revision > kick.revision);
                 if ours {
                     return;
                 }
@@ -196,7 +267,14 @@ impl Inner {
                     return Err(ReasonCode::SERVER_UNAVAILABLE);
                 }
             };
-            self.held.lock().insert(key, revision);
+            self.held.lock().insert(
+                key,
+                Held {
+                    tenant: tenant.clone(),
+                    client_id: client_id.clone(),
+                    revision,
+                },
+            );
             metrics::counter!(CLAIMS_TOTAL).increment(1);
             return Ok(match previous {
                 Some(old) if old.node != self.node => {
@@ -244,7 +322,7 @@ impl SessionOwners for NatsOwners {
 
     fn release(&self, tenant: &Arc<str>, client_id: &Arc<str>) {
         let key = owner_key(tenant, client_id);
-        let Some(revision) = self.inner.held.lock().remove(&key) else {
+        let Some(Held { revision, .. }) = self.inner.held.lock().remove(&key) else {
             return;
         };
         // Deleted only if still ours: a newer claim anywhere moved the revision.
