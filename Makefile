@@ -11,7 +11,7 @@ NATS_VERSION := 2.15.1
 NATS_SHA256 := dd9b8a99f78955e35108355176d2fe61269efb909698eb9fce3d5d81a70e2bda
 NATS_DIR := $(HOME)/.cache/aerie-tools/nats-$(NATS_VERSION)
 
-.PHONY: run build test test-deps unit e2e web fuzz bench lint fmt deps clean
+.PHONY: run build test test-deps unit e2e web fuzz bench lint fmt deps clean cluster
 
 ## run: the whole service on embedded defaults (MQTT :1883, WS :8083/mqtt, HTTP :8080 with the
 ## console at /, data in ./data)
@@ -31,6 +31,13 @@ web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
 
 build:
 	$(CARGO) build --workspace --all-targets
+
+## cluster: the scale-out shape on loopback: a 3-node NATS cluster with JetStream (nats-server from
+## `make test-deps`), `aerie control --nats` on SQLite and two `aerie gateway`s; prints the endpoints
+## and the sign-up commands; Ctrl-C stops everything (scripts/cluster.sh, PORT_BASE moves the ports)
+cluster:
+	$(CARGO) build -p aerie
+	NATS_SERVER=$(NATS_DIR)/bin/nats-server AERIE_BIN=target/debug/aerie scripts/cluster.sh
 
 ## test: every test — unit, property, codec differential, end-to-end with real clients, the
 ## console's unit tests (Vitest) and its browser tests (Chromium, run by tests/tests/console.rs)

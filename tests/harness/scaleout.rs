@@ -162,6 +162,26 @@ impl Gateway {
         gateway
     }
 
+    /// A raw v5 client's clean CONNECT with `token` as its password; the
+    /// client and the CONNACK's reason.
+    pub async fn connect_v5(
+        &self,
+        client_id: &str,
+        token: &str,
+    ) -> (crate::RawClient, aerie_proto::ReasonCode) {
+        let (c, ack) = crate::RawClient::connect_with(
+            self.mqtt,
+            crate::tenants::with_password(aerie_proto::ProtocolVersion::V5, client_id, Some(token)),
+        )
+        .await;
+        (c, ack.reason)
+    }
+
+    /// SIGKILL: its connections drop and it says nothing to anyone.
+    pub fn kill9(&mut self) {
+        self.process.kill9();
+    }
+
     /// The status of `GET /readyz`.
     pub fn readyz(&self) -> u16 {
         crate::http::send(self.http, "GET", "/readyz", &[], "").status

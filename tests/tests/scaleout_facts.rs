@@ -14,9 +14,9 @@ use aerie_e2e::nats::{NatsServer, unique_prefix};
 use aerie_e2e::raw::{assert_alive, closed_within, reason_string};
 use aerie_e2e::scaleout::{Control, Gateway};
 use aerie_e2e::server::free_addr;
-use aerie_e2e::tenants::{Tenant, mint, revoke, tenant, with_password};
+use aerie_e2e::tenants::{Tenant, mint, revoke, tenant};
 use aerie_e2e::v5client::{V5, v5_options};
-use aerie_proto::{ProtocolVersion, ReasonCode};
+use aerie_proto::ReasonCode;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5 as p5;
 use serde_json::json;
@@ -42,12 +42,7 @@ fn control_and_gateway_with_prefix(control_flags: &[&str]) -> (Control, Gateway,
 }
 
 async fn connect(gateway: &Gateway, client_id: &str, token: &str) -> (RawClient, ReasonCode) {
-    let (c, ack) = RawClient::connect_with(
-        gateway.mqtt,
-        with_password(ProtocolVersion::V5, client_id, Some(token)),
-    )
-    .await;
-    (c, ack.reason)
+    gateway.connect_v5(client_id, token).await
 }
 
 /// CONNECTs with `token` until accepted (the facts it needs are on their

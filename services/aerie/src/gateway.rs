@@ -5,6 +5,7 @@
 //! loses only its live connections.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aerie_cluster::backbone::NatsBackbone;
@@ -46,9 +47,10 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let source = KvDirectorySource::spawn(nats.clone(), &args.nats.nats_prefix, shutdown.clone());
     // HTTP first: /readyz says what is missing while NATS or the facts are.
     tracing::info!(addr = %http.local_addr()?, %node_id, "HTTP listening (/healthz, /readyz, /metrics)");
+    let serving = Arc::new(AtomicBool::new(false));
     crate::http::spawn(
         http,
-        probes(source.clone()),
+        probes(source.clone(), serving.clone()),
         metrics.clone(),
         &args.http_edge,
         shutdown.clone(),
@@ -72,19 +74,22 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     source.spawn_push(&directory);
     directory.spawn_refresh(UNKNOWN_TENANT_WAIT);
     let node = node_id_of(&node_id);
-    let (backbone, inbound) = NatsBackbone::start(
-        nats.client.clone(),
-        &args.nats.nats_prefix,
-        node,
-        shutdown.clone(),
+    let prefix = &args.nats.nats_prefix;
+    let (backbone, inbound) =
+        NatsBackbone::start(nats.client.clone(), prefix, node, shutdown.clone());
+    // Session ownership and tenant connection counts across gateways.
+    let incarnation = aerie_cluster::nodes::incarnation(&node_id);
+    let js = nats.jetstream();
+    let (nodes, owners) = tokio::join!(
+        aerie_cluster::Nodes::open(&js, prefix, incarnation.clone()),
+        aerie_cluster::NatsOwners::open(nats.client.clone(), prefix, incarnation),
     );
+    nodes.spawn_heartbeat(shutdown.clone()).await;
+    let connections = aerie_cluster::ClusterConnections::open(&js, prefix, nodes).await;
     let seams = Seams {
         backbone,
-        retained: Arc::new(JetStreamRetainedStores::new(
-            nats.client.clone(),
-            &args.nats.nats_prefix,
-        )),
-        ..Seams::embedded()
+        retained: Arc::new(JetStreamRetainedStores::new(nats.client.clone(), prefix)),
+        owners: Arc::new(owners.clone()),
     };
     let config = aerie_core::CoreConfig {
         node_id: node,
@@ -92,8 +97,20 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     };
     let broker = Broker::with_seams(config, Arc::new(NullStore::new()), seams);
     inbound.spawn(broker.clone());
-    let gateway = start_gateway(broker, directory, &issuer, &args.mqtt);
+    let counter = nats.clone();
+    owners
+        .serve(broker.clone(), shutdown.clone(), move || counter.connects())
+        .await?;
+    connections.spawn_resync(broker.clone(), shutdown.clone());
+    let gateway = start_gateway(
+        broker,
+        directory,
+        &issuer,
+        &args.mqtt,
+        Arc::new(connections),
+    );
     listeners.serve(&gateway)?;
+    serving.store(true, Ordering::Relaxed);
     tokio::spawn(housekeeping(gateway.broker().clone(), metrics));
     let usage = UsageStream::new(nats, &args.nats.nats_prefix, &node_id);
     tokio::spawn(crate::usage::run(
@@ -122,20 +139,28 @@ fn node_id_of(name: &str) -> NodeId {
     NodeId(hash.max(1))
 }
 
-/// `/healthz` (the process answers) and `/readyz` (NATS connected and the
-/// control plane's facts held; else 503 with the reason).
-fn probes(source: Arc<KvDirectorySource>) -> Router {
+/// `/healthz` (the process answers) and `/readyz` (NATS connected, the
+/// control plane's facts held and MQTT served; else 503 with the reason).
+fn probes(source: Arc<KvDirectorySource>, serving: Arc<AtomicBool>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(source)
+        .with_state((source, serving))
 }
 
 async fn readyz(
-    State(source): State<Arc<KvDirectorySource>>,
+    State((source, serving)): State<(Arc<KvDirectorySource>, Arc<AtomicBool>)>,
 ) -> Result<&'static str, aerie_control::error::ApiError> {
     source
         .readiness()
+        .and_then(|()| {
+            // The listeners are bound from the start; clients wait in their
+            // accept queue until the gateway serves them.
+            match serving.load(Ordering::Relaxed) {
+                true => Ok(()),
+                false => Err("MQTT is not served yet (opening the cluster's KV buckets)"),
+            }
+        })
         .map(|()| "ready\n")
         .map_err(|why| aerie_control::error::ApiError::Unavailable(why.into()))
 }

@@ -100,6 +100,7 @@ pub fn start_gateway(
     directory: Arc<DirectoryCache>,
     issuer: &str,
     args: &MqttArgs,
+    connections: Arc<dyn aerie_core::quota::TenantConnections>,
 ) -> Gateway {
     // Tenant limits follow the directory: a change reaches live connections
     // with the next snapshot.
@@ -119,6 +120,7 @@ pub fn start_gateway(
             handshake_timeout: Duration::from_secs(args.handshake_timeout),
             slow_consumer_timeout: (args.slow_consumer_timeout > 0)
                 .then(|| Duration::from_secs(args.slow_consumer_timeout)),
+            connections,
             ..GatewayConfig::default()
         },
     );

@@ -78,7 +78,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("cannot load the token directory")?;
     directory.spawn_refresh(DIRECTORY_REFRESH);
-    let gateway = start_gateway(broker, directory, control.issuer(), &args.mqtt);
+    let gateway = start_gateway(
+        broker,
+        directory,
+        control.issuer(),
+        &args.mqtt,
+        Arc::new(aerie_core::quota::LocalConnections),
+    );
     let shutdown = gateway.shutdown_token();
     listeners.serve(&gateway)?;
     tokio::spawn(housekeeping(gateway.broker().clone(), metrics.clone()));

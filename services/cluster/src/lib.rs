@@ -6,3 +6,12 @@
 pub mod backbone;
 pub mod retained;
 pub mod subjects;
+mod kv_cas;
+mod kv_key;
+pub mod limits;
+pub mod nodes;
+pub mod owners;
+
+pub use limits::ClusterConnections;
+pub use nodes::Nodes;
+pub use owners::NatsOwners;

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use crate::message::Message;
 use crate::retained::RetainedMap;
+use crate::seams::BoxFuture;
 use crate::tenant::Tenant;
 
 /// Counted once per refusal (or clamp) by `limit`.
@@ -417,6 +418,22 @@ pub(crate) fn check_retained(
 /// A tenant's live connection, counted until dropped.
 pub struct ConnectionSlot {
     tenant: Arc<Tenant>,
+    /// What else counts the connection (another node's view of the tenant),
+    /// given back when the slot is: after the local count went down.
+    lease: Option<Box<dyn Send + Sync>>,
+}
+
+impl ConnectionSlot {
+    /// The tenant whose connection this is.
+    pub fn tenant(&self) -> &Arc<Tenant> {
+        &self.tenant
+    }
+
+    /// Keeps `lease` until the slot is given back, and drops it then.
+    pub fn with_lease(mut self, lease: impl Send + Sync + 'static) -> ConnectionSlot {
+        self.lease = Some(Box::new(lease));
+        self
+    }
 }
 
 impl Drop for ConnectionSlot {
@@ -441,7 +458,27 @@ pub fn try_connection(tenant: &Arc<Tenant>, takeover: bool) -> Option<Connection
         .ok()
         .map(|_| ConnectionSlot {
             tenant: tenant.clone(),
+            lease: None,
         })
+}
+
+/// Where a tenant's connection limit is counted: this process only
+/// ([`LocalConnections`], the embedded shape), or every node of the
+/// scale-out shape (`aerie_cluster::ClusterConnections`).
+pub trait TenantConnections: std::fmt::Debug + Send + Sync + 'static {
+    /// A slot for a new connection of `tenant`, or None at its limit (a
+    /// `takeover` is admitted at the limit, as [`try_connection`] says).
+    fn admit(&self, tenant: &Arc<Tenant>, takeover: bool) -> BoxFuture<Option<ConnectionSlot>>;
+}
+
+/// One process: the tenant's atomic count is all there is.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalConnections;
+
+impl TenantConnections for LocalConnections {
+    fn admit(&self, tenant: &Arc<Tenant>, takeover: bool) -> BoxFuture<Option<ConnectionSlot>> {
+        Box::pin(std::future::ready(try_connection(tenant, takeover)))
+    }
 }
 
 #[cfg(test)]

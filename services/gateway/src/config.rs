@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aerie_core::quota::{LocalConnections, TenantConnections};
+
 use crate::auth::Verifier;
 
 #[derive(Debug, Clone)]
@@ -41,6 +43,9 @@ pub struct GatewayConfig {
     /// then a v5 client gets the ack with 0x80 and a 3.1.1 client, which
     /// cannot be told, is disconnected without it.
     pub store_ack_timeout: Duration,
+    /// Where a tenant's connection limit is counted: this process, or
+    /// every gateway of the scale-out shape.
+    pub connections: Arc<dyn TenantConnections>,
 }
 
 impl Default for GatewayConfig {
@@ -59,6 +64,7 @@ impl Default for GatewayConfig {
             handshake_timeout: Duration::from_secs(10),
             max_connections: 1_000_000,
             store_ack_timeout: Duration::from_secs(10),
+            connections: Arc::new(LocalConnections),
         }
     }
 }

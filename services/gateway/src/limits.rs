@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aerie_core::quota::{Limit, LocalRate, now_nanos};
+use aerie_core::quota::{Limit, LocalRate, TenantConnections, now_nanos};
 use aerie_core::{Broker, Tenant};
 
 use crate::auth::{Directory, DirectoryCache};
@@ -98,8 +98,10 @@ pub fn check_tenant_publish(tenant: &Tenant, payload: usize) -> Result<(), Limit
 }
 
 /// Checks the connect rate, then counts the connection against the tenant's
-/// connections; the refusal (with its CONNACK reason) is counted.
-pub(crate) fn admit_connection(
+/// connections (where `connections` counts them); the refusal (with its
+/// CONNACK reason) is counted.
+pub(crate) async fn admit_connection(
+    connections: &dyn TenantConnections,
     tenant: &Arc<Tenant>,
     takeover: bool,
 ) -> Result<aerie_core::quota::ConnectionSlot, aerie_proto::ReasonCode> {
@@ -107,7 +109,7 @@ pub(crate) fn admit_connection(
         Limit::ConnectRate.count();
         return Err(aerie_proto::ReasonCode::CONNECTION_RATE_EXCEEDED);
     }
-    aerie_core::quota::try_connection(tenant, takeover).ok_or_else(|| {
+    connections.admit(tenant, takeover).await.ok_or_else(|| {
         Limit::Connections.count();
         aerie_proto::ReasonCode::QUOTA_EXCEEDED
     })
@@ -196,8 +198,8 @@ mod tests {
         assert!((0..100).all(|_| c.check_publish(&other, 1000).is_ok()));
     }
 
-    #[test]
-    fn connections_over_the_limit_are_quota_exceeded_and_connects_over_the_rate_0x9f() {
+    #[tokio::test]
+    async fn connections_over_the_limit_are_quota_exceeded_and_connects_over_the_rate_0x9f() {
         let broker = Broker::new(CoreConfig::default());
         let tenant = broker.tenant("t");
         tenant.quota().set_limits(TenantLimits {
@@ -205,14 +207,17 @@ mod tests {
             connect_rate: 2,
             ..TenantLimits::UNLIMITED
         });
-        let slot = admit_connection(&tenant, false).expect("first");
+        let local = aerie_core::quota::LocalConnections;
+        let slot = admit_connection(&local, &tenant, false)
+            .await
+            .expect("first");
         assert_eq!(
-            admit_connection(&tenant, false).err(),
+            admit_connection(&local, &tenant, false).await.err(),
             Some(aerie_proto::ReasonCode::QUOTA_EXCEEDED)
         );
         drop(slot);
         assert_eq!(
-            admit_connection(&tenant, false).err(),
+            admit_connection(&local, &tenant, false).await.err(),
             Some(aerie_proto::ReasonCode::CONNECTION_RATE_EXCEEDED)
         );
     }

@@ -154,6 +154,30 @@ async fn a_refused_claim_refuses_the_connect_and_an_ended_session_is_released() 
 }
 
 #[tokio::test]
+async fn a_local_takeover_keeps_the_ownership_its_claim_took() {
+    let owners = Arc::new(RecordingOwners::default());
+    let tenant = broker(Arc::new(LocalBackbone), owners.clone()).tenant("t");
+    let old = tenant.attach("c", true, 0, 1).await.unwrap().session;
+    let attaching = tokio::spawn({
+        let tenant = tenant.clone();
+        async move { tenant.attach("c", true, 0, 2).await.unwrap().session }
+    });
+    // The old connection is asked to close, and does.
+    while old.take_kick().is_none() {
+        tokio::task::yield_now().await;
+    }
+    tenant.detach(&old, 1, Default::default(), None);
+    let new = attaching.await.unwrap();
+    // The replaced session released nothing: the new one holds the claim.
+    assert_eq!(*owners.log.lock(), ["claim c true", "claim c true"]);
+    tenant.detach(&new, 2, Default::default(), None);
+    assert_eq!(
+        *owners.log.lock(),
+        ["claim c true", "claim c true", "release c"]
+    );
+}
+
+#[tokio::test]
 async fn a_takeover_on_another_node_closes_the_local_connection_with_0x8e() {
     let tenant = Broker::new(CoreConfig::default()).tenant("t");
     let s = tenant.attach("c", true, 0, 1).await.unwrap().session;

@@ -25,6 +25,10 @@ pub struct SessionTable {
     router: Arc<Router>,
     owners: Arc<dyn SessionOwners>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+    /// Client ids with an attach under way (and how many): a session that
+    /// such an attach replaces ends without releasing the ownership the
+    /// attach has just claimed.
+    attaching: Mutex<HashMap<Arc<str>, usize>>,
     session_ids: Arc<AtomicU64>,
     store: Arc<TenantStore>,
     /// Set once the tenant is deleted: its timers (session expiry, delayed
@@ -47,6 +51,7 @@ impl SessionTable {
             router,
             owners,
             sessions: Mutex::new(HashMap::new()),
+            attaching: Mutex::new(HashMap::new()),
             session_ids,
             store,
             deleted: tokio::sync::watch::Sender::new(false),
@@ -65,6 +70,7 @@ impl SessionTable {
     ) -> Result<Attachment, ReasonCode> {
         // Across nodes first: another node holding it lets go (0x8E there).
         let client: Arc<str> = Arc::from(client_id);
+        let _attaching = Attaching::new(self, &client);
         self.owners
             .claim(&self.tenant, &client, clean_start)
             .await?;
@@ -245,7 +251,9 @@ impl SessionTable {
             .is_some_and(|s| Arc::ptr_eq(s, session))
         {
             sessions.remove(&session.client_id);
-            self.owners.release(&self.tenant, &session.client_id);
+            if !self.attaching.lock().contains_key(&session.client_id) {
+                self.owners.release(&self.tenant, &session.client_id);
+            }
         }
         drop(sessions);
         self.end_session(session);
@@ -336,6 +344,34 @@ impl SessionTable {
         let sessions: Vec<_> = self.sessions.lock().drain().map(|(_, s)| s).collect();
         for s in &sessions {
             self.end_session(s);
+        }
+    }
+}
+
+/// Marks an attach of a client id as under way while it lives.
+struct Attaching<'a> {
+    table: &'a SessionTable,
+    client: Arc<str>,
+}
+
+impl<'a> Attaching<'a> {
+    fn new(table: &'a SessionTable, client: &Arc<str>) -> Attaching<'a> {
+        *table.attaching.lock().entry(client.clone()).or_insert(0) += 1;
+        Attaching {
+            table,
+            client: client.clone(),
+        }
+    }
+}
+
+impl Drop for Attaching<'_> {
+    fn drop(&mut self) {
+        let mut attaching = self.table.attaching.lock();
+        if let Some(n) = attaching.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                attaching.remove(&self.client);
+            }
         }
     }
 }

@@ -167,7 +167,9 @@ pub(crate) async fn accept(
 
     // Before the session is touched: a refused CONNECT takes nothing over.
     let takeover = tenant.session(&client_id).is_some_and(|s| s.is_attached());
-    let slot = crate::limits::admit_connection(&tenant, takeover).map_err(Refused)?;
+    let slot = crate::limits::admit_connection(config.connections.as_ref(), &tenant, takeover)
+        .await
+        .map_err(Refused)?;
     let attachment = tenant
         .attach(
             &client_id,
