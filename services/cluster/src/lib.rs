@@ -4,13 +4,13 @@
 //! never links this crate's types into its message path.
 
 pub mod backbone;
-pub mod retained;
-pub mod subjects;
 mod kv_cas;
 mod kv_key;
 pub mod limits;
 pub mod nodes;
 pub mod owners;
+pub mod retained;
+pub mod subjects;
 
 pub use limits::ClusterConnections;
 pub use nodes::Nodes;
