@@ -260,9 +260,10 @@ async fn a_shared_subscription_with_members_on_both_gateways_gets_each_message_o
     // A plain subscriber on each gateway sees every message once, beside
     // the group: B's with two overlapping filters (two NATS subscriptions
     // of B match each message), A's beside the publisher.
-    let mut plain_a = raw(&c.a, "plain", &token).await;
+    // Two client ids: one id is one session across the gateways.
+    let mut plain_a = raw(&c.a, "plain-a", &token).await;
     plain_a.subscribe(1, "jobs/#", QoS::AtLeastOnce).await;
-    let mut plain_b = raw(&c.b, "plain", &token).await;
+    let mut plain_b = raw(&c.b, "plain-b", &token).await;
     plain_b.subscribe(1, "jobs/+", QoS::AtLeastOnce).await;
     plain_b.subscribe(2, "jobs/#", QoS::AtLeastOnce).await;
 
@@ -308,14 +309,16 @@ async fn two_tenants_with_the_same_topics_and_client_ids_on_both_gateways_see_no
     let c = cluster();
     let (_green, green) = c.tenant("green@example.com").await;
     let (_blue, blue) = c.tenant("blue@example.com").await;
-    let mut green_b = raw(&c.b, "dev", &green).await;
-    let mut blue_b = raw(&c.b, "dev", &blue).await;
+    // The same client ids in both tenants; within a tenant the subscriber
+    // and the publisher differ (one id is one session across the gateways).
+    let mut green_b = raw(&c.b, "dev-b", &green).await;
+    let mut blue_b = raw(&c.b, "dev-b", &blue).await;
     for s in [&mut green_b, &mut blue_b] {
         s.subscribe(1, "#", QoS::AtLeastOnce).await;
     }
     // Both publish on the same topic, from A, with the same client id.
     for (token, payload) in [(&green, "green"), (&blue, "blue")] {
-        let mut publisher = raw(&c.a, "dev", token).await;
+        let mut publisher = raw(&c.a, "dev-a", token).await;
         publisher
             .publish_acked("home/door", payload.as_bytes(), QoS::AtLeastOnce, false, 1)
             .await;
@@ -465,7 +468,11 @@ async fn no_local_retain_as_published_subscription_ids_and_expiry_behave_across_
 /// The retained messages a new subscriber to `filter` on `gateway` gets,
 /// as (topic, payload), sorted.
 async fn retained_on(gateway: &Gateway, token: &str, filter: &str) -> Vec<(String, String)> {
-    let mut c = raw(gateway, "reader", token).await;
+    // A fresh client id each time: one id is one session across the
+    // gateways, and the last reader may not be gone yet.
+    static READERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = READERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut c = raw(gateway, &format!("reader-{n}"), token).await;
     c.subscribe(1, filter, QoS::AtLeastOnce).await;
     let mut got = Vec::new();
     while let Some(p) = publish_within(&mut c, Duration::from_millis(700)).await {

@@ -313,9 +313,13 @@ impl Writer {
                     self.health
                         .durable_bytes
                         .fetch_add(pending.bytes, Ordering::Relaxed);
+                    // Healthy again before the acks it releases: whoever
+                    // sees them resume must not still read "failing".
+                    if failing_since.is_some() {
+                        self.health.failing.store(false, Ordering::SeqCst);
+                    }
                     self.durable.send_replace(pending.last);
                     if let Some(since) = failing_since {
-                        self.health.failing.store(false, Ordering::SeqCst);
                         metrics::gauge!(m::STORE_FAILING).set(0.0);
                         tracing::warn!(
                             failed_for_ms = since.elapsed().as_millis() as u64,
