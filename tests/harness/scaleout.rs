@@ -177,6 +177,21 @@ impl Gateway {
         (c, ack.reason)
     }
 
+    /// Waits (10 s at most) until `token` connects: the facts it needs
+    /// travel to the gateway through NATS.
+    pub async fn wait_accepts(&self, token: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (client, reason) = self.connect_v5("probe", token).await;
+            if reason == aerie_proto::ReasonCode::SUCCESS {
+                client.disconnect().await;
+                return;
+            }
+            assert!(Instant::now() < deadline, "token refused: {reason:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILL: its connections drop and it says nothing to anyone.
     pub fn kill9(&mut self) {
         self.process.kill9();
@@ -215,6 +230,40 @@ impl Gateway {
                 "the gateway is ready but not on MQTT"
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A control plane and two ready gateways on the shared nats-server, apart
+/// from other tests by their bucket prefix.
+pub struct Cluster {
+    pub control: Control,
+    pub a: Gateway,
+    pub b: Gateway,
+    pub prefix: String,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let nats = crate::nats::NatsServer::shared();
+        let prefix = crate::nats::unique_prefix();
+        let control = Control::start(&nats.url(), &prefix, &[]);
+        let mut a = Gateway::start(&nats.url(), &prefix);
+        let mut b = Gateway::start(&nats.url(), &prefix);
+        a.wait_ready();
+        b.wait_ready();
+        Cluster {
+            control,
+            a,
+            b,
+            prefix,
+        }
+    }
+
+    /// Waits until both gateways accept `token`.
+    pub async fn wait_accepted(&self, token: &str) {
+        for gateway in [&self.a, &self.b] {
+            gateway.wait_accepts(token).await;
         }
     }
 }

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aerie_e2e::RawClient;
-use aerie_e2e::nats::{NatsServer, unique_prefix};
-use aerie_e2e::scaleout::{Control, Gateway};
+use aerie_e2e::nats::NatsServer;
+use aerie_e2e::scaleout::{Cluster, Gateway};
 use aerie_e2e::tenants::{Tenant, mint, tenant, with_password};
 use aerie_e2e::v5client::{V3, V5, v3_ws_options, v5_options};
 use aerie_proto::{
@@ -20,31 +20,18 @@ use aerie_proto::{
 use rumqttc::v5::mqttbytes::v5 as p5;
 use serde_json::json;
 
-/// A control plane and two ready gateways sharing one bucket prefix.
-struct Cluster {
-    control: Control,
-    a: Gateway,
-    b: Gateway,
-    prefix: String,
-}
-
+/// A control plane and two ready gateways (see [`Cluster::start`]).
 fn cluster() -> Cluster {
-    let nats = NatsServer::shared();
-    let prefix = unique_prefix();
-    let control = Control::start(&nats.url(), &prefix, &[]);
-    let mut a = Gateway::start(&nats.url(), &prefix);
-    let mut b = Gateway::start(&nats.url(), &prefix);
-    a.wait_ready();
-    b.wait_ready();
-    Cluster {
-        control,
-        a,
-        b,
-        prefix,
-    }
+    Cluster::start()
 }
 
-impl Cluster {
+/// Tenants of these tests: limits lifted past the free plan's.
+trait LiftedTenants {
+    async fn tenant(&self, email: &str) -> (Tenant, String);
+    async fn tenant_with(&self, email: &str, limits: serde_json::Value) -> (Tenant, String);
+}
+
+impl LiftedTenants for Cluster {
     /// A tenant with its limits lifted past the free plan's, and a token
     /// both gateways accept.
     async fn tenant(&self, email: &str) -> (Tenant, String) {
@@ -69,28 +56,8 @@ impl Cluster {
             )
             .expect(200);
         let (token, _) = mint(&self.control, &t, json!({}));
-        for gateway in [&self.a, &self.b] {
-            connects_within(gateway, &token).await;
-        }
+        self.wait_accepted(&token).await;
         (t, token)
-    }
-}
-
-/// Waits until `token` connects to `gateway` (the facts it needs, and the
-/// lifted limits, are on their way through NATS).
-async fn connects_within(gateway: &Gateway, token: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_c, ack) = RawClient::connect_with(
-            gateway.mqtt,
-            with_password(ProtocolVersion::V5, "probe", Some(token)),
-        )
-        .await;
-        if ack.reason == ReasonCode::SUCCESS {
-            return;
-        }
-        assert!(Instant::now() < deadline, "token refused: {:?}", ack.reason);
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -12,57 +12,23 @@ use std::time::{Duration, Instant};
 use aerie_e2e::RawClient;
 use aerie_e2e::nats::{NatsServer, unique_prefix};
 use aerie_e2e::raw::{assert_alive, closed_within};
-use aerie_e2e::scaleout::{Control, Gateway};
+use aerie_e2e::scaleout::{Cluster, Control, Gateway};
 use aerie_e2e::tenants::{Tenant, mint, tenant};
 use aerie_e2e::v5client::{V3, V5, v3_options, v5_options};
 use aerie_proto::{Packet, ReasonCode};
 use rumqttc::v5::mqttbytes::v5 as p5;
 use serde_json::json;
 
-/// A control plane and two ready gateways on the shared nats-server, apart
-/// from other tests by their bucket prefix.
-struct Cluster {
-    control: Control,
-    a: Gateway,
-    b: Gateway,
-    prefix: String,
-}
-
+/// A control plane and two ready gateways (see [`Cluster::start`]).
 fn cluster() -> Cluster {
-    let nats = NatsServer::shared();
-    let prefix = unique_prefix();
-    let control = Control::start(&nats.url(), &prefix, &[]);
-    let mut a = Gateway::start(&nats.url(), &prefix);
-    let mut b = Gateway::start(&nats.url(), &prefix);
-    a.wait_ready();
-    b.wait_ready();
-    Cluster {
-        control,
-        a,
-        b,
-        prefix,
-    }
+    Cluster::start()
 }
 
 /// A tenant and a token of it that both gateways accept already.
 async fn tenant_with_token(c: &Cluster) -> (Tenant, String) {
     let t = tenant(&c.control, "green@example.com");
     let (token, _) = mint(&c.control, &t, json!({}));
-    for gateway in [&c.a, &c.b] {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let (client, reason) = connect(gateway, "probe", &token).await;
-            if reason == ReasonCode::SUCCESS {
-                client.disconnect().await;
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the token is still refused: {reason:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    c.wait_accepted(&token).await;
     (t, token)
 }
 
