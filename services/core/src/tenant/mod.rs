@@ -238,6 +238,11 @@ impl Tenant {
         self.router.subscription_count()
     }
 
+    /// This node's sessions and shared groups a message on `topic` would match.
+    pub fn matching_subscriptions(&self, topic: &str) -> usize {
+        self.router.matching_subscriptions(topic)
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.session_count()
     }

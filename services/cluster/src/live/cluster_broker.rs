@@ -1,0 +1,298 @@
+//! The control plane's side: [`ClusterBroker`], the `BrokerPort` of
+//! `aerie control --nats`, which asks the gateways instead of a broker of
+//! its own.
+
+use std::time::Duration;
+
+use aerie_control::broker::{
+    BrokerError, BrokerPort, ClientInfo, HttpPublish, PublishOutcome, RetainedMessage,
+};
+use async_nats::jetstream::{self, kv};
+use async_nats::{RequestErrorKind, client::RequestError};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use futures_util::future::join_all;
+use rand::seq::SliceRandom;
+use tokio::sync::OnceCell;
+
+use super::wire::{self, Op};
+use crate::retained::JetStreamRetainedStores;
+
+/// Requests to gateways by `op` and `outcome`: `answered`, `gone` (no
+/// responders: the gateway stopped, its connections with it), `timed_out`
+/// or `failed` (NATS did not take the request).
+pub const REQUESTS_TOTAL: &str = "aerie_live_requests_total";
+
+/// How long a gateway has to answer a listing, a kick or a count. A kick
+/// waits there for the connection to close (at most 2 s).
+const DEADLINE: Duration = Duration::from_secs(3);
+/// How long a gateway has to publish: a retained message waits for
+/// JetStream to keep it.
+const PUBLISH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The live-state routes of the scale-out shape, over NATS: listings and
+/// counts are asked of every live gateway (the bucket `<prefix>_nodes`), a
+/// kick of the gateway that owns the client id (`<prefix>_owners`), a
+/// publish of one live gateway; retained messages are read from the
+/// JetStream stream itself.
+pub struct ClusterBroker {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    prefix: String,
+    retained: JetStreamRetainedStores,
+    nodes: OnceCell<kv::Store>,
+    owners: OnceCell<kv::Store>,
+}
+
+impl std::fmt::Debug for ClusterBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterBroker")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a gateway gave no answer.
+enum Unanswered {
+    /// No one serves its subject: it stopped (or was killed).
+    Gone,
+    /// It did not answer in time, or NATS did not take the request.
+    Silent,
+}
+
+impl ClusterBroker {
+    pub fn new(client: async_nats::Client, prefix: &str) -> ClusterBroker {
+        ClusterBroker {
+            js: jetstream::new(client.clone()),
+            retained: JetStreamRetainedStores::new(client.clone(), prefix),
+            client,
+            prefix: prefix.to_owned(),
+            nodes: OnceCell::new(),
+            owners: OnceCell::new(),
+        }
+    }
+
+    /// A bucket the gateways make; `None` while none has (no gateway ever
+    /// started, so there is nothing live to ask about).
+    async fn bucket<'a>(
+        &self,
+        cell: &'a OnceCell<kv::Store>,
+        name: String,
+    ) -> Option<&'a kv::Store> {
+        cell.get_or_try_init(|| self.js.get_key_value(name))
+            .await
+            .ok()
+    }
+
+    /// The gateways alive now.
+    async fn live_nodes(&self) -> Result<Vec<String>, BrokerError> {
+        let Some(nodes) = self
+            .bucket(&self.nodes, crate::nodes::bucket(&self.prefix))
+            .await
+        else {
+            return Ok(Vec::new());
+        };
+        let listed = async {
+            let keys = nodes.keys().await?;
+            Ok::<_, async_nats::Error>(keys.try_collect().await?)
+        };
+        listed.await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot list the live gateways");
+            BrokerError::Unavailable("cannot list the live gateways (NATS)".into())
+        })
+    }
+
+    /// Asks `node` `op` about `tenant`; counted by outcome.
+    async fn ask(
+        &self,
+        node: &str,
+        op: Op,
+        tenant: &str,
+        payload: Bytes,
+        deadline: Duration,
+    ) -> Result<Bytes, Unanswered> {
+        let subject = wire::subject(&self.prefix, node, op, tenant);
+        let asked = tokio::time::timeout(deadline, self.client.request(subject, payload)).await;
+        let (outcome, result) = match asked {
+            Ok(Ok(reply)) => ("answered", Ok(reply.payload)),
+            Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => {
+                ("gone", Err(Unanswered::Gone))
+            }
+            Ok(Err(e)) => {
+                let e: RequestError = e;
+                tracing::warn!(%node, op = op.label(), error = %e, "a live-state request failed");
+                ("failed", Err(Unanswered::Silent))
+            }
+            Err(_) => {
+                tracing::warn!(%node, op = op.label(), ?deadline, "a gateway did not answer in time");
+                ("timed_out", Err(Unanswered::Silent))
+            }
+        };
+        metrics::counter!(REQUESTS_TOTAL, "op" => op.label(), "outcome" => outcome).increment(1);
+        result
+    }
+
+    /// How many subscriptions of the tenant match `topic`, summed over the
+    /// gateways that answer (one that does not is left out of the sum).
+    async fn matching(&self, tenant: &str, topic: &str, nodes: &[String]) -> u64 {
+        let asked = nodes.iter().map(|node| {
+            self.ask(
+                node,
+                Op::Matching,
+                tenant,
+                Bytes::copy_from_slice(topic.as_bytes()),
+                DEADLINE,
+            )
+        });
+        join_all(asked)
+            .await
+            .into_iter()
+            .filter_map(|a| a.ok())
+            .filter_map(|bytes| wire::decode_answer::<u64>(&bytes).ok())
+            .sum()
+    }
+
+    /// Publishes through one live gateway (the first of them, shuffled,
+    /// that serves its subject).
+    async fn publish_through_one(
+        &self,
+        tenant: &str,
+        message: &HttpPublish,
+        nodes: &[String],
+    ) -> Result<(), BrokerError> {
+        let mut order = nodes.to_vec();
+        order.shuffle(&mut rand::rng());
+        let request = wire::encode_publish(message);
+        for node in &order {
+            match self
+                .ask(node, Op::Publish, tenant, request.clone(), PUBLISH_DEADLINE)
+                .await
+            {
+                Ok(answer) => return wire::decode_answer::<()>(&answer),
+                Err(Unanswered::Gone) => continue,
+                // It may have published: trying another could publish twice.
+                Err(Unanswered::Silent) => {
+                    return Err(BrokerError::Unavailable(format!(
+                        "the gateway asked to publish did not answer within {PUBLISH_DEADLINE:?}"
+                    )));
+                }
+            }
+        }
+        Err(BrokerError::Unavailable(
+            "no gateway is running to publish through".into(),
+        ))
+    }
+}
+
+#[async_trait]
+impl BrokerPort for ClusterBroker {
+    /// Every live gateway's clients of the tenant. A gateway that stopped
+    /// has no clients left; one that does not answer within [`DEADLINE`]
+    /// makes the whole listing a 503 rather than a silently partial one.
+    async fn clients(&self, tenant_id: &str) -> Result<Vec<ClientInfo>, BrokerError> {
+        let nodes = self.live_nodes().await?;
+        let asked = nodes
+            .iter()
+            .map(|node| self.ask(node, Op::Clients, tenant_id, Bytes::new(), DEADLINE));
+        let mut clients = Vec::new();
+        let mut silent = 0;
+        for answer in join_all(asked).await {
+            match answer {
+                Ok(bytes) => match wire::decode_answer::<Vec<ClientInfo>>(&bytes) {
+                    Ok(theirs) => clients.extend(theirs),
+                    Err(_) => silent += 1,
+                },
+                Err(Unanswered::Gone) => {}
+                Err(Unanswered::Silent) => silent += 1,
+            }
+        }
+        if silent > 0 {
+            return Err(BrokerError::Unavailable(format!(
+                "{silent} of {} gateways did not answer within {DEADLINE:?}; the list would be partial",
+                nodes.len()
+            )));
+        }
+        Ok(clients)
+    }
+
+    /// Asks the gateway that owns the client id (`<prefix>_owners`) to
+    /// close it; `false` if no gateway owns it, the owner is gone, or the
+    /// owner holds no connection of it.
+    async fn disconnect(&self, tenant_id: &str, client_id: &str) -> Result<bool, BrokerError> {
+        let Some(owners) = self
+            .bucket(&self.owners, crate::owners::bucket(&self.prefix))
+            .await
+        else {
+            return Ok(false);
+        };
+        let entry = owners
+            .entry(crate::owners::owner_key(tenant_id, client_id))
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot read a session owner");
+                BrokerError::Unavailable("cannot read the client id's owner (NATS)".into())
+            })?;
+        let Some(node) = entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .and_then(|e| crate::owners::owning_node(&e.value))
+        else {
+            return Ok(false);
+        };
+        let payload = Bytes::copy_from_slice(client_id.as_bytes());
+        match self
+            .ask(&node, Op::Kick, tenant_id, payload, DEADLINE)
+            .await
+        {
+            Ok(answer) => wire::decode_answer::<bool>(&answer),
+            Err(Unanswered::Gone) => Ok(false),
+            Err(Unanswered::Silent) => Err(BrokerError::Unavailable(format!(
+                "the gateway holding the client did not answer within {DEADLINE:?}"
+            ))),
+        }
+    }
+
+    /// Publishes through one live gateway's core (routed to the others
+    /// through the backbone, a retained one kept in JetStream before the
+    /// answer); `matched_subscriptions` is the sum of every live gateway's
+    /// matching subscriptions, counted at the same time.
+    async fn publish(
+        &self,
+        tenant_id: &str,
+        message: HttpPublish,
+    ) -> Result<PublishOutcome, BrokerError> {
+        let nodes = self.live_nodes().await?;
+        let (published, matched) = tokio::join!(
+            self.publish_through_one(tenant_id, &message, &nodes),
+            self.matching(tenant_id, &message.topic, &nodes),
+        );
+        published?;
+        Ok(PublishOutcome {
+            matched_subscriptions: matched,
+        })
+    }
+
+    /// Read from the retained stream itself: no gateway is asked.
+    async fn retained(
+        &self,
+        tenant_id: &str,
+        filter: &str,
+    ) -> Result<Vec<RetainedMessage>, BrokerError> {
+        let found = self
+            .retained
+            .matching(tenant_id, filter)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot read retained messages");
+                BrokerError::Unavailable("cannot read the retained messages (NATS)".into())
+            })?;
+        Ok(found
+            .into_iter()
+            .map(|m| RetainedMessage {
+                topic: m.topic.to_string(),
+                payload: m.payload.to_vec(),
+                qos: m.qos as u8,
+            })
+            .collect())
+    }
+}
