@@ -57,7 +57,10 @@ pub struct HttpPublish {
 /// What became of a published message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 pub struct PublishOutcome {
-    /// Subscriptions of the tenant that matched the topic.
+    /// Subscriptions of the tenant that matched the topic. In the scale-out
+    /// shape (`aerie control --nats`), the sum of every live gateway's count:
+    /// a shared subscription with members on several gateways counts once
+    /// per gateway, and a gateway that does not answer in time is left out.
     pub matched_subscriptions: u64,
 }
 
