@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use aerie_e2e::RawClient;
 use aerie_e2e::http::{Api, Reply};
+use aerie_e2e::nats::NatsServer;
 use aerie_e2e::raw::assert_alive;
 use aerie_e2e::scaleout::{Cluster, Gateway};
 use aerie_e2e::tenants::{Tenant, mint, tenant};
@@ -332,4 +333,120 @@ fn retained_topics(listed: &Value) -> Vec<&str> {
         .iter()
         .map(|m| m["topic"].as_str().unwrap())
         .collect()
+}
+
+#[tokio::test]
+async fn a_killed_gateway_is_left_out_of_the_listing_and_publishes_go_through_the_other_at_once() {
+    let mut c = Cluster::start();
+    let (green, token) = tenant_on(&c, "green@example.com", json!({})).await;
+    let _on_a = raw(&c.a, "dev-a", &token).await;
+    let mut on_b = v5_subscribed(&c.b, "dev-b", &token, "alerts").await;
+    wait_clients(&c, &green, &["dev-a", "dev-b"]);
+
+    // Its node stays in `<prefix>_nodes` for seconds; NATS's "no responders"
+    // says at once that it is gone, so nobody waits for it.
+    c.a.kill9();
+    let since = Instant::now();
+    let listed = wait_clients(&c, &green, &["dev-b"]);
+    assert_eq!(client_ids(&listed), ["dev-b"], "{listed}");
+    assert!(
+        since.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        since.elapsed()
+    );
+    for i in 0..4 {
+        let outcome = publish(
+            &c,
+            &green,
+            json!({"topic": "alerts", "payload": format!("{i}")}),
+        );
+        assert_eq!(outcome, json!({"matched_subscriptions": 1}));
+        assert_eq!(on_b.next_publish().await.payload, format!("{i}").as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn a_gateway_that_does_not_answer_makes_the_listing_a_503_not_a_partial_list() {
+    let c = Cluster::start();
+    let (green, token) = tenant_on(&c, "green@example.com", json!({})).await;
+    let _on_a = raw(&c.a, "dev-a", &token).await;
+    let _on_b = raw(&c.b, "dev-b", &token).await;
+    wait_clients(&c, &green, &["dev-a", "dev-b"]);
+
+    c.b.set_running(false);
+    let since = Instant::now();
+    let reply = call(&c, &green, "GET", "clients", None);
+    let waited = since.elapsed();
+    c.b.set_running(true);
+    let detail = reply.problem(503);
+    assert!(
+        detail.contains("1 of 2 gateways did not answer"),
+        "{detail}"
+    );
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    assert_eq!(
+        c.control.metric(
+            "aerie_live_requests_total",
+            r#"op="clients",outcome="timed_out""#
+        ),
+        1.0
+    );
+    // Answering again, it is listed again.
+    let listed = wait_clients(&c, &green, &["dev-a", "dev-b"]);
+    assert_eq!(client_ids(&listed), ["dev-a", "dev-b"], "{listed}");
+}
+
+/// `<prefix>.live.<node>` of each gateway, from the subscriptions the
+/// nats-server's monitoring endpoint shows.
+fn live_roots(nats: &NatsServer, prefix: &str) -> Vec<String> {
+    let reply = aerie_e2e::http::send(nats.monitor, "GET", "/connz?subs=1&limit=1024", &[], "");
+    let connz = reply.expect(200);
+    let mut roots: Vec<String> = connz["connections"]
+        .as_array()
+        .expect("connections")
+        .iter()
+        .flat_map(|c| {
+            c["subscriptions_list"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|s| {
+            let s = s.as_str()?;
+            let node = s.strip_prefix(&format!("{prefix}.live."))?;
+            Some(format!("{prefix}.live.{}", node.strip_suffix(".>")?))
+        })
+        .collect();
+    roots.sort();
+    roots
+}
+
+#[tokio::test]
+async fn a_malformed_live_request_is_answered_503_and_counted_by_the_gateway() {
+    let c = Cluster::start();
+    let nats = NatsServer::shared();
+    let (green, _token) = tenant_on(&c, "green@example.com", json!({})).await;
+    let roots = live_roots(nats, &c.prefix);
+    assert_eq!(roots.len(), 2, "{roots:?}");
+    for root in &roots {
+        for (op, payload) in [
+            ("publish", &b"\x00garbage"[..]),
+            ("matching", b"a/+"),
+            ("nope", b""),
+        ] {
+            let reply = nats.request(&format!("{root}.{op}.{}", green.id), payload);
+            let answer: Value = serde_json::from_slice(&reply).expect("JSON");
+            assert_eq!(answer, json!({"unavailable": "malformed request"}), "{op}");
+        }
+    }
+    for gateway in [&c.a, &c.b] {
+        assert_eq!(
+            gateway.metric("aerie_live_requests_refused_total", r#"why="malformed""#),
+            3.0
+        );
+    }
+    // A well-formed one is answered, for that tenant alone.
+    let reply = nats.request(&format!("{}.clients.{}", roots[0], green.id), b"");
+    let answer: Value = serde_json::from_slice(&reply).expect("JSON");
+    assert_eq!(answer, json!({"ok": []}));
 }
