@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use aerie_e2e::RawClient;
 use aerie_e2e::http::{Api, Reply};
-use aerie_e2e::nats::NatsServer;
+use aerie_e2e::nats::{NatsServer, unique_prefix};
 use aerie_e2e::raw::assert_alive;
-use aerie_e2e::scaleout::{Cluster, Gateway};
+use aerie_e2e::scaleout::{Cluster, Control, Gateway};
 use aerie_e2e::tenants::{Tenant, mint, tenant};
 use aerie_e2e::v5client::{V3, V5, v3_ws_options, v5_options};
 use aerie_proto::{Packet, QoS, ReasonCode};
@@ -449,4 +449,25 @@ async fn a_malformed_live_request_is_answered_503_and_counted_by_the_gateway() {
     let reply = nats.request(&format!("{}.clients.{}", roots[0], green.id), b"");
     let answer: Value = serde_json::from_slice(&reply).expect("JSON");
     assert_eq!(answer, json!({"ok": []}));
+}
+
+#[tokio::test]
+async fn with_no_gateway_running_nobody_is_listed_or_kicked_and_a_publish_is_a_503() {
+    let nats = NatsServer::shared();
+    let control = Control::start(&nats.url(), &unique_prefix(), &[]);
+    let t = tenant(&control, "green@example.com");
+    let path = |rest: &str| format!("/v1/tenants/{}/{rest}", t.id);
+    let key = Some(t.api_key.as_str());
+    assert_eq!(
+        control.api("GET", &path("clients"), key, None).expect(200),
+        json!([])
+    );
+    control
+        .api("DELETE", &path("clients/dev-1"), key, None)
+        .problem(404);
+    let body = json!({"topic": "a", "payload": "x"});
+    let detail = control
+        .api("POST", &path("messages"), key, Some(&body))
+        .problem(503);
+    assert!(detail.contains("no gateway"), "{detail}");
 }
