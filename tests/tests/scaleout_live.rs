@@ -421,6 +421,13 @@ fn live_roots(nats: &NatsServer, prefix: &str) -> Vec<String> {
     roots
 }
 
+/// A short answer: one frame (flag `.`, the last) of JSON.
+fn one_frame_answer(reply: &[u8]) -> Value {
+    let (flag, json) = reply.split_first().expect("a frame");
+    assert_eq!(*flag, b'.', "{}", String::from_utf8_lossy(reply));
+    serde_json::from_slice(json).expect("JSON")
+}
+
 #[tokio::test]
 async fn a_malformed_live_request_is_answered_503_and_counted_by_the_gateway() {
     let c = Cluster::start();
@@ -435,7 +442,7 @@ async fn a_malformed_live_request_is_answered_503_and_counted_by_the_gateway() {
             ("nope", b""),
         ] {
             let reply = nats.request(&format!("{root}.{op}.{}", green.id), payload);
-            let answer: Value = serde_json::from_slice(&reply).expect("JSON");
+            let answer = one_frame_answer(&reply);
             assert_eq!(answer, json!({"unavailable": "malformed request"}), "{op}");
         }
     }
@@ -447,7 +454,7 @@ async fn a_malformed_live_request_is_answered_503_and_counted_by_the_gateway() {
     }
     // A well-formed one is answered, for that tenant alone.
     let reply = nats.request(&format!("{}.clients.{}", roots[0], green.id), b"");
-    let answer: Value = serde_json::from_slice(&reply).expect("JSON");
+    let answer = one_frame_answer(&reply);
     assert_eq!(answer, json!({"ok": []}));
 }
 
@@ -470,4 +477,43 @@ async fn with_no_gateway_running_nobody_is_listed_or_kicked_and_a_publish_is_a_5
         .api("POST", &path("messages"), key, Some(&body))
         .problem(503);
     assert!(detail.contains("no gateway"), "{detail}");
+}
+
+#[tokio::test]
+async fn a_listing_longer_than_one_nats_message_arrives_whole() {
+    let c = Cluster::start();
+    let (green, token) = tenant_on(&c, "green@example.com", json!({"connect_rate": 1000})).await;
+    // 25 clients, each with 50 filters of 1 KB (within the free plan): a
+    // listing of 1.3 MB, past NATS's default max_payload of 1 MiB.
+    let filters: Vec<_> = (0..50)
+        .map(|i| {
+            let filter = format!("{}/{i}", "f".repeat(1000));
+            (filter.into(), aerie_proto::SubscriptionOptions::default())
+        })
+        .collect();
+    let ids: Vec<String> = (0..25).map(|n| format!("dev-{n:02}")).collect();
+    let mut clients = Vec::new();
+    for id in &ids {
+        let mut client = raw(&c.a, id, &token).await;
+        client
+            .send(Packet::Subscribe(aerie_proto::Subscribe {
+                packet_id: 1,
+                filters: filters.clone(),
+                properties: Default::default(),
+            }))
+            .await;
+        match client.recv().await {
+            Some(Packet::SubAck(ack)) => assert!(ack.reasons.iter().all(|r| !r.is_error())),
+            other => panic!("{id}: {other:?}"),
+        }
+        clients.push(client);
+    }
+
+    let want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let listed = wait_clients(&c, &green, &want);
+    assert_eq!(client_ids(&listed), want);
+    assert!(listed.to_string().len() > 1024 * 1024);
+    for entry in listed.as_array().unwrap() {
+        assert_eq!(entry["subscriptions"].as_array().unwrap().len(), 50);
+    }
 }

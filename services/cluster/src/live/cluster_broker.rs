@@ -8,11 +8,10 @@ use aerie_control::broker::{
     BrokerError, BrokerPort, ClientInfo, HttpPublish, PublishOutcome, RetainedMessage,
 };
 use async_nats::jetstream::{self, kv};
-use async_nats::{RequestErrorKind, client::RequestError};
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::TryStreamExt;
 use futures_util::future::join_all;
+use futures_util::{StreamExt, TryStreamExt};
 use rand::seq::SliceRandom;
 use tokio::sync::OnceCell;
 
@@ -51,6 +50,12 @@ impl std::fmt::Debug for ClusterBroker {
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
+}
+
+/// Why a request got no answer.
+enum Asked {
+    NoResponders,
+    Failed(String),
 }
 
 /// Why a gateway gave no answer.
@@ -113,14 +118,11 @@ impl ClusterBroker {
         deadline: Duration,
     ) -> Result<Bytes, Unanswered> {
         let subject = wire::subject(&self.prefix, node, op, tenant);
-        let asked = tokio::time::timeout(deadline, self.client.request(subject, payload)).await;
+        let asked = tokio::time::timeout(deadline, self.request(subject, payload)).await;
         let (outcome, result) = match asked {
-            Ok(Ok(reply)) => ("answered", Ok(reply.payload)),
-            Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => {
-                ("gone", Err(Unanswered::Gone))
-            }
-            Ok(Err(e)) => {
-                let e: RequestError = e;
+            Ok(Ok(answer)) => ("answered", Ok(answer)),
+            Ok(Err(Asked::NoResponders)) => ("gone", Err(Unanswered::Gone)),
+            Ok(Err(Asked::Failed(e))) => {
                 tracing::warn!(%node, op = op.label(), error = %e, "a live-state request failed");
                 ("failed", Err(Unanswered::Silent))
             }
@@ -131,6 +133,34 @@ impl ClusterBroker {
         };
         metrics::counter!(REQUESTS_TOTAL, "op" => op.label(), "outcome" => outcome).increment(1);
         result
+    }
+
+    /// A request whose answer may come in several frames (a plain NATS
+    /// request takes the first message only).
+    async fn request(&self, subject: String, payload: Bytes) -> Result<Bytes, Asked> {
+        let failed = |e: &dyn std::fmt::Display| Asked::Failed(e.to_string());
+        let inbox = self.client.new_inbox();
+        let mut replies = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| failed(&e))?;
+        self.client
+            .publish_with_reply(subject, inbox, payload)
+            .await
+            .map_err(|e| failed(&e))?;
+        let mut reassembly = wire::Reassembly::default();
+        while let Some(frame) = replies.next().await {
+            if frame.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+                return Err(Asked::NoResponders);
+            }
+            match reassembly.push(&frame.payload) {
+                Ok(Some(answer)) => return Ok(answer),
+                Ok(None) => {}
+                Err(()) => return Err(failed(&"an answer frame does not decode")),
+            }
+        }
+        Err(failed(&"the reply subscription ended"))
     }
 
     /// How many subscriptions of the tenant match `topic`, summed over the

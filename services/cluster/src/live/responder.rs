@@ -18,6 +18,9 @@ pub const SERVED_TOTAL: &str = "aerie_live_requests_served_total";
 /// Requests that did not decode (answered 503) or found this gateway busy.
 pub const REFUSED_TOTAL: &str = "aerie_live_requests_refused_total";
 
+/// The most of an answer one message carries (NATS's `max_payload`
+/// permitting): a listing of many clients goes in several.
+const FRAME_BYTES: usize = 256 * 1024;
 /// Requests answered at once; past it a request is answered "busy" at once
 /// instead of queueing behind slow ones (a publish may wait for JetStream).
 const IN_FLIGHT: usize = 64;
@@ -49,7 +52,7 @@ pub async fn serve(
             let Ok(permit) = in_flight.clone().try_acquire_owned() else {
                 metrics::counter!(REFUSED_TOTAL, "why" => "busy").increment(1);
                 let busy = Answer::<()>::Unavailable("the gateway is busy".into());
-                let _ = client.publish(reply, busy.encode()).await;
+                send_answer(&client, reply, &busy.encode()).await;
                 continue;
             };
             let (client, port, broker) = (client.clone(), port.clone(), broker.clone());
@@ -70,12 +73,23 @@ pub async fn serve(
                     );
                     Answer::<()>::Unavailable("malformed request".into()).encode()
                 });
-                let _ = client.publish(reply, answer).await;
+                send_answer(&client, reply, &answer).await;
                 drop(permit);
             });
         }
     });
     Ok(())
+}
+
+/// Sends `answer` to `reply` in frames small enough for NATS.
+async fn send_answer(client: &async_nats::Client, reply: async_nats::Subject, answer: &[u8]) {
+    let frame_bytes = FRAME_BYTES.min(client.server_info().max_payload.saturating_sub(1));
+    for frame in wire::frames(answer, frame_bytes) {
+        if let Err(error) = client.publish(reply.clone(), frame).await {
+            tracing::warn!(%error, "cannot send a live-state answer");
+            return;
+        }
+    }
 }
 
 /// The answer to `op` about `tenant`; `None` if the payload is not one.

@@ -1,6 +1,6 @@
 //! What the control plane and a gateway say to each other about live state:
 //! the subjects (`<prefix>.live.<node>.<op>.<tenant>`), the requests'
-//! payloads and the answers.
+//! payloads, and the answers (JSON, sent in one or more frames).
 
 use aerie_control::broker::{BrokerError, HttpPublish};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -102,6 +102,57 @@ pub(crate) fn decode_answer<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Brok
         Err(e) => Err(BrokerError::Unavailable(format!(
             "a gateway's answer does not decode: {e}"
         ))),
+    }
+}
+
+/// First byte of a frame that more frames of the same answer follow.
+const MORE: u8 = b'+';
+/// First byte of an answer's last frame.
+const LAST: u8 = b'.';
+
+/// An answer as the messages that carry it: each at most `frame_bytes` of
+/// it after a one-byte flag, so a long listing (a tenant with many clients
+/// or long filters) stays under NATS's `max_payload` (1 MiB by default).
+pub(crate) fn frames(answer: &[u8], frame_bytes: usize) -> Vec<Bytes> {
+    let chunks: Vec<&[u8]> = if answer.is_empty() {
+        vec![&[]]
+    } else {
+        answer.chunks(frame_bytes.max(1)).collect()
+    };
+    let last = chunks.len() - 1;
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut frame = BytesMut::with_capacity(1 + chunk.len());
+            frame.put_u8(if i == last { LAST } else { MORE });
+            frame.put_slice(chunk);
+            frame.freeze()
+        })
+        .collect()
+}
+
+/// An answer put back together from its [`frames`], in order.
+#[derive(Default)]
+pub(crate) struct Reassembly {
+    whole: BytesMut,
+}
+
+impl Reassembly {
+    /// Takes the next frame: the whole answer once it was the last, or an
+    /// error if it is not a frame.
+    pub(crate) fn push(&mut self, frame: &[u8]) -> Result<Option<Bytes>, ()> {
+        match frame.split_first() {
+            Some((&MORE, rest)) => {
+                self.whole.extend_from_slice(rest);
+                Ok(None)
+            }
+            Some((&LAST, rest)) => {
+                self.whole.extend_from_slice(rest);
+                Ok(Some(std::mem::take(&mut self.whole).freeze()))
+            }
+            _ => Err(()),
+        }
     }
 }
 
@@ -208,6 +259,31 @@ mod tests {
         lying.put_u32(99);
         lying.put_slice(b"a");
         assert_eq!(decode_publish(&lying), None);
+    }
+
+    #[test]
+    fn an_answer_split_into_frames_is_put_back_together_and_garbage_is_refused() {
+        let long: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        for (answer, frame_bytes, count) in [
+            (&long[..], 128 * 1024, 3),
+            (&long[..], long.len(), 1),
+            (&b""[..], 16, 1),
+        ] {
+            let framed = frames(answer, frame_bytes);
+            assert_eq!(framed.len(), count);
+            assert!(framed.iter().all(|f| f.len() <= frame_bytes + 1));
+            let mut reassembly = Reassembly::default();
+            let (last, before) = framed.split_last().unwrap();
+            for frame in before {
+                assert_eq!(reassembly.push(frame), Ok(None));
+            }
+            assert_eq!(
+                reassembly.push(last),
+                Ok(Some(Bytes::copy_from_slice(answer)))
+            );
+        }
+        assert_eq!(Reassembly::default().push(b"{\"ok\":1}"), Err(()));
+        assert_eq!(Reassembly::default().push(b""), Err(()));
     }
 
     #[test]
