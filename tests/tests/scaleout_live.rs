@@ -166,6 +166,10 @@ async fn the_kick_route_closes_a_client_on_either_gateway_with_0x98_and_404s_an_
         }
         let d = disconnect.unwrap_or_else(|| panic!("{id}: no DISCONNECT before the close"));
         assert_eq!(d.reason, ReasonCode::ADMINISTRATIVE_ACTION, "{id}");
+        assert_eq!(
+            d.properties.reason_string.as_deref(),
+            Some("admin_disconnect")
+        );
     }
     // Answered once gone: the listing right after no longer has them.
     let listed = call(&c, &green, "GET", "clients", None).expect(200);
