@@ -521,3 +521,24 @@ async fn a_listing_longer_than_one_nats_message_arrives_whole() {
         assert_eq!(entry["subscriptions"].as_array().unwrap().len(), 50);
     }
 }
+
+#[tokio::test]
+async fn with_nats_down_the_listing_is_a_503_not_an_empty_list() {
+    let mut nats = NatsServer::start();
+    let control = Control::start(&nats.url(), &unique_prefix(), &[]);
+    let t = tenant(&control, "green@example.com");
+    let path = format!("/v1/tenants/{}/clients", t.id);
+    let key = Some(t.api_key.as_str());
+    // No gateway has started: nobody to list.
+    assert_eq!(control.api("GET", &path, key, None).expect(200), json!([]));
+
+    nats.kill9();
+    let since = Instant::now();
+    let detail = control.api("GET", &path, key, None).problem(503);
+    assert!(detail.contains("NATS"), "{detail}");
+    assert!(
+        since.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        since.elapsed()
+    );
+}

@@ -52,6 +52,36 @@ impl std::fmt::Debug for ClusterBroker {
     }
 }
 
+/// `work`'s value, or its error (`None`: it took longer than `deadline`).
+async fn within<T, E>(
+    deadline: Duration,
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, Option<E>> {
+    match tokio::time::timeout(deadline, work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(Some(e)),
+        Err(_) => Err(None),
+    }
+}
+
+/// The 503 of a route whose answer needs NATS, which did not give it.
+fn nats_unavailable() -> BrokerError {
+    BrokerError::Unavailable("the cluster's state cannot be read now (NATS does not answer)".into())
+}
+
+/// Whether opening a bucket failed because its stream does not exist
+/// (rather than because NATS did not answer).
+fn bucket_missing(error: &async_nats::jetstream::context::KeyValueError) -> bool {
+    use async_nats::jetstream::ErrorCode;
+    use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind};
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<GetStreamError>())
+        .is_some_and(|e| {
+            matches!(e.kind(), GetStreamErrorKind::JetStream(j)
+                if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
+        })
+}
+
 /// Why a request got no answer.
 enum Asked {
     NoResponders,
@@ -84,17 +114,23 @@ impl ClusterBroker {
         &self,
         cell: &'a OnceCell<kv::Store>,
         name: String,
-    ) -> Option<&'a kv::Store> {
-        cell.get_or_try_init(|| self.js.get_key_value(name))
-            .await
-            .ok()
+    ) -> Result<Option<&'a kv::Store>, BrokerError> {
+        let opened = cell.get_or_try_init(|| self.js.get_key_value(name));
+        match within(DEADLINE, opened).await {
+            Ok(kv) => Ok(Some(kv)),
+            Err(Some(e)) if bucket_missing(&e) => Ok(None),
+            Err(e) => {
+                tracing::warn!(error = ?e.map(|e| e.to_string()), "cannot open a cluster bucket");
+                Err(nats_unavailable())
+            }
+        }
     }
 
     /// The gateways alive now.
     async fn live_nodes(&self) -> Result<Vec<String>, BrokerError> {
         let Some(nodes) = self
             .bucket(&self.nodes, crate::nodes::bucket(&self.prefix))
-            .await
+            .await?
         else {
             return Ok(Vec::new());
         };
@@ -102,9 +138,9 @@ impl ClusterBroker {
             let keys = nodes.keys().await?;
             Ok::<_, async_nats::Error>(keys.try_collect().await?)
         };
-        listed.await.map_err(|e| {
-            tracing::warn!(error = %e, "cannot list the live gateways");
-            BrokerError::Unavailable("cannot list the live gateways (NATS)".into())
+        within(DEADLINE, listed).await.map_err(|e| {
+            tracing::warn!(error = ?e.map(|e| e.to_string()), "cannot list the live gateways");
+            nats_unavailable()
         })
     }
 
@@ -252,17 +288,15 @@ impl BrokerPort for ClusterBroker {
     async fn disconnect(&self, tenant_id: &str, client_id: &str) -> Result<bool, BrokerError> {
         let Some(owners) = self
             .bucket(&self.owners, crate::owners::bucket(&self.prefix))
-            .await
+            .await?
         else {
             return Ok(false);
         };
-        let entry = owners
-            .entry(crate::owners::owner_key(tenant_id, client_id))
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "cannot read a session owner");
-                BrokerError::Unavailable("cannot read the client id's owner (NATS)".into())
-            })?;
+        let read = owners.entry(crate::owners::owner_key(tenant_id, client_id));
+        let entry = within(DEADLINE, read).await.map_err(|e| {
+            tracing::warn!(error = ?e.map(|e| e.to_string()), "cannot read a session owner");
+            nats_unavailable()
+        })?;
         let Some(node) = entry
             .filter(|e| e.operation == kv::Operation::Put)
             .and_then(|e| crate::owners::owning_node(&e.value))
