@@ -6,6 +6,7 @@
 //! the bucket prefix they give `aerie`, see [`unique_prefix`]);
 //! [`NatsServer::start`] is a throwaway one a test may kill.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -138,31 +139,57 @@ impl NatsServer {
     /// Publishes `payload` on `subject` as a plain NATS client would (the
     /// text protocol: CONNECT, PUB, then PING until PONG, so it is in).
     pub fn publish(&self, subject: &str, payload: &[u8]) {
-        use std::io::{BufRead, BufReader, Write};
-        let mut stream = std::net::TcpStream::connect(self.client).expect("connect to NATS");
+        let (mut stream, mut reader) = self.text_client();
         stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("INFO");
-        assert!(line.starts_with("INFO"), "{line}");
-        let mut out = format!(
-            "CONNECT {{\"verbose\":false,\"pedantic\":false}}\r\nPUB {subject} {}\r\n",
-            payload.len()
-        )
-        .into_bytes();
-        out.extend_from_slice(payload);
-        out.extend_from_slice(b"\r\nPING\r\n");
-        stream.write_all(&out).expect("publish");
+            .write_all(&pub_command(subject, None, payload, b"PING\r\n"))
+            .expect("publish");
         loop {
-            line.clear();
-            reader.read_line(&mut line).expect("PONG");
-            assert!(!line.starts_with("-ERR"), "{line}");
+            let line = read_line(&mut reader);
             if line.starts_with("PONG") {
                 return;
             }
         }
+    }
+
+    /// Sends `payload` on `subject` with a reply subject, as a plain NATS
+    /// client's request; the payload of the first reply (5 s at most).
+    pub fn request(&self, subject: &str, payload: &[u8]) -> Vec<u8> {
+        use std::io::Read;
+        let (mut stream, mut reader) = self.text_client();
+        let inbox = "_INBOX.e2e-request";
+        let mut out = format!("SUB {inbox} 1\r\n").into_bytes();
+        out.extend(pub_command(subject, Some(inbox), payload, b""));
+        stream.write_all(&out).expect("request");
+        loop {
+            let line = read_line(&mut reader);
+            // MSG <subject> <sid> <bytes>
+            if let Some(rest) = line.strip_prefix("MSG ") {
+                let size: usize = rest
+                    .split_whitespace()
+                    .last()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("{line}"));
+                let mut reply = vec![0; size + 2];
+                reader.read_exact(&mut reply).expect("the reply's payload");
+                reply.truncate(size);
+                return reply;
+            }
+        }
+    }
+
+    /// A connection speaking the text protocol, past INFO and CONNECT.
+    fn text_client(&self) -> (std::net::TcpStream, std::io::BufReader<std::net::TcpStream>) {
+        let mut stream = std::net::TcpStream::connect(self.client).expect("connect to NATS");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+        let info = read_line(&mut reader);
+        assert!(info.starts_with("INFO"), "{info}");
+        stream
+            .write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n")
+            .expect("CONNECT");
+        (stream, reader)
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -226,4 +253,22 @@ fn temp_store() -> PathBuf {
         .tempdir()
         .expect("temp dir")
         .keep()
+}
+
+/// `PUB <subject> [reply] <size>`, the payload, then `tail`.
+fn pub_command(subject: &str, reply: Option<&str>, payload: &[u8], tail: &[u8]) -> Vec<u8> {
+    let reply = reply.map(|r| format!(" {r}")).unwrap_or_default();
+    let mut out = format!("PUB {subject}{reply} {}\r\n", payload.len()).into_bytes();
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(tail);
+    out
+}
+
+/// The next line from the server; panics on `-ERR`.
+fn read_line(reader: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("a line from NATS");
+    assert!(!line.starts_with("-ERR"), "{line}");
+    line
 }

@@ -197,6 +197,25 @@ impl Gateway {
         self.process.kill9();
     }
 
+    /// SIGSTOP (`false`) or SIGCONT (`true`): a gateway that hangs with its
+    /// connections (to NATS too) open. Dropping it kills it even while stopped.
+    pub fn set_running(&self, running: bool) {
+        let pid = self.process.0.as_ref().expect("running").id();
+        let signal = if running { "-CONT" } else { "-STOP" };
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// The value of a Prometheus sample on its `/metrics` (summed over the
+    /// label sets that contain `labels`).
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        let body = crate::http::send(self.http, "GET", "/metrics", &[], "").body;
+        crate::server::sum_metric(&body, name, labels)
+    }
+
     /// The status of `GET /readyz`.
     pub fn readyz(&self) -> u16 {
         crate::http::send(self.http, "GET", "/readyz", &[], "").status

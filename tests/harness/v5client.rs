@@ -106,6 +106,23 @@ impl V5 {
         next_matching(&mut self.events, "packet", Some).await
     }
 
+    /// Subscribes to `filter` at QoS 1 and waits for the SUBACK (packets
+    /// before it are skipped); panics unless it granted the subscription.
+    pub async fn subscribe_acked(&mut self, filter: &str) {
+        self.client
+            .subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        let ack = next_matching(&mut self.events, "SUBACK", |p| match p {
+            p5::Packet::SubAck(a) => Some(a),
+            _ => None,
+        })
+        .await;
+        let granted =
+            |r: &p5::SubscribeReasonCode| matches!(r, p5::SubscribeReasonCode::Success(_));
+        assert!(ack.return_codes.iter().all(granted), "{filter}: {ack:?}");
+    }
+
     /// Asserts no PUBLISH arrives within `wait`.
     pub async fn expect_no_publish(&mut self, wait: Duration) {
         expect_none(&mut self.events, wait, |p| {
@@ -151,6 +168,24 @@ impl V3 {
     /// The next incoming packet of any kind.
     pub async fn next_packet(&mut self) -> rumqttc::Packet {
         next_matching(&mut self.events, "packet", Some).await
+    }
+
+    /// Subscribes to `filter` at QoS 1 and waits for the SUBACK (packets
+    /// before it are skipped); panics unless it granted the subscription.
+    pub async fn subscribe_acked(&mut self, filter: &str) {
+        self.client
+            .subscribe(filter, rumqttc::QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        let ack = next_matching(&mut self.events, "SUBACK", |p| match p {
+            rumqttc::Packet::SubAck(a) => Some(a),
+            _ => None,
+        })
+        .await;
+        let granted = |r: &rumqttc::SubscribeReasonCode| {
+            matches!(r, rumqttc::SubscribeReasonCode::Success(_))
+        };
+        assert!(ack.return_codes.iter().all(granted), "{filter}: {ack:?}");
     }
 
     /// The next incoming PUBLISH.

@@ -12,7 +12,6 @@ use aerie_e2e::v5client::{V3, V5, v3_ws_options, v5_options, v5_ws_options};
 use aerie_e2e::ws::{byte_stream, open};
 use aerie_e2e::{RawClient, Server, ServerOptions};
 use aerie_proto::{ProtocolVersion, QoS, ReasonCode, Will};
-use rumqttc::v5::mqttbytes::QoS as Q5;
 use serde_json::json;
 
 type Received = BTreeSet<(String, String)>;
@@ -39,11 +38,7 @@ impl Sub {
             ack.code,
             rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success
         );
-        c.client.subscribe(filter, Q5::AtLeastOnce).await.unwrap();
-        while !matches!(
-            c.next_packet().await,
-            rumqttc::v5::mqttbytes::v5::Packet::SubAck(_)
-        ) {}
+        c.subscribe_acked(filter).await;
         Sub::V5(c)
     }
 
@@ -52,11 +47,7 @@ impl Sub {
         options.set_credentials("device", token);
         let (mut c, ack) = V3::connect(options).await;
         assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success);
-        c.client
-            .subscribe(filter, rumqttc::QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        while !matches!(c.next_packet().await, rumqttc::Packet::SubAck(_)) {}
+        c.subscribe_acked(filter).await;
         Sub::V3(c)
     }
 

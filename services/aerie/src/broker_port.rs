@@ -141,6 +141,28 @@ impl BrokerPort for InProcessBroker {
         if let Some(limit) = published.refused {
             return Err(BrokerError::Refused(over(limit)));
         }
+        // A retained store over the network (`aerie gateway`'s JetStream)
+        // keeps it later: answer, as a client's PUBACK, once it has.
+        if let Some(stored) = published.stored_later {
+            match tokio::time::timeout(DURABLE_WAIT, stored).await {
+                Ok(Ok(None)) => {}
+                Ok(Ok(Some(limit))) => return Err(BrokerError::Refused(over(limit))),
+                Ok(Err(_)) => {
+                    return Err(BrokerError::Unavailable(
+                        "the retained message was dropped before it was kept".into(),
+                    ));
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        tenant_id,
+                        "HTTP publish's retained message not kept in time"
+                    );
+                    return Err(BrokerError::Unavailable(
+                        "the retained message was not kept in time".into(),
+                    ));
+                }
+            }
+        }
         // As a client's PUBACK: QoS 1 answers once a persistent session's
         // copy (and a retained one) is durable.
         if qos == QoS::AtLeastOnce && published.ticket > 0 {

@@ -82,7 +82,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let js = nats.jetstream();
     let (nodes, owners) = tokio::join!(
         aerie_cluster::Nodes::open(&js, prefix, incarnation.clone()),
-        aerie_cluster::NatsOwners::open(nats.client.clone(), prefix, incarnation),
+        aerie_cluster::NatsOwners::open(nats.client.clone(), prefix, incarnation.clone()),
     );
     nodes.spawn_heartbeat(shutdown.clone()).await;
     let connections = aerie_cluster::ClusterConnections::open(&js, prefix, nodes).await;
@@ -109,6 +109,16 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         &args.mqtt,
         Arc::new(connections),
     );
+    // The control plane's live-state routes ask this node through NATS.
+    aerie_cluster::live::serve(
+        nats.client.clone(),
+        prefix,
+        &incarnation,
+        Arc::new(crate::broker_port::InProcessBroker::new(gateway.clone())),
+        gateway.broker().clone(),
+        shutdown.clone(),
+    )
+    .await?;
     listeners.serve(&gateway)?;
     serving.store(true, Ordering::Relaxed);
     tokio::spawn(housekeeping(gateway.broker().clone(), metrics));

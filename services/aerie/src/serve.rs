@@ -240,10 +240,18 @@ pub async fn run_control(args: Box<ControlArgs>) -> anyhow::Result<()> {
     )
     .await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let mut api = aerie_control::app(control.clone());
-    if !args.nats.nats.is_empty() {
-        api = publish_facts(&args, control, api, shutdown.clone()).await?;
-    }
+    let api = if args.nats.nats.is_empty() {
+        aerie_control::app(control)
+    } else {
+        let nats = aerie_facts::Nats::connect(&args.nats.config("aerie-control".into())?).await?;
+        // The live-state routes ask the gateways (`/readyz` does not).
+        let control = control.with_broker(Arc::new(aerie_cluster::live::ClusterBroker::new(
+            nats.client.clone(),
+            &args.nats.nats_prefix,
+        )));
+        let api = aerie_control::app(control.clone());
+        publish_facts(&args, nats, control, api, shutdown.clone())
+    };
     let addr = http.local_addr()?;
     tracing::info!(%addr, "HTTP listening (console /, /v1, /healthz, /readyz, /metrics)");
     announce_control_plane(addr);
@@ -258,13 +266,13 @@ pub async fn run_control(args: Box<ControlArgs>) -> anyhow::Result<()> {
 /// after every API request that may have changed them (the returned router
 /// pokes the publisher) and every few seconds; folds the gateways' usage
 /// reports into the `usage` table.
-async fn publish_facts(
+fn publish_facts(
     args: &ControlArgs,
+    nats: aerie_facts::Nats,
     control: AppState,
     api: axum::Router,
     shutdown: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<axum::Router> {
-    let nats = aerie_facts::Nats::connect(&args.nats.config("aerie-control".into())?).await?;
+) -> axum::Router {
     let poke = Arc::new(tokio::sync::Notify::new());
     // Tenants' JWKS URLs are fetched here, so gateways never call out.
     let egress = aerie_egress::Egress::new(aerie_egress::DestinationPolicy {
@@ -281,7 +289,7 @@ async fn publish_facts(
     aerie_facts::FactsPublisher::new(nats, &args.nats.nats_prefix, Arc::new(facts), poke.clone())
         .spawn(shutdown);
     tracing::info!(servers = ?args.nats.nats, prefix = %args.nats.nats_prefix, "publishing the facts to NATS");
-    Ok(crate::http::notify_after_writes(api, poke))
+    crate::http::notify_after_writes(api, poke)
 }
 
 /// `aerie keys rotate`: a new active signing key; the old one keeps verifying.

@@ -7,6 +7,7 @@ pub mod backbone;
 mod kv_cas;
 mod kv_key;
 pub mod limits;
+pub mod live;
 pub mod nodes;
 pub mod owners;
 pub mod retained;

@@ -27,6 +27,11 @@ pub fn incarnation(node_id: &str) -> Arc<str> {
     ))
 }
 
+/// The name of the bucket of live nodes.
+pub(crate) fn bucket(prefix: &str) -> String {
+    format!("{prefix}_nodes")
+}
+
 /// The bucket of live nodes.
 #[derive(Clone)]
 pub struct Nodes {
@@ -40,7 +45,7 @@ impl Nodes {
         let kv = open_bucket(
             js,
             kv::Config {
-                bucket: format!("{prefix}_nodes"),
+                bucket: bucket(prefix),
                 description: "Aerie: the gateways alive now".into(),
                 history: 1,
                 max_age: NODE_TTL,

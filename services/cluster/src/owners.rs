@@ -84,7 +84,7 @@ impl NatsOwners {
         let kv = open_bucket(
             &jetstream::new(client.clone()),
             kv::Config {
-                bucket: format!("{prefix}_owners"),
+                bucket: bucket(prefix),
                 description: "Aerie: which gateway holds each client id's session".into(),
                 history: 1,
                 ..Default::default()
@@ -338,8 +338,18 @@ impl SessionOwners for NatsOwners {
     }
 }
 
+/// The name of the bucket of session owners.
+pub(crate) fn bucket(prefix: &str) -> String {
+    format!("{prefix}_owners")
+}
+
+/// The node that owns a client id, from the value of its key.
+pub(crate) fn owning_node(value: &[u8]) -> Option<String> {
+    Owner::decode(value).map(|o| o.node.to_string())
+}
+
 /// The key of a client id's owner.
-fn owner_key(tenant: &str, client_id: &str) -> String {
+pub(crate) fn owner_key(tenant: &str, client_id: &str) -> String {
     format!("{}.{}", token(tenant), token(client_id))
 }
 

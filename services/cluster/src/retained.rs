@@ -85,6 +85,13 @@ impl JetStreamRetainedStores {
             subjects: Subjects::new(prefix, "r"),
         }
     }
+
+    /// The unexpired retained messages of `tenant` whose topics match
+    /// `filter` (a valid, non-shared filter): what the control plane's
+    /// `GET …/retained` shows, read as a SUBSCRIBE reads them.
+    pub async fn matching(&self, tenant: &str, filter: &str) -> anyhow::Result<Vec<Message>> {
+        unexpired_matching(&self.client, &self.stream, &self.subjects, tenant, filter).await
+    }
 }
 
 impl RetainedStores for JetStreamRetainedStores {
@@ -195,40 +202,61 @@ impl Shared {
         self.known.store(holds.count, Ordering::Relaxed);
         Ok(holds)
     }
+}
 
-    /// The last message of every subject `subjects` match, in one direct
-    /// get (`multi_last`), answered message by message until end of batch.
-    async fn last_of(&self, subjects: Vec<String>) -> anyhow::Result<Vec<Message>> {
-        let inbox = self.client.new_inbox();
-        let mut replies = self.client.subscribe(inbox.clone()).await?;
-        let request = serde_json::json!({ "multi_last": subjects, "batch": 100_000 });
-        self.client
-            .publish_with_reply(
-                format!("$JS.API.DIRECT.GET.{}", self.stream),
-                inbox,
-                Bytes::from(request.to_string()),
-            )
-            .await?;
-        let mut found = Vec::new();
-        loop {
-            let reply = tokio::time::timeout(LOOKUP_TIMEOUT, replies.next())
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("the reply subscription ended"))?;
-            match reply.status.map(|s| s.as_u16()) {
-                None | Some(200) => match codec::decode(&reply.payload, Persisted::default()) {
-                    Ok(m) => found.push(m),
-                    Err(error) => {
-                        metrics::counter!(RETAINED_ERRORS_TOTAL, "op" => "decode").increment(1);
-                        tracing::warn!(%error, "a retained message does not decode");
-                    }
-                },
-                // End of batch; or nothing matched.
-                Some(204) | Some(404) => return Ok(found),
-                Some(other) => anyhow::bail!(
-                    "direct get answered {other} {}",
-                    reply.description.unwrap_or_default()
-                ),
-            }
+/// The unexpired retained messages of `tenant` whose topics match `filter`.
+async fn unexpired_matching(
+    client: &async_nats::Client,
+    stream: &str,
+    subjects: &Subjects,
+    tenant: &str,
+    filter: &str,
+) -> anyhow::Result<Vec<Message>> {
+    let found = last_of(client, stream, subjects.filter(tenant, filter)).await?;
+    let now = unix_ms_now();
+    Ok(found
+        .into_iter()
+        // NATS wildcards match `$`-topics; MQTT's leading ones do not.
+        .filter(|m| aerie_proto::topic::matches(filter, &m.topic) && !m.is_expired(now))
+        .collect())
+}
+
+/// The last message of every subject `subjects` match, in one direct
+/// get (`multi_last`), answered message by message until end of batch.
+async fn last_of(
+    client: &async_nats::Client,
+    stream: &str,
+    subjects: Vec<String>,
+) -> anyhow::Result<Vec<Message>> {
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await?;
+    let request = serde_json::json!({ "multi_last": subjects, "batch": 100_000 });
+    client
+        .publish_with_reply(
+            format!("$JS.API.DIRECT.GET.{}", stream),
+            inbox,
+            Bytes::from(request.to_string()),
+        )
+        .await?;
+    let mut found = Vec::new();
+    loop {
+        let reply = tokio::time::timeout(LOOKUP_TIMEOUT, replies.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the reply subscription ended"))?;
+        match reply.status.map(|s| s.as_u16()) {
+            None | Some(200) => match codec::decode(&reply.payload, Persisted::default()) {
+                Ok(m) => found.push(m),
+                Err(error) => {
+                    metrics::counter!(RETAINED_ERRORS_TOTAL, "op" => "decode").increment(1);
+                    tracing::warn!(%error, "a retained message does not decode");
+                }
+            },
+            // End of batch; or nothing matched.
+            Some(204) | Some(404) => return Ok(found),
+            Some(other) => anyhow::bail!(
+                "direct get answered {other} {}",
+                reply.description.unwrap_or_default()
+            ),
         }
     }
 }
@@ -261,22 +289,22 @@ impl RetainedStore for TenantRetained {
         let shared = self.shared.clone();
         let filter = filter.to_string();
         Box::pin(async move {
-            let subjects = shared.subjects.filter(&shared.tenant, &filter);
-            let found = match shared.last_of(subjects).await {
-                Ok(found) => found,
+            let found = unexpired_matching(
+                &shared.client,
+                &shared.stream,
+                &shared.subjects,
+                &shared.tenant,
+                &filter,
+            )
+            .await;
+            match found {
+                Ok(found) => found.into_iter().map(Arc::new).collect(),
                 Err(error) => {
                     metrics::counter!(RETAINED_ERRORS_TOTAL, "op" => "match").increment(1);
                     tracing::warn!(%error, tenant = %shared.tenant, "reading retained messages failed");
-                    return Vec::new();
+                    Vec::new()
                 }
-            };
-            let now = unix_ms_now();
-            found
-                .into_iter()
-                // NATS wildcards match `$`-topics; MQTT's leading ones do not.
-                .filter(|m| aerie_proto::topic::matches(&filter, &m.topic) && !m.is_expired(now))
-                .map(Arc::new)
-                .collect()
+            }
         })
     }
 

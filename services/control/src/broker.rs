@@ -2,18 +2,19 @@
 //! act on live MQTT state (connected clients, publishing, retained messages).
 //!
 //! `aerie serve` attaches an implementation over its in-process broker with
-//! [`crate::AppState::with_broker`]; a control plane with none attached (the
-//! scale-out shape's `aerie control`) answers those routes with 503.
+//! [`crate::AppState::with_broker`], `aerie control --nats` one that asks the
+//! gateways over NATS; a control plane with none attached (`aerie control`
+//! without NATS) answers those routes with 503.
 
 use std::fmt::Debug;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 /// The MQTT protocol version a client connected with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum MqttProtocol {
     #[serde(rename = "3.1.1")]
     V311,
@@ -22,7 +23,7 @@ pub enum MqttProtocol {
 }
 
 /// How a client reached the broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Tcp,
@@ -32,7 +33,7 @@ pub enum Transport {
 }
 
 /// A connected MQTT client of a tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ClientInfo {
     pub client_id: String,
     pub protocol: MqttProtocol,
@@ -56,7 +57,10 @@ pub struct HttpPublish {
 /// What became of a published message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 pub struct PublishOutcome {
-    /// Subscriptions of the tenant that matched the topic.
+    /// Subscriptions of the tenant that matched the topic. In the scale-out
+    /// shape (`aerie control --nats`), the sum of every live gateway's count:
+    /// a shared subscription with members on several gateways counts once
+    /// per gateway, and a gateway that does not answer in time is left out.
     pub matched_subscriptions: u64,
 }
 

@@ -238,6 +238,11 @@ impl Tenant {
         self.router.subscription_count()
     }
 
+    /// This node's sessions and shared groups a message on `topic` would match.
+    pub fn matching_subscriptions(&self, topic: &str) -> usize {
+        self.router.matching_subscriptions(topic)
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.session_count()
     }
@@ -291,15 +296,7 @@ mod tests {
     use aerie_proto::SubscriptionOptions;
 
     fn from(origin: crate::message::Origin) -> Arc<Message> {
-        Message::published(
-            "t".into(),
-            bytes::Bytes::from_static(b"x"),
-            QoS::AtMostOnce,
-            false,
-            Default::default(),
-            origin,
-            Default::default(),
-        )
+        from_topic("t", origin)
     }
 
     #[tokio::test]
@@ -329,5 +326,42 @@ mod tests {
         };
         assert_eq!(tenant.publish(from(elsewhere)).routed, 1);
         assert_eq!(session.queued(), 1);
+    }
+
+    #[tokio::test]
+    async fn matching_subscriptions_counts_what_a_publish_matches_without_delivering() {
+        let broker = crate::Broker::new(CoreConfig::default());
+        let tenant = broker.tenant("t");
+        let spec = SubscriptionSpec {
+            options: SubscriptionOptions::default(),
+            id: None,
+        };
+        let one = tenant.attach("one", true, 0, 1).await.unwrap().session;
+        let two = tenant.attach("two", true, 0, 2).await.unwrap().session;
+        // Overlapping filters of one session are one match; a shared group one.
+        tenant.subscribe(&one, "a/+", spec).unwrap();
+        tenant.subscribe(&one, "a/#", spec).unwrap();
+        tenant.subscribe(&two, "$share/g/a/b", spec).unwrap();
+        tenant.subscribe(&one, "$share/g/a/b", spec).unwrap();
+        tenant.subscribe(&two, "other", spec).unwrap();
+
+        assert_eq!(tenant.matching_subscriptions("a/b"), 2);
+        assert_eq!(tenant.matching_subscriptions("a/c"), 1);
+        assert_eq!(tenant.matching_subscriptions("nothing"), 0);
+        assert_eq!((one.queued(), two.queued()), (0, 0), "nothing delivered");
+        let origin = tenant.node().origin(0);
+        assert_eq!(tenant.publish(from_topic("a/b", origin)).matched, 2);
+    }
+
+    fn from_topic(topic: &str, origin: crate::message::Origin) -> Arc<Message> {
+        Message::published(
+            topic.into(),
+            bytes::Bytes::from_static(b"x"),
+            QoS::AtMostOnce,
+            false,
+            Default::default(),
+            origin,
+            Default::default(),
+        )
     }
 }

@@ -462,6 +462,19 @@ impl Router {
     pub fn subscription_count(&self) -> usize {
         self.subs.read().len()
     }
+
+    /// What [`Published::matched`] would count for a message on `topic`
+    /// published here by no session (an HTTP publish), without delivering:
+    /// this node's sessions with a matching subscription, plus its shared
+    /// groups that match.
+    pub fn matching_subscriptions(&self, topic: &str) -> usize {
+        let matches = self.subs.read().match_topic(topic);
+        let mut sessions: SmallVec<[u64; 16]> =
+            matches.normal.iter().map(|(s, _)| s.0.id).collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        sessions.len() + matches.shared.len()
+    }
 }
 
 /// Retained messages as deliveries to a new subscription.
