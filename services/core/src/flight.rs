@@ -18,8 +18,18 @@ pub enum OutFlight {
 }
 
 /// Protocol state that lives in the connection while one is attached.
+///
+/// Its maps are made on the first flight: this struct is part of every
+/// connection's task, and most connections (idle, or QoS 0 only) never have
+/// one, so it costs them 16 bytes instead of 144.
 #[derive(Debug, Default)]
 pub struct FlightState {
+    windows: Option<Box<Windows>>,
+    next_packet_id: u16,
+}
+
+#[derive(Debug, Default)]
+struct Windows {
     /// Packet id → (send order, flight).
     outbound: HashMap<u16, (u64, OutFlight)>,
     /// Send order → packet id, oldest first; entries whose id was
@@ -27,30 +37,33 @@ pub struct FlightState {
     order: VecDeque<(u64, u16)>,
     next_order: u64,
     /// Inbound QoS 2 packet ids that got PUBREC and await PUBREL.
-    pub inbound_qos2: HashSet<u16>,
-    pub next_packet_id: u16,
+    inbound_qos2: HashSet<u16>,
 }
 
 impl FlightState {
+    fn windows(&mut self) -> &mut Windows {
+        self.windows.get_or_insert_with(Default::default)
+    }
+
     /// Outbound flights in progress (what counts against receive maximum).
     pub fn len(&self) -> usize {
-        self.outbound.len()
+        self.windows.as_ref().map_or(0, |w| w.outbound.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.outbound.is_empty()
+        self.len() == 0
     }
 
     /// The next packet id not in use by an outbound flight; None when all
     /// 65,535 are (callers keep the window far below that).
     pub fn allocate_packet_id(&mut self) -> Option<u16> {
-        if self.outbound.len() >= usize::from(u16::MAX) {
+        if self.len() >= usize::from(u16::MAX) {
             return None;
         }
         loop {
             self.next_packet_id = self.next_packet_id.wrapping_add(1);
             let id = self.next_packet_id;
-            if id != 0 && !self.outbound.contains_key(&id) {
+            if id != 0 && !self.contains(id) {
                 return Some(id);
             }
         }
@@ -58,10 +71,11 @@ impl FlightState {
 
     /// Records a flight as the newest.
     pub fn insert(&mut self, packet_id: u16, flight: OutFlight) {
-        let order = self.next_order;
-        self.next_order += 1;
-        self.outbound.insert(packet_id, (order, flight));
-        self.order.push_back((order, packet_id));
+        let w = self.windows();
+        let order = w.next_order;
+        w.next_order += 1;
+        w.outbound.insert(packet_id, (order, flight));
+        w.order.push_back((order, packet_id));
     }
 
     /// Removes and returns the flight with this packet id if `wanted` accepts
@@ -71,27 +85,32 @@ impl FlightState {
         packet_id: u16,
         wanted: impl FnOnce(&OutFlight) -> bool,
     ) -> Option<OutFlight> {
-        if !wanted(&self.outbound.get(&packet_id)?.1) {
+        let w = self.windows.as_mut()?;
+        if !wanted(&w.outbound.get(&packet_id)?.1) {
             return None;
         }
-        let (_, flight) = self.outbound.remove(&packet_id)?;
-        self.drop_stale_front();
+        let (_, flight) = w.outbound.remove(&packet_id)?;
+        w.drop_stale_front();
         Some(flight)
     }
 
     /// Whether a flight with this id exists.
     pub fn contains(&self, packet_id: u16) -> bool {
-        self.outbound.contains_key(&packet_id)
+        self.windows
+            .as_ref()
+            .is_some_and(|w| w.outbound.contains_key(&packet_id))
     }
 
     /// Flights in send order.
     pub fn in_order(&self) -> impl Iterator<Item = (u16, &OutFlight)> {
-        self.order
-            .iter()
-            .filter_map(|(order, id)| match self.outbound.get(id) {
-                Some((o, f)) if o == order => Some((*id, f)),
-                _ => None,
-            })
+        self.windows.iter().flat_map(|w| {
+            w.order
+                .iter()
+                .filter_map(|(order, id)| match w.outbound.get(id) {
+                    Some((o, f)) if o == order => Some((*id, f)),
+                    _ => None,
+                })
+        })
     }
 
     /// Keeps the flights `keep` accepts, removing (and returning) the others.
@@ -101,14 +120,51 @@ impl FlightState {
             .filter(|(_, f)| remove(f))
             .map(|(id, _)| id)
             .collect();
+        let Some(w) = self.windows.as_mut() else {
+            return Vec::new();
+        };
         let out = ids
             .iter()
-            .filter_map(|id| self.outbound.remove(id).map(|(_, f)| f))
+            .filter_map(|id| w.outbound.remove(id).map(|(_, f)| f))
             .collect();
-        self.drop_stale_front();
+        w.drop_stale_front();
         out
     }
 
+    /// Whether an inbound QoS 2 message with this id got PUBREC and awaits
+    /// its PUBREL.
+    pub fn awaits_pubrel(&self, packet_id: u16) -> bool {
+        self.windows
+            .as_ref()
+            .is_some_and(|w| w.inbound_qos2.contains(&packet_id))
+    }
+
+    /// Inbound QoS 2 messages awaiting PUBREL.
+    pub fn awaiting_pubrel(&self) -> usize {
+        self.windows.as_ref().map_or(0, |w| w.inbound_qos2.len())
+    }
+
+    /// Records that an inbound QoS 2 message got PUBREC.
+    pub fn await_pubrel(&mut self, packet_id: u16) {
+        self.windows().inbound_qos2.insert(packet_id);
+    }
+
+    /// Forgets an inbound QoS 2 id (its PUBREL came): whether it was there.
+    pub fn released(&mut self, packet_id: u16) -> bool {
+        self.windows
+            .as_mut()
+            .is_some_and(|w| w.inbound_qos2.remove(&packet_id))
+    }
+
+    /// Restores the inbound QoS 2 ids of a stored session.
+    pub fn restore_inbound_qos2(&mut self, ids: Vec<u16>) {
+        if !ids.is_empty() {
+            self.windows().inbound_qos2 = ids.into_iter().collect();
+        }
+    }
+}
+
+impl Windows {
     fn drop_stale_front(&mut self) {
         while let Some((order, id)) = self.order.front() {
             match self.outbound.get(id) {
@@ -169,6 +225,21 @@ mod tests {
     }
 
     #[test]
+    fn no_maps_until_the_first_flight_and_inbound_ids_come_and_go() {
+        let mut f = FlightState::default();
+        assert!(f.windows.is_none());
+        assert!(f.take_if(1, |_| true).is_none());
+        assert!(!f.released(1));
+        assert_eq!(f.in_order().count(), 0);
+        assert!(f.windows.is_none(), "a lookup made the maps");
+        f.await_pubrel(9);
+        assert!(f.awaits_pubrel(9));
+        assert_eq!(f.awaiting_pubrel(), 1);
+        assert!(f.released(9));
+        assert!(!f.awaits_pubrel(9));
+    }
+
+    #[test]
     fn stale_order_entries_stay_bounded() {
         let mut f = FlightState::default();
         f.insert(1, OutFlight::Released);
@@ -177,6 +248,7 @@ mod tests {
             f.insert(id, OutFlight::Released);
             f.take_if(id, |_| true);
         }
-        assert!(f.order.len() <= 2 * f.len() + 64 + 1, "{}", f.order.len());
+        let order = f.windows.as_ref().map_or(0, |w| w.order.len());
+        assert!(order <= 2 * f.len() + 64 + 1, "{order}");
     }
 }

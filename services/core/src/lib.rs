@@ -16,6 +16,7 @@ pub mod quota;
 pub mod retained;
 pub mod seams;
 pub mod session;
+mod small_map;
 pub mod store;
 mod tenant;
 pub mod trie;

@@ -7,7 +7,7 @@
 //! packet ids, the next packet id) is moved into the connection task while it is
 //! attached, so acknowledgements take no lock, and moved back when it detaches.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,12 +16,14 @@ use std::time::Duration;
 use aerie_proto::{QoS, ReasonCode, SubscriptionOptions, Will};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 use tokio::time::Instant;
 
 use crate::config::CoreConfig;
 pub use crate::flight::{FlightState, OutFlight};
 use crate::message::{Delivery, Message};
 use crate::metrics::{DropReason, count_drop};
+use crate::small_map::SmallMap;
 use crate::store::{QueuedRecord, SessionRecord, Store, StoreOp, Ticket, unix_ms_now};
 
 /// A subscription as the session remembers it (for resume and unsubscribe).
@@ -72,7 +74,7 @@ pub struct PendingWill {
 struct SessionState {
     pub queue: VecDeque<Delivery>,
     pub queued_bytes: usize,
-    pub subscriptions: HashMap<Arc<str>, SubscriptionSpec>,
+    pub subscriptions: SmallMap<Arc<str>, SubscriptionSpec>,
     pub expiry_interval: u32,
     /// The id of the attached connection, if any.
     pub owner: Option<u64>,
@@ -81,11 +83,16 @@ struct SessionState {
     /// Bumped by every attach; timers compare it to know whether they are stale.
     pub generation: u64,
     /// Kept here while no connection is attached (the attached connection
-    /// owns it); boxed, as most of the time it is not here.
-    pub flight: Option<Box<FlightState>>,
+    /// owns it); 16 bytes while it has no flight.
+    pub flight: FlightState,
     /// Boxed: rare, and inline it would add 200 bytes to every session.
     pub pending_will: Option<Box<PendingWill>>,
     pub ended: bool,
+    /// Publishers held back by this session's full queue, waiting for a
+    /// drain (`Session::space`).
+    pub space_waiters: Option<Arc<Notify>>,
+    /// Connections waiting to take this session over (`Session::detached`).
+    pub detach_waiters: Option<Arc<Notify>>,
     /// The last stored queue position handed out.
     pub next_seq: u64,
     /// The online queue refused a message since its connection last drained
@@ -100,11 +107,7 @@ pub struct Session {
     store: Arc<dyn Store>,
     state: Mutex<SessionState>,
     /// Wakes the attached connection: new deliveries, or a kick.
-    wake: Notify,
-    /// Wakes a connection waiting to take this session over.
-    detached: Notify,
-    /// Wakes publishers held back by this session's full queue.
-    space: Notify,
+    wake: Wake,
     /// Since when the attached connection has had bytes its socket does not
     /// take: milliseconds after `created` plus one, 0 while nothing waits.
     /// An atomic, as the connection moves it once per write.
@@ -138,9 +141,7 @@ impl Session {
                 expiry_interval,
                 ..SessionState::default()
             }),
-            wake: Notify::new(),
-            detached: Notify::new(),
-            space: Notify::new(),
+            wake: Wake::default(),
             socket_waiting_since: AtomicU64::new(0),
             created: Instant::now(),
         }
@@ -216,7 +217,7 @@ impl Session {
         match result {
             // The connection drains the whole queue when woken, so only the
             // first message after a drain needs to wake it.
-            Ok(_) if online && was_empty => self.wake.notify_one(),
+            Ok(_) if online && was_empty => self.wake.notify(),
             Ok(_) => {}
             Err(reason) => count_drop(reason, 1),
         }
@@ -262,8 +263,8 @@ impl Session {
     }
 
     /// Resolves after the session's connection next drains its queue.
-    pub fn space(&self) -> tokio::sync::futures::Notified<'_> {
-        self.space.notified()
+    pub fn space(&self) -> OwnedNotified {
+        waiters(&mut self.state.lock().space_waiters)
     }
 
     /// The client finished with a stored delivery: delete it from the store.
@@ -351,9 +352,14 @@ impl Session {
             drained = true;
         }
         state.overflowing &= !drained;
+        let waiting = if drained {
+            state.space_waiters.take()
+        } else {
+            None
+        };
         drop(state);
-        if drained {
-            self.space.notify_waiters();
+        if let Some(publishers) = waiting {
+            publishers.notify_waiters();
         }
     }
 
@@ -372,7 +378,7 @@ impl Session {
         if state.owner.is_some() {
             state.kick = Some(kick);
             drop(state);
-            self.wake.notify_one();
+            self.wake.notify();
         }
     }
 
@@ -386,7 +392,7 @@ impl Session {
         }
         state.kick = Some(kick);
         drop(state);
-        self.wake.notify_one();
+        self.wake.notify();
         true
     }
 
@@ -395,9 +401,11 @@ impl Session {
         self.state.lock().kick.take()
     }
 
-    /// Waits until something is queued or a kick arrives.
-    pub async fn woken(&self) {
-        self.wake.notified().await
+    /// Ready once something was queued or a kick arrived since the last
+    /// time it was: for the attached connection's loop, the only one that
+    /// waits on it.
+    pub fn poll_woken(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.wake.poll(cx)
     }
 
     pub fn subscriptions(&self) -> Vec<(Arc<str>, SubscriptionSpec)> {
@@ -444,7 +452,7 @@ impl Session {
         let was_persistent = state.expiry_interval > 0;
         state.expiry_interval = expiry_interval;
         self.persist_record(&state, None);
-        let flight = state.flight.take().map(|f| *f).unwrap_or_default();
+        let flight = std::mem::take(&mut state.flight);
         drop(state);
         if was_persistent && expiry_interval == 0 {
             // Resumed as a session that ends at disconnect: nothing stays stored.
@@ -498,13 +506,16 @@ impl Session {
         if dropped_qos0 > 0 {
             count_drop(DropReason::OfflineQos0, dropped_qos0);
         }
-        state.flight = Some(Box::new(flight));
+        state.flight = flight;
         let expiry = state.expiry_interval;
         let generation = state.generation;
         let expires_at_ms = (expiry != u32::MAX).then(|| unix_ms_now() + u64::from(expiry) * 1000);
         self.persist_record(&state, expires_at_ms);
+        let waiting = state.detach_waiters.take();
         drop(state);
-        self.detached.notify_waiters();
+        if let Some(takers) = waiting {
+            takers.notify_waiters();
+        }
         Some(Detached {
             orphans,
             expiry_interval: expiry,
@@ -514,8 +525,8 @@ impl Session {
 
     /// Resolves once the attached connection detached. Enable it before
     /// checking [`Session::is_attached`], so a detach in between is not missed.
-    pub(crate) fn detached(&self) -> tokio::sync::futures::Notified<'_> {
-        self.detached.notified()
+    pub(crate) fn detached(&self) -> OwnedNotified {
+        waiters(&mut self.state.lock().detach_waiters)
     }
 
     /// Keeps a will until its delay passes, unless attach `generation` is
@@ -557,11 +568,11 @@ impl Session {
             return None;
         }
         state.ended = true;
-        let filters: Vec<Arc<str>> = state.subscriptions.drain().map(|(f, _)| f).collect();
-        let dropped = state.queue.len() + state.flight.as_ref().map_or(0, |f| f.len());
+        let filters: Vec<Arc<str>> = state.subscriptions.take_all().map(|(f, _)| f).collect();
+        let dropped = state.queue.len() + state.flight.len();
         state.queue.clear();
         state.queued_bytes = 0;
-        state.flight = None;
+        state.flight = FlightState::default();
         state.pending_will = None;
         drop(state);
         self.delete_stored();
@@ -609,11 +620,51 @@ impl Session {
                 stored_seq: Some(record.seq),
             });
         }
-        state
-            .flight
-            .get_or_insert_with(Default::default)
-            .inbound_qos2 = inbound_qos2.into_iter().collect();
+        state.flight.restore_inbound_qos2(inbound_qos2);
         state.generation = 1;
+    }
+}
+
+/// A future that resolves at the next `notify_waiters` of `slot`'s
+/// `Notify`, made on demand. Made under the session's lock, which the
+/// notifier takes too: a `Notified` counts the `notify_waiters` calls after
+/// its creation, so none is missed between this and the caller's check.
+/// Most sessions never have a waiter, so they hold a `None` (8 bytes)
+/// instead of a `Notify` (32), and a drain with nobody waiting takes no
+/// `Notify` lock.
+fn waiters(slot: &mut Option<Arc<Notify>>) -> OwnedNotified {
+    Arc::clone(slot.get_or_insert_with(Default::default)).notified_owned()
+}
+
+/// A wake-up for one waiter that may come before it waits (then its next
+/// poll is ready at once), like `Notify::notify_one`. A flag and a waker:
+/// the waiter holds no future of its own across loop turns, where a
+/// `Notified` is 80 bytes in every connection's task.
+#[derive(Default)]
+struct Wake {
+    pending: std::sync::atomic::AtomicBool,
+    waker: futures_util::task::AtomicWaker,
+}
+
+impl Wake {
+    fn notify(&self) {
+        self.pending
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.waker.wake();
+    }
+
+    fn poll(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        use std::sync::atomic::Ordering::Acquire;
+        if self.pending.swap(false, Acquire) {
+            return std::task::Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        // A notify between the swap and the register woke no one: look again.
+        if self.pending.swap(false, Acquire) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
     }
 }
 
@@ -674,6 +725,30 @@ impl Ord for SessionRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_wake_before_the_wait_is_kept_and_one_during_it_wakes_the_waiter() {
+        let count = Arc::new(Count(Default::default()));
+        let waker = std::task::Waker::from(count.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let wake = Wake::default();
+        assert!(wake.poll(&mut cx).is_pending());
+        wake.notify();
+        assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(wake.poll(&mut cx).is_ready());
+        assert!(wake.poll(&mut cx).is_pending(), "one notify, one wake-up");
+        wake.notify();
+        wake.notify();
+        assert!(wake.poll(&mut cx).is_ready());
+        assert!(wake.poll(&mut cx).is_pending());
+    }
     use crate::message::Message;
     use tokio::time::Instant;
 

@@ -47,6 +47,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::small_map::SmallMap;
+
 /// A subscriber found by [`SubTrie::match_topic`].
 pub type Entry<K, V> = (K, V);
 
@@ -85,74 +87,11 @@ pub const MAX_CACHED_TOPIC_LEN: usize = 512;
 /// subscribers costs far more than walking the trie again.
 pub const MAX_CACHED_ENTRIES: usize = 64;
 
-/// Subscriber sets up to this size are a plain vector (most filters have one
-/// subscriber); beyond it they become a hash map.
-const FEW: usize = 16;
+/// The subscribers of one (filter, group): most filters have one.
+type SubSet<K, V> = SmallMap<K, V>;
 
-/// The subscribers of one (filter, group): a small vector, or a map when large.
-enum SubSet<K, V> {
-    Few(Vec<(K, V)>),
-    Many(HashMap<K, V>),
-}
-
-impl<K: Clone + Eq + Hash, V: Clone> SubSet<K, V> {
-    fn new() -> Self {
-        SubSet::Few(Vec::new())
-    }
-
-    fn is_empty(&self) -> bool {
-        match self {
-            SubSet::Few(v) => v.is_empty(),
-            SubSet::Many(m) => m.is_empty(),
-        }
-    }
-
-    fn insert(&mut self, key: K, value: V) -> Option<V> {
-        match self {
-            SubSet::Few(v) => {
-                if let Some(slot) = v.iter_mut().find(|(k, _)| *k == key) {
-                    return Some(std::mem::replace(&mut slot.1, value));
-                }
-                if v.len() < FEW {
-                    v.push((key, value));
-                } else {
-                    let mut m: HashMap<K, V> = std::mem::take(v).into_iter().collect();
-                    m.insert(key, value);
-                    *self = SubSet::Many(m);
-                }
-                None
-            }
-            SubSet::Many(m) => m.insert(key, value),
-        }
-    }
-
-    fn remove(&mut self, key: &K) -> Option<V> {
-        let (old, shrink) = match self {
-            SubSet::Few(v) => {
-                let i = v.iter().position(|(k, _)| k == key)?;
-                let (_, old) = v.swap_remove(i);
-                if v.is_empty() {
-                    *v = Vec::new(); // give the allocation back
-                }
-                (old, false)
-            }
-            SubSet::Many(m) => {
-                let old = m.remove(key)?;
-                (old, m.len() <= FEW / 4)
-            }
-        };
-        if shrink && let SubSet::Many(m) = self {
-            *self = SubSet::Few(m.drain().collect());
-        }
-        Some(old)
-    }
-
-    fn extend_into(&self, out: &mut Vec<Entry<K, V>>) {
-        match self {
-            SubSet::Few(v) => out.extend(v.iter().cloned()),
-            SubSet::Many(m) => out.extend(m.iter().map(|(k, v)| (k.clone(), v.clone()))),
-        }
-    }
+fn extend_into<K: Clone + Eq + Hash, V: Clone>(set: &SubSet<K, V>, out: &mut Vec<Entry<K, V>>) {
+    out.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
 }
 
 /// The shared subscriptions of one filter.
@@ -164,7 +103,7 @@ struct Shared<K, V> {
 
 /// One level of a filter.
 struct Node<K, V> {
-    children: HashMap<Box<str>, Box<Node<K, V>>>,
+    children: SmallMap<Box<str>, Box<Node<K, V>>>,
     plus: Option<Box<Node<K, V>>>,
     hash: Option<Box<Node<K, V>>>,
     subs: SubSet<K, V>,
@@ -174,10 +113,10 @@ struct Node<K, V> {
 impl<K, V> Node<K, V> {
     fn new() -> Self {
         Node {
-            children: HashMap::new(),
+            children: SmallMap::default(),
             plus: None,
             hash: None,
-            subs: SubSet::Few(Vec::new()),
+            subs: SmallMap::default(),
             shared: None,
         }
     }
@@ -230,7 +169,7 @@ impl<K, V> Node<K, V> {
     /// boxed in the node already, and unboxing would copy every node.
     #[allow(clippy::vec_box)]
     fn take_children(&mut self, stack: &mut Vec<Box<Node<K, V>>>) {
-        stack.extend(self.children.drain().map(|(_, c)| c));
+        stack.extend(self.children.take_all().map(|(_, c)| c));
         stack.extend(self.plus.take());
         stack.extend(self.hash.take());
     }
@@ -247,11 +186,11 @@ impl<K: Clone + Eq + Hash, V: Clone> Node<K, V> {
 
     /// Adds this node's subscribers (it is the end of a matching filter).
     fn collect(&self, out: &mut Matches<K, V>) {
-        self.subs.extend_into(&mut out.normal);
+        extend_into(&self.subs, &mut out.normal);
         if let Some(shared) = &self.shared {
             for (group, set) in &shared.groups {
                 let mut members = Vec::new();
-                set.extend_into(&mut members);
+                extend_into(set, &mut members);
                 out.shared.push(SharedMatch {
                     group: Arc::clone(group),
                     filter: Arc::clone(&shared.filter),
@@ -390,7 +329,7 @@ impl<K: Clone + Eq + Hash, V: Clone> SubTrie<K, V> {
                 match shared.groups.get_mut(group) {
                     Some(set) => (set.insert(key, value), false),
                     None => {
-                        let mut set = SubSet::new();
+                        let mut set = SubSet::default();
                         set.insert(key, value);
                         shared.groups.insert(group.into(), set);
                         (None, true)
@@ -600,7 +539,7 @@ impl<K: Clone + Eq + Hash, V: Clone> SubTrie<K, V> {
         let mut stack = vec![&self.root];
         while let Some(node) = stack.pop() {
             count += node.child_count();
-            stack.extend(node.children.values().map(|c| &**c));
+            stack.extend(node.children.iter().map(|(_, c)| &**c));
             stack.extend(node.plus.as_deref());
             stack.extend(node.hash.as_deref());
         }

@@ -33,7 +33,7 @@ impl Conn {
                 Flow::Continue
             }
             Packet::PubRel(rel) => {
-                let (reason, ticket) = if self.flight.inbound_qos2.remove(&rel.packet_id) {
+                let (reason, ticket) = if self.flight.released(rel.packet_id) {
                     // The id may be reused after PUBCOMP: its removal must be durable first.
                     (
                         ReasonCode::SUCCESS,
@@ -149,7 +149,7 @@ impl Conn {
                 Packet::PubAck(ack) => Packet::PubAck(store_unavailable(ack)),
                 Packet::PubRec(rec) => {
                     // The exchange ends with a failed PUBREC: forget the id.
-                    if self.flight.inbound_qos2.remove(&rec.packet_id) {
+                    if self.flight.released(rec.packet_id) {
                         self.session.store_inbound_qos2(rec.packet_id, false);
                     }
                     Packet::PubRec(store_unavailable(rec))
@@ -182,7 +182,7 @@ impl Conn {
             return self.refuse_publish(&p, ReasonCode::PAYLOAD_FORMAT_INVALID);
         }
         let packet_id = p.packet_id.unwrap_or(0);
-        if p.qos == QoS::ExactlyOnce && self.flight.inbound_qos2.contains(&packet_id) {
+        if p.qos == QoS::ExactlyOnce && self.flight.awaits_pubrel(packet_id) {
             // A retransmission before PUBREL: already routed once.
             self.send_ack(Packet::PubRec, packet_id, ReasonCode::SUCCESS);
             return Flow::Continue;
@@ -194,7 +194,7 @@ impl Conn {
         let v5 = self.version.is_v5();
         if p.qos == QoS::ExactlyOnce || (p.qos == QoS::AtLeastOnce && v5) {
             let unacknowledged =
-                self.flight.inbound_qos2.len() + if v5 { self.held_pubacks } else { 0 };
+                self.flight.awaiting_pubrel() + if v5 { self.held_pubacks } else { 0 };
             // Both maxima are at least 1: the usual case (nothing waiting)
             // reads no tenant limit.
             let tenant_inflight = || self.tenant.quota().inflight();
@@ -262,7 +262,7 @@ impl Conn {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => self.send_ack_after(ticket, Packet::PubAck, packet_id, reason),
             QoS::ExactlyOnce => {
-                self.flight.inbound_qos2.insert(packet_id);
+                self.flight.await_pubrel(packet_id);
                 let ticket = ticket.max(self.session.store_inbound_qos2(packet_id, true));
                 self.send_ack_after(ticket, Packet::PubRec, packet_id, reason);
             }
@@ -331,7 +331,7 @@ impl Conn {
             }
             QoS::ExactlyOnce => {
                 // 3.1.1 goes on with PUBREL: remember the id so PUBCOMP follows.
-                self.flight.inbound_qos2.insert(packet_id);
+                self.flight.await_pubrel(packet_id);
                 self.send_ack(Packet::PubRec, packet_id, reason);
             }
         }

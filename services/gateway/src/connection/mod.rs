@@ -164,10 +164,6 @@ pub(crate) struct Conn {
 /// A plain function returning an `async move` block, not an `async fn`: an
 /// `async fn` keeps each argument twice in its future (as argument and as
 /// local), and this future is the bulk of an idle connection's memory.
-#[expect(
-    clippy::manual_async_fn,
-    reason = "see above: an async fn doubles the arguments"
-)]
 pub fn run<R, W>(
     mut rd: R,
     mut wr: W,
@@ -180,12 +176,15 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
+    // Boxed and taken by the handshake: inline, the address (32 bytes)
+    // would stay in the task for the connection's life.
+    let mut peer = peer.map(Box::new);
     async move {
         metrics::counter!(m::CONNECTIONS_TOTAL, "transport" => transport.as_str()).increment(1);
         metrics::gauge!(m::CONNECTIONS).increment(1.0);
         // Allocated by the first read (`read_more`).
         let mut inbuf = BytesMut::new();
-        let result = serve(&mut rd, &mut wr, &mut inbuf, transport, &peer, &ctx).await;
+        let result = serve(&mut rd, &mut wr, &mut inbuf, transport, peer.take(), &ctx).await;
         if let Err(e) = result {
             tracing::debug!(error = %e, transport = transport.as_str(), "connection ended with an I/O error");
         }
@@ -335,7 +334,7 @@ async fn serve<R, W>(
     wr: &mut W,
     inbuf: &mut BytesMut,
     transport: Transport,
-    peer: &Option<std::net::SocketAddr>,
+    peer: Option<Box<std::net::SocketAddr>>,
     ctx: &ConnContext,
 ) -> std::io::Result<()>
 where
@@ -351,7 +350,7 @@ where
         keep_alive,
         slot,
         registration,
-    }) = Box::pin(establish(rd, wr, inbuf, transport, *peer, ctx)).await?
+    }) = Box::pin(establish(rd, wr, inbuf, transport, peer.map(|p| *p), ctx)).await?
     else {
         return Ok(());
     };
@@ -578,130 +577,140 @@ impl Deadlines {
 }
 
 impl Conn {
-    async fn run_loop<R, W>(
-        &mut self,
-        rd: &mut R,
-        wr: &mut W,
-        inbuf: &mut BytesMut,
+    /// The connected client's loop: reads, writes, deliveries, deadlines.
+    /// A plain function returning an `async move` block, as [`run`] is: it
+    /// is in every connection's task, and an `async fn` keeps its arguments
+    /// twice.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "see above: an async fn doubles the arguments"
+    )]
+    fn run_loop<'a, R, W>(
+        &'a mut self,
+        rd: &'a mut R,
+        wr: &'a mut W,
+        inbuf: &'a mut BytesMut,
         keep_alive: Option<Duration>,
-        shutdown: &CancellationToken,
-    ) -> std::io::Result<Close>
+        shutdown: &'a CancellationToken,
+    ) -> impl std::future::Future<Output = std::io::Result<Close>> + 'a
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        // Futures that live across loop turns are created once: a new
-        // `cancelled()` or timer per turn would take a shared lock per packet.
-        // One timer serves every deadline (`Deadlines`).
-        // The shutdown reaches a live connection as a kick (see
-        // `Gateway::close_connections`); one registered after that kick
-        // went out sees the token here.
-        if shutdown.is_cancelled() {
-            return Ok(Close::for_kick(aerie_core::Kick::SERVER_SHUTTING_DOWN));
-        }
-        let session = self.session.clone();
-        let woken = session.woken();
-        let timer = tokio::time::sleep(FAR);
-        tokio::pin!(woken, timer);
-        let mut deadlines = Deadlines {
-            keep_alive: keep_alive.map(|ka| Instant::now() + ka),
-            token: self.token_deadline(),
-            ..Deadlines::default()
-        };
-        let mut socket = SocketClock::new(self.config.slow_consumer_timeout);
-        let mut last_seen = Instant::now();
-        // Packets the client sent right behind CONNECT may already be in
-        // `inbuf`: handle them now, not after the client's next bytes.
-        if let Flow::Close(c) = self.decode_and_handle(inbuf) {
-            return Ok(c);
-        }
-        self.pump();
-        loop {
-            socket.observe(
-                Instant::now,
-                self.out.is_pending(),
-                &self.session,
-                &mut deadlines.stall,
-            );
-            self.pace_publisher().await;
-            if self.held.is_some() {
-                // Boxed: rare, and inline its future would be in every
-                // connection's task for its whole life.
-                Box::pin(self.release_held()).await;
-                if let Flow::Close(c) = self.decode_and_handle(inbuf) {
-                    return Ok(c);
-                }
-                self.pump();
+        async move {
+            // Futures that live across loop turns are created once: a new
+            // `cancelled()` or timer per turn would take a shared lock per packet.
+            // One timer serves every deadline (`Deadlines`); the session's
+            // wake-up is polled in place (`Session::poll_woken`), no future.
+            // The shutdown reaches a live connection as a kick (see
+            // `Gateway::close_connections`); one registered after that kick
+            // went out sees the token here.
+            if shutdown.is_cancelled() {
+                return Ok(Close::for_kick(aerie_core::Kick::SERVER_SHUTTING_DOWN));
             }
-            deadlines.held_ack = self
-                .held_acks
-                .front()
-                .map(|front| front.since + self.config.store_ack_timeout);
-            let next = deadlines.next().unwrap_or_else(|| Instant::now() + FAR);
-            if timer.deadline() != next {
-                timer.as_mut().reset(next);
+            let session = self.session.clone();
+            let timer = tokio::time::sleep(FAR);
+            tokio::pin!(timer);
+            let mut deadlines = Deadlines {
+                keep_alive: keep_alive.map(|ka| Instant::now() + ka),
+                token: self.token_deadline(),
+                ..Deadlines::default()
+            };
+            let mut socket = SocketClock::default();
+            let mut last_seen = Instant::now();
+            // Packets the client sent right behind CONNECT may already be in
+            // `inbuf`: handle them now, not after the client's next bytes.
+            if let Flow::Close(c) = self.decode_and_handle(inbuf) {
+                return Ok(c);
             }
-            // The store's own back-pressure: a client whose acks wait for a
-            // backlogged store is not read until the backlog shrinks.
-            let store_full = !self.held_acks.is_empty() && self.tenant.store().is_backlogged();
-            tokio::select! {
-                r = self.out.write_step(wr), if self.out.is_pending() => {
-                    r?;
-                    socket.progressed(Instant::now, self.out.is_pending(), &self.session);
-                    // Deliveries wait in the bounded session queue, not
-                    // here, until the socket took the last batch.
-                    self.pump();
-                }
-                n = read_more(rd, inbuf), if !store_full && self.out.unwritten() < READ_WHILE_UNWRITTEN_BELOW => {
-                    if n? == 0 {
-                        return Ok(Close { disconnect: None, publish_will: true, why: "closed_by_client" });
-                    }
-                    last_seen = Instant::now();
+            self.pump();
+            loop {
+                socket.observe(
+                    self.config.slow_consumer_timeout,
+                    Instant::now,
+                    self.out.is_pending(),
+                    &self.session,
+                    &mut deadlines.stall,
+                );
+                self.pace_publisher().await;
+                if self.held.is_some() {
+                    // Boxed: rare, and inline its future would be in every
+                    // connection's task for its whole life.
+                    Box::pin(self.release_held()).await;
                     if let Flow::Close(c) = self.decode_and_handle(inbuf) {
                         return Ok(c);
                     }
-                    if std::mem::take(&mut self.token_renewed) {
-                        deadlines.token = self.token_deadline();
-                    }
                     self.pump();
                 }
-                _ = &mut woken => {
-                    woken.set(session.woken());
-                    if let Some(kick) = self.session.take_kick() {
-                        return Ok(Close::for_kick(kick));
-                    }
-                    self.pump();
+                deadlines.held_ack = self
+                    .held_acks
+                    .front()
+                    .map(|front| front.since + self.config.store_ack_timeout);
+                let next = deadlines.next().unwrap_or_else(|| Instant::now() + FAR);
+                if timer.deadline() != next {
+                    timer.as_mut().reset(next);
                 }
-                // Boxed, and only while acks are held: inline, the watch's
-                // future (120 bytes) would be in every connection's task.
-                _ = futures_util::future::OptionFuture::from(
-                    (!self.held_acks.is_empty()).then(|| Box::pin(self.durable.changed()))
-                ), if !self.held_acks.is_empty() => {
-                    self.release_acks();
-                }
-                () = &mut timer => {
-                    let now = Instant::now();
-                    if deadlines.token.is_some_and(|t| now >= t) {
-                        let kick = crate::auth::TOKEN_EXPIRED;
-                        metrics::counter!(crate::auth::AUTH_DISCONNECTS_TOTAL, "why" => kick.why).increment(1);
-                        return Ok(Close { disconnect: Some(kick.reason), publish_will: true, why: kick.why });
+                // The store's own back-pressure: a client whose acks wait for a
+                // backlogged store is not read until the backlog shrinks.
+                let store_full = !self.held_acks.is_empty() && self.tenant.store().is_backlogged();
+                tokio::select! {
+                    r = std::future::poll_fn(|cx| self.out.poll_write_step(wr, cx)), if self.out.is_pending() => {
+                        r?;
+                        socket.progressed(Instant::now, self.out.is_pending(), &self.session);
+                        // Deliveries wait in the bounded session queue, not
+                        // here, until the socket took the last batch.
+                        self.pump();
                     }
-                    if let (Some(ka), Some(at)) = (keep_alive, deadlines.keep_alive) && now >= at {
-                        // Re-armed lazily: packets only move `last_seen`.
-                        if now.saturating_duration_since(last_seen) >= ka {
-                            return Ok(Close { disconnect: Some(ReasonCode::KEEP_ALIVE_TIMEOUT), publish_will: true, why: "keep_alive_timeout" });
+                    n = read_more(rd, inbuf), if !store_full && self.out.unwritten() < READ_WHILE_UNWRITTEN_BELOW => {
+                        if n? == 0 {
+                            return Ok(Close { disconnect: None, publish_will: true, why: "closed_by_client" });
                         }
-                        deadlines.keep_alive = Some(last_seen + ka);
+                        last_seen = Instant::now();
+                        if let Flow::Close(c) = self.decode_and_handle(inbuf) {
+                            return Ok(c);
+                        }
+                        if std::mem::take(&mut self.token_renewed) {
+                            deadlines.token = self.token_deadline();
+                        }
+                        self.pump();
                     }
-                    if deadlines.held_ack.is_some_and(|t| now >= t)
-                        && let Flow::Close(c) = self.expire_held_acks()
-                    {
-                        return Ok(c);
+                    () = std::future::poll_fn(|cx| session.poll_woken(cx)) => {
+                        if let Some(kick) = self.session.take_kick() {
+                            return Ok(Close::for_kick(kick));
+                        }
+                        self.pump();
                     }
-                    if deadlines.stall.is_some_and(|t| now >= t)
-                        && let Some(stalled) = socket.check(now, &self.session, &mut deadlines.stall)
-                    {
-                        return Ok(self.slow_consumer(stalled));
+                    // Boxed, and only while acks are held: inline, the watch's
+                    // future (120 bytes) would be in every connection's task.
+                    _ = futures_util::future::OptionFuture::from(
+                        (!self.held_acks.is_empty()).then(|| Box::pin(self.durable.changed()))
+                    ), if !self.held_acks.is_empty() => {
+                        self.release_acks();
+                    }
+                    () = &mut timer => {
+                        let now = Instant::now();
+                        if deadlines.token.is_some_and(|t| now >= t) {
+                            let kick = crate::auth::TOKEN_EXPIRED;
+                            metrics::counter!(crate::auth::AUTH_DISCONNECTS_TOTAL, "why" => kick.why).increment(1);
+                            return Ok(Close { disconnect: Some(kick.reason), publish_will: true, why: kick.why });
+                        }
+                        if let (Some(ka), Some(at)) = (keep_alive, deadlines.keep_alive) && now >= at {
+                            // Re-armed lazily: packets only move `last_seen`.
+                            if now.saturating_duration_since(last_seen) >= ka {
+                                return Ok(Close { disconnect: Some(ReasonCode::KEEP_ALIVE_TIMEOUT), publish_will: true, why: "keep_alive_timeout" });
+                            }
+                            deadlines.keep_alive = Some(last_seen + ka);
+                        }
+                        if deadlines.held_ack.is_some_and(|t| now >= t)
+                            && let Flow::Close(c) = self.expire_held_acks()
+                        {
+                            return Ok(c);
+                        }
+                        if deadlines.stall.is_some_and(|t| now >= t)
+                            && let Some(stalled) = socket.check(self.config.slow_consumer_timeout, now, &self.session, &mut deadlines.stall)
+                        {
+                            return Ok(self.slow_consumer(stalled));
+                        }
                     }
                 }
             }

@@ -3,10 +3,13 @@
 //! costs one syscall. Writing is a step the connection's loop selects on, so
 //! a socket that takes nothing never wedges the connection.
 
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
 use aerie_core::metrics as m;
 use aerie_proto::{EncodeError, Packet, ProtocolVersion};
 use bytes::BytesMut;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 
 pub(crate) struct Outbox {
     pub version: ProtocolVersion,
@@ -18,8 +21,9 @@ pub(crate) struct Outbox {
     /// The client's maximum packet size: larger packets are never sent.
     pub max_packet_size: u32,
     /// Packets encoded since the last report, by packet type: metrics are
-    /// added once per write, not once per packet.
-    sent: [u32; 16],
+    /// added once per write, not once per packet. u16 (reported early when
+    /// one would overflow): this struct is in every connection's task.
+    sent: [u16; 16],
 }
 
 impl Outbox {
@@ -44,7 +48,11 @@ impl Outbox {
             self.buf.truncate(start);
             return Ok(false);
         }
-        self.sent[usize::from(packet.packet_type())] += 1;
+        let kind = usize::from(packet.packet_type());
+        if self.sent[kind] == u16::MAX {
+            self.report();
+        }
+        self.sent[kind] += 1;
         Ok(true)
     }
 
@@ -66,16 +74,22 @@ impl Outbox {
     /// One step of writing: one write of what the socket takes now, or the
     /// flush once everything is written. Cancel safe, so the connection can
     /// select on it: a write either took bytes (and `written` moved) or not.
-    pub async fn write_step<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> std::io::Result<()> {
+    /// A poll function, not an `async fn`: its future would be in every
+    /// connection's task.
+    pub fn poll_write_step<W: AsyncWrite + Unpin>(
+        &mut self,
+        wr: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
         if self.buf.is_empty() {
-            wr.flush().await?;
+            ready!(Pin::new(&mut *wr).poll_flush(cx))?;
             self.unflushed = false;
-            return Ok(());
+            return Poll::Ready(Ok(()));
         }
         self.report();
-        let n = wr.write(&self.buf[self.written..]).await?;
+        let n = ready!(Pin::new(&mut *wr).poll_write(cx, &self.buf[self.written..]))?;
         if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+            return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
         }
         m::hot().bytes_sent.increment(n as u64);
         self.written += n;
@@ -87,12 +101,19 @@ impl Outbox {
                 // Shrink after a burst so idle connections stay small.
                 self.buf = BytesMut::new();
             }
-            // In the same step (a no-op on TCP); if cancelled here, the
-            // next step flushes.
-            wr.flush().await?;
-            self.unflushed = false;
+            // In the same step (a no-op on TCP); if it cannot finish now,
+            // the next step flushes.
+            if let Poll::Ready(r) = Pin::new(&mut *wr).poll_flush(cx) {
+                r?;
+                self.unflushed = false;
+            }
         }
-        Ok(())
+        Poll::Ready(Ok(()))
+    }
+
+    /// [`Outbox::poll_write_step`] as a future.
+    pub async fn write_step<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> std::io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_write_step(wr, cx)).await
     }
 
     /// Writes and flushes everything.
@@ -106,11 +127,28 @@ impl Outbox {
 }
 
 /// Adds per-packet-type counts to their counters and zeroes them.
-pub(crate) fn report_counts(counts: &mut [u32; 16], counters: &[metrics::Counter; 16]) {
+pub(crate) fn report_counts<N>(counts: &mut [N; 16], counters: &[metrics::Counter; 16])
+where
+    N: Copy + Default + PartialEq + Into<u64>,
+{
     for (n, counter) in counts.iter_mut().zip(counters) {
-        if *n > 0 {
-            counter.increment(u64::from(*n));
-            *n = 0;
+        if *n != N::default() {
+            counter.increment((*n).into());
+            *n = N::default();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_packets_between_writes_than_a_u16_counts_are_reported_early() {
+        let mut out = Outbox::new(ProtocolVersion::V5);
+        for _ in 0..u32::from(u16::MAX) + 10 {
+            assert!(out.push(&Packet::PingResp).unwrap());
+        }
+        assert_eq!(out.sent[usize::from(Packet::PingResp.packet_type())], 10);
     }
 }

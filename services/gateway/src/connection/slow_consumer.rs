@@ -17,25 +17,20 @@ use super::{Close, Conn};
 /// queue still has room.
 const RECHECK: Duration = Duration::from_secs(1);
 
+/// `timeout` (`None`: never close a slow consumer) is passed to each call,
+/// not kept: this is in every connection's task.
+#[derive(Default)]
 pub(crate) struct SocketClock {
-    /// `None`: never close a slow consumer.
-    timeout: Option<Duration>,
     /// Since when bytes have waited without the socket taking any.
     waiting_since: Option<Instant>,
 }
 
 impl SocketClock {
-    pub fn new(timeout: Option<Duration>) -> SocketClock {
-        SocketClock {
-            timeout,
-            waiting_since: None,
-        }
-    }
-
     /// At each loop turn: starts the clock when bytes begin to wait, and
     /// sets `deadline` for when they would have waited too long.
     pub fn observe(
         &mut self,
+        timeout: Option<Duration>,
         now: impl FnOnce() -> Instant,
         pending: bool,
         session: &Session,
@@ -47,7 +42,7 @@ impl SocketClock {
         let now = now();
         self.waiting_since = Some(now);
         session.set_socket_waiting(Some(now));
-        if let Some(timeout) = self.timeout
+        if let Some(timeout) = timeout
             && deadline.is_none_or(|d| d > now + timeout)
         {
             *deadline = Some(now + timeout);
@@ -70,11 +65,12 @@ impl SocketClock {
     /// queue overflowing); otherwise moves `deadline` and says `None`.
     pub fn check(
         &self,
+        timeout: Option<Duration>,
         now: Instant,
         session: &Session,
         deadline: &mut Option<Instant>,
     ) -> Option<Duration> {
-        *deadline = match (self.timeout, self.waiting_since) {
+        *deadline = match (timeout, self.waiting_since) {
             (Some(timeout), Some(since)) if now >= since + timeout => {
                 if session.is_overflowing() {
                     return Some(now - since);
@@ -152,10 +148,11 @@ mod tests {
             .unwrap()
             .session;
         let timeout = Duration::from_secs(2);
-        let mut clock = SocketClock::new(Some(timeout));
+        let mut clock = SocketClock::default();
+        let on = Some(timeout);
         let mut deadline = None;
         let t0 = Instant::now();
-        clock.observe(|| t0, true, &session, &mut deadline);
+        clock.observe(on, || t0, true, &session, &mut deadline);
         assert_eq!(deadline, Some(t0 + timeout), "armed for the timeout");
         // Publishers see it too (to the millisecond).
         let seen = session.socket_stalled_for(t0 + timeout);
@@ -164,7 +161,7 @@ mod tests {
         );
 
         assert_eq!(
-            clock.check(t0 + timeout, &session, &mut deadline),
+            clock.check(on, t0 + timeout, &session, &mut deadline),
             None,
             "its queue still has room"
         );
@@ -173,22 +170,25 @@ mod tests {
         assert!(session.enqueue(delivery(), &config).is_err(), "full");
         let later = t0 + timeout + RECHECK;
         assert_eq!(
-            clock.check(later, &session, &mut deadline),
+            clock.check(on, later, &session, &mut deadline),
             Some(timeout + RECHECK),
             "stuck and overflowing"
         );
 
         // The socket took bytes: the clock starts over.
         clock.progressed(|| later, true, &session);
-        assert_eq!(clock.check(later, &session, &mut deadline), None);
+        assert_eq!(clock.check(on, later, &session, &mut deadline), None);
         assert_eq!(deadline, Some(later + timeout));
         clock.progressed(|| later, false, &session);
         assert_eq!(session.socket_stalled_for(later + timeout), Duration::ZERO);
 
-        let never = SocketClock {
-            timeout: None,
+        let stuck = SocketClock {
             waiting_since: Some(t0),
         };
-        assert_eq!(never.check(later, &session, &mut deadline), None);
+        assert_eq!(
+            stuck.check(None, later, &session, &mut deadline),
+            None,
+            "never closed"
+        );
     }
 }
