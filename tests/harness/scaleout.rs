@@ -103,6 +103,17 @@ impl Control {
         self.process.kill9();
     }
 
+    /// Sets some of `tenant`'s limits (the others keep theirs), through the
+    /// admin API.
+    pub fn set_limits(&self, tenant: &crate::tenants::Tenant, limits: serde_json::Value) {
+        self.admin(
+            "PATCH",
+            &format!("/v1/admin/tenants/{}/limits", tenant.id),
+            Some(&limits),
+        )
+        .expect(200);
+    }
+
     /// An admin route (`/v1/admin/...`) with the admin token.
     pub fn admin(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> Reply {
         self.api(method, path, Some(ADMIN_TOKEN), body)
@@ -197,6 +208,13 @@ impl Gateway {
         self.process.kill9();
     }
 
+    /// The value of a Prometheus sample on its `/metrics` (summed over the
+    /// label sets that contain `labels`).
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        let body = crate::http::send(self.http, "GET", "/metrics", &[], "").body;
+        crate::server::sum_metric(&body, name, labels)
+    }
+
     /// The status of `GET /readyz`.
     pub fn readyz(&self) -> u16 {
         crate::http::send(self.http, "GET", "/readyz", &[], "").status
@@ -265,5 +283,27 @@ impl Cluster {
         for gateway in [&self.a, &self.b] {
             gateway.wait_accepts(token).await;
         }
+    }
+
+    /// A tenant with its limits lifted past the free plan's (the scenarios
+    /// need more than 20 msg/s per client), `limits` on top, and a token
+    /// both gateways accept.
+    pub async fn lifted_tenant(
+        &self,
+        email: &str,
+        limits: serde_json::Value,
+    ) -> (crate::tenants::Tenant, String) {
+        let t = crate::tenants::tenant(&self.control, email);
+        let mut lifted = serde_json::json!({
+            "connections": 5000, "connect_rate": 100000,
+            "publish_rate_msgs": 100000, "client_publish_rate_msgs": 100000,
+        });
+        for (k, v) in limits.as_object().expect("an object") {
+            lifted[k] = v.clone();
+        }
+        self.control.set_limits(&t, lifted);
+        let (token, _) = crate::tenants::mint(&self.control, &t, serde_json::json!({}));
+        self.wait_accepted(&token).await;
+        (t, token)
     }
 }

@@ -101,7 +101,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     owners
         .serve(broker.clone(), shutdown.clone(), move || counter.connects())
         .await?;
-    connections.spawn_resync(broker.clone(), shutdown.clone());
+    connections.spawn_upkeep(broker.clone(), shutdown.clone());
     let gateway = start_gateway(
         broker,
         directory,

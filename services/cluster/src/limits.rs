@@ -15,24 +15,41 @@
 //! node's connections hold their slots until its heartbeat expires (at
 //! most `NODE_TTL` plus [`ALIVE_CACHE`]). When NATS does not answer, a
 //! gateway admits on its own count (availability over the limit), counted
-//! in [`COUNT_ERRORS_TOTAL`]. Unlimited tenants are not counted in NATS at
-//! all (nothing to enforce, no round trip on their CONNECT).
+//! in [`COUNT_ERRORS_TOTAL`]. Tenants with neither a connection limit nor
+//! a tenant-wide rate are not counted in NATS at all (nothing to enforce,
+//! no round trip on their CONNECT); those with rates only are counted
+//! without the CONNECT waiting for it.
+//!
+//! The tenant-wide rates are shared between the gateways. The publish
+//! rates (messages and bytes) by these counts: each node checks them at its
+//! part of the tenant's live connections cluster-wide
+//! (`Quota::set_publish_share`), rebalanced whenever a count changes (this
+//! node's own writes, and a watch of the bucket for the others'), and when
+//! a node whose count was seen dies; a node that does not know the tenant
+//! yet allows the whole rate until its first count is written (one
+//! CONNECT's round trips). The connect rate evenly, one part per live node
+//! (a load balancer spreads CONNECTs, not connections), as counted in
+//! `<prefix>_nodes` every [`RESYNC`]. Either share lets one unit a second
+//! through at least (the floor in `core::quota`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aerie_core::quota::{ConnectionSlot, TenantConnections, try_connection};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+use aerie_core::quota::{ConnectionSlot, TenantConnections, WHOLE_SHARE, try_connection};
 use aerie_core::seams::BoxFuture;
 use aerie_core::{Broker, Tenant};
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::kv_cas::{CasError, open_bucket, write_if_unchanged};
-use crate::kv_key::token;
+use crate::kv_key::{id_of, token};
 use crate::nodes::Nodes;
 
 /// Reads or writes of the cluster-wide count that failed (the CONNECT was
@@ -40,6 +57,13 @@ use crate::nodes::Nodes;
 pub const COUNT_ERRORS_TOTAL: &str = "aerie_cluster_connection_count_errors_total";
 /// Compare-and-set rounds of the count that lost to another node's write.
 pub const COUNT_CONFLICTS_TOTAL: &str = "aerie_cluster_connection_count_conflicts_total";
+
+/// Changes of this node's share of a tenant's publish rates, or of every
+/// tenant's connect rate.
+pub const SHARE_CHANGES_TOTAL: &str = "aerie_cluster_rate_share_changes_total";
+
+/// The gateways alive now, as this node last counted them.
+pub const NODES_ALIVE: &str = "aerie_cluster_nodes_alive";
 
 /// How often counts that differ from what was last written are written again.
 pub const RESYNC: Duration = Duration::from_secs(2);
@@ -72,6 +96,11 @@ struct Inner {
     written: Mutex<HashMap<Arc<str>, u32>>,
     /// Other nodes seen alive, until when that is believed.
     alive: Mutex<HashMap<Arc<str>, Instant>>,
+    /// The other live nodes' counts per tenant, as last read: what this
+    /// node's share of the tenant's publish rates is reckoned against.
+    others: Mutex<HashMap<Arc<str>, Counts>>,
+    /// This node's share of every tenant's connect rate: one live node's.
+    connect_share: AtomicU32,
 }
 
 /// This node's connections of one tenant as counted cluster-wide; dropped
@@ -112,13 +141,19 @@ impl ClusterConnections {
                 turns: Mutex::new(HashMap::new()),
                 written: Mutex::new(HashMap::new()),
                 alive: Mutex::new(HashMap::new()),
+                others: Mutex::new(HashMap::new()),
+                connect_share: AtomicU32::new(WHOLE_SHARE),
             }),
         }
     }
 
-    /// Every [`RESYNC`], writes again the counts of `broker`'s tenants
-    /// that differ from what was last written, until `stop`.
-    pub fn spawn_resync(&self, broker: Broker, stop: CancellationToken) {
+    /// Keeps the counts and the rate shares of `broker`'s tenants current
+    /// until `stop`: watches the other nodes' counts, and every [`RESYNC`]
+    /// counts the live nodes (the connect rate's share), writes again the
+    /// counts that differ from what was last written and drops the counts
+    /// of nodes that died since they were seen.
+    pub fn spawn_upkeep(&self, broker: Broker, stop: CancellationToken) {
+        tokio::spawn(self.inner.clone().watch(broker.clone(), stop.clone()));
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(RESYNC);
@@ -127,6 +162,7 @@ impl ClusterConnections {
                     _ = tick.tick() => {}
                     () = stop.cancelled() => break,
                 }
+                inner.share_connects().await;
                 let stale: Vec<Arc<str>> = inner
                     .written
                     .lock()
@@ -146,6 +182,7 @@ impl ClusterConnections {
                         None => inner.forget(&id).await,
                     }
                 }
+                inner.drop_dead_shares(&broker).await;
             }
         });
     }
@@ -157,9 +194,17 @@ impl TenantConnections for ClusterConnections {
         Box::pin(async move {
             // This node's own count first: it is part of the cluster's.
             let slot = try_connection(&tenant, takeover)?;
+            if !tenant.quota().limited_tenant_wide() {
+                return Some(slot);
+            }
             let limit = tenant.quota().limits().connections;
             if limit == u32::MAX {
-                return Some(slot);
+                // Counted for the rates' shares only: the CONNECT need not wait.
+                let (writer, counted) = (inner.clone(), tenant.clone());
+                tokio::spawn(async move {
+                    let _ = writer.write_count(&counted, None).await;
+                });
+                return Some(slot.with_lease(Lease { inner, tenant }));
             }
             let within = if takeover { None } else { Some(limit) };
             match inner.write_count(&tenant, within).await {
@@ -169,6 +214,10 @@ impl TenantConnections for ClusterConnections {
                 Err(()) => Some(slot.with_lease(Lease { inner, tenant })),
             }
         })
+    }
+
+    fn connect_rate_share(&self) -> u32 {
+        self.inner.connect_share.load(Relaxed)
     }
 }
 
@@ -197,6 +246,8 @@ impl Inner {
             counts.0.remove(&me);
             self.drop_dead(&mut counts).await;
             let mine = tenant.quota().live_connections();
+            self.rebalance(tenant, counts.total(), mine);
+            self.others.lock().insert(tenant.id.clone(), counts.clone());
             if within.is_some_and(|limit| counts.total().saturating_add(mine) > limit) {
                 return Ok(false);
             }
@@ -247,9 +298,112 @@ impl Inner {
         }
     }
 
+    /// Sets `tenant`'s share of its publish rates on this node: its part of
+    /// the tenant's connections, `mine` here and `others` elsewhere.
+    fn rebalance(&self, tenant: &Tenant, others: u32, mine: u32) {
+        if tenant.quota().set_publish_share(share(mine, others)) {
+            metrics::counter!(SHARE_CHANGES_TOTAL).increment(1);
+        }
+    }
+
+    /// Sets this node's share of the connect rates: one of the live nodes'
+    /// (this one counted even before its first heartbeat shows). Kept as
+    /// it was when NATS does not answer.
+    async fn share_connects(&self) {
+        let Ok(mut alive) = self.nodes.alive().await else {
+            return;
+        };
+        alive.insert(self.nodes.me().clone());
+        metrics::gauge!(NODES_ALIVE).set(alive.len() as f64);
+        let parts = WHOLE_SHARE / u32::try_from(alive.len()).unwrap_or(u32::MAX);
+        if self.connect_share.swap(parts, Relaxed) != parts {
+            metrics::counter!(SHARE_CHANGES_TOTAL).increment(1);
+            tracing::info!(
+                nodes = alive.len(),
+                "connect rates shared between the live gateways"
+            );
+        }
+    }
+
+    /// Follows the other nodes' counts: each change of a tenant this node
+    /// has rebalances its share here. Reopened when the watch ends (NATS
+    /// went away); a change missed meanwhile is caught by this node's next
+    /// write of the tenant's count.
+    async fn watch(self: Arc<Self>, broker: Broker, stop: CancellationToken) {
+        loop {
+            match self.kv.watch_all().await {
+                Ok(mut changes) => loop {
+                    let change = tokio::select! {
+                        change = changes.next() => change,
+                        () = stop.cancelled() => return,
+                    };
+                    match change {
+                        Some(Ok(entry)) => self.seen(&broker, entry).await,
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "the watch of connection counts failed; reopening it");
+                            break;
+                        }
+                        None => break,
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch the connection counts; retrying")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RESYNC) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// A count of a tenant as written by some node (this one included).
+    async fn seen(&self, broker: &Broker, entry: kv::Entry) {
+        let Some(tenant) = id_of(&entry.key).and_then(|id| broker.existing_tenant(&id)) else {
+            return;
+        };
+        let mut counts = match entry.operation {
+            kv::Operation::Put => Counts::decode(&entry.value),
+            _ => Counts::default(),
+        };
+        counts.0.remove(self.nodes.me());
+        self.drop_dead(&mut counts).await;
+        self.rebalance(&tenant, counts.total(), tenant.quota().live_connections());
+        self.others.lock().insert(tenant.id.clone(), counts);
+    }
+
+    /// Drops the counts of nodes that died since they were seen, and gives
+    /// their part of the rates to the live ones.
+    async fn drop_dead_shares(&self, broker: &Broker) {
+        let seen: Vec<(Arc<str>, Counts)> = self
+            .others
+            .lock()
+            .iter()
+            .filter(|(_, counts)| !counts.0.is_empty())
+            .map(|(id, counts)| (id.clone(), counts.clone()))
+            .collect();
+        for (id, mut counts) in seen {
+            let before = counts.0.len();
+            self.drop_dead(&mut counts).await;
+            if counts.0.len() == before {
+                continue;
+            }
+            match broker.existing_tenant(&id) {
+                Some(tenant) => {
+                    self.rebalance(&tenant, counts.total(), tenant.quota().live_connections());
+                    self.others.lock().insert(id, counts);
+                }
+                None => {
+                    self.others.lock().remove(&id);
+                }
+            }
+        }
+    }
+
     /// A tenant this node no longer has: its count here is zero.
     async fn forget(&self, tenant: &Arc<str>) {
         self.written.lock().remove(tenant);
+        self.others.lock().remove(tenant);
         let key = token(tenant);
         let Ok(Some(entry)) = self.kv.entry(key.as_str()).await else {
             return;
@@ -264,9 +418,20 @@ impl Inner {
     }
 }
 
+/// This node's share of a tenant's rates, in parts of [`WHOLE_SHARE`]:
+/// its part of the tenant's live connections (`mine` of `mine + others`);
+/// the whole when no other node has any.
+fn share(mine: u32, others: u32) -> u32 {
+    if others == 0 {
+        return WHOLE_SHARE;
+    }
+    let all = u64::from(mine) + u64::from(others);
+    (u64::from(mine) * u64::from(WHOLE_SHARE) / all) as u32
+}
+
 /// Connections per node of one tenant: the value of its key, one
 /// `<node> <count>` line per node.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Counts(BTreeMap<Arc<str>, u32>);
 
 impl Counts {
@@ -311,5 +476,17 @@ mod tests {
         assert_eq!(counts.total(), 7);
         let garbled = Counts::decode(b"gw-a-1 2\nnonsense\ngw-c x\n");
         assert_eq!(garbled.total(), 2);
+    }
+
+    #[test]
+    fn a_node_s_share_is_its_part_of_the_connections_and_the_shares_add_up_to_the_whole() {
+        assert_eq!(share(0, 0), WHOLE_SHARE, "alone");
+        assert_eq!(share(5, 0), WHOLE_SHARE);
+        assert_eq!(share(1, 1), WHOLE_SHARE / 2);
+        assert_eq!(share(0, 7), 0, "none here: the floor applies");
+        let counts = [3u32, 1, 7, 0, 12];
+        let all: u32 = counts.iter().sum();
+        let sum: u32 = counts.iter().map(|n| share(*n, all - n)).sum();
+        assert!(sum <= WHOLE_SHARE && sum > WHOLE_SHARE - 5, "{sum}");
     }
 }

@@ -3,8 +3,11 @@
 //! [`NODE_TTL`] after its last put (the bucket's `max_age`). A node killed
 //! without a word is gone from it within that time.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::TryStreamExt;
 
 use async_nats::jetstream::{self, kv};
 use tokio_util::sync::CancellationToken;
@@ -76,6 +79,21 @@ impl Nodes {
         if let Err(e) = self.kv.put(&*self.me, bytes::Bytes::new()).await {
             tracing::warn!(error = %e, "cannot say this node is alive");
         }
+    }
+
+    /// The nodes that said they were alive within [`NODE_TTL`] (this one
+    /// among them once it has); Err when NATS did not answer.
+    pub async fn alive(&self) -> Result<HashSet<Arc<str>>, String> {
+        let keys = async {
+            let keys = self.kv.keys().await.map_err(|e| e.to_string())?;
+            keys.map_ok(Arc::from)
+                .try_collect::<HashSet<Arc<str>>>()
+                .await
+                .map_err(|e| e.to_string())
+        };
+        tokio::time::timeout(HEARTBEAT, keys)
+            .await
+            .unwrap_or_else(|_| Err("no answer in time".to_owned()))
     }
 
     /// Whether `node` said it was alive within [`NODE_TTL`]. An error
