@@ -80,15 +80,21 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     // Session ownership and tenant connection counts across gateways.
     let incarnation = aerie_cluster::nodes::incarnation(&node_id);
     let js = nats.jetstream();
+    // NATS is connected (the facts came through it): its INFO names the cluster's servers.
+    let replicas = nats.replicas().await;
     let (nodes, owners) = tokio::join!(
-        aerie_cluster::Nodes::open(&js, prefix, incarnation.clone()),
-        aerie_cluster::NatsOwners::open(nats.client.clone(), prefix, incarnation),
+        aerie_cluster::Nodes::open(&js, prefix, incarnation.clone(), replicas),
+        aerie_cluster::NatsOwners::open(nats.client.clone(), prefix, incarnation, replicas),
     );
     nodes.spawn_heartbeat(shutdown.clone()).await;
-    let connections = aerie_cluster::ClusterConnections::open(&js, prefix, nodes).await;
+    let connections = aerie_cluster::ClusterConnections::open(&js, prefix, nodes, replicas).await;
     let seams = Seams {
         backbone,
-        retained: Arc::new(JetStreamRetainedStores::new(nats.client.clone(), prefix)),
+        retained: Arc::new(JetStreamRetainedStores::new(
+            nats.client.clone(),
+            prefix,
+            replicas,
+        )),
         owners: Arc::new(owners.clone()),
     };
     let config = aerie_core::CoreConfig {

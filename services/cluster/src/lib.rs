@@ -9,6 +9,7 @@ mod kv_key;
 pub mod limits;
 pub mod nodes;
 pub mod owners;
+pub mod replicas;
 pub mod retained;
 pub mod subjects;
 

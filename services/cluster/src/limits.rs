@@ -123,7 +123,12 @@ impl Drop for Lease {
 
 impl ClusterConnections {
     /// Opens (or makes) the bucket; waits for NATS as long as it takes.
-    pub async fn open(js: &jetstream::Context, prefix: &str, nodes: Nodes) -> ClusterConnections {
+    pub async fn open(
+        js: &jetstream::Context,
+        prefix: &str,
+        nodes: Nodes,
+        replicas: usize,
+    ) -> ClusterConnections {
         let kv = open_bucket(
             js,
             kv::Config {
@@ -132,6 +137,7 @@ impl ClusterConnections {
                 history: 1,
                 ..Default::default()
             },
+            replicas,
         )
         .await;
         ClusterConnections {

@@ -39,7 +39,12 @@ pub struct Nodes {
 
 impl Nodes {
     /// Opens (or makes) the bucket; waits for NATS as long as it takes.
-    pub async fn open(js: &jetstream::Context, prefix: &str, me: Arc<str>) -> Nodes {
+    pub async fn open(
+        js: &jetstream::Context,
+        prefix: &str,
+        me: Arc<str>,
+        replicas: usize,
+    ) -> Nodes {
         let kv = open_bucket(
             js,
             kv::Config {
@@ -49,6 +54,7 @@ impl Nodes {
                 max_age: NODE_TTL,
                 ..Default::default()
             },
+            replicas,
         )
         .await;
         Nodes { kv, me }

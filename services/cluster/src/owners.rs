@@ -80,7 +80,12 @@ struct Inner {
 impl NatsOwners {
     /// Opens (or makes) the bucket; waits for NATS as long as it takes.
     /// `node` is this node's incarnation (`nodes::incarnation`).
-    pub async fn open(client: async_nats::Client, prefix: &str, node: Arc<str>) -> NatsOwners {
+    pub async fn open(
+        client: async_nats::Client,
+        prefix: &str,
+        node: Arc<str>,
+        replicas: usize,
+    ) -> NatsOwners {
         let kv = open_bucket(
             &jetstream::new(client.clone()),
             kv::Config {
@@ -89,6 +94,7 @@ impl NatsOwners {
                 history: 1,
                 ..Default::default()
             },
+            replicas,
         )
         .await;
         NatsOwners {

@@ -74,8 +74,8 @@ async fn two_nodes_claiming_one_id_at_once_end_with_one_owner_who_took_it_over()
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let other = async_nats::connect(&url).await.unwrap();
-    let a = NatsOwners::open(client.clone(), "cas", Arc::from("node-a")).await;
-    let b = NatsOwners::open(other, "cas", Arc::from("node-b")).await;
+    let a = NatsOwners::open(client.clone(), "cas", Arc::from("node-a"), 1).await;
+    let b = NatsOwners::open(other, "cas", Arc::from("node-b"), 1).await;
     let kv = async_nats::jetstream::new(client)
         .get_key_value("cas_owners")
         .await

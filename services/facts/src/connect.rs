@@ -23,6 +23,9 @@ pub struct NatsConfig {
     pub tls_client: Option<(PathBuf, PathBuf)>,
     /// The connection's name in the server's monitoring.
     pub name: String,
+    /// Copies JetStream keeps of each bucket and stream (`--nats-replicas`);
+    /// None: one per server of the cluster, up to 3.
+    pub replicas: Option<usize>,
 }
 
 /// A NATS client and how many times it has (re)connected.
@@ -32,6 +35,8 @@ pub struct Nats {
     connects: Arc<AtomicU64>,
     /// Poked at each (re)connection.
     connected: Arc<tokio::sync::Notify>,
+    /// `NatsConfig::replicas`.
+    replicas: Option<usize>,
 }
 
 /// The longest wait between two connection attempts.
@@ -92,6 +97,7 @@ impl Nats {
             client,
             connects,
             connected,
+            replicas: config.replicas,
         })
     }
 
@@ -109,6 +115,18 @@ impl Nats {
     /// How many times the client has connected (a change means a reconnect).
     pub fn connects(&self) -> u64 {
         self.connects.load(Ordering::SeqCst)
+    }
+
+    /// Copies JetStream should keep of each bucket and stream
+    /// (`aerie_cluster::replicas::wanted`). Without `--nats-replicas`, waits
+    /// until connected: the servers' INFO says how many there are.
+    pub async fn replicas(&self) -> usize {
+        if self.replicas.is_none() {
+            while !self.is_connected() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        aerie_cluster::replicas::wanted(&self.client, self.replicas)
     }
 
     pub fn jetstream(&self) -> jetstream::Context {
