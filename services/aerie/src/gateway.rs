@@ -87,6 +87,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         aerie_cluster::NatsOwners::open(nats.client.clone(), prefix, incarnation, replicas),
     );
     nodes.spawn_heartbeat(shutdown.clone()).await;
+    owners.spawn_sweep(nodes.clone(), shutdown.clone());
     let connections = aerie_cluster::ClusterConnections::open(&js, prefix, nodes, replicas).await;
     let seams = Seams {
         backbone,

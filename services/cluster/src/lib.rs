@@ -11,6 +11,7 @@ pub mod nodes;
 pub mod owners;
 pub mod replicas;
 pub mod retained;
+pub mod stale_owners;
 pub mod subjects;
 
 pub use limits::ClusterConnections;
