@@ -148,13 +148,26 @@ impl Gateway {
     /// Starts it and returns once its HTTP listener answers (it may not be
     /// ready: see [`Gateway::wait_ready`]).
     pub fn start(nats_url: &str, prefix: &str) -> Gateway {
+        Gateway::start_with(nats_url, prefix, |_| {})
+    }
+
+    /// As [`Gateway::start`], its log (INFO and up) written to `log`.
+    pub fn start_logging(nats_url: &str, prefix: &str, log: &std::path::Path) -> Gateway {
+        let file = std::fs::File::create(log).expect("a log file");
+        Gateway::start_with(nats_url, prefix, |cmd| {
+            cmd.env("AERIE_LOG", "info").stderr(file);
+        })
+    }
+
+    /// As [`Gateway::start`], with `adjust` applied to its command.
+    fn start_with(nats_url: &str, prefix: &str, adjust: impl FnOnce(&mut Command)) -> Gateway {
         let (mqtt, ws, http) = (free_addr(), free_addr(), free_addr());
-        let child = aerie("gateway")
-            .args(["--mqtt", &mqtt.to_string(), "--ws", &ws.to_string()])
+        let mut cmd = aerie("gateway");
+        cmd.args(["--mqtt", &mqtt.to_string(), "--ws", &ws.to_string()])
             .args(["--http", &http.to_string()])
-            .args(["--nats", nats_url, "--nats-prefix", prefix])
-            .spawn()
-            .expect("spawn aerie gateway");
+            .args(["--nats", nats_url, "--nats-prefix", prefix]);
+        adjust(&mut cmd);
+        let child = cmd.spawn().expect("spawn aerie gateway");
         let mut gateway = Gateway {
             mqtt,
             ws,

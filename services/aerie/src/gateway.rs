@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use aerie_cluster::backbone::NatsBackbone;
 use aerie_cluster::retained::JetStreamRetainedStores;
+use aerie_control::readiness_log::ReadinessLog;
 use aerie_core::{Broker, NodeId, NullStore, Seams};
 use aerie_facts::{KvDirectorySource, Nats};
 use aerie_gateway::auth::{Directory, DirectoryCache};
@@ -158,16 +159,17 @@ fn probes(source: Arc<KvDirectorySource>, serving: Arc<AtomicBool>) -> Router {
 async fn readyz(
     State((source, serving)): State<(Arc<KvDirectorySource>, Arc<AtomicBool>)>,
 ) -> Result<&'static str, aerie_control::error::ApiError> {
-    source
-        .readiness()
-        .and_then(|()| {
-            // The listeners are bound from the start; clients wait in their
-            // accept queue until the gateway serves them.
-            match serving.load(Ordering::Relaxed) {
-                true => Ok(()),
-                false => Err("MQTT is not served yet (opening the cluster's KV buckets)"),
-            }
-        })
+    static CHANGES: ReadinessLog = ReadinessLog::new();
+    let ready = source.readiness().and_then(|()| {
+        // The listeners are bound from the start; clients wait in their
+        // accept queue until the gateway serves them.
+        match serving.load(Ordering::Relaxed) {
+            true => Ok(()),
+            false => Err("MQTT is not served yet (opening the cluster's KV buckets)"),
+        }
+    });
+    CHANGES.observe(ready);
+    ready
         .map(|()| "ready\n")
         .map_err(|why| aerie_control::error::ApiError::Unavailable(why.into()))
 }
