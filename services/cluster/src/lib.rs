@@ -4,11 +4,13 @@
 //! never links this crate's types into its message path.
 
 pub mod backbone;
+mod counts;
 mod kv_cas;
 mod kv_key;
 pub mod limits;
 pub mod nodes;
 pub mod owners;
+mod rate_share;
 pub mod replicas;
 pub mod retained;
 pub mod stale_owners;

@@ -1,13 +1,15 @@
 //! A tenant's connection limit across gateways. The bucket
 //! `<prefix>_connections` holds one key per tenant whose value lists, per
-//! live node, how many connections of the tenant that node holds. A
+//! live node, how many connections of the tenant that node holds (and its
+//! publish demand: `counts.rs`). A
 //! CONNECT is admitted if the other live nodes' counts plus this node's
 //! (with the new one) stay within the limit, and this node's count is then
 //! written with compare-and-set (a concurrent write on another node makes
 //! it read and decide again), so two gateways cannot both take the last
 //! slot. A disconnect writes the lower count afterwards, and every
 //! [`RESYNC`] each node writes again any count that differs from what it
-//! holds (a write that failed). A node missing from `<prefix>_nodes` (dead
+//! holds (a write that failed), and its demand when it changed by more
+//! than a quarter. A node missing from `<prefix>_nodes` (dead
 //! for [`crate::nodes::NODE_TTL`]) counts for nothing and is dropped from
 //! the value by the next write.
 //!
@@ -22,17 +24,18 @@
 //!
 //! The tenant-wide rates are shared between the gateways. The publish
 //! rates (messages and bytes) by these counts: each node checks them at its
-//! part of the tenant's live connections cluster-wide
-//! (`Quota::set_publish_share`), rebalanced whenever a count changes (this
-//! node's own writes, and a watch of the bucket for the others'), and when
-//! a node whose count was seen dies; a node that does not know the tenant
-//! yet allows the whole rate until its first count is written (one
-//! CONNECT's round trips). The connect rate evenly, one part per live node
-//! (a load balancer spreads CONNECTs, not connections), as counted in
-//! `<prefix>_nodes` every [`RESYNC`]. Either share lets one unit a second
-//! through at least (the floor in `core::quota`).
+//! part of the tenant's publish demand cluster-wide, or of its connections
+//! while none publishes (`rate_share.rs`, `Quota::set_publish_share`),
+//! rebalanced whenever a count changes (this node's own writes, and a
+//! watch of the bucket for the others'), and when a node whose count was
+//! seen dies; a node that does not know the tenant yet allows the whole
+//! rate until its first count is written (one CONNECT's round trips). The
+//! connect rate evenly, one part per live node (a load balancer spreads
+//! CONNECTs, not connections), as counted in `<prefix>_nodes` every
+//! [`RESYNC`]. Either share lets one unit a second through at least (the
+//! floor in `core::quota`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,15 +45,16 @@ use aerie_core::quota::{ConnectionSlot, TenantConnections, WHOLE_SHARE, try_conn
 use aerie_core::seams::BoxFuture;
 use aerie_core::{Broker, Tenant};
 use async_nats::jetstream::{self, kv};
-use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::counts::{Counts, NodeCount};
 use crate::kv_cas::{CasError, open_bucket, write_if_unchanged};
 use crate::kv_key::{id_of, token};
 use crate::nodes::Nodes;
+use crate::rate_share::{demand_changed, publish_share};
 
 /// Reads or writes of the cluster-wide count that failed (the CONNECT was
 /// admitted on this node's count alone).
@@ -92,8 +96,15 @@ struct Inner {
     /// One count update of a tenant at a time on this node (they would only
     /// conflict with each other).
     turns: Mutex<HashMap<Arc<str>, Arc<tokio::sync::Mutex<()>>>>,
-    /// The count this node last wrote per tenant.
-    written: Mutex<HashMap<Arc<str>, u32>>,
+    /// What this node last wrote per tenant.
+    written: Mutex<HashMap<Arc<str>, NodeCount>>,
+    /// The publish demand measured here per tenant (PUBLISHes a second),
+    /// written when it changed enough.
+    demand: Mutex<HashMap<Arc<str>, u32>>,
+    /// The demand this node is writing or wrote last per tenant: what its
+    /// share is reckoned with (set before the write, whose echo through the
+    /// watch may arrive before the write's answer).
+    announced: Mutex<HashMap<Arc<str>, u32>>,
     /// Other nodes seen alive, until when that is believed.
     alive: Mutex<HashMap<Arc<str>, Instant>>,
     /// The other live nodes' counts per tenant, as last read: what this
@@ -146,6 +157,8 @@ impl ClusterConnections {
                 nodes,
                 turns: Mutex::new(HashMap::new()),
                 written: Mutex::new(HashMap::new()),
+                demand: Mutex::new(HashMap::new()),
+                announced: Mutex::new(HashMap::new()),
                 alive: Mutex::new(HashMap::new()),
                 others: Mutex::new(HashMap::new()),
                 connect_share: AtomicU32::new(WHOLE_SHARE),
@@ -169,14 +182,17 @@ impl ClusterConnections {
                     () = stop.cancelled() => break,
                 }
                 inner.share_connects().await;
+                inner.measure_demand(&broker);
                 let stale: Vec<Arc<str>> = inner
                     .written
                     .lock()
                     .iter()
-                    .filter(|(id, n)| {
-                        broker
-                            .existing_tenant(id)
-                            .is_none_or(|t| t.quota().live_connections() != **n)
+                    .filter(|(id, written)| match broker.existing_tenant(id) {
+                        Some(t) => {
+                            t.quota().live_connections() != written.connections
+                                || demand_changed(written.demand, inner.demand_of(id))
+                        }
+                        None => true,
                     })
                     .map(|(id, _)| id.clone())
                     .collect();
@@ -251,13 +267,18 @@ impl Inner {
                 .unwrap_or_default();
             counts.0.remove(&me);
             self.drop_dead(&mut counts).await;
-            let mine = tenant.quota().live_connections();
-            self.rebalance(tenant, counts.total(), mine);
+            let mine = NodeCount {
+                connections: tenant.quota().live_connections(),
+                demand: self.demand_of(&tenant.id),
+            };
+            self.announced.lock().insert(tenant.id.clone(), mine.demand);
+            self.rebalance(tenant, mine, &counts);
             self.others.lock().insert(tenant.id.clone(), counts.clone());
-            if within.is_some_and(|limit| counts.total().saturating_add(mine) > limit) {
+            let cluster = counts.connections().saturating_add(mine.connections);
+            if within.is_some_and(|limit| cluster > limit) {
                 return Ok(false);
             }
-            if mine > 0 {
+            if mine.connections > 0 {
                 counts.0.insert(me.clone(), mine);
             }
             let value = counts.encode();
@@ -304,11 +325,50 @@ impl Inner {
         }
     }
 
-    /// Sets `tenant`'s share of its publish rates on this node: its part of
-    /// the tenant's connections, `mine` here and `others` elsewhere.
-    fn rebalance(&self, tenant: &Tenant, others: u32, mine: u32) {
-        if tenant.quota().set_publish_share(share(mine, others)) {
+    /// Sets `tenant`'s share of its publish rates on this node, with
+    /// `mine` here and `others` on the other live nodes (`rate_share.rs`).
+    fn rebalance(&self, tenant: &Tenant, mine: NodeCount, others: &Counts) {
+        let share = publish_share(mine, others);
+        if tenant.quota().set_publish_share(share) {
             metrics::counter!(SHARE_CHANGES_TOTAL).increment(1);
+            let part = f64::from(share) / f64::from(WHOLE_SHARE);
+            tracing::debug!(tenant = %tenant.id, part, ?mine, others = ?others.0, "publish rates rebalanced");
+        }
+    }
+
+    /// This node's part of `tenant` as the other nodes know it: its live
+    /// connections, and the demand it announced.
+    fn mine(&self, tenant: &Tenant) -> NodeCount {
+        NodeCount {
+            connections: tenant.quota().live_connections(),
+            demand: self.announced.lock().get(&tenant.id).copied().unwrap_or(0),
+        }
+    }
+
+    /// The publish demand last measured here for `tenant`.
+    fn demand_of(&self, tenant: &str) -> u32 {
+        self.demand.lock().get(tenant).copied().unwrap_or(0)
+    }
+
+    /// Measures the publish demand of the tenants this node counts whose
+    /// publish rates are limited: the PUBLISHes checked since the last
+    /// [`RESYNC`], a second.
+    fn measure_demand(&self, broker: &Broker) {
+        let ids: Vec<Arc<str>> = self.written.lock().keys().cloned().collect();
+        for id in ids {
+            let Some(tenant) = broker.existing_tenant(&id) else {
+                continue;
+            };
+            let l = tenant.quota().limits();
+            if l.publish_rate_msgs == u32::MAX && l.publish_rate_bytes == u64::MAX {
+                continue;
+            }
+            let per_second = tenant
+                .quota()
+                .publish_attempts()
+                .div_ceil(RESYNC.as_secs().max(1));
+            let demand = u32::try_from(per_second).unwrap_or(u32::MAX);
+            self.demand.lock().insert(id, demand);
         }
     }
 
@@ -374,7 +434,7 @@ impl Inner {
         };
         counts.0.remove(self.nodes.me());
         self.drop_dead(&mut counts).await;
-        self.rebalance(&tenant, counts.total(), tenant.quota().live_connections());
+        self.rebalance(&tenant, self.mine(&tenant), &counts);
         self.others.lock().insert(tenant.id.clone(), counts);
     }
 
@@ -396,7 +456,7 @@ impl Inner {
             }
             match broker.existing_tenant(&id) {
                 Some(tenant) => {
-                    self.rebalance(&tenant, counts.total(), tenant.quota().live_connections());
+                    self.rebalance(&tenant, self.mine(&tenant), &counts);
                     self.others.lock().insert(id, counts);
                 }
                 None => {
@@ -409,6 +469,8 @@ impl Inner {
     /// A tenant this node no longer has: its count here is zero.
     async fn forget(&self, tenant: &Arc<str>) {
         self.written.lock().remove(tenant);
+        self.demand.lock().remove(tenant);
+        self.announced.lock().remove(tenant);
         self.others.lock().remove(tenant);
         let key = token(tenant);
         let Ok(Some(entry)) = self.kv.entry(key.as_str()).await else {
@@ -421,78 +483,5 @@ impl Inner {
                 .update(key.as_str(), counts.encode(), entry.revision)
                 .await;
         }
-    }
-}
-
-/// This node's share of a tenant's rates, in parts of [`WHOLE_SHARE`]:
-/// its part of the tenant's live connections (`mine` of `mine + others`);
-/// the whole when no other node has any.
-fn share(mine: u32, others: u32) -> u32 {
-    if others == 0 {
-        return WHOLE_SHARE;
-    }
-    let all = u64::from(mine) + u64::from(others);
-    (u64::from(mine) * u64::from(WHOLE_SHARE) / all) as u32
-}
-
-/// Connections per node of one tenant: the value of its key, one
-/// `<node> <count>` line per node.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Counts(BTreeMap<Arc<str>, u32>);
-
-impl Counts {
-    fn total(&self) -> u32 {
-        self.0.values().fold(0u32, |sum, n| sum.saturating_add(*n))
-    }
-
-    fn encode(&self) -> Bytes {
-        let text: String = self
-            .0
-            .iter()
-            .map(|(node, n)| format!("{node} {n}\n"))
-            .collect();
-        Bytes::from(text)
-    }
-
-    /// Lines that do not parse are skipped (counted as nothing).
-    fn decode(value: &[u8]) -> Counts {
-        let text = String::from_utf8_lossy(value);
-        Counts(
-            text.lines()
-                .filter_map(|line| {
-                    let (node, n) = line.split_once(' ')?;
-                    Some((Arc::from(node), n.parse().ok()?))
-                })
-                .collect(),
-        )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_read_back_as_written_and_a_bad_line_counts_nothing() {
-        let counts = Counts(BTreeMap::from([
-            (Arc::from("gw-a-1"), 3),
-            (Arc::from("gw-b-2"), 4),
-        ]));
-        assert_eq!(Counts::decode(&counts.encode()), counts);
-        assert_eq!(counts.total(), 7);
-        let garbled = Counts::decode(b"gw-a-1 2\nnonsense\ngw-c x\n");
-        assert_eq!(garbled.total(), 2);
-    }
-
-    #[test]
-    fn a_node_s_share_is_its_part_of_the_connections_and_the_shares_add_up_to_the_whole() {
-        assert_eq!(share(0, 0), WHOLE_SHARE, "alone");
-        assert_eq!(share(5, 0), WHOLE_SHARE);
-        assert_eq!(share(1, 1), WHOLE_SHARE / 2);
-        assert_eq!(share(0, 7), 0, "none here: the floor applies");
-        let counts = [3u32, 1, 7, 0, 12];
-        let all: u32 = counts.iter().sum();
-        let sum: u32 = counts.iter().map(|n| share(*n, all - n)).sum();
-        assert!(sum <= WHOLE_SHARE && sum > WHOLE_SHARE - 5, "{sum}");
     }
 }

@@ -270,6 +270,12 @@ pub struct Quota {
     /// This process's share of the tenant-wide publish rates, in parts of
     /// [`WHOLE_SHARE`].
     publish_share: AtomicU32,
+    /// Whether the publish rates are shared with other processes (a share
+    /// was ever set): then [`Quota::publish_attempts`] are counted.
+    shared: AtomicBool,
+    /// PUBLISHes checked against the tenant-wide rates (passed or not),
+    /// while shared: this process's demand.
+    publish_attempts: AtomicU64,
     connects: SharedRate,
     publishes: SharedRate,
     publish_bytes: SharedRate,
@@ -300,6 +306,8 @@ impl Quota {
             set: AtomicBool::new(false),
             live: AtomicU32::new(0),
             publish_share: AtomicU32::new(WHOLE_SHARE),
+            shared: AtomicBool::new(false),
+            publish_attempts: AtomicU64::new(0),
             connects: SharedRate::default(),
             publishes: SharedRate::default(),
             publish_bytes: SharedRate::default(),
@@ -396,8 +404,16 @@ impl Quota {
     /// (messages and bytes), in parts of [`WHOLE_SHARE`] (more is the
     /// whole); returns whether it changed.
     pub fn set_publish_share(&self, parts: u32) -> bool {
+        self.shared.store(true, Relaxed);
         let parts = parts.min(WHOLE_SHARE);
         self.publish_share.swap(parts, Relaxed) != parts
+    }
+
+    /// The PUBLISHes checked against the tenant-wide rates since the last
+    /// call, counted once a share was set (the demand the share is set by;
+    /// nothing is counted in the embedded shape).
+    pub fn publish_attempts(&self) -> u64 {
+        self.publish_attempts.swap(0, Relaxed)
     }
 
     /// Whether a limit holds across processes: the connections or a
@@ -427,6 +443,9 @@ impl Quota {
     /// (taken from both if so; the message rate is taken even when the byte
     /// rate then refuses).
     pub fn try_publish(&self, now: u64, bytes: u64) -> Result<(), Limit> {
+        if self.shared.load(Relaxed) {
+            self.publish_attempts.fetch_add(1, Relaxed);
+        }
         let msgs = self.shared_rate(u64::from(self.publish_rate_msgs.load(Relaxed)), 1);
         if !self.publishes.try_take(now, 1, msgs) {
             return Err(Limit::PublishRate);
@@ -635,6 +654,14 @@ mod tests {
             q.try_publish(now + 30 * SEC, 301),
             Err(Limit::PublishBytesRate),
             "300 bytes a second"
+        );
+        // Every check counts as demand once shared, refused or not.
+        assert_eq!(q.publish_attempts(), 1003);
+        assert_eq!(q.publish_attempts(), 0, "taken");
+        assert_eq!(
+            Quota::default().publish_attempts(),
+            0,
+            "not shared: not counted"
         );
         // An unlimited rate is not scaled into a limited one.
         let unlimited = Quota::default();
