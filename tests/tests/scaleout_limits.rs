@@ -153,6 +153,32 @@ async fn a_publisher_gets_the_whole_publish_rate_though_most_connections_are_on_
     );
 }
 
+#[tokio::test]
+async fn a_killed_gateway_s_part_of_the_publish_rate_goes_back_to_the_live_one() {
+    const RATE: u32 = 40;
+    let mut c = Cluster::start();
+    let (_t, token) =
+        tenant_with(&c, "killed@example.com", json!({"publish_rate_msgs": RATE})).await;
+    let on_a = connected(&c.a, "pub-a", &token).await;
+    let on_b = connected(&c.b, "pub-b", &token).await;
+    // Both publish long enough for both demands to be written.
+    let ((on_a, _), (_on_b, _)) = tokio::join!(
+        publish_flat_out_keeping(on_a),
+        publish_flat_out_keeping(on_b)
+    );
+    c.b.kill9();
+    // B's count says nothing once its heartbeat expired (8 s) and A's
+    // next look at the dead (2 s) dropped it: A alone is then whole.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let (_, alone) = publish_flat_out_keeping(on_a).await;
+    let plan = f64::from(RATE) * (PUSH.as_secs_f64() + 1.0);
+    eprintln!("accepted {alone} after B was killed; the plan allows {plan}");
+    assert!(
+        f64::from(alone) >= plan * 0.8,
+        "only {alone} accepted: the killed gateway still holds its part"
+    );
+}
+
 /// As [`publish_flat_out`], and the client back.
 async fn publish_flat_out_keeping(mut client: RawClient) -> (RawClient, u32) {
     let since = Instant::now();
