@@ -33,30 +33,26 @@ impl NatsOwners {
         let owners = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SWEEP);
-            let mut before: Option<HashSet<Arc<str>>> = None;
+            let mut rounds = Rounds::new(nodes.me().clone());
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     () = stop.cancelled() => break,
                 }
                 // NATS not answering: nothing is known dead.
-                let Ok(mut alive) = nodes.alive().await else {
+                let Ok(alive) = nodes.alive().await else {
                     continue;
                 };
-                alive.insert(nodes.me().clone());
-                let first = alive.iter().min() == Some(nodes.me());
-                if let (true, Some(before)) = (first, &before) {
-                    match owners.sweep(&alive, before).await {
-                        Ok(0) => {}
-                        Ok(removed) => {
-                            tracing::info!(removed, "owner keys of dead gateways removed")
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "cannot sweep the owners of dead gateways")
-                        }
+                let Some((alive, before)) = rounds.next(alive) else {
+                    continue;
+                };
+                match owners.sweep(&alive, &before).await {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "owner keys of dead gateways removed"),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot sweep the owners of dead gateways")
                     }
                 }
-                before = Some(alive);
             }
         });
     }
@@ -103,6 +99,33 @@ impl NatsOwners {
     }
 }
 
+/// Node names.
+type NodeSet = HashSet<Arc<str>>;
+
+/// Whether this node sweeps at each round, and against which live nodes.
+struct Rounds {
+    me: Arc<str>,
+    /// The live nodes at the round before, if there was one.
+    before: Option<NodeSet>,
+}
+
+impl Rounds {
+    fn new(me: Arc<str>) -> Rounds {
+        Rounds { me, before: None }
+    }
+
+    /// With the nodes `alive` now: the sets to sweep against (now, and the
+    /// round before), if this node is the one to sweep (the first of the
+    /// live nodes by name) and a round before is known.
+    fn next(&mut self, mut alive: NodeSet) -> Option<(NodeSet, NodeSet)> {
+        // Before its first heartbeat shows, this node is alive all the same.
+        alive.insert(self.me.clone());
+        let first = alive.iter().min() == Some(&self.me);
+        let before = self.before.replace(alive.clone())?;
+        first.then_some((alive, before))
+    }
+}
+
 /// Every key of `kv` that has a value now, with its revision.
 async fn current(kv: &kv::Store) -> Result<Vec<kv::Entry>, String> {
     // Asked now (the store's status is what it was when opened).
@@ -130,5 +153,29 @@ async fn current(kv: &kv::Store) -> Result<Vec<kv::Entry>, String> {
         if last {
             return Ok(live);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(names: &[&str]) -> HashSet<Arc<str>> {
+        names.iter().map(|n| Arc::from(*n)).collect()
+    }
+
+    #[test]
+    fn the_first_live_node_sweeps_from_its_second_round_on() {
+        let mut first = Rounds::new(Arc::from("gw-a"));
+        let mut second = Rounds::new(Arc::from("gw-b"));
+        let alive = nodes(&["gw-a", "gw-b", "gw-c"]);
+        assert!(first.next(alive.clone()).is_none(), "no round before yet");
+        assert!(second.next(alive.clone()).is_none());
+        let (now, before) = first.next(nodes(&["gw-a", "gw-b"])).expect("sweeps");
+        assert_eq!(now, nodes(&["gw-a", "gw-b"]));
+        assert_eq!(before, alive, "gw-c was alive a round ago: spared");
+        assert!(second.next(nodes(&["gw-a", "gw-b"])).is_none(), "not first");
+        // gw-a gone: gw-b is first now.
+        assert!(second.next(nodes(&["gw-b"])).is_some());
     }
 }
