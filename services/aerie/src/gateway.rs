@@ -81,8 +81,14 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     // Session ownership and tenant connection counts across gateways.
     let incarnation = aerie_cluster::nodes::incarnation(&node_id);
     let js = nats.jetstream();
-    // NATS is connected (the facts came through it): its INFO names the cluster's servers.
-    let replicas = nats.replicas().await;
+    // NATS was connected (the facts came through it): its INFO names the
+    // cluster's servers. Asked again while it is away.
+    let replicas = loop {
+        match nats.replicas().await {
+            Ok(n) => break n,
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "waiting for NATS"),
+        }
+    };
     let (nodes, owners) = tokio::join!(
         aerie_cluster::Nodes::open(&js, prefix, incarnation.clone(), replicas),
         aerie_cluster::NatsOwners::open(nats.client.clone(), prefix, incarnation, replicas),

@@ -47,7 +47,7 @@ async fn usage_stream(nats: &Nats, prefix: &str) -> anyhow::Result<stream::Strea
         subjects: vec![format!("{prefix}.usage.>")],
         retention: stream::RetentionPolicy::WorkQueue,
         max_age: MAX_AGE,
-        num_replicas: nats.replicas().await,
+        num_replicas: nats.replicas().await?,
         ..Default::default()
     };
     aerie_cluster::replicas::open_stream(&nats.jetstream(), config)

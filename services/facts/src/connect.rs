@@ -39,6 +39,9 @@ pub struct Nats {
     replicas: Option<usize>,
 }
 
+/// How long [`Nats::replicas`] waits for a connection.
+const REPLICAS_WAIT: Duration = Duration::from_secs(5);
+
 /// The longest wait between two connection attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
 
@@ -119,14 +122,22 @@ impl Nats {
 
     /// Copies JetStream should keep of each bucket and stream
     /// (`aerie_cluster::replicas::wanted`). Without `--nats-replicas`, waits
-    /// until connected: the servers' INFO says how many there are.
-    pub async fn replicas(&self) -> usize {
+    /// (a few seconds at most) until connected: the servers' INFO says how
+    /// many there are.
+    pub async fn replicas(&self) -> anyhow::Result<usize> {
         if self.replicas.is_none() {
-            while !self.is_connected() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            let connected = async {
+                while !self.is_connected() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            tokio::time::timeout(REPLICAS_WAIT, connected)
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("not connected to NATS: its cluster's size is unknown")
+                })?;
         }
-        aerie_cluster::replicas::wanted(&self.client, self.replicas)
+        Ok(aerie_cluster::replicas::wanted(&self.client, self.replicas))
     }
 
     pub fn jetstream(&self) -> jetstream::Context {

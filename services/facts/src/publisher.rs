@@ -151,7 +151,7 @@ impl FactsPublisher {
     /// history is of no use to anyone).
     async fn bucket(&self) -> anyhow::Result<kv::Store> {
         let js = self.nats.jetstream();
-        let replicas = self.nats.replicas().await;
+        let replicas = self.nats.replicas().await?;
         match js.get_key_value(&self.bucket).await {
             Ok(store) => {
                 aerie_cluster::replicas::raise(&js, &format!("KV_{}", self.bucket), replicas)
