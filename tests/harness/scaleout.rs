@@ -159,6 +159,13 @@ impl Gateway {
         })
     }
 
+    /// As [`Gateway::start`], with `flags` on its command line.
+    pub fn start_with_flags(nats_url: &str, prefix: &str, flags: &[&str]) -> Gateway {
+        Gateway::start_with(nats_url, prefix, |cmd| {
+            cmd.args(flags);
+        })
+    }
+
     /// As [`Gateway::start`], with `adjust` applied to its command.
     fn start_with(nats_url: &str, prefix: &str, adjust: impl FnOnce(&mut Command)) -> Gateway {
         let (mqtt, ws, http) = (free_addr(), free_addr(), free_addr());

@@ -2,12 +2,15 @@
 //! (real nats-servers with JetStream, a real `aerie control --nats` and a
 //! real `aerie gateway`): each is kept on 3 servers, so losing one loses
 //! nothing; one made with fewer (`--nats-replicas 1`) is raised to 3 by the
-//! next process that opens it without the flag.
+//! next process that opens it without the flag; one that cannot be raised
+//! (more replicas asked for than there are servers) keeps working.
 
 use std::time::{Duration, Instant};
 
-use aerie_e2e::nats::{NatsCluster, unique_prefix};
+use aerie_e2e::nats::{NatsCluster, NatsServer, unique_prefix};
 use aerie_e2e::scaleout::{Control, Gateway};
+use aerie_e2e::tenants::{mint, tenant};
+use serde_json::json;
 
 /// The replicas `stream`'s config asks for, as the servers' monitoring
 /// reports it (None while no server hosts it).
@@ -77,4 +80,23 @@ fn on_a_3_node_nats_cluster_every_bucket_and_stream_keeps_3_replicas_and_fewer_a
     ] {
         wait_replicas(&nats, &stream, 3);
     }
+}
+
+#[tokio::test]
+async fn buckets_that_cannot_get_the_replicas_asked_for_keep_working_with_their_own() {
+    // One server: a second copy has nowhere to go.
+    let nats = NatsServer::shared();
+    let prefix = unique_prefix();
+    let control = Control::start(&nats.url(), &prefix, &[]);
+    let mut first = Gateway::start(&nats.url(), &prefix);
+    first.wait_ready();
+    first.kill9();
+
+    // Asked for 3 on one server: the buckets the first gateway made stay
+    // at 1, and the gateway serves with them.
+    let mut gateway = Gateway::start_with_flags(&nats.url(), &prefix, &["--nats-replicas", "3"]);
+    gateway.wait_ready();
+    let t = tenant(&control, "late@example.com");
+    let (token, _) = mint(&control, &t, json!({}));
+    gateway.wait_accepts(&token).await;
 }

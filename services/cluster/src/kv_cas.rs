@@ -30,7 +30,7 @@ pub(crate) async fn open_bucket(
         let attempt = async {
             match js.get_key_value(&config.bucket).await {
                 Ok(kv) => {
-                    raise(js, &format!("KV_{}", config.bucket), replicas).await?;
+                    raise(js, &format!("KV_{}", config.bucket), replicas).await;
                     Ok(kv)
                 }
                 Err(_) => js

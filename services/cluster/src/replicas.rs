@@ -26,7 +26,7 @@ fn servers(connect_urls: &[String]) -> usize {
 }
 
 /// The stream `config` names, made if missing, with its replicas raised
-/// to `config.num_replicas` if it has fewer.
+/// to `config.num_replicas` if it has fewer (as [`raise`] does).
 pub async fn open_stream(
     js: &jetstream::Context,
     config: jetstream::stream::Config,
@@ -35,14 +35,27 @@ pub async fn open_stream(
         .get_or_create_stream(config.clone())
         .await
         .map_err(|e| e.to_string())?;
-    raise_config(js, &stream.cached_info().config, config.num_replicas).await?;
+    let raised = raise_config(js, &stream.cached_info().config, config.num_replicas).await;
+    not_raised(&config.name, config.num_replicas, raised);
     Ok(stream)
 }
 
 /// Raises the replicas of `stream` to `replicas` if its config says fewer.
-pub async fn raise(js: &jetstream::Context, stream: &str, replicas: usize) -> Result<(), String> {
-    let found = js.get_stream(stream).await.map_err(|e| e.to_string())?;
-    raise_config(js, &found.cached_info().config, replicas).await
+/// A failure (NATS busy, fewer servers than asked for) is logged and
+/// leaves the stream as it is: it works with fewer copies, and the next
+/// open tries again.
+pub async fn raise(js: &jetstream::Context, stream: &str, replicas: usize) {
+    let raised = async {
+        let found = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+        raise_config(js, &found.cached_info().config, replicas).await
+    };
+    not_raised(stream, replicas, raised.await);
+}
+
+fn not_raised(stream: &str, replicas: usize, raised: Result<(), String>) {
+    if let Err(error) = raised {
+        tracing::warn!(%stream, replicas, %error, "cannot raise the stream's replicas; it keeps its own");
+    }
 }
 
 /// Updates the stream `current` describes to `replicas` if it has fewer.

@@ -154,11 +154,7 @@ impl FactsPublisher {
         let replicas = self.nats.replicas().await?;
         match js.get_key_value(&self.bucket).await {
             Ok(store) => {
-                aerie_cluster::replicas::raise(&js, &format!("KV_{}", self.bucket), replicas)
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!("cannot raise the replicas of {}: {e}", self.bucket)
-                    })?;
+                aerie_cluster::replicas::raise(&js, &format!("KV_{}", self.bucket), replicas).await;
                 Ok(store)
             }
             Err(_) => js
