@@ -99,7 +99,7 @@ impl NatsServer {
                 child: None,
                 store,
             };
-            server.wait_ready();
+            server.wait_ready("/healthz?js-enabled-only=true");
             server
         })
     }
@@ -112,6 +112,14 @@ impl NatsServer {
     /// A server of its own whose clients connect to `client` (a port a test
     /// reserved, e.g. to start NATS after the processes that use it).
     pub fn start_on(client: SocketAddr) -> NatsServer {
+        let server = NatsServer::spawn(client, &[]);
+        server.wait_ready("/healthz?js-enabled-only=true");
+        server
+    }
+
+    /// nats-server with JetStream on `client` and `extra` arguments; not
+    /// waited for.
+    fn spawn(client: SocketAddr, extra: &[String]) -> NatsServer {
         let monitor = free_addr();
         let store = temp_store();
         let log = std::fs::File::create(store.with_extension("log")).expect("nats log file");
@@ -121,19 +129,18 @@ impl NatsServer {
             .args(["-m", &monitor.port().to_string()])
             .arg("-sd")
             .arg(&store)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start nats-server");
-        let server = NatsServer {
+        NatsServer {
             client,
             monitor,
             child: Some(child),
             store,
-        };
-        server.wait_ready();
-        server
+        }
     }
 
     /// Publishes `payload` on `subject` as a plain NATS client would (the
@@ -207,19 +214,13 @@ impl NatsServer {
         let _ = child.wait();
     }
 
-    /// Waits until JetStream answers on the monitoring port's health check.
-    fn wait_ready(&self) {
+    /// Waits until the monitoring port's health check `path` answers 200.
+    fn wait_ready(&self, path: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             // Not listening yet: `send` would panic on the refused connection.
             if std::net::TcpStream::connect(self.monitor).is_ok() {
-                let r = crate::http::send(
-                    self.monitor,
-                    "GET",
-                    "/healthz?js-enabled-only=true",
-                    &[],
-                    "",
-                );
+                let r = crate::http::send(self.monitor, "GET", path, &[], "");
                 if r.status == 200 {
                     return;
                 }
@@ -244,6 +245,55 @@ impl Drop for NatsServer {
             let _ = std::fs::remove_dir_all(&self.store);
             let _ = std::fs::remove_file(self.store.with_extension("log"));
         }
+    }
+}
+
+/// Three nats-servers with JetStream in one cluster on loopback (as
+/// `make cluster` starts them), each killed when dropped.
+pub struct NatsCluster {
+    pub servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts the three and waits until JetStream is current on each (the
+    /// cluster has elected its meta leader).
+    pub fn start() -> NatsCluster {
+        let routes: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+        let all_routes = routes
+            .iter()
+            .map(|r| format!("nats://{r}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let servers: Vec<NatsServer> = routes
+            .iter()
+            .enumerate()
+            .map(|(i, route)| {
+                let extra = [
+                    "-n".to_owned(),
+                    format!("nats-{i}"),
+                    "--cluster_name".to_owned(),
+                    "aerie-e2e".to_owned(),
+                    "--cluster".to_owned(),
+                    format!("nats://{route}"),
+                    "--routes".to_owned(),
+                    all_routes.clone(),
+                ];
+                NatsServer::spawn(free_addr(), &extra)
+            })
+            .collect();
+        for server in &servers {
+            server.wait_ready("/healthz");
+        }
+        NatsCluster { servers }
+    }
+
+    /// Every server's client URL, as a comma list (`--nats`).
+    pub fn urls(&self) -> String {
+        self.servers
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

@@ -103,6 +103,17 @@ impl Control {
         self.process.kill9();
     }
 
+    /// Sets some of `tenant`'s limits (the others keep theirs), through the
+    /// admin API.
+    pub fn set_limits(&self, tenant: &crate::tenants::Tenant, limits: serde_json::Value) {
+        self.admin(
+            "PATCH",
+            &format!("/v1/admin/tenants/{}/limits", tenant.id),
+            Some(&limits),
+        )
+        .expect(200);
+    }
+
     /// An admin route (`/v1/admin/...`) with the admin token.
     pub fn admin(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> Reply {
         self.api(method, path, Some(ADMIN_TOKEN), body)
@@ -137,13 +148,33 @@ impl Gateway {
     /// Starts it and returns once its HTTP listener answers (it may not be
     /// ready: see [`Gateway::wait_ready`]).
     pub fn start(nats_url: &str, prefix: &str) -> Gateway {
+        Gateway::start_with(nats_url, prefix, |_| {})
+    }
+
+    /// As [`Gateway::start`], its log (INFO and up) written to `log`.
+    pub fn start_logging(nats_url: &str, prefix: &str, log: &std::path::Path) -> Gateway {
+        let file = std::fs::File::create(log).expect("a log file");
+        Gateway::start_with(nats_url, prefix, |cmd| {
+            cmd.env("AERIE_LOG", "info").stderr(file);
+        })
+    }
+
+    /// As [`Gateway::start`], with `flags` on its command line.
+    pub fn start_with_flags(nats_url: &str, prefix: &str, flags: &[&str]) -> Gateway {
+        Gateway::start_with(nats_url, prefix, |cmd| {
+            cmd.args(flags);
+        })
+    }
+
+    /// As [`Gateway::start`], with `adjust` applied to its command.
+    fn start_with(nats_url: &str, prefix: &str, adjust: impl FnOnce(&mut Command)) -> Gateway {
         let (mqtt, ws, http) = (free_addr(), free_addr(), free_addr());
-        let child = aerie("gateway")
-            .args(["--mqtt", &mqtt.to_string(), "--ws", &ws.to_string()])
+        let mut cmd = aerie("gateway");
+        cmd.args(["--mqtt", &mqtt.to_string(), "--ws", &ws.to_string()])
             .args(["--http", &http.to_string()])
-            .args(["--nats", nats_url, "--nats-prefix", prefix])
-            .spawn()
-            .expect("spawn aerie gateway");
+            .args(["--nats", nats_url, "--nats-prefix", prefix]);
+        adjust(&mut cmd);
+        let child = cmd.spawn().expect("spawn aerie gateway");
         let mut gateway = Gateway {
             mqtt,
             ws,
@@ -284,5 +315,27 @@ impl Cluster {
         for gateway in [&self.a, &self.b] {
             gateway.wait_accepts(token).await;
         }
+    }
+
+    /// A tenant with its limits lifted past the free plan's (the scenarios
+    /// need more than 20 msg/s per client), `limits` on top, and a token
+    /// both gateways accept.
+    pub async fn lifted_tenant(
+        &self,
+        email: &str,
+        limits: serde_json::Value,
+    ) -> (crate::tenants::Tenant, String) {
+        let t = crate::tenants::tenant(&self.control, email);
+        let mut lifted = serde_json::json!({
+            "connections": 5000, "connect_rate": 100000,
+            "publish_rate_msgs": 100000, "client_publish_rate_msgs": 100000,
+        });
+        for (k, v) in limits.as_object().expect("an object") {
+            lifted[k] = v.clone();
+        }
+        self.control.set_limits(&t, lifted);
+        let (token, _) = crate::tenants::mint(&self.control, &t, serde_json::json!({}));
+        self.wait_accepted(&token).await;
+        (t, token)
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use aerie_e2e::RawClient;
 use aerie_e2e::nats::NatsServer;
 use aerie_e2e::scaleout::{Cluster, Gateway};
-use aerie_e2e::tenants::{Tenant, mint, tenant, with_password};
+use aerie_e2e::tenants::{Tenant, with_password};
 use aerie_e2e::v5client::{V3, V5, v3_ws_options, v5_options};
 use aerie_proto::{
     Packet, ProtocolVersion, PublishProperties, QoS, ReasonCode, SubscriptionOptions,
@@ -40,24 +40,7 @@ impl LiftedTenants for Cluster {
 
     /// As [`Cluster::tenant`], with `limits` on top.
     async fn tenant_with(&self, email: &str, limits: serde_json::Value) -> (Tenant, String) {
-        let t = tenant(&self.control, email);
-        let mut lifted = json!({
-            "connections": 5000, "connect_rate": 100000,
-            "publish_rate_msgs": 100000, "client_publish_rate_msgs": 100000,
-        });
-        for (k, v) in limits.as_object().expect("an object") {
-            lifted[k] = v.clone();
-        }
-        self.control
-            .admin(
-                "PATCH",
-                &format!("/v1/admin/tenants/{}/limits", t.id),
-                Some(&lifted),
-            )
-            .expect(200);
-        let (token, _) = mint(&self.control, &t, json!({}));
-        self.wait_accepted(&token).await;
-        (t, token)
+        self.lifted_tenant(email, limits).await
     }
 }
 

@@ -479,6 +479,11 @@ pub struct NatsArgs {
     /// deployments can share one NATS. Letters, digits, `_` and `-`.
     #[arg(long, env = "AERIE_NATS_PREFIX", default_value = "aerie")]
     pub nats_prefix: String,
+    /// Copies JetStream keeps of each bucket and stream Aerie makes (1–5);
+    /// default: one per NATS server of the cluster, up to 3. Existing ones
+    /// with fewer are raised.
+    #[arg(long, env = "AERIE_NATS_REPLICAS", value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nats_replicas: Option<u8>,
 }
 
 impl NatsArgs {
@@ -495,6 +500,7 @@ impl NatsArgs {
             tls_ca: self.nats_tls_ca.clone(),
             tls_client: self.nats_tls_cert.clone().zip(self.nats_tls_key.clone()),
             name,
+            replicas: self.nats_replicas.map(usize::from),
         })
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use aerie_cluster::backbone::NatsBackbone;
 use aerie_cluster::retained::JetStreamRetainedStores;
+use aerie_control::readiness_log::ReadinessLog;
 use aerie_core::{Broker, NodeId, NullStore, Seams};
 use aerie_facts::{KvDirectorySource, Nats};
 use aerie_gateway::auth::{Directory, DirectoryCache};
@@ -80,15 +81,23 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     // Session ownership and tenant connection counts across gateways.
     let incarnation = aerie_cluster::nodes::incarnation(&node_id);
     let js = nats.jetstream();
+    // NATS was connected (the facts came through it): its INFO names the
+    // cluster's servers. Asked again while it is away.
+    let replicas = nats.replicas_once_connected().await;
     let (nodes, owners) = tokio::join!(
-        aerie_cluster::Nodes::open(&js, prefix, incarnation.clone()),
-        aerie_cluster::NatsOwners::open(nats.client.clone(), prefix, incarnation.clone()),
+        aerie_cluster::Nodes::open(&js, prefix, incarnation.clone(), replicas),
+        aerie_cluster::NatsOwners::open(nats.client.clone(), prefix, incarnation.clone(), replicas),
     );
     nodes.spawn_heartbeat(shutdown.clone()).await;
-    let connections = aerie_cluster::ClusterConnections::open(&js, prefix, nodes).await;
+    owners.spawn_sweep(nodes.clone(), shutdown.clone());
+    let connections = aerie_cluster::ClusterConnections::open(&js, prefix, nodes, replicas).await;
     let seams = Seams {
         backbone,
-        retained: Arc::new(JetStreamRetainedStores::new(nats.client.clone(), prefix)),
+        retained: Arc::new(JetStreamRetainedStores::new(
+            nats.client.clone(),
+            prefix,
+            replicas,
+        )),
         owners: Arc::new(owners.clone()),
     };
     let config = aerie_core::CoreConfig {
@@ -101,7 +110,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     owners
         .serve(broker.clone(), shutdown.clone(), move || counter.connects())
         .await?;
-    connections.spawn_resync(broker.clone(), shutdown.clone());
+    connections.spawn_upkeep(broker.clone(), shutdown.clone());
     let gateway = start_gateway(
         broker,
         directory,
@@ -161,16 +170,17 @@ fn probes(source: Arc<KvDirectorySource>, serving: Arc<AtomicBool>) -> Router {
 async fn readyz(
     State((source, serving)): State<(Arc<KvDirectorySource>, Arc<AtomicBool>)>,
 ) -> Result<&'static str, aerie_control::error::ApiError> {
-    source
-        .readiness()
-        .and_then(|()| {
-            // The listeners are bound from the start; clients wait in their
-            // accept queue until the gateway serves them.
-            match serving.load(Ordering::Relaxed) {
-                true => Ok(()),
-                false => Err("MQTT is not served yet (opening the cluster's KV buckets)"),
-            }
-        })
+    static CHANGES: ReadinessLog = ReadinessLog::new();
+    let ready = source.readiness().and_then(|()| {
+        // The listeners are bound from the start; clients wait in their
+        // accept queue until the gateway serves them.
+        match serving.load(Ordering::Relaxed) {
+            true => Ok(()),
+            false => Err("MQTT is not served yet (opening the cluster's KV buckets)"),
+        }
+    });
+    CHANGES.observe(ready);
+    ready
         .map(|()| "ready\n")
         .map_err(|why| aerie_control::error::ApiError::Unavailable(why.into()))
 }

@@ -18,6 +18,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
@@ -53,7 +54,8 @@ pub fn router(control: Router, metrics: PrometheusHandle, request_timeout: Durat
             TraceLayer::new_for_http()
                 .make_span_with(make_span)
                 .on_request(())
-                .on_response(on_response),
+                .on_response(on_response)
+                .on_failure(on_failure),
         )
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
@@ -182,6 +184,16 @@ fn on_response(response: &Response, latency: Duration, span: &Span) {
     span.record("status", response.status().as_u16());
     span.record("latency_ms", latency.as_secs_f64() * 1000.0);
     tracing::debug!("request finished");
+}
+
+/// A 5xx answer, logged at ERROR, except 503: that is a state (not ready,
+/// or a part unavailable) that whoever decided it logs once per change
+/// (`aerie_control::readiness_log`), not a fault at every probe.
+fn on_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &Span) {
+    if let ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) = class {
+        return;
+    }
+    tracing::error!(classification = %class, latency_ms = latency.as_secs_f64() * 1000.0, "response failed");
 }
 
 /// Keeps a client's `x-request-id` only if it is one header of 1 to 64

@@ -248,6 +248,7 @@ pub async fn run_control(args: Box<ControlArgs>) -> anyhow::Result<()> {
         let control = control.with_broker(Arc::new(aerie_cluster::live::ClusterBroker::new(
             nats.client.clone(),
             &args.nats.nats_prefix,
+            nats.replicas_once_connected().await,
         )));
         let api = aerie_control::app(control.clone());
         publish_facts(&args, nats, control, api, shutdown.clone())

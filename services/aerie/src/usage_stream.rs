@@ -41,15 +41,16 @@ fn stream_name(prefix: &str) -> String {
 
 /// The stream, made if missing: a work queue (a folded report is deleted).
 async fn usage_stream(nats: &Nats, prefix: &str) -> anyhow::Result<stream::Stream> {
-    nats.jetstream()
-        .get_or_create_stream(stream::Config {
-            name: stream_name(prefix),
-            description: Some("Aerie: usage reports of the gateways".into()),
-            subjects: vec![format!("{prefix}.usage.>")],
-            retention: stream::RetentionPolicy::WorkQueue,
-            max_age: MAX_AGE,
-            ..Default::default()
-        })
+    let config = stream::Config {
+        name: stream_name(prefix),
+        description: Some("Aerie: usage reports of the gateways".into()),
+        subjects: vec![format!("{prefix}.usage.>")],
+        retention: stream::RetentionPolicy::WorkQueue,
+        max_age: MAX_AGE,
+        num_replicas: nats.replicas().await?,
+        ..Default::default()
+    };
+    aerie_cluster::replicas::open_stream(&nats.jetstream(), config)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the usage stream: {e}"))
 }

@@ -6,19 +6,33 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 
+use crate::replicas::raise;
+
 /// How long one attempt to open a bucket may take.
 const OPEN_ATTEMPT: Duration = Duration::from_secs(1);
 
-/// The bucket `config` names, made if it is not there; retried until NATS
-/// answers (a gateway may start before NATS does).
-pub(crate) async fn open_bucket(js: &jetstream::Context, config: kv::Config) -> kv::Store {
+/// The bucket `config` names with `replicas` copies, made if it is not
+/// there (and its replicas raised if fewer); retried until NATS answers (a
+/// gateway may start before NATS does).
+pub(crate) async fn open_bucket(
+    js: &jetstream::Context,
+    config: kv::Config,
+    replicas: usize,
+) -> kv::Store {
+    let config = kv::Config {
+        num_replicas: replicas,
+        ..config
+    };
     let mut wait = Duration::from_millis(100);
     loop {
         // Bounded below the client's 5 s: a JetStream cluster that is still
         // settling can leave a request unanswered, and a retry gets through.
         let attempt = async {
             match js.get_key_value(&config.bucket).await {
-                Ok(kv) => Ok(kv),
+                Ok(kv) => {
+                    raise(js, &format!("KV_{}", config.bucket), replicas).await;
+                    Ok(kv)
+                }
                 Err(_) => js
                     .create_key_value(config.clone())
                     .await

@@ -19,9 +19,31 @@ pub(crate) fn token(s: &str) -> String {
     out
 }
 
+/// The id a key token was made of ([`token`] undone); None if `t` is not
+/// one.
+pub(crate) fn id_of(t: &str) -> Option<String> {
+    let Some(hex) = t.strip_prefix('=') else {
+        return Some(t.to_owned());
+    };
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::token;
+    use super::{id_of, token};
+
+    #[test]
+    fn a_token_reads_back_as_its_id() {
+        for id in ["device-1_a", "a.b", "", "=612e62", "ünï/côdé"] {
+            assert_eq!(id_of(&token(id)).as_deref(), Some(id));
+        }
+        assert_eq!(id_of("=6"), None);
+        assert_eq!(id_of("=zz"), None);
+    }
 
     #[test]
     fn plain_ids_stay_readable_and_others_cannot_collide() {

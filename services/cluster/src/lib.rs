@@ -4,13 +4,17 @@
 //! never links this crate's types into its message path.
 
 pub mod backbone;
+mod counts;
 mod kv_cas;
 mod kv_key;
 pub mod limits;
 pub mod live;
 pub mod nodes;
 pub mod owners;
+mod rate_share;
+pub mod replicas;
 pub mod retained;
+pub mod stale_owners;
 pub mod subjects;
 
 pub use limits::ClusterConnections;

@@ -3,8 +3,11 @@
 //! [`NODE_TTL`] after its last put (the bucket's `max_age`). A node killed
 //! without a word is gone from it within that time.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::TryStreamExt;
 
 use async_nats::jetstream::{self, kv};
 use tokio_util::sync::CancellationToken;
@@ -41,7 +44,12 @@ pub struct Nodes {
 
 impl Nodes {
     /// Opens (or makes) the bucket; waits for NATS as long as it takes.
-    pub async fn open(js: &jetstream::Context, prefix: &str, me: Arc<str>) -> Nodes {
+    pub async fn open(
+        js: &jetstream::Context,
+        prefix: &str,
+        me: Arc<str>,
+        replicas: usize,
+    ) -> Nodes {
         let kv = open_bucket(
             js,
             kv::Config {
@@ -51,6 +59,7 @@ impl Nodes {
                 max_age: NODE_TTL,
                 ..Default::default()
             },
+            replicas,
         )
         .await;
         Nodes { kv, me }
@@ -81,6 +90,21 @@ impl Nodes {
         if let Err(e) = self.kv.put(&*self.me, bytes::Bytes::new()).await {
             tracing::warn!(error = %e, "cannot say this node is alive");
         }
+    }
+
+    /// The nodes that said they were alive within [`NODE_TTL`] (this one
+    /// among them once it has); Err when NATS did not answer.
+    pub async fn alive(&self) -> Result<HashSet<Arc<str>>, String> {
+        let keys = async {
+            let keys = self.kv.keys().await.map_err(|e| e.to_string())?;
+            keys.map_ok(Arc::from)
+                .try_collect::<HashSet<Arc<str>>>()
+                .await
+                .map_err(|e| e.to_string())
+        };
+        tokio::time::timeout(HEARTBEAT, keys)
+            .await
+            .unwrap_or_else(|_| Err("no answer in time".to_owned()))
     }
 
     /// Whether `node` said it was alive within [`NODE_TTL`]. An error

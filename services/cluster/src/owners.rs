@@ -80,7 +80,12 @@ struct Inner {
 impl NatsOwners {
     /// Opens (or makes) the bucket; waits for NATS as long as it takes.
     /// `node` is this node's incarnation (`nodes::incarnation`).
-    pub async fn open(client: async_nats::Client, prefix: &str, node: Arc<str>) -> NatsOwners {
+    pub async fn open(
+        client: async_nats::Client,
+        prefix: &str,
+        node: Arc<str>,
+        replicas: usize,
+    ) -> NatsOwners {
         let kv = open_bucket(
             &jetstream::new(client.clone()),
             kv::Config {
@@ -89,6 +94,7 @@ impl NatsOwners {
                 history: 1,
                 ..Default::default()
             },
+            replicas,
         )
         .await;
         NatsOwners {
@@ -164,13 +170,22 @@ impl NatsOwners {
     }
 }
 
+impl NatsOwners {
+    /// The bucket of owners.
+    pub(crate) fn kv(&self) -> &kv::Store {
+        &self.inner.kv
+    }
+}
+
 impl Inner {
     fn subject(&self, node: &str) -> String {
         format!("{}.owners.{node}", self.prefix)
     }
 
     /// Reads every id this node holds again; those another node claimed
-    /// since are taken over here.
+    /// since are taken over here, and those whose key is gone (swept while
+    /// this node was away: `stale_owners.rs`) are claimed again, so a
+    /// connect elsewhere still takes them over from here.
     async fn recheck_held(self: &Arc<Self>, broker: &Broker) {
         let held: Vec<(String, Held)> = self
             .held
@@ -196,8 +211,51 @@ impl Inner {
                         },
                     );
                 }
+                Ok(entry)
+                    if entry
+                        .as_ref()
+                        .is_none_or(|e| e.operation != kv::Operation::Put) =>
+                {
+                    self.claim_again(broker, key, h, entry.as_ref()).await;
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot read a session owner again"),
+            }
+        }
+    }
+
+    /// Writes this node's claim of `held` again where its key is gone
+    /// (`read`); if another node claimed it first, that one has it.
+    async fn claim_again(
+        self: &Arc<Self>,
+        broker: &Broker,
+        key: String,
+        held: Held,
+        read: Option<&kv::Entry>,
+    ) {
+        let value = Owner {
+            node: self.node.clone(),
+            generation: 1,
+        }
+        .encode();
+        match write_if_unchanged(&self.kv, &key, read, value).await {
+            Ok(revision) => {
+                if let Some(h) = self.held.lock().get_mut(&key) {
+                    h.revision = revision;
+                }
+                tracing::info!(tenant = %held.tenant, client_id = %held.client_id, "session owner claimed again after a sweep");
+            }
+            Err(CasError::Conflict) => {
+                // The other claim came after what was read, so after ours.
+                let kick = Kick {
+                    tenant: held.tenant,
+                    client_id: held.client_id,
+                    revision: read.map_or(held.revision, |e| e.revision) + 1,
+                };
+                self.taken_over(broker, &kick);
+            }
+            Err(CasError::Failed(e)) => {
+                tracing::warn!(error = %e, "cannot claim a session owner again");
             }
         }
     }
@@ -355,8 +413,8 @@ pub(crate) fn owner_key(tenant: &str, client_id: &str) -> String {
 
 /// The value of an owner key: the node and the claim's generation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Owner {
-    node: Arc<str>,
+pub(crate) struct Owner {
+    pub(crate) node: Arc<str>,
     generation: u64,
 }
 
@@ -365,7 +423,7 @@ impl Owner {
         Bytes::from(format!("{} {}", self.node, self.generation))
     }
 
-    fn decode(value: &[u8]) -> Option<Owner> {
+    pub(crate) fn decode(value: &[u8]) -> Option<Owner> {
         let text = std::str::from_utf8(value).ok()?;
         let (node, generation) = text.split_once(' ')?;
         Some(Owner {

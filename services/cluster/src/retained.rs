@@ -59,8 +59,9 @@ pub struct JetStreamRetainedStores {
 impl JetStreamRetainedStores {
     /// The stores over `client`'s JetStream; the stream is made (if
     /// missing) in the background, retried until NATS answers, so a
-    /// gateway started before NATS still starts.
-    pub fn new(client: async_nats::Client, prefix: &str) -> Self {
+    /// gateway started before NATS still starts. JetStream keeps
+    /// `replicas` copies of it.
+    pub fn new(client: async_nats::Client, prefix: &str, replicas: usize) -> Self {
         let js = jetstream::new(client.clone());
         let name = stream_name(prefix);
         let config = stream::Config {
@@ -69,11 +70,12 @@ impl JetStreamRetainedStores {
             subjects: vec![format!("{prefix}.r.>")],
             max_messages_per_subject: 1,
             allow_direct: true,
+            num_replicas: replicas,
             ..Default::default()
         };
         let opening = js.clone();
         tokio::spawn(async move {
-            while let Err(error) = opening.get_or_create_stream(config.clone()).await {
+            while let Err(error) = crate::replicas::open_stream(&opening, config.clone()).await {
                 tracing::warn!(%error, "cannot open the retained stream yet; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

@@ -31,6 +31,7 @@ pub mod login_backoff;
 pub mod openapi;
 pub mod plan;
 pub mod ratelimit;
+pub mod readiness_log;
 pub mod scopes;
 pub mod store;
 

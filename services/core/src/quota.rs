@@ -6,6 +6,14 @@
 //! fields during a change is harmless). Rates are GCRA on one atomic each,
 //! with a burst of one second's worth; the rate is passed at each check, so a
 //! change applies at the next packet with no limiter to rebuild.
+//!
+//! The tenant-wide rates are checked at this process's share of them: the
+//! whole rate in the embedded shape; in the scale-out shape
+//! (`aerie_cluster::ClusterConnections`) the publish rates at the part its
+//! gateway holds of the tenant's connections ([`Quota::set_publish_share`])
+//! and the connect rate at one gateway's part
+//! ([`TenantConnections::connect_rate_share`]), so the gateways' shares add
+//! up to the plan.
 
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -200,6 +208,21 @@ impl SharedRate {
     }
 }
 
+/// The share of a tenant-wide rate that is all of it.
+pub const WHOLE_SHARE: u32 = 1 << 16;
+
+/// `rate` at `share` (in parts of [`WHOLE_SHARE`]), rounded up, and never
+/// below `floor` (itself capped at the rate): a node with a small or no
+/// share still lets one connect or one packet through per second. An
+/// unlimited rate stays unlimited.
+fn share_of(rate: u64, share: u32, floor: u64) -> u64 {
+    if share >= WHOLE_SHARE || rate >= u64::from(u32::MAX) {
+        return rate;
+    }
+    let part = (u128::from(rate) * u128::from(share)).div_ceil(u128::from(WHOLE_SHARE)) as u64;
+    part.max(floor.min(rate))
+}
+
 /// A rate limiter owned by one task (a connection): no atomics.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LocalRate {
@@ -244,6 +267,15 @@ pub struct Quota {
     set: AtomicBool,
     /// Live connections of the tenant (on this process).
     live: AtomicU32,
+    /// This process's share of the tenant-wide publish rates, in parts of
+    /// [`WHOLE_SHARE`].
+    publish_share: AtomicU32,
+    /// Whether the publish rates are shared with other processes (a share
+    /// was ever set): then [`Quota::publish_attempts`] are counted.
+    shared: AtomicBool,
+    /// PUBLISHes checked against the tenant-wide rates (passed or not),
+    /// while shared: this process's demand.
+    publish_attempts: AtomicU64,
     connects: SharedRate,
     publishes: SharedRate,
     publish_bytes: SharedRate,
@@ -273,6 +305,9 @@ impl Quota {
             inflight: AtomicU32::new(u32::from(l.inflight)),
             set: AtomicBool::new(false),
             live: AtomicU32::new(0),
+            publish_share: AtomicU32::new(WHOLE_SHARE),
+            shared: AtomicBool::new(false),
+            publish_attempts: AtomicU64::new(0),
             connects: SharedRate::default(),
             publishes: SharedRate::default(),
             publish_bytes: SharedRate::default(),
@@ -365,24 +400,63 @@ impl Quota {
         self.live.load(Relaxed)
     }
 
-    /// One more CONNECT this second, if the connect rate allows it.
-    pub fn try_connect_rate(&self, now: u64) -> bool {
-        self.connects
-            .try_take(now, 1, u64::from(self.connect_rate.load(Relaxed)))
+    /// Sets this process's share of the tenant-wide publish rates
+    /// (messages and bytes), in parts of [`WHOLE_SHARE`] (more is the
+    /// whole); returns whether it changed.
+    pub fn set_publish_share(&self, parts: u32) -> bool {
+        self.shared.store(true, Relaxed);
+        let parts = parts.min(WHOLE_SHARE);
+        self.publish_share.swap(parts, Relaxed) != parts
+    }
+
+    /// The PUBLISHes checked against the tenant-wide rates since the last
+    /// call, counted once a share was set (the demand the share is set by;
+    /// nothing is counted in the embedded shape).
+    pub fn publish_attempts(&self) -> u64 {
+        self.publish_attempts.swap(0, Relaxed)
+    }
+
+    /// Whether a limit holds across processes: the connections or a
+    /// tenant-wide rate (what the scale-out shape counts in NATS).
+    pub fn limited_tenant_wide(&self) -> bool {
+        let l = self.limits();
+        l.connections != u32::MAX
+            || l.connect_rate != u32::MAX
+            || l.publish_rate_msgs != u32::MAX
+            || l.publish_rate_bytes != u64::MAX
+    }
+
+    /// A tenant-wide publish rate at this process's share; `floor` units
+    /// per second at least.
+    fn shared_rate(&self, rate: u64, floor: u64) -> u64 {
+        share_of(rate, self.publish_share.load(Relaxed), floor)
+    }
+
+    /// One more CONNECT this second, if the connect rate at `share` (parts
+    /// of [`WHOLE_SHARE`]; one a second at least) allows it.
+    pub fn try_connect_rate(&self, now: u64, share: u32) -> bool {
+        let rate = share_of(u64::from(self.connect_rate.load(Relaxed)), share, 1);
+        self.connects.try_take(now, 1, rate)
     }
 
     /// Whether a PUBLISH of `bytes` payload bytes fits the tenant-wide rates
     /// (taken from both if so; the message rate is taken even when the byte
     /// rate then refuses).
     pub fn try_publish(&self, now: u64, bytes: u64) -> Result<(), Limit> {
-        let msgs = u64::from(self.publish_rate_msgs.load(Relaxed));
+        if self.shared.load(Relaxed) {
+            self.publish_attempts.fetch_add(1, Relaxed);
+        }
+        let msgs = self.shared_rate(u64::from(self.publish_rate_msgs.load(Relaxed)), 1);
         if !self.publishes.try_take(now, 1, msgs) {
             return Err(Limit::PublishRate);
         }
-        if !self
-            .publish_bytes
-            .try_take(now, bytes, self.publish_rate_bytes.load(Relaxed))
-        {
+        // The byte floor is one packet's worth: a small share must not
+        // refuse every packet larger than it.
+        let max_bytes = self.shared_rate(
+            self.publish_rate_bytes.load(Relaxed),
+            u64::from(self.max_packet_size.load(Relaxed)),
+        );
+        if !self.publish_bytes.try_take(now, bytes, max_bytes) {
             // Refused: the message it did not send is not counted either.
             self.publishes.give_back(1, msgs);
             return Err(Limit::PublishBytesRate);
@@ -469,6 +543,12 @@ pub trait TenantConnections: std::fmt::Debug + Send + Sync + 'static {
     /// A slot for a new connection of `tenant`, or None at its limit (a
     /// `takeover` is admitted at the limit, as [`try_connection`] says).
     fn admit(&self, tenant: &Arc<Tenant>, takeover: bool) -> BoxFuture<Option<ConnectionSlot>>;
+
+    /// This process's share of every tenant's connect rate, in parts of
+    /// [`WHOLE_SHARE`]: all of it when it is the only process.
+    fn connect_rate_share(&self) -> u32 {
+        WHOLE_SHARE
+    }
 }
 
 /// One process: the tenant's atomic count is all there is.
@@ -529,14 +609,64 @@ mod tests {
             connect_rate: 1,
             ..TenantLimits::UNLIMITED
         });
-        assert!(q.try_connect_rate(SEC));
-        assert!(!q.try_connect_rate(SEC));
+        assert!(q.try_connect_rate(SEC, WHOLE_SHARE));
+        assert!(!q.try_connect_rate(SEC, WHOLE_SHARE));
         assert!(q.set_limits(TenantLimits {
             connect_rate: 1000,
             ..TenantLimits::UNLIMITED
         }));
-        assert!(q.try_connect_rate(SEC + SEC / 100));
+        assert!(q.try_connect_rate(SEC + SEC / 100, WHOLE_SHARE));
         assert!(!q.set_limits(q.limits()), "unchanged");
+    }
+
+    #[test]
+    fn a_share_scales_the_tenant_wide_rates_and_keeps_a_floor() {
+        let q = Quota::new(TenantLimits {
+            connect_rate: 10,
+            publish_rate_msgs: 100,
+            publish_rate_bytes: 1000,
+            max_packet_size: 300,
+            ..TenantLimits::UNLIMITED
+        });
+        let now = 11 * SEC;
+        let burst = |q: &Quota, now| (0..1000).filter(|_| q.try_publish(now, 1).is_ok()).count();
+        assert_eq!(burst(&q, now), 100, "the whole rate by default");
+        assert!(q.set_publish_share(WHOLE_SHARE / 4));
+        assert!(!q.set_publish_share(WHOLE_SHARE / 4), "unchanged");
+        assert_eq!(burst(&q, now + 10 * SEC), 25, "a quarter of it");
+        let connects = |now, share| (0..100).filter(|_| q.try_connect_rate(now, share)).count();
+        assert_eq!(
+            connects(now, WHOLE_SHARE / 4),
+            3,
+            "a quarter of 10, rounded up"
+        );
+        // No share at all still lets one connect a second through, and a
+        // packet as large as the tenant allows.
+        q.set_publish_share(0);
+        assert_eq!(connects(now + 10 * SEC, 0), 1);
+        assert_eq!(q.try_publish(now + 20 * SEC, 300), Ok(()));
+        assert_eq!(
+            q.try_publish(now + 20 * SEC, 1),
+            Err(Limit::PublishRate),
+            "one message a second"
+        );
+        assert_eq!(
+            q.try_publish(now + 30 * SEC, 301),
+            Err(Limit::PublishBytesRate),
+            "300 bytes a second"
+        );
+        // Every check counts as demand once shared, refused or not.
+        assert_eq!(q.publish_attempts(), 1003);
+        assert_eq!(q.publish_attempts(), 0, "taken");
+        assert_eq!(
+            Quota::default().publish_attempts(),
+            0,
+            "not shared: not counted"
+        );
+        // An unlimited rate is not scaled into a limited one.
+        let unlimited = Quota::default();
+        unlimited.set_publish_share(1);
+        assert_eq!(burst(&unlimited, now), 1000);
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct NatsConfig {
     pub tls_client: Option<(PathBuf, PathBuf)>,
     /// The connection's name in the server's monitoring.
     pub name: String,
+    /// Copies JetStream keeps of each bucket and stream (`--nats-replicas`);
+    /// None: one per server of the cluster, up to 3.
+    pub replicas: Option<usize>,
 }
 
 /// A NATS client and how many times it has (re)connected.
@@ -32,7 +35,12 @@ pub struct Nats {
     connects: Arc<AtomicU64>,
     /// Poked at each (re)connection.
     connected: Arc<tokio::sync::Notify>,
+    /// `NatsConfig::replicas`.
+    replicas: Option<usize>,
 }
+
+/// How long [`Nats::replicas`] waits for a connection.
+const REPLICAS_WAIT: Duration = Duration::from_secs(5);
 
 /// The longest wait between two connection attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
@@ -92,6 +100,7 @@ impl Nats {
             client,
             connects,
             connected,
+            replicas: config.replicas,
         })
     }
 
@@ -109,6 +118,37 @@ impl Nats {
     /// How many times the client has connected (a change means a reconnect).
     pub fn connects(&self) -> u64 {
         self.connects.load(Ordering::SeqCst)
+    }
+
+    /// Copies JetStream should keep of each bucket and stream
+    /// (`aerie_cluster::replicas::wanted`). Without `--nats-replicas`, waits
+    /// (a few seconds at most) until connected: the servers' INFO says how
+    /// many there are.
+    pub async fn replicas(&self) -> anyhow::Result<usize> {
+        if self.replicas.is_none() {
+            let connected = async {
+                while !self.is_connected() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            tokio::time::timeout(REPLICAS_WAIT, connected)
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("not connected to NATS: its cluster's size is unknown")
+                })?;
+        }
+        Ok(aerie_cluster::replicas::wanted(&self.client, self.replicas))
+    }
+
+    /// [`Nats::replicas`], asked again (with a warning each time) until
+    /// NATS answers: for the start of a process that cannot run without it.
+    pub async fn replicas_once_connected(&self) -> usize {
+        loop {
+            match self.replicas().await {
+                Ok(n) => return n,
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "waiting for NATS"),
+            }
+        }
     }
 
     pub fn jetstream(&self) -> jetstream::Context {

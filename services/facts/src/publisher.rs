@@ -151,13 +151,18 @@ impl FactsPublisher {
     /// history is of no use to anyone).
     async fn bucket(&self) -> anyhow::Result<kv::Store> {
         let js = self.nats.jetstream();
+        let replicas = self.nats.replicas().await?;
         match js.get_key_value(&self.bucket).await {
-            Ok(store) => Ok(store),
+            Ok(store) => {
+                aerie_cluster::replicas::raise(&js, &format!("KV_{}", self.bucket), replicas).await;
+                Ok(store)
+            }
             Err(_) => js
                 .create_key_value(kv::Config {
                     bucket: self.bucket.clone(),
                     description: "Aerie: the control plane's facts for the gateways".into(),
                     history: 1,
+                    num_replicas: replicas,
                     ..Default::default()
                 })
                 .await

@@ -105,7 +105,10 @@ pub(crate) async fn admit_connection(
     tenant: &Arc<Tenant>,
     takeover: bool,
 ) -> Result<aerie_core::quota::ConnectionSlot, aerie_proto::ReasonCode> {
-    if !tenant.quota().try_connect_rate(now_nanos()) {
+    if !tenant
+        .quota()
+        .try_connect_rate(now_nanos(), connections.connect_rate_share())
+    {
         Limit::ConnectRate.count();
         return Err(aerie_proto::ReasonCode::CONNECTION_RATE_EXCEEDED);
     }

@@ -97,10 +97,11 @@ enum Unanswered {
 }
 
 impl ClusterBroker {
-    pub fn new(client: async_nats::Client, prefix: &str) -> ClusterBroker {
+    /// `replicas`: of the retained stream, should this be the first to open it.
+    pub fn new(client: async_nats::Client, prefix: &str, replicas: usize) -> ClusterBroker {
         ClusterBroker {
             js: jetstream::new(client.clone()),
-            retained: JetStreamRetainedStores::new(client.clone(), prefix),
+            retained: JetStreamRetainedStores::new(client.clone(), prefix, replicas),
             client,
             prefix: prefix.to_owned(),
             nodes: OnceCell::new(),

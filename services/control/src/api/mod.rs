@@ -96,11 +96,14 @@ pub async fn healthz() -> &'static str {
     ),
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    static CHANGES: crate::readiness_log::ReadinessLog = crate::readiness_log::ReadinessLog::new();
     state.store().ping().await?;
-    if let Some(why) = state.broker().and_then(|b| b.unready()) {
-        return Err(ApiError::Unavailable(why));
+    let unready = state.broker().and_then(|b| b.unready());
+    CHANGES.observe(unready.as_deref().map_or(Ok(()), Err));
+    match unready {
+        Some(why) => Err(ApiError::Unavailable(why)),
+        None => Ok("ready\n"),
     }
-    Ok("ready\n")
 }
 
 pub async fn no_route() -> ApiError {

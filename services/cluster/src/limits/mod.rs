@@ -1,13 +1,15 @@
 //! A tenant's connection limit across gateways. The bucket
 //! `<prefix>_connections` holds one key per tenant whose value lists, per
-//! live node, how many connections of the tenant that node holds. A
+//! live node, how many connections of the tenant that node holds (and its
+//! publish demand: `counts.rs`). A
 //! CONNECT is admitted if the other live nodes' counts plus this node's
 //! (with the new one) stay within the limit, and this node's count is then
 //! written with compare-and-set (a concurrent write on another node makes
 //! it read and decide again), so two gateways cannot both take the last
 //! slot. A disconnect writes the lower count afterwards, and every
 //! [`RESYNC`] each node writes again any count that differs from what it
-//! holds (a write that failed). A node missing from `<prefix>_nodes` (dead
+//! holds (a write that failed), and its demand when it changed by more
+//! than a quarter. A node missing from `<prefix>_nodes` (dead
 //! for [`crate::nodes::NODE_TTL`]) counts for nothing and is dropped from
 //! the value by the next write.
 //!
@@ -15,31 +17,57 @@
 //! node's connections hold their slots until its heartbeat expires (at
 //! most `NODE_TTL` plus [`ALIVE_CACHE`]). When NATS does not answer, a
 //! gateway admits on its own count (availability over the limit), counted
-//! in [`COUNT_ERRORS_TOTAL`]. Unlimited tenants are not counted in NATS at
-//! all (nothing to enforce, no round trip on their CONNECT).
+//! in [`COUNT_ERRORS_TOTAL`]. Tenants with neither a connection limit nor
+//! a tenant-wide rate are not counted in NATS at all (nothing to enforce,
+//! no round trip on their CONNECT); those with rates only are counted
+//! without the CONNECT waiting for it.
+//!
+//! The tenant-wide rates are shared between the gateways. The publish
+//! rates (messages and bytes) by these counts: each node checks them at its
+//! part of the tenant's publish demand cluster-wide, or of its connections
+//! while none publishes (`rate_share.rs`, `Quota::set_publish_share`),
+//! rebalanced whenever a count changes (this node's own writes, and a
+//! watch of the bucket for the others'), and when a node whose count was
+//! seen dies; a node that does not know the tenant yet allows the whole
+//! rate until its first count is written (one CONNECT's round trips). The
+//! connect rate evenly, one part per live node (a load balancer spreads
+//! CONNECTs, not connections), as counted in `<prefix>_nodes` every
+//! [`RESYNC`]. Either share lets one unit a second through at least (the
+//! floor in `core::quota`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::Duration;
 
-use aerie_core::quota::{ConnectionSlot, TenantConnections, try_connection};
+use aerie_core::quota::{ConnectionSlot, TenantConnections, WHOLE_SHARE, try_connection};
 use aerie_core::seams::BoxFuture;
 use aerie_core::{Broker, Tenant};
 use async_nats::jetstream::{self, kv};
-use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::counts::{Counts, NodeCount};
 use crate::kv_cas::{CasError, open_bucket, write_if_unchanged};
 use crate::kv_key::token;
 use crate::nodes::Nodes;
+use crate::rate_share::demand_changed;
+
+mod shares;
 
 /// Reads or writes of the cluster-wide count that failed (the CONNECT was
 /// admitted on this node's count alone).
 pub const COUNT_ERRORS_TOTAL: &str = "aerie_cluster_connection_count_errors_total";
 /// Compare-and-set rounds of the count that lost to another node's write.
 pub const COUNT_CONFLICTS_TOTAL: &str = "aerie_cluster_connection_count_conflicts_total";
+
+/// Changes of this node's share of a tenant's publish rates, or of every
+/// tenant's connect rate.
+pub const SHARE_CHANGES_TOTAL: &str = "aerie_cluster_rate_share_changes_total";
+
+/// The gateways alive now, as this node last counted them.
+pub const NODES_ALIVE: &str = "aerie_cluster_nodes_alive";
 
 /// How often counts that differ from what was last written are written again.
 pub const RESYNC: Duration = Duration::from_secs(2);
@@ -68,10 +96,22 @@ struct Inner {
     /// One count update of a tenant at a time on this node (they would only
     /// conflict with each other).
     turns: Mutex<HashMap<Arc<str>, Arc<tokio::sync::Mutex<()>>>>,
-    /// The count this node last wrote per tenant.
-    written: Mutex<HashMap<Arc<str>, u32>>,
+    /// What this node last wrote per tenant.
+    written: Mutex<HashMap<Arc<str>, NodeCount>>,
+    /// The publish demand measured here per tenant (PUBLISHes a second),
+    /// written when it changed enough.
+    demand: Mutex<HashMap<Arc<str>, u32>>,
+    /// The demand this node is writing or wrote last per tenant: what its
+    /// share is reckoned with (set before the write, whose echo through the
+    /// watch may arrive before the write's answer).
+    announced: Mutex<HashMap<Arc<str>, u32>>,
     /// Other nodes seen alive, until when that is believed.
     alive: Mutex<HashMap<Arc<str>, Instant>>,
+    /// The other live nodes' counts per tenant, as last read: what this
+    /// node's share of the tenant's publish rates is reckoned against.
+    others: Mutex<HashMap<Arc<str>, Counts>>,
+    /// This node's share of every tenant's connect rate: one live node's.
+    connect_share: AtomicU32,
 }
 
 /// This node's connections of one tenant as counted cluster-wide; dropped
@@ -94,7 +134,12 @@ impl Drop for Lease {
 
 impl ClusterConnections {
     /// Opens (or makes) the bucket; waits for NATS as long as it takes.
-    pub async fn open(js: &jetstream::Context, prefix: &str, nodes: Nodes) -> ClusterConnections {
+    pub async fn open(
+        js: &jetstream::Context,
+        prefix: &str,
+        nodes: Nodes,
+        replicas: usize,
+    ) -> ClusterConnections {
         let kv = open_bucket(
             js,
             kv::Config {
@@ -103,6 +148,7 @@ impl ClusterConnections {
                 history: 1,
                 ..Default::default()
             },
+            replicas,
         )
         .await;
         ClusterConnections {
@@ -111,14 +157,22 @@ impl ClusterConnections {
                 nodes,
                 turns: Mutex::new(HashMap::new()),
                 written: Mutex::new(HashMap::new()),
+                demand: Mutex::new(HashMap::new()),
+                announced: Mutex::new(HashMap::new()),
                 alive: Mutex::new(HashMap::new()),
+                others: Mutex::new(HashMap::new()),
+                connect_share: AtomicU32::new(WHOLE_SHARE),
             }),
         }
     }
 
-    /// Every [`RESYNC`], writes again the counts of `broker`'s tenants
-    /// that differ from what was last written, until `stop`.
-    pub fn spawn_resync(&self, broker: Broker, stop: CancellationToken) {
+    /// Keeps the counts and the rate shares of `broker`'s tenants current
+    /// until `stop`: watches the other nodes' counts, and every [`RESYNC`]
+    /// counts the live nodes (the connect rate's share), writes again the
+    /// counts that differ from what was last written and drops the counts
+    /// of nodes that died since they were seen.
+    pub fn spawn_upkeep(&self, broker: Broker, stop: CancellationToken) {
+        tokio::spawn(self.inner.clone().watch(broker.clone(), stop.clone()));
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(RESYNC);
@@ -127,14 +181,18 @@ impl ClusterConnections {
                     _ = tick.tick() => {}
                     () = stop.cancelled() => break,
                 }
+                inner.share_connects().await;
+                inner.measure_demand(&broker);
                 let stale: Vec<Arc<str>> = inner
                     .written
                     .lock()
                     .iter()
-                    .filter(|(id, n)| {
-                        broker
-                            .existing_tenant(id)
-                            .is_none_or(|t| t.quota().live_connections() != **n)
+                    .filter(|(id, written)| match broker.existing_tenant(id) {
+                        Some(t) => {
+                            t.quota().live_connections() != written.connections
+                                || demand_changed(written.demand, inner.demand_of(id))
+                        }
+                        None => true,
                     })
                     .map(|(id, _)| id.clone())
                     .collect();
@@ -146,6 +204,7 @@ impl ClusterConnections {
                         None => inner.forget(&id).await,
                     }
                 }
+                inner.drop_dead_shares(&broker).await;
             }
         });
     }
@@ -157,9 +216,17 @@ impl TenantConnections for ClusterConnections {
         Box::pin(async move {
             // This node's own count first: it is part of the cluster's.
             let slot = try_connection(&tenant, takeover)?;
+            if !tenant.quota().limited_tenant_wide() {
+                return Some(slot);
+            }
             let limit = tenant.quota().limits().connections;
             if limit == u32::MAX {
-                return Some(slot);
+                // Counted for the rates' shares only: the CONNECT need not wait.
+                let (writer, counted) = (inner.clone(), tenant.clone());
+                tokio::spawn(async move {
+                    let _ = writer.write_count(&counted, None).await;
+                });
+                return Some(slot.with_lease(Lease { inner, tenant }));
             }
             let within = if takeover { None } else { Some(limit) };
             match inner.write_count(&tenant, within).await {
@@ -169,6 +236,10 @@ impl TenantConnections for ClusterConnections {
                 Err(()) => Some(slot.with_lease(Lease { inner, tenant })),
             }
         })
+    }
+
+    fn connect_rate_share(&self) -> u32 {
+        self.inner.connect_share.load(Relaxed)
     }
 }
 
@@ -196,11 +267,18 @@ impl Inner {
                 .unwrap_or_default();
             counts.0.remove(&me);
             self.drop_dead(&mut counts).await;
-            let mine = tenant.quota().live_connections();
-            if within.is_some_and(|limit| counts.total().saturating_add(mine) > limit) {
+            let mine = NodeCount {
+                connections: tenant.quota().live_connections(),
+                demand: self.demand_of(&tenant.id),
+            };
+            self.announced.lock().insert(tenant.id.clone(), mine.demand);
+            self.rebalance(tenant, mine, &counts);
+            self.others.lock().insert(tenant.id.clone(), counts.clone());
+            let cluster = counts.connections().saturating_add(mine.connections);
+            if within.is_some_and(|limit| cluster > limit) {
                 return Ok(false);
             }
-            if mine > 0 {
+            if mine.connections > 0 {
                 counts.0.insert(me.clone(), mine);
             }
             let value = counts.encode();
@@ -250,6 +328,9 @@ impl Inner {
     /// A tenant this node no longer has: its count here is zero.
     async fn forget(&self, tenant: &Arc<str>) {
         self.written.lock().remove(tenant);
+        self.demand.lock().remove(tenant);
+        self.announced.lock().remove(tenant);
+        self.others.lock().remove(tenant);
         let key = token(tenant);
         let Ok(Some(entry)) = self.kv.entry(key.as_str()).await else {
             return;
@@ -261,55 +342,5 @@ impl Inner {
                 .update(key.as_str(), counts.encode(), entry.revision)
                 .await;
         }
-    }
-}
-
-/// Connections per node of one tenant: the value of its key, one
-/// `<node> <count>` line per node.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Counts(BTreeMap<Arc<str>, u32>);
-
-impl Counts {
-    fn total(&self) -> u32 {
-        self.0.values().fold(0u32, |sum, n| sum.saturating_add(*n))
-    }
-
-    fn encode(&self) -> Bytes {
-        let text: String = self
-            .0
-            .iter()
-            .map(|(node, n)| format!("{node} {n}\n"))
-            .collect();
-        Bytes::from(text)
-    }
-
-    /// Lines that do not parse are skipped (counted as nothing).
-    fn decode(value: &[u8]) -> Counts {
-        let text = String::from_utf8_lossy(value);
-        Counts(
-            text.lines()
-                .filter_map(|line| {
-                    let (node, n) = line.split_once(' ')?;
-                    Some((Arc::from(node), n.parse().ok()?))
-                })
-                .collect(),
-        )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_read_back_as_written_and_a_bad_line_counts_nothing() {
-        let counts = Counts(BTreeMap::from([
-            (Arc::from("gw-a-1"), 3),
-            (Arc::from("gw-b-2"), 4),
-        ]));
-        assert_eq!(Counts::decode(&counts.encode()), counts);
-        assert_eq!(counts.total(), 7);
-        let garbled = Counts::decode(b"gw-a-1 2\nnonsense\ngw-c x\n");
-        assert_eq!(garbled.total(), 2);
     }
 }
