@@ -81,7 +81,7 @@ impl BrokerPort for InProcessBroker {
             .connections(tenant_id)
             .into_iter()
             .map(|c| ClientInfo {
-                client_id: c.client_id.to_string(),
+                client_id: c.client_id().to_string(),
                 protocol: protocol(c.protocol),
                 transport: transport(c.transport),
                 connected_at: OffsetDateTime::from(c.connected_at),

@@ -35,11 +35,9 @@ impl Credential {
     }
 }
 
-/// One live connection.
+/// One live connection. Its tenant and client id are its session's.
 pub struct LiveConnection {
     pub connection_id: u64,
-    pub tenant: Arc<str>,
-    pub client_id: Arc<str>,
     pub protocol: ProtocolVersion,
     pub transport: Transport,
     pub connected_at: SystemTime,
@@ -47,17 +45,26 @@ pub struct LiveConnection {
     /// `u64::MAX` once it ended): see `crate::usage`.
     pub(crate) metered_until: AtomicU64,
     session: Arc<Session>,
-    /// `None`: an anonymous client.
-    credential: Mutex<Option<Credential>>,
+    /// `None`: an anonymous client. Boxed: there is one of these per
+    /// connection, and anonymous ones need none of it.
+    credential: Mutex<Option<Box<Credential>>>,
 }
 
 impl LiveConnection {
+    pub fn tenant(&self) -> &Arc<str> {
+        &self.session.tenant
+    }
+
+    pub fn client_id(&self) -> &Arc<str> {
+        &self.session.client_id
+    }
+
     pub fn credential(&self) -> Option<Credential> {
-        self.credential.lock().clone()
+        self.credential.lock().as_deref().cloned()
     }
 
     pub(crate) fn set_credential(&self, credential: Credential) {
-        *self.credential.lock() = Some(credential);
+        *self.credential.lock() = Some(Box::new(credential));
     }
 
     /// The filters its session is subscribed to.
@@ -109,18 +116,16 @@ impl Registry {
         let connected_at = SystemTime::now();
         let live = Arc::new(LiveConnection {
             connection_id: new.connection_id,
-            tenant: new.session.tenant.clone(),
-            client_id: new.session.client_id.clone(),
             protocol: new.protocol,
             transport: new.transport,
             connected_at,
             metered_until: AtomicU64::new(crate::usage::unix_ms(connected_at)),
             session: new.session,
-            credential: Mutex::new(new.credential),
+            credential: Mutex::new(new.credential.map(Box::new)),
         });
         self.tenants
             .write()
-            .entry(live.tenant.clone())
+            .entry(live.tenant().clone())
             .or_default()
             .insert(live.connection_id, live.clone());
         Registration {
@@ -159,7 +164,7 @@ impl Registry {
             .read()
             .get(tenant)?
             .values()
-            .find(|c| &*c.client_id == client_id)
+            .find(|c| &**c.client_id() == client_id)
             .cloned()
     }
 
@@ -170,10 +175,10 @@ impl Registry {
 
     fn remove(&self, live: &LiveConnection) {
         let mut tenants = self.tenants.write();
-        if let Some(connections) = tenants.get_mut(&live.tenant) {
+        if let Some(connections) = tenants.get_mut(live.tenant()) {
             connections.remove(&live.connection_id);
             if connections.is_empty() {
-                tenants.remove(&live.tenant);
+                tenants.remove(live.tenant());
             }
         }
     }

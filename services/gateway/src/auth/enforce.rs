@@ -71,7 +71,7 @@ pub fn enforce(directory: &Directory, registry: &Registry) -> usize {
                 && live.kick(kick)
             {
                 metrics::counter!(AUTH_DISCONNECTS_TOTAL, "why" => kick.why).increment(1);
-                tracing::info!(tenant = %live.tenant, client_id = %live.client_id, why = kick.why, "disconnecting");
+                tracing::info!(tenant = %live.tenant(), client_id = %live.client_id(), why = kick.why, "disconnecting");
                 kicked += 1;
             }
         }
