@@ -92,6 +92,93 @@ async fn revoking_a_token_disconnects_its_live_clients_and_no_others() {
 }
 
 #[tokio::test]
+async fn revoking_an_api_key_disconnects_the_clients_of_tokens_its_lineage_minted_only() {
+    let server = server();
+    let green = tenant(&server, "green@example.com");
+    let key_id = |key: &str| {
+        server
+            .api(
+                "GET",
+                &format!("/v1/tenants/{}/api-keys", green.id),
+                Some(&green.session),
+                None,
+            )
+            .expect(200)
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["name"] == key)
+            .map(|k| k["id"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    let leaked = key_id(
+        server
+            .api(
+                "GET",
+                &format!("/v1/tenants/{}/api-keys", green.id),
+                Some(&green.api_key),
+                None,
+            )
+            .expect(200)[0]["name"]
+            .as_str()
+            .unwrap(),
+    );
+    // A key the leaked key made, and a token that one minted: what a thief
+    // would do to outlive the revocation.
+    let made = server
+        .api(
+            "POST",
+            &format!("/v1/tenants/{}/api-keys", green.id),
+            Some(&green.api_key),
+            Some(&json!({"name": "made", "scopes": ["tokens"]})),
+        )
+        .expect(201)["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mint_with = |bearer: &str, client_id: &str| {
+        server
+            .api(
+                "POST",
+                &format!("/v1/tenants/{}/tokens", green.id),
+                Some(bearer),
+                Some(&json!({"client_id": client_id})),
+            )
+            .expect(201)["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let by_made = mint_with(&made, "dev-made");
+    let by_owner = mint_with(&green.session, "dev-owner");
+    let mut doomed = connect(&server, ProtocolVersion::V5, "dev-made", &by_made).await;
+    let mut kept = connect(&server, ProtocolVersion::V5, "dev-owner", &by_owner).await;
+
+    server
+        .api(
+            "DELETE",
+            &format!("/v1/tenants/{}/api-keys/{leaked}", green.id),
+            Some(&green.session),
+            None,
+        )
+        .expect(204);
+    let (d, took) = closed_within(&mut doomed, WITHIN).await;
+    assert_eq!(
+        d.as_ref().map(|d| d.reason),
+        Some(ReasonCode::NOT_AUTHORIZED),
+        "{took:?}"
+    );
+    assert_eq!(reason_string(&d).as_deref(), Some("token_revoked"));
+    assert_alive(&mut kept).await;
+    let (_, refused) = RawClient::connect_with(
+        server.mqtt,
+        with_password(ProtocolVersion::V5, "dev-made", Some(&by_made)),
+    )
+    .await;
+    assert_eq!(refused.reason, ReasonCode::NOT_AUTHORIZED);
+}
+
+#[tokio::test]
 async fn suspending_or_deleting_a_tenant_disconnects_its_clients_only() {
     let server = server();
     let green = tenant(&server, "green@example.com");

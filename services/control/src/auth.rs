@@ -33,6 +33,15 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// The API key acting (`None`: a person): what it makes (keys, tokens,
+    /// issuers) records it, so that revoking it revokes them.
+    pub fn api_key(&self) -> Option<Uuid> {
+        match self {
+            Principal::ApiKey { key_id, .. } => Some(*key_id),
+            Principal::Account(_) => None,
+        }
+    }
+
     /// What the caller may do on a tenant it sees: a person everything.
     pub fn scopes(&self) -> Scopes {
         match self {

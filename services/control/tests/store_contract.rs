@@ -70,6 +70,7 @@ contract!(
     the_database_refuses_an_issuer_whose_kind_and_keys_disagree,
     api_key_scopes_and_creator_round_trip,
     revoking_a_key_revokes_the_keys_it_created_transitively,
+    revoking_a_key_revokes_the_tokens_its_lineage_minted_and_removes_its_issuers,
     a_foreign_jti_is_revoked_only_in_its_tenant_until_the_given_time,
 );
 
@@ -417,6 +418,7 @@ async fn issued_token_is_revoked_once_and_only_in_its_tenant(store: Store, _url:
         subject: "dev-1".to_owned(),
         issued_at: now,
         expires_at: now + time::Duration::hours(1),
+        minted_by: None,
     };
     store.insert_issued_token(&issued).await.unwrap();
     assert!(matches!(
@@ -455,6 +457,7 @@ async fn revoked_tokens_are_listed_until_they_expire(store: Store, _url: &str) {
                 subject: "dev".to_owned(),
                 issued_at: now,
                 expires_at: now + time::Duration::seconds(ttl),
+                minted_by: None,
             })
             .await
             .unwrap();
@@ -519,6 +522,7 @@ async fn tokens_of_lists_newest_first_with_revocations_and_only_the_tenants_own(
                 subject: format!("sub-{jti}"),
                 issued_at,
                 expires_at: issued_at + time::Duration::hours(2),
+                minted_by: None,
             })
             .await
             .unwrap();
@@ -572,6 +576,7 @@ async fn deleting_a_tenant_deletes_its_issued_tokens(store: Store, _url: &str) {
             subject: "dev".to_owned(),
             issued_at: now,
             expires_at: now + time::Duration::hours(1),
+            minted_by: None,
         })
         .await
         .unwrap();
@@ -713,6 +718,7 @@ fn issuer(tenant: &Tenant, iss: &str, at: time::OffsetDateTime) -> Issuer {
         jwks: None,
         public_key_pem: None,
         created_at: at,
+        created_by: None,
     }
 }
 
@@ -928,6 +934,91 @@ async fn revoking_a_key_revokes_the_keys_it_created_transitively(store: Store, _
         store.api_keys_of(&t.id).await.unwrap(),
         vec![other, others_child],
         "keys of another lineage live on"
+    );
+}
+
+async fn revoking_a_key_revokes_the_tokens_its_lineage_minted_and_removes_its_issuers(
+    store: Store,
+    _url: &str,
+) {
+    let (_, t) = owner_with_tenant(&store, "lineage-tokens").await;
+    let root = api_key(&t, "root");
+    let child = ApiKey {
+        created_by: Some(root.id),
+        ..api_key(&t, "child")
+    };
+    let other = api_key(&t, "other");
+    for (n, k) in [&root, &child, &other].into_iter().enumerate() {
+        store.insert_api_key(k, &[n as u8; 32]).await.unwrap();
+    }
+    let now = store::now();
+    let minted = |jti: &str, by: Option<Uuid>| IssuedToken {
+        jti: jti.to_owned(),
+        tenant_id: t.id.clone(),
+        subject: "dev".to_owned(),
+        issued_at: now,
+        expires_at: now + time::Duration::hours(1),
+        minted_by: by,
+    };
+    for token in [
+        minted("by-root", Some(root.id)),
+        minted("by-child", Some(child.id)),
+        minted("by-other", Some(other.id)),
+        minted("by-a-person", None),
+    ] {
+        store.insert_issued_token(&token).await.unwrap();
+    }
+    let registered = |iss: &str, by: Option<Uuid>| Issuer {
+        created_by: by,
+        ..issuer(&t, iss, now)
+    };
+    for i in [
+        registered("https://root.example.com", Some(root.id)),
+        registered("https://child.example.com", Some(child.id)),
+        registered("https://other.example.com", Some(other.id)),
+        registered("https://person.example.com", None),
+    ] {
+        store.insert_issuer(&i).await.unwrap();
+    }
+
+    assert!(store.revoke_api_key(&t.id, root.id).await.unwrap());
+    for (jti, revoked) in [
+        ("by-root", true),
+        ("by-child", true),
+        ("by-other", false),
+        ("by-a-person", false),
+    ] {
+        let found = store.revoked_token(&t.id, jti).await.unwrap();
+        assert_eq!(found.is_some(), revoked, "{jti}");
+        if let Some(r) = found {
+            assert_eq!(
+                r.expires_at,
+                now + time::Duration::hours(1),
+                "until it expires"
+            );
+        }
+    }
+    let mut left: Vec<String> = store
+        .issuers_of(&t.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.issuer)
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["https://other.example.com", "https://person.example.com"]
+    );
+    assert_eq!(
+        store
+            .tokens_of(&t.id, 10)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.revoked)
+            .count(),
+        2
     );
 }
 

@@ -45,6 +45,7 @@ pub async fn mint(args: TokenMintArgs) -> anyhow::Result<()> {
                 &args.tenant,
                 body,
                 LOCAL_SUBJECT.to_owned(),
+                None,
             )
             .await?
         }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::tenants::{TenantWith, valid_name};
 use crate::AppState;
-use crate::auth::{self, Principal};
+use crate::auth;
 use crate::error::{ApiError, ApiJson, Problem};
 use crate::scopes::{Scope, Scopes, need};
 use crate::store;
@@ -102,10 +102,7 @@ pub async fn create_api_key(
             .into(),
         ));
     }
-    let created_by = match who {
-        Principal::ApiKey { key_id, .. } => Some(key_id),
-        Principal::Account(_) => None,
-    };
+    let created_by = who.api_key();
     let secret = auth::new_api_key();
     let key = store::ApiKey {
         id: Uuid::new_v4(),
@@ -153,7 +150,8 @@ pub async fn list_api_keys(
 }
 
 /// Revoke an API key and every key it created (transitively): requests with
-/// any of them get 401 from now on.
+/// any of them get 401 from now on, the tokens they minted are revoked (their
+/// clients disconnected) and the issuers they registered removed.
 #[utoipa::path(
     delete,
     path = "/v1/tenants/{tid}/api-keys/{key_id}",
@@ -163,7 +161,8 @@ pub async fn list_api_keys(
         ("key_id" = String, Path, description = "API key id (a UUID)"),
     ),
     responses(
-        (status = 204, description = "Revoked, with the keys it created"),
+        (status = 204, description = "Revoked, with the keys it created, the tokens they minted \
+         and the issuers they registered"),
         (status = 404, description = "No such tenant or no such API key that is not revoked",
          body = Problem, content_type = "application/problem+json"),
     ),

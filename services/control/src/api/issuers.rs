@@ -391,7 +391,7 @@ fn valid_public_key_pem(pem: &str) -> Result<String, ApiError> {
 )]
 pub async fn register_issuer(
     State(state): State<AppState>,
-    TenantWith { tenant, .. }: TenantWith<need::Issuers>,
+    TenantWith { who, tenant, .. }: TenantWith<need::Issuers>,
     ApiJson(body): ApiJson<IssuerBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     valid_issuer(&body.issuer, state.issuer())?;
@@ -415,6 +415,7 @@ pub async fn register_issuer(
         jwks: None,
         public_key_pem: None,
         created_at: store::now(),
+        created_by: who.api_key(),
     };
     if let Some(url) = body.jwks_url {
         valid_jwks_url(&url)?;

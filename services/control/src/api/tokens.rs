@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use super::tenants::TenantWith;
 use crate::AppState;
@@ -113,6 +114,7 @@ pub async fn mint_token(
         &tenant.id,
         body,
         subject,
+        who.api_key(),
     )
     .await?;
     Ok((StatusCode::CREATED, Json(minted)))
@@ -120,7 +122,8 @@ pub async fn mint_token(
 
 /// Mints a token of tenant `tenant_id` as `body` asks (the REST route and
 /// `aerie token mint` on a local data dir both come here). `subject` is the
-/// `sub` claim when `body` names no `client_id`.
+/// `sub` claim when `body` names no `client_id`; `minted_by` the API key
+/// acting, whose revocation revokes the token.
 pub async fn mint(
     store: &dyn ControlStore,
     issuer: &str,
@@ -128,6 +131,7 @@ pub async fn mint(
     tenant_id: &str,
     body: MintBody,
     subject: String,
+    minted_by: Option<Uuid>,
 ) -> Result<Minted, ApiError> {
     let ttl = match body.ttl_seconds {
         None => keys::DEFAULT_TOKEN_TTL,
@@ -176,6 +180,7 @@ pub async fn mint(
             subject: claims.sub.clone(),
             issued_at: now,
             expires_at,
+            minted_by,
         })
         .await?;
     tracing::info!(tenant_id, jti = %claims.jti, kid = %key.kid, "token minted");

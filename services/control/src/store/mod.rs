@@ -118,6 +118,9 @@ pub struct IssuedToken {
     pub subject: String,
     pub issued_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+    /// The API key that minted it (`None`: an account session, the CLI):
+    /// revoking that key revokes it.
+    pub minted_by: Option<Uuid>,
 }
 
 /// A revoked token: the gateways refuse its `jti` until `expires_at`.
@@ -178,6 +181,9 @@ pub struct Issuer {
     /// A SubjectPublicKeyInfo PEM.
     pub public_key_pem: Option<String>,
     pub created_at: OffsetDateTime,
+    /// The API key that registered it (`None`: an account session, the
+    /// CLI): revoking that key removes it.
+    pub created_by: Option<Uuid>,
 }
 
 /// Everything the control plane keeps. Handlers hold an `Arc<dyn ControlStore>`.
@@ -210,8 +216,10 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     async fn api_keys_of(&self, tenant_id: &str) -> StoreResult<Vec<ApiKey>>;
     /// The key that is not revoked and whose SHA-256 is `key_hash`.
     async fn api_key_by_hash(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKey>>;
-    /// Revokes the key and, transitively, every key it created (in one
-    /// statement); `false` if the tenant has no such key that is not revoked yet.
+    /// Revokes the key and, transitively, every key it created, the tokens
+    /// those keys minted and the issuers they registered (in one
+    /// transaction); `false` if the tenant has no such key that is not
+    /// revoked yet.
     async fn revoke_api_key(&self, tenant_id: &str, id: Uuid) -> StoreResult<bool>;
 
     /// Stores a new signing key. Fails with [`StoreError::Conflict`] if the id is taken.
@@ -348,6 +356,21 @@ pub async fn open_migrated(
 
 /// Implements [`ControlStore`] for a struct with a `pool: sqlx::Pool<DB>`.
 /// The SQL is shared by both dialects; keep it to what both understand.
+/// The API key `$1` of tenant `$2` if it is not revoked, and every key it
+/// created, transitively: what revoking `$1` revokes (see `revoke_api_key`).
+/// A macro, for `concat!`: sqlx takes only static SQL.
+macro_rules! doomed_keys {
+    () => {
+        "WITH RECURSIVE doomed (id) AS ( \
+           SELECT id FROM api_keys \
+           WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL \
+           UNION \
+           SELECT k.id FROM api_keys k JOIN doomed d ON k.created_by = d.id \
+         ) "
+    };
+}
+pub(crate) use doomed_keys;
+
 macro_rules! sql_store {
     ($store:ty) => {
         impl $store {
@@ -597,22 +620,44 @@ macro_rules! sql_store {
                 id: uuid::Uuid,
             ) -> $crate::store::StoreResult<bool> {
                 // The key, then whatever it created, and so on: a leaked key
-                // cannot outlive its revocation through keys it made.
-                let done = sqlx::query(
-                    "WITH RECURSIVE doomed (id) AS ( \
-                       SELECT id FROM api_keys \
-                       WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL \
-                       UNION \
-                       SELECT k.id FROM api_keys k JOIN doomed d ON k.created_by = d.id \
-                     ) \
-                     UPDATE api_keys SET revoked_at = $1 \
-                     WHERE id IN (SELECT id FROM doomed) AND revoked_at IS NULL",
-                )
-                .bind($crate::store::now())
+                // cannot outlive its revocation through keys it made, tokens
+                // it minted or issuers it registered.
+                let now = $crate::store::now();
+                let mut tx = self.pool.begin().await?;
+                // Tokens and issuers first: the key is not revoked yet, so
+                // `doomed` still finds it.
+                sqlx::query(concat!(
+                    $crate::store::doomed_keys!(),
+                    "INSERT INTO revoked_tokens (jti, tenant_id, expires_at, revoked_at) \
+                     SELECT t.jti, t.tenant_id, t.expires_at, $3 FROM issued_tokens t \
+                     WHERE t.tenant_id = $2 AND t.minted_by IN (SELECT id FROM doomed) \
+                     ON CONFLICT (tenant_id, jti) DO NOTHING"
+                ))
                 .bind(id)
                 .bind(tenant_id)
-                .execute(&self.pool)
+                .bind(now)
+                .execute(&mut *tx)
                 .await?;
+                sqlx::query(concat!(
+                    $crate::store::doomed_keys!(),
+                    "DELETE FROM issuers \
+                     WHERE tenant_id = $2 AND created_by IN (SELECT id FROM doomed)"
+                ))
+                .bind(id)
+                .bind(tenant_id)
+                .execute(&mut *tx)
+                .await?;
+                let done = sqlx::query(concat!(
+                    $crate::store::doomed_keys!(),
+                    "UPDATE api_keys SET revoked_at = $3 \
+                     WHERE id IN (SELECT id FROM doomed) AND revoked_at IS NULL"
+                ))
+                .bind(id)
+                .bind(tenant_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
                 // The key itself is among them exactly when it was not revoked.
                 Ok(done.rows_affected() >= 1)
             }
@@ -696,14 +741,16 @@ macro_rules! sql_store {
                 t: &$crate::store::IssuedToken,
             ) -> $crate::store::StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO issued_tokens (jti, tenant_id, subject, issued_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO issued_tokens \
+                     (jti, tenant_id, subject, issued_at, expires_at, minted_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(&t.jti)
                 .bind(&t.tenant_id)
                 .bind(&t.subject)
                 .bind(t.issued_at)
                 .bind(t.expires_at)
+                .bind(t.minted_by)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -817,8 +864,9 @@ macro_rules! sql_store {
             ) -> $crate::store::StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO issuers \
-                     (id, tenant_id, issuer, kind, jwks_url, jwks, public_key_pem, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     (id, tenant_id, issuer, kind, jwks_url, jwks, public_key_pem, created_at, \
+                      created_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(i.id)
                 .bind(&i.tenant_id)
@@ -828,6 +876,7 @@ macro_rules! sql_store {
                 .bind(&i.jwks)
                 .bind(&i.public_key_pem)
                 .bind(i.created_at)
+                .bind(i.created_by)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -838,8 +887,8 @@ macro_rules! sql_store {
                 tenant_id: &str,
             ) -> $crate::store::StoreResult<Vec<$crate::store::Issuer>> {
                 let mut issuers: Vec<$crate::store::Issuer> = sqlx::query_as(
-                    "SELECT id, tenant_id, issuer, kind, jwks_url, jwks, public_key_pem, created_at \
-                     FROM issuers WHERE tenant_id = $1",
+                    "SELECT id, tenant_id, issuer, kind, jwks_url, jwks, public_key_pem, created_at, \
+                     created_by FROM issuers WHERE tenant_id = $1",
                 )
                 .bind(tenant_id)
                 .fetch_all(&self.pool)
@@ -865,8 +914,8 @@ macro_rules! sql_store {
                 &self,
             ) -> $crate::store::StoreResult<Vec<$crate::store::Issuer>> {
                 let mut issuers: Vec<$crate::store::Issuer> = sqlx::query_as(
-                    "SELECT id, tenant_id, issuer, kind, jwks_url, jwks, public_key_pem, created_at \
-                     FROM issuers",
+                    "SELECT id, tenant_id, issuer, kind, jwks_url, jwks, public_key_pem, created_at, \
+                     created_by FROM issuers",
                 )
                 .fetch_all(&self.pool)
                 .await?;
