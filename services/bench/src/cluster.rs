@@ -55,13 +55,15 @@ pub fn skipped(scenario: crate::Scenario) -> Option<String> {
     }
 }
 
-/// The HTTP listeners (/metrics) of the cluster's two gateways.
+/// The HTTP listeners (/metrics) of the cluster's two gateways, and NATS's.
 #[derive(Debug, Clone, Copy)]
 pub struct Gateways {
     /// The publishers' gateway.
     pub a: SocketAddr,
     /// The subscribers' gateway.
     pub b: SocketAddr,
+    /// nats-server's monitoring port.
+    pub nats_monitor: SocketAddr,
 }
 
 /// Starts the cluster in `dir`, provisions the tenant, and returns once both
@@ -109,6 +111,7 @@ pub async fn start(dir: tempfile::TempDir) -> anyhow::Result<Running> {
     running.gateways = Some(Gateways {
         a: a_http,
         b: b_http,
+        nats_monitor: monitor,
     });
     let provisioned = crate::tenancy::provision(control_http, BENCH_ADMIN_TOKEN, 1).await?;
     let token = provisioned.tokens.first().context("no token")?;
@@ -120,11 +123,25 @@ pub async fn start(dir: tempfile::TempDir) -> anyhow::Result<Running> {
     Ok(running)
 }
 
-/// What crossed from gateway A to gateway B so far, as a progress line;
-/// fails if nothing did (the scenario then measured something else).
+/// What crossed from gateway A to gateway B, as a progress line: B's count
+/// when the load stopped and once it stopped growing (what was still on its
+/// way then reached no subscriber: a lag B could not keep up with); fails
+/// if nothing crossed (the scenario then measured something else).
 pub async fn crossed(gateways: Gateways) -> anyhow::Result<String> {
-    let (a, b) = (metrics_of(gateways.a).await?, metrics_of(gateways.b).await?);
     let read = |text: &str, name| metric(text, name).unwrap_or(0.0);
+    let mut b = metrics_of(gateways.b).await?;
+    let at_end = read(&b, "aerie_backbone_received_total");
+    for _ in 0..25 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = metrics_of(gateways.b).await?;
+        let settled = read(&now, "aerie_backbone_received_total")
+            == read(&b, "aerie_backbone_received_total");
+        b = now;
+        if settled {
+            break;
+        }
+    }
+    let a = metrics_of(gateways.a).await?;
     let sent = read(&a, "aerie_backbone_published_total");
     let dropped = read(&a, "aerie_backbone_dropped_total");
     let delivered_on_a = read(&a, "aerie_messages_delivered_total");
@@ -138,9 +155,29 @@ pub async fn crossed(gateways: Gateways) -> anyhow::Result<String> {
             "gateway A delivered {delivered_on_a} messages: a subscriber is on the publishers' gateway"
         );
     }
+    let slow = slow_consumers(gateways.nats_monitor)
+        .await
+        .map_or_else(|e| format!("? ({e:#})"), |n| n.to_string());
     Ok(format!(
-        "gateway A sent {sent:.0} to NATS ({dropped:.0} dropped); gateway B received {received:.0} from NATS and delivered {delivered_on_b:.0}"
+        "gateway A sent {sent:.0} to NATS ({dropped:.0} dropped); gateway B received {at_end:.0} from NATS by the end of the load, {received:.0} once settled, and delivered {delivered_on_b:.0}; NATS slow consumers: {slow}"
     ))
+}
+
+/// nats-server's count of clients it cut off or dropped messages for
+/// because they did not read fast enough (`/varz` `slow_consumers`).
+async fn slow_consumers(monitor: SocketAddr) -> anyhow::Result<u64> {
+    let varz: serde_json::Value = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?
+        .get(format!("http://{monitor}/varz"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    varz["slow_consumers"]
+        .as_u64()
+        .context("no slow_consumers in /varz")
 }
 
 /// `aerie <subcommand>` of this executable, with none of the caller's
