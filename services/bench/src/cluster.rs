@@ -296,3 +296,20 @@ async fn wait_until(
         tokio::time::sleep(every).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Scenario;
+
+    #[test]
+    fn the_memory_and_persistent_session_rows_say_why_the_cluster_skips_them() {
+        for idle in [Scenario::Idle10k, Scenario::Idle50k] {
+            assert_eq!(skipped(idle).as_deref(), Some("measured embedded only"));
+        }
+        assert_eq!(
+            skipped(Scenario::FanInQos1Persistent).as_deref(),
+            Some("sessions not durable on NATS yet")
+        );
+    }
+}
