@@ -133,7 +133,7 @@ fn the_cluster_column_measures_latency_from_gateway_a_to_gateway_b() {
         .lines()
         .find_map(|l| l.split("gateway B received ").nth(1))
         .unwrap_or_else(|| panic!("no crossing figures:\n{log}"));
-    let received = number(crossed.split_whitespace().next().expect("a count"));
+    let received = number(crossed.split([',', ' ']).next().expect("a count"));
     assert!(received >= 1000.0, "{log}");
     // No process of the cluster is left, nor its state.
     assert_eq!(processes_with_tmpdir(tmp.path()), Vec::<String>::new());

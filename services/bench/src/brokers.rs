@@ -246,15 +246,21 @@ impl Running {
 
 /// The /metrics text of the Aerie process whose HTTP listener is `http`.
 pub(crate) async fn metrics_of(http: SocketAddr) -> anyhow::Result<String> {
+    Ok(http_get(&format!("http://{http}/metrics"))
+        .await?
+        .text()
+        .await?)
+}
+
+/// A GET answered with a success status (10 s at most).
+pub(crate) async fn http_get(url: &str) -> anyhow::Result<reqwest::Response> {
     Ok(reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?
-        .get(format!("http://{http}/metrics"))
+        .get(url)
         .send()
         .await?
-        .error_for_status()?
-        .text()
-        .await?)
+        .error_for_status()?)
 }
 
 /// CPU time (user + system) of a process, "self" for the bench itself: to

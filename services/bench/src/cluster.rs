@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::brokers::{BENCH_ADMIN_TOKEN, Process, Running, free_port, metrics_of};
+use crate::brokers::{BENCH_ADMIN_TOKEN, Process, Running, free_port, http_get, metrics_of};
 use crate::report::metric;
 
 /// The nats-server version `make test-deps` installs.
@@ -131,6 +131,8 @@ pub async fn crossed(gateways: Gateways) -> anyhow::Result<String> {
     let read = |text: &str, name| metric(text, name).unwrap_or(0.0);
     let mut b = metrics_of(gateways.b).await?;
     let at_end = read(&b, "aerie_backbone_received_total");
+    // Where a lag sits: before NATS (A's client) or after it (B).
+    let nats_at_end = varz_count(gateways.nats_monitor, "in_msgs").await;
     for _ in 0..25 {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let now = metrics_of(gateways.b).await?;
@@ -155,29 +157,25 @@ pub async fn crossed(gateways: Gateways) -> anyhow::Result<String> {
             "gateway A delivered {delivered_on_a} messages: a subscriber is on the publishers' gateway"
         );
     }
-    let slow = slow_consumers(gateways.nats_monitor)
-        .await
-        .map_or_else(|e| format!("? ({e:#})"), |n| n.to_string());
+    let slow = varz_count(gateways.nats_monitor, "slow_consumers").await;
     Ok(format!(
-        "gateway A sent {sent:.0} to NATS ({dropped:.0} dropped); gateway B received {at_end:.0} from NATS by the end of the load, {received:.0} once settled, and delivered {delivered_on_b:.0}; NATS slow consumers: {slow}"
+        "gateway A sent {sent:.0} to NATS ({dropped:.0} dropped); by the end of the load NATS had taken in {nats_at_end} messages (all subjects) and gateway B received {at_end:.0}, {received:.0} once settled, and delivered {delivered_on_b:.0}; NATS slow consumers: {slow}"
     ))
 }
 
-/// nats-server's count of clients it cut off or dropped messages for
-/// because they did not read fast enough (`/varz` `slow_consumers`).
-async fn slow_consumers(monitor: SocketAddr) -> anyhow::Result<u64> {
-    let varz: serde_json::Value = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?
-        .get(format!("http://{monitor}/varz"))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    varz["slow_consumers"]
-        .as_u64()
-        .context("no slow_consumers in /varz")
+/// A count from nats-server's `/varz` (`in_msgs`, `slow_consumers`: the
+/// clients it dropped messages for because they did not read fast
+/// enough), or `?` and why not.
+async fn varz_count(monitor: SocketAddr, field: &str) -> String {
+    let varz = async {
+        let url = format!("http://{monitor}/varz");
+        let varz: serde_json::Value = http_get(&url).await?.json().await?;
+        varz[field].as_u64().context("not in /varz")
+    };
+    match varz.await {
+        Ok(n) => n.to_string(),
+        Err(e) => format!("? ({e:#})"),
+    }
 }
 
 /// `aerie <subcommand>` of this executable, with none of the caller's
