@@ -11,7 +11,7 @@ NATS_VERSION := 2.15.1
 NATS_SHA256 := dd9b8a99f78955e35108355176d2fe61269efb909698eb9fce3d5d81a70e2bda
 NATS_DIR := $(HOME)/.cache/aerie-tools/nats-$(NATS_VERSION)
 
-.PHONY: run build test test-deps unit e2e web fuzz bench lint fmt deps clean cluster
+.PHONY: run build test test-deps unit e2e web fuzz bench bench-cluster lint fmt deps clean cluster
 
 ## run: the whole service on embedded defaults (MQTT :1883, WS :8083/mqtt, HTTP :8080 with the
 ## console at /, data in ./data)
@@ -87,6 +87,11 @@ fuzz:
 bench:
 	$(CARGO) build --release -p aerie
 	$(or $(CARGO_TARGET_DIR),target)/release/aerie bench --compare-mosquitto
+
+## bench-cluster: make bench plus a column across two gateways over NATS (publishers on one, subscribers on the other; make test-deps)
+bench-cluster:
+	$(CARGO) build --release -p aerie
+	$(or $(CARGO_TARGET_DIR),target)/release/aerie bench --compare-mosquitto --cluster
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -19,9 +19,9 @@ use crate::server::free_addr;
 /// The version `make test-deps` installs.
 pub const NATS_VERSION: &str = "2.15.1";
 
-/// The nats-server binary, or a panic that says how to get it.
-pub fn nats_server_bin() -> PathBuf {
-    let path = match std::env::var_os("AERIE_NATS_SERVER") {
+/// Where the nats-server binary is looked for (it may be missing).
+pub fn nats_server_path() -> PathBuf {
+    match std::env::var_os("AERIE_NATS_SERVER") {
         Some(p) => PathBuf::from(p),
         None => {
             let home = std::env::var_os("HOME").expect("HOME is set");
@@ -29,7 +29,12 @@ pub fn nats_server_bin() -> PathBuf {
                 ".cache/aerie-tools/nats-{NATS_VERSION}/bin/nats-server"
             ))
         }
-    };
+    }
+}
+
+/// The nats-server binary, or a panic that says how to get it.
+pub fn nats_server_bin() -> PathBuf {
+    let path = nats_server_path();
     assert!(
         path.exists(),
         "nats-server not found at {}: run `make test-deps` (it installs nats-server {NATS_VERSION} \

@@ -330,6 +330,11 @@ pub struct BenchArgs {
     /// Leave out the column of Aerie with JWT authentication and 100 tenants.
     #[arg(long)]
     pub no_tenants: bool,
+    /// Add a column for the scale-out shape: nats-server (`make test-deps`),
+    /// `aerie control --nats` and two `aerie gateway`s, publishers on one
+    /// gateway and subscribers on the other (fan-in, fan-out, latency).
+    #[arg(long, conflicts_with = "broker_only")]
+    pub cluster: bool,
 }
 
 impl BenchArgs {
@@ -344,6 +349,7 @@ impl BenchArgs {
             ),
             scenarios: self.scenario,
             tenancy: !self.no_tenants && self.broker_only.is_none(),
+            cluster: self.cluster,
             broker_only: self.broker_only,
             command_line: args.join(" "),
             ..Default::default()

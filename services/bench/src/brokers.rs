@@ -14,6 +14,9 @@ pub enum Kind {
     Aerie,
     /// The same with JWT authentication on and this many tenants.
     AerieTenants(usize),
+    /// The scale-out shape (NATS, control plane, two gateways): publishers
+    /// on one gateway, subscribers on the other (`crate::cluster`).
+    AerieCluster,
     Mosquitto,
     /// Already running (`--broker-only`): never started or stopped by us.
     External(SocketAddr),
@@ -24,6 +27,7 @@ impl Kind {
         match self {
             Kind::Aerie => "aerie".to_owned(),
             Kind::AerieTenants(n) => format!("aerie JWT, {n} tenants"),
+            Kind::AerieCluster => "aerie cluster".to_owned(),
             Kind::Mosquitto => "mosquitto".to_owned(),
             Kind::External(addr) => addr.to_string(),
         }
@@ -39,17 +43,70 @@ pub fn mosquitto_path() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A broker process we own (killed on drop), or an external address.
 /// How long tokio keeps an idle blocking thread (its default 10 s), and a
 /// second more.
 const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(11);
 
+/// A process we started, with its log; killed on drop (SIGKILL: nothing here
+/// needs a graceful shutdown, and it is bounded), so an error or a panic
+/// anywhere leaves none behind.
+pub(crate) struct Process {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts `cmd`, its stdout and stderr to `<dir>/<name>.log`.
+    pub(crate) fn spawn(
+        name: &'static str,
+        mut cmd: Command,
+        dir: &Path,
+    ) -> anyhow::Result<Process> {
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log)?;
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        Ok(Process { name, child, log })
+    }
+
+    /// Fails (with the end of its log) if the process has exited.
+    pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "{} exited ({status}); log tail:\n{}",
+                self.name,
+                log_tail(&self.log)
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A broker we started (its processes killed on drop), or an external address.
 pub struct Running {
-    pub addr: SocketAddr,
+    /// Where publishers connect.
+    pub pub_addr: SocketAddr,
+    /// Where subscribers connect: `pub_addr`, but for the cluster column,
+    /// whose subscribers are on another gateway than its publishers.
+    pub sub_addr: SocketAddr,
     /// Aerie's HTTP listener (/metrics, the REST API); None for others.
     pub http: Option<SocketAddr>,
+    /// The cluster column's two gateways (their /metrics).
+    pub gateways: Option<crate::cluster::Gateways>,
     /// One token per tenant (JWT column); empty: anonymous clients.
-    tokens: Vec<String>,
+    pub(crate) tokens: Vec<String>,
     /// A token of the first tenant that expires a minute after start-up
     /// (JWT column): the soak's "expired token".
     pub expiring_token: Option<String>,
@@ -57,40 +114,64 @@ pub struct Running {
     db: Option<PathBuf>,
     /// The other tenants' clients, subscribed to the scenarios' topics.
     _bystanders: Vec<crate::clients::Client>,
-    child: Option<Child>,
-    log: PathBuf,
+    /// The broker's processes, the measured one (memory, descriptors) first;
+    /// the CPU figures sum them all. Before `_dir`: killed before their
+    /// state is removed.
+    processes: Vec<Process>,
     _dir: tempfile::TempDir,
     /// When start-up (and provisioning) ended: see [`Running::settled_rss_kib`].
     quiet_since: Instant,
 }
 
 impl Running {
+    /// A broker of `processes` (none: an external one), clients anonymous
+    /// until tokens are set.
+    pub(crate) fn new(
+        pub_addr: SocketAddr,
+        sub_addr: SocketAddr,
+        http: Option<SocketAddr>,
+        processes: Vec<Process>,
+        dir: tempfile::TempDir,
+    ) -> Running {
+        Running {
+            pub_addr,
+            sub_addr,
+            http,
+            gateways: None,
+            tokens: Vec::new(),
+            expiring_token: None,
+            db: None,
+            _bystanders: Vec::new(),
+            processes,
+            _dir: dir,
+            quiet_since: Instant::now(),
+        }
+    }
+
     /// The password of the `n`th client: a token of tenant `n % tenants`
     /// (`None`: anonymous).
     pub fn password(&self, n: usize) -> Option<String> {
         (!self.tokens.is_empty()).then(|| self.tokens[n % self.tokens.len()].clone())
     }
 
-    /// A measured client: anonymous, or with a token of the first tenant.
-    pub async fn connect(&self, client_id: &str) -> anyhow::Result<crate::clients::Client> {
-        crate::clients::connect(self.addr, client_id, None, self.password(0).as_deref()).await
+    /// A measured publisher: anonymous, or with a token of the first tenant.
+    pub async fn publisher(&self, client_id: &str) -> anyhow::Result<crate::clients::Client> {
+        let password = self.password(0);
+        crate::clients::connect(self.pub_addr, client_id, None, password.as_deref()).await
+    }
+
+    /// A measured subscriber, like [`Running::publisher`] but at `sub_addr`.
+    pub async fn subscriber(&self, client_id: &str) -> anyhow::Result<crate::clients::Client> {
+        let password = self.password(0);
+        crate::clients::connect(self.sub_addr, client_id, None, password.as_deref()).await
     }
 
     /// Aerie's /metrics text (None for other brokers).
     pub async fn metrics(&self) -> anyhow::Result<Option<String>> {
-        let Some(http) = self.http else {
-            return Ok(None);
-        };
-        let text = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()?
-            .get(format!("http://{http}/metrics"))
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await?;
-        Ok(Some(text))
+        match self.http {
+            Some(http) => Ok(Some(metrics_of(http).await?)),
+            None => Ok(None),
+        }
     }
 
     /// Bytes Mosquitto has saved in its persistence_location (None: no
@@ -106,8 +187,9 @@ impl Running {
         )
     }
 
+    /// The measured process (the cluster: gateway A).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.processes.first().map(|p| p.child.id())
     }
 
     /// Resident memory in KiB (VmRSS), for the memory-per-connection scenarios.
@@ -146,34 +228,39 @@ impl Running {
         proc_field(&limits, "Max open files")
     }
 
-    /// CPU time (user + system) the broker has used so far.
+    /// CPU time (user + system) the broker's processes have used so far.
     pub fn cpu(&self) -> Option<Duration> {
-        cpu_of(&self.pid()?.to_string())
+        let mut total: Option<Duration> = None;
+        for p in &self.processes {
+            *total.get_or_insert_default() += cpu_of(&p.child.id().to_string())?;
+        }
+        total
     }
 
-    /// Fails (with the end of its log) if the broker has exited: a crash must
-    /// not be reported as a slow result.
+    /// Fails (with the end of its log) if a process of the broker has
+    /// exited: a crash must not be reported as a slow result.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Some(child) = &mut self.child
-            && let Some(status) = child.try_wait()?
-        {
-            bail!(
-                "broker exited ({status}); log tail:\n{}",
-                log_tail(&self.log)
-            );
-        }
-        Ok(())
+        self.processes.iter_mut().try_for_each(Process::check_alive)
     }
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        // SIGKILL: nothing here needs a graceful shutdown, and it is bounded.
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// The /metrics text of the Aerie process whose HTTP listener is `http`.
+pub(crate) async fn metrics_of(http: SocketAddr) -> anyhow::Result<String> {
+    Ok(http_get(&format!("http://{http}/metrics"))
+        .await?
+        .text()
+        .await?)
+}
+
+/// A GET answered with a success status (10 s at most).
+pub(crate) async fn http_get(url: &str) -> anyhow::Result<reqwest::Response> {
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?)
 }
 
 /// CPU time (user + system) of a process, "self" for the bench itself: to
@@ -201,38 +288,25 @@ fn log_tail(path: &Path) -> String {
 }
 
 /// A loopback port free right now (the broker binds it a moment later).
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Opens the admin API of the Aerie we start (the tenancy column lifts its
 /// tenants' limits with it); never used outside the bench's own process.
-const BENCH_ADMIN_TOKEN: &str = "aerie-bench-admin-token-0123456789abcdef";
+pub(crate) const BENCH_ADMIN_TOKEN: &str = "aerie-bench-admin-token-0123456789abcdef";
 
 /// Starts `kind`; `persistence` turns Mosquitto's on (Aerie always stores
 /// persistent sessions in its data dir).
 pub async fn start(kind: &Kind, persistence: bool) -> anyhow::Result<Running> {
     let dir = tempfile::Builder::new().prefix("aerie-bench-").tempdir()?;
-    let log = dir.path().join("broker.log");
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let mut saved_in = None;
-    let mut cmd = match kind {
-        Kind::External(addr) => {
-            return Ok(Running {
-                addr: *addr,
-                http: None,
-                tokens: Vec::new(),
-                expiring_token: None,
-                db: None,
-                _bystanders: Vec::new(),
-                child: None,
-                log,
-                _dir: dir,
-                quiet_since: Instant::now(),
-            });
-        }
+    let (name, cmd) = match kind {
+        Kind::External(addr) => return Ok(Running::new(*addr, *addr, None, Vec::new(), dir)),
+        Kind::AerieCluster => return crate::cluster::start(dir).await,
         Kind::Aerie | Kind::AerieTenants(_) => {
             let mut cmd = Command::new(std::env::current_exe()?);
             cmd.arg("serve");
@@ -244,7 +318,7 @@ pub async fn start(kind: &Kind, persistence: bool) -> anyhow::Result<Running> {
             cmd.arg("--http").arg(http.to_string());
             cmd.arg("--data-dir").arg(dir.path().join("data"));
             cmd.env("AERIE_ADMIN_TOKEN", BENCH_ADMIN_TOKEN);
-            cmd
+            ("aerie", cmd)
         }
         Kind::Mosquitto => {
             let bin = mosquitto_path().context("mosquitto is not installed")?;
@@ -268,28 +342,13 @@ pub async fn start(kind: &Kind, persistence: bool) -> anyhow::Result<Running> {
                 .arg(r#"ulimit -n "$(ulimit -Hn)"; exec "$0" -c "$1""#)
                 .arg(bin)
                 .arg(conf);
-            cmd
+            ("mosquitto", cmd)
         }
     };
-    let out = std::fs::File::create(&log)?;
-    cmd.stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {}", kind.name()))?;
-    let mut running = Running {
-        addr,
-        http: matches!(kind, Kind::Aerie | Kind::AerieTenants(_)).then_some(http),
-        tokens: Vec::new(),
-        expiring_token: None,
-        db: saved_in,
-        _bystanders: Vec::new(),
-        child: Some(child),
-        log,
-        _dir: dir,
-        quiet_since: Instant::now(),
-    };
+    let process = Process::spawn(name, cmd, dir.path())?;
+    let is_aerie = matches!(kind, Kind::Aerie | Kind::AerieTenants(_));
+    let mut running = Running::new(addr, addr, is_aerie.then_some(http), vec![process], dir);
+    running.db = saved_in;
     wait_ready(&mut running).await?;
     if let Kind::AerieTenants(n) = kind {
         let provisioned = crate::tenancy::provision(http, BENCH_ADMIN_TOKEN, *n).await?;
@@ -345,14 +404,18 @@ async fn wait_ready(broker: &mut Running) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         broker.check_alive()?;
-        if tokio::net::TcpStream::connect(broker.addr).await.is_ok() {
+        if tokio::net::TcpStream::connect(broker.pub_addr)
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         if Instant::now() > deadline {
+            let log = broker.processes.first().map(|p| log_tail(&p.log));
             bail!(
                 "broker did not listen on {} within 10 s; log tail:\n{}",
-                broker.addr,
-                log_tail(&broker.log)
+                broker.pub_addr,
+                log.unwrap_or_default()
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -101,6 +101,36 @@ pub async fn handshake(
     }
 }
 
+/// A clean MQTT 5 CONNECT with `password`, closed once answered: the
+/// CONNACK, whose Receive Maximum and Maximum Packet Size show the limits
+/// the broker applies to the client's tenant.
+pub async fn connack_v5(
+    addr: SocketAddr,
+    client_id: &str,
+    password: &str,
+) -> anyhow::Result<ConnAck> {
+    const V5: ProtocolVersion = ProtocolVersion::V5;
+    let mut stream = TcpStream::connect(addr).await?;
+    let connect = Connect {
+        protocol: V5,
+        ..login(client_id, Some(password), true)
+    };
+    let mut out = BytesMut::new();
+    encode(&Packet::Connect(Box::new(connect)), V5, &mut out)?;
+    stream.write_all(&out).await?;
+    let mut buf = BytesMut::with_capacity(512);
+    loop {
+        match decode(&mut buf, V5, u32::MAX)? {
+            Some(Packet::ConnAck(ack)) => return Ok(ack),
+            Some(other) => bail!("no CONNACK: {other:?}"),
+            None => {}
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            bail!("connection closed by the broker");
+        }
+    }
+}
+
 impl Client {
     pub async fn send(&mut self, packet: &Packet) -> anyhow::Result<()> {
         let mut out = BytesMut::new();

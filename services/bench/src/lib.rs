@@ -4,6 +4,8 @@
 //! Mosquitto if installed), runs the same scenarios against each with raw,
 //! pipelined MQTT 3.1.1 clients written on our codec, and prints one table with
 //! both columns and their ratio. Progress goes to stderr, the table to stdout.
+//! With `--cluster`, a column runs the message-flow scenarios across the
+//! scale-out shape (NATS, control plane, two gateways; see `cluster`).
 //! The soak (`--scenario soak`) is apart: minutes of mixed load against one
 //! Aerie, reporting whether its memory, descriptors and threads stay flat.
 
@@ -12,6 +14,7 @@
 mod broker_stats;
 mod brokers;
 mod clients;
+mod cluster;
 mod report;
 mod scenarios;
 mod soak;
@@ -43,6 +46,10 @@ pub struct Options {
     /// Also run every scenario against Aerie with JWT authentication and
     /// 100 tenants (the tenancy column).
     pub tenancy: bool,
+    /// Also run the message-flow scenarios across two `aerie gateway`s over
+    /// NATS, publishers on one and subscribers on the other (the cluster
+    /// column).
+    pub cluster: bool,
     /// How long the soak scenario runs.
     pub soak_duration: Duration,
 }
@@ -57,6 +64,7 @@ impl Default for Options {
             broker_only: None,
             command_line: String::new(),
             tenancy: false,
+            cluster: false,
             soak_duration: Duration::from_secs(600),
         }
     }
@@ -87,6 +95,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             targets.push(brokers::Kind::Aerie);
             if opts.tenancy {
                 targets.push(brokers::Kind::AerieTenants(tenancy::TENANTS));
+            }
+            if opts.cluster {
+                targets.push(brokers::Kind::AerieCluster);
+                notes.push(match cluster::nats_server_path() {
+                    Some(_) => {
+                        "aerie cluster: nats-server (JetStream), `aerie control --nats` and two \
+                                `aerie gateway`s; publishers on gateway A, subscribers on gateway B"
+                            .to_owned()
+                    }
+                    None => "nats-server is not installed (`make test-deps` installs it; or set \
+                             AERIE_NATS_SERVER): the cluster column is skipped"
+                        .to_owned(),
+                });
             }
             if opts.compare_mosquitto {
                 match brokers::mosquitto_path() {

@@ -213,8 +213,9 @@ pub fn render(h: &Header, columns: &[Column]) -> String {
         let _ = writeln!(
             out,
             "\n¹ > 1 means Aerie is better (against mosquitto), or that JWT and \
-             tenants cost nothing (against plain aerie): throughput rows are a/b; \
-             latency and memory rows are b/a."
+             tenants, or crossing gateways over NATS (cluster), cost nothing \
+             (against plain aerie): throughput rows are a/b; latency and memory \
+             rows are b/a."
         );
     }
     out

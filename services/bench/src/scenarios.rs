@@ -160,6 +160,12 @@ async fn run_inner(
     target: &Kind,
     opts: &Options,
 ) -> anyhow::Result<Vec<Value>> {
+    if let Kind::AerieCluster = target
+        && let Some(why) = crate::cluster::skipped(scenario)
+    {
+        progress(format_args!("  skipped: {why}"));
+        return Ok(vec![Value::Skipped(why); scenario.shape().len()]);
+    }
     let persistence = scenario == Scenario::FanInQos1Persistent;
     let mut broker = brokers::start(target, persistence).await?;
     let bound = opts.warmup + opts.duration + IDLE_CONNECT_LIMIT + Duration::from_secs(30);
@@ -177,7 +183,14 @@ async fn run_inner(
     .await;
     // A crash must read as a crash, not as a slow or failed client.
     broker.check_alive().context("broker crashed")?;
-    result.map_err(|_| anyhow::anyhow!("timed out after {} s", bound.as_secs()))?
+    let values = result.map_err(|_| anyhow::anyhow!("timed out after {} s", bound.as_secs()))??;
+    if let Some(gateways) = broker.gateways {
+        progress(format_args!(
+            "  {}",
+            crate::cluster::crossed(gateways).await?
+        ));
+    }
+    Ok(values)
 }
 
 /// Clients' tasks and the token that stops them.
@@ -250,11 +263,11 @@ async fn measure<const N: usize>(
 
 async fn fan_in(broker: &Running, opts: &Options, qos: QoS) -> anyhow::Result<Vec<Value>> {
     let mut load = Load::new();
-    let sub = broker.connect("bench-sub").await?;
+    let sub = broker.subscriber("bench-sub").await?;
     let received = load.subscriber(sub, qos).await?;
     let sent = Counter::default();
     for i in 0..PUBLISHERS {
-        let client = broker.connect(&format!("bench-pub-{i}")).await?;
+        let client = broker.publisher(&format!("bench-pub-{i}")).await?;
         let (topic, payload, stop) = (
             format!("bench/in/{i}"),
             vec![0x5a; PAYLOAD],
@@ -295,7 +308,7 @@ async fn persistent_fan_in(broker: &Running, opts: &Options) -> anyhow::Result<V
     let mut load = Load::new();
     let sub_id = "bench-sub-persistent";
     let login = clients::login(sub_id, broker.password(0).as_deref(), false);
-    let (sub, ack) = clients::handshake(broker.addr, None, login).await?;
+    let (sub, ack) = clients::handshake(broker.sub_addr, None, login).await?;
     if ack.reason != aerie_proto::ReasonCode::SUCCESS {
         bail!("persistent subscriber refused: {ack:?}");
     }
@@ -303,7 +316,7 @@ async fn persistent_fan_in(broker: &Running, opts: &Options) -> anyhow::Result<V
     let clock = clients::AckClock::new()?;
     let sent = Counter::default();
     for i in 0..PERSISTENT_PUBLISHERS {
-        let client = broker.connect(&format!("bench-pub-{i}")).await?;
+        let client = broker.publisher(&format!("bench-pub-{i}")).await?;
         load.tasks.spawn(clients::flood_qos1(
             client,
             format!("bench/in/{i}"),
@@ -363,7 +376,7 @@ async fn fan_out(broker: &Running, opts: &Options) -> anyhow::Result<Vec<Value>>
     let mut load = Load::new();
     let received = Counter::default();
     for i in 0..FAN_OUT_SUBSCRIBERS {
-        let mut sub = broker.connect(&format!("bench-sub-{i}")).await?;
+        let mut sub = broker.subscriber(&format!("bench-sub-{i}")).await?;
         sub.subscribe("bench/out", QoS::AtMostOnce).await?;
         load.tasks.spawn(clients::receive(
             sub,
@@ -372,7 +385,7 @@ async fn fan_out(broker: &Running, opts: &Options) -> anyhow::Result<Vec<Value>>
             |_| {},
         ));
     }
-    let publisher = broker.connect("bench-pub").await?;
+    let publisher = broker.publisher("bench-pub").await?;
     let sent = Counter::default();
     load.tasks.spawn(clients::flood_qos0(
         publisher,
@@ -393,7 +406,7 @@ async fn latency(broker: &Running, opts: &Options) -> anyhow::Result<Vec<Value>>
     let mut load = Load::new();
     let epoch = Instant::now();
     let recording = Arc::new(AtomicBool::new(false));
-    let mut sub = broker.connect("bench-sub").await?;
+    let mut sub = broker.subscriber("bench-sub").await?;
     sub.subscribe("bench/lat", QoS::AtMostOnce).await?;
     let received = Counter::default();
     let histogram = {
@@ -415,7 +428,7 @@ async fn latency(broker: &Running, opts: &Options) -> anyhow::Result<Vec<Value>>
             anyhow::Ok(h)
         })
     };
-    let publisher = broker.connect("bench-pub").await?;
+    let publisher = broker.publisher("bench-pub").await?;
     let sent = Counter::default();
     load.tasks.spawn(clients::paced(
         publisher,
@@ -485,7 +498,7 @@ async fn idle(broker: &Running, n: usize) -> anyhow::Result<Vec<Value>> {
         }
         let mut batch = JoinSet::new();
         for i in conns.len()..(conns.len() + CONNECT_BATCH).min(n) {
-            let addr = broker.addr;
+            let addr = broker.sub_addr;
             // The first block connects unbound: bind(port 0) reserves a port by
             // a search that is linear in the ports in use (about 1 ms of system
             // time per socket at 10k), while connect() picks one by 4-tuple.

@@ -44,7 +44,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
     let tally = Tally::default();
     let stop = CancellationToken::new();
     let started = Instant::now();
-    let mut tasks = soak_load::spawn(broker.addr, creds, tally.clone(), stop.clone());
+    let mut tasks = soak_load::spawn(broker.pub_addr, creds, tally.clone(), stop.clone());
     let mut loaded = Vec::new();
     for at in reading_times(duration) {
         tokio::time::sleep_until(started + at).await;
