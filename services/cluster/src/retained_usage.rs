@@ -242,9 +242,15 @@ impl UsageBook {
     ) -> Result<(), Refused> {
         self.active.store(true, Ordering::Relaxed);
         for _ in 0..MAX_ROUNDS {
-            let record = self.current().await.map_err(Refused::Failed)?;
+            let (record, fresh) = self.current().await.map_err(Refused::Failed)?;
             let base = record.usage.plus(held.negated());
             let over = quota.and_then(|q| base.admits(wanted, q).err());
+            if over.is_some() && !fresh {
+                // Refused by the record as this node last wrote it: another
+                // node may have freed room since.
+                *self.cached.lock() = None;
+                continue;
+            }
             let target = match over {
                 Some(_) => base,
                 None => base.plus(wanted),
@@ -277,11 +283,11 @@ impl UsageBook {
         self.known.store(usage.count as usize, Ordering::Relaxed);
     }
 
-    /// The record as cached, else as read; a tenant without one gets the
-    /// stream's measure, written at the first change.
-    async fn current(&self) -> Result<Record, String> {
+    /// The record as cached, else as read (then `true`: fresh); a tenant
+    /// without one gets the stream's measure, written at the first change.
+    async fn current(&self) -> Result<(Record, bool), String> {
         if let Some(record) = *self.cached.lock() {
-            return Ok(record);
+            return Ok((record, false));
         }
         let (read, revision) = self.read().await?;
         let usage = match read {
@@ -297,7 +303,7 @@ impl UsageBook {
             // Others may have left it drifted (a gateway killed mid-set).
             self.suspect_drift();
         }
-        Ok(Record { usage, revision })
+        Ok((Record { usage, revision }, true))
     }
 
     /// The record's usage (None if absent or unreadable) and revision.
