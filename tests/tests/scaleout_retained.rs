@@ -111,22 +111,29 @@ fn weight(topic: &str, payload: &[u8]) -> usize {
 #[tokio::test]
 async fn n_new_topics_set_at_once_on_both_gateways_keep_exactly_n() {
     let c = Cluster::start();
-    let (t, token) = c
-        .lifted_tenant("count@example.com", json!({"retained_messages": 10}))
-        .await;
-    // 8 clients (4 per gateway) × 8 new topics: 64 sets racing for 10 places.
-    let reasons = set_new_topics_at_once(&c, &token, "n", 4, 8, b"x").await;
-    assert_eq!(count(&reasons, OK), 10, "{reasons:?}");
-    assert_eq!(count(&reasons, OVER), 54, "{reasons:?}");
-    let kept = listed(&c, &t);
-    assert_eq!(kept.len(), 10, "{kept:?}");
-    assert_eq!(received_on(&c.a, &token, "reader-a").await, kept);
-    assert_eq!(received_on(&c.b, &token, "reader-b").await, kept);
-    // Full: a new topic on either gateway is refused, a replacement is not.
-    let mut late = client(&c.b, "late", &token).await;
-    assert_eq!(retain(&mut late, "n/late", b"x").await, OVER);
-    assert_eq!(retain(&mut late, &kept[3], b"replaced").await, OK);
-    assert_eq!(listed(&c, &t), kept);
+    // N = 1: the first sets on both gateways race for the one place (five
+    // tenants, five races); N = 10: they race at every count on the way.
+    for (round, n) in [1, 1, 1, 1, 1, 10].into_iter().enumerate() {
+        let (t, token) = c
+            .lifted_tenant(
+                &format!("count-{round}@example.com"),
+                json!({"retained_messages": n}),
+            )
+            .await;
+        // 8 clients (4 per gateway) × 8 new topics: 64 sets for N places.
+        let reasons = set_new_topics_at_once(&c, &token, "n", 4, 8, b"x").await;
+        assert_eq!(count(&reasons, OK), n, "N = {n}: {reasons:?}");
+        assert_eq!(count(&reasons, OVER), 64 - n, "N = {n}: {reasons:?}");
+        let kept = listed(&c, &t);
+        assert_eq!(kept.len(), n, "{kept:?}");
+        assert_eq!(received_on(&c.a, &token, "reader-a").await, kept);
+        assert_eq!(received_on(&c.b, &token, "reader-b").await, kept);
+        // Full: a new topic on either gateway is refused, a replacement is not.
+        let mut late = client(&c.b, "late", &token).await;
+        assert_eq!(retain(&mut late, "n/late", b"x").await, OVER);
+        assert_eq!(retain(&mut late, &kept[n - 1], b"replaced").await, OK);
+        assert_eq!(listed(&c, &t), kept);
+    }
 }
 
 #[tokio::test]
