@@ -4,7 +4,7 @@
 //! wrong (a node killed between its reservation and its publish) is set
 //! right from the stream; an expired message's room comes back.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use aerie_cluster::retained::{JetStreamRetainedStores, Timing};
@@ -15,6 +15,7 @@ use aerie_core::{Limit, Ticket};
 use aerie_proto::{PublishProperties, QoS};
 use bytes::Bytes;
 use futures_util::future::join_all;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 mod common;
 use common::{Nats, connect, nats_server};
@@ -38,6 +39,27 @@ fn retained(topic: &str, payload: &[u8], expiry_secs: Option<u32>) -> Arc<Messag
         Origin::default(),
         MessageId::default(),
     )
+}
+
+/// The process's metrics, as `/metrics` renders them; installed by the
+/// first test that asks (before it counts anything).
+fn metrics() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .install_recorder()
+            .expect("the only recorder")
+    })
+}
+
+/// The value of counter `name` with `labels` (0 before its first count).
+fn counter(name: &str, labels: &str) -> f64 {
+    let key = format!("{name}{labels}");
+    metrics()
+        .render()
+        .lines()
+        .filter_map(|l| l.strip_prefix(&key)?.trim().parse::<f64>().ok())
+        .sum()
 }
 
 /// A node's retained store of tenant `t1`, once the stream exists.
@@ -156,6 +178,7 @@ async fn sets_racing_on_three_nodes_keep_exactly_the_count_then_exactly_the_byte
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_left_too_high_by_a_dead_node_is_set_right_from_the_stream() {
+    metrics();
     let nats = nats_server();
     let quota = RetainedQuota {
         max_messages: 3,
@@ -194,6 +217,8 @@ async fn a_record_left_too_high_by_a_dead_node_is_set_right_from_the_stream() {
     .await;
     assert!(refusals > 0, "the record said full");
     assert_eq!(why, Some(Limit::RetainedMessages));
+    let corrected = r#"{outcome="corrected"}"#;
+    assert!(counter("aerie_retained_usage_reconciles_total", corrected) >= 1.0);
     assert_eq!(
         record(&nats, "drift").await,
         Some(format!("3 {}", 3 * weight))
@@ -207,6 +232,7 @@ async fn a_record_left_too_high_by_a_dead_node_is_set_right_from_the_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_retained_message_gives_its_room_back_at_a_reconcile() {
+    metrics();
     let nats = nats_server();
     let quota = RetainedQuota {
         max_messages: 1,
@@ -223,6 +249,7 @@ async fn an_expired_retained_message_gives_its_room_back_at_a_reconcile() {
     let (refusals, _) = set_until_kept(&store, &next, quota, Duration::from_secs(10)).await;
     assert!(refusals > 0);
     assert_eq!(topics(&store).await, ["e/next"]);
+    assert_eq!(counter("aerie_retained_expired_purged_total", ""), 1.0);
     let weight = next.weight();
     assert_eq!(record(&nats, "expiry").await, Some(format!("1 {weight}")));
 }
