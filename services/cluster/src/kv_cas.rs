@@ -69,7 +69,18 @@ pub(crate) async fn write_if_unchanged(
     read: Option<&kv::Entry>,
     value: Bytes,
 ) -> Result<u64, CasError> {
-    match read {
+    write_at_revision(kv, key, read.map(|e| e.revision), value).await
+}
+
+/// Writes `value` at `key` if its last revision is still `revision` (None:
+/// the key does not exist); the new revision.
+pub(crate) async fn write_at_revision(
+    kv: &kv::Store,
+    key: &str,
+    revision: Option<u64>,
+    value: Bytes,
+) -> Result<u64, CasError> {
+    match revision {
         None => kv.create(key, value).await.map_err(|e| {
             if e.kind() == kv::CreateErrorKind::AlreadyExists {
                 CasError::Conflict
@@ -77,7 +88,7 @@ pub(crate) async fn write_if_unchanged(
                 CasError::Failed(e.to_string())
             }
         }),
-        Some(entry) => kv.update(key, value, entry.revision).await.map_err(|e| {
+        Some(revision) => kv.update(key, value, revision).await.map_err(|e| {
             if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
                 CasError::Conflict
             } else {

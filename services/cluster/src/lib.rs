@@ -14,6 +14,8 @@ pub mod owners;
 mod rate_share;
 pub mod replicas;
 pub mod retained;
+mod retained_stream;
+pub mod retained_usage;
 pub mod stale_owners;
 pub mod subjects;
 

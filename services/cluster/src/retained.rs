@@ -10,38 +10,41 @@
 //! consumer to create or delete, where an ephemeral consumer per SUBSCRIBE
 //! costs a create, a fetch and a delete.
 //!
-//! **Quota, cluster-wide:** the number of a tenant's retained messages is
-//! read from the stream (its subjects under the tenant's root) before a set
-//! that adds a topic; sets of new topics racing on several gateways can pass
-//! the limit by as many as race. The byte limit is checked per message
-//! (a message larger than the whole allowance is refused); the tenant's
-//! total bytes are not counted across the cluster yet.
+//! **Quota, cluster-wide** (`retained_usage.rs`): the tenant's count and
+//! bytes are a record in the KV bucket `<prefix>_retained_usage`. A set
+//! reads what its subject holds (from the stream's leader), reserves the
+//! difference in the record with compare-and-set (checked against the
+//! quota), then publishes only if the subject still holds what was read
+//! (`Nats-Expected-Last-Subject-Sequence`); if it moved meanwhile, the set
+//! starts again from its reservation. A clear deletes the subject up to the
+//! sequence it read and gives back what that held. So the record follows
+//! the stream exactly, but for what a crash or an unanswered request leaves
+//! (reconciled later), and gateways setting at once never pass the quota.
 //!
 //! Sets of one tenant go through one queue and one task, so a set and a
 //! clear of the same topic by one publisher keep their order.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aerie_core::message::{Persisted, codec};
+use aerie_core::message::codec;
 use aerie_core::seams::{BoxFuture, RetainedQuota, RetainedStore, RetainedStores};
-use aerie_core::store::unix_ms_now;
 use aerie_core::{Limit, Message, Store, Ticket};
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
+pub use crate::retained_stream::RETAINED_ERRORS_TOTAL;
+use crate::retained_stream::{Published, RetainedStream};
+pub use crate::retained_usage::Timing;
+use crate::retained_usage::{Bucket, Delta, Refused, UsageBook};
 use crate::subjects::Subjects;
-
-/// Retained sets and lookups that failed on NATS, by `op`.
-pub const RETAINED_ERRORS_TOTAL: &str = "aerie_retained_store_errors_total";
 
 /// Sets of one tenant waiting for JetStream; past it a set is refused.
 const SET_QUEUE: usize = 1024;
-/// The longest a lookup waits for the stream's answer.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Rounds of a set or clear whose subject keeps moving under it.
+const MAX_ROUNDS: usize = 16;
 
 /// The stream's name for a deployment prefix.
 pub fn stream_name(prefix: &str) -> String {
@@ -50,18 +53,28 @@ pub fn stream_name(prefix: &str) -> String {
 
 /// Every tenant's retained messages, in the stream.
 pub struct JetStreamRetainedStores {
-    js: jetstream::Context,
-    client: async_nats::Client,
-    stream: String,
-    subjects: Subjects,
+    stream: RetainedStream,
+    usage: Arc<Bucket>,
+    timing: Timing,
 }
 
 impl JetStreamRetainedStores {
     /// The stores over `client`'s JetStream; the stream is made (if
     /// missing) in the background, retried until NATS answers, so a
     /// gateway started before NATS still starts. JetStream keeps
-    /// `replicas` copies of it.
+    /// `replicas` copies of it (and of the usage bucket).
     pub fn new(client: async_nats::Client, prefix: &str, replicas: usize) -> Self {
+        Self::with_timing(client, prefix, replicas, Timing::default())
+    }
+
+    /// As [`JetStreamRetainedStores::new`], reconciling usage records on
+    /// `timing`.
+    pub fn with_timing(
+        client: async_nats::Client,
+        prefix: &str,
+        replicas: usize,
+        timing: Timing,
+    ) -> Self {
         let js = jetstream::new(client.clone());
         let name = stream_name(prefix);
         let config = stream::Config {
@@ -81,10 +94,14 @@ impl JetStreamRetainedStores {
             }
         });
         JetStreamRetainedStores {
-            js,
-            client,
-            stream: name,
-            subjects: Subjects::new(prefix, "r"),
+            usage: Arc::new(Bucket::new(js.clone(), prefix, replicas)),
+            stream: RetainedStream {
+                js,
+                client,
+                name,
+                subjects: Subjects::new(prefix, "r"),
+            },
+            timing,
         }
     }
 
@@ -92,7 +109,7 @@ impl JetStreamRetainedStores {
     /// `filter` (a valid, non-shared filter): what the control plane's
     /// `GET …/retained` shows, read as a SUBSCRIBE reads them.
     pub async fn matching(&self, tenant: &str, filter: &str) -> anyhow::Result<Vec<Message>> {
-        unexpired_matching(&self.client, &self.stream, &self.subjects, tenant, filter).await
+        self.stream.unexpired_matching(tenant, filter).await
     }
 }
 
@@ -100,27 +117,33 @@ impl RetainedStores for JetStreamRetainedStores {
     fn for_tenant(&self, tenant: &Arc<str>, _store: Arc<dyn Store>) -> Arc<dyn RetainedStore> {
         let (sets, queue) = mpsc::channel(SET_QUEUE);
         let shared = Arc::new(Shared {
-            js: self.js.clone(),
-            client: self.client.clone(),
             stream: self.stream.clone(),
-            subjects: self.subjects.clone(),
             tenant: tenant.clone(),
-            known: AtomicUsize::new(0),
+            usage: UsageBook::new(self.usage.clone(), self.stream.clone(), tenant.clone()),
         });
         tokio::spawn(write(shared.clone(), queue));
-        Arc::new(TenantRetained { shared, sets })
+        let stop = CancellationToken::new();
+        let (reconciling, timing) = (shared.clone(), self.timing);
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = reconciling.usage.keep_reconciled(timing) => {}
+                () = stopped.cancelled() => {}
+            }
+        });
+        Arc::new(TenantRetained {
+            shared,
+            sets,
+            _reconciling: stop.drop_guard(),
+        })
     }
 }
 
-/// What one tenant's store and its writer task share.
+/// What one tenant's store, its writer task and its reconciles share.
 struct Shared {
-    js: jetstream::Context,
-    client: async_nats::Client,
-    stream: String,
-    subjects: Subjects,
+    stream: RetainedStream,
     tenant: Arc<str>,
-    /// How many the tenant had at the last count (for `$SYS`).
-    known: AtomicUsize,
+    usage: UsageBook,
 }
 
 type SetJob = (
@@ -132,140 +155,139 @@ type SetJob = (
 struct TenantRetained {
     shared: Arc<Shared>,
     sets: mpsc::Sender<SetJob>,
+    /// Stops the tenant's reconciles when the store is dropped.
+    _reconciling: DropGuard,
 }
 
 /// One tenant's writer: sets in the order they came.
 async fn write(shared: Arc<Shared>, mut queue: mpsc::Receiver<SetJob>) {
     while let Some((message, quota, answer)) = queue.recv().await {
-        let _ = answer.send(shared.set(&message, quota).await);
+        let stored = if message.payload.is_empty() {
+            shared.clear(&message).await;
+            Ok(0)
+        } else {
+            shared.set(&message, quota).await
+        };
+        let _ = answer.send(stored);
     }
 }
 
 impl Shared {
+    fn failed(&self, op: &'static str, error: &dyn std::fmt::Display) {
+        metrics::counter!(RETAINED_ERRORS_TOTAL, "op" => op).increment(1);
+        tracing::warn!(%error, tenant = %self.tenant, op, "a retained message's write failed");
+    }
+
+    /// Makes `message` its topic's retained message within `quota`: reserve
+    /// the change in the usage record, then publish if the subject is still
+    /// as read; a subject that moved meanwhile starts a new round from the
+    /// reservation held.
     async fn set(&self, message: &Message, quota: RetainedQuota) -> Result<Ticket, Limit> {
-        let subject = self.subjects.topic(&self.tenant, &message.topic);
-        if message.payload.is_empty() {
-            let purged = async {
-                self.js
-                    .get_stream_no_info(&self.stream)
-                    .await?
-                    .purge()
-                    .filter(subject)
-                    .await
-                    .map_err(anyhow::Error::from)
-            };
-            if let Err(error) = purged.await {
-                metrics::counter!(RETAINED_ERRORS_TOTAL, "op" => "clear").increment(1);
-                tracing::warn!(%error, tenant = %self.tenant, "clearing a retained message failed");
-            }
-            return Ok(0);
-        }
-        if message.weight() as u64 > quota.max_bytes {
-            return Err(Limit::RetainedBytes);
-        }
-        match self.holds(&subject).await {
-            Ok(Holds { this: false, count }) if count >= quota.max_messages as usize => {
-                return Err(Limit::RetainedMessages);
-            }
-            Ok(_) => {}
-            Err(error) => {
-                // Not knowing the count is no reason to lose the message.
-                metrics::counter!(RETAINED_ERRORS_TOTAL, "op" => "count").increment(1);
-                tracing::warn!(%error, tenant = %self.tenant, "counting retained messages failed");
-            }
-        }
+        let subject = self.stream.subjects.topic(&self.tenant, &message.topic);
         let payload = Bytes::from(codec::encode_to_vec(message));
-        let stored = async { self.js.publish(subject, payload).await?.await };
+        let weight = message.weight() as u64;
+        let mut held = Delta::ZERO;
+        for _ in 0..MAX_ROUNDS {
+            let old = match self.stream.held(&subject).await {
+                Ok(old) => old,
+                Err(error) => {
+                    // Not knowing what it holds is no reason to lose the
+                    // message: published as is, the record reconciled.
+                    self.failed("count", &error);
+                    self.usage.suspect_drift();
+                    return self.publish_uncounted(subject, payload).await;
+                }
+            };
+            let wanted = Delta::between(old.map(|h| h.weight), Some(weight));
+            match self.usage.shift(held, wanted, Some(quota)).await {
+                Ok(()) => held = wanted,
+                Err(Refused::Limit(limit)) => return Err(limit),
+                Err(Refused::Failed(error)) => {
+                    self.failed("usage", &error);
+                    self.usage.suspect_drift();
+                    return self.publish_uncounted(subject, payload).await;
+                }
+            }
+            match self
+                .stream
+                .publish_if(subject.clone(), payload.clone(), old)
+                .await
+            {
+                Published::Kept => return Ok(0),
+                Published::Moved => continue,
+                Published::Failed(error) => {
+                    self.failed("set", &error);
+                    self.give_back(held).await;
+                    return Ok(0);
+                }
+                Published::Unknown(error) => {
+                    // Kept or not: the reservation stays until a reconcile.
+                    self.failed("set", &error);
+                    self.usage.suspect_drift();
+                    return Ok(0);
+                }
+            }
+        }
+        self.failed("set", &"its topic kept changing under it");
+        self.give_back(held).await;
+        Ok(0)
+    }
+
+    /// A set whose usage could not be counted: published whatever the
+    /// subject holds, as before the quota was counted cluster-wide.
+    async fn publish_uncounted(&self, subject: String, payload: Bytes) -> Result<Ticket, Limit> {
+        let stored = async { self.stream.js.publish(subject, payload).await?.await };
         if let Err(error) = stored.await {
-            metrics::counter!(RETAINED_ERRORS_TOTAL, "op" => "set").increment(1);
-            tracing::warn!(%error, tenant = %self.tenant, "storing a retained message failed");
+            self.failed("set", &error);
         }
         Ok(0)
     }
 
-    /// Whether the stream holds `subject` (then the count stops there), and
-    /// how many of the tenant's subjects it holds.
-    async fn holds(&self, subject: &str) -> anyhow::Result<Holds> {
-        let stream = self.js.get_stream_no_info(&self.stream).await?;
-        let mut subjects = stream
-            .info_with_subjects(format!("{}.>", self.subjects.tenant_root(&self.tenant)))
-            .await?;
-        let mut holds = Holds {
-            this: false,
-            count: 0,
-        };
-        while let Some((s, _)) = subjects.try_next().await? {
-            holds.count += 1;
-            holds.this |= s == subject;
-            if holds.this {
-                return Ok(holds);
+    /// Gives back a reservation whose publish did not happen.
+    async fn give_back(&self, held: Delta) {
+        self.settle(held, Delta::ZERO).await;
+    }
+
+    /// Moves the reservation from `held` to `wanted` whatever the quota.
+    async fn settle(&self, held: Delta, wanted: Delta) {
+        if let Err(Refused::Failed(error)) = self.usage.shift(held, wanted, None).await {
+            self.failed("usage", &error);
+            self.usage.suspect_drift();
+        }
+    }
+
+    /// Deletes `message`'s topic's retained message, up to the sequence
+    /// read (a newer set of it is a new round), and gives back what it held.
+    async fn clear(&self, message: &Message) {
+        let subject = self.stream.subjects.topic(&self.tenant, &message.topic);
+        for _ in 0..MAX_ROUNDS {
+            let cleared = async {
+                let Some(old) = self.stream.held(&subject).await? else {
+                    return Ok(Some(Delta::ZERO));
+                };
+                let purged = self
+                    .stream
+                    .purge(subject.clone(), Some(old.seq + 1))
+                    .await?;
+                Ok::<_, anyhow::Error>((purged > 0).then(|| Delta::between(Some(old.weight), None)))
+            };
+            match cleared.await {
+                Ok(Some(Delta::ZERO)) => return,
+                Ok(Some(freed)) => return self.settle(Delta::ZERO, freed).await,
+                // Replaced since it was read: clear what is there now.
+                Ok(None) => continue,
+                Err(error) => {
+                    self.failed("clear", &error);
+                    break;
+                }
             }
         }
-        self.known.store(holds.count, Ordering::Relaxed);
-        Ok(holds)
-    }
-}
-
-/// The unexpired retained messages of `tenant` whose topics match `filter`.
-async fn unexpired_matching(
-    client: &async_nats::Client,
-    stream: &str,
-    subjects: &Subjects,
-    tenant: &str,
-    filter: &str,
-) -> anyhow::Result<Vec<Message>> {
-    let found = last_of(client, stream, subjects.filter(tenant, filter)).await?;
-    let now = unix_ms_now();
-    Ok(found
-        .into_iter()
-        // NATS wildcards match `$`-topics; MQTT's leading ones do not.
-        .filter(|m| aerie_proto::topic::matches(filter, &m.topic) && !m.is_expired(now))
-        .collect())
-}
-
-/// The last message of every subject `subjects` match, in one direct
-/// get (`multi_last`), answered message by message until end of batch.
-async fn last_of(
-    client: &async_nats::Client,
-    stream: &str,
-    subjects: Vec<String>,
-) -> anyhow::Result<Vec<Message>> {
-    let inbox = client.new_inbox();
-    let mut replies = client.subscribe(inbox.clone()).await?;
-    let request = serde_json::json!({ "multi_last": subjects, "batch": 100_000 });
-    client
-        .publish_with_reply(
-            format!("$JS.API.DIRECT.GET.{}", stream),
-            inbox,
-            Bytes::from(request.to_string()),
-        )
-        .await?;
-    let mut found = Vec::new();
-    loop {
-        let reply = tokio::time::timeout(LOOKUP_TIMEOUT, replies.next())
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("the reply subscription ended"))?;
-        match reply.status.map(|s| s.as_u16()) {
-            None | Some(200) => match codec::decode(&reply.payload, Persisted::default()) {
-                Ok(m) => found.push(m),
-                Err(error) => {
-                    metrics::counter!(RETAINED_ERRORS_TOTAL, "op" => "decode").increment(1);
-                    tracing::warn!(%error, "a retained message does not decode");
-                }
-            },
-            // End of batch; or nothing matched.
-            Some(204) | Some(404) => return Ok(found),
-            Some(other) => anyhow::bail!(
-                "direct get answered {other} {}",
-                reply.description.unwrap_or_default()
-            ),
+        // What it held is unknown: deleted whatever it is, counted later.
+        if let Err(error) = self.stream.purge(subject, None).await {
+            self.failed("clear", &error);
         }
+        self.usage.suspect_drift();
     }
-}
-
-struct Holds {
-    this: bool,
-    count: usize,
 }
 
 impl RetainedStore for TenantRetained {
@@ -291,15 +313,11 @@ impl RetainedStore for TenantRetained {
         let shared = self.shared.clone();
         let filter = filter.to_string();
         Box::pin(async move {
-            let found = unexpired_matching(
-                &shared.client,
-                &shared.stream,
-                &shared.subjects,
-                &shared.tenant,
-                &filter,
-            )
-            .await;
-            match found {
+            match shared
+                .stream
+                .unexpired_matching(&shared.tenant, &filter)
+                .await
+            {
                 Ok(found) => found.into_iter().map(Arc::new).collect(),
                 Err(error) => {
                     metrics::counter!(RETAINED_ERRORS_TOTAL, "op" => "match").increment(1);
@@ -311,7 +329,7 @@ impl RetainedStore for TenantRetained {
     }
 
     fn count(&self) -> usize {
-        self.shared.known.load(Ordering::Relaxed)
+        self.shared.usage.count()
     }
 
     /// Nothing to restore: the stream keeps them.
@@ -320,20 +338,12 @@ impl RetainedStore for TenantRetained {
     fn clear(&self) {
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            let root = format!("{}.>", shared.subjects.tenant_root(&shared.tenant));
-            let purged = async {
-                shared
-                    .js
-                    .get_stream_no_info(&shared.stream)
-                    .await?
-                    .purge()
-                    .filter(root)
-                    .await
-                    .map_err(anyhow::Error::from)
-            };
-            if let Err(error) = purged.await {
-                metrics::counter!(RETAINED_ERRORS_TOTAL, "op" => "clear_all").increment(1);
-                tracing::warn!(%error, tenant = %shared.tenant, "clearing a deleted tenant's retained messages failed");
+            let root = format!("{}.>", shared.stream.subjects.tenant_root(&shared.tenant));
+            if let Err(error) = shared.stream.purge(root, None).await {
+                shared.failed("clear_all", &error);
+            }
+            if let Err(error) = shared.usage.remove().await {
+                shared.failed("clear_all", &error);
             }
         });
     }

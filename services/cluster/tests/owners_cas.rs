@@ -11,9 +11,6 @@
 //! The binary is `AERIE_NATS_SERVER`, else the one `make test-deps` installs.
 
 use std::collections::HashSet;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,64 +20,8 @@ use aerie_core::seams::{Claim, SessionOwners};
 use aerie_core::{Broker, CoreConfig};
 use tokio_util::sync::CancellationToken;
 
-struct Nats {
-    child: Child,
-    _store: tempfile::TempDir,
-    port: u16,
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nats_server() -> Nats {
-    let bin = std::env::var_os("AERIE_NATS_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/aerie-tools/nats-2.15.1/bin/nats-server")
-        });
-    assert!(
-        bin.exists(),
-        "{} is missing: run `make test-deps`",
-        bin.display()
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let store = tempfile::tempdir().expect("a temp dir");
-    let child = Command::new(bin)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
-        .arg("-sd")
-        .arg(store.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nats-server");
-    Nats {
-        child,
-        _store: store,
-        port,
-    }
-}
-
-/// A client of `nats`, once it accepts connections.
-async fn connect(nats: &Nats) -> async_nats::Client {
-    let url = format!("nats://127.0.0.1:{}", nats.port);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match async_nats::connect(&url).await {
-            Ok(c) => return c,
-            Err(e) => assert!(Instant::now() < deadline, "NATS did not start: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+mod common;
+use common::{connect, nats_server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_claiming_one_id_at_once_end_with_one_owner_who_took_it_over() {
