@@ -10,6 +10,36 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::jetstream;
 
+/// Messages NATS delivered that this process dropped because one of its
+/// subscriptions' queues was full (async-nats's slow-consumer events, one
+/// per dropped message when its event queue has room: at least this many).
+pub const SLOW_CONSUMER_DROPS_TOTAL: &str = "aerie_nats_slow_consumer_drops_total";
+/// A slow consumer is logged at most this often: every dropped message is
+/// an event, and a flood would otherwise be a flood of log lines.
+const SLOW_CONSUMER_LOG_EVERY_MS: u64 = 10_000;
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Counts a message async-nats dropped; logs it now and then.
+fn slow_consumer(last_logged_ms: &AtomicU64, now_ms: u64) {
+    metrics::counter!(SLOW_CONSUMER_DROPS_TOTAL).increment(1);
+    let last = last_logged_ms.load(Ordering::Relaxed);
+    if (last == 0 || now_ms.saturating_sub(last) >= SLOW_CONSUMER_LOG_EVERY_MS)
+        && last_logged_ms
+            .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            metric = SLOW_CONSUMER_DROPS_TOTAL,
+            "NATS delivers faster than this process reads: messages dropped"
+        );
+    }
+}
+
 /// How to reach NATS.
 #[derive(Debug, Clone, Default)]
 pub struct NatsConfig {
@@ -70,6 +100,7 @@ impl Nats {
         let connects = Arc::new(AtomicU64::new(0));
         let connected = Arc::new(tokio::sync::Notify::new());
         let (counter, poke) = (connects.clone(), connected.clone());
+        let slow_logged = Arc::new(AtomicU64::new(0));
         let options = options
             .name(&config.name)
             .retry_on_initial_connect()
@@ -80,6 +111,7 @@ impl Nats {
             })
             .event_callback(move |event| {
                 let (counter, poke) = (counter.clone(), poke.clone());
+                let slow_logged = slow_logged.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
@@ -88,6 +120,9 @@ impl Nats {
                             tracing::info!("connected to NATS");
                         }
                         async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                        async_nats::Event::SlowConsumer(_) => {
+                            slow_consumer(&slow_logged, unix_ms());
+                        }
                         other => tracing::info!(event = %other, "NATS"),
                     }
                 }
@@ -153,5 +188,33 @@ impl Nats {
 
     pub fn jetstream(&self) -> jetstream::Context {
         jetstream::new(self.client.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_dropped_message_counts_and_a_flood_logs_once_per_interval() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let last = AtomicU64::new(0);
+        metrics::with_local_recorder(&recorder, || {
+            for ms in [1_000, 1_001, 1_002] {
+                slow_consumer(&last, ms);
+            }
+        });
+        assert!(
+            handle
+                .render()
+                .lines()
+                .any(|l| l == format!("{SLOW_CONSUMER_DROPS_TOTAL} 3")),
+            "{}",
+            handle.render()
+        );
+        assert_eq!(last.load(Ordering::Relaxed), 1_000, "logged once");
+        slow_consumer(&last, 1_000 + SLOW_CONSUMER_LOG_EVERY_MS);
+        assert_eq!(last.load(Ordering::Relaxed), 11_000, "and again later");
     }
 }
