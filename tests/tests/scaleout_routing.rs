@@ -604,3 +604,91 @@ async fn topics_with_what_nats_forbids_in_a_subject_cross_gateways_as_they_were(
             .is_none()
     );
 }
+
+/// QoS 0 PUBLISHes each flooding publisher writes at once.
+const PER_PUBLISHER: usize = 100_000;
+
+#[tokio::test]
+async fn flooding_qos_0_publishers_are_paced_by_the_backbone_not_dropped_at_its_send_queue() {
+    let c = cluster();
+    const GIB: u64 = 1 << 30;
+    let (_t, token) = c
+        .tenant_with(
+            "flood@example.com",
+            json!({
+                "client_publish_rate_msgs": 10_000_000, "client_publish_rate_bytes": 10 * GIB,
+                "publish_rate_msgs": 10_000_000, "publish_rate_bytes": 10 * GIB,
+            }),
+        )
+        .await;
+    let mut sub = raw(&c.b, "sub", &token).await;
+    sub.subscribe(1, "flood/#", QoS::AtMostOnce).await;
+    // Four publishers, each writing more QoS 0 PUBLISHes in one burst than
+    // gateway A's send queue to NATS holds (65,536): faster than A's sender,
+    // they filled it and were dropped.
+    let mut one = bytes::BytesMut::new();
+    aerie_proto::encode(
+        &Packet::Publish(aerie_e2e::raw::publish_packet(
+            "flood/x",
+            b"12345678",
+            QoS::AtMostOnce,
+            None,
+        )),
+        ProtocolVersion::V5,
+        &mut one,
+    )
+    .unwrap();
+    let burst = one.repeat(PER_PUBLISHER);
+    let flood = |n: usize| {
+        let (token, burst) = (token.clone(), burst.clone());
+        let a = &c.a;
+        async move {
+            let mut publisher = raw(a, &format!("pub-{n}"), &token).await;
+            publisher.write_bytes(&burst).await.unwrap();
+            // Acknowledged once A handled every packet before it (which can
+            // take a while on a loaded machine: waited for generously).
+            publisher
+                .send(Packet::Publish(aerie_e2e::raw::publish_packet(
+                    "flood/end",
+                    b"end",
+                    QoS::AtLeastOnce,
+                    Some(1),
+                )))
+                .await;
+            loop {
+                match publisher.recv_within(Duration::from_secs(60)).await {
+                    Ok(Some(Packet::PubAck(_))) => break,
+                    Ok(Some(_)) => {}
+                    other => panic!("no PUBACK: {other:?}"),
+                }
+            }
+        }
+    };
+    tokio::join!(flood(0), flood(1), flood(2), flood(3));
+    assert_eq!(
+        gateway_metric(
+            &c.a,
+            "aerie_backbone_dropped_total",
+            "reason=\"queue_full\""
+        ),
+        0.0,
+        "the publishers waited for room instead"
+    );
+    // And every one of them goes out (the sender may still be at it).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gateway_metric(&c.a, "aerie_backbone_published_total", "")
+        < (4 * PER_PUBLISHER + 4) as f64
+    {
+        assert!(
+            Instant::now() < deadline,
+            "A sent them all to NATS: {}",
+            aerie_e2e::http::send(c.a.http, "GET", "/metrics", &[], "")
+                .body
+                .lines()
+                .filter(|l| l.contains("backbone") || l.contains("limit") || l.contains("dropped"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

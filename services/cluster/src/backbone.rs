@@ -78,11 +78,37 @@ pub struct NatsBackbone {
     barrier: String,
     subjects: Subjects,
     outbound: mpsc::Sender<(String, Bytes)>,
+    /// Publishers waiting for room in `outbound` (`Backbone::backlogged`).
+    room: Arc<Room>,
     /// Shared with the linger timers.
     interests: Arc<Mutex<HashMap<Key, Interest>>>,
     streams: mpsc::UnboundedSender<Subscription>,
     shutdown: CancellationToken,
 }
+
+/// Room in the send queue, for the publishers that wait for it: their
+/// connections are woken when the sender has taken the queue down to half.
+#[derive(Default)]
+struct Room {
+    waiting: std::sync::atomic::AtomicBool,
+    waiters: Mutex<Vec<std::sync::Weak<aerie_core::Session>>>,
+}
+
+impl Room {
+    fn wake_all(&self) {
+        self.waiting
+            .store(false, std::sync::atomic::Ordering::Release);
+        for waiter in std::mem::take(&mut *self.waiters.lock()) {
+            if let Some(session) = waiter.upgrade() {
+                session.wake_connection();
+            }
+        }
+    }
+}
+
+/// Past this many queued messages a publisher waits (`Backbone::backlogged`);
+/// it is woken once the queue is down to half of the queue's size.
+const BACKLOGGED_AT: usize = OUTBOUND_QUEUE * 3 / 4;
 
 /// What an inbound message is for.
 #[derive(Debug, Clone)]
@@ -140,6 +166,7 @@ impl NatsBackbone {
         let mut headers = HeaderMap::new();
         headers.insert(NODE_HEADER, node.as_str());
         let (outbound, queue) = mpsc::channel(OUTBOUND_QUEUE);
+        let room = Arc::new(Room::default());
         let (streams, streams_rx) = mpsc::unbounded_channel();
         let barrier = format!("{prefix}.barrier.{node}");
         let backbone = Arc::new(NatsBackbone {
@@ -149,11 +176,12 @@ impl NatsBackbone {
             prefix: prefix.to_string(),
             subjects: Subjects::new(prefix, "t"),
             outbound,
+            room: room.clone(),
             interests: Arc::default(),
             streams,
             shutdown: shutdown.clone(),
         });
-        tokio::spawn(send(client, headers, queue, shutdown));
+        tokio::spawn(send(client, headers, queue, room, shutdown));
         let inbound = Inbound {
             backbone: backbone.clone(),
             streams: streams_rx,
@@ -299,9 +327,15 @@ async fn send(
     client: Client,
     headers: HeaderMap,
     mut queue: mpsc::Receiver<(String, Bytes)>,
+    room: Arc<Room>,
     shutdown: CancellationToken,
 ) {
     loop {
+        if room.waiting.load(std::sync::atomic::Ordering::Acquire)
+            && queue.len() <= OUTBOUND_QUEUE / 2
+        {
+            room.wake_all();
+        }
         let (subject, payload) = tokio::select! {
             next = queue.recv() => match next {
                 Some(next) => next,
@@ -369,6 +403,29 @@ impl Backbone for NatsBackbone {
     }
 
     fn routes_shared_groups(&self) -> bool {
+        true
+    }
+
+    fn backlogged(&self, waiter: &Arc<aerie_core::Session>) -> bool {
+        let queued = || OUTBOUND_QUEUE - self.outbound.capacity();
+        if queued() < BACKLOGGED_AT {
+            return false;
+        }
+        {
+            let mut waiters = self.room.waiters.lock();
+            let me = Arc::downgrade(waiter);
+            if !waiters.iter().any(|w| w.ptr_eq(&me)) {
+                waiters.push(me);
+            }
+        }
+        self.room
+            .waiting
+            .store(true, std::sync::atomic::Ordering::Release);
+        // The sender may have drained the queue between the check and the
+        // flag (and then saw no one waiting): look again.
+        if queued() <= OUTBOUND_QUEUE / 2 {
+            self.room.wake_all();
+        }
         true
     }
 }

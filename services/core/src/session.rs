@@ -396,6 +396,12 @@ impl Session {
         true
     }
 
+    /// Wakes the attached connection's loop (it then looks again at what
+    /// held it, such as a backlogged backbone).
+    pub fn wake_connection(&self) {
+        self.wake.notify();
+    }
+
     /// Why the connection was asked to close, once.
     pub fn take_kick(&self) -> Option<Kick> {
         self.state.lock().kick.take()

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::session::Session;
+
 use super::BoxFuture;
 use crate::message::Message;
 
@@ -37,6 +39,16 @@ pub trait Backbone: Send + Sync + 'static {
     /// non-shared subscriptions, and the backbone brings each group its
     /// message through `Router::deliver_to_group`, even on this node).
     fn routes_shared_groups(&self) -> bool {
+        false
+    }
+
+    /// Whether the queue toward the other nodes is too full to take more.
+    /// If so, `waiter`'s connection is woken (`Session::wake_connection`)
+    /// once there is room again. A connection that publishes is not read
+    /// meanwhile: back-pressure, where the queue would otherwise drop what
+    /// its publishers send faster than it drains. The embedded shape: never.
+    fn backlogged(&self, waiter: &Arc<Session>) -> bool {
+        let _ = waiter;
         false
     }
 }

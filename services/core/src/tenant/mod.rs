@@ -142,6 +142,12 @@ impl Tenant {
         &*self.store
     }
 
+    /// Whether the backbone toward the other nodes cannot take more (the
+    /// scale-out shape): `waiter`'s connection is woken when it can.
+    pub fn backbone_backlogged(&self, waiter: &Arc<crate::session::Session>) -> bool {
+        self.router.backbone_backlogged(waiter)
+    }
+
     /// The tenant's limits (unlimited until set) and their shared state.
     pub fn quota(&self) -> &Quota {
         self.router.quota()

@@ -66,6 +66,11 @@ impl Router {
         &self.usage
     }
 
+    /// See [`Backbone::backlogged`].
+    pub fn backbone_backlogged(&self, waiter: &Arc<crate::session::Session>) -> bool {
+        self.backbone.backlogged(waiter)
+    }
+
     pub fn quota(&self) -> &Quota {
         &self.quota
     }

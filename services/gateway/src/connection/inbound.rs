@@ -162,6 +162,7 @@ impl Conn {
     }
 
     fn on_publish(&mut self, p: Publish) -> Flow {
+        self.publishes = true;
         if !p.properties.subscription_identifiers.is_empty() {
             return Close::by_server(ReasonCode::PROTOCOL_ERROR, "subscription_id_from_client");
         }

@@ -125,6 +125,8 @@ pub(crate) struct Conn {
     pub jwt_auth_method: bool,
     /// Set when a re-authentication moved the token's expiry.
     pub token_renewed: bool,
+    /// It sent a PUBLISH (then the backbone's back-pressure applies to it).
+    pub publishes: bool,
     pub session: Arc<Session>,
     pub id: u64,
     pub flight: FlightState,
@@ -517,6 +519,7 @@ where
         live: registration.live().clone(),
         jwt_auth_method: accepted.jwt_auth_method,
         token_renewed: false,
+        publishes: false,
         session: accepted.attachment.session,
         id,
         flight: accepted.attachment.flight,
@@ -653,6 +656,11 @@ impl Conn {
                 // The store's own back-pressure: a client whose acks wait for a
                 // backlogged store is not read until the backlog shrinks.
                 let store_full = !self.held_acks.is_empty() && self.tenant.store().is_backlogged();
+                // The backbone's (scale-out): a client that publishes is not
+                // read while the queue toward the other gateways is full; its
+                // session is woken once there is room.
+                let backbone_full =
+                    self.publishes && self.tenant.backbone_backlogged(&self.session);
                 tokio::select! {
                     r = std::future::poll_fn(|cx| self.out.poll_write_step(wr, cx)), if self.out.is_pending() => {
                         r?;
@@ -661,7 +669,7 @@ impl Conn {
                         // here, until the socket took the last batch.
                         self.pump();
                     }
-                    n = read_more(rd, inbuf), if !store_full && self.out.unwritten() < READ_WHILE_UNWRITTEN_BELOW => {
+                    n = read_more(rd, inbuf), if !store_full && !backbone_full && self.out.unwritten() < READ_WHILE_UNWRITTEN_BELOW => {
                         if n? == 0 {
                             return Ok(Close { disconnect: None, publish_will: true, why: "closed_by_client" });
                         }
