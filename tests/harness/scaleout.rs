@@ -41,9 +41,14 @@ impl Process {
         }
     }
 
+    /// How the process exited, if it did.
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// Panics if the process exited.
     fn assert_running(&mut self, what: &str) {
-        if let Some(status) = self.0.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+        if let Some(status) = self.exited() {
             panic!("{what} exited: {status}");
         }
     }
@@ -155,7 +160,8 @@ impl Gateway {
     pub fn start_logging(nats_url: &str, prefix: &str, log: &std::path::Path) -> Gateway {
         let file = std::fs::File::create(log).expect("a log file");
         Gateway::start_with(nats_url, prefix, |cmd| {
-            cmd.env("AERIE_LOG", "info").stderr(file);
+            cmd.env("AERIE_LOG", "info")
+                .stderr(file.try_clone().expect("the log file"));
         })
     }
 
@@ -166,31 +172,44 @@ impl Gateway {
         })
     }
 
-    /// As [`Gateway::start`], with `adjust` applied to its command.
-    fn start_with(nats_url: &str, prefix: &str, adjust: impl FnOnce(&mut Command)) -> Gateway {
-        let (mqtt, ws, http) = (free_addr(), free_addr(), free_addr());
-        let mut cmd = aerie("gateway");
-        cmd.args(["--mqtt", &mqtt.to_string(), "--ws", &ws.to_string()])
-            .args(["--http", &http.to_string()])
-            .args(["--nats", nats_url, "--nats-prefix", prefix]);
-        adjust(&mut cmd);
-        let child = cmd.spawn().expect("spawn aerie gateway");
-        let mut gateway = Gateway {
-            mqtt,
-            ws,
-            http,
-            process: Process(Some(child)),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(http).is_err() {
-            gateway.process.assert_running("aerie gateway");
-            assert!(
-                Instant::now() < deadline,
-                "aerie gateway did not listen on HTTP"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+    /// As [`Gateway::start`], with `adjust` applied to its command. A port
+    /// that was free a moment ago may have been taken by another test
+    /// meanwhile (the gateway then exits at once): it starts again on fresh
+    /// ports, as the embedded harness's `Server::start_with` does.
+    fn start_with(nats_url: &str, prefix: &str, adjust: impl Fn(&mut Command)) -> Gateway {
+        for _ in 0..5 {
+            let (mqtt, ws, http) = (free_addr(), free_addr(), free_addr());
+            let mut cmd = aerie("gateway");
+            cmd.args(["--mqtt", &mqtt.to_string(), "--ws", &ws.to_string()])
+                .args(["--http", &http.to_string()])
+                .args(["--nats", nats_url, "--nats-prefix", prefix]);
+            adjust(&mut cmd);
+            let child = cmd.spawn().expect("spawn aerie gateway");
+            let mut gateway = Gateway {
+                mqtt,
+                ws,
+                http,
+                process: Process(Some(child)),
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if std::net::TcpStream::connect(http).is_ok() {
+                    return gateway;
+                }
+                if let Some(status) = gateway.process.exited() {
+                    eprintln!(
+                        "aerie gateway exited during start-up ({status}); retrying on other ports"
+                    );
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "aerie gateway did not listen on HTTP"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        gateway
+        panic!("aerie gateway did not start after 5 attempts");
     }
 
     /// A raw v5 client's clean CONNECT with `token` as its password; the
