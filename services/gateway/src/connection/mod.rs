@@ -14,6 +14,7 @@ mod outbox;
 mod pacing;
 mod reauth;
 mod slow_consumer;
+mod wheel;
 
 #[doc(hidden)]
 pub use handshake::authenticate_for_fuzzing;
@@ -551,12 +552,9 @@ where
     }))
 }
 
-/// "Never" for the timer while no deadline is set.
-const FAR: Duration = Duration::from_secs(86400 * 365);
-
-/// A connection's deadlines, all served by one timer armed for the
-/// earliest: a tokio timer is about 120 bytes, and an idle connection
-/// would otherwise hold four of them for its whole life.
+/// A connection's deadlines, served by one entry in the shared deadline
+/// wheel (`wheel.rs`) armed for the earliest: a tokio timer is 112 bytes in
+/// the task, and an idle connection would hold one for its whole life.
 #[derive(Debug, Default)]
 struct Deadlines {
     /// No packet for 1.5 × keep alive by then (checked lazily against the
@@ -603,7 +601,7 @@ impl Conn {
         async move {
             // Futures that live across loop turns are created once: a new
             // `cancelled()` or timer per turn would take a shared lock per packet.
-            // One timer serves every deadline (`Deadlines`); the session's
+            // One entry in the shared deadline wheel serves every deadline (`Deadlines`); the session's
             // wake-up is polled in place (`Session::poll_woken`), no future.
             // The shutdown reaches a live connection as a kick (see
             // `Gateway::close_connections`); one registered after that kick
@@ -612,8 +610,8 @@ impl Conn {
                 return Ok(Close::for_kick(aerie_core::Kick::SERVER_SHUTTING_DOWN));
             }
             let session = self.session.clone();
-            let timer = tokio::time::sleep(FAR);
-            tokio::pin!(timer);
+            // When the shared deadline wheel wakes this connection next.
+            let mut armed: Option<Instant> = None;
             let mut deadlines = Deadlines {
                 keep_alive: keep_alive.map(|ka| Instant::now() + ka),
                 token: self.token_deadline(),
@@ -649,9 +647,16 @@ impl Conn {
                     .held_acks
                     .front()
                     .map(|front| front.since + self.config.store_ack_timeout);
-                let next = deadlines.next().unwrap_or_else(|| Instant::now() + FAR);
-                if timer.deadline() != next {
-                    timer.as_mut().reset(next);
+                let now = Instant::now();
+                if deadlines.next().is_some_and(|t| t <= now)
+                    && let Some(c) = self.deadline_passed(now, keep_alive, last_seen, &mut deadlines, &mut socket)
+                {
+                    return Ok(c);
+                }
+                if let Some(next) = deadlines.next()
+                    && armed.is_none_or(|a| a <= now || wheel::fires_at(next) < a)
+                {
+                    armed = Some(wheel::arm(next, &session));
                 }
                 // The store's own back-pressure: a client whose acks wait for a
                 // backlogged store is not read until the backlog shrinks.
@@ -695,34 +700,60 @@ impl Conn {
                     ), if !self.held_acks.is_empty() => {
                         self.release_acks();
                     }
-                    () = &mut timer => {
-                        let now = Instant::now();
-                        if deadlines.token.is_some_and(|t| now >= t) {
-                            let kick = crate::auth::TOKEN_EXPIRED;
-                            metrics::counter!(crate::auth::AUTH_DISCONNECTS_TOTAL, "why" => kick.why).increment(1);
-                            return Ok(Close { disconnect: Some(kick.reason), publish_will: true, why: kick.why });
-                        }
-                        if let (Some(ka), Some(at)) = (keep_alive, deadlines.keep_alive) && now >= at {
-                            // Re-armed lazily: packets only move `last_seen`.
-                            if now.saturating_duration_since(last_seen) >= ka {
-                                return Ok(Close { disconnect: Some(ReasonCode::KEEP_ALIVE_TIMEOUT), publish_will: true, why: "keep_alive_timeout" });
-                            }
-                            deadlines.keep_alive = Some(last_seen + ka);
-                        }
-                        if deadlines.held_ack.is_some_and(|t| now >= t)
-                            && let Flow::Close(c) = self.expire_held_acks()
-                        {
-                            return Ok(c);
-                        }
-                        if deadlines.stall.is_some_and(|t| now >= t)
-                            && let Some(stalled) = socket.check(self.config.slow_consumer_timeout, now, &self.session, &mut deadlines.stall)
-                        {
-                            return Ok(self.slow_consumer(stalled));
-                        }
-                    }
                 }
             }
         }
+    }
+
+    /// What a passed deadline does: close for an expired token, a silent
+    /// client, acks held too long or a stalled slow consumer, or move the
+    /// keep-alive deadline to what the last packet allows.
+    fn deadline_passed(
+        &mut self,
+        now: Instant,
+        keep_alive: Option<Duration>,
+        last_seen: Instant,
+        deadlines: &mut Deadlines,
+        socket: &mut SocketClock,
+    ) -> Option<Close> {
+        if deadlines.token.is_some_and(|t| now >= t) {
+            let kick = crate::auth::TOKEN_EXPIRED;
+            metrics::counter!(crate::auth::AUTH_DISCONNECTS_TOTAL, "why" => kick.why).increment(1);
+            return Some(Close {
+                disconnect: Some(kick.reason),
+                publish_will: true,
+                why: kick.why,
+            });
+        }
+        if let (Some(ka), Some(at)) = (keep_alive, deadlines.keep_alive)
+            && now >= at
+        {
+            // Re-armed lazily: packets only move `last_seen`.
+            if now.saturating_duration_since(last_seen) >= ka {
+                return Some(Close {
+                    disconnect: Some(ReasonCode::KEEP_ALIVE_TIMEOUT),
+                    publish_will: true,
+                    why: "keep_alive_timeout",
+                });
+            }
+            deadlines.keep_alive = Some(last_seen + ka);
+        }
+        if deadlines.held_ack.is_some_and(|t| now >= t)
+            && let Flow::Close(c) = self.expire_held_acks()
+        {
+            return Some(c);
+        }
+        if deadlines.stall.is_some_and(|t| now >= t)
+            && let Some(stalled) = socket.check(
+                self.config.slow_consumer_timeout,
+                now,
+                &self.session,
+                &mut deadlines.stall,
+            )
+        {
+            return Some(self.slow_consumer(stalled));
+        }
+        None
     }
 
     /// When the token runs out (`exp`, a Unix second); `None` for an
