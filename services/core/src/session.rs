@@ -78,8 +78,6 @@ struct SessionState {
     pub expiry_interval: u32,
     /// The id of the attached connection, if any.
     pub owner: Option<u64>,
-    /// Set to ask the attached connection to close.
-    pub kick: Option<Kick>,
     /// Bumped by every attach; timers compare it to know whether they are stale.
     pub generation: u64,
     /// Kept here while no connection is attached (the attached connection
@@ -88,17 +86,47 @@ struct SessionState {
     /// Boxed: rare, and inline it would add 200 bytes to every session.
     pub pending_will: Option<Box<PendingWill>>,
     pub ended: bool,
-    /// Publishers held back by this session's full queue, waiting for a
-    /// drain (`Session::space`).
-    pub space_waiters: Option<Arc<Notify>>,
-    /// Connections waiting to take this session over (`Session::detached`).
-    pub detach_waiters: Option<Arc<Notify>>,
+    /// A kick and waiters: rare, and 8 bytes while absent (`Rare`).
+    rare: Option<Box<Rare>>,
     /// The last stored queue position handed out.
     pub next_seq: u64,
     /// The online queue refused a message since its connection last drained
     /// it: the queue is full, not just filling.
     pub overflowing: bool,
 }
+
+/// What a session holds only now and then, boxed together (40 bytes inline
+/// in every session otherwise) and freed once empty.
+#[derive(Debug, Default)]
+struct Rare {
+    /// Set to ask the attached connection to close.
+    kick: Option<Kick>,
+    /// Publishers held back by this session's full queue, waiting for a
+    /// drain (`Session::space`).
+    space_waiters: Option<Arc<Notify>>,
+    /// Connections waiting to take this session over (`Session::detached`).
+    detach_waiters: Option<Arc<Notify>>,
+}
+
+impl SessionState {
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_default()
+    }
+
+    /// Takes what `take` takes from the rare part, freeing it once empty.
+    fn take_rare<T>(&mut self, take: impl FnOnce(&mut Rare) -> Option<T>) -> Option<T> {
+        let rare = self.rare.as_mut()?;
+        let taken = take(rare);
+        if rare.kick.is_none() && rare.space_waiters.is_none() && rare.detach_waiters.is_none() {
+            self.rare = None;
+        }
+        taken
+    }
+}
+
+/// What `Session::set_socket_waiting` counts from: one instant for all
+/// sessions rather than 16 bytes in each.
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
 pub struct Session {
     pub id: u64,
@@ -109,10 +137,9 @@ pub struct Session {
     /// Wakes the attached connection: new deliveries, or a kick.
     wake: Wake,
     /// Since when the attached connection has had bytes its socket does not
-    /// take: milliseconds after `created` plus one, 0 while nothing waits.
+    /// take: milliseconds after [`EPOCH`] plus one, 0 while nothing waits.
     /// An atomic, as the connection moves it once per write.
     socket_waiting_since: AtomicU64,
-    created: Instant,
 }
 
 impl std::fmt::Debug for Session {
@@ -143,7 +170,6 @@ impl Session {
             }),
             wake: Wake::default(),
             socket_waiting_since: AtomicU64::new(0),
-            created: Instant::now(),
         }
     }
 
@@ -247,7 +273,7 @@ impl Session {
     /// written and the socket last took some at `t`; `None`: nothing waits.
     pub fn set_socket_waiting(&self, since: Option<Instant>) {
         let ms = since.map_or(0, |t| {
-            let ms = t.saturating_duration_since(self.created).as_millis();
+            let ms = t.saturating_duration_since(*EPOCH).as_millis();
             u64::try_from(ms).unwrap_or(u64::MAX - 1) + 1
         });
         self.socket_waiting_since.store(ms, Ordering::Relaxed);
@@ -258,13 +284,13 @@ impl Session {
     pub fn socket_stalled_for(&self, now: Instant) -> Duration {
         match self.socket_waiting_since.load(Ordering::Relaxed) {
             0 => Duration::ZERO,
-            ms => now.saturating_duration_since(self.created + Duration::from_millis(ms - 1)),
+            ms => now.saturating_duration_since(*EPOCH + Duration::from_millis(ms - 1)),
         }
     }
 
     /// Resolves after the session's connection next drains its queue.
     pub fn space(&self) -> OwnedNotified {
-        waiters(&mut self.state.lock().space_waiters)
+        waiters(&mut self.state.lock().rare().space_waiters)
     }
 
     /// The client finished with a stored delivery: delete it from the store.
@@ -353,7 +379,7 @@ impl Session {
         }
         state.overflowing &= !drained;
         let waiting = if drained {
-            state.space_waiters.take()
+            state.take_rare(|r| r.space_waiters.take())
         } else {
             None
         };
@@ -376,7 +402,7 @@ impl Session {
     pub fn kick(&self, kick: Kick) {
         let mut state = self.state.lock();
         if state.owner.is_some() {
-            state.kick = Some(kick);
+            state.rare().kick = Some(kick);
             drop(state);
             self.wake.notify();
         }
@@ -390,7 +416,7 @@ impl Session {
         if state.owner != Some(connection_id) {
             return false;
         }
-        state.kick = Some(kick);
+        state.rare().kick = Some(kick);
         drop(state);
         self.wake.notify();
         true
@@ -404,7 +430,7 @@ impl Session {
 
     /// Why the connection was asked to close, once.
     pub fn take_kick(&self) -> Option<Kick> {
-        self.state.lock().kick.take()
+        self.state.lock().take_rare(|r| r.kick.take())
     }
 
     /// Ready once something was queued or a kick arrived since the last
@@ -452,7 +478,7 @@ impl Session {
         }
         state.owner = Some(connection_id);
         state.generation += 1;
-        state.kick = None;
+        state.take_rare(|r| r.kick.take());
         state.overflowing = false;
         state.pending_will = None;
         let was_persistent = state.expiry_interval > 0;
@@ -482,7 +508,7 @@ impl Session {
             return None;
         }
         state.owner = None;
-        state.kick = None;
+        state.take_rare(|r| r.kick.take());
         // The clock was about the socket that is gone.
         self.set_socket_waiting(None);
         // A leaving member's unfinished shared-subscription messages go to
@@ -517,7 +543,7 @@ impl Session {
         let generation = state.generation;
         let expires_at_ms = (expiry != u32::MAX).then(|| unix_ms_now() + u64::from(expiry) * 1000);
         self.persist_record(&state, expires_at_ms);
-        let waiting = state.detach_waiters.take();
+        let waiting = state.take_rare(|r| r.detach_waiters.take());
         drop(state);
         if let Some(takers) = waiting {
             takers.notify_waiters();
@@ -532,7 +558,7 @@ impl Session {
     /// Resolves once the attached connection detached. Enable it before
     /// checking [`Session::is_attached`], so a detach in between is not missed.
     pub(crate) fn detached(&self) -> OwnedNotified {
-        waiters(&mut self.state.lock().detach_waiters)
+        waiters(&mut self.state.lock().rare().detach_waiters)
     }
 
     /// Keeps a will until its delay passes, unless attach `generation` is
@@ -961,5 +987,20 @@ mod tests {
         let qos: Vec<_> = out.iter().map(|d| d.qos).collect();
         assert_eq!(qos, [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::AtMostOnce]);
         assert_eq!(s.queued(), 2);
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// A session is in every connection, online or not: 240 bytes keep
+    /// its allocation (with the `Arc`'s counts) in the allocator's 256-byte
+    /// class, where 241 would take 320.
+    #[test]
+    fn a_session_fits_in_256_bytes_with_its_arc_counts() {
+        assert!(
+            size_of::<super::Session>() <= 240,
+            "{}",
+            size_of::<super::Session>()
+        );
     }
 }

@@ -81,6 +81,11 @@ impl<K: Eq + Hash, V> SmallMap<K, V> {
                     return Some(std::mem::replace(&mut slot.1, value));
                 }
                 if v.len() < FEW {
+                    // Doubling from one: `push` would start at four, and
+                    // most of these maps hold one entry for their lifetime.
+                    if v.len() == v.capacity() {
+                        v.reserve_exact(v.capacity().max(1));
+                    }
                     v.push((key, value));
                 } else {
                     let mut m: HashMap<K, V> = std::mem::take(v).into_iter().collect();
@@ -174,6 +179,25 @@ mod tests {
         assert_eq!(left, [(FEW - 2, FEW - 2), (FEW - 1, FEW - 1), (FEW, FEW)]);
         assert_eq!(m.take_all().count(), 3);
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn one_entry_takes_room_for_one_and_growth_doubles() {
+        let mut m = SmallMap::default();
+        let capacity = |m: &SmallMap<u64, u64>| match m {
+            SmallMap::Few(v) => v.capacity(),
+            SmallMap::Many(_) => usize::MAX,
+        };
+        m.insert(0, 0);
+        assert_eq!(capacity(&m), 1);
+        m.insert(1, 1);
+        assert_eq!(capacity(&m), 2);
+        m.insert(2, 2);
+        assert_eq!(capacity(&m), 4);
+        for i in 3..FEW as u64 {
+            m.insert(i, i);
+        }
+        assert_eq!(capacity(&m), FEW);
     }
 
     #[test]
