@@ -87,17 +87,18 @@ impl Conn {
             reason,
             properties: AckProperties::default(),
         });
-        if self.held_acks.is_empty() && ticket <= *self.durable.borrow() {
+        let publishing = self.publishing();
+        if publishing.held_acks.is_empty() && ticket <= *publishing.durable.borrow() {
             let _ = self.out.push(&packet);
         } else {
-            let ticket = self
+            let ticket = publishing
                 .held_acks
                 .back()
                 .map_or(ticket, |held| ticket.max(held.ticket));
             if matches!(packet, Packet::PubAck(_)) {
-                self.held_pubacks += 1;
+                publishing.held_pubacks += 1;
             }
-            self.held_acks.push_back(HeldAck {
+            publishing.held_acks.push_back(HeldAck {
                 ticket,
                 packet,
                 since: Instant::now(),
@@ -107,8 +108,16 @@ impl Conn {
 
     /// Sends the held acknowledgements whose writes are now durable.
     pub(super) fn release_acks(&mut self) {
-        let durable = *self.durable.borrow_and_update();
-        while self.held_acks.front().is_some_and(|h| h.ticket <= durable) {
+        let Some(publishing) = self.publishing.as_mut() else {
+            return;
+        };
+        let durable = *publishing.durable.borrow_and_update();
+        while self
+            .publishing
+            .as_ref()
+            .and_then(|p| p.held_acks.front())
+            .is_some_and(|h| h.ticket <= durable)
+        {
             if let Some(held) = self.pop_held_ack() {
                 let _ = self.out.push(&held.packet);
             }
@@ -116,9 +125,10 @@ impl Conn {
     }
 
     fn pop_held_ack(&mut self) -> Option<HeldAck> {
-        let held = self.held_acks.pop_front()?;
+        let publishing = self.publishing.as_mut()?;
+        let held = publishing.held_acks.pop_front()?;
         if matches!(held.packet, Packet::PubAck(_)) {
-            self.held_pubacks -= 1;
+            publishing.held_pubacks -= 1;
         }
         Some(held)
     }
@@ -133,8 +143,9 @@ impl Conn {
         let timeout = self.config.store_ack_timeout;
         let version = if self.version.is_v5() { "5" } else { "3.1.1" };
         while self
-            .held_acks
-            .front()
+            .publishing
+            .as_ref()
+            .and_then(|p| p.held_acks.front())
             .is_some_and(|h| h.since.elapsed() >= timeout)
         {
             metrics::counter!(m::STORE_ACK_TIMEOUTS_TOTAL, "version" => version).increment(1);
@@ -162,7 +173,7 @@ impl Conn {
     }
 
     fn on_publish(&mut self, p: Publish) -> Flow {
-        self.publishes = true;
+        self.publishing();
         if !p.properties.subscription_identifiers.is_empty() {
             return Close::by_server(ReasonCode::PROTOCOL_ERROR, "subscription_id_from_client");
         }
@@ -195,7 +206,7 @@ impl Conn {
         let v5 = self.version.is_v5();
         if p.qos == QoS::ExactlyOnce || (p.qos == QoS::AtLeastOnce && v5) {
             let unacknowledged =
-                self.flight.awaiting_pubrel() + if v5 { self.held_pubacks } else { 0 };
+                self.flight.awaiting_pubrel() + if v5 { self.held_pubacks() } else { 0 };
             // Both maxima are at least 1: the usual case (nothing waiting)
             // reads no tenant limit.
             let tenant_inflight = || self.tenant.quota().inflight();
@@ -213,10 +224,11 @@ impl Conn {
         {
             return self.deny_publish(&p);
         }
+        let (tenant, payload_len) = (&self.tenant, p.payload.len());
         if self
-            .rates
-            .check_publish(&self.tenant, p.payload.len())
-            .is_err()
+            .publishing
+            .as_mut()
+            .is_some_and(|publishing| publishing.rates.check_publish(tenant, payload_len).is_err())
         {
             return self.over_rate(p.qos, packet_id);
         }
@@ -240,7 +252,7 @@ impl Conn {
             return self.ack_unrouted(p.qos, packet_id, ReasonCode::QUOTA_EXCEEDED);
         }
         if published.congested.is_some() {
-            self.backpressure = published.congested;
+            self.publishing().backpressure = published.congested;
         }
         self.ack_published(p.qos, packet_id, published.ticket, published.matched);
         Flow::Continue

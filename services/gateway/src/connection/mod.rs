@@ -12,6 +12,7 @@ mod inbound;
 mod outbound;
 mod outbox;
 mod pacing;
+mod publishing;
 mod reauth;
 mod slow_consumer;
 mod wheel;
@@ -126,8 +127,6 @@ pub(crate) struct Conn {
     pub jwt_auth_method: bool,
     /// Set when a re-authentication moved the token's expiry.
     pub token_renewed: bool,
-    /// It sent a PUBLISH (then the backbone's back-pressure applies to it).
-    pub publishes: bool,
     pub session: Arc<Session>,
     pub id: u64,
     pub flight: FlightState,
@@ -140,21 +139,9 @@ pub(crate) struct Conn {
     pub outbound_aliases: OutboundAliases,
     pub out: Outbox,
     pub deliveries: Vec<aerie_core::Delivery>,
-    /// How far the store's writes are durable.
-    pub durable: tokio::sync::watch::Receiver<Ticket>,
-    /// Acknowledgements waiting for their ticket to become durable, in the
-    /// order the packets they answer arrived.
-    pub held_acks: std::collections::VecDeque<HeldAck>,
-    /// How many of `held_acks` are PUBACKs: QoS 1 PUBLISHes not yet
-    /// acknowledged, which count against Receive Maximum.
-    pub held_pubacks: usize,
-    /// A subscriber whose queue our publishes are filling: reading waits a
-    /// little for it to drain (backpressure before drops).
-    pub backpressure: Option<Arc<Session>>,
-    /// How much of its pausing budget this publisher has spent.
-    pub pacing: pacing::Pacing,
-    /// The client's own publish rates.
-    pub rates: crate::limits::ClientRates,
+    /// Made by the client's first PUBLISH (`publishing.rs`); `Some` also
+    /// says it publishes (then the backbone's back-pressure applies to it).
+    pub publishing: Option<Box<publishing::Publishing>>,
     /// An answer waiting for the cluster (`held.rs`); the client's later
     /// packets wait in the read buffer meanwhile.
     pub held: Option<Box<held::Held>>,
@@ -520,7 +507,6 @@ where
         live: registration.live().clone(),
         jwt_auth_method: accepted.jwt_auth_method,
         token_renewed: false,
-        publishes: false,
         session: accepted.attachment.session,
         id,
         flight: accepted.attachment.flight,
@@ -532,12 +518,7 @@ where
         outbound_aliases: OutboundAliases::new(accepted.client_topic_alias_maximum),
         out,
         deliveries: Vec::new(),
-        durable: ctx.broker.store().durable(),
-        held_acks: std::collections::VecDeque::new(),
-        held_pubacks: 0,
-        backpressure: None,
-        pacing: Default::default(),
-        rates: Default::default(),
+        publishing: None,
         held: None,
     };
     drop(connect);
@@ -562,15 +543,16 @@ struct Deadlines {
     keep_alive: Option<Instant>,
     /// The token's `exp`.
     token: Option<Instant>,
-    /// The oldest held acknowledgement has waited `store_ack_timeout`.
-    held_ack: Option<Instant>,
     /// The socket has taken nothing for the slow-consumer timeout.
     stall: Option<Instant>,
 }
 
 impl Deadlines {
-    fn next(&self) -> Option<Instant> {
-        [self.keep_alive, self.token, self.held_ack, self.stall]
+    /// The earliest, with `held_ack`: when the oldest held acknowledgement
+    /// has waited `store_ack_timeout` (computed each turn from the held
+    /// acks, not kept: every byte here is in every connection's task).
+    fn next(&self, held_ack: Option<Instant>) -> Option<Instant> {
+        [self.keep_alive, self.token, held_ack, self.stall]
             .into_iter()
             .flatten()
             .min()
@@ -611,7 +593,8 @@ impl Conn {
             }
             let session = self.session.clone();
             // When the shared deadline wheel wakes this connection next.
-            let mut armed: Option<Instant> = None;
+            // (A tick of the wheel: 8 bytes where an `Instant` is 16.)
+            let mut armed: Option<u32> = None;
             let mut deadlines = Deadlines {
                 keep_alive: keep_alive.map(|ka| Instant::now() + ka),
                 token: self.token_deadline(),
@@ -643,29 +626,33 @@ impl Conn {
                     }
                     self.pump();
                 }
-                deadlines.held_ack = self
-                    .held_acks
-                    .front()
-                    .map(|front| front.since + self.config.store_ack_timeout);
                 let now = Instant::now();
-                if deadlines.next().is_some_and(|t| t <= now)
-                    && let Some(c) = self.deadline_passed(now, keep_alive, last_seen, &mut deadlines, &mut socket)
+                if deadlines
+                    .next(self.held_ack_deadline())
+                    .is_some_and(|t| t <= now)
+                    && let Some(c) = self.deadline_passed(
+                        now,
+                        keep_alive,
+                        last_seen,
+                        &mut deadlines,
+                        &mut socket,
+                    )
                 {
                     return Ok(c);
                 }
-                if let Some(next) = deadlines.next()
-                    && armed.is_none_or(|a| a <= now || wheel::fires_at(next) < a)
+                if let Some(next) = deadlines.next(self.held_ack_deadline())
+                    && armed.is_none_or(|a| wheel::passed(a, now) || wheel::tick_of(next) < a)
                 {
                     armed = Some(wheel::arm(next, &session));
                 }
                 // The store's own back-pressure: a client whose acks wait for a
                 // backlogged store is not read until the backlog shrinks.
-                let store_full = !self.held_acks.is_empty() && self.tenant.store().is_backlogged();
+                let store_full = self.holds_acks() && self.tenant.store().is_backlogged();
                 // The backbone's (scale-out): a client that publishes is not
                 // read while the queue toward the other gateways is full; its
                 // session is woken once there is room.
                 let backbone_full =
-                    self.publishes && self.tenant.backbone_backlogged(&self.session);
+                    self.publishing.is_some() && self.tenant.backbone_backlogged(&self.session);
                 tokio::select! {
                     r = std::future::poll_fn(|cx| self.out.poll_write_step(wr, cx)), if self.out.is_pending() => {
                         r?;
@@ -696,8 +683,8 @@ impl Conn {
                     // Boxed, and only while acks are held: inline, the watch's
                     // future (120 bytes) would be in every connection's task.
                     _ = futures_util::future::OptionFuture::from(
-                        (!self.held_acks.is_empty()).then(|| Box::pin(self.durable.changed()))
-                    ), if !self.held_acks.is_empty() => {
+                        self.publishing.as_mut().filter(|p| !p.held_acks.is_empty()).map(|p| Box::pin(p.durable.changed()))
+                    ), if self.holds_acks() => {
                         self.release_acks();
                     }
                 }
@@ -738,7 +725,7 @@ impl Conn {
             }
             deadlines.keep_alive = Some(last_seen + ka);
         }
-        if deadlines.held_ack.is_some_and(|t| now >= t)
+        if self.held_ack_deadline().is_some_and(|t| now >= t)
             && let Flow::Close(c) = self.expire_held_acks()
         {
             return Some(c);
@@ -754,6 +741,15 @@ impl Conn {
             return Some(self.slow_consumer(stalled));
         }
         None
+    }
+
+    /// When the oldest held acknowledgement will have waited
+    /// `store_ack_timeout`.
+    fn held_ack_deadline(&self) -> Option<Instant> {
+        self.publishing
+            .as_ref()
+            .and_then(|p| p.held_acks.front())
+            .map(|front| front.since + self.config.store_ack_timeout)
     }
 
     /// When the token runs out (`exp`, a Unix second); `None` for an

@@ -48,7 +48,7 @@ impl Conn {
     /// slows towards its subscribers' pace instead of overflowing their
     /// queues.
     pub(super) async fn pace_publisher(&mut self) {
-        let Some(subscriber) = self.backpressure.take() else {
+        let Some(subscriber) = self.publishing.as_mut().and_then(|p| p.backpressure.take()) else {
             return;
         };
         if Arc::ptr_eq(&subscriber, &self.session) {
@@ -68,12 +68,17 @@ impl Conn {
         if !subscriber.paces_publishers(self.tenant.config(), now) {
             return;
         }
-        let allowance = self.pacing.allowance(now);
+        let Some(publishing) = self.publishing.as_mut() else {
+            return;
+        };
+        let allowance = publishing.pacing.allowance(now);
         if allowance.is_zero() {
             return;
         }
         let _ = tokio::time::timeout(allowance, space).await;
-        self.pacing.spend(now.elapsed());
+        if let Some(publishing) = self.publishing.as_mut() {
+            publishing.pacing.spend(now.elapsed());
+        }
     }
 }
 

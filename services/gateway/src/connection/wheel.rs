@@ -23,16 +23,21 @@ const TICK: Duration = Duration::from_millis(64);
 const SLOTS: u32 = 2048;
 
 /// Wakes `session`'s connection (`Session::wake_connection`) at `at` or up
-/// to one tick later, or at the horizon if `at` is beyond it. Returns when
-/// it will: the connection arms again once that time has passed.
-pub(crate) fn arm(at: Instant, session: &Arc<Session>) -> Instant {
+/// to one tick later, or at the horizon if `at` is beyond it. Returns the
+/// tick it fires at: the connection arms again once it has [`passed`].
+pub(crate) fn arm(at: Instant, session: &Arc<Session>) -> u32 {
     WHEEL.arm(at.into_std(), Arc::downgrade(session))
 }
 
-/// When an entry armed for `at` would fire, horizon aside: two deadlines
-/// with the same answer need one entry.
-pub(crate) fn fires_at(at: Instant) -> Instant {
-    Instant::from_std(WHEEL.time_of(WHEEL.tick_of(at.into_std())))
+/// The tick an entry armed for `at` would fire at, horizon aside: two
+/// deadlines with the same tick need one entry.
+pub(crate) fn tick_of(at: Instant) -> u32 {
+    WHEEL.tick_of(at.into_std())
+}
+
+/// Whether `tick`'s time has come by `now`.
+pub(crate) fn passed(tick: u32, now: Instant) -> bool {
+    WHEEL.time_of(tick) <= now.into_std()
 }
 
 static WHEEL: LazyLock<Wheel> = LazyLock::new(Wheel::new);
@@ -79,7 +84,7 @@ impl Wheel {
         self.origin + TICK * tick
     }
 
-    fn arm(&self, at: std::time::Instant, session: Weak<Session>) -> Instant {
+    fn arm(&self, at: std::time::Instant, session: Weak<Session>) -> u32 {
         let mut state = self.state.lock();
         let tick = self
             .tick_of(at)
@@ -99,7 +104,7 @@ impl Wheel {
         if state.len == 1 {
             self.armed.notify_one();
         }
-        Instant::from_std(self.time_of(tick))
+        tick
     }
 
     /// The driver thread: every tick, wakes the connections whose deadlines
