@@ -101,7 +101,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         nats.client.clone(),
         LogConfig {
             prefix: prefix.clone(),
-            replicas,
+            replicas: args.nats.nats_replicas.map(usize::from),
             retention: Retention {
                 max_age: Duration::from_secs(args.message_log_max_age),
                 max_bytes: args.message_log_max_bytes,

@@ -87,8 +87,11 @@ impl Default for Retention {
 pub struct LogConfig {
     /// The deployment's `--nats-prefix`.
     pub prefix: String,
-    /// Copies JetStream keeps (`replicas::wanted`).
-    pub replicas: usize,
+    /// `--nats-replicas`: copies JetStream keeps; without it, one per
+    /// server of the cluster up to 3, counted when a tenant's stream is
+    /// opened (`replicas::wanted`): by then a cluster that was still
+    /// forming when the gateway started lists all its servers.
+    pub replicas: Option<usize>,
     pub retention: Retention,
     /// An append not kept by then is given up: longer than the connection's
     /// `--store-ack-timeout`, so its ack was answered without it first.
@@ -316,7 +319,7 @@ impl Shared {
             max_bytes: i64::try_from(retention.max_bytes).unwrap_or(i64::MAX),
             duplicate_window: DUPLICATE_WINDOW.min(retention.max_age),
             allow_direct: true,
-            num_replicas: self.config.replicas,
+            num_replicas: crate::replicas::wanted(&self.client, self.config.replicas),
             ..Default::default()
         }
     }
