@@ -166,6 +166,34 @@ async fn qos_0_is_never_appended_to_the_log() {
 }
 
 #[tokio::test]
+async fn a_qos_1_message_the_log_cannot_keep_is_refused_with_0x97_not_acknowledged() {
+    let nats = NatsServer::shared();
+    let s = shape(&nats.url(), &[]).await;
+    let mut subscriber = s.client(ProtocolVersion::V5, "subscriber").await;
+    subscriber.subscribe(1, "long/#", QoS::AtMostOnce).await;
+    let mut publisher = s.client(ProtocolVersion::V5, "publisher").await;
+    // Its subject would pass the 3 KiB NATS takes in a control line.
+    let topic = format!("long/{}", "x".repeat(4000));
+    let reason = publisher
+        .publish_acked(&topic, b"big", QoS::AtLeastOnce, false, 1)
+        .await;
+    assert_eq!(reason, ReasonCode::QUOTA_EXCEEDED);
+    assert_eq!(
+        s.gateway.metric(
+            "aerie_message_log_append_failures_total",
+            "reason=\"subject_too_long\""
+        ),
+        1.0
+    );
+    // Neither routed nor kept; the next one is.
+    publisher
+        .publish_acked("long/short", b"ok", QoS::AtLeastOnce, false, 2)
+        .await;
+    assert_eq!(&subscriber.recv_publish().await.payload[..], b"ok");
+    assert_eq!(nats.stream_messages(&s.log_stream()).len(), 1);
+}
+
+#[tokio::test]
 async fn with_nats_gone_a_v5_publisher_gets_0x80_a_3_1_1_one_is_disconnected_and_qos_0_still_flows()
 {
     let mut nats = NatsServer::start();
