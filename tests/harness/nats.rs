@@ -166,27 +166,73 @@ impl NatsServer {
     /// Sends `payload` on `subject` with a reply subject, as a plain NATS
     /// client's request; the payload of the first reply (5 s at most).
     pub fn request(&self, subject: &str, payload: &[u8]) -> Vec<u8> {
-        use std::io::Read;
         let (mut stream, mut reader) = self.text_client();
         let inbox = "_INBOX.e2e-request";
         let mut out = format!("SUB {inbox} 1\r\n").into_bytes();
         out.extend(pub_command(subject, Some(inbox), payload, b""));
         stream.write_all(&out).expect("request");
         loop {
-            let line = read_line(&mut reader);
-            // MSG <subject> <sid> <bytes>
-            if let Some(rest) = line.strip_prefix("MSG ") {
-                let size: usize = rest
-                    .split_whitespace()
-                    .last()
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or_else(|| panic!("{line}"));
-                let mut reply = vec![0; size + 2];
-                reader.read_exact(&mut reply).expect("the reply's payload");
-                reply.truncate(size);
+            if let Some(reply) = read_msg(&mut stream, &mut reader) {
                 return reply;
             }
         }
+    }
+
+    /// Every message `stream` holds, in order, read with the JetStream
+    /// API (`STREAM.INFO`, then one `STREAM.MSG.GET` per sequence, all on
+    /// one connection) as any NATS client could; empty if there is no
+    /// such stream. Any server of a cluster answers (it asks the leader).
+    pub fn stream_messages(&self, stream: &str) -> Vec<StoredMessage> {
+        use base64::Engine;
+        let info: serde_json::Value =
+            serde_json::from_slice(&self.request(&format!("$JS.API.STREAM.INFO.{stream}"), b""))
+                .expect("STREAM.INFO answers JSON");
+        if info["error"]["code"] == 404 {
+            return Vec::new();
+        }
+        let state = &info["state"];
+        let (first, last) = (
+            state["first_seq"].as_u64().expect("first_seq"),
+            state["last_seq"].as_u64().expect("last_seq"),
+        );
+        if state["messages"].as_u64() == Some(0) {
+            return Vec::new();
+        }
+        let (mut stream_out, mut reader) = self.text_client();
+        let mut out = b"SUB _INBOX.e2e-get.* 1\r\n".to_vec();
+        for seq in first..=last {
+            out.extend(pub_command(
+                &format!("$JS.API.STREAM.MSG.GET.{stream}"),
+                Some(&format!("_INBOX.e2e-get.{seq}")),
+                format!("{{\"seq\":{seq}}}").as_bytes(),
+                b"",
+            ));
+        }
+        stream_out.write_all(&out).expect("requests");
+        let mut found = std::collections::BTreeMap::new();
+        let mut answers = 0;
+        while answers < last - first + 1 {
+            let Some(reply) = read_msg(&mut stream_out, &mut reader) else {
+                continue;
+            };
+            answers += 1;
+            let reply: serde_json::Value = serde_json::from_slice(&reply).expect("JSON");
+            // A sequence deleted or aged out answers an error: not held.
+            let Some(message) = reply.get("message") else {
+                continue;
+            };
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(message["data"].as_str().unwrap_or(""))
+                .expect("base64 data");
+            found.insert(
+                message["seq"].as_u64().expect("seq"),
+                StoredMessage {
+                    subject: message["subject"].as_str().expect("subject").to_owned(),
+                    data,
+                },
+            );
+        }
+        found.into_values().collect()
     }
 
     /// A connection speaking the text protocol, past INFO and CONNECT.
@@ -302,6 +348,13 @@ impl NatsCluster {
     }
 }
 
+/// One message of a JetStream stream.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub subject: String,
+    pub data: Vec<u8>,
+}
+
 fn temp_store() -> PathBuf {
     tempfile::Builder::new()
         .prefix("aerie-nats-")
@@ -318,6 +371,31 @@ fn pub_command(subject: &str, reply: Option<&str>, payload: &[u8], tail: &[u8]) 
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(tail);
     out
+}
+
+/// The payload of the next line if it is a MSG (`MSG <subject> <sid>
+/// <bytes>`, then the payload); a PING is answered.
+fn read_msg(
+    stream: &mut std::net::TcpStream,
+    reader: &mut std::io::BufReader<std::net::TcpStream>,
+) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let line = read_line(reader);
+    let Some(rest) = line.strip_prefix("MSG ") else {
+        if line.starts_with("PING") {
+            stream.write_all(b"PONG\r\n").expect("PONG");
+        }
+        return None;
+    };
+    let size: usize = rest
+        .split_whitespace()
+        .last()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    let mut reply = vec![0; size + 2];
+    reader.read_exact(&mut reply).expect("the reply's payload");
+    reply.truncate(size);
+    Some(reply)
 }
 
 /// The next line from the server; panics on `-ERR`.

@@ -451,6 +451,15 @@ pub struct GatewayArgs {
     #[arg(long, env = "AERIE_USAGE_REPORT_INTERVAL", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub usage_report_interval: u64,
+    /// Seconds a tenant's message log (its QoS 1/2 PUBLISHes on JetStream)
+    /// keeps a message; older ones are discarded.
+    #[arg(long, env = "AERIE_MESSAGE_LOG_MAX_AGE", default_value_t = 24 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub message_log_max_age: u64,
+    /// Bytes a tenant's message log keeps; past it the oldest are discarded.
+    #[arg(long, env = "AERIE_MESSAGE_LOG_MAX_BYTES", default_value_t = 64 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub message_log_max_bytes: u64,
     #[command(flatten)]
     pub mqtt: MqttArgs,
     #[command(flatten)]

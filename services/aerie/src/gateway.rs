@@ -1,17 +1,19 @@
 //! `aerie gateway`: the MQTT listeners over the in-process core, in the
 //! scale-out shape. The control plane's facts come from NATS KV
 //! ([`KvDirectorySource`]); nothing is kept on disk (the core's store keeps
-//! nothing) and no database or REST API is called, so killing a gateway
-//! loses only its live connections.
+//! nothing: its durable ticket is the JetStream message log's, so a QoS 1/2
+//! PUBLISH is acknowledged once JetStream kept it) and no database or REST
+//! API is called, so killing a gateway loses only its live connections.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aerie_cluster::backbone::NatsBackbone;
+use aerie_cluster::message_log::{JetStreamLog, LogConfig, Retention};
 use aerie_cluster::retained::JetStreamRetainedStores;
 use aerie_control::readiness_log::ReadinessLog;
-use aerie_core::{Broker, NodeId, NullStore, Seams};
+use aerie_core::{Broker, NodeId, Seams};
 use aerie_facts::{KvDirectorySource, Nats};
 use aerie_gateway::auth::{Directory, DirectoryCache};
 use axum::Router;
@@ -25,6 +27,9 @@ use crate::usage_stream::UsageStream;
 
 /// How long a CONNECT of a tenant the facts do not have yet waits for them.
 const UNKNOWN_TENANT_WAIT: Duration = Duration::from_secs(1);
+/// How much longer than `--store-ack-timeout` the message log retries an
+/// append before it gives up on it.
+const LOG_GIVE_UP_MARGIN: Duration = Duration::from_secs(2);
 
 pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -91,6 +96,22 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     nodes.spawn_heartbeat(shutdown.clone()).await;
     owners.spawn_sweep(nodes.clone(), shutdown.clone());
     let connections = aerie_cluster::ClusterConnections::open(&js, prefix, nodes, replicas).await;
+    let store_ack_timeout = Duration::from_secs(args.mqtt.store_ack_timeout);
+    let log = JetStreamLog::start(
+        nats.client.clone(),
+        LogConfig {
+            prefix: prefix.clone(),
+            replicas: args.nats.nats_replicas.map(usize::from),
+            retention: Retention {
+                max_age: Duration::from_secs(args.message_log_max_age),
+                max_bytes: args.message_log_max_bytes,
+            },
+            // Past the connections' wait for an ack: a given-up append's
+            // ack was refused first.
+            give_up_after: store_ack_timeout + LOG_GIVE_UP_MARGIN,
+        },
+        shutdown.clone(),
+    );
     let seams = Seams {
         backbone,
         retained: Arc::new(JetStreamRetainedStores::new(
@@ -99,12 +120,13 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
             replicas,
         )),
         owners: Arc::new(owners.clone()),
+        log: log.clone(),
     };
     let config = aerie_core::CoreConfig {
         node_id: node,
         ..crate::node::core_config(&args.mqtt)
     };
-    let broker = Broker::with_seams(config, Arc::new(NullStore::new()), seams);
+    let broker = Broker::with_seams(config, log.acks(), seams);
     inbound.spawn(broker.clone());
     let counter = nats.clone();
     owners

@@ -161,6 +161,17 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
                 0.5, 1.0,
             ],
         )?
+        // How long a PUBACK waited for JetStream (`aerie gateway`): a
+        // round trip in milliseconds, a leader election in seconds.
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                aerie_cluster::message_log::ACK_WAIT_SECONDS.to_owned(),
+            ),
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ],
+        )?
         .install_recorder()?;
     Ok(handle)
 }

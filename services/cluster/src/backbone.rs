@@ -64,7 +64,7 @@ const LIVE_WAIT: Duration = Duration::from_secs(5);
 const OUTBOUND_QUEUE: usize = 65_536;
 /// NATS servers refuse control lines over 4 KiB (and close the connection):
 /// a topic whose subject is longer is not sent.
-const MAX_SUBJECT: usize = 3_072;
+pub(crate) const MAX_SUBJECT: usize = 3_072;
 /// Message ids remembered to deliver a message once when several of the
 /// node's subscriptions match it (its copies arrive back to back).
 const SEEN_PER_GENERATION: usize = 16_384;

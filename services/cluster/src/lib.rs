@@ -9,6 +9,7 @@ mod kv_cas;
 mod kv_key;
 pub mod limits;
 pub mod live;
+pub mod message_log;
 pub mod nodes;
 pub mod owners;
 mod rate_share;

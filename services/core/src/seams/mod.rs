@@ -10,10 +10,14 @@
 //!   [`LocalOwners`] (the session table is the only owner).
 //! - [`RetainedStore`]: a tenant's retained messages, asynchronous. Embedded:
 //!   [`LocalRetained`] (in memory, written through to the embedded store).
+//! - [`MessageLog`]: where a QoS 1/2 PUBLISH is kept before its
+//!   acknowledgement. Embedded: [`LocalLog`] (nothing: the embedded store
+//!   keeps what persistent sessions need).
 //! - [`crate::usage::UsageSink`]: where per-tenant usage goes (embedded: the
 //!   control plane's store, implemented by the binary).
 
 mod backbone;
+mod log;
 mod owners;
 mod retained;
 
@@ -23,6 +27,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 pub use backbone::{Backbone, LocalBackbone};
+pub use log::{LocalLog, MessageLog};
 pub use owners::{Claim, LocalOwners, SessionOwners};
 pub use retained::{
     LocalRetained, LocalRetainedStores, RetainedQuota, RetainedStore, RetainedStores,
@@ -37,6 +42,7 @@ pub struct Seams {
     pub backbone: Arc<dyn Backbone>,
     pub owners: Arc<dyn SessionOwners>,
     pub retained: Arc<dyn RetainedStores>,
+    pub log: Arc<dyn MessageLog>,
 }
 
 impl Seams {
@@ -46,6 +52,7 @@ impl Seams {
             backbone: Arc::new(LocalBackbone),
             owners: Arc::new(LocalOwners),
             retained: Arc::new(LocalRetainedStores),
+            log: Arc::new(LocalLog),
         }
     }
 }

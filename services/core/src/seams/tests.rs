@@ -329,3 +329,62 @@ async fn with_a_backbone_that_routes_groups_the_publishing_node_serves_only_plai
     let nobody = tenant.publish(message("b", Origin::default()));
     assert_eq!((nobody.matched, nobody.routed), (1, 0));
 }
+
+/// A log like the JetStream one: each append takes the next ticket; a
+/// topic named `huge` is one it can never keep.
+#[derive(Default)]
+struct RecordingLog(Mutex<Vec<(String, QoS)>>);
+
+impl MessageLog for RecordingLog {
+    fn append(&self, _tenant: &Arc<str>, message: &Arc<Message>) -> Result<Ticket, Limit> {
+        if &*message.topic == "huge" {
+            return Err(Limit::PacketSize);
+        }
+        let mut appended = self.0.lock();
+        appended.push((message.topic.to_string(), message.qos));
+        Ok(100 + appended.len() as Ticket)
+    }
+}
+
+fn published(topic: &str, qos: QoS) -> Arc<Message> {
+    Message::published(
+        topic.into(),
+        bytes::Bytes::from_static(b"p"),
+        qos,
+        false,
+        Default::default(),
+        Origin::default(),
+        Default::default(),
+    )
+}
+
+#[tokio::test]
+async fn a_qos_1_or_2_publish_is_appended_to_the_log_and_acknowledged_at_its_ticket() {
+    let log = Arc::new(RecordingLog::default());
+    let seams = Seams {
+        log: log.clone(),
+        ..Seams::embedded()
+    };
+    let broker = Broker::with_seams(CoreConfig::default(), Arc::new(NullStore::new()), seams);
+    let tenant = broker.tenant("t");
+    let sub = tenant.attach("sub", true, 0, 1).await.unwrap().session;
+    tenant.subscribe(&sub, "#", spec()).unwrap();
+
+    assert_eq!(tenant.publish(published("a", QoS::AtLeastOnce)).ticket, 101);
+    assert_eq!(tenant.publish(published("b", QoS::AtMostOnce)).ticket, 0);
+    assert_eq!(tenant.publish(published("c", QoS::ExactlyOnce)).ticket, 102);
+    assert_eq!(
+        *log.0.lock(),
+        [
+            ("a".to_owned(), QoS::AtLeastOnce),
+            ("c".to_owned(), QoS::ExactlyOnce)
+        ],
+        "QoS 0 is never appended"
+    );
+    assert_eq!(sub.queued(), 3, "routed at once, whatever the log");
+
+    // One the log can never keep is refused, not routed.
+    let refused = tenant.publish(published("huge", QoS::AtLeastOnce));
+    assert_eq!(refused.refused, Some(Limit::PacketSize));
+    assert_eq!(sub.queued(), 3);
+}

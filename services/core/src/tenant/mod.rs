@@ -48,7 +48,8 @@ pub struct Published {
     /// A subscriber whose queue is filling up while its socket still takes
     /// bytes: the publisher may wait a little for it to drain.
     pub congested: Option<Arc<Session>>,
-    /// Not stored nor routed: a retained message over the tenant's quota.
+    /// Not stored nor routed: a retained message over the tenant's quota,
+    /// or a QoS 1/2 message the message log can never keep (`PacketSize`).
     pub refused: Option<Limit>,
     /// A retained message whose store answers later (over the network):
     /// `None` once it is kept and routed, `Some(limit)` if it is refused.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 
-use aerie_proto::{ReasonCode, RetainHandling, topic};
+use aerie_proto::{QoS, ReasonCode, RetainHandling, topic};
 use parking_lot::RwLock;
 use smallvec::SmallVec;
 
@@ -17,9 +17,9 @@ use crate::message::{Delivery, Message, SharedGroup};
 use crate::metrics as m;
 use crate::node::Node;
 use crate::quota::Quota;
-use crate::seams::{Backbone, RetainedQuota, RetainedStore, Seams, poll_once};
+use crate::seams::{Backbone, MessageLog, RetainedQuota, RetainedStore, Seams, poll_once};
 use crate::session::{Enqueued, Session, SessionRef, SubscriptionSpec};
-use crate::store::TenantStore;
+use crate::store::{Store, TenantStore};
 use crate::trie::SubTrie;
 use crate::usage::Usage;
 
@@ -32,6 +32,10 @@ pub struct Router {
     shared_cursor: AtomicUsize,
     retained: Arc<dyn RetainedStore>,
     backbone: Arc<dyn Backbone>,
+    log: Arc<dyn MessageLog>,
+    /// The tenant's store: a retained message's ack also waits for its
+    /// log ticket, which is the store's.
+    store: Arc<TenantStore>,
     usage: Usage,
     /// The tenant's limits and the state enforcing them.
     quota: Quota,
@@ -51,8 +55,10 @@ impl Router {
             node,
             subs: RwLock::new(SubTrie::new()),
             shared_cursor: AtomicUsize::new(0),
-            retained: seams.retained.for_tenant(&tenant, store),
+            retained: seams.retained.for_tenant(&tenant, store.clone()),
             backbone: seams.backbone.clone(),
+            log: seams.log.clone(),
+            store,
             usage: Usage::default(),
             quota: Quota::default(),
         }
@@ -115,8 +121,14 @@ impl Router {
                 tokio::spawn(async move {
                     let refused = match set.await {
                         Ok(_) => {
-                            router.accept(message);
-                            None
+                            let published = router.accept(message);
+                            if published.refused.is_none() && published.ticket > 0 {
+                                // Appended to the message log too: the ack
+                                // waits for that (bounded by the log).
+                                let mut durable = router.store.durable();
+                                let _ = durable.wait_for(|d| *d >= published.ticket).await;
+                            }
+                            published.refused
                         }
                         Err(limit) => {
                             limit.count();
@@ -133,8 +145,23 @@ impl Router {
         }
     }
 
-    /// Counts a message in, delivers it here, and sends it to the other nodes.
+    /// Appends a QoS 1/2 message to the message log, counts it in,
+    /// delivers it here, and sends it to the other nodes. One the log can
+    /// never keep is refused (neither routed nor acknowledged as kept).
     fn accept(&self, message: Arc<Message>) -> Published {
+        let logged = match message.qos {
+            QoS::AtMostOnce => 0,
+            QoS::AtLeastOnce | QoS::ExactlyOnce => match self.log.append(&self.tenant, &message) {
+                Ok(ticket) => ticket,
+                Err(limit) => {
+                    limit.count();
+                    return Published {
+                        refused: Some(limit),
+                        ..Published::default()
+                    };
+                }
+            },
+        };
         m::hot().published.increment(1);
         if message.is_metered() {
             self.usage.published(message.payload.len());
@@ -144,6 +171,7 @@ impl Router {
             // Other nodes may have subscribers: not ours to say there are none.
             published.matched = published.matched.max(1);
         }
+        published.ticket = published.ticket.max(logged);
         published
     }
 

@@ -1,0 +1,345 @@
+//! [`JetStreamLog`]: the core's message log on JetStream, so a QoS 1/2
+//! PUBLISH is kept before its publisher is acknowledged.
+//!
+//! - **Streams:** one per tenant, `<prefix>_log_<tenant>` (the tenant as a
+//!   key token, `kv_key.rs`), made on the tenant's first QoS 1/2 PUBLISH on
+//!   this node, on the subjects `<prefix>.l.<tenant>.<one token per topic
+//!   level>` ([`Subjects`]): a later replay reads a session's filters from a
+//!   cursor (the stream sequence) with a filtered consumer or direct gets.
+//!   Limits-based, bounded by age and bytes ([`Retention`]), the oldest
+//!   discarded; as many copies as the other streams (`replicas.rs`).
+//! - **Appends:** each message in the core's codec, its id in `Nats-Msg-Id`
+//!   (a resend after a timeout is stored once), sent in order by one task,
+//!   many in flight. Each append takes the next ticket; the durable ticket
+//!   moves past it once JetStream acknowledged it (and every earlier one),
+//!   and the publisher's PUBACK/PUBREC waits for that in the connection's
+//!   held acknowledgements ([`JetStreamLog::acks`] is the broker's store).
+//! - **While JetStream cannot take a write** (leader election, no quorum,
+//!   NATS down): an append is retried (the same message id) until
+//!   `give_up_after`; the acks behind it wait, and the connection answers
+//!   them at `--store-ack-timeout` (v5: 0x80; 3.1.1: disconnected). An
+//!   append is given up only after that (`give_up_after` is longer), so a
+//!   given-up one was never acknowledged as kept.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aerie_core::message::codec;
+use aerie_core::seams::MessageLog;
+use aerie_core::store::StoreOp;
+use aerie_core::{Limit, Message, Store, Ticket};
+use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage, stream};
+use bytes::Bytes;
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use parking_lot::Mutex;
+use tokio::sync::{OnceCell, mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::subjects::Subjects;
+
+/// Messages JetStream acknowledged in a tenant's log.
+pub const APPENDS_TOTAL: &str = "aerie_message_log_appends_total";
+/// Appends that failed, by `reason`: each failed attempt (`no_stream`,
+/// `timeout`, `jetstream`, `stream_open`), one given up (`gave_up`), or a
+/// message never sent (`too_large`, `subject_too_long`: refused, 0x97).
+pub const APPEND_FAILURES_TOTAL: &str = "aerie_message_log_append_failures_total";
+/// Seconds from a PUBLISH to JetStream's acknowledgement of its append:
+/// how long its PUBACK/PUBREC was held for the log.
+pub const ACK_WAIT_SECONDS: &str = "aerie_message_log_ack_wait_seconds";
+/// Appends not yet acknowledged by JetStream.
+pub const PENDING: &str = "aerie_message_log_pending";
+
+/// Appends sent to JetStream and not yet acknowledged, at most.
+const MAX_IN_FLIGHT: usize = 1024;
+/// Past this many appends not yet settled, connections whose acks wait for
+/// the log are not read (the store's back-pressure, `Store::is_backlogged`).
+const BACKLOGGED_AT: usize = 16_384;
+/// One attempt's wait for JetStream's acknowledgement; then it is sent
+/// again (same message id: stored once).
+const ATTEMPT_WAIT: Duration = Duration::from_secs(2);
+/// JetStream forgets message ids after this (never more than the log's age).
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// Room for the `Nats-Msg-Id` header in NATS's `max_payload`.
+const HEADER_ROOM: usize = 128;
+
+/// How much of a tenant's log JetStream keeps. No plan limit bounds it
+/// yet: `aerie gateway --message-log-max-age / --message-log-max-bytes`.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_bytes: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_age: Duration::from_secs(24 * 3600),
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// How a node's log is kept.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// The deployment's `--nats-prefix`.
+    pub prefix: String,
+    /// `--nats-replicas`: copies JetStream keeps; without it, one per
+    /// server of the cluster up to 3, counted when a tenant's stream is
+    /// opened (`replicas::wanted`): by then a cluster that was still
+    /// forming when the gateway started lists all its servers.
+    pub replicas: Option<usize>,
+    pub retention: Retention,
+    /// An append not kept by then is given up: longer than the connection's
+    /// `--store-ack-timeout`, so its ack was answered without it first.
+    pub give_up_after: Duration,
+}
+
+/// The stream of `tenant`'s log.
+pub fn stream_name(prefix: &str, tenant: &str) -> String {
+    format!("{prefix}_log_{}", crate::kv_key::token(tenant))
+}
+
+/// The message log of one node (see the module doc).
+pub struct JetStreamLog {
+    shared: Arc<Shared>,
+    /// The last ticket given and the sender's queue, together so tickets
+    /// reach the sender in their order.
+    queue: Mutex<(Ticket, mpsc::UnboundedSender<Append>)>,
+}
+
+struct Shared {
+    js: jetstream::Context,
+    client: async_nats::Client,
+    config: LogConfig,
+    subjects: Subjects,
+    durable: watch::Sender<Ticket>,
+    /// Appends given a ticket and not settled yet.
+    pending: AtomicUsize,
+    /// Tenants whose stream this node opened (or is opening).
+    opened: Mutex<HashMap<Arc<str>, Arc<OnceCell<()>>>>,
+}
+
+/// One message on its way to its tenant's log.
+struct Append {
+    ticket: Ticket,
+    tenant: Arc<str>,
+    subject: String,
+    payload: Bytes,
+    id: String,
+    at: Instant,
+}
+
+impl JetStreamLog {
+    /// The log over `client`'s JetStream; its sender ends with `shutdown`.
+    pub fn start(
+        client: async_nats::Client,
+        config: LogConfig,
+        shutdown: CancellationToken,
+    ) -> Arc<JetStreamLog> {
+        let js = jetstream::context::ContextBuilder::new()
+            .timeout(ATTEMPT_WAIT)
+            .max_ack_inflight(MAX_IN_FLIGHT)
+            .build(client.clone());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            js,
+            client,
+            subjects: Subjects::new(&config.prefix, "l"),
+            config,
+            durable: watch::Sender::new(0),
+            pending: AtomicUsize::new(0),
+            opened: Mutex::default(),
+        });
+        tokio::spawn(send(shared.clone(), rx, shutdown));
+        Arc::new(JetStreamLog {
+            shared,
+            queue: Mutex::new((0, tx)),
+        })
+    }
+
+    /// The broker's store in the scale-out shape: it keeps nothing, and its
+    /// durable ticket is the log's, so acknowledgements wait for the log.
+    pub fn acks(&self) -> Arc<dyn Store> {
+        Arc::new(LogTickets(self.shared.clone()))
+    }
+}
+
+fn refuse(reason: &'static str) -> Result<Ticket, Limit> {
+    metrics::counter!(APPEND_FAILURES_TOTAL, "reason" => reason).increment(1);
+    Err(Limit::PacketSize)
+}
+
+impl MessageLog for JetStreamLog {
+    fn append(&self, tenant: &Arc<str>, message: &Arc<Message>) -> Result<Ticket, Limit> {
+        let subject = self.shared.subjects.topic(tenant, &message.topic);
+        if subject.len() > crate::backbone::MAX_SUBJECT {
+            return refuse("subject_too_long");
+        }
+        let payload = Bytes::from(codec::encode_to_vec(message));
+        let max = self
+            .shared
+            .client
+            .try_server_info()
+            .map_or(usize::MAX, |i| i.max_payload);
+        if payload.len() + HEADER_ROOM > max {
+            return refuse("too_large");
+        }
+        let append = Append {
+            ticket: 0,
+            tenant: tenant.clone(),
+            subject,
+            payload,
+            id: format!("{:016x}-{}", message.id.node.0, message.id.seq),
+            at: Instant::now(),
+        };
+        let mut queue = self.queue.lock();
+        queue.0 += 1;
+        let ticket = queue.0;
+        self.shared.pending.fetch_add(1, Ordering::Relaxed);
+        // Closed only at shutdown: the ack then never comes (bounded by
+        // the connection's wait), as nothing was kept.
+        let _ = queue.1.send(Append { ticket, ..append });
+        Ok(ticket)
+    }
+}
+
+/// Sends appends in order, many in flight, and moves the durable ticket
+/// past each once it and every earlier one settled.
+async fn send(
+    shared: Arc<Shared>,
+    mut queue: mpsc::UnboundedReceiver<Append>,
+    shutdown: CancellationToken,
+) {
+    let pending = metrics::gauge!(PENDING);
+    let mut in_flight = FuturesOrdered::new();
+    loop {
+        tokio::select! {
+            next = queue.recv(), if in_flight.len() < MAX_IN_FLIGHT => match next {
+                Some(append) => in_flight.push_back(shared.clone().keep(append)),
+                None => return,
+            },
+            Some(ticket) = in_flight.next(), if !in_flight.is_empty() => {
+                let left = shared.pending.fetch_sub(1, Ordering::Relaxed) - 1;
+                pending.set(left as f64);
+                shared.durable.send_replace(ticket);
+            }
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+impl Shared {
+    /// Appends until JetStream kept it or `give_up_after` passed; its
+    /// ticket either way (a given-up one's ack was answered without it).
+    async fn keep(self: Arc<Self>, append: Append) -> Ticket {
+        let deadline = append.at + self.config.give_up_after;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let failed = match tokio::time::timeout_at(deadline, self.try_append(&append)).await {
+                Ok(Ok(())) => {
+                    metrics::counter!(APPENDS_TOTAL).increment(1);
+                    metrics::histogram!(ACK_WAIT_SECONDS).record(append.at.elapsed().as_secs_f64());
+                    return append.ticket;
+                }
+                Ok(Err(reason)) => reason,
+                Err(_) => break,
+            };
+            metrics::counter!(APPEND_FAILURES_TOTAL, "reason" => failed).increment(1);
+            tracing::debug!(tenant = %append.tenant, reason = failed, "message log append failed; retrying");
+            if Instant::now() + pause >= deadline {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+        metrics::counter!(APPEND_FAILURES_TOTAL, "reason" => "gave_up").increment(1);
+        tracing::warn!(tenant = %append.tenant, id = %append.id, "JetStream did not keep a message in time; its acknowledgement was refused");
+        append.ticket
+    }
+
+    /// One attempt: the tenant's stream opened, then a JetStream publish.
+    async fn try_append(&self, append: &Append) -> Result<(), &'static str> {
+        self.open(&append.tenant).await?;
+        let publish = PublishMessage::build()
+            .payload(append.payload.clone())
+            .message_id(&append.id);
+        let acked = match self.js.send_publish(append.subject.clone(), publish).await {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match acked {
+            Ok(_) => Ok(()),
+            Err(e) => Err(match e.kind() {
+                PublishErrorKind::StreamNotFound => {
+                    // No stream took it (deleted, or JetStream down): open
+                    // it again at the next attempt.
+                    self.opened.lock().remove(&append.tenant);
+                    "no_stream"
+                }
+                PublishErrorKind::TimedOut => "timeout",
+                _ => "jetstream",
+            }),
+        }
+    }
+
+    /// Makes the tenant's stream once per node (if missing).
+    async fn open(&self, tenant: &Arc<str>) -> Result<(), &'static str> {
+        let cell = self
+            .opened
+            .lock()
+            .entry(tenant.clone())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| async {
+            crate::replicas::open_stream(&self.js, self.stream_config(tenant))
+                .await
+                .map(|_| ())
+        })
+        .await
+        .map(|_| ())
+        .map_err(|error| {
+            tracing::warn!(%tenant, %error, "cannot open the tenant's message log");
+            "stream_open"
+        })
+    }
+
+    fn stream_config(&self, tenant: &str) -> stream::Config {
+        let retention = self.config.retention;
+        stream::Config {
+            name: stream_name(&self.config.prefix, tenant),
+            description: Some("Aerie: a tenant's QoS 1/2 messages, by topic".into()),
+            subjects: vec![format!("{}.>", self.subjects.tenant_root(tenant))],
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::Old,
+            max_age: retention.max_age,
+            max_bytes: i64::try_from(retention.max_bytes).unwrap_or(i64::MAX),
+            duplicate_window: DUPLICATE_WINDOW.min(retention.max_age),
+            allow_direct: true,
+            num_replicas: crate::replicas::wanted(&self.client, self.config.replicas),
+            ..Default::default()
+        }
+    }
+}
+
+/// The store `aerie gateway` runs: nothing kept on the node; durable as far
+/// as the log is (see [`JetStreamLog::acks`]).
+struct LogTickets(Arc<Shared>);
+
+impl Store for LogTickets {
+    fn submit(&self, _op: StoreOp) -> Ticket {
+        0
+    }
+    fn durable(&self) -> watch::Receiver<Ticket> {
+        self.0.durable.subscribe()
+    }
+    fn is_persistent(&self) -> bool {
+        false
+    }
+    fn is_backlogged(&self) -> bool {
+        self.0.pending.load(Ordering::Relaxed) > BACKLOGGED_AT
+    }
+}
