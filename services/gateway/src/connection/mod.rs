@@ -138,7 +138,6 @@ pub(crate) struct Conn {
     pub inbound_aliases: InboundAliases,
     pub outbound_aliases: OutboundAliases,
     pub out: Outbox,
-    pub deliveries: Vec<aerie_core::Delivery>,
     /// Made by the client's first PUBLISH (`publishing.rs`); `Some` also
     /// says it publishes (then the backbone's back-pressure applies to it).
     pub publishing: Option<Box<publishing::Publishing>>,
@@ -517,7 +516,6 @@ where
         inbound_aliases: InboundAliases::default(),
         outbound_aliases: OutboundAliases::new(accepted.client_topic_alias_maximum),
         out,
-        deliveries: Vec::new(),
         publishing: None,
         held: None,
     };

@@ -10,6 +10,14 @@ use tokio::time::Instant;
 use super::Conn;
 use super::aliases::AliasUse;
 
+thread_local! {
+    /// The batch buffer `pump` drains a session's queue into: one per worker
+    /// thread, lent to each pump (which never awaits). Kept in each
+    /// connection, a burst's capacity (up to the receive window) would stay
+    /// with every subscriber that ever had one.
+    static BATCH: std::cell::Cell<Vec<aerie_core::Delivery>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 impl Conn {
     /// Moves what the session has queued into the outbox, as far as the
     /// client's window allows, once the socket took the previous batch: the
@@ -24,7 +32,7 @@ impl Conn {
                 .min(self.tenant.quota().inflight()),
         )
         .saturating_sub(self.flight.len());
-        let mut batch = std::mem::take(&mut self.deliveries);
+        let mut batch = BATCH.take();
         self.session.drain(window, &mut batch);
         let now = Instant::now();
         // Expiry is wall-clock (it crosses nodes): read the clock once a batch.
@@ -67,7 +75,7 @@ impl Conn {
                 self.session.forget(d.stored_seq);
             }
         }
-        self.deliveries = batch;
+        BATCH.set(batch);
         if delivered > 0 {
             m::hot().delivered.increment(delivered);
             self.tenant.usage().delivered(metered, metered_bytes);
