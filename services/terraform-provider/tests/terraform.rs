@@ -55,6 +55,8 @@ impl Workspace {
             .env("TF_IN_AUTOMATION", "1")
             .env("CHECKPOINT_DISABLE", "1")
             .env("AERIE_TOKEN", &self.key)
+            // As a developer's shell may have it: no backtrace may reach a diagnostic.
+            .env("RUST_BACKTRACE", "1")
             .env_remove("AERIE_ENDPOINT")
             .env_remove("TF_LOG");
         cmd.output().expect("terraform runs (1.11 on PATH)")
@@ -267,6 +269,10 @@ fn import_by_id_and_a_refused_name_is_a_diagnostic_on_name() {
     assert!(
         stderr.contains("name = \"xxxx"),
         "the attribute's line is shown: {stderr}"
+    );
+    assert!(
+        !stderr.contains("backtrace"),
+        "no backtrace in a diagnostic: {stderr}"
     );
     let tenants = server
         .api("GET", "/v1/tenants", Some(&session), None)
