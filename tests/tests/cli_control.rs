@@ -1,4 +1,4 @@
-//! `aerie migrate`, `aerie token`, `aerie tenant` through the real binary:
+//! `aerie migrate`, `aerie token`, `aerie tenant`, `aerie account` through the real binary:
 //! on a data dir directly, and against a running `aerie serve` with --url.
 
 use std::path::Path;
@@ -14,16 +14,39 @@ const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdefghij";
 
 /// Runs `aerie args…` with no `AERIE_*` variables from the test's environment.
 fn aerie(args: &[&str]) -> Output {
+    aerie_with(args, &[], None)
+}
+
+/// As [`aerie`], with the variables `env` and `stdin` written to its stdin.
+fn aerie_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(aerie_bin());
     for (key, _) in std::env::vars() {
         if key.starts_with("AERIE_") {
             cmd.env_remove(key);
         }
     }
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run aerie")
+    let mut child = cmd
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run aerie");
+    if let Some(text) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().expect("aerie ends")
 }
 
 fn stdout(out: &Output) -> String {
@@ -352,4 +375,128 @@ fn serve_refuses_a_short_admin_token_in_one_line() {
     assert!(lines[0].contains("at least 32 characters"), "{stderr}");
     assert!(lines[0].contains("--admin-token-file"), "{stderr}");
     assert!(!stderr.contains("too-short"), "{stderr}");
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+#[test]
+fn account_api_key_remote_create_list_delete_with_a_log_in() {
+    let server = Server::start(&[]);
+    tenant_and_key(&server); // signs up op@example.com
+    let url = format!("http://{}", server.http);
+    let as_op = ["--url", &url, "--email", "op@example.com"];
+    let password = [("AERIE_PASSWORD", PASSWORD)];
+
+    // Create: the key alone on stdout, and it acts as the account.
+    let create = [
+        &["account", "api-key", "create"],
+        &as_op[..],
+        &["--name", "terraform"],
+    ]
+    .concat();
+    let key = stdout(&aerie_with(&create, &password, None))
+        .trim()
+        .to_owned();
+    assert!(key.starts_with("aerie_acct_"), "{key}");
+    let (status, body) = call(
+        &server,
+        "POST",
+        "/v1/tenants",
+        Some(&key),
+        Some(r#"{"name":"barn"}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+
+    // List (the password on stdin this time): the name, never the key.
+    let list = [&["account", "api-key", "list"], &as_op[..], &["--json"]].concat();
+    let listed = json(&stdout(&aerie_with(
+        &list,
+        &[],
+        Some(&format!("{PASSWORD}\n")),
+    )));
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["name"], "terraform");
+    assert!(listed[0].get("key").is_none(), "{listed}");
+    let table = stdout(&aerie_with(&list[..list.len() - 1], &password, None));
+    assert!(table.starts_with("ID "), "{table}");
+    assert!(
+        table.contains("terraform") && !table.contains(&key),
+        "{table}"
+    );
+
+    // An account key cannot manage account keys, through the CLI either.
+    let with_key = [
+        "account",
+        "api-key",
+        "list",
+        "--url",
+        &url,
+        "--session-token",
+        &key,
+    ];
+    let out = aerie(&with_key);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("session token") && stderr.contains("403"),
+        "{stderr}"
+    );
+
+    // Delete: the key is refused at once; a wrong password is the API's 401.
+    let id = listed[0]["id"].as_str().unwrap();
+    let delete = [&["account", "api-key", "delete"], &as_op[..], &[id]].concat();
+    stdout(&aerie_with(&delete, &password, None));
+    let (status, _) = call(&server, "GET", "/v1/tenants", Some(&key), None);
+    assert_eq!(status, 401);
+    let out = aerie_with(&list, &[("AERIE_PASSWORD", "not the password")], None);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("wrong email or password"), "{stderr}");
+}
+
+#[test]
+fn account_api_key_local_create_works_against_the_running_server() {
+    let server = Server::start(&[]);
+    tenant_and_key(&server);
+    let dir = data_dir(&server);
+    let local = ["--data-dir", dir, "--email", " OP@example.com "];
+    let create = [
+        &["account", "api-key", "create"],
+        &local[..],
+        &["--name", "ci", "--json"],
+    ]
+    .concat();
+    let created = json(&stdout(&aerie(&create)));
+    let key = created["key"].as_str().unwrap();
+    let (status, body) = call(&server, "GET", "/v1/tenants", Some(key), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body).as_array().unwrap().len(), 1);
+
+    let id = created["id"].as_str().unwrap();
+    stdout(&aerie(
+        &[&["account", "api-key", "delete"], &local[..], &[id]].concat(),
+    ));
+    let (status, _) = call(&server, "GET", "/v1/tenants", Some(key), None);
+    assert_eq!(
+        status, 401,
+        "deleted on the database, refused by the server"
+    );
+    let out = aerie(&[&["account", "api-key", "delete"], &local[..], &[id]].concat());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("account API key not found"), "{stderr}");
+    let out = aerie(&[
+        "account",
+        "api-key",
+        "list",
+        "--data-dir",
+        dir,
+        "--email",
+        "nobody@example.com",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no account with the email nobody@example.com"),
+        "{stderr}"
+    );
 }

@@ -2,7 +2,8 @@
 //! embedded SQLite and on a real Postgres 15: sign up → tenant → API key →
 //! mint a device token with the API key → the JWT verifies against
 //! `/.well-known/jwks.json` with an independent library (jsonwebtoken) →
-//! revoke → key rotation keeps old tokens valid until they expire.
+//! revoke → key rotation keeps old tokens valid until they expire → an
+//! account API key acts as the account until it is deleted.
 
 use std::process::Command;
 
@@ -140,6 +141,108 @@ fn acceptance_flow(server: &Server, database: &[&str]) {
     server
         .api("GET", &format!("/v1/tenants/{tid}"), Some(&api_key), None)
         .problem(401);
+
+    account_api_key_flow(server, &session, &tid);
+}
+
+/// A machine acting as the account: an account API key (shown once) lists,
+/// creates, renames and deletes tenants as the session does, cannot manage
+/// account keys, and is refused at once when deleted.
+fn account_api_key_flow(server: &Server, session: &str, tid: &str) {
+    let created = server
+        .api(
+            "POST",
+            "/v1/account/api-keys",
+            Some(session),
+            Some(&json!({"name": "terraform"})),
+        )
+        .expect(201);
+    let key = created["key"].as_str().unwrap().to_owned();
+    let listed = server
+        .api("GET", "/v1/account/api-keys", Some(session), None)
+        .expect(200);
+    assert_eq!(
+        listed,
+        json!([{"id": created["id"], "name": "terraform",
+                               "created_at": created["created_at"]}])
+    );
+    let tenants = server
+        .api("GET", "/v1/tenants", Some(&key), None)
+        .expect(200);
+    assert_eq!(tenants[0]["id"], tid);
+    let made = server
+        .api(
+            "POST",
+            "/v1/tenants",
+            Some(&key),
+            Some(&json!({"name": "barn"})),
+        )
+        .expect(201);
+    let made = format!("/v1/tenants/{}", made["id"].as_str().unwrap());
+    let renamed = server
+        .api(
+            "PATCH",
+            &made,
+            Some(&key),
+            Some(&json!({"name": "big barn"})),
+        )
+        .expect(200);
+    assert_eq!(renamed["name"], "big barn");
+    server.api("DELETE", &made, Some(&key), None).expect(204);
+    let refused = server
+        .api(
+            "POST",
+            "/v1/account/api-keys",
+            Some(&key),
+            Some(&json!({"name": "successor"})),
+        )
+        .problem(403);
+    assert!(refused.contains("session token"), "{refused}");
+
+    let id = created["id"].as_str().unwrap();
+    server
+        .api(
+            "DELETE",
+            &format!("/v1/account/api-keys/{id}"),
+            Some(session),
+            None,
+        )
+        .expect(204);
+    let gone = server
+        .api("GET", "/v1/tenants", Some(&key), None)
+        .problem(401);
+    assert_eq!(gone, "unknown or deleted account API key");
+}
+
+/// Any API key trying to manage account keys is refused and counted by the
+/// kind of credential (never the key or the account).
+#[test]
+fn account_key_management_refusals_are_counted_by_credential() {
+    let server = Server::start(&[]);
+    let t = aerie_e2e::tenants::tenant(&server, "machines@example.com");
+    let account_key = server
+        .api(
+            "POST",
+            "/v1/account/api-keys",
+            Some(&t.session),
+            Some(&json!({"name": "terraform"})),
+        )
+        .expect(201)["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for key in [&account_key, &t.api_key] {
+        server
+            .api("GET", "/v1/account/api-keys", Some(key), None)
+            .problem(403);
+    }
+    const NAME: &str = "aerie_control_account_key_management_refused_total";
+    for credential in ["account_api_key", "tenant_api_key"] {
+        let labels = format!(r#"credential="{credential}""#);
+        assert_eq!(server.wait_metric(NAME, &labels, 1.0), 1.0, "{credential}");
+    }
+    let (_, metrics) = server.http_get("/metrics");
+    assert!(!metrics.contains(&account_key), "no key in the metrics");
 }
 
 fn mint(server: &Server, tid: &str, api_key: &str, client_id: &str) -> Value {

@@ -312,6 +312,26 @@ test('sign up, provision, talk MQTT from the browser, and revoke a device', asyn
   const refused = await fetch(`${CONSOLE_URL}/v1/tenants/${tid}/clients`, { headers: { Authorization: `Bearer ${key}` } });
   assert.equal(refused.status, 401);
 
+  // An account API key: shown once, with how to use it; a script sees the
+  // account's tenants with it until it is deleted in the console.
+  await page.getByRole('navigation', { name: 'Account' }).getByRole('link', { name: 'Account keys' }).click();
+  await page.getByRole('heading', { name: 'Account API keys' }).waitFor();
+  await page.getByLabel('Key name').fill('terraform');
+  await page.getByRole('button', { name: 'Create API key' }).click();
+  const accountKey = await page.getByTestId('new-account-key').textContent();
+  assert.match(accountKey, /^aerie_acct_[A-Za-z0-9]{32}$/);
+  assert.ok((await page.getByTestId('account-key-usage').textContent()).includes(`AERIE_TOKEN='${accountKey}'`));
+  await page.getByTestId('account-keys-table').getByText('terraform').waitFor();
+  await shot(page, 'account-keys');
+  const asAccount = { headers: { Authorization: `Bearer ${accountKey}` } };
+  const seen = await fetch(`${CONSOLE_URL}/v1/tenants`, asAccount);
+  assert.equal(seen.status, 200);
+  assert.ok((await seen.json()).some((t) => t.id === tid));
+  await page.getByRole('button', { name: 'Delete API key terraform' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
+  await page.getByText('No API keys yet.').waitFor();
+  assert.equal((await fetch(`${CONSOLE_URL}/v1/tenants`, asAccount)).status, 401);
+
   // Another tenant: renamed, then deleted after typing its name.
   await page.getByRole('navigation', { name: 'Account' }).getByRole('link', { name: 'Tenants' }).click();
   await page.getByLabel('New tenant name').fill('Scratch');
@@ -372,6 +392,11 @@ test('every page passes an axe-core WCAG 2.1 A/AA audit', async () => {
   await signUp(page, unique('audit'));
   await page.getByText('No tenants yet').waitFor();
   await audit('tenants, empty');
+  await page.getByRole('navigation', { name: 'Account' }).getByRole('link', { name: 'Account keys' }).click();
+  await page.getByText('No API keys yet.').waitFor();
+  await audit('account API keys');
+  await page.getByRole('navigation', { name: 'Account' }).getByRole('link', { name: 'Tenants' }).click();
+  await page.getByText('No tenants yet').waitFor();
   await page.getByLabel('New tenant name').fill('Audit');
   await page.getByRole('button', { name: 'Create tenant' }).click();
   await page.getByTestId('usage-chart').first().locator('canvas').waitFor();

@@ -9,6 +9,7 @@ import { useSession } from './lib/useSession';
 import { LogIn, SignUp } from './pages/Auth';
 import { Tenants } from './pages/Tenants';
 import { TenantPage } from './pages/TenantPage';
+import { AccountKeys } from './pages/AccountKeys';
 
 function Header() {
   const current = useSession();
@@ -22,6 +23,7 @@ function Header() {
         {current ? (
           <>
             <a href="/tenants">Tenants</a>
+            <a href="/account/api-keys">Account keys</a>
             <span class="who" data-testid="account-email">
               {current.email}
             </span>
@@ -57,6 +59,7 @@ function needsSession<P>(Page: ComponentType<P>): ComponentType<P> {
 
 const TenantsPage = needsSession(Tenants);
 const Tenant = needsSession(TenantPage);
+const AccountKeysPage = needsSession(AccountKeys);
 
 function Home() {
   const current = useSession();
@@ -85,6 +88,7 @@ export function App() {
           <Route path="/login" component={LogIn} />
           <Route path="/tenants" component={TenantsPage} />
           <Route path="/tenants/:tid/:tab?" component={Tenant} />
+          <Route path="/account/api-keys" component={AccountKeysPage} />
           <Route default component={NotFound} />
         </Router>
       </main>

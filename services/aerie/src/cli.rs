@@ -49,6 +49,9 @@ pub enum Command {
     /// Operator view of tenants: list, limits, suspend (local data dir, or --url).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// An account's own credentials (local data dir, or --url with a log-in).
+    #[command(subcommand)]
+    Account(AccountCommand),
 }
 
 /// The control-plane database: `<data-dir>/control.db`, or --database-url.
@@ -121,6 +124,68 @@ pub struct TokenRevokeArgs {
     #[arg(long)]
     pub tenant: String,
     pub jti: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCommand {
+    /// Account API keys: for machines acting as the account (Terraform, CI).
+    #[command(subcommand, name = "api-key")]
+    ApiKey(AccountApiKeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountApiKeyCommand {
+    /// Create a key; prints only the key (or the JSON with --json). Shown once.
+    Create(AccountKeyCreateArgs),
+    /// The account's keys (never their secrets).
+    List(AccountArgs),
+    /// Delete a key: requests with it get 401 from now on.
+    Delete(AccountKeyDeleteArgs),
+}
+
+/// Which account, and where: the database directly (the default), or a
+/// running control plane at --url with that account's log-in.
+#[derive(Args, Debug, Clone)]
+pub struct AccountArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Call the control plane at this URL (e.g. http://127.0.0.1:8080)
+    /// instead of opening the database.
+    #[arg(long, env = "AERIE_URL")]
+    pub url: Option<String>,
+    /// The account's email. With --url it logs in: the password comes from
+    /// AERIE_PASSWORD, else the first line of stdin.
+    #[arg(long, env = "AERIE_EMAIL", required_unless_present = "session_token")]
+    pub email: Option<String>,
+    /// With --url: a session token of the account instead of a log-in
+    /// (an API key cannot manage account API keys).
+    #[arg(
+        long,
+        env = "AERIE_SESSION_TOKEN",
+        hide_env_values = true,
+        requires = "url"
+    )]
+    pub session_token: Option<String>,
+    /// Print the JSON answer instead of the short form.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AccountKeyCreateArgs {
+    #[command(flatten)]
+    pub account: AccountArgs,
+    /// What the key is for (1 to 100 characters), e.g. "terraform".
+    #[arg(long)]
+    pub name: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AccountKeyDeleteArgs {
+    #[command(flatten)]
+    pub account: AccountArgs,
+    /// The key's id (from `list`).
+    pub id: String,
 }
 
 #[derive(Subcommand, Debug)]

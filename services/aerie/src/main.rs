@@ -48,6 +48,9 @@ fn main() -> std::process::ExitCode {
             cli::Command::Token(cli::TokenCommand::Mint(args)) => cmd::token::mint(args).await,
             cli::Command::Token(cli::TokenCommand::Revoke(args)) => cmd::token::revoke(args).await,
             cli::Command::Tenant(command) => cmd::tenant::run(command).await,
+            cli::Command::Account(cli::AccountCommand::ApiKey(command)) => {
+                cmd::account::run(command).await
+            }
         }
     });
     // The SIGTERM/SIGINT path returns here: send the last spans before exiting.

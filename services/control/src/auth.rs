@@ -22,8 +22,10 @@ use crate::scopes::{Scope, Scopes};
 /// Who a request acts as, from its `Authorization: Bearer` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    /// A person, through a session token: sees the tenants it owns.
-    Account(Uuid),
+    /// An account: sees the tenants it owns. `key` is the account API key
+    /// acting (`None`: a person's session token), which may do all a session
+    /// may but manage account API keys.
+    Account { id: Uuid, key: Option<Uuid> },
     /// A tenant API key: sees that tenant only, and does what its scopes allow.
     ApiKey {
         tenant_id: String,
@@ -38,14 +40,14 @@ impl Principal {
     pub fn api_key(&self) -> Option<Uuid> {
         match self {
             Principal::ApiKey { key_id, .. } => Some(*key_id),
-            Principal::Account(_) => None,
+            Principal::Account { .. } => None,
         }
     }
 
     /// What the caller may do on a tenant it sees: a person everything.
     pub fn scopes(&self) -> Scopes {
         match self {
-            Principal::Account(_) => Scopes::all(),
+            Principal::Account { .. } => Scopes::all(),
             Principal::ApiKey { scopes, .. } => *scopes,
         }
     }
@@ -81,7 +83,17 @@ impl FromRequestParts<AppState> for Principal {
             .ok_or(ApiError::Unauthorized(
                 "the Authorization header must be `Bearer <token or API key>`",
             ))?;
-        if token.starts_with(API_KEY_PREFIX) {
+        if token.starts_with(ACCOUNT_API_KEY_PREFIX) {
+            let key = state
+                .store()
+                .account_api_key_by_hash(&api_key_hash(token))
+                .await?
+                .ok_or(ApiError::Unauthorized("unknown or deleted account API key"))?;
+            Ok(Principal::Account {
+                id: key.account_id,
+                key: Some(key.id),
+            })
+        } else if token.starts_with(API_KEY_PREFIX) {
             let key = state
                 .store()
                 .api_key_by_hash(&api_key_hash(token))
@@ -97,7 +109,10 @@ impl FromRequestParts<AppState> for Principal {
                 .sessions()
                 .verify(token, OffsetDateTime::now_utc())
                 .ok_or(ApiError::Unauthorized("invalid or expired session token"))?;
-            Ok(Principal::Account(account))
+            Ok(Principal::Account {
+                id: account,
+                key: None,
+            })
         }
     }
 }
@@ -216,18 +231,29 @@ pub fn new_secret() -> Vec<u8> {
 // ---- tenant API keys ----
 
 pub const API_KEY_PREFIX: &str = "aerie_";
+/// Account API keys: never a tenant key's prefix, whose random part has no `_`.
+pub const ACCOUNT_API_KEY_PREFIX: &str = "aerie_acct_";
 
-/// A new API key: the prefix and 32 random base62 characters (~190 bits).
+/// A new tenant API key: the prefix and 32 random base62 characters (~190 bits).
 pub fn new_api_key() -> String {
+    random_key(API_KEY_PREFIX)
+}
+
+/// A new account API key, made and hashed as a tenant key is.
+pub fn new_account_api_key() -> String {
+    random_key(ACCOUNT_API_KEY_PREFIX)
+}
+
+fn random_key(prefix: &str) -> String {
     let random: String = rand::rng()
         .sample_iter(rand::distr::Alphanumeric)
         .take(32)
         .map(char::from)
         .collect();
-    format!("{API_KEY_PREFIX}{random}")
+    format!("{prefix}{random}")
 }
 
-/// What is stored of an API key. The key is random and long, so a fast hash
+/// What is stored of an API key (tenant or account). The key is random and long, so a fast hash
 /// is enough (nothing to brute-force), and lookups stay cheap on every request.
 pub fn api_key_hash(key: &str) -> Vec<u8> {
     digest::digest(&digest::SHA256, key.as_bytes())
@@ -299,5 +325,8 @@ mod tests {
         );
         assert_ne!(new_api_key(), key);
         assert_eq!(api_key_hash(&key).len(), 32);
+        let account_key = new_account_api_key();
+        assert_eq!(account_key.len(), ACCOUNT_API_KEY_PREFIX.len() + 32);
+        assert!(!key.starts_with(ACCOUNT_API_KEY_PREFIX));
     }
 }

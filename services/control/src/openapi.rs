@@ -42,6 +42,8 @@ pub const BEARER: &str = "bearer";
     modifiers(&BearerScheme),
     tags(
         (name = "accounts", description = "Sign up and log in: a person's account and its session tokens."),
+        (name = "account-api-keys", description = "Account API keys: long-lived credentials of machines acting as the account \
+                                                    (every tenant of it), managed with a session token only."),
         (name = "tenants", description = "Tenants: isolated MQTT namespaces with their own limits and endpoints."),
         (name = "api-keys", description = "Tenant API keys: long-lived credentials scoped to one tenant."),
         (name = "tokens", description = "Device and browser tokens (EdDSA JWTs) for MQTT clients, and the JWKS that verifies them."),
@@ -60,8 +62,10 @@ impl Modify for BearerScheme {
         let scheme = HttpBuilder::new()
             .scheme(HttpAuthScheme::Bearer)
             .description(Some(
-                "Either an account session token (from `POST /v1/accounts` or `POST /v1/sessions`; \
-                 sees every tenant of the account) or a tenant API key (`aerie_…`, from \
+                "An account session token (from `POST /v1/accounts` or `POST /v1/sessions`; \
+                 sees every tenant of the account), an account API key (`aerie_acct_…`, from \
+                 `POST /v1/account/api-keys`; may do what a session token may but manage \
+                 account API keys) or a tenant API key (`aerie_…`, from \
                  `POST /v1/tenants/{tid}/api-keys`; sees that tenant only).",
             ))
             .build();

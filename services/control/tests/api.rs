@@ -3,144 +3,15 @@
 
 mod support;
 
+use support::api::{Api, ISSUER, Reply};
 use support::endpoints;
 
+use aerie_control::Config;
 use aerie_control::api::admin::AdminToken;
 use aerie_control::keys::Kek;
-use aerie_control::{AppState, Config, app};
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 use uuid::Uuid;
-
-struct Api {
-    state: AppState,
-    app: Router,
-    _dir: tempfile::TempDir,
-}
-
-struct Reply {
-    status: StatusCode,
-    content_type: String,
-    json: Value,
-}
-
-impl Reply {
-    /// Asserts a problem+json answer with `status` and returns its detail.
-    #[track_caller]
-    fn problem(&self, status: StatusCode) -> &str {
-        assert_eq!(self.status, status, "{}", self.json);
-        assert_eq!(self.content_type, "application/problem+json");
-        assert_eq!(self.json["status"], status.as_u16());
-        assert!(
-            self.json["type"]
-                .as_str()
-                .unwrap()
-                .starts_with("urn:aerie:problem:")
-        );
-        assert!(self.json["title"].is_string());
-        self.json["detail"].as_str().expect("a detail")
-    }
-}
-
-const ISSUER: &str = "http://127.0.0.1:8080";
-
-impl Api {
-    async fn new() -> Api {
-        Api::with_config(Config::new(endpoints(), ISSUER, Kek::generate())).await
-    }
-
-    async fn with_config(config: Config) -> Api {
-        let (dir, url) = support::sqlite_url();
-        let state = AppState::open(&url, config).await.expect("state");
-        Api {
-            app: app(state.clone()),
-            state,
-            _dir: dir,
-        }
-    }
-
-    async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        content_type: Option<&str>,
-        body: impl Into<Body>,
-    ) -> Reply {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        if let Some(ct) = content_type {
-            req = req.header(header::CONTENT_TYPE, ct);
-        }
-        let res = self
-            .app
-            .clone()
-            .oneshot(req.body(body.into()).unwrap())
-            .await
-            .unwrap();
-        let (status, content_type, json) = support::read(res).await;
-        Reply {
-            status,
-            content_type,
-            json,
-        }
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Reply {
-        match body {
-            Some(b) => {
-                self.raw(method, path, token, Some("application/json"), b.to_string())
-                    .await
-            }
-            None => self.raw(method, path, token, None, Body::empty()).await,
-        }
-    }
-
-    /// Signs up `email` and returns (account id, session token).
-    async fn sign_up(&self, email: &str) -> (Uuid, String) {
-        let r = self
-            .call(
-                Method::POST,
-                "/v1/accounts",
-                None,
-                Some(json!({"email": email, "password": "correct horse battery"})),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
-        (
-            r.json["account_id"].as_str().unwrap().parse().unwrap(),
-            r.json["token"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    async fn create_tenant(&self, token: &str, name: &str) -> Value {
-        let r = self
-            .call(
-                Method::POST,
-                "/v1/tenants",
-                Some(token),
-                Some(json!({"name": name})),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
-        r.json
-    }
-
-    async fn tenant_count(&self, account: Uuid) -> usize {
-        self.state.store().tenants_of(account).await.unwrap().len()
-    }
-}
 
 #[tokio::test]
 async fn sign_up_tenant_api_key_flow_then_revoke() {
@@ -1014,18 +885,6 @@ use std::sync::Arc;
 use aerie_control::broker::{ClientInfo, HttpPublish, MqttProtocol, RetainedMessage, Transport};
 use aerie_control::store::UsageRow;
 use broker_double::RecordingBroker;
-
-impl Api {
-    /// The same database and state, with `broker` attached.
-    fn with_broker(self, broker: Arc<RecordingBroker>) -> Api {
-        let state = self.state.with_broker(broker);
-        Api {
-            app: app(state.clone()),
-            state,
-            _dir: self._dir,
-        }
-    }
-}
 
 const NO_BROKER: &str = "no broker is attached to this control plane";
 

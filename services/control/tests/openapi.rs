@@ -16,11 +16,15 @@ use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt;
 
-/// DESIGN.md's "REST API v1" list (plus listing and deleting issuers, and the
-/// operator routes under /v1/admin): the contract the document must match.
+/// DESIGN.md's "REST API v1" list (plus listing and deleting issuers, the
+/// operator routes under /v1/admin, and account API keys from issue 14): the
+/// contract the document must match.
 const CONTRACT: &[(&str, &str)] = &[
     ("POST", "/v1/accounts"),
     ("POST", "/v1/sessions"),
+    ("POST", "/v1/account/api-keys"),
+    ("GET", "/v1/account/api-keys"),
+    ("DELETE", "/v1/account/api-keys/{key_id}"),
     ("GET", "/v1/tenants"),
     ("POST", "/v1/tenants"),
     ("GET", "/v1/tenants/{tid}"),

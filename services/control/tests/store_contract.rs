@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use aerie_control::plan::Limits;
 use aerie_control::scopes::{Scope, Scopes};
-use aerie_control::store::{self, Account, ApiKey, ControlStore, StoreError, Tenant, UsageRow};
+use aerie_control::store::{
+    self, Account, AccountApiKey, ApiKey, ControlStore, StoreError, Tenant, UsageRow,
+};
 use uuid::Uuid;
 
 type Store = Arc<dyn ControlStore>;
@@ -72,6 +74,8 @@ contract!(
     revoking_a_key_revokes_the_keys_it_created_transitively,
     revoking_a_key_revokes_the_tokens_its_lineage_minted_and_removes_its_issuers,
     a_foreign_jti_is_revoked_only_in_its_tenant_until_the_given_time,
+    account_api_key_is_found_by_hash_until_deleted_through_its_account,
+    account_api_keys_list_per_account_oldest_first_and_hashes_are_unique,
 );
 
 fn account(email: &str) -> Account {
@@ -1159,4 +1163,99 @@ async fn sqlite_keys_made_before_scopes_keep_every_scope() {
 #[tokio::test]
 async fn postgres_keys_made_before_scopes_keep_every_scope() {
     old_key_gets_every_scope!(sqlx::PgPool, "postgres", support::postgres_url().await);
+}
+
+async fn two_accounts(store: &Store) -> (Account, Account) {
+    let ada = account("ada@example.com");
+    let bob = account("bob@example.com");
+    store.insert_account(&ada).await.unwrap();
+    store.insert_account(&bob).await.unwrap();
+    (ada, bob)
+}
+
+fn account_key(owner: &Account, name: &str, at: time::OffsetDateTime) -> AccountApiKey {
+    AccountApiKey {
+        id: Uuid::new_v4(),
+        account_id: owner.id,
+        name: name.to_owned(),
+        created_at: at,
+    }
+}
+
+async fn account_api_key_is_found_by_hash_until_deleted_through_its_account(
+    store: Store,
+    _url: &str,
+) {
+    let (ada, bob) = two_accounts(&store).await;
+    let key = account_key(&ada, "terraform", store::now());
+    store.insert_account_api_key(&key, &[7; 32]).await.unwrap();
+    assert_eq!(
+        store.account_api_key_by_hash(&[7; 32]).await.unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(store.account_api_key_by_hash(&[8; 32]).await.unwrap(), None);
+    // A tenant key's lookup never finds an account key, nor the reverse.
+    assert_eq!(store.api_key_by_hash(&[7; 32]).await.unwrap(), None);
+
+    // Only through its own account.
+    assert!(!store.delete_account_api_key(bob.id, key.id).await.unwrap());
+    assert!(
+        store
+            .account_api_key_by_hash(&[7; 32])
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store.delete_account_api_key(ada.id, key.id).await.unwrap());
+    assert_eq!(store.account_api_key_by_hash(&[7; 32]).await.unwrap(), None);
+    assert!(!store.delete_account_api_key(ada.id, key.id).await.unwrap());
+    assert_eq!(store.account_api_keys_of(ada.id).await.unwrap(), vec![]);
+}
+
+async fn account_api_keys_list_per_account_oldest_first_and_hashes_are_unique(
+    store: Store,
+    _url: &str,
+) {
+    let (ada, bob) = two_accounts(&store).await;
+    // A whole second and one with a fraction: as SQLite's text, the later
+    // sorts first ('.' < 'Z').
+    let older = account_key(&ada, "older", at("2026-01-01T00:00:00Z"));
+    let newer = account_key(&ada, "newer", at("2026-01-01T00:00:00.5Z"));
+    let bobs = account_key(&bob, "bob's", store::now());
+    store
+        .insert_account_api_key(&newer, &[1; 32])
+        .await
+        .unwrap();
+    store
+        .insert_account_api_key(&older, &[2; 32])
+        .await
+        .unwrap();
+    store.insert_account_api_key(&bobs, &[3; 32]).await.unwrap();
+    assert_eq!(
+        store.account_api_keys_of(ada.id).await.unwrap(),
+        vec![older.clone(), newer.clone()]
+    );
+    assert_eq!(store.account_api_keys_of(bob.id).await.unwrap(), vec![bobs]);
+
+    let same_hash = account_key(&bob, "copy", store::now());
+    assert!(matches!(
+        store.insert_account_api_key(&same_hash, &[1; 32]).await,
+        Err(StoreError::Conflict)
+    ));
+    let same_id = AccountApiKey {
+        name: "again".to_owned(),
+        ..older.clone()
+    };
+    assert!(matches!(
+        store.insert_account_api_key(&same_id, &[4; 32]).await,
+        Err(StoreError::Conflict)
+    ));
+    // An account key of an account that does not exist is refused.
+    let orphan = account_key(&account("nobody@example.com"), "orphan", store::now());
+    assert!(
+        store
+            .insert_account_api_key(&orphan, &[5; 32])
+            .await
+            .is_err()
+    );
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { deviceSnippets, hostPort, shellQuote } from './snippets';
+import { accountKeyUsage, deviceSnippets, hostPort, shellQuote } from './snippets';
 
 const endpoints = {
   mqtt: 'mqtt://broker.example.com:1883',
@@ -34,5 +34,20 @@ describe('snippets', () => {
     expect(paho.code).toContain('client.connect("broker.example.com", 1883)');
     expect(mqttjs.code).toContain('mqtt.connect("ws://broker.example.com:8083/mqtt"');
     expect(rumqttc.code).toContain('MqttOptions::new("device-1", "broker.example.com", 1883)');
+  });
+});
+
+describe('account key usage', () => {
+  it('sets the variables the provider reads and lists the tenants with them', () => {
+    const code = accountKeyUsage('https://aerie.example.com', 'aerie_acct_K3y');
+    expect(code.split('\n')).toEqual([
+      "export AERIE_ENDPOINT='https://aerie.example.com'",
+      "export AERIE_TOKEN='aerie_acct_K3y'",
+      'curl -sS -H "Authorization: Bearer $AERIE_TOKEN" "$AERIE_ENDPOINT/v1/tenants"',
+    ]);
+  });
+
+  it('drops a trailing slash so that the path joins once', () => {
+    expect(accountKeyUsage('http://127.0.0.1:8080/', 'k')).toContain("AERIE_ENDPOINT='http://127.0.0.1:8080'\n");
   });
 });

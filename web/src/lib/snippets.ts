@@ -132,3 +132,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     },
   ];
 }
+
+/**
+ * How to use an account API key from a shell: the variables the Terraform
+ * provider reads (the control plane's base URL, without `/v1`) and a first
+ * call that lists the account's tenants with them.
+ */
+export function accountKeyUsage(origin: string, key: string): string {
+  const endpoint = origin.replace(/\/+$/, '');
+  return [
+    `export AERIE_ENDPOINT=${shellQuote(endpoint)}`,
+    `export AERIE_TOKEN=${shellQuote(key)}`,
+    `curl -sS -H "Authorization: Bearer $AERIE_TOKEN" "$AERIE_ENDPOINT/v1/tenants"`,
+  ].join('\n');
+}

@@ -1,8 +1,9 @@
 //! The operator commands that act on the control plane: `migrate`, `token`,
-//! `tenant`. Each opens the database directly (embedded shape: the data
+//! `tenant`, `account`. Each opens the database directly (embedded shape: the data
 //! dir's control.db, or --database-url) or, with --url, calls a running
 //! control plane over HTTP (`remote`).
 
+pub mod account;
 pub mod migrate;
 pub mod remote;
 pub mod tenant;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use aerie_control::keys::Kek;
 use aerie_control::store::ControlStore;
 use anyhow::Context;
+use serde_json::Value;
 
 use crate::cli::{DbArgs, SecretKeyArgs, embedded_control_db};
 
@@ -41,4 +43,35 @@ pub fn existing_secret_key(db: &DbArgs, secret: &SecretKeyArgs) -> anyhow::Resul
     let default_file = db.data_dir.join("secret.key");
     let default_file = default_file.exists().then_some(default_file);
     secret.resolve(default_file.as_deref())
+}
+
+/// A JSON value as a table cell: strings bare, null as `-`.
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// One line per item of the array `items` under a header of `columns`
+/// (upper-cased), each cell `cell(item, column)`, columns aligned.
+pub fn table(items: &Value, columns: &[&str], cell: impl Fn(&Value, &str) -> String) -> String {
+    let mut rows = vec![columns.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>()];
+    for item in items.as_array().into_iter().flatten() {
+        rows.push(columns.iter().map(|c| cell(item, c)).collect());
+    }
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            let cells: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            format!("{}\n", cells.join("  ").trim_end())
+        })
+        .collect()
 }

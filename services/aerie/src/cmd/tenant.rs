@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
 use super::remote::Remote;
+use super::text;
 use crate::cli::{TenantAdminArgs, TenantCommand, TenantIdArgs};
 
 pub async fn run(command: TenantCommand) -> anyhow::Result<()> {
@@ -172,41 +173,13 @@ fn print(
     Ok(())
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
 /// One line per tenant under a header, columns aligned.
 fn table(tenants: &Value) -> String {
     const COLUMNS: [&str; 6] = ["id", "name", "plan", "status", "connections", "created_at"];
-    let mut rows = vec![COLUMNS.map(|c| c.to_uppercase()).to_vec()];
-    for t in tenants.as_array().into_iter().flatten() {
-        rows.push(
-            COLUMNS
-                .map(|c| match c {
-                    "connections" => text(&t["limits"][c]),
-                    _ => text(&t[c]),
-                })
-                .to_vec(),
-        );
-    }
-    let widths: Vec<usize> = (0..COLUMNS.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    rows.iter()
-        .map(|r| {
-            let cells: Vec<String> = r
-                .iter()
-                .zip(&widths)
-                .map(|(cell, w)| format!("{cell:<w$}"))
-                .collect();
-            format!("{}\n", cells.join("  ").trim_end())
-        })
-        .collect()
+    super::table(tenants, &COLUMNS, |t, c| match c {
+        "connections" => text(&t["limits"][c]),
+        _ => text(&t[c]),
+    })
 }
 
 /// `key: value` lines, the limits indented under `limits:`.

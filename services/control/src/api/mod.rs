@@ -2,6 +2,7 @@
 //! Request and response bodies (DTOs) live beside their handlers, one module
 //! per resource.
 
+pub mod account_keys;
 mod accounts;
 pub mod admin;
 mod api_keys;
@@ -45,6 +46,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::jwks))
         .routes(routes!(accounts::sign_up))
         .routes(routes!(accounts::log_in))
+        .routes(routes!(
+            account_keys::list_account_api_keys,
+            account_keys::create_account_api_key
+        ))
+        .routes(routes!(account_keys::delete_account_api_key))
         .routes(routes!(tenants::list_tenants, tenants::create_tenant))
         .routes(routes!(
             tenants::get_tenant,

@@ -87,14 +87,14 @@ async fn visible_tenant(
 ) -> Result<store::Tenant, ApiError> {
     let visible = match who {
         Principal::ApiKey { tenant_id, .. } => tenant_id == tid,
-        Principal::Account(_) => true,
+        Principal::Account { .. } => true,
     };
     let tenant = match visible {
         true => state.store().tenant(tid).await?,
         false => None,
     };
     match (tenant, who) {
-        (Some(t), Principal::Account(account)) if t.account_id == *account => Ok(t),
+        (Some(t), Principal::Account { id, .. }) if t.account_id == *id => Ok(t),
         (Some(t), Principal::ApiKey { .. }) => Ok(t),
         _ => Err(ApiError::NotFound("tenant")),
     }
@@ -146,14 +146,15 @@ impl<S: Needs> FromRequestParts<AppState> for TenantWith<S> {
 
 fn account_only(who: &Principal, what: &'static str) -> Result<Uuid, ApiError> {
     match who {
-        Principal::Account(id) => Ok(*id),
+        Principal::Account { id, .. } => Ok(*id),
         Principal::ApiKey { .. } => Err(ApiError::Forbidden(what.into())),
     }
 }
 
 /// List the tenants the caller sees, oldest first.
 ///
-/// A session token sees the account's tenants; an API key sees its own tenant only.
+/// A session token or an account API key sees the account's tenants; a
+/// tenant API key sees its own tenant only.
 #[utoipa::path(
     get,
     path = "/v1/tenants",
@@ -166,7 +167,7 @@ pub async fn list_tenants(
     who: Principal,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenants = match &who {
-        Principal::Account(account) => state.store().tenants_of(*account).await?,
+        Principal::Account { id, .. } => state.store().tenants_of(*id).await?,
         Principal::ApiKey { tenant_id, .. } => {
             state.store().tenant(tenant_id).await?.into_iter().collect()
         }
@@ -190,7 +191,8 @@ pub async fn list_tenants(
         (status = 201, description = "Created", body = TenantView),
         (status = 400, description = "The name is empty, too long or has control characters",
          body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "API keys cannot create tenants; use a session token",
+        (status = 403, description = "Tenant API keys cannot create tenants; use a session token \
+         or an account API key",
          body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
@@ -200,7 +202,10 @@ pub async fn create_tenant(
     who: Principal,
     ApiJson(body): ApiJson<NameBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let account_id = account_only(&who, "API keys cannot create tenants; use a session token")?;
+    let account_id = account_only(
+        &who,
+        "tenant API keys cannot create tenants; use a session token or an account API key",
+    )?;
     let name = valid_name(&body.name)?;
     // 36^10 ids: a collision is unlikely, but never an error the caller sees.
     for _ in 0..3 {
@@ -277,7 +282,8 @@ pub async fn rename_tenant(
     params(("tid" = String, Path, description = "Tenant id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, description = "API keys cannot delete tenants; use a session token",
+        (status = 403, description = "Tenant API keys cannot delete tenants; use a session token \
+         or an account API key",
          body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
@@ -286,7 +292,10 @@ pub async fn delete_tenant(
     State(state): State<AppState>,
     VisibleTenant { who, tenant }: VisibleTenant,
 ) -> Result<impl IntoResponse, ApiError> {
-    account_only(&who, "API keys cannot delete tenants; use a session token")?;
+    account_only(
+        &who,
+        "tenant API keys cannot delete tenants; use a session token or an account API key",
+    )?;
     if !state.store().delete_tenant(&tenant.id).await? {
         return Err(ApiError::NotFound("tenant"));
     }

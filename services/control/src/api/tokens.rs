@@ -105,7 +105,7 @@ pub async fn mint_token(
 ) -> Result<impl IntoResponse, ApiError> {
     let subject = match &who {
         Principal::ApiKey { key_id, .. } => format!("api-key:{key_id}"),
-        Principal::Account(id) => format!("account:{id}"),
+        Principal::Account { id, .. } => format!("account:{id}"),
     };
     let minted = mint(
         state.store(),

@@ -94,6 +94,16 @@ pub struct ApiKey {
     pub created_by: Option<Uuid>,
 }
 
+/// An account API key, without its secret (only the SHA-256 of the key is
+/// kept): a machine acting as the account.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AccountApiKey {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+}
+
 /// A JWT signing key. The private key is only ever stored encrypted
 /// (`nonce || AES-256-GCM(PKCS#8)` under the key-encryption key).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -221,6 +231,16 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     /// transaction); `false` if the tenant has no such key that is not
     /// revoked yet.
     async fn revoke_api_key(&self, tenant_id: &str, id: Uuid) -> StoreResult<bool>;
+
+    /// Fails with [`StoreError::Conflict`] if the id or the hash is taken.
+    async fn insert_account_api_key(&self, key: &AccountApiKey, key_hash: &[u8])
+    -> StoreResult<()>;
+    /// The account's API keys, oldest first.
+    async fn account_api_keys_of(&self, account_id: Uuid) -> StoreResult<Vec<AccountApiKey>>;
+    /// The account API key whose SHA-256 is `key_hash`.
+    async fn account_api_key_by_hash(&self, key_hash: &[u8]) -> StoreResult<Option<AccountApiKey>>;
+    /// Deletes the account's key `id`: `false` if the account has no such key.
+    async fn delete_account_api_key(&self, account_id: Uuid, id: Uuid) -> StoreResult<bool>;
 
     /// Stores a new signing key. Fails with [`StoreError::Conflict`] if the id is taken.
     async fn insert_signing_key(&self, key: &SigningKeyRow) -> StoreResult<()>;
@@ -660,6 +680,67 @@ macro_rules! sql_store {
                 tx.commit().await?;
                 // The key itself is among them exactly when it was not revoked.
                 Ok(done.rows_affected() >= 1)
+            }
+
+            async fn insert_account_api_key(
+                &self,
+                k: &$crate::store::AccountApiKey,
+                key_hash: &[u8],
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO account_api_keys (id, account_id, name, key_hash, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(k.id)
+                .bind(k.account_id)
+                .bind(&k.name)
+                .bind(key_hash)
+                .bind(k.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn account_api_keys_of(
+                &self,
+                account_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::AccountApiKey>> {
+                let mut keys: Vec<$crate::store::AccountApiKey> = sqlx::query_as(
+                    "SELECT id, account_id, name, created_at FROM account_api_keys \
+                     WHERE account_id = $1",
+                )
+                .bind(account_id)
+                .fetch_all(&self.pool)
+                .await?;
+                keys.sort_by(|a, b| (a.created_at, a.id).cmp(&(b.created_at, b.id)));
+                Ok(keys)
+            }
+
+            async fn account_api_key_by_hash(
+                &self,
+                key_hash: &[u8],
+            ) -> $crate::store::StoreResult<Option<$crate::store::AccountApiKey>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, account_id, name, created_at FROM account_api_keys \
+                     WHERE key_hash = $1",
+                )
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn delete_account_api_key(
+                &self,
+                account_id: uuid::Uuid,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<bool> {
+                let done =
+                    sqlx::query("DELETE FROM account_api_keys WHERE id = $1 AND account_id = $2")
+                        .bind(id)
+                        .bind(account_id)
+                        .execute(&self.pool)
+                        .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn insert_signing_key(

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a part of it
 
+pub mod api;
+
 pub use aerie_testdb::*;
 
 use aerie_control::Endpoints;
