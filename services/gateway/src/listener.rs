@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aerie_core::Broker;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +21,9 @@ use crate::registry::Registry;
 /// budget, and the shutdown signal.
 #[derive(Clone)]
 pub struct Gateway {
-    ctx: ConnContext,
+    /// One for all connections: each task holds an `Arc` (8 bytes, where
+    /// the context is 32).
+    ctx: Arc<ConnContext>,
     permits: Arc<Semaphore>,
     tracker: TaskTracker,
 }
@@ -30,12 +32,12 @@ impl Gateway {
     pub fn new(broker: Broker, config: GatewayConfig) -> Gateway {
         let permits = Arc::new(Semaphore::new(config.max_connections));
         Gateway {
-            ctx: ConnContext {
+            ctx: Arc::new(ConnContext {
                 broker,
                 config: Arc::new(config),
                 registry: Registry::new(),
                 shutdown: CancellationToken::new(),
-            },
+            }),
             permits,
             tracker: TaskTracker::new(),
         }
@@ -127,12 +129,7 @@ impl Gateway {
     }
 
     /// Runs a connection that already holds its permit (taken at the accept,
-    /// before any handshake), in an `mqtt.connection` span naming the peer;
-    /// the connection adds its client id and tenant once CONNECT is accepted.
-    /// The span is at DEBUG: a span costs about half a KiB for as long as it
-    /// lives, which for an idle connection is most of what it holds, so it
-    /// exists only when debug logs or trace export ask for it. The handshake
-    /// has an INFO span of its own (`mqtt.connect`), freed after CONNACK.
+    /// before any handshake) on any byte stream.
     pub(crate) fn spawn_holding<S>(
         &self,
         stream: S,
@@ -141,6 +138,30 @@ impl Gateway {
         permit: OwnedSemaphorePermit,
     ) where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let halves = tokio::io::split(stream);
+        let connection = connection::run(halves, transport, peer, self.ctx.clone(), permit);
+        self.spawn_traced(connection, transport, peer);
+    }
+
+    /// Plain TCP: the task owns the socket and splits it by reference
+    /// (`connection::Duplex`).
+    fn spawn_tcp(&self, socket: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit) {
+        let connection =
+            connection::run(socket, Transport::Tcp, Some(peer), self.ctx.clone(), permit);
+        self.spawn_traced(connection, Transport::Tcp, Some(peer));
+    }
+
+    /// Spawns a connection's task, tracked for shutdown, in an
+    /// `mqtt.connection` span naming the peer; the connection adds its
+    /// client id and tenant once CONNECT is accepted. The span is at DEBUG:
+    /// a span costs about half a KiB for as long as it lives, which for an
+    /// idle connection is most of what it holds, so it exists only when
+    /// debug logs or trace export ask for it. The handshake has an INFO
+    /// span of its own (`mqtt.connect`), freed after CONNACK.
+    fn spawn_traced<F>(&self, connection: F, transport: Transport, peer: Option<SocketAddr>)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
     {
         let span = tracing::debug_span!(
             "mqtt.connection",
@@ -152,10 +173,6 @@ impl Gateway {
         if let Some(peer) = peer {
             span.record("peer", tracing::field::display(peer));
         }
-        // Split here, not in the task: what the task's future captures, it
-        // holds for the connection's whole life.
-        let (rd, wr) = tokio::io::split(stream);
-        let connection = connection::run(rd, wr, transport, peer, self.ctx.clone(), permit);
         // A disabled span is still 40 bytes in the task: left out.
         if span.is_disabled() {
             self.tracker.spawn(connection);
@@ -196,7 +213,7 @@ impl Gateway {
             };
             let _ = socket.set_nodelay(true);
             match &tls {
-                None => self.spawn_holding(socket, Transport::Tcp, Some(peer), permit),
+                None => self.spawn_tcp(socket, peer, permit),
                 Some(acceptor) => {
                     let acceptor = acceptor.clone();
                     let gw = self.clone();

@@ -2,7 +2,7 @@
 //! snapshot is checked against the registry, and a connection whose token
 //! was revoked, whose tenant was suspended or deleted, or whose tenant
 //! removed the issuer that signed it, is asked to close.
-//! (Expiry is each connection's own timer; see `connection::run_loop`.)
+//! (Expiry is each connection's own deadline, served by the deadline wheel; see `connection::run_loop`.)
 
 use std::sync::Arc;
 

@@ -6,6 +6,7 @@
 //! encoded into one buffer, which the socket takes over the next turns.
 
 mod aliases;
+mod duplex;
 mod handshake;
 mod held;
 mod inbound;
@@ -18,6 +19,7 @@ mod slow_consumer;
 mod wheel;
 
 #[doc(hidden)]
+pub use duplex::Duplex;
 pub use handshake::authenticate_for_fuzzing;
 
 use std::pin::Pin;
@@ -128,7 +130,6 @@ pub(crate) struct Conn {
     /// Set when a re-authentication moved the token's expiry.
     pub token_renewed: bool,
     pub session: Arc<Session>,
-    pub id: u64,
     pub flight: FlightState,
     pub config: Arc<GatewayConfig>,
     /// Boxed: most clients have none, and inline it is 200 bytes.
@@ -153,22 +154,18 @@ pub(crate) struct Conn {
 /// A plain function returning an `async move` block, not an `async fn`: an
 /// `async fn` keeps each argument twice in its future (as argument and as
 /// local), and this future is the bulk of an idle connection's memory.
-pub fn run<R, W>(
-    mut rd: R,
-    mut wr: W,
+pub fn run<D: Duplex>(
+    mut stream: D,
     transport: Transport,
     peer: Option<std::net::SocketAddr>,
-    ctx: ConnContext,
+    ctx: Arc<ConnContext>,
     permit: tokio::sync::OwnedSemaphorePermit,
-) -> impl std::future::Future<Output = ()> + Send
-where
-    R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send,
-{
+) -> impl std::future::Future<Output = ()> + Send {
     // Boxed and taken by the handshake: inline, the address (32 bytes)
     // would stay in the task for the connection's life.
     let mut peer = peer.map(Box::new);
     async move {
+        let (mut rd, mut wr) = stream.halves();
         metrics::counter!(m::CONNECTIONS_TOTAL, "transport" => transport.as_str()).increment(1);
         metrics::gauge!(m::CONNECTIONS).increment(1.0);
         // Allocated by the first read (`read_more`).
@@ -394,7 +391,7 @@ where
     conn.session.set_expiry_interval(conn.session_expiry);
     conn.tenant.detach(
         &conn.session,
-        conn.id,
+        conn.live.connection_id,
         std::mem::take(&mut conn.flight),
         will,
     );
@@ -507,7 +504,6 @@ where
         jwt_auth_method: accepted.jwt_auth_method,
         token_renewed: false,
         session: accepted.attachment.session,
-        id,
         flight: accepted.attachment.flight,
         config: config.clone(),
         will: connect.will.clone().map(Box::new),

@@ -3,6 +3,7 @@
 //! costs one syscall. Writing is a step the connection's loop selects on, so
 //! a socket that takes nothing never wedges the connection.
 
+use std::cell::Cell;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -20,10 +21,17 @@ pub(crate) struct Outbox {
     unflushed: bool,
     /// The client's maximum packet size: larger packets are never sent.
     pub max_packet_size: u32,
-    /// Packets encoded since the last report, by packet type: metrics are
-    /// added once per write, not once per packet. u16 (reported early when
-    /// one would overflow): this struct is in every connection's task.
-    sent: [u16; 16],
+}
+
+thread_local! {
+    /// Packets encoded on this thread since its last report, by packet
+    /// type: metrics are added once per write, not once per packet. Kept
+    /// per thread rather than per connection (32 bytes in every idle
+    /// connection's task): a connection's write reports what its thread
+    /// encoded, its own packets and any another connection encoded there
+    /// since (each connection writes right after it encodes, in the same
+    /// poll, so nothing waits long).
+    static SENT: [Cell<u32>; 16] = const { [const { Cell::new(0) }; 16] };
 }
 
 impl Outbox {
@@ -35,7 +43,6 @@ impl Outbox {
             written: 0,
             unflushed: false,
             max_packet_size: u32::MAX,
-            sent: [0; 16],
         }
     }
 
@@ -48,17 +55,8 @@ impl Outbox {
             self.buf.truncate(start);
             return Ok(false);
         }
-        let kind = usize::from(packet.packet_type());
-        if self.sent[kind] == u16::MAX {
-            self.report();
-        }
-        self.sent[kind] += 1;
+        count_sent(usize::from(packet.packet_type()));
         Ok(true)
-    }
-
-    /// Adds the packets counted since the last call to the metrics.
-    pub fn report(&mut self) {
-        report_counts(&mut self.sent, &m::hot().packets_sent);
     }
 
     /// Bytes encoded but not yet taken by the socket.
@@ -86,7 +84,7 @@ impl Outbox {
             self.unflushed = false;
             return Poll::Ready(Ok(()));
         }
-        self.report();
+        report_sent();
         let n = ready!(Pin::new(&mut *wr).poll_write(cx, &self.buf[self.written..]))?;
         if n == 0 {
             return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
@@ -118,12 +116,34 @@ impl Outbox {
 
     /// Writes and flushes everything.
     pub async fn write_all<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> std::io::Result<()> {
-        self.report();
+        report_sent();
         while self.is_pending() {
             self.write_step(wr).await?;
         }
         Ok(())
     }
+}
+
+fn count_sent(kind: usize) {
+    SENT.with(|sent| {
+        if sent[kind].get() == u32::MAX {
+            report_sent();
+        }
+        sent[kind].set(sent[kind].get() + 1);
+    });
+}
+
+/// Adds the packets this thread encoded since its last report to the
+/// metrics.
+fn report_sent() {
+    SENT.with(|sent| {
+        for (n, counter) in sent.iter().zip(&m::hot().packets_sent) {
+            let n = n.replace(0);
+            if n > 0 {
+                counter.increment(u64::from(n));
+            }
+        }
+    });
 }
 
 /// Adds per-packet-type counts to their counters and zeroes them.
@@ -144,11 +164,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn more_packets_between_writes_than_a_u16_counts_are_reported_early() {
+    fn packets_are_counted_on_their_thread_until_a_write_reports_them() {
+        let kind = usize::from(Packet::PingResp.packet_type());
         let mut out = Outbox::new(ProtocolVersion::V5);
-        for _ in 0..u32::from(u16::MAX) + 10 {
+        for _ in 0..3 {
             assert!(out.push(&Packet::PingResp).unwrap());
         }
-        assert_eq!(out.sent[usize::from(Packet::PingResp.packet_type())], 10);
+        assert_eq!(SENT.with(|s| s[kind].get()), 3);
+        report_sent();
+        assert_eq!(SENT.with(|s| s[kind].get()), 0);
     }
 }
