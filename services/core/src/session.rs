@@ -631,6 +631,41 @@ impl Session {
         removed
     }
 
+    /// Puts `replayed` (oldest first, from another node's record) before
+    /// what the session queued meanwhile, skipping messages queued already;
+    /// then keeps the newest `limit` at most. The number dropped (counted
+    /// as a full queue, like any offline overflow).
+    pub(crate) fn queue_replayed(&self, replayed: Vec<Delivery>, limit: usize) -> usize {
+        let mut state = self.state.lock();
+        let queued: std::collections::HashSet<crate::message::MessageId> =
+            state.queue.iter().map(|d| d.message.id).collect();
+        let mut queue: VecDeque<Delivery> = replayed
+            .into_iter()
+            .filter(|d| !queued.contains(&d.message.id))
+            .collect();
+        queue.extend(std::mem::take(&mut state.queue));
+        let dropped = queue.len().saturating_sub(limit);
+        queue.drain(..dropped);
+        state.queued_bytes = queue.iter().map(|d| d.message.weight()).sum();
+        state.queue = queue;
+        drop(state);
+        if dropped > 0 {
+            for _ in 0..dropped {
+                crate::quota::Limit::QueuedMessages.count();
+            }
+            count_drop(DropReason::QueueFull, dropped as u64);
+        }
+        dropped
+    }
+
+    /// Whether the session holds a delivery its client has not acknowledged
+    /// that this node can see: one queued, or (detached) in flight. While a
+    /// connection is attached its in-flight window is the connection's.
+    pub fn holds_unacknowledged(&self) -> bool {
+        let state = self.state.lock();
+        !state.queue.is_empty() || (state.owner.is_none() && !state.flight.is_empty())
+    }
+
     /// Puts back a stored session's state, detached, as attach generation 1.
     pub(crate) fn restore(
         &self,
