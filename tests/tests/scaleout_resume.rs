@@ -237,3 +237,27 @@ async fn no_consumer_is_left_on_the_log_after_sessions_resumed() {
     let info = log.info().await.expect("stream info");
     assert_eq!(info.state.consumer_count, 0, "consumers left on the log");
 }
+
+#[tokio::test]
+async fn a_cursor_older_than_the_log_replays_what_is_left_and_counts_the_loss() {
+    // A log that keeps a few hundred bytes: 60 messages overflow it.
+    let c = Cluster::start_with_flags(&["--message-log-max-bytes", "1500"]);
+    let (t, token) = c.lifted_tenant("lossy@example.com", json!({})).await;
+    let kv = bucket(&c).await;
+    let s = subscribed(&c.a, &kv, &t.id, "late", &token, "l/#").await;
+    s.disconnect().await;
+
+    publish(&c.b, &token, "l/1", 60).await;
+    let lost = |g: &Gateway| g.metric("aerie_cluster_session_cursor_lost_total", "");
+    assert_eq!(lost(&c.b), 0.0);
+    let (mut s, present) = resume(&c.b, "late", &token, PERSISTENT).await;
+    assert!(present);
+    let got = received(&mut s).await;
+    assert!(
+        !got.is_empty() && got.len() < 60,
+        "what the log kept: {got:?}"
+    );
+    let first: usize = got[0].parse().expect("a number");
+    assert_eq!(got, numbers(first..60), "the newest, in order");
+    assert_eq!(lost(&c.b), 1.0, "the loss is counted");
+}

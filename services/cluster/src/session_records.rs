@@ -68,6 +68,8 @@ pub const CURSOR_LOST_TOTAL: &str = "aerie_cluster_session_cursor_lost_total";
 pub const TICK: Duration = Duration::from_secs(1);
 /// Taken off the cursor for backbone transit and clock skew between nodes.
 pub const MARGIN: Duration = Duration::from_secs(2);
+/// How long a record adopted by a resume waits for its session to attach.
+const ADOPTED_FOR: Duration = Duration::from_secs(30);
 /// Messages fetched per pull of a replay.
 const REPLAY_BATCH: usize = 256;
 /// A replay's pull waits this long for a batch; an empty one ends it.
@@ -159,6 +161,17 @@ struct Held {
     cursor_ms: u64,
     /// What was last written (None: not yet, or failed).
     written: Option<Record>,
+    /// When it was adopted from a resume's read (its session attaches
+    /// just after).
+    adopted: Option<tokio::time::Instant>,
+}
+
+impl Held {
+    /// Whether it is still worth keeping: its session lives here, or a
+    /// resume adopted it a moment ago.
+    fn live(&self) -> bool {
+        self.session.strong_count() > 0 || self.adopted.is_some_and(|at| at.elapsed() < ADOPTED_FOR)
+    }
 }
 
 /// Persistent sessions in NATS KV (the scale-out shape's `SessionRecords`).
@@ -293,11 +306,15 @@ async fn write(kv: kv::Store, mut ops: mpsc::UnboundedReceiver<Op>, shutdown: Ca
                     end(&kv, &mut held, &key(&tenant, &client_id), starts_over).await;
                 }
                 Some(Op::Adopted { key, revision, cursor_ms }) => {
-                    held.insert(key, Held { session: Weak::new(), revision: Some(revision), cursor_ms, written: None });
+                    let adopted = Some(tokio::time::Instant::now());
+                    held.insert(key, Held { session: Weak::new(), revision: Some(revision), cursor_ms, written: None, adopted });
                 }
                 None => return,
             },
             _ = tick.tick() => {
+                // Sessions that went away without ending here (another
+                // gateway took them over): nothing more to write.
+                held.retain(|_, h| h.live());
                 let due: Vec<Arc<Session>> = held.values().filter_map(|h| h.session.upgrade()).filter(|s| s.is_attached()).collect();
                 for session in due {
                     put(&kv, &mut held, &session).await;
@@ -325,6 +342,7 @@ async fn put(kv: &kv::Store, held: &mut HashMap<String, Held>, session: &Arc<Ses
         revision: None,
         cursor_ms: 0,
         written: None,
+        adopted: None,
     });
     h.session = Arc::downgrade(session);
     if !session.holds_unacknowledged() || h.cursor_ms == 0 {
