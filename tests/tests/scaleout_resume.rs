@@ -261,3 +261,23 @@ async fn a_cursor_older_than_the_log_replays_what_is_left_and_counts_the_loss() 
     assert_eq!(got, numbers(first..60), "the newest, in order");
     assert_eq!(lost(&c.b), 1.0, "the loss is counted");
 }
+
+#[tokio::test]
+async fn a_session_taken_over_while_connected_keeps_what_it_does_on_the_new_gateway() {
+    let c = Cluster::start();
+    let (t, token) = c.lifted_tenant("moves@example.com", json!({})).await;
+    let kv = bucket(&c).await;
+    let _on_a = subscribed(&c.a, &kv, &t.id, "mover", &token, "old/#").await;
+    // Taken over on B while connected on A: B's record wins over A's
+    // detach, whichever NATS took first.
+    let (mut s, present) = resume(&c.b, "mover", &token, PERSISTENT).await;
+    assert!(present);
+    s.subscribe(2, "new/#", QoS::AtLeastOnce).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.disconnect().await;
+
+    publish(&c.b, &token, "new/1", 3).await;
+    let (mut s, present) = resume(&c.a, "mover", &token, PERSISTENT).await;
+    assert!(present);
+    assert_eq!(received(&mut s).await, numbers(0..3));
+}

@@ -19,7 +19,9 @@
 //!   or read (`kv_cas.rs`), in order by one task: at SUBSCRIBE, UNSUBSCRIBE,
 //!   CONNECT and detach of a persistent session, and every [`TICK`] for an
 //!   attached one whose cursor moved. A write that finds another revision
-//!   means another gateway took the session: this node stops writing it.
+//!   means another gateway took the session: this node stops writing it
+//!   (attached here, it writes over it: the other write was the previous
+//!   gateway's detach, landed after this node read the record).
 //!   Deleted when the session ends here (at the revision this node wrote),
 //!   or at any revision by a clean start.
 //! - **Resume**: the record is read; the replay (once the session's
@@ -370,7 +372,19 @@ async fn put(kv: &kv::Store, held: &mut HashMap<String, Held>, session: &Arc<Ses
         return;
     }
     let value = Bytes::from(serde_json::to_vec(&record).expect("a record encodes"));
-    match write_at_revision(kv, &key, h.revision, value).await {
+    let mut written = write_at_revision(kv, &key, h.revision, value.clone()).await;
+    if matches!(written, Err(CasError::Conflict)) && attached {
+        // Attached here, so this node claimed it last: what came in between
+        // is the previous gateway's detach, landed after this node's read.
+        written = match kv.entry(&key).await {
+            Ok(entry) => {
+                let revision = entry.filter(|e| e.operation == kv::Operation::Put);
+                write_at_revision(kv, &key, revision.map(|e| e.revision), value).await
+            }
+            Err(e) => Err(CasError::Failed(e.to_string())),
+        };
+    }
+    match written {
         Ok(revision) => {
             metrics::counter!(WRITES_TOTAL, "op" => "put").increment(1);
             h.revision = Some(revision);
