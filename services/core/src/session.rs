@@ -848,6 +848,40 @@ mod tests {
         )
     }
 
+    /// A delivery of the message `seq` of node 0 on topic `seq`.
+    fn numbered(seq: u64) -> Delivery {
+        let mut d = delivery(QoS::AtLeastOnce);
+        d.message = Message::published(
+            seq.to_string().into(),
+            bytes::Bytes::from_static(b"x"),
+            QoS::AtLeastOnce,
+            false,
+            Default::default(),
+            Default::default(),
+            crate::message::MessageId {
+                seq,
+                ..Default::default()
+            },
+        );
+        d
+    }
+
+    #[test]
+    fn a_replay_goes_before_live_deliveries_once_each_and_keeps_the_newest() {
+        let s = session();
+        let cfg = CoreConfig::default();
+        // Live while the replay was read: 4, and 3 (which the replay has too).
+        s.enqueue(numbered(3), &cfg).expect("queued");
+        s.enqueue(numbered(4), &cfg).expect("queued");
+        let dropped = s.queue_replayed((1..=3).map(numbered).collect(), 3);
+        assert_eq!(dropped, 1, "the oldest of four");
+        let mut out = Vec::new();
+        s.drain(usize::MAX, &mut out);
+        let seqs: Vec<u64> = out.iter().map(|d| d.message.id.seq).collect();
+        assert_eq!(seqs, vec![2, 3, 4]);
+        assert_eq!(s.queued(), 0);
+    }
+
     #[test]
     fn offline_qos0_is_dropped_by_default_and_qos1_is_queued() {
         let s = session();
