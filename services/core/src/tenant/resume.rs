@@ -80,11 +80,16 @@ mod tests {
         let subs = [
             sub("#", QoS::AtLeastOnce, Some(1)),
             sub("a/+", QoS::ExactlyOnce, Some(2)),
-            sub("$share/g/b", QoS::ExactlyOnce, None),
+            sub("$share/g/b/+", QoS::ExactlyOnce, Some(3)),
         ];
         let got = replayed_deliveries(
             &subs,
-            vec![message("a/b", 1), message("$SYS/x", 2), message("c", 3)],
+            vec![
+                message("a/b", 1),
+                message("$SYS/x", 2),
+                message("c", 3),
+                message("b/x", 4),
+            ],
         );
         let seen: Vec<_> = got
             .iter()
@@ -95,6 +100,7 @@ mod tests {
             vec![
                 (1, QoS::ExactlyOnce, vec![1, 2]),
                 (3, QoS::AtLeastOnce, vec![1]),
+                (4, QoS::AtLeastOnce, vec![1]),
             ]
         );
     }
