@@ -281,3 +281,36 @@ async fn a_session_taken_over_while_connected_keeps_what_it_does_on_the_new_gate
     assert!(present);
     assert_eq!(received(&mut s).await, numbers(0..3));
 }
+
+#[tokio::test]
+async fn a_subscribe_of_many_filters_is_one_or_two_record_writes_not_one_per_filter() {
+    let c = Cluster::start();
+    let (_t, token) = c.lifted_tenant("wide@example.com", json!({})).await;
+    let puts = || {
+        c.a.metric("aerie_cluster_session_record_writes_total", "op=\"put\"")
+    };
+    let (mut s, _) = resume(&c.a, "wide", &token, PERSISTENT).await;
+    let before = puts();
+    let options = aerie_proto::SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        ..Default::default()
+    };
+    s.send(Packet::Subscribe(aerie_proto::Subscribe {
+        packet_id: 1,
+        filters: (0..20)
+            .map(|i| (format!("w/{i}").into(), options))
+            .collect(),
+        properties: Default::default(),
+    }))
+    .await;
+    match s.recv().await {
+        Some(Packet::SubAck(ack)) => assert_eq!(ack.reasons.len(), 20),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writes = puts() - before;
+    assert!(
+        (1.0..=4.0).contains(&writes),
+        "{writes} record writes for one SUBSCRIBE"
+    );
+}
