@@ -104,9 +104,16 @@ struct Shared<K, V> {
 /// One level of a filter.
 struct Node<K, V> {
     children: SmallMap<Box<str>, Box<Node<K, V>>>,
+    subs: SubSet<K, V>,
+    /// Wildcard children and shared groups, boxed together: most nodes have
+    /// none (a device's own topic), and inline they would take a node from
+    /// the allocator's 56-byte class to its 80-byte one.
+    rare: Option<Box<Rare<K, V>>>,
+}
+
+struct Rare<K, V> {
     plus: Option<Box<Node<K, V>>>,
     hash: Option<Box<Node<K, V>>>,
-    subs: SubSet<K, V>,
     shared: Option<Box<Shared<K, V>>>,
 }
 
@@ -114,37 +121,76 @@ impl<K, V> Node<K, V> {
     fn new() -> Self {
         Node {
             children: SmallMap::default(),
-            plus: None,
-            hash: None,
             subs: SmallMap::default(),
-            shared: None,
+            rare: None,
+        }
+    }
+
+    fn plus(&self) -> Option<&Node<K, V>> {
+        self.rare.as_ref()?.plus.as_deref()
+    }
+
+    fn hash(&self) -> Option<&Node<K, V>> {
+        self.rare.as_ref()?.hash.as_deref()
+    }
+
+    fn shared(&self) -> Option<&Shared<K, V>> {
+        self.rare.as_ref()?.shared.as_deref()
+    }
+
+    fn rare_mut(&mut self) -> &mut Rare<K, V> {
+        self.rare.get_or_insert_with(|| {
+            Box::new(Rare {
+                plus: None,
+                hash: None,
+                shared: None,
+            })
+        })
+    }
+
+    /// Frees the rare part once it holds nothing.
+    fn tidy(&mut self) {
+        if self
+            .rare
+            .as_ref()
+            .is_some_and(|r| r.plus.is_none() && r.hash.is_none() && r.shared.is_none())
+        {
+            self.rare = None;
         }
     }
 
     fn child_count(&self) -> usize {
-        self.children.len() + usize::from(self.plus.is_some()) + usize::from(self.hash.is_some())
+        self.children.len()
+            + usize::from(self.plus().is_some())
+            + usize::from(self.hash().is_some())
     }
 
     fn child(&self, level: &str) -> Option<&Node<K, V>> {
         match level {
-            "+" => self.plus.as_deref(),
-            "#" => self.hash.as_deref(),
+            "+" => self.plus(),
+            "#" => self.hash(),
             _ => self.children.get(level).map(|b| &**b),
         }
     }
 
     fn child_mut(&mut self, level: &str) -> Option<&mut Node<K, V>> {
         match level {
-            "+" => self.plus.as_deref_mut(),
-            "#" => self.hash.as_deref_mut(),
+            "+" => self.rare.as_mut()?.plus.as_deref_mut(),
+            "#" => self.rare.as_mut()?.hash.as_deref_mut(),
             _ => self.children.get_mut(level).map(|b| &mut **b),
         }
     }
 
     fn child_or_insert(&mut self, level: &str) -> &mut Node<K, V> {
         match level {
-            "+" => self.plus.get_or_insert_with(|| Box::new(Node::new())),
-            "#" => self.hash.get_or_insert_with(|| Box::new(Node::new())),
+            "+" => self
+                .rare_mut()
+                .plus
+                .get_or_insert_with(|| Box::new(Node::new())),
+            "#" => self
+                .rare_mut()
+                .hash
+                .get_or_insert_with(|| Box::new(Node::new())),
             _ => {
                 // Look up first so that an existing level does not allocate a key.
                 if !self.children.contains_key(level) {
@@ -157,8 +203,16 @@ impl<K, V> Node<K, V> {
 
     fn remove_child(&mut self, level: &str) {
         match level {
-            "+" => self.plus = None,
-            "#" => self.hash = None,
+            "+" | "#" => {
+                if let Some(rare) = self.rare.as_mut() {
+                    if level == "+" {
+                        rare.plus = None;
+                    } else {
+                        rare.hash = None;
+                    }
+                }
+                self.tidy();
+            }
             _ => {
                 self.children.remove(level);
             }
@@ -170,14 +224,16 @@ impl<K, V> Node<K, V> {
     #[allow(clippy::vec_box)]
     fn take_children(&mut self, stack: &mut Vec<Box<Node<K, V>>>) {
         stack.extend(self.children.take_all().map(|(_, c)| c));
-        stack.extend(self.plus.take());
-        stack.extend(self.hash.take());
+        if let Some(rare) = self.rare.as_mut() {
+            stack.extend(rare.plus.take());
+            stack.extend(rare.hash.take());
+        }
     }
 }
 
 impl<K: Clone + Eq + Hash, V: Clone> Node<K, V> {
     fn has_subscribers(&self) -> bool {
-        !self.subs.is_empty() || self.shared.is_some()
+        !self.subs.is_empty() || self.shared().is_some()
     }
 
     fn is_empty(&self) -> bool {
@@ -187,7 +243,7 @@ impl<K: Clone + Eq + Hash, V: Clone> Node<K, V> {
     /// Adds this node's subscribers (it is the end of a matching filter).
     fn collect(&self, out: &mut Matches<K, V>) {
         extend_into(&self.subs, &mut out.normal);
-        if let Some(shared) = &self.shared {
+        if let Some(shared) = self.shared() {
             for (group, set) in &shared.groups {
                 let mut members = Vec::new();
                 extend_into(set, &mut members);
@@ -320,7 +376,7 @@ impl<K: Clone + Eq + Hash, V: Clone> SubTrie<K, V> {
                 (node.subs.insert(key, value), was_empty)
             }
             Some(group) => {
-                let shared = node.shared.get_or_insert_with(|| {
+                let shared = node.rare_mut().shared.get_or_insert_with(|| {
                     Box::new(Shared {
                         filter: filter.into(),
                         groups: HashMap::new(),
@@ -440,14 +496,15 @@ impl<K: Clone + Eq + Hash, V: Clone> SubTrie<K, V> {
                 (old, node.subs.is_empty())
             }
             Some(group) => {
-                let shared = node.shared.as_mut()?;
+                let shared = node.rare.as_mut()?.shared.as_mut()?;
                 let set = shared.groups.get_mut(group)?;
                 let old = set.remove(key)?;
                 let gone = set.is_empty();
                 if gone {
                     shared.groups.remove(group);
                     if shared.groups.is_empty() {
-                        node.shared = None;
+                        node.rare_mut().shared = None;
+                        node.tidy();
                     }
                 }
                 (old, gone)
@@ -501,10 +558,10 @@ impl<K: Clone + Eq + Hash, V: Clone> SubTrie<K, V> {
         let mut stack: Vec<(&Node<K, V>, Option<&str>)> = Vec::new();
         let (first, rest) = split_level(topic);
         if !topic.starts_with('$') {
-            if let Some(hash) = &root.hash {
+            if let Some(hash) = root.hash() {
                 hash.collect(&mut out);
             }
-            if let Some(plus) = &root.plus {
+            if let Some(plus) = root.plus() {
                 stack.push((plus, rest));
             }
         }
@@ -513,14 +570,14 @@ impl<K: Clone + Eq + Hash, V: Clone> SubTrie<K, V> {
         }
         while let Some((node, rest)) = stack.pop() {
             // `#` below this node matches the remaining levels, zero or more.
-            if let Some(hash) = &node.hash {
+            if let Some(hash) = node.hash() {
                 hash.collect(&mut out);
             }
             match rest {
                 None => node.collect(&mut out),
                 Some(rest) => {
                     let (level, next) = split_level(rest);
-                    if let Some(plus) = &node.plus {
+                    if let Some(plus) = node.plus() {
                         stack.push((plus, next));
                     }
                     if let Some(child) = node.children.get(level) {
@@ -540,8 +597,8 @@ impl<K: Clone + Eq + Hash, V: Clone> SubTrie<K, V> {
         while let Some(node) = stack.pop() {
             count += node.child_count();
             stack.extend(node.children.iter().map(|(_, c)| &**c));
-            stack.extend(node.plus.as_deref());
-            stack.extend(node.hash.as_deref());
+            stack.extend(node.plus());
+            stack.extend(node.hash());
         }
         count
     }

@@ -505,3 +505,25 @@ proptest! {
         run_model(|| SubTrie::with_cache_capacity(3), &ops, &topics)?;
     }
 }
+
+/// A node is in the trie once per level of every distinct filter (a
+/// device's own command topic is a node of its own): 56 bytes keep it in
+/// the allocator's 56-byte class, where wildcards and shared groups
+/// inline took it to 80.
+#[test]
+fn a_node_without_wildcards_or_groups_fits_in_56_bytes() {
+    assert!(size_of::<Node<u64, u64>>() <= 56);
+}
+
+#[test]
+fn removing_the_last_wildcard_child_and_group_frees_the_rare_part() {
+    let mut t: SubTrie<u64, u64> = SubTrie::new();
+    t.insert("a/+", None, 1, 1);
+    t.insert("a", Some("g"), 2, 2);
+    // A plain subscriber keeps the node.
+    t.insert("a", None, 3, 3);
+    assert!(t.root.children.get("a").is_some_and(|a| a.rare.is_some()));
+    t.remove("a/+", None, &1);
+    t.remove("a", Some("g"), &2);
+    assert!(t.root.children.get("a").is_some_and(|a| a.rare.is_none()));
+}
