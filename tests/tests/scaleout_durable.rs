@@ -74,20 +74,31 @@ impl Shape {
 }
 
 /// The last message the log holds on `subject` (read from the stream's
-/// leader through `nats`), if any.
+/// leader through `nats`), if any. An answer that is an error other than
+/// "no message" (a JetStream API busy on a loaded box) is asked again:
+/// only the server's word that the subject holds nothing is a `None`.
 fn last_on(nats: &NatsServer, stream: &str, subject: &str) -> Option<Vec<u8>> {
     use base64::Engine;
-    let reply: serde_json::Value = serde_json::from_slice(&nats.request(
-        &format!("$JS.API.STREAM.MSG.GET.{stream}"),
-        json!({ "last_by_subj": subject }).to_string().as_bytes(),
-    ))
-    .expect("JSON");
-    let data = reply["message"]["data"].as_str()?;
-    Some(
-        base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .expect("base64"),
-    )
+    let mut reply = serde_json::Value::Null;
+    for _ in 0..20 {
+        reply = serde_json::from_slice(&nats.request(
+            &format!("$JS.API.STREAM.MSG.GET.{stream}"),
+            json!({ "last_by_subj": subject }).to_string().as_bytes(),
+        ))
+        .expect("JSON");
+        if let Some(data) = reply["message"]["data"].as_str() {
+            return Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .expect("base64"),
+            );
+        }
+        if reply["error"]["code"] == 404 {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the stream {stream} did not answer for {subject}: {reply}");
 }
 
 /// What a stored message carries: the core's codec ends with the MQTT
