@@ -4,7 +4,6 @@
 //! these, so nothing one tenant does can match, read or lock another's.
 //! `Tenant` is the face both halves show to connections.
 
-mod resume;
 mod router;
 mod sessions;
 
@@ -112,7 +111,6 @@ impl Tenant {
             config.clone(),
             router.clone(),
             seams.owners.clone(),
-            seams.records.clone(),
             session_ids,
             store.clone(),
         ));
@@ -190,18 +188,12 @@ impl Tenant {
         filter: &str,
         spec: SubscriptionSpec,
     ) -> Result<Subscribed, ReasonCode> {
-        let subscribed = self.router.subscribe(session, filter, spec)?;
-        self.sessions.record_changed(session);
-        Ok(subscribed)
+        self.router.subscribe(session, filter, spec)
     }
 
     /// Removes a subscription; false when there was none.
     pub fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
-        let removed = self.router.unsubscribe(session, filter);
-        if removed {
-            self.sessions.record_changed(session);
-        }
-        removed
+        self.router.unsubscribe(session, filter)
     }
 
     /// Attaches a connection to the session of `client_id`: takes an attached
