@@ -112,25 +112,9 @@ impl Conn {
             return;
         };
         let durable = *publishing.durable.borrow_and_update();
-        while self
-            .publishing
-            .as_ref()
-            .and_then(|p| p.held_acks.front())
-            .is_some_and(|h| h.ticket <= durable)
-        {
-            if let Some(held) = self.pop_held_ack() {
-                let _ = self.out.push(&held.packet);
-            }
+        while let Some(held) = self.pop_held_if(|h| h.ticket <= durable) {
+            let _ = self.out.push(&held.packet);
         }
-    }
-
-    fn pop_held_ack(&mut self) -> Option<HeldAck> {
-        let publishing = self.publishing.as_mut()?;
-        let held = publishing.held_acks.pop_front()?;
-        if matches!(held.packet, Packet::PubAck(_)) {
-            publishing.held_pubacks -= 1;
-        }
-        Some(held)
     }
 
     /// The store has not made these acknowledgements' writes durable within
@@ -142,20 +126,12 @@ impl Conn {
     pub(super) fn expire_held_acks(&mut self) -> Flow {
         let timeout = self.config.store_ack_timeout;
         let version = if self.version.is_v5() { "5" } else { "3.1.1" };
-        while self
-            .publishing
-            .as_ref()
-            .and_then(|p| p.held_acks.front())
-            .is_some_and(|h| h.since.elapsed() >= timeout)
-        {
+        while let Some(held) = self.pop_held_if(|h| h.since.elapsed() >= timeout) {
             metrics::counter!(m::STORE_ACK_TIMEOUTS_TOTAL, "version" => version).increment(1);
             if !self.version.is_v5() {
                 tracing::warn!(tenant = %self.tenant.id, client_id = %self.session.client_id, "store too slow for an acknowledgement; disconnecting the 3.1.1 client without it");
                 return Close::by_server(ReasonCode::UNSPECIFIED_ERROR, "store_unavailable");
             }
-            let Some(held) = self.pop_held_ack() else {
-                break;
-            };
             let packet = match held.packet {
                 Packet::PubAck(ack) => Packet::PubAck(store_unavailable(ack)),
                 Packet::PubRec(rec) => {

@@ -621,20 +621,21 @@ impl Conn {
                     self.pump();
                 }
                 let now = Instant::now();
-                if deadlines
-                    .next(self.held_ack_deadline())
-                    .is_some_and(|t| t <= now)
-                    && let Some(c) = self.deadline_passed(
+                let mut next = deadlines.next(self.held_ack_deadline());
+                if next.is_some_and(|t| t <= now) {
+                    if let Some(c) = self.deadline_passed(
                         now,
                         keep_alive,
                         last_seen,
                         &mut deadlines,
                         &mut socket,
-                    )
-                {
-                    return Ok(c);
+                    ) {
+                        return Ok(c);
+                    }
+                    // A passed deadline moved (keep alive) or went.
+                    next = deadlines.next(self.held_ack_deadline());
                 }
-                if let Some(next) = deadlines.next(self.held_ack_deadline())
+                if let Some(next) = next
                     && armed.is_none_or(|a| wheel::passed(a, now) || wheel::tick_of(next) < a)
                 {
                     armed = Some(wheel::arm(next, &session));

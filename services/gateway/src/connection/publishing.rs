@@ -42,7 +42,26 @@ impl Publishing {
     }
 }
 
+impl Publishing {
+    /// The oldest held acknowledgement, taken if `due` says it is.
+    fn pop_held_if(&mut self, due: impl FnOnce(&HeldAck) -> bool) -> Option<HeldAck> {
+        if !due(self.held_acks.front()?) {
+            return None;
+        }
+        let held = self.held_acks.pop_front()?;
+        if matches!(held.packet, aerie_proto::Packet::PubAck(_)) {
+            self.held_pubacks -= 1;
+        }
+        Some(held)
+    }
+}
+
 impl super::Conn {
+    /// The oldest held acknowledgement, taken if `due` says it is.
+    pub(super) fn pop_held_if(&mut self, due: impl FnOnce(&HeldAck) -> bool) -> Option<HeldAck> {
+        self.publishing.as_mut()?.pop_held_if(due)
+    }
+
     /// The publishing state, made on first use.
     pub(super) fn publishing(&mut self) -> &mut Publishing {
         let tenant = &self.tenant;
