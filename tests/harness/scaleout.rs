@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+
 use crate::http::{Api, Reply};
 use crate::server::{aerie_bin, free_addr};
 
@@ -336,6 +338,21 @@ impl Cluster {
         }
     }
 
+    /// Sets some of `tenant`'s limits and waits until both gateways
+    /// enforce them (see [`set_limits_enforced`]).
+    pub async fn set_limits(&self, tenant: &crate::tenants::Tenant, limits: serde_json::Value) {
+        let nats = crate::nats::NatsServer::shared();
+        set_limits_enforced(
+            nats,
+            &self.control,
+            &self.prefix,
+            tenant,
+            limits,
+            &[&self.a, &self.b],
+        )
+        .await;
+    }
+
     /// A tenant with its limits lifted past the free plan's (the scenarios
     /// need more than 20 msg/s per client), `limits` on top, and a token
     /// both gateways accept.
@@ -352,9 +369,62 @@ impl Cluster {
         for (k, v) in limits.as_object().expect("an object") {
             lifted[k] = v.clone();
         }
-        self.control.set_limits(&t, lifted);
+        self.set_limits(&t, lifted).await;
         let (token, _) = crate::tenants::mint(&self.control, &t, serde_json::json!({}));
         self.wait_accepted(&token).await;
         (t, token)
+    }
+}
+
+/// Sets some of `tenant`'s limits through `control` (bucket prefix
+/// `prefix`) and waits (10 s at most) until each of `gateways` enforces
+/// them: the facts bucket holds them (read through `nats`), and the
+/// gateway's `aerie_facts_revision` has reached that entry. (A token that a
+/// gateway accepts says only that it knows the tenant, maybe with the
+/// limits it was created with.)
+pub async fn set_limits_enforced(
+    nats: &crate::nats::NatsServer,
+    control: &Control,
+    prefix: &str,
+    tenant: &crate::tenants::Tenant,
+    limits: serde_json::Value,
+    gateways: &[&Gateway],
+) {
+    control.set_limits(tenant, limits.clone());
+    let bucket = format!("{prefix}_facts");
+    let ask = serde_json::json!({ "last_by_subj": format!("$KV.{bucket}.tenant.{}", tenant.id) });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let revision = loop {
+        let reply: serde_json::Value = serde_json::from_slice(&nats.request(
+            &format!("$JS.API.STREAM.MSG.GET.KV_{bucket}"),
+            ask.to_string().as_bytes(),
+        ))
+        .expect("JSON");
+        let record: Option<serde_json::Value> = reply["message"]["data"]
+            .as_str()
+            .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+            .and_then(|d| serde_json::from_slice(&d).ok());
+        let holds = record.as_ref().is_some_and(|r| {
+            let wanted = limits.as_object().expect("an object");
+            wanted.iter().all(|(k, v)| r["limits"][k] == *v)
+        });
+        if holds {
+            break reply["message"]["seq"].as_u64().expect("seq");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the facts bucket never held {limits} for {}: {reply}",
+            tenant.id
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for gateway in gateways {
+        while gateway.metric("aerie_facts_revision", "") < revision as f64 {
+            assert!(
+                Instant::now() < deadline,
+                "a gateway never reached facts revision {revision}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use aerie_e2e::RawClient;
 use aerie_e2e::nats::{NatsCluster, NatsServer, StoredMessage, unique_prefix};
-use aerie_e2e::scaleout::{Control, Gateway};
+use aerie_e2e::scaleout::{Control, Gateway, set_limits_enforced};
 use aerie_e2e::tenants::{Tenant, mint, tenant, with_password};
 use aerie_proto::{Packet, ProtocolVersion, QoS, ReasonCode};
 use serde_json::json;
@@ -25,16 +25,22 @@ struct Shape {
     token: String,
 }
 
-async fn shape(nats_url: &str, gateway_flags: &[&str]) -> Shape {
+/// The shape on `nats_url`, whose JetStream API `nats` answers.
+async fn shape(nats: &NatsServer, nats_url: &str, gateway_flags: &[&str]) -> Shape {
     let prefix = unique_prefix();
     let control = Control::start(nats_url, &prefix, &[]);
     let mut gateway = Gateway::start_with_flags(nats_url, &prefix, gateway_flags);
     gateway.wait_ready();
     let tenant = tenant(&control, "durable@example.com");
-    control.set_limits(
+    set_limits_enforced(
+        nats,
+        &control,
+        &prefix,
         &tenant,
         json!({"publish_rate_msgs": 100000, "client_publish_rate_msgs": 100000, "inflight": 64}),
-    );
+        &[&gateway],
+    )
+    .await;
     let (token, _) = mint(&control, &tenant, json!({}));
     gateway.wait_accepts(&token).await;
     Shape {
@@ -110,7 +116,7 @@ fn holds(stored: &StoredMessage, subject: &str, payload: &[u8]) -> bool {
 #[tokio::test]
 async fn a_qos_1_or_2_publisher_is_acknowledged_only_once_its_message_is_in_the_tenants_log() {
     let nats = NatsServer::shared();
-    let s = shape(&nats.url(), &[]).await;
+    let s = shape(nats, &nats.url(), &[]).await;
     let mut publisher = s.client(ProtocolVersion::V5, "publisher").await;
     let stream = s.log_stream();
     for i in 0..40u16 {
@@ -140,7 +146,7 @@ async fn a_qos_1_or_2_publisher_is_acknowledged_only_once_its_message_is_in_the_
 #[tokio::test]
 async fn qos_0_is_never_appended_to_the_log() {
     let nats = NatsServer::shared();
-    let s = shape(&nats.url(), &[]).await;
+    let s = shape(nats, &nats.url(), &[]).await;
     let mut subscriber = s.client(ProtocolVersion::V5, "subscriber").await;
     subscriber.subscribe(1, "mixed/#", QoS::AtLeastOnce).await;
     let mut publisher = s.client(ProtocolVersion::V5, "publisher").await;
@@ -179,7 +185,7 @@ async fn qos_0_is_never_appended_to_the_log() {
 #[tokio::test]
 async fn a_qos_1_message_the_log_cannot_keep_is_refused_with_0x97_not_acknowledged() {
     let nats = NatsServer::shared();
-    let s = shape(&nats.url(), &[]).await;
+    let s = shape(nats, &nats.url(), &[]).await;
     let mut subscriber = s.client(ProtocolVersion::V5, "subscriber").await;
     subscriber.subscribe(1, "long/#", QoS::AtMostOnce).await;
     let mut publisher = s.client(ProtocolVersion::V5, "publisher").await;
@@ -209,7 +215,7 @@ async fn with_nats_gone_a_v5_publisher_gets_0x80_a_3_1_1_one_is_disconnected_and
 {
     let mut nats = NatsServer::start();
     // The connections' bound on a held ack: 2 s here.
-    let s = shape(&nats.url(), &["--store-ack-timeout", "2"]).await;
+    let s = shape(&nats, &nats.url(), &["--store-ack-timeout", "2"]).await;
     let mut subscriber = s.client(ProtocolVersion::V5, "subscriber").await;
     subscriber.subscribe(1, "gone/#", QoS::AtMostOnce).await;
     let mut v5 = s.client(ProtocolVersion::V5, "v5").await;
@@ -309,7 +315,7 @@ async fn a_nats_server_killed_mid_stream_loses_no_acknowledged_message() {
     const MESSAGES: u16 = 2000;
     const WINDOW: u16 = 16;
     let mut nats = NatsCluster::start();
-    let s = shape(&nats.urls(), &[]).await;
+    let s = shape(&nats.servers[0], &nats.urls(), &[]).await;
     let stream = s.log_stream();
     let mut publisher = s.client(ProtocolVersion::V5, "publisher").await;
     // Packet id i+1 carries payload i; `acked` gets each PUBACK's reason.

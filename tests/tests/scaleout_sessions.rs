@@ -29,7 +29,7 @@ fn cluster() -> Cluster {
 /// gateways): these tests connect many clients at once.
 async fn tenant_with_token(c: &Cluster) -> (Tenant, String) {
     let t = tenant(&c.control, "green@example.com");
-    c.control.set_limits(&t, json!({"connect_rate": 1000}));
+    c.set_limits(&t, json!({"connect_rate": 1000})).await;
     let (token, _) = mint(&c.control, &t, json!({}));
     c.wait_accepted(&token).await;
     (t, token)
@@ -424,7 +424,7 @@ async fn clients_of_a_killed_gateway_reconnect_to_the_other_with_the_same_ids_at
 async fn a_tenant_s_connection_limit_counts_the_connections_of_both_gateways() {
     let mut c = cluster();
     let (t, token) = tenant_with_token(&c).await;
-    c.control.set_limits(&t, json!({"connections": 2}));
+    c.set_limits(&t, json!({"connections": 2})).await;
 
     // Two on gateway A; a third there is refused once A has the limit.
     let (a1, r1) = connect(&c.a, "a1", &token).await;

@@ -24,6 +24,9 @@ const REWATCH: Duration = Duration::from_millis(500);
 
 /// Facts entries that did not parse and were skipped.
 pub const FACTS_BAD_ENTRIES_TOTAL: &str = "aerie_facts_bad_entries_total";
+/// The facts bucket's revision (KV sequence) this gateway enforces: behind
+/// the bucket's own last revision while a change is on its way.
+pub const FACTS_REVISION: &str = "aerie_facts_revision";
 
 /// The facts as the bucket has them, for a gateway.
 pub struct KvDirectorySource {
@@ -163,11 +166,13 @@ impl KvDirectorySource {
                     apply_logged(facts, &entry.key, value);
                     if entry.delta == 0 {
                         self.replace(fresh.take().unwrap_or_default());
+                        metrics::gauge!(FACTS_REVISION).set(entry.revision as f64);
                     }
                 }
                 None => {
                     apply_logged(&mut self.state.lock().facts, &entry.key, value);
                     self.changes.send_modify(|n| *n += 1);
+                    metrics::gauge!(FACTS_REVISION).set(entry.revision as f64);
                 }
             }
         }
