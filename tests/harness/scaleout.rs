@@ -316,11 +316,16 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Cluster::start_with_flags(&[])
+    }
+
+    /// [`Cluster::start`] with `flags` for both gateways.
+    pub fn start_with_flags(flags: &[&str]) -> Cluster {
         let nats = crate::nats::NatsServer::shared();
         let prefix = crate::nats::unique_prefix();
         let control = Control::start(&nats.url(), &prefix, &[]);
-        let mut a = Gateway::start(&nats.url(), &prefix);
-        let mut b = Gateway::start(&nats.url(), &prefix);
+        let mut a = Gateway::start_with_flags(&nats.url(), &prefix, flags);
+        let mut b = Gateway::start_with_flags(&nats.url(), &prefix, flags);
         a.wait_ready();
         b.wait_ready();
         Cluster {

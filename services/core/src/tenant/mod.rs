@@ -4,6 +4,7 @@
 //! these, so nothing one tenant does can match, read or lock another's.
 //! `Tenant` is the face both halves show to connections.
 
+mod resume;
 mod router;
 mod sessions;
 
@@ -111,6 +112,7 @@ impl Tenant {
             config.clone(),
             router.clone(),
             seams.owners.clone(),
+            seams.records.clone(),
             session_ids,
             store.clone(),
         ));
@@ -188,12 +190,18 @@ impl Tenant {
         filter: &str,
         spec: SubscriptionSpec,
     ) -> Result<Subscribed, ReasonCode> {
-        self.router.subscribe(session, filter, spec)
+        let subscribed = self.router.subscribe(session, filter, spec)?;
+        self.sessions.record_changed(session);
+        Ok(subscribed)
     }
 
     /// Removes a subscription; false when there was none.
     pub fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
-        self.router.unsubscribe(session, filter)
+        let removed = self.router.unsubscribe(session, filter);
+        if removed {
+            self.sessions.record_changed(session);
+        }
+        removed
     }
 
     /// Attaches a connection to the session of `client_id`: takes an attached

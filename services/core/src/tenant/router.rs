@@ -81,7 +81,7 @@ impl Router {
         &self.quota
     }
 
-    fn offline_queue_limit(&self) -> usize {
+    pub(crate) fn offline_queue_limit(&self) -> usize {
         usize::try_from(self.quota.queued_messages()).unwrap_or(usize::MAX)
     }
 
@@ -479,6 +479,25 @@ impl Router {
             // Restored at start-up, before any client: nothing waits for it.
             let _ = self.backbone.interest(&self.tenant, inner, group, true);
         }
+    }
+
+    /// Puts back the subscriptions of a session resumed from another node's
+    /// record; resolves once this node's interest in them is live.
+    pub(crate) fn resume_subscriptions(
+        &self,
+        session: &Arc<Session>,
+        subscriptions: &[(Arc<str>, SubscriptionSpec)],
+    ) -> Vec<crate::seams::BoxFuture<()>> {
+        let key = SessionRef(session.clone());
+        let mut live = Vec::new();
+        let mut subs = self.subs.write();
+        for (filter, spec) in subscriptions {
+            let (inner, group) = split_shared(filter);
+            if subs.insert(inner, group, key.clone(), *spec).is_none() {
+                live.extend(self.backbone.interest(&self.tenant, inner, group, true));
+            }
+        }
+        live
     }
 
     /// Puts back a stored retained message.
