@@ -314,3 +314,32 @@ async fn a_subscribe_of_many_filters_is_one_or_two_record_writes_not_one_per_fil
         "{writes} record writes for one SUBSCRIBE"
     );
 }
+
+/// An attached persistent session to which nothing is delivered has
+/// nothing new for its record: no KV write every second for each idle
+/// session (10,000 idle devices would be 10,000 writes a second).
+#[tokio::test]
+async fn an_idle_persistent_session_does_not_write_its_record_every_second() {
+    let c = Cluster::start();
+    let (_t, token) = c.lifted_tenant("idle@example.com", json!({})).await;
+    let puts = || {
+        c.a.metric("aerie_cluster_session_record_writes_total", "op=\"put\"")
+    };
+    let (mut s, _) = resume(&c.a, "idle", &token, PERSISTENT).await;
+    let options = aerie_proto::SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        ..Default::default()
+    };
+    s.send(Packet::Subscribe(aerie_proto::Subscribe {
+        packet_id: 1,
+        filters: vec![("idle/cmd".into(), options)],
+        properties: Default::default(),
+    }))
+    .await;
+    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = puts();
+    // Three of the writer's ticks.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    assert_eq!(puts() - before, 0.0, "record writes while idle");
+}

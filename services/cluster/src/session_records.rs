@@ -18,7 +18,8 @@
 //! - **Writes**, with compare-and-set at the revision this node last wrote
 //!   or read (`kv_cas.rs`), in order by one task: at SUBSCRIBE, UNSUBSCRIBE,
 //!   CONNECT and detach of a persistent session, and every [`TICK`] for an
-//!   attached one whose cursor moved. A write that finds another revision
+//!   attached one whose cursor moved (only once something was queued for it
+//!   and then acknowledged: an idle session is not written). A write that finds another revision
 //!   means another gateway took the session: this node stops writing it
 //!   (attached here, it writes over it: the other write was the previous
 //!   gateway's detach, landed after this node read the record).
@@ -347,7 +348,9 @@ async fn put(kv: &kv::Store, held: &mut HashMap<String, Held>, session: &Arc<Ses
         adopted: None,
     });
     h.session = Arc::downgrade(session);
-    if !session.holds_unacknowledged() || h.cursor_ms == 0 {
+    // Moved only when something was queued and then acknowledged since it
+    // last moved: an idle session's record is not written every tick.
+    if h.cursor_ms == 0 || session.caught_up_since_asked() {
         h.cursor_ms = now.saturating_sub(MARGIN.as_millis() as u64);
     }
     let attached = session.is_attached();

@@ -93,6 +93,9 @@ struct SessionState {
     /// The online queue refused a message since its connection last drained
     /// it: the queue is full, not just filling.
     pub overflowing: bool,
+    /// Something was queued since `Session::caught_up_since_asked` last
+    /// said so.
+    pub queued_since_asked: bool,
 }
 
 /// What a session holds only now and then, boxed together (40 bytes inline
@@ -232,6 +235,7 @@ impl Session {
             }
             state.queued_bytes += delivery.message.weight();
             state.queue.push_back(delivery);
+            state.queued_since_asked = true;
             Ok(Enqueued {
                 ticket,
                 congested: online
@@ -647,6 +651,7 @@ impl Session {
         let dropped = queue.len().saturating_sub(limit);
         queue.drain(..dropped);
         state.queued_bytes = queue.iter().map(|d| d.message.weight()).sum();
+        state.queued_since_asked |= !queue.is_empty();
         state.queue = queue;
         drop(state);
         if dropped > 0 {
@@ -658,12 +663,18 @@ impl Session {
         dropped
     }
 
-    /// Whether the session holds a delivery its client has not acknowledged
-    /// that this node can see: one queued, or (detached) in flight. While a
-    /// connection is attached its in-flight window is the connection's.
-    pub fn holds_unacknowledged(&self) -> bool {
-        let state = self.state.lock();
-        !state.queue.is_empty() || (state.owner.is_none() && !state.flight.is_empty())
+    /// Whether something was queued since the last call that said so, and
+    /// the session now holds no delivery its client has not acknowledged
+    /// that this node can see (none queued, nor, detached, in flight; while
+    /// a connection is attached its in-flight window is the connection's):
+    /// a record of how far the session got may move on to the present. An
+    /// idle session says false: its record has nothing new to say.
+    pub fn caught_up_since_asked(&self) -> bool {
+        let mut state = self.state.lock();
+        if !state.queue.is_empty() || (state.owner.is_none() && !state.flight.is_empty()) {
+            return false;
+        }
+        std::mem::take(&mut state.queued_since_asked)
     }
 
     /// Puts back a stored session's state, detached, as attach generation 1.
@@ -846,6 +857,26 @@ mod tests {
             60,
             Arc::new(crate::store::NullStore::new()),
         )
+    }
+
+    /// A session record's cursor moves only after deliveries: an idle
+    /// session must not cost a record write every tick.
+    #[test]
+    fn an_idle_session_has_not_caught_up_with_anything_and_a_drained_one_has_once() {
+        let session = session();
+        let config = CoreConfig::default();
+        assert!(!session.caught_up_since_asked(), "nothing was ever queued");
+        session
+            .enqueue(delivery(QoS::AtLeastOnce), &config)
+            .unwrap();
+        assert!(
+            !session.caught_up_since_asked(),
+            "a delivery is still queued"
+        );
+        let mut out = Vec::new();
+        session.drain(10, &mut out);
+        assert!(session.caught_up_since_asked());
+        assert!(!session.caught_up_since_asked(), "said once");
     }
 
     /// A delivery of the message `seq` of node 0 on topic `seq`.
