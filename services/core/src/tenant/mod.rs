@@ -72,8 +72,14 @@ pub struct Attachment {
 pub struct Subscribed {
     /// The subscription replaced an existing one with the same filter.
     pub existed: bool,
-    /// Retained messages to send now, per the retain handling option.
+    /// Retained messages to send after the SUBACK, per the retain handling
+    /// option.
     pub retained: Vec<Delivery>,
+    /// Those of a retained store that answers later (scale-out: JetStream):
+    /// the connection queues them once it has, still after the SUBACK (a
+    /// client may drop a PUBLISH that comes before the SUBACK of its
+    /// subscription). `None`: all in `retained` (always, embedded).
+    pub retained_later: Option<crate::seams::BoxFuture<Vec<Delivery>>>,
     /// Resolves once the node's interest in the filter is live on every
     /// node (the backbone's [`crate::seams::Backbone::interest`]); the
     /// SUBACK waits for it. `None`: live already (always, embedded).
@@ -85,6 +91,10 @@ impl std::fmt::Debug for Subscribed {
         f.debug_struct("Subscribed")
             .field("existed", &self.existed)
             .field("retained", &self.retained)
+            .field(
+                "retained_later",
+                &self.retained_later.as_ref().map(|_| "pending"),
+            )
             .field("live", &self.live.as_ref().map(|_| "pending"))
             .finish()
     }

@@ -414,27 +414,25 @@ impl Router {
             return Ok(Subscribed {
                 existed,
                 retained: Vec::new(),
+                retained_later: None,
                 live,
             });
         }
         let mut matching = self.retained.matching(inner);
-        let retained = match poll_once(&mut matching) {
-            Poll::Ready(found) => retained_deliveries(found, spec),
+        let (retained, retained_later) = match poll_once(&mut matching) {
+            Poll::Ready(found) => (retained_deliveries(found, spec), None),
+            // A retained store that answers later (over the network): the
+            // connection queues them once it answered, after the SUBACK.
             Poll::Pending => {
-                // A retained store that answers later (over the network):
-                // queue what it finds for the session when it does.
-                let (session, config) = (session.clone(), self.config.clone());
-                tokio::spawn(async move {
-                    for d in retained_deliveries(matching.await, spec) {
-                        let _ = session.enqueue(d, &config);
-                    }
-                });
-                Vec::new()
+                let later: crate::seams::BoxFuture<Vec<Delivery>> =
+                    Box::pin(async move { retained_deliveries(matching.await, spec) });
+                (Vec::new(), Some(later))
             }
         };
         Ok(Subscribed {
             existed,
             retained,
+            retained_later,
             live,
         })
     }
