@@ -343,3 +343,46 @@ async fn an_idle_persistent_session_does_not_write_its_record_every_second() {
     tokio::time::sleep(Duration::from_millis(3200)).await;
     assert_eq!(puts() - before, 0.0, "record writes while idle");
 }
+
+/// A clean-start client has no record to delete: connecting costs no
+/// write to the bucket (a delete of a key leaves a marker in the bucket's
+/// stream for good, one per client id ever seen), while a record a clean
+/// start does replace is deleted.
+#[tokio::test]
+async fn clean_start_clients_write_nothing_to_the_sessions_bucket() {
+    let c = Cluster::start();
+    let (t, token) = c.lifted_tenant("fleeting@example.com", json!({})).await;
+    let kv = bucket(&c).await;
+    for i in 0..20 {
+        let gateway = if i % 2 == 0 { &c.a } else { &c.b };
+        let (mut s, reason) = gateway.connect_v5(&format!("fleeting-{i}"), &token).await;
+        assert_eq!(reason, ReasonCode::SUCCESS);
+        s.subscribe(1, "f/#", QoS::AtLeastOnce).await;
+        s.disconnect().await;
+    }
+    // A persistent session on each gateway: once their records are there,
+    // each gateway's record writer (one task, in order) has done whatever
+    // it would for the clean-start clients before.
+    let a = subscribed(&c.a, &kv, &t.id, "kept-a", &token, "f/1").await;
+    let b = subscribed(&c.b, &kv, &t.id, "kept-b", &token, "f/2").await;
+    let subjects: Vec<String> = NatsServer::shared()
+        .stream_messages(&format!("KV_{}_sessions", c.prefix))
+        .into_iter()
+        .map(|m| m.subject)
+        .collect();
+    let key = |id: &str| format!("{}.{id}", t.id);
+    let bucket_subject = |id: &str| format!("$KV.{}_sessions.{}", c.prefix, key(id));
+    assert_eq!(
+        subjects,
+        [bucket_subject("kept-a"), bucket_subject("kept-b")],
+        "the bucket's stream holds only the two records"
+    );
+
+    // A clean start of a persistent session's id deletes its record.
+    a.disconnect().await;
+    b.disconnect().await;
+    let (s, reason) = c.b.connect_v5("kept-a", &token).await;
+    assert_eq!(reason, ReasonCode::SUCCESS);
+    s.disconnect().await;
+    wait_keys(&kv, &[key("kept-b")]).await;
+}

@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::kv_cas::{CasError, open_bucket, write_at_revision};
+use crate::kv_cas::{CasError, open_bucket, purge_at_revision, write_at_revision};
 use crate::kv_key::token;
 use crate::subjects::Subjects;
 
@@ -409,23 +409,57 @@ async fn put(kv: &kv::Store, held: &mut HashMap<String, Held>, session: &Arc<Ses
 /// Deletes a record: the one this node wrote (at its revision), or any one
 /// (`starts_over`).
 async fn end(kv: &kv::Store, held: &mut HashMap<String, Held>, key: &str, starts_over: bool) {
-    let revision = match held.remove(key) {
-        Some(h) if !starts_over => match h.revision {
-            Some(r) => Some(r),
-            None => return,
-        },
-        None if !starts_over => return,
-        _ => None,
+    let held = held.remove(key);
+    if starts_over {
+        return start_over(kv, key).await;
+    }
+    // Not written by this node (or never written): not this node's to delete.
+    let Some(revision) = held.and_then(|h| h.revision) else {
+        return;
     };
-    match kv.purge_expect_revision(key, revision).await {
+    match purge_at_revision(kv, key, revision).await {
         Ok(()) => metrics::counter!(WRITES_TOTAL, "op" => "delete").increment(1),
         // Another gateway wrote it since: the session lives on there.
-        Err(_) if revision.is_some() => metrics::counter!(CONFLICTS_TOTAL).increment(1),
-        Err(error) => {
+        Err(CasError::Conflict) => metrics::counter!(CONFLICTS_TOTAL).increment(1),
+        Err(CasError::Failed(error)) => {
             metrics::counter!(FAILURES_TOTAL).increment(1);
             tracing::warn!(%key, %error, "cannot delete a session record");
         }
     }
+}
+
+/// A clean start claimed the session: whatever record any node left goes.
+/// Read first, so that a clean-start client, which has none, costs no
+/// write (a purge leaves a marker in the bucket for every key it names);
+/// a record written between the read and the purge is a late write of the
+/// previous owner's, and is read and purged in turn.
+async fn start_over(kv: &kv::Store, key: &str) {
+    const ROUNDS: usize = 4;
+    for _ in 0..ROUNDS {
+        let revision = match kv.entry(key).await {
+            Ok(Some(e)) if e.operation == kv::Operation::Put => e.revision,
+            Ok(_) => return,
+            Err(error) => {
+                metrics::counter!(FAILURES_TOTAL).increment(1);
+                tracing::warn!(%key, %error, "cannot read a session record to delete it");
+                return;
+            }
+        };
+        match purge_at_revision(kv, key, revision).await {
+            Ok(()) => {
+                metrics::counter!(WRITES_TOTAL, "op" => "delete").increment(1);
+                return;
+            }
+            Err(CasError::Conflict) => metrics::counter!(CONFLICTS_TOTAL).increment(1),
+            Err(CasError::Failed(error)) => {
+                metrics::counter!(FAILURES_TOTAL).increment(1);
+                tracing::warn!(%key, %error, "cannot delete a session record");
+                return;
+            }
+        }
+    }
+    metrics::counter!(FAILURES_TOTAL).increment(1);
+    tracing::warn!(%key, "a session record kept changing while a clean start deleted it");
 }
 
 /// One resumed session's read of the log.
