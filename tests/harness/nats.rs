@@ -267,20 +267,25 @@ impl NatsServer {
 
     /// Waits until the monitoring port's health check `path` answers 200.
     fn wait_ready(&self, path: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        assert!(
+            self.ready_within(path, Duration::from_secs(20)),
+            "nats-server did not become ready within 20 s:\n{}",
+            std::fs::read_to_string(self.store.with_extension("log")).unwrap_or_default()
+        );
+    }
+
+    /// Whether the monitoring port's health check `path` answers 200
+    /// within `wait`.
+    fn ready_within(&self, path: &str, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
         loop {
-            // Not listening yet: `send` would panic on the refused connection.
-            if std::net::TcpStream::connect(self.monitor).is_ok() {
-                let r = crate::http::send(self.monitor, "GET", path, &[], "");
-                if r.status == 200 {
-                    return;
-                }
+            let answered = crate::http::try_send(self.monitor, "GET", path, &[], "");
+            if answered.is_ok_and(|r| r.status == 200) {
+                return true;
             }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not become ready within 20 s:\n{}",
-                std::fs::read_to_string(self.store.with_extension("log")).unwrap_or_default()
-            );
+            if Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -309,6 +314,34 @@ impl NatsCluster {
     /// Starts the three and waits until JetStream is current on each (the
     /// cluster has elected its meta leader).
     pub fn start() -> NatsCluster {
+        // Ports that were free a moment ago may have been taken by another
+        // test meanwhile (a route that reaches someone's HTTP server never
+        // forms the cluster): it starts again on fresh ports.
+        for attempt in 1..=3 {
+            let cluster = NatsCluster::spawn();
+            let wait = Duration::from_secs(20);
+            if cluster
+                .servers
+                .iter()
+                .all(|s| s.ready_within("/healthz", wait))
+            {
+                return cluster;
+            }
+            let logs: Vec<String> = cluster
+                .servers
+                .iter()
+                .map(|s| std::fs::read_to_string(s.store.with_extension("log")).unwrap_or_default())
+                .collect();
+            eprintln!(
+                "the NATS cluster did not become ready (attempt {attempt}); starting it again on fresh ports. Its logs:\n{}",
+                logs.join("\n")
+            );
+        }
+        panic!("the NATS cluster did not become ready in 3 attempts");
+    }
+
+    /// Three servers on fresh ports, routed to each other.
+    fn spawn() -> NatsCluster {
         let routes: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
         let all_routes = routes
             .iter()
@@ -332,9 +365,6 @@ impl NatsCluster {
                 NatsServer::spawn(free_addr(), &extra)
             })
             .collect();
-        for server in &servers {
-            server.wait_ready("/healthz");
-        }
         NatsCluster { servers }
     }
 
