@@ -17,7 +17,8 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 /// DESIGN.md's "REST API v1" list (plus listing and deleting issuers, the
-/// operator routes under /v1/admin, and account API keys from issue 14): the
+/// operator routes under /v1/admin, account API keys from issue 14, and one
+/// token by its jti for the Terraform provider): the
 /// contract the document must match.
 const CONTRACT: &[(&str, &str)] = &[
     ("POST", "/v1/accounts"),
@@ -35,6 +36,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("DELETE", "/v1/tenants/{tid}/api-keys/{key_id}"),
     ("GET", "/v1/tenants/{tid}/tokens"),
     ("POST", "/v1/tenants/{tid}/tokens"),
+    ("GET", "/v1/tenants/{tid}/tokens/{jti}"),
     ("DELETE", "/v1/tenants/{tid}/tokens/{jti}"),
     ("POST", "/v1/tenants/{tid}/issuers"),
     ("GET", "/v1/tenants/{tid}/issuers"),

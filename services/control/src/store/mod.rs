@@ -269,6 +269,8 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<bool>;
     /// The tenant's revocation of `jti`, if any.
     async fn revoked_token(&self, tenant_id: &str, jti: &str) -> StoreResult<Option<RevokedToken>>;
+    /// The tenant's minted token `jti`, with whether it is revoked.
+    async fn token(&self, tenant_id: &str, jti: &str) -> StoreResult<Option<TokenEntry>>;
     /// The tenant's minted tokens, newest first (then by `jti`), at most `limit`.
     async fn tokens_of(&self, tenant_id: &str, limit: usize) -> StoreResult<Vec<TokenEntry>>;
 
@@ -390,6 +392,19 @@ macro_rules! doomed_keys {
     };
 }
 pub(crate) use doomed_keys;
+
+/// The tenant `$1`'s minted tokens as [`TokenEntry`]s (with whether each is
+/// revoked), for `token` and `tokens_of` to narrow. A macro, for `concat!`.
+macro_rules! token_entries {
+    () => {
+        "SELECT i.jti, i.subject, i.issued_at, i.expires_at, \
+         r.jti IS NOT NULL AS revoked \
+         FROM issued_tokens i LEFT JOIN revoked_tokens r \
+         ON r.jti = i.jti AND r.tenant_id = i.tenant_id \
+         WHERE i.tenant_id = $1"
+    };
+}
+pub(crate) use token_entries;
 
 macro_rules! sql_store {
     ($store:ty) => {
@@ -884,6 +899,20 @@ macro_rules! sql_store {
                 .await?)
             }
 
+            async fn token(
+                &self,
+                tenant_id: &str,
+                jti: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::TokenEntry>> {
+                Ok(sqlx::query_as(
+                    concat!($crate::store::token_entries!(), " AND i.jti = $2"),
+                )
+                .bind(tenant_id)
+                .bind(jti)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
             async fn tokens_of(
                 &self,
                 tenant_id: &str,
@@ -891,11 +920,7 @@ macro_rules! sql_store {
             ) -> $crate::store::StoreResult<Vec<$crate::store::TokenEntry>> {
                 // Newest first, ordered here: SQLite's times do not sort as times.
                 let mut tokens: Vec<$crate::store::TokenEntry> = sqlx::query_as(
-                    "SELECT i.jti, i.subject, i.issued_at, i.expires_at, \
-                     r.jti IS NOT NULL AS revoked \
-                     FROM issued_tokens i LEFT JOIN revoked_tokens r \
-                     ON r.jti = i.jti AND r.tenant_id = i.tenant_id \
-                     WHERE i.tenant_id = $1",
+                    $crate::store::token_entries!(),
                 )
                 .bind(tenant_id)
                 .fetch_all(&self.pool)
