@@ -859,28 +859,26 @@ macro_rules! sql_store {
                 now: time::OffsetDateTime,
                 foreign_until: Option<time::OffsetDateTime>,
             ) -> $crate::store::StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
-                let issued: Option<(time::OffsetDateTime,)> = sqlx::query_as(
-                    "SELECT expires_at FROM issued_tokens WHERE jti = $1 AND tenant_id = $2",
-                )
-                .bind(jti)
-                .bind(tenant_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(expires_at) = issued.map(|(at,)| at).or(foreign_until) else {
-                    return Ok(false);
-                };
+                // One statement, not a read then a write in a transaction:
+                // SQLite refuses at once (SQLITE_BUSY, "database is locked")
+                // to turn a reader into a writer while another connection
+                // writes, and Terraform revokes ten tokens at once. Kept until
+                // the token expires if it was minted here, else until
+                // `foreign_until`; no row at all if neither is known.
                 let done = sqlx::query(
                     "INSERT INTO revoked_tokens (jti, tenant_id, expires_at, revoked_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, jti) DO NOTHING",
+                     SELECT $1, $2, kept.expires_at, $3 FROM (SELECT COALESCE( \
+                       (SELECT expires_at FROM issued_tokens WHERE jti = $1 AND tenant_id = $2), \
+                       $4) AS expires_at) AS kept \
+                     WHERE kept.expires_at IS NOT NULL \
+                     ON CONFLICT (tenant_id, jti) DO NOTHING",
                 )
                 .bind(jti)
                 .bind(tenant_id)
-                .bind(expires_at)
                 .bind(now)
-                .execute(&mut *tx)
+                .bind(foreign_until)
+                .execute(&self.pool)
                 .await?;
-                tx.commit().await?;
                 Ok(done.rows_affected() == 1)
             }
 
