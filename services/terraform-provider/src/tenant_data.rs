@@ -146,3 +146,46 @@ impl DataSource for TenantDataSource {
         Some(Value::Value(Tenant::from(view)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(names: &[&str]) -> Vec<TenantView> {
+        let views = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                serde_json::json!({"id": format!("tenant{i:04}"), "name": name, "plan": "free", "limits": {}})
+            })
+            .collect::<Vec<_>>();
+        serde_json::from_value(serde_json::Value::Array(views)).unwrap()
+    }
+
+    #[test]
+    fn a_name_finds_the_one_tenant_that_has_it() {
+        let mut diags = Diagnostics::default();
+        let found = named(&mut diags, listed(&["a", "b"]), "b").unwrap();
+        assert_eq!(found.name, "b");
+        assert!(diags.errors.is_empty());
+    }
+
+    #[test]
+    fn a_name_that_none_or_several_have_is_an_error_on_name() {
+        for (names, says) in [
+            (
+                &["a"][..],
+                "no tenant of the token's account is named \"b\"",
+            ),
+            (
+                &["b", "b"][..],
+                "2 tenants are named \"b\": look it up by `id`",
+            ),
+        ] {
+            let mut diags = Diagnostics::default();
+            assert!(named(&mut diags, listed(names), "b").is_none());
+            assert_eq!(diags.errors[0].summary, says);
+            assert_eq!(diags.errors[0].attribute, AttributePath::new("name"));
+        }
+    }
+}

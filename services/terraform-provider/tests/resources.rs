@@ -205,13 +205,19 @@ fn refused_input_is_a_diagnostic_on_its_attribute() {
     let tid = made["id"].as_str().unwrap();
     let tf = Workspace::new(&server, &key);
 
-    // Not exactly one key source: refused at plan time, before any call.
+    // Not exactly one key source, a tenant looked up by both id and name:
+    // refused at plan time, before any call.
     tf.configure(&format!(
         r#"resource "aerie_issuer" "two" {{
   tenant_id = "{tid}"
   issuer    = "https://two.example.com/"
   jwks_url  = "https://two.example.com/jwks.json"
   jwks      = jsonencode({{ keys = [] }})
+}}
+
+data "aerie_tenant" "both" {{
+  id   = "{tid}"
+  name = "real"
 }}
 "#
     ));
@@ -225,6 +231,10 @@ fn refused_input_is_a_diagnostic_on_its_attribute() {
     assert!(
         stderr.contains("jwks      = jsonencode"),
         "the attribute's line: {stderr}"
+    );
+    assert!(
+        stderr.contains("Error: give exactly one of `id` and `name`"),
+        "the tenant data source looks up by one: {stderr}"
     );
 
     // What the API refuses, each on its attribute, in one apply.
