@@ -106,8 +106,20 @@ pub fn send(
     headers: &[(&str, &str)],
     json: &str,
 ) -> Reply {
-    let mut s = TcpStream::connect(addr).expect("connect to the HTTP listener");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    try_send(addr, method, path, headers, json).expect("an HTTP answer")
+}
+
+/// As [`send`], an I/O error returned (a server still starting, or a port
+/// another process holds, may refuse or reset).
+pub fn try_send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json: &str,
+) -> std::io::Result<Reply> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -116,11 +128,11 @@ pub fn send(
         head.push_str("Content-Type: application/json\r\n");
     }
     head.push_str(&format!("Content-Length: {}\r\n\r\n", json.len()));
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(json.as_bytes()).unwrap();
+    s.write_all(head.as_bytes())?;
+    s.write_all(json.as_bytes())?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read the answer");
-    parse(&String::from_utf8_lossy(&raw))
+    s.read_to_end(&mut raw)?;
+    Ok(parse(&String::from_utf8_lossy(&raw)))
 }
 
 fn parse(raw: &str) -> Reply {

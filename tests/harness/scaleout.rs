@@ -76,33 +76,47 @@ impl Control {
     /// flags; returns once `/readyz` answers 200.
     pub fn start(nats_url: &str, prefix: &str, extra: &[&str]) -> Control {
         let dir = tempfile::tempdir().expect("temp dir");
-        let http = free_addr();
         let db = format!(
             "sqlite://{}?mode=rwc",
             dir.path().join("control.db").display()
         );
-        let child = aerie("control")
-            .args(["--http", &http.to_string(), "--database-url", &db])
-            .args(["--nats", nats_url, "--nats-prefix", prefix])
-            .args(extra)
-            .env("AERIE_SECRET_KEY", "ab".repeat(32))
-            .env("AERIE_ADMIN_TOKEN", ADMIN_TOKEN)
-            .spawn()
-            .expect("spawn aerie control");
-        let mut control = Control {
-            http,
-            database_url: db,
-            process: Process(Some(child)),
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !(std::net::TcpStream::connect(http).is_ok() && control.get("/readyz").status == 200)
-        {
-            control.process.assert_running("aerie control");
-            assert!(Instant::now() < deadline, "aerie control did not start");
-            std::thread::sleep(Duration::from_millis(50));
+        // A port that was free a moment ago may have been taken by another
+        // test meanwhile (it then exits at once, and what answers there is
+        // someone else): it starts again on a fresh port, as gateways do.
+        for _ in 0..5 {
+            let http = free_addr();
+            let child = aerie("control")
+                .args(["--http", &http.to_string(), "--database-url", &db])
+                .args(["--nats", nats_url, "--nats-prefix", prefix])
+                .args(extra)
+                .env("AERIE_SECRET_KEY", "ab".repeat(32))
+                .env("AERIE_ADMIN_TOKEN", ADMIN_TOKEN)
+                .spawn()
+                .expect("spawn aerie control");
+            let mut process = Process(Some(child));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Some(status) = process.exited() {
+                    eprintln!(
+                        "aerie control exited during start-up ({status}); retrying on another port"
+                    );
+                    break;
+                }
+                let ready = crate::http::try_send(http, "GET", "/readyz", &[], "")
+                    .is_ok_and(|r| r.status == 200);
+                if ready {
+                    return Control {
+                        http,
+                        database_url: db,
+                        process,
+                        _dir: dir,
+                    };
+                }
+                assert!(Instant::now() < deadline, "aerie control did not start");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        control
+        panic!("aerie control did not start after 5 attempts");
     }
 
     /// SIGKILL: nothing more is published.
@@ -316,11 +330,16 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Cluster::start_with_flags(&[])
+    }
+
+    /// [`Cluster::start`] with `flags` for both gateways.
+    pub fn start_with_flags(flags: &[&str]) -> Cluster {
         let nats = crate::nats::NatsServer::shared();
         let prefix = crate::nats::unique_prefix();
         let control = Control::start(&nats.url(), &prefix, &[]);
-        let mut a = Gateway::start(&nats.url(), &prefix);
-        let mut b = Gateway::start(&nats.url(), &prefix);
+        let mut a = Gateway::start_with_flags(&nats.url(), &prefix, flags);
+        let mut b = Gateway::start_with_flags(&nats.url(), &prefix, flags);
         a.wait_ready();
         b.wait_ready();
         Cluster {

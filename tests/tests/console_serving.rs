@@ -22,13 +22,14 @@ fn build_console(dir: &Path) {
 }
 
 /// The console answers at `http`: app routes, an asset, a missing asset, and
-/// the API's own 404 next to it. `ws` is the WebSocket origin the CSP allows.
+/// the API's own 404 next to it. `ws` is the one WebSocket origin the CSP
+/// allows (no TLS is served, so no wss:// one).
 fn assert_console_served(http: SocketAddr, ws: &str) {
     let page = send(http, "GET", "/tenants/abc/live", &[], "");
     assert_eq!((page.status, page.body.as_str()), (200, INDEX));
     assert_eq!(page.header("cache-control"), Some("no-cache"));
     let csp = page.header("content-security-policy").unwrap_or_default();
-    assert!(csp.contains(&format!("connect-src 'self' {ws} ")), "{csp}");
+    assert!(csp.contains(&format!("connect-src 'self' {ws};")), "{csp}");
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
     let script = send(http, "GET", "/assets/app-abc123.js", &[], "");
     assert_eq!(script.status, 200);
@@ -43,6 +44,20 @@ fn assert_console_served(http: SocketAddr, ws: &str) {
     let api = send(http, "GET", "/v1/nope", &[], "");
     assert_eq!(api.status, 404);
     assert_eq!(api.header("content-type"), Some("application/problem+json"));
+}
+
+/// The `endpoints` a new tenant of a new account `email` is shown.
+fn tenant_endpoints(server: &aerie_e2e::Server, email: &str) -> serde_json::Value {
+    let tenant = aerie_e2e::tenants::tenant(server, email);
+    let shown = server
+        .api(
+            "GET",
+            &format!("/v1/tenants/{}", tenant.id),
+            Some(&tenant.api_key),
+            None,
+        )
+        .expect(200);
+    shown["endpoints"].clone()
 }
 
 #[test]
@@ -70,21 +85,32 @@ fn aerie_serve_shows_tenants_the_public_addresses_and_the_console_may_reach_them
         .args(&["--public-ws", "ws://broker.example.com/mqtt"])
         .env("AERIE_PUBLIC_MQTT", "mqtt://broker.example.com:1883")
         .start();
-    let tenant = aerie_e2e::tenants::tenant(&server, "public@example.com");
-    let shown = server
-        .api(
-            "GET",
-            &format!("/v1/tenants/{}", tenant.id),
-            Some(&tenant.api_key),
-            None,
-        )
-        .expect(200);
-    let endpoints = &shown["endpoints"];
+    let endpoints = &tenant_endpoints(&server, "public@example.com");
     assert_eq!(endpoints["mqtt"], "mqtt://broker.example.com:1883");
     assert_eq!(endpoints["ws"], "ws://broker.example.com/mqtt");
-    // Not given: the listen address, as before.
-    assert_eq!(endpoints["wss"], format!("wss://{}/mqtt", server.wss));
+    // No TLS listener is served (no --tls-cert), so none is shown.
+    assert_eq!(endpoints.get("mqtts"), None, "{endpoints}");
+    assert_eq!(endpoints.get("wss"), None, "{endpoints}");
     assert_console_served(server.http, "ws://broker.example.com");
+}
+
+#[test]
+fn aerie_serve_shows_its_tls_endpoints_only_when_it_serves_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    build_console(dir.path());
+    let cert = aerie_e2e::tls::TestCert::localhost();
+    let server = cert
+        .server_options()
+        .anonymous(false)
+        .args(&["--console-dir", dir.path().to_str().unwrap()])
+        .start();
+    let endpoints = &tenant_endpoints(&server, "tls@example.com");
+    assert_eq!(endpoints["mqtts"], format!("mqtts://{}", server.mqtts));
+    assert_eq!(endpoints["wss"], format!("wss://{}/mqtt", server.wss));
+    // Both listeners are really up where they are shown.
+    for addr in [server.mqtts, server.wss] {
+        assert!(std::net::TcpStream::connect(addr).is_ok(), "{addr}");
+    }
 }
 
 #[test]
@@ -165,4 +191,58 @@ fn aerie_control_serves_the_console_too() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_console_served(http, "ws://broker.example.com:8083");
+}
+
+#[test]
+fn a_cross_site_form_post_with_the_session_cookie_is_refused_and_counted() {
+    let server = ServerOptions::default().anonymous(false).start();
+    let signed_up = server.http_request(
+        "POST",
+        "/v1/accounts",
+        &[],
+        r#"{"email":"forms@example.com","password":"correct horse battery"}"#,
+    );
+    assert_eq!(signed_up.status, 201, "{}", signed_up.body);
+    let set_cookie = signed_up.header("set-cookie").expect("a session cookie");
+    assert!(
+        set_cookie.contains("; HttpOnly; SameSite=Strict"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap();
+    let csrf = signed_up.json()["csrf_token"].as_str().unwrap().to_owned();
+
+    // Another site's <form method=post action=…/v1/tenants>, had the browser
+    // sent the cookie: its Origin, a form body, no CSRF header.
+    let forged = server.http_request(
+        "POST",
+        "/v1/tenants",
+        &[
+            ("cookie", cookie),
+            ("origin", "https://evil.example"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        "",
+    );
+    let detail = forged.problem(403);
+    assert!(detail.contains("another site"), "{detail}");
+    server.wait_metric(
+        "aerie_control_csrf_refused_total",
+        "reason=\"cross_origin\"",
+        1.0,
+    );
+    // The console's own request, with the session's CSRF token, passes.
+    let origin = format!("http://{}", server.http);
+    let created = server.http_request(
+        "POST",
+        "/v1/tenants",
+        &[
+            ("cookie", cookie),
+            ("origin", &origin),
+            ("x-aerie-csrf", &csrf),
+        ],
+        r#"{"name":"from the console"}"#,
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let tenants = server.http_request("GET", "/v1/tenants", &[("cookie", cookie)], "");
+    assert_eq!(tenants.json().as_array().map(Vec::len), Some(1));
 }

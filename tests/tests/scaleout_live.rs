@@ -29,13 +29,7 @@ const SILENCE: Duration = Duration::from_millis(500);
 async fn tenant_on(c: &Cluster, email: &str, limits: Value) -> (Tenant, String) {
     let t = tenant(&c.control, email);
     if limits != json!({}) {
-        c.control
-            .admin(
-                "PATCH",
-                &format!("/v1/admin/tenants/{}/limits", t.id),
-                Some(&limits),
-            )
-            .expect(200);
+        c.set_limits(&t, limits).await;
     }
     let (token, _) = mint(&c.control, &t, json!({}));
     c.wait_accepted(&token).await;

@@ -201,3 +201,54 @@ async fn a_clear_on_one_gateway_frees_room_for_a_set_on_the_other() {
         ["c/3", "c/4", "c/6"]
     );
 }
+
+/// A retained message comes after the SUBACK of the subscription it is for,
+/// on both gateways: the gateway asks JetStream for it while the SUBACK
+/// waits for the subscription to be live on NATS, and the answer may come
+/// first (it was then queued ahead of the SUBACK, and a client waiting for
+/// its SUBACK dropped it). Many fresh filters, so the race is met.
+#[tokio::test]
+async fn a_retained_message_always_follows_the_suback_of_its_subscription() {
+    const TOPICS: usize = 150;
+    let c = Cluster::start();
+    let (_t, token) = c
+        .lifted_tenant(
+            "order@example.com",
+            json!({"retained_messages": 1000, "subscriptions_per_client": 1000}),
+        )
+        .await;
+    let mut setter = client(&c.a, "setter", &token).await;
+    for i in 0..TOPICS {
+        assert_eq!(
+            retain(&mut setter, &format!("order/{i}"), b"kept").await,
+            OK
+        );
+    }
+    for (name, gateway) in [("a", &c.a), ("b", &c.b)] {
+        let mut s = client(gateway, &format!("subscriber-{name}"), &token).await;
+        for i in 0..TOPICS {
+            let packet_id = u16::try_from(i + 1).expect("small");
+            s.send(Packet::Subscribe(aerie_proto::Subscribe {
+                packet_id,
+                filters: vec![(
+                    format!("order/{i}").into(),
+                    aerie_proto::SubscriptionOptions::default(),
+                )],
+                properties: Default::default(),
+            }))
+            .await;
+            match s.recv().await {
+                Some(Packet::SubAck(ack)) => {
+                    assert_eq!((ack.packet_id, &ack.reasons[..]), (packet_id, &[OK][..]));
+                }
+                other => panic!("gateway {name}, order/{i}: SUBACK first, got {other:?}"),
+            }
+            match s.recv().await {
+                Some(Packet::Publish(p)) => {
+                    assert_eq!((&*p.topic, p.retain), (&*format!("order/{i}"), true));
+                }
+                other => panic!("gateway {name}, order/{i}: its retained message, got {other:?}"),
+            }
+        }
+    }
+}

@@ -283,23 +283,26 @@ test('sign up, provision, talk MQTT from the browser, and revoke a device', asyn
   await shot(page, 'tenant-overview-phone');
   await page.setViewportSize({ width: 1280, height: 900 });
 
-  // The session token is in no URL and in no storage.
+  // The session token is in no URL and in no storage a script can read: it
+  // is in an HttpOnly, SameSite=Strict cookie.
   const storage = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }) + document.cookie);
   assert.equal(storage, '{}{}');
+  const [cookie, ...others] = await context.cookies();
+  assert.deepEqual(others, []);
+  assert.equal(cookie.name, 'aerie_session');
+  assert.ok(cookie.httpOnly && cookie.sameSite === 'Strict' && cookie.path === '/', JSON.stringify(cookie));
+  assert.ok(!requested.some((u) => u.includes(cookie.value)), 'the session token is in no URL');
 
   // A second account, in its own browser context, cannot see the tenant.
   const stranger = await newPage();
   const strangerEmail = unique('stranger');
   await signUp(stranger.page, strangerEmail);
   await stranger.page.getByText('No tenants yet').waitFor();
-  // Opening the first tenant's address loads the page anew, which ends the
-  // in-memory session: the log-in form shows in place, then the page.
+  // Opening the first tenant's address loads the page anew; the session
+  // cookie keeps the stranger signed in, and the tenant is not theirs.
   await stranger.page.goto(`${CONSOLE_URL}/tenants/${tid}`);
-  await stranger.page.getByText('Log in to continue.').waitFor();
-  await stranger.page.getByLabel('Email').fill(strangerEmail);
-  await stranger.page.getByLabel('Password').fill(PASSWORD);
-  await stranger.page.getByRole('button', { name: 'Log in' }).click();
   await stranger.page.getByRole('alert').getByText('Tenant not found.').waitFor();
+  assert.equal(await stranger.page.getByTestId('account-email').textContent(), strangerEmail);
   assert.equal(await stranger.page.getByText('Greenhouse sensors').count(), 0);
   assert.equal(new URL(stranger.page.url()).pathname, `/tenants/${tid}`);
   await stranger.context.close();
@@ -361,6 +364,59 @@ test('sign up, provision, talk MQTT from the browser, and revoke a device', asyn
   await shot(page, 'log-in-refused');
 
   sensor.end(true);
+  await context.close();
+});
+
+test('a reload of every page keeps the person signed in; log out ends the session for good', async () => {
+  const { context, page } = await newPage();
+  const email = unique('reload');
+  await signUp(page, email);
+  await page.getByLabel('New tenant name').fill('Reloaded');
+  await page.getByRole('button', { name: 'Create tenant' }).click();
+  await page.getByTestId('tenant-name').filter({ hasText: 'Reloaded' }).waitFor();
+  const tid = new URL(page.url()).pathname.split('/')[2];
+  // No TLS listener runs here: the overview names none, and says so.
+  await page.getByTestId('no-tls').waitFor();
+  assert.equal(await page.getByTestId('endpoint-mqtts').count(), 0);
+  assert.equal(await page.getByTestId('endpoint-wss').count(), 0);
+
+  const pages = [
+    ['/', () => page.getByRole('heading', { name: 'Tenants', exact: true })],
+    ['/tenants', () => page.getByRole('heading', { name: 'Tenants', exact: true })],
+    ['/account/api-keys', () => page.getByRole('heading', { name: 'Account API keys' })],
+    [`/tenants/${tid}`, () => page.getByTestId('usage-chart').first().locator('canvas')],
+    [`/tenants/${tid}/live`, () => page.getByRole('button', { name: 'Connect', exact: true })],
+    [`/tenants/${tid}/clients`, () => page.getByText('No client is connected')],
+    [`/tenants/${tid}/connect`, () => page.getByRole('button', { name: 'Mint a token and show the snippets' })],
+    [`/tenants/${tid}/tokens`, () => page.getByText('No tokens minted yet.')],
+    [`/tenants/${tid}/api-keys`, () => page.getByText('No API keys yet.')],
+    [`/tenants/${tid}/issuers`, () => page.getByText('No issuers of your own')],
+  ];
+  for (const [path, ready] of pages) {
+    await page.goto(`${CONSOLE_URL}${path}`);
+    await ready().waitFor();
+    await page.reload();
+    await ready().waitFor();
+    assert.equal(await page.getByTestId('account-email').textContent(), email, `signed in after reloading ${path}`);
+    assert.equal(await page.getByText('Log in to continue.').count(), 0, path);
+  }
+  // A write after a reload carries the restored CSRF token.
+  await page.goto(`${CONSOLE_URL}/tenants/${tid}/api-keys`);
+  await page.reload();
+  await page.getByLabel('Key name').fill('after reload');
+  await page.getByRole('button', { name: 'Create API key' }).click();
+  await page.getByTestId('new-api-key').waitFor();
+
+  // Log out ends the session on the server: the old cookie, sent again by
+  // hand, is refused, and a reload asks to log in.
+  const [cookie] = await context.cookies();
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await page.getByRole('heading', { name: 'Log in to Aerie' }).waitFor();
+  assert.deepEqual(await context.cookies(), []);
+  const replayed = await fetch(`${CONSOLE_URL}/v1/account`, { headers: { Cookie: `${cookie.name}=${cookie.value}` } });
+  assert.equal(replayed.status, 401);
+  await page.goto(`${CONSOLE_URL}/tenants/${tid}`);
+  await page.getByText('Log in to continue.').waitFor();
   await context.close();
 });
 

@@ -1,11 +1,15 @@
 // The shell: header, routes, and the rule that every page but sign-up and
 // log-in needs a session (without one, the log-in form shows in place and the
-// page appears once logged in).
+// page appears once logged in). On load the page first asks whether its
+// session cookie still signs it in, so a reload keeps the person signed in.
 
 import { LocationProvider, Route, Router, useLocation } from 'preact-iso';
 import type { ComponentType } from 'preact';
-import { setSession } from './lib/session';
-import { useSession } from './lib/useSession';
+import { useEffect } from 'preact/hooks';
+import { logOut, restoreSession } from './lib/account';
+import { useAction } from './lib/hooks';
+import { useSession, useSessionKnown } from './lib/useSession';
+import { ErrorNote, Loading } from './components/ui';
 import { LogIn, SignUp } from './pages/Auth';
 import { Tenants } from './pages/Tenants';
 import { TenantPage } from './pages/TenantPage';
@@ -13,7 +17,9 @@ import { AccountKeys } from './pages/AccountKeys';
 
 function Header() {
   const current = useSession();
+  const known = useSessionKnown();
   const { route } = useLocation();
+  const { busy, error, run } = useAction();
   return (
     <header class="top">
       <a href="/" class="brand">
@@ -30,15 +36,16 @@ function Header() {
             <button
               type="button"
               class="button-small"
-              onClick={() => {
-                setSession(null);
-                route('/login');
+              disabled={busy}
+              onClick={async () => {
+                if (await run(async () => (await logOut(), true))) route('/login');
               }}
             >
-              Log out
+              {busy ? 'Logging out…' : 'Log out'}
             </button>
+            <ErrorNote error={error} />
           </>
-        ) : (
+        ) : !known ? null : (
           <>
             <a href="/login">Log in</a>
             <a href="/signup">Sign up</a>
@@ -52,6 +59,8 @@ function Header() {
 function needsSession<P>(Page: ComponentType<P>): ComponentType<P> {
   return (props: P) => {
     const current = useSession();
+    const known = useSessionKnown();
+    if (!known) return <Loading what="your session" />;
     if (!current) return <LogIn note="Log in to continue." stay />;
     return <Page {...(props as P & object)} />;
   };
@@ -63,6 +72,8 @@ const AccountKeysPage = needsSession(AccountKeys);
 
 function Home() {
   const current = useSession();
+  const known = useSessionKnown();
+  if (!known) return <Loading what="your session" />;
   return current ? <Tenants /> : <SignUp />;
 }
 
@@ -78,6 +89,12 @@ function NotFound() {
 }
 
 export function App() {
+  const known = useSessionKnown();
+  useEffect(() => {
+    // A failure other than "not signed in" leaves the page signed out; the
+    // log-in form then says what went wrong on the next attempt.
+    if (!known) restoreSession().catch(() => undefined);
+  }, []);
   return (
     <LocationProvider>
       <Header />

@@ -426,7 +426,8 @@ impl BenchArgs {
 /// tenants are shown (tenant object `endpoints`, the console's CSP) when they
 /// differ from the listen addresses: behind a load balancer, a DNS name, or a
 /// listener on 0.0.0.0. Without `--public-*`, `aerie serve` shows its listen
-/// addresses and `aerie control` the defaults of `aerie serve`.
+/// addresses (the TLS ones only when it serves TLS) and `aerie control` the
+/// defaults of `aerie serve` without TLS.
 #[derive(Args, Debug, Clone)]
 pub struct ShownArgs {
     /// The built web console served at `/` (`make web` builds it); relative
@@ -436,7 +437,8 @@ pub struct ShownArgs {
     /// MQTT address shown to tenants (default: `aerie serve`'s --mqtt, mqtt://127.0.0.1:1883).
     #[arg(long, env = "AERIE_PUBLIC_MQTT")]
     pub public_mqtt: Option<String>,
-    /// MQTT over TLS address shown to tenants (default: `aerie serve`'s --mqtts, mqtts://127.0.0.1:8883).
+    /// MQTT over TLS address shown to tenants (default: `aerie serve`'s --mqtts when it serves TLS;
+    /// none otherwise, and none for `aerie control`).
     #[arg(long, env = "AERIE_PUBLIC_MQTTS")]
     pub public_mqtts: Option<String>,
     /// MQTT over WebSocket address shown to tenants (default: `aerie serve`'s --ws and --ws-path,
@@ -444,7 +446,7 @@ pub struct ShownArgs {
     #[arg(long, env = "AERIE_PUBLIC_WS")]
     pub public_ws: Option<String>,
     /// MQTT over secure WebSocket address shown to tenants (default: `aerie serve`'s --wss and
-    /// --ws-path, wss://127.0.0.1:8084/mqtt).
+    /// --ws-path when it serves TLS; none otherwise, and none for `aerie control`).
     #[arg(long, env = "AERIE_PUBLIC_WSS")]
     pub public_wss: Option<String>,
 }

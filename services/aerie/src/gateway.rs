@@ -12,6 +12,7 @@ use std::time::Duration;
 use aerie_cluster::backbone::NatsBackbone;
 use aerie_cluster::message_log::{JetStreamLog, LogConfig, Retention};
 use aerie_cluster::retained::JetStreamRetainedStores;
+use aerie_cluster::session_records::KvSessionRecords;
 use aerie_control::readiness_log::ReadinessLog;
 use aerie_core::{Broker, NodeId, Seams};
 use aerie_facts::{KvDirectorySource, Nats};
@@ -89,9 +90,11 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     // NATS was connected (the facts came through it): its INFO names the
     // cluster's servers. Asked again while it is away.
     let replicas = nats.replicas_once_connected().await;
-    let (nodes, owners) = tokio::join!(
+    let (nodes, owners, records) = tokio::join!(
         aerie_cluster::Nodes::open(&js, prefix, incarnation.clone(), replicas),
         aerie_cluster::NatsOwners::open(nats.client.clone(), prefix, incarnation.clone(), replicas),
+        // Persistent sessions, so they resume on any gateway.
+        KvSessionRecords::open(nats.client.clone(), prefix, replicas, shutdown.clone()),
     );
     nodes.spawn_heartbeat(shutdown.clone()).await;
     owners.spawn_sweep(nodes.clone(), shutdown.clone());
@@ -121,6 +124,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         )),
         owners: Arc::new(owners.clone()),
         log: log.clone(),
+        records,
     };
     let config = aerie_core::CoreConfig {
         node_id: node,

@@ -128,37 +128,41 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the control-plane database (applying its migrations) and its state.
-/// Where tenants connect: each `--public-*` address given, else `default`'s.
+/// Where tenants connect: each `--public-*` address given, else `default`'s
+/// (whose TLS endpoints are `None` when no TLS listener is served).
 fn shown_endpoints(given: &ShownArgs, default: Endpoints) -> Endpoints {
     let pick = |given: &Option<String>, default: String| given.clone().unwrap_or(default);
+    let pick_tls = |given: &Option<String>, default: Option<String>| given.clone().or(default);
     Endpoints {
         mqtt: pick(&given.public_mqtt, default.mqtt),
-        mqtts: pick(&given.public_mqtts, default.mqtts),
+        mqtts: pick_tls(&given.public_mqtts, default.mqtts),
         ws: pick(&given.public_ws, default.ws),
-        wss: pick(&given.public_wss, default.wss),
+        wss: pick_tls(&given.public_wss, default.wss),
     }
 }
 
-/// `aerie serve` shows its listen addresses unless told otherwise. One on an
-/// unspecified address (0.0.0.0, ::) cannot be connected to as shown, so
-/// that gets a warning naming the flag.
+/// `aerie serve` shows its listen addresses unless told otherwise, and its
+/// TLS ones only when it serves TLS (`--tls-cert`). One on an unspecified
+/// address (0.0.0.0, ::) cannot be connected to as shown, so that gets a
+/// warning naming the flag.
 fn public_endpoints(args: &ServeArgs) -> Endpoints {
+    let tls = args.listen.tls_cert.is_some();
     let shown = shown_endpoints(
         &args.shown,
         Endpoints {
             mqtt: format!("mqtt://{}", args.listen.mqtt),
-            mqtts: format!("mqtts://{}", args.listen.mqtts),
+            mqtts: tls.then(|| format!("mqtts://{}", args.listen.mqtts)),
             ws: format!("ws://{}{}", args.listen.ws, args.listen.ws_path),
-            wss: format!("wss://{}{}", args.listen.wss, args.listen.ws_path),
+            wss: tls.then(|| format!("wss://{}{}", args.listen.wss, args.listen.ws_path)),
         },
     );
     for (url, flag) in [
-        (&shown.mqtt, "--public-mqtt"),
-        (&shown.mqtts, "--public-mqtts"),
-        (&shown.ws, "--public-ws"),
-        (&shown.wss, "--public-wss"),
+        (Some(&shown.mqtt), "--public-mqtt"),
+        (shown.mqtts.as_ref(), "--public-mqtts"),
+        (Some(&shown.ws), "--public-ws"),
+        (shown.wss.as_ref(), "--public-wss"),
     ] {
+        let Some(url) = url else { continue };
         if url.contains("://0.0.0.0") || url.contains("://[::]") {
             tracing::warn!(%url, "tenants are shown an address clients cannot reach; set {flag}");
         }
@@ -166,6 +170,7 @@ fn public_endpoints(args: &ServeArgs) -> Endpoints {
     shown
 }
 
+/// Opens the control-plane database (applying its migrations) and its state.
 async fn open_control(
     database_url: String,
     issuer: String,
@@ -227,11 +232,13 @@ pub async fn run_control(args: Box<ControlArgs>) -> anyhow::Result<()> {
         secret_key,
         shown_endpoints(
             &args.shown,
+            // The gateways' TLS is theirs to know: TLS endpoints are shown
+            // only when named (--public-mqtts, --public-wss).
             Endpoints {
                 mqtt: "mqtt://127.0.0.1:1883".into(),
-                mqtts: "mqtts://127.0.0.1:8883".into(),
+                mqtts: None,
                 ws: "ws://127.0.0.1:8083/mqtt".into(),
-                wss: "wss://127.0.0.1:8084/mqtt".into(),
+                wss: None,
             },
         ),
         &args.auth_rate,

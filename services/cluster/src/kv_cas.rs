@@ -97,3 +97,21 @@ pub(crate) async fn write_at_revision(
         }),
     }
 }
+
+/// Deletes `key` (a purge: no history left) if its last revision is still
+/// `revision`.
+pub(crate) async fn purge_at_revision(
+    kv: &kv::Store,
+    key: &str,
+    revision: u64,
+) -> Result<(), CasError> {
+    kv.purge_expect_revision(key, Some(revision))
+        .await
+        .map_err(|e| {
+            if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
+                CasError::Conflict
+            } else {
+                CasError::Failed(e.to_string())
+            }
+        })
+}

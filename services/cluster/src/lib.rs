@@ -17,6 +17,7 @@ pub mod replicas;
 pub mod retained;
 mod retained_stream;
 pub mod retained_usage;
+pub mod session_records;
 pub mod stale_owners;
 pub mod subjects;
 

@@ -4,8 +4,8 @@
 //! - **Streams:** one per tenant, `<prefix>_log_<tenant>` (the tenant as a
 //!   key token, `kv_key.rs`), made on the tenant's first QoS 1/2 PUBLISH on
 //!   this node, on the subjects `<prefix>.l.<tenant>.<one token per topic
-//!   level>` ([`Subjects`]): a later replay reads a session's filters from a
-//!   cursor (the stream sequence) with a filtered consumer or direct gets.
+//!   level>` ([`Subjects`]): a resume replays a session's filters from its
+//!   cursor with a filtered consumer (`session_records.rs`).
 //!   Limits-based, bounded by age and bytes ([`Retention`]), the oldest
 //!   discarded; as many copies as the other streams (`replicas.rs`).
 //! - **Appends:** each message in the core's codec, its id in `Nats-Msg-Id`

@@ -1,25 +1,24 @@
-//! Credentials: password hashing, account session tokens, tenant API keys,
-//! and the [`Principal`] a request acts as.
+//! Credentials: password hashing, API keys, and the [`Principal`] a request
+//! acts as (account session tokens and their cookie: `session.rs`, `cookie.rs`).
 
 use std::sync::LazyLock;
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
-use aws_lc_rs::{digest, hmac};
+use aws_lc_rs::digest;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::scopes::{Scope, Scopes};
+use crate::{csrf, session};
 
-/// Who a request acts as, from its `Authorization: Bearer` header.
+/// Who a request acts as, from its `Authorization: Bearer` header or the
+/// console's session cookie.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// An account: sees the tenants it owns. `key` is the account API key
@@ -64,16 +63,53 @@ impl Principal {
     }
 }
 
+/// Who a request acts as, and the session it carries when a person's session
+/// token or the console's cookie authenticates it (what `GET /v1/account`
+/// and log-out need).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub session: Option<session::Live>,
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized(
-                "missing Authorization: Bearer header",
-            ))?;
+        Ok(Caller::from_request_parts(parts, state).await?.principal)
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    /// `Authorization: Bearer` first (it needs no CSRF check: a browser never
+    /// adds it by itself), else the session cookie, checked against CSRF
+    /// when the request may change something.
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let now = OffsetDateTime::now_utc();
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            let token =
+                state
+                    .session_cookie()
+                    .read(&parts.headers)
+                    .ok_or(ApiError::Unauthorized(
+                        "missing Authorization: Bearer header (or session cookie)",
+                    ))?;
+            let changing = csrf::is_state_changing(&parts.method);
+            if changing {
+                csrf::check_origin(&parts.headers)?;
+            }
+            let live = session::live(state, token, now)
+                .await?
+                .ok_or(ApiError::Unauthorized(
+                    "invalid, expired or ended session cookie: log in again",
+                ))?;
+            if changing {
+                csrf::check_token(&parts.headers, state.sessions(), live.id)?;
+            }
+            return Ok(Caller::signed_in(live));
+        };
         let token = value
             .to_str()
             .ok()
@@ -89,30 +125,47 @@ impl FromRequestParts<AppState> for Principal {
                 .account_api_key_by_hash(&api_key_hash(token))
                 .await?
                 .ok_or(ApiError::Unauthorized("unknown or deleted account API key"))?;
-            Ok(Principal::Account {
+            Ok(Caller::key(Principal::Account {
                 id: key.account_id,
                 key: Some(key.id),
-            })
+            }))
         } else if token.starts_with(API_KEY_PREFIX) {
             let key = state
                 .store()
                 .api_key_by_hash(&api_key_hash(token))
                 .await?
                 .ok_or(ApiError::Unauthorized("unknown or revoked API key"))?;
-            Ok(Principal::ApiKey {
+            Ok(Caller::key(Principal::ApiKey {
                 tenant_id: key.tenant_id,
                 key_id: key.id,
                 scopes: key.scopes,
-            })
+            }))
         } else {
-            let account = state
-                .sessions()
-                .verify(token, OffsetDateTime::now_utc())
-                .ok_or(ApiError::Unauthorized("invalid or expired session token"))?;
-            Ok(Principal::Account {
-                id: account,
+            let live = session::live(state, token, now)
+                .await?
+                .ok_or(ApiError::Unauthorized(
+                    "invalid, expired or ended session token: log in again",
+                ))?;
+            Ok(Caller::signed_in(live))
+        }
+    }
+}
+
+impl Caller {
+    fn signed_in(live: session::Live) -> Self {
+        Caller {
+            principal: Principal::Account {
+                id: live.account,
                 key: None,
-            })
+            },
+            session: Some(live),
+        }
+    }
+
+    fn key(principal: Principal) -> Self {
+        Caller {
+            principal,
+            session: None,
         }
     }
 }
@@ -160,68 +213,7 @@ pub async fn verify_password(password: String, hash: Option<String>) -> anyhow::
     .map_err(Into::into)
 }
 
-// ---- account session tokens ----
-
-/// Name of the session signing secret in the store's `server_secrets`.
-pub const SESSION_SECRET: &str = "session-hmac-sha256";
-const SESSION_VERSION: &str = "s1";
-
-#[derive(Serialize, Deserialize)]
-struct SessionClaims {
-    sub: Uuid,
-    iat: i64,
-    exp: i64,
-}
-
-/// Signs and verifies account session tokens:
-/// `s1.<base64url(JSON claims)>.<base64url(HMAC-SHA256 of what precedes)>`.
-pub struct SessionKeys {
-    key: hmac::Key,
-    ttl: time::Duration,
-}
-
-impl std::fmt::Debug for SessionKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionKeys")
-            .field("ttl", &self.ttl)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SessionKeys {
-    pub fn new(secret: &[u8], ttl: time::Duration) -> Self {
-        SessionKeys {
-            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
-            ttl,
-        }
-    }
-
-    /// A token for `account`, valid from `now` for the configured lifetime.
-    pub fn issue(&self, account: Uuid, now: OffsetDateTime) -> String {
-        let claims = SessionClaims {
-            sub: account,
-            iat: now.unix_timestamp(),
-            exp: (now + self.ttl).unix_timestamp(),
-        };
-        let payload = serde_json::to_vec(&claims).expect("claims serialize");
-        let signed = format!("{SESSION_VERSION}.{}", URL_SAFE_NO_PAD.encode(payload));
-        let tag = hmac::sign(&self.key, signed.as_bytes());
-        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
-    }
-
-    /// The account of a token whose signature holds and which has not expired at `now`.
-    pub fn verify(&self, token: &str, now: OffsetDateTime) -> Option<Uuid> {
-        let (signed, tag) = token.rsplit_once('.')?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        hmac::verify(&self.key, signed.as_bytes(), &tag).ok()?;
-        let payload = signed.strip_prefix(SESSION_VERSION)?.strip_prefix('.')?;
-        let claims: SessionClaims =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-        (now.unix_timestamp() < claims.exp).then_some(claims.sub)
-    }
-}
-
-/// A fresh random secret for [`SessionKeys`].
+/// A fresh random secret (the session signing key, the admin token's HMAC key).
 pub fn new_secret() -> Vec<u8> {
     let mut secret = vec![0u8; 32];
     rand::rng().fill(&mut secret[..]);
@@ -273,40 +265,6 @@ pub fn new_tenant_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn keys() -> SessionKeys {
-        SessionKeys::new(
-            b"0123456789abcdef0123456789abcdef",
-            time::Duration::hours(1),
-        )
-    }
-
-    #[test]
-    fn session_token_round_trips_until_it_expires() {
-        let now = OffsetDateTime::now_utc();
-        let account = Uuid::new_v4();
-        let token = keys().issue(account, now);
-        assert_eq!(keys().verify(&token, now), Some(account));
-        assert_eq!(
-            keys().verify(&token, now + time::Duration::minutes(59)),
-            Some(account)
-        );
-        assert_eq!(keys().verify(&token, now + time::Duration::hours(1)), None);
-    }
-
-    #[test]
-    fn session_token_with_changed_claims_or_other_key_is_refused() {
-        let now = OffsetDateTime::now_utc();
-        let token = keys().issue(Uuid::new_v4(), now);
-        let other = SessionKeys::new(b"another secret", time::Duration::hours(1));
-        assert_eq!(other.verify(&token, now), None);
-        let (_, tag) = token.rsplit_once('.').unwrap();
-        let forged_claims = format!(r#"{{"sub":"{}","iat":0,"exp":9999999999}}"#, Uuid::new_v4());
-        let forged = format!("s1.{}.{tag}", URL_SAFE_NO_PAD.encode(forged_claims));
-        assert_eq!(keys().verify(&forged, now), None);
-        assert_eq!(keys().verify("s1.e30", now), None);
-        assert_eq!(keys().verify("", now), None);
-    }
 
     #[test]
     fn ids_and_keys_have_their_shape() {

@@ -72,7 +72,7 @@ impl Console {
             Some(why) => tracing::warn!(dir = %dir.display(), "{why}"),
             None => tracing::info!(dir = %dir.display(), "web console served at /"),
         }
-        for url in [&endpoints.ws, &endpoints.wss] {
+        for url in endpoints.websockets() {
             if ws_origin(url).is_none() {
                 tracing::warn!(%url, "not a ws:// or wss:// URL: left out of the console's connect-src");
             }
@@ -181,10 +181,7 @@ fn has_extension(path: &str) -> bool {
 /// connections to itself and to the broker's WebSocket origins.
 pub fn content_security_policy(endpoints: &Endpoints) -> String {
     let mut connect = String::from("'self'");
-    for origin in [&endpoints.ws, &endpoints.wss]
-        .into_iter()
-        .filter_map(|url| ws_origin(url))
-    {
+    for origin in endpoints.websockets().filter_map(ws_origin) {
         if !connect.split(' ').any(|o| o == origin) {
             connect.push(' ');
             connect.push_str(&origin);
@@ -222,9 +219,9 @@ mod tests {
     fn endpoints(ws: &str, wss: &str) -> Endpoints {
         Endpoints {
             mqtt: "mqtt://127.0.0.1:1883".into(),
-            mqtts: "mqtts://127.0.0.1:8883".into(),
+            mqtts: Some("mqtts://127.0.0.1:8883".into()),
             ws: ws.into(),
-            wss: wss.into(),
+            wss: Some(wss.into()),
         }
     }
 
@@ -259,6 +256,19 @@ mod tests {
         assert_eq!(ws_origin("h.example:8083"), None);
         let csp = content_security_policy(&endpoints("nope", "ws://x 'unsafe-inline'"));
         assert!(csp.contains("connect-src 'self';"), "{csp}");
+    }
+
+    #[test]
+    fn without_tls_the_csp_allows_the_plain_websocket_only() {
+        let plain = Endpoints {
+            wss: None,
+            ..endpoints("ws://127.0.0.1:8083/mqtt", "")
+        };
+        let csp = content_security_policy(&plain);
+        assert!(
+            csp.contains("connect-src 'self' ws://127.0.0.1:8083;"),
+            "{csp}"
+        );
     }
 
     #[test]

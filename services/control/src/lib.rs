@@ -6,8 +6,11 @@
 //!   one module per resource (accounts, tenants, api_keys, tokens);
 //! - `broker`: the `BrokerPort` trait, the broker as the REST API sees it;
 //! - `console`: the built web console, served on every path the API does not own;
-//! - `auth`: passwords (Argon2id), session tokens (HMAC-SHA256), API keys,
-//!   and the `Principal` extractor;
+//! - `auth`: passwords (Argon2id), API keys, and the `Principal` extractor
+//!   (a bearer token or the console's session cookie);
+//! - `session`: account sessions (HMAC-SHA256 tokens naming a stored row,
+//!   which log-out deletes) and their CSRF tokens; `cookie`: the console's
+//!   session cookie; `csrf`: the checks on requests that cookie authenticates;
 //! - `error`: `ApiError` → `application/problem+json`, and `ApiJson`;
 //! - `plan`: plans and per-tenant limits;
 //! - `openapi`: the OpenAPI 3.1 document, built from the same declarations
@@ -25,6 +28,8 @@ pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod console;
+pub mod cookie;
+pub mod csrf;
 pub mod error;
 pub mod keys;
 pub mod login_backoff;
@@ -33,6 +38,7 @@ pub mod plan;
 pub mod ratelimit;
 pub mod readiness_log;
 pub mod scopes;
+pub mod session;
 pub mod store;
 
 use std::path::PathBuf;
@@ -43,24 +49,37 @@ use axum::extract::DefaultBodyLimit;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::SessionKeys;
 use crate::broker::BrokerPort;
 use crate::console::Console;
+use crate::cookie::SessionCookie;
 use crate::keys::Kek;
 use crate::login_backoff::BackoffPolicy;
 use crate::ratelimit::{AuthLimiter, RateLimit};
+use crate::session::SessionKeys;
 use crate::store::ControlStore;
 
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Where a tenant's clients connect, as shown in the tenant object.
+/// Where a tenant's clients connect, as shown in the tenant object: only the
+/// listeners that are served (or that the operator named with `--public-*`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Endpoints {
     pub mqtt: String,
-    pub mqtts: String,
+    /// MQTT over TLS; absent when TLS is not configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtts: Option<String>,
     pub ws: String,
-    pub wss: String,
+    /// MQTT over secure WebSocket; absent when TLS is not configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wss: Option<String>,
+}
+
+impl Endpoints {
+    /// The WebSocket endpoints shown (the console's CSP allows them).
+    pub fn websockets(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.ws.as_str()).chain(self.wss.as_deref())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +129,7 @@ pub struct AppState {
 struct Inner {
     store: Arc<dyn ControlStore>,
     sessions: SessionKeys,
+    session_cookie: SessionCookie,
     auth_limits: AuthLimiter,
     console: Option<Console>,
     config: Config,
@@ -121,13 +141,14 @@ impl AppState {
     /// configured secret key decrypts.
     pub async fn new(store: Arc<dyn ControlStore>, config: Config) -> anyhow::Result<Self> {
         let secret = store
-            .secret_or_insert(auth::SESSION_SECRET, &auth::new_secret())
+            .secret_or_insert(session::SESSION_SECRET, &auth::new_secret())
             .await?;
         keys::active_signing_key(&*store, &config.secret_key).await?;
         auth::warm_up().await;
         Ok(AppState {
             inner: Arc::new(Inner {
                 sessions: SessionKeys::new(&secret, config.session_ttl),
+                session_cookie: SessionCookie::for_issuer(&config.issuer),
                 auth_limits: AuthLimiter::new(
                     config.auth_rate_per_ip,
                     config.auth_backoff_per_email,
@@ -155,6 +176,11 @@ impl AppState {
 
     pub fn sessions(&self) -> &SessionKeys {
         &self.inner.sessions
+    }
+
+    /// The console's session cookie (Secure when `issuer` is https).
+    pub fn session_cookie(&self) -> SessionCookie {
+        self.inner.session_cookie
     }
 
     pub fn auth_limits(&self) -> &AuthLimiter {

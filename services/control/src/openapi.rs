@@ -3,8 +3,9 @@
 //! Nothing here lists routes: every handler carries its `#[utoipa::path]`
 //! and [`crate::api::routes`] registers it with `utoipa_axum::routes!`, which
 //! adds it to the axum router and to this document at once. What this module
-//! adds is what is common to many operations: the bearer security scheme, and
-//! the problem responses that come from the shared extractors (a missing or
+//! adds is what is common to many operations: the bearer and session-cookie
+//! security schemes (the cookie wherever a session token goes, never on the
+//! operator routes), and the problem responses that come from the shared extractors (a missing or
 //! bad `Authorization` header, a `{tid}` the caller may not see, a body that is
 //! not the expected JSON) and from the store (500).
 //!
@@ -19,7 +20,9 @@ use std::sync::LazyLock;
 use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
@@ -27,6 +30,9 @@ use crate::error::{PROBLEM_JSON, Problem};
 
 /// The name of the security scheme every protected operation requires.
 pub const BEARER: &str = "bearer";
+/// The console's session cookie: accepted wherever a session token is (not
+/// on the operator routes, which take the admin token only).
+pub const SESSION_COOKIE: &str = "session_cookie";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -69,9 +75,21 @@ impl Modify for BearerScheme {
                  `POST /v1/tenants/{tid}/api-keys`; sees that tenant only).",
             ))
             .build();
-        doc.components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(BEARER, SecurityScheme::Http(scheme));
+        let cookie = ApiKeyValue::with_description(
+            "aerie_session",
+            "The console's session cookie, set by `POST /v1/accounts` and `POST /v1/sessions` \
+             (named `__Host-aerie_session` when the control plane's URL is https): the session \
+             token, HttpOnly, SameSite=Strict. A POST, PUT, PATCH or DELETE it authenticates \
+             must come from the control plane's own origin and carry the header \
+             `X-Aerie-CSRF: <csrf_token>` (from the log-in answer or `GET /v1/account`), else \
+             403. Ended by `DELETE /v1/sessions/current`.",
+        );
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(BEARER, SecurityScheme::Http(scheme));
+        components.add_security_scheme(
+            SESSION_COOKIE,
+            SecurityScheme::ApiKey(ApiKey::Cookie(cookie)),
+        );
     }
 }
 
@@ -91,27 +109,60 @@ fn metrics() {}
 /// The complete document: every route of [`crate::app`] plus `/metrics`.
 pub fn document() -> Document {
     let (_, mut doc) = crate::api::routes().split_for_parts();
-    for item in doc.paths.paths.values_mut() {
-        for op in operations(item) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operator_route = path.starts_with("/v1/admin/");
+        for (op, changes) in operations_with_writes(item) {
+            if !operator_route {
+                accept_session_cookie(op, changes);
+            }
             add_common_problems(op);
         }
     }
     doc
 }
 
-fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+/// Each operation, and whether it may change something (POST, PUT, PATCH,
+/// DELETE: what the CSRF checks apply to).
+fn operations_with_writes(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = (&mut Operation, bool)> {
     [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.options,
-        &mut item.head,
-        &mut item.patch,
-        &mut item.trace,
+        (&mut item.get, false),
+        (&mut item.put, true),
+        (&mut item.post, true),
+        (&mut item.delete, true),
+        (&mut item.options, false),
+        (&mut item.head, false),
+        (&mut item.patch, true),
+        (&mut item.trace, false),
     ]
     .into_iter()
-    .filter_map(Option::as_mut)
+    .filter_map(|(op, changes)| op.as_mut().map(|op| (op, changes)))
+}
+
+/// An operation that takes a bearer credential takes the session cookie as
+/// an alternative (the `Principal` extractor reads either); a state-changing
+/// one says it answers 403 to a cookie without its CSRF header.
+fn accept_session_cookie(op: &mut Operation, changes: bool) {
+    let Some(security) = op.security.as_mut() else {
+        return;
+    };
+    let cookie = SecurityRequirement::new::<_, _, &str>(SESSION_COOKIE, []);
+    if security.is_empty() || security.contains(&cookie) {
+        return;
+    }
+    security.push(cookie);
+    if changes {
+        op.responses
+            .responses
+            .entry("403".to_owned())
+            .or_insert_with(|| {
+                RefOr::T(problem(
+                    "Forbidden: the credential may not do this, or a request authenticated by the \
+                     session cookie came without its `X-Aerie-CSRF` header or from another site",
+                ))
+            });
+    }
 }
 
 /// A problem response with `description`.

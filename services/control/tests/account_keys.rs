@@ -5,30 +5,11 @@
 
 mod support;
 
+use support::on_both_databases;
+
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::api::Api;
-
-macro_rules! on_both_databases {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    super::$scenario(super::Api::new().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    super::$scenario(super::Api::on_postgres().await).await;
-                }
-            )*
-        }
-    };
-}
 
 on_both_databases!(
     a_key_is_shown_once_listed_without_its_secret_and_deleted,
@@ -321,7 +302,7 @@ async fn unknown_keys_get_the_same_401_every_time_as_bad_session_tokens(api: Api
             );
         }
         let r = api
-            .call(Method::GET, "/v1/tenants", Some("s1.e30.AAAA"), None)
+            .call(Method::GET, "/v1/tenants", Some("s2.e30.AAAA"), None)
             .await;
         r.problem(StatusCode::UNAUTHORIZED);
     }

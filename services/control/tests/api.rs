@@ -279,7 +279,7 @@ async fn missing_malformed_or_expired_credentials_get_401() {
     let (account, _) = api.sign_up("ada@example.com").await;
     let none = api.call(Method::GET, "/v1/tenants", None, None).await;
     none.problem(StatusCode::UNAUTHORIZED);
-    for token in ["garbage", "s1.e30.AAAA", "aerie_notakeyatall"] {
+    for token in ["garbage", "s2.e30.AAAA", "aerie_notakeyatall"] {
         api.call(Method::GET, "/v1/tenants", Some(token), None)
             .await
             .problem(StatusCode::UNAUTHORIZED);
@@ -287,7 +287,10 @@ async fn missing_malformed_or_expired_credentials_get_401() {
 
     // A token issued two hours ago has expired (sessions last one hour).
     let issued = time::OffsetDateTime::now_utc() - time::Duration::hours(2);
-    let expired = api.state.sessions().issue(account, issued);
+    let expired = aerie_control::session::start(&api.state, account, issued)
+        .await
+        .unwrap()
+        .token;
     let r = api
         .call(
             Method::POST,
@@ -299,10 +302,14 @@ async fn missing_malformed_or_expired_credentials_get_401() {
     assert!(r.problem(StatusCode::UNAUTHORIZED).contains("expired"));
     assert_eq!(api.tenant_count(account).await, 0);
     // ... while one issued 59 minutes ago still works.
-    let fresh = api.state.sessions().issue(
+    let fresh = aerie_control::session::start(
+        &api.state,
         account,
         time::OffsetDateTime::now_utc() - time::Duration::minutes(59),
-    );
+    )
+    .await
+    .unwrap()
+    .token;
     let r = api
         .call(Method::GET, "/v1/tenants", Some(&fresh), None)
         .await;

@@ -17,12 +17,14 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 /// DESIGN.md's "REST API v1" list (plus listing and deleting issuers, the
-/// operator routes under /v1/admin, account API keys from issue 14, and one
-/// token by its jti for the Terraform provider): the
-/// contract the document must match.
+/// operator routes under /v1/admin, and from issue 14 account API keys, the
+/// signed-in account, log-out and one token by its jti for the Terraform
+/// provider): the contract the document must match.
 const CONTRACT: &[(&str, &str)] = &[
     ("POST", "/v1/accounts"),
     ("POST", "/v1/sessions"),
+    ("DELETE", "/v1/sessions/current"),
+    ("GET", "/v1/account"),
     ("POST", "/v1/account/api-keys"),
     ("GET", "/v1/account/api-keys"),
     ("DELETE", "/v1/account/api-keys/{key_id}"),
@@ -223,6 +225,16 @@ async fn operations_carry_summary_tag_security_and_problem_responses() {
     let scheme = &doc["components"]["securitySchemes"]["bearer"];
     assert_eq!(scheme["type"], "http");
     assert_eq!(scheme["scheme"], "bearer");
+    let cookie = &doc["components"]["securitySchemes"]["session_cookie"];
+    assert_eq!(cookie["type"], "apiKey");
+    assert_eq!(cookie["in"], "cookie");
+    assert_eq!(cookie["name"], "aerie_session");
+    assert!(
+        cookie["description"]
+            .as_str()
+            .unwrap()
+            .contains("X-Aerie-CSRF")
+    );
     assert!(doc["components"]["schemas"]["Problem"].is_object());
     let open = [
         "/healthz",
@@ -244,12 +256,26 @@ async fn operations_carry_summary_tag_security_and_problem_responses() {
             let responses = op["responses"].as_object().unwrap();
             if open.contains(&path.as_str()) {
                 assert!(op.get("security").is_none(), "{name}: no security");
-            } else {
+            } else if path.starts_with("/v1/admin/") {
+                // The admin token only: never the session cookie.
                 assert_eq!(
                     op["security"],
                     serde_json::json!([{"bearer": []}]),
                     "{name}"
                 );
+            } else {
+                // A session token or the console's cookie, which a
+                // state-changing request must back with its CSRF header.
+                assert_eq!(
+                    op["security"],
+                    serde_json::json!([{"bearer": []}, {"session_cookie": []}]),
+                    "{name}"
+                );
+                if method != "get" {
+                    assert!(responses.contains_key("403"), "{name}: 403");
+                }
+            }
+            if op.get("security").is_some() {
                 assert!(responses.contains_key("401"), "{name}: 401");
                 assert!(responses.contains_key("500"), "{name}: 500");
             }

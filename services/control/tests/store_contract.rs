@@ -9,7 +9,7 @@ use std::sync::Arc;
 use aerie_control::plan::Limits;
 use aerie_control::scopes::{Scope, Scopes};
 use aerie_control::store::{
-    self, Account, AccountApiKey, ApiKey, ControlStore, StoreError, Tenant, UsageRow,
+    self, Account, AccountApiKey, ApiKey, ControlStore, SessionRow, StoreError, Tenant, UsageRow,
 };
 use uuid::Uuid;
 
@@ -78,6 +78,8 @@ contract!(
     a_foreign_jti_is_revoked_only_in_its_tenant_until_the_given_time,
     account_api_key_is_found_by_hash_until_deleted_through_its_account,
     account_api_keys_list_per_account_oldest_first_and_hashes_are_unique,
+    an_account_is_found_by_id,
+    a_session_lives_until_deleted_and_a_new_one_purges_the_expired,
 );
 
 fn account(email: &str) -> Account {
@@ -1336,4 +1338,49 @@ async fn account_api_keys_list_per_account_oldest_first_and_hashes_are_unique(
             .await
             .is_err()
     );
+}
+
+async fn an_account_is_found_by_id(store: Store, _url: &str) {
+    let a = account("ada@example.com");
+    store.insert_account(&a).await.unwrap();
+    assert_eq!(store.account_by_id(a.id).await.unwrap(), Some(a));
+    assert_eq!(store.account_by_id(Uuid::new_v4()).await.unwrap(), None);
+}
+
+fn session_row(owner: &Account, expires_at: i64) -> SessionRow {
+    SessionRow {
+        id: Uuid::new_v4(),
+        account_id: owner.id,
+        created_at: store::now(),
+        expires_at,
+    }
+}
+
+async fn a_session_lives_until_deleted_and_a_new_one_purges_the_expired(store: Store, _url: &str) {
+    let (ada, bob) = (account("ada@example.com"), account("bob@example.com"));
+    store.insert_account(&ada).await.unwrap();
+    store.insert_account(&bob).await.unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let live = session_row(&ada, now + 3600);
+    let other = session_row(&ada, now + 3600);
+    let expired = session_row(&bob, now - 1);
+    for s in [&live, &other, &expired] {
+        store.insert_session(s, now - 10).await.unwrap();
+    }
+    assert_eq!(store.session(live.id).await.unwrap(), Some(live.clone()));
+    assert_eq!(
+        store.session(expired.id).await.unwrap(),
+        Some(expired.clone())
+    );
+    // Ending one session leaves the account's others.
+    assert!(store.delete_session(live.id).await.unwrap());
+    assert!(!store.delete_session(live.id).await.unwrap());
+    assert_eq!(store.session(live.id).await.unwrap(), None);
+    assert_eq!(store.session(other.id).await.unwrap(), Some(other.clone()));
+    // A new session purges those expired by its `now`, of any account.
+    let next = session_row(&bob, now + 3600);
+    store.insert_session(&next, now).await.unwrap();
+    assert_eq!(store.session(expired.id).await.unwrap(), None);
+    assert_eq!(store.session(other.id).await.unwrap(), Some(other));
+    assert_eq!(store.session(next.id).await.unwrap(), Some(next));
 }

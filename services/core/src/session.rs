@@ -93,6 +93,9 @@ struct SessionState {
     /// The online queue refused a message since its connection last drained
     /// it: the queue is full, not just filling.
     pub overflowing: bool,
+    /// Something was queued since `Session::caught_up_since_asked` last
+    /// said so.
+    pub queued_since_asked: bool,
 }
 
 /// What a session holds only now and then, boxed together (40 bytes inline
@@ -232,6 +235,7 @@ impl Session {
             }
             state.queued_bytes += delivery.message.weight();
             state.queue.push_back(delivery);
+            state.queued_since_asked = true;
             Ok(Enqueued {
                 ticket,
                 congested: online
@@ -631,6 +635,48 @@ impl Session {
         removed
     }
 
+    /// Puts `replayed` (oldest first, from another node's record) before
+    /// what the session queued meanwhile, skipping messages queued already;
+    /// then keeps the newest `limit` at most. The number dropped (counted
+    /// as a full queue, like any offline overflow).
+    pub(crate) fn queue_replayed(&self, replayed: Vec<Delivery>, limit: usize) -> usize {
+        let mut state = self.state.lock();
+        let queued: std::collections::HashSet<crate::message::MessageId> =
+            state.queue.iter().map(|d| d.message.id).collect();
+        let mut queue: VecDeque<Delivery> = replayed
+            .into_iter()
+            .filter(|d| !queued.contains(&d.message.id))
+            .collect();
+        queue.extend(std::mem::take(&mut state.queue));
+        let dropped = queue.len().saturating_sub(limit);
+        queue.drain(..dropped);
+        state.queued_bytes = queue.iter().map(|d| d.message.weight()).sum();
+        state.queued_since_asked |= !queue.is_empty();
+        state.queue = queue;
+        drop(state);
+        if dropped > 0 {
+            for _ in 0..dropped {
+                crate::quota::Limit::QueuedMessages.count();
+            }
+            count_drop(DropReason::QueueFull, dropped as u64);
+        }
+        dropped
+    }
+
+    /// Whether something was queued since the last call that said so, and
+    /// the session now holds no delivery its client has not acknowledged
+    /// that this node can see (none queued, nor, detached, in flight; while
+    /// a connection is attached its in-flight window is the connection's):
+    /// a record of how far the session got may move on to the present. An
+    /// idle session says false: its record has nothing new to say.
+    pub fn caught_up_since_asked(&self) -> bool {
+        let mut state = self.state.lock();
+        if !state.queue.is_empty() || (state.owner.is_none() && !state.flight.is_empty()) {
+            return false;
+        }
+        std::mem::take(&mut state.queued_since_asked)
+    }
+
     /// Puts back a stored session's state, detached, as attach generation 1.
     pub(crate) fn restore(
         &self,
@@ -811,6 +857,60 @@ mod tests {
             60,
             Arc::new(crate::store::NullStore::new()),
         )
+    }
+
+    /// A session record's cursor moves only after deliveries: an idle
+    /// session must not cost a record write every tick.
+    #[test]
+    fn an_idle_session_has_not_caught_up_with_anything_and_a_drained_one_has_once() {
+        let session = session();
+        let config = CoreConfig::default();
+        assert!(!session.caught_up_since_asked(), "nothing was ever queued");
+        session
+            .enqueue(delivery(QoS::AtLeastOnce), &config)
+            .unwrap();
+        assert!(
+            !session.caught_up_since_asked(),
+            "a delivery is still queued"
+        );
+        let mut out = Vec::new();
+        session.drain(10, &mut out);
+        assert!(session.caught_up_since_asked());
+        assert!(!session.caught_up_since_asked(), "said once");
+    }
+
+    /// A delivery of the message `seq` of node 0 on topic `seq`.
+    fn numbered(seq: u64) -> Delivery {
+        let mut d = delivery(QoS::AtLeastOnce);
+        d.message = Message::published(
+            seq.to_string().into(),
+            bytes::Bytes::from_static(b"x"),
+            QoS::AtLeastOnce,
+            false,
+            Default::default(),
+            Default::default(),
+            crate::message::MessageId {
+                seq,
+                ..Default::default()
+            },
+        );
+        d
+    }
+
+    #[test]
+    fn a_replay_goes_before_live_deliveries_once_each_and_keeps_the_newest() {
+        let s = session();
+        let cfg = CoreConfig::default();
+        // Live while the replay was read: 4, and 3 (which the replay has too).
+        s.enqueue(numbered(3), &cfg).expect("queued");
+        s.enqueue(numbered(4), &cfg).expect("queued");
+        let dropped = s.queue_replayed((1..=3).map(numbered).collect(), 3);
+        assert_eq!(dropped, 1, "the oldest of four");
+        let mut out = Vec::new();
+        s.drain(usize::MAX, &mut out);
+        let seqs: Vec<u64> = out.iter().map(|d| d.message.id.seq).collect();
+        assert_eq!(seqs, vec![2, 3, 4]);
+        assert_eq!(s.queued(), 0);
     }
 
     #[test]

@@ -3,19 +3,13 @@
 
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
-import { bytes, fraction } from '../lib/format';
+import { axisLabel, yTicks, type AxisUnit } from '../lib/axis';
 
 export interface ChartSpec {
   title: string;
-  unit: 'count' | 'bytes' | 'minutes';
+  unit: AxisUnit;
   x: number[];
   series: { label: string; values: number[]; color: string }[];
-}
-
-function axisValue(unit: ChartSpec['unit'], v: number): string {
-  if (unit === 'bytes') return bytes(v);
-  if (unit === 'minutes') return `${fraction(v)} min`;
-  return fraction(v);
 }
 
 /** Draws `spec` into `target` at its current width; returns a cleanup. */
@@ -26,14 +20,16 @@ export function drawChart(target: HTMLElement, spec: ChartSpec): () => void {
       title: spec.title,
       width: width(),
       height: 200,
-      scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+      // The scale ends on the last tick, and the ticks are ours (lib/axis.ts).
+      scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, yTicks(spec.unit, max).at(-1)!] } },
       axes: [
         { stroke: '#5b6472', grid: { stroke: '#e6e8ec' } },
         {
           stroke: '#5b6472',
           grid: { stroke: '#e6e8ec' },
           size: 70,
-          values: (_u, ticks) => ticks.map((v) => axisValue(spec.unit, v)),
+          splits: (_u, _axis, _min, max) => yTicks(spec.unit, max),
+          values: (_u, ticks) => ticks.map((v) => axisLabel(spec.unit, v)),
         },
       ],
       series: [
@@ -46,7 +42,7 @@ export function drawChart(target: HTMLElement, spec: ChartSpec): () => void {
           // Each value is a whole hour's: a step per hour, not a slope between hours.
           paths: uPlot.paths.stepped!({ align: 1 }),
           points: { show: false },
-          value: (_u: uPlot, v: number | null) => (v == null ? '–' : axisValue(spec.unit, v)),
+          value: (_u: uPlot, v: number | null) => (v == null ? '–' : axisLabel(spec.unit, v)),
         })),
       ],
     },

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ApiError, api, fieldOf, problemOf, sentence } from './api';
+import { ApiError, CSRF_HEADER, api, fieldOf, problemOf, sentence } from './api';
 import { session, setSession } from './session';
 
 function problem(status: number, detail: string) {
@@ -51,20 +51,37 @@ describe('api()', () => {
     setSession(null);
   });
 
-  it('sends the session token as a bearer header and never in the URL', async () => {
+  it('sends the session by its cookie only: no token in a header or the URL', async () => {
     const fetch = vi.fn(async () => new Response('[]', { status: 200 }));
     vi.stubGlobal('fetch', fetch);
-    setSession({ token: 'secret-token', email: 'a@b.c' });
+    setSession({ email: 'a@b.c', csrf: 'csrf-1' });
     await api('GET', '/v1/tenants');
     const [url, init] = fetch.mock.calls[0] as unknown as [string, RequestInit];
     expect(url).toBe('/v1/tenants');
-    expect((init.headers as Record<string, string>).Authorization).toBe('Bearer secret-token');
-    expect(init.credentials).toBe('omit');
+    const headers = init.headers as Record<string, string>;
+    expect(headers.Authorization).toBeUndefined();
+    // A read needs no CSRF token.
+    expect(headers[CSRF_HEADER]).toBeUndefined();
+    expect(init.credentials).toBe('same-origin');
+  });
+
+  it('puts the CSRF token on every state-changing request', async () => {
+    const fetch = vi.fn(async () => new Response(null, { status: 204 }));
+    vi.stubGlobal('fetch', fetch);
+    setSession({ email: 'a@b.c', csrf: 'csrf-1' });
+    for (const method of ['POST', 'PUT', 'PATCH', 'DELETE']) await api(method, '/v1/tenants/x');
+    for (const call of fetch.mock.calls as unknown as [string, RequestInit][]) {
+      expect((call[1].headers as Record<string, string>)[CSRF_HEADER]).toBe('csrf-1');
+    }
+    setSession(null);
+    await api('POST', '/v1/sessions', {});
+    const last = fetch.mock.calls.at(-1) as unknown as [string, RequestInit];
+    expect((last[1].headers as Record<string, string>)[CSRF_HEADER]).toBeUndefined();
   });
 
   it('ends the session on 401', async () => {
     vi.stubGlobal('fetch', vi.fn(async () => problem(401, 'session expired')));
-    setSession({ token: 't', email: 'a@b.c' });
+    setSession({ email: 'a@b.c', csrf: 'c' });
     await expect(api('GET', '/v1/tenants')).rejects.toBeInstanceOf(ApiError);
     expect(session()).toBeNull();
   });

@@ -1,6 +1,7 @@
 // The one way the console talks to the control plane: same origin, JSON,
-// the session token in the Authorization header, problem+json errors turned
-// into ApiError.
+// the session in its HttpOnly cookie (the browser sends it; the page never
+// sees it) with the session's CSRF token on every state-changing request,
+// problem+json errors turned into ApiError.
 
 import type { Problem } from './types';
 import { session, setSession } from './session';
@@ -55,10 +56,15 @@ export function fieldOf(detail: string, fields: readonly string[]): string | und
   return first && fields.includes(first) ? first : undefined;
 }
 
+/** The header that carries the session's CSRF token. */
+export const CSRF_HEADER = 'X-Aerie-CSRF';
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
 export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { Accept: 'application/json' };
-  const token = session()?.token;
-  if (token) headers.Authorization = `Bearer ${token}`;
+  const signedIn = session();
+  if (signedIn && !SAFE_METHODS.has(method.toUpperCase())) headers[CSRF_HEADER] = signedIn.csrf;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let response: Response;
   try {
@@ -66,14 +72,15 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: 'omit',
+      // The session cookie goes to the control plane only (same origin).
+      credentials: 'same-origin',
       cache: 'no-store',
     });
   } catch {
     throw new ApiError(0, 'network', 'The control plane cannot be reached. Check your connection and try again.');
   }
-  if (response.status === 401 && token) {
-    // The session expired (or the server restarted with a new secret).
+  if (response.status === 401 && signedIn) {
+    // The session expired or ended (logged out elsewhere).
     setSession(null);
   }
   if (!response.ok) throw await problemOf(response);

@@ -1,10 +1,11 @@
 // The shapes of the public REST API v1 (see /v1/openapi.json).
 
+/** Where a tenant's clients connect: only what the server serves (no TLS ones without TLS). */
 export interface Endpoints {
   mqtt: string;
-  mqtts: string;
+  mqtts?: string;
   ws: string;
-  wss: string;
+  wss?: string;
 }
 
 export interface Limits {

@@ -2,8 +2,8 @@
 
 import { useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
-import { api, fieldOf } from '../lib/api';
-import { setSession } from '../lib/session';
+import { fieldOf } from '../lib/api';
+import { signIn } from '../lib/account';
 import { useAction } from '../lib/hooks';
 import { ErrorNote, Field } from '../components/ui';
 
@@ -14,7 +14,7 @@ function Credentials(props: {
   submitLabel: string;
   busyLabel: string;
   passwordAutocomplete: string;
-  submit: (email: string, password: string) => Promise<string>;
+  submit: (email: string, password: string) => Promise<void>;
   note?: string;
   stay?: boolean;
   footer: preact.ComponentChildren;
@@ -26,9 +26,8 @@ function Credentials(props: {
   const field = error && fieldOf(error.message, FIELDS);
   const onSubmit = async (e: Event) => {
     e.preventDefault();
-    const token = await run(() => props.submit(email.trim(), password));
-    if (token) {
-      setSession({ token, email: email.trim() });
+    const done = await run(async () => (await props.submit(email.trim(), password), true));
+    if (done) {
       // On a protected page the page itself appears; from the forms, the tenants.
       if (!props.stay || path === '/login' || path === '/signup') route('/tenants');
     }
@@ -76,9 +75,7 @@ export function SignUp() {
       submitLabel="Sign up"
       busyLabel="Signing up…"
       passwordAutocomplete="new-password"
-      submit={async (email, password) =>
-        (await api<{ token: string }>('POST', '/v1/accounts', { email, password })).token
-      }
+      submit={(email, password) => signIn('/v1/accounts', email, password)}
       footer={
         <>
           Already have an account? <a href="/login">Log in</a>
@@ -97,9 +94,7 @@ export function LogIn({ note, stay }: { note?: string; stay?: boolean }) {
       passwordAutocomplete="current-password"
       note={note}
       stay={stay}
-      submit={async (email, password) =>
-        (await api<{ token: string }>('POST', '/v1/sessions', { email, password })).token
-      }
+      submit={(email, password) => signIn('/v1/sessions', email, password)}
       footer={
         <>
           New here? <a href="/signup">Create an account</a>

@@ -3,6 +3,7 @@
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, tenantPath } from '../lib/api';
+import { websocketChoices } from '../lib/endpoints';
 import { clock, relative } from '../lib/format';
 import { useAction, useModule } from '../lib/hooks';
 import type { LiveConnection, LiveState } from '../lib/live';
@@ -30,8 +31,8 @@ let logId = 0;
 
 export function Live({ tenant }: PanelProps) {
   const live = useModule(() => import('../lib/live'));
-  const secure = location.protocol === 'https:';
-  const [endpoint, setEndpoint] = useState<'ws' | 'wss'>(secure ? 'wss' : 'ws');
+  const choices = websocketChoices(tenant.endpoints, location.protocol === 'https:');
+  const [endpoint, setEndpoint] = useState<'ws' | 'wss'>(choices[0][0]);
   const [clientId, setClientId] = useState(() => `console-${Math.random().toString(36).slice(2, 8)}`);
   const [state, setState] = useState<LiveState>('idle');
   const [detail, setDetail] = useState<string | undefined>();
@@ -63,7 +64,7 @@ export function Live({ tenant }: PanelProps) {
         ),
     });
     connection.current = c;
-    c.connect(tenant.endpoints[endpoint], clientId, minted.token);
+    c.connect(tenant.endpoints[endpoint] ?? tenant.endpoints.ws, clientId, minted.token);
   };
 
   if (live.error) return <ErrorNote error={`The MQTT client could not be loaded: ${live.error.message}`} />;
@@ -81,10 +82,7 @@ export function Live({ tenant }: PanelProps) {
           label="Endpoint"
           name="endpoint"
           value={endpoint}
-          options={[
-            ['ws', tenant.endpoints.ws],
-            ['wss', tenant.endpoints.wss],
-          ]}
+          options={choices}
           onChange={setEndpoint}
         />
         <Field

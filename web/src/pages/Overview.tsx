@@ -4,6 +4,7 @@
 import { useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import { api, fieldOf, tenantPath } from '../lib/api';
+import { servesTls, shownEndpoints } from '../lib/endpoints';
 import { bytes, count, seconds } from '../lib/format';
 import { useAction } from '../lib/hooks';
 import type { Limits } from '../lib/types';
@@ -11,13 +12,6 @@ import { Copyable, ErrorNote, Field } from '../components/ui';
 import { ConfirmButton } from '../components/DataTable';
 import { UsageCharts } from '../components/UsageCharts';
 import type { PanelProps } from './TenantPage';
-
-const ENDPOINTS: [keyof PanelProps['tenant']['endpoints'], string][] = [
-  ['mqtt', 'MQTT over TCP'],
-  ['mqtts', 'MQTT over TLS'],
-  ['ws', 'MQTT over WebSocket'],
-  ['wss', 'MQTT over secure WebSocket'],
-];
 
 const LIMITS: [keyof Limits, string, (v: number) => string][] = [
   ['connections', 'Concurrent connections', count],
@@ -40,15 +34,20 @@ export function Overview({ tenant, reloadTenant }: PanelProps) {
     <>
       <h2>Endpoints</h2>
       <dl class="endpoints">
-        {ENDPOINTS.map(([key, label]) => (
+        {shownEndpoints(tenant.endpoints).map(({ key, label, url }) => (
           <div key={key}>
             <dt>{label}</dt>
             <dd>
-              <Copyable value={tenant.endpoints[key]} testId={`endpoint-${key}`} />
+              <Copyable value={url} testId={`endpoint-${key}`} />
             </dd>
           </div>
         ))}
       </dl>
+      {!servesTls(tenant.endpoints) && (
+        <p class="hint" data-testid="no-tls">
+          TLS is not configured on this server, so there is no MQTTS or WSS endpoint.
+        </p>
+      )}
       <p class="hint">
         Devices connect with a token as the MQTT password; see <a href={`/tenants/${tenant.id}/connect`}>Connect a device</a>.
       </p>

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -10,10 +10,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth;
 use crate::error::{ApiError, ApiJson, Problem};
 use crate::ratelimit::{ClientIp, Route};
 use crate::store::{self, StoreError};
+use crate::{auth, session};
 
 /// An email and a password.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -44,12 +44,12 @@ pub fn normalise_email(email: &str) -> Option<String> {
     plausible.then_some(email)
 }
 
-/// A new account and a session token for it.
+/// A new account and a session for it.
 #[derive(Serialize, ToSchema)]
 struct SignedUp {
     account_id: Uuid,
-    /// Account session token (bearer).
-    token: String,
+    #[serde(flatten)]
+    session: Session,
 }
 
 /// Sign up: create an account.
@@ -61,7 +61,8 @@ struct SignedUp {
     tag = "accounts",
     request_body = Credentials,
     responses(
-        (status = 201, description = "Account created", body = SignedUp),
+        (status = 201, description = "Account created, and signed in (the session cookie is set too)",
+         body = SignedUp, headers(("Set-Cookie" = String, description = "The console's session cookie (`aerie_session`; `__Host-aerie_session` with `Secure` when the control plane's URL is https): the session token, HttpOnly, SameSite=Strict, Path=/, Max-Age of the session. Scripts may ignore it."))),
         (status = 400, description = "Not a valid email address, or the password is too short or too long",
          body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "An account with this email exists", body = Problem,
@@ -104,33 +105,63 @@ pub async fn sign_up(
         other => other?,
     }
     tracing::info!(account_id = %account.id, "account created");
-    let token = state
-        .sessions()
-        .issue(account.id, OffsetDateTime::now_utc());
+    let (cookie, session) = start_session(&state, account.id).await?;
     Ok((
         StatusCode::CREATED,
+        cookie,
         Json(SignedUp {
             account_id: account.id,
-            token,
+            session,
         }),
     ))
 }
 
-/// A session token.
+/// A session: its token for scripts, and for the console (which uses the
+/// cookie instead of the token) the CSRF token of its state-changing requests.
 #[derive(Serialize, ToSchema)]
-struct Session {
-    /// Account session token (bearer), valid for the configured session lifetime.
+pub(super) struct Session {
+    /// Account session token (bearer), valid until `expires_at` or log-out.
     token: String,
+    /// The `X-Aerie-CSRF` value of this session: requests authenticated by the
+    /// session cookie need it on every POST, PUT, PATCH and DELETE.
+    csrf_token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: OffsetDateTime,
 }
 
-/// Log in: trade an email and password for a session token.
+/// Starts a session for `account`: its `Set-Cookie` header and the answer's body.
+async fn start_session(
+    state: &AppState,
+    account: Uuid,
+) -> Result<([(header::HeaderName, HeaderValue); 1], Session), ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let started = session::start(state, account, now).await?;
+    let max_age = started.expires_at.unix_timestamp() - now.unix_timestamp();
+    let cookie = state.session_cookie().set(&started.token, max_age);
+    Ok((
+        [(header::SET_COOKIE, cookie)],
+        Session {
+            token: started.token,
+            csrf_token: started.csrf_token,
+            expires_at: started.expires_at,
+        },
+    ))
+}
+
+/// Log in: trade an email and password for a session.
+///
+/// Answers with the session token (for scripts: `Authorization: Bearer`) and
+/// sets the same token in the console's session cookie, with the CSRF token
+/// that requests authenticated by the cookie must carry.
 #[utoipa::path(
     post,
     path = "/v1/sessions",
     tag = "accounts",
     request_body = Credentials,
     responses(
-        (status = 200, description = "Logged in", body = Session),
+        (status = 200, description = "Logged in (the session cookie is set too)", body = Session,
+         headers(("Set-Cookie" = String, description = "The console's session cookie (`aerie_session`; `__Host-aerie_session` with `Secure` when the control plane's URL is https): the session token, HttpOnly, SameSite=Strict, Path=/, Max-Age of the session. Scripts may ignore it."))),
         (status = 401, description = "Wrong email or password (the same answer for an unknown email)",
          body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many attempts from this address, or this address failed \
@@ -161,8 +192,6 @@ pub async fn log_in(
         return Err(WRONG);
     };
     state.auth_limits().logged_in(ip, &body.email);
-    let token = state
-        .sessions()
-        .issue(account.id, OffsetDateTime::now_utc());
-    Ok(Json(Session { token }))
+    let (cookie, session) = start_session(&state, account.id).await?;
+    Ok((cookie, Json(session)))
 }

@@ -8,6 +8,7 @@ pub mod admin;
 mod api_keys;
 mod broker;
 mod issuers;
+mod sessions;
 mod tenants;
 mod tokens;
 mod usage;
@@ -46,6 +47,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::jwks))
         .routes(routes!(accounts::sign_up))
         .routes(routes!(accounts::log_in))
+        .routes(routes!(sessions::log_out))
+        .routes(routes!(sessions::get_account))
         .routes(routes!(
             account_keys::list_account_api_keys,
             account_keys::create_account_api_key

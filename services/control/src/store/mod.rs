@@ -104,6 +104,18 @@ pub struct AccountApiKey {
     pub created_at: OffsetDateTime,
 }
 
+/// A signed-in session of an account (see migrations/*/0010_sessions.sql):
+/// its token works while this row exists and `expires_at` is ahead.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub created_at: OffsetDateTime,
+    /// Unix seconds (an integer in both databases, so expired rows can be
+    /// purged in SQL).
+    pub expires_at: i64,
+}
+
 /// A JWT signing key. The private key is only ever stored encrypted
 /// (`nonce || AES-256-GCM(PKCS#8)` under the key-encryption key).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -209,6 +221,16 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     /// Fails with [`StoreError::Conflict`] if the email is taken.
     async fn insert_account(&self, account: &Account) -> StoreResult<()>;
     async fn account_by_email(&self, email: &str) -> StoreResult<Option<Account>>;
+    async fn account_by_id(&self, id: Uuid) -> StoreResult<Option<Account>>;
+
+    /// Stores a new session, and purges the sessions (of any account) that
+    /// expired at or before `now` (Unix seconds), so the table holds live
+    /// sessions only.
+    async fn insert_session(&self, session: &SessionRow, now: i64) -> StoreResult<()>;
+    /// The session `id`, expired or not (the caller compares `expires_at`).
+    async fn session(&self, id: Uuid) -> StoreResult<Option<SessionRow>>;
+    /// Ends the session `id`: `false` if there is no such session.
+    async fn delete_session(&self, id: Uuid) -> StoreResult<bool>;
 
     /// Fails with [`StoreError::Conflict`] if the id is taken.
     async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
@@ -518,6 +540,62 @@ macro_rules! sql_store {
                 .bind(email)
                 .fetch_optional(&self.pool)
                 .await?)
+            }
+
+            async fn account_by_id(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<$crate::store::Account>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, email, password_hash, created_at FROM accounts WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn insert_session(
+                &self,
+                s: &$crate::store::SessionRow,
+                now: i64,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO sessions (id, account_id, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(s.id)
+                .bind(s.account_id)
+                .bind(s.created_at)
+                .bind(s.expires_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn session(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<$crate::store::SessionRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, account_id, created_at, expires_at FROM sessions WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn delete_session(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn insert_tenant(

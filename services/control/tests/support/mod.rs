@@ -5,6 +5,32 @@
 
 pub mod api;
 
+/// Runs each scenario `async fn(Api)` twice: on a fresh SQLite file and on a
+/// fresh Postgres database (the test file imports `Api`).
+#[allow(unused_macros)] // each test binary uses a part of support
+macro_rules! on_both_databases {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(super::Api::new().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(super::Api::on_postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_databases;
+
 pub use aerie_testdb::*;
 
 use aerie_control::Endpoints;
@@ -16,9 +42,9 @@ use serde_json::Value;
 pub fn endpoints() -> Endpoints {
     Endpoints {
         mqtt: "mqtt://127.0.0.1:1883".into(),
-        mqtts: "mqtts://127.0.0.1:8883".into(),
+        mqtts: Some("mqtts://127.0.0.1:8883".into()),
         ws: "ws://127.0.0.1:8083/mqtt".into(),
-        wss: "wss://127.0.0.1:8084/mqtt".into(),
+        wss: Some("wss://127.0.0.1:8084/mqtt".into()),
     }
 }
 

@@ -13,12 +13,16 @@
 //! - [`MessageLog`]: where a QoS 1/2 PUBLISH is kept before its
 //!   acknowledgement. Embedded: [`LocalLog`] (nothing: the embedded store
 //!   keeps what persistent sessions need).
+//! - [`SessionRecords`]: a persistent session's subscriptions and replay
+//!   cursor, kept off the node so it resumes anywhere. Embedded:
+//!   [`LocalRecords`] (nothing: the embedded store keeps sessions).
 //! - [`crate::usage::UsageSink`]: where per-tenant usage goes (embedded: the
 //!   control plane's store, implemented by the binary).
 
 mod backbone;
 mod log;
 mod owners;
+mod records;
 mod retained;
 
 use std::future::Future;
@@ -29,6 +33,7 @@ use std::task::{Context, Poll, Waker};
 pub use backbone::{Backbone, LocalBackbone};
 pub use log::{LocalLog, MessageLog};
 pub use owners::{Claim, LocalOwners, SessionOwners};
+pub use records::{LocalRecords, Resumed, SessionRecords};
 pub use retained::{
     LocalRetained, LocalRetainedStores, RetainedQuota, RetainedStore, RetainedStores,
 };
@@ -43,6 +48,7 @@ pub struct Seams {
     pub owners: Arc<dyn SessionOwners>,
     pub retained: Arc<dyn RetainedStores>,
     pub log: Arc<dyn MessageLog>,
+    pub records: Arc<dyn SessionRecords>,
 }
 
 impl Seams {
@@ -53,6 +59,7 @@ impl Seams {
             owners: Arc::new(LocalOwners),
             retained: Arc::new(LocalRetainedStores),
             log: Arc::new(LocalLog),
+            records: Arc::new(LocalRecords),
         }
     }
 }

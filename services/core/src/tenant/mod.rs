@@ -4,6 +4,7 @@
 //! these, so nothing one tenant does can match, read or lock another's.
 //! `Tenant` is the face both halves show to connections.
 
+mod resume;
 mod router;
 mod sessions;
 
@@ -71,8 +72,14 @@ pub struct Attachment {
 pub struct Subscribed {
     /// The subscription replaced an existing one with the same filter.
     pub existed: bool,
-    /// Retained messages to send now, per the retain handling option.
+    /// Retained messages to send after the SUBACK, per the retain handling
+    /// option.
     pub retained: Vec<Delivery>,
+    /// Those of a retained store that answers later (scale-out: JetStream):
+    /// the connection queues them once it has, still after the SUBACK (a
+    /// client may drop a PUBLISH that comes before the SUBACK of its
+    /// subscription). `None`: all in `retained` (always, embedded).
+    pub retained_later: Option<crate::seams::BoxFuture<Vec<Delivery>>>,
     /// Resolves once the node's interest in the filter is live on every
     /// node (the backbone's [`crate::seams::Backbone::interest`]); the
     /// SUBACK waits for it. `None`: live already (always, embedded).
@@ -84,6 +91,10 @@ impl std::fmt::Debug for Subscribed {
         f.debug_struct("Subscribed")
             .field("existed", &self.existed)
             .field("retained", &self.retained)
+            .field(
+                "retained_later",
+                &self.retained_later.as_ref().map(|_| "pending"),
+            )
             .field("live", &self.live.as_ref().map(|_| "pending"))
             .finish()
     }
@@ -111,6 +122,7 @@ impl Tenant {
             config.clone(),
             router.clone(),
             seams.owners.clone(),
+            seams.records.clone(),
             session_ids,
             store.clone(),
         ));
@@ -188,12 +200,18 @@ impl Tenant {
         filter: &str,
         spec: SubscriptionSpec,
     ) -> Result<Subscribed, ReasonCode> {
-        self.router.subscribe(session, filter, spec)
+        let subscribed = self.router.subscribe(session, filter, spec)?;
+        self.sessions.record_changed(session);
+        Ok(subscribed)
     }
 
     /// Removes a subscription; false when there was none.
     pub fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
-        self.router.unsubscribe(session, filter)
+        let removed = self.router.unsubscribe(session, filter);
+        if removed {
+            self.sessions.record_changed(session);
+        }
+        removed
     }
 
     /// Attaches a connection to the session of `client_id`: takes an attached

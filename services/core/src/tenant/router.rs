@@ -81,7 +81,7 @@ impl Router {
         &self.quota
     }
 
-    fn offline_queue_limit(&self) -> usize {
+    pub(crate) fn offline_queue_limit(&self) -> usize {
         usize::try_from(self.quota.queued_messages()).unwrap_or(usize::MAX)
     }
 
@@ -414,27 +414,25 @@ impl Router {
             return Ok(Subscribed {
                 existed,
                 retained: Vec::new(),
+                retained_later: None,
                 live,
             });
         }
         let mut matching = self.retained.matching(inner);
-        let retained = match poll_once(&mut matching) {
-            Poll::Ready(found) => retained_deliveries(found, spec),
+        let (retained, retained_later) = match poll_once(&mut matching) {
+            Poll::Ready(found) => (retained_deliveries(found, spec), None),
+            // A retained store that answers later (over the network): the
+            // connection queues them once it answered, after the SUBACK.
             Poll::Pending => {
-                // A retained store that answers later (over the network):
-                // queue what it finds for the session when it does.
-                let (session, config) = (session.clone(), self.config.clone());
-                tokio::spawn(async move {
-                    for d in retained_deliveries(matching.await, spec) {
-                        let _ = session.enqueue(d, &config);
-                    }
-                });
-                Vec::new()
+                let later: crate::seams::BoxFuture<Vec<Delivery>> =
+                    Box::pin(async move { retained_deliveries(matching.await, spec) });
+                (Vec::new(), Some(later))
             }
         };
         Ok(Subscribed {
             existed,
             retained,
+            retained_later,
             live,
         })
     }
@@ -479,6 +477,25 @@ impl Router {
             // Restored at start-up, before any client: nothing waits for it.
             let _ = self.backbone.interest(&self.tenant, inner, group, true);
         }
+    }
+
+    /// Puts back the subscriptions of a session resumed from another node's
+    /// record; resolves once this node's interest in them is live.
+    pub(crate) fn resume_subscriptions(
+        &self,
+        session: &Arc<Session>,
+        subscriptions: &[(Arc<str>, SubscriptionSpec)],
+    ) -> Vec<crate::seams::BoxFuture<()>> {
+        let key = SessionRef(session.clone());
+        let mut live = Vec::new();
+        let mut subs = self.subs.write();
+        for (filter, spec) in subscriptions {
+            let (inner, group) = split_shared(filter);
+            if subs.insert(inner, group, key.clone(), *spec).is_none() {
+                live.extend(self.backbone.interest(&self.tenant, inner, group, true));
+            }
+        }
+        live
     }
 
     /// Puts back a stored retained message.

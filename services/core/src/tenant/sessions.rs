@@ -15,7 +15,7 @@ use super::{Attachment, Router};
 use crate::config::CoreConfig;
 use crate::message::Message;
 use crate::metrics as m;
-use crate::seams::SessionOwners;
+use crate::seams::{Resumed, SessionOwners, SessionRecords};
 use crate::session::{FlightState, Kick, Session};
 use crate::store::{LoadedSession, TenantStore, unix_ms_now};
 
@@ -24,6 +24,8 @@ pub struct SessionTable {
     config: Arc<CoreConfig>,
     router: Arc<Router>,
     owners: Arc<dyn SessionOwners>,
+    /// Where persistent sessions are kept off the node (embedded: nowhere).
+    records: Arc<dyn SessionRecords>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     /// Client ids with an attach under way (and how many): a session that
     /// such an attach replaces ends without releasing the ownership the
@@ -42,6 +44,7 @@ impl SessionTable {
         config: Arc<CoreConfig>,
         router: Arc<Router>,
         owners: Arc<dyn SessionOwners>,
+        records: Arc<dyn SessionRecords>,
         session_ids: Arc<AtomicU64>,
         store: Arc<TenantStore>,
     ) -> SessionTable {
@@ -50,6 +53,7 @@ impl SessionTable {
             config,
             router,
             owners,
+            records,
             sessions: Mutex::new(HashMap::new()),
             attaching: Mutex::new(HashMap::new()),
             session_ids,
@@ -74,6 +78,16 @@ impl SessionTable {
         self.owners
             .claim(&self.tenant, &client, clean_start)
             .await?;
+        // Another node's record of the session: starts over, or resumes here.
+        let mut kept = None;
+        if clean_start {
+            self.records.ended(&self.tenant, &client, true);
+        } else if self.session(client_id).is_none() {
+            kept = self
+                .records
+                .resume(&self.tenant, &client, self.offline_queue_bound())
+                .await;
+        }
         let deadline = Instant::now() + self.config.takeover_timeout;
         loop {
             // Decide under the map lock; wait (if we must) after releasing it.
@@ -114,7 +128,7 @@ impl SessionTable {
                     resumed
                 }
             };
-            let session_present = resumed.is_some();
+            let mut session_present = resumed.is_some();
             let session = match resumed {
                 Some(s) => s,
                 None => {
@@ -126,25 +140,39 @@ impl SessionTable {
                         expiry_interval,
                         self.store.clone(),
                     ));
-                    let mut sessions = self.sessions.lock();
-                    if sessions.contains_key(client_id) {
+                    if !self.insert_new(client_id, &s) {
                         // Another connection for this id got in between: start over.
                         continue;
                     }
-                    sessions.insert(Arc::from(client_id), s.clone());
                     metrics::gauge!(m::SESSIONS).increment(1.0);
+                    if let Some(kept) = kept.take() {
+                        self.resume_kept(&s, kept).await;
+                        session_present = true;
+                    }
                     s
                 }
             };
             let Some(flight) = session.attach_connection(connection_id, expiry_interval) else {
                 continue;
             };
+            self.records.changed(&session);
             return Ok(Attachment {
                 session,
                 session_present,
                 flight,
             });
         }
+    }
+
+    /// Puts a new session in the table unless one of its client id is
+    /// there already.
+    fn insert_new(&self, client_id: &str, session: &Arc<Session>) -> bool {
+        let mut sessions = self.sessions.lock();
+        if sessions.contains_key(client_id) {
+            return false;
+        }
+        sessions.insert(Arc::from(client_id), session.clone());
+        true
     }
 
     /// Detaches a connection from its session. `will` is the will to publish
@@ -172,6 +200,7 @@ impl SessionTable {
             }
             return;
         }
+        self.records.changed(session);
         self.schedule_expiry(session, generation, expiry);
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0);
@@ -253,6 +282,7 @@ impl SessionTable {
             sessions.remove(&session.client_id);
             if !self.attaching.lock().contains_key(&session.client_id) {
                 self.owners.release(&self.tenant, &session.client_id);
+                self.records.ended(&self.tenant, &session.client_id, false);
             }
         }
         drop(sessions);
@@ -267,7 +297,29 @@ impl SessionTable {
         };
         let attached = session.is_attached();
         session.kick(Kick::TAKEN_OVER);
+        if !attached {
+            self.let_go(&session);
+        }
         attached
+    }
+
+    /// Ends a detached session another node holds now: its record and
+    /// ownership are that node's, so neither is touched (the owner calls
+    /// again once a kicked connection detached).
+    fn let_go(&self, session: &Arc<Session>) {
+        let mut sessions = self.sessions.lock();
+        let current = sessions
+            .get(&session.client_id)
+            .is_some_and(|s| Arc::ptr_eq(s, session));
+        if !current
+            || session.is_attached()
+            || self.attaching.lock().contains_key(&session.client_id)
+        {
+            return;
+        }
+        sessions.remove(&session.client_id);
+        drop(sessions);
+        self.end_session(session);
     }
 
     /// Drops a session's subscriptions and queue. Idempotent.
@@ -277,6 +329,33 @@ impl SessionTable {
         };
         self.router.drop_subscriptions(session, &filters);
         metrics::gauge!(m::SESSIONS).decrement(1.0);
+    }
+
+    /// A persistent session's subscriptions or expiry changed: its record
+    /// off the node follows.
+    pub(crate) fn record_changed(&self, session: &Arc<Session>) {
+        self.records.changed(session);
+    }
+
+    /// Fills a new session from another node's record: its subscriptions
+    /// (live here before the replay reads the log, so nothing falls
+    /// between), then what it missed, within its offline queue bound.
+    async fn resume_kept(&self, session: &Arc<Session>, kept: Resumed) {
+        let live = self
+            .router
+            .resume_subscriptions(session, &kept.subscriptions);
+        session.restore(&kept.subscriptions, Vec::new(), Vec::new());
+        futures_util::future::join_all(live).await;
+        let replayed = kept.replay.await;
+        let deliveries = super::resume::replayed_deliveries(&kept.subscriptions, replayed);
+        session.queue_replayed(deliveries, self.offline_queue_bound());
+    }
+
+    /// The most messages an offline session of this tenant holds.
+    fn offline_queue_bound(&self) -> usize {
+        self.config
+            .max_queued_messages
+            .min(self.router.offline_queue_limit())
     }
 
     /// Recreates a stored session, detached, with its subscriptions, queue
@@ -344,6 +423,7 @@ impl SessionTable {
         let sessions: Vec<_> = self.sessions.lock().drain().map(|(_, s)| s).collect();
         for s in &sessions {
             self.end_session(s);
+            self.records.ended(&self.tenant, &s.client_id, false);
         }
     }
 }

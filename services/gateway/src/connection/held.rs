@@ -1,7 +1,9 @@
 //! Answers that wait for the cluster, in the scale-out shape:
 //! - a SUBACK waits until the subscription is live on every node (the
 //!   backbone's interest reached NATS), so a message published anywhere
-//!   after it reaches the client;
+//!   after it reaches the client, and until the retained store (JetStream)
+//!   answered which retained messages match, so they follow the SUBACK
+//!   (queued before it, a client could take them for strays and drop them);
 //! - the PUBACK/PUBREC of a retained message waits until the retained
 //!   store (JetStream) kept or refused it, so the publisher learns of the
 //!   tenant's quota (0x97) and a SUBSCRIBE anywhere after it gets it.
@@ -25,6 +27,8 @@ pub(crate) enum Held {
         suback: Packet,
         /// Retained messages for the new subscriptions: sent after the SUBACK.
         retained: Vec<Delivery>,
+        /// More of them, once the retained store answers.
+        retained_later: Vec<BoxFuture<Vec<Delivery>>>,
     },
     RetainedPublish {
         /// `Some(limit)`: refused, neither kept nor routed.
@@ -36,20 +40,22 @@ pub(crate) enum Held {
 
 impl Conn {
     /// Sends `suback` (then queues `retained`) now, or once every future
-    /// in `live` resolved.
+    /// in `live` and `retained_later` resolved (then queues theirs too).
     pub(super) fn send_suback(
         &mut self,
         live: Vec<BoxFuture<()>>,
         suback: Packet,
         retained: Vec<Delivery>,
+        retained_later: Vec<BoxFuture<Vec<Delivery>>>,
     ) {
-        if live.is_empty() {
+        if live.is_empty() && retained_later.is_empty() {
             self.finish_suback(&suback, retained);
         } else {
             self.held = Some(Box::new(Held::SubAck {
                 live,
                 suback,
                 retained,
+                retained_later,
             }));
         }
     }
@@ -77,11 +83,16 @@ impl Conn {
             Held::SubAck {
                 live,
                 suback,
-                retained,
+                mut retained,
+                retained_later,
             } => {
-                for fut in live {
-                    fut.await;
-                }
+                // Both over the network: waited for together.
+                let (_, later) = futures_util::future::join(
+                    futures_util::future::join_all(live),
+                    futures_util::future::join_all(retained_later),
+                )
+                .await;
+                retained.extend(later.into_iter().flatten());
                 self.finish_suback(&suback, retained);
             }
             Held::RetainedPublish {

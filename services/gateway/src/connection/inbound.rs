@@ -401,6 +401,7 @@ impl Conn {
         let id = s.properties.subscription_identifier;
         let mut reasons = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
+        let mut retained_later = Vec::new();
         let mut live = Vec::new();
         for (filter, options) in &s.filters {
             if let Some(permissions) = &self.permissions
@@ -433,6 +434,7 @@ impl Conn {
                 Ok(sub) => {
                     reasons.push(granted(options.qos));
                     retained.extend(sub.retained);
+                    retained_later.extend(sub.retained_later);
                     live.extend(sub.live);
                 }
                 Err(ReasonCode::PROTOCOL_ERROR) => {
@@ -450,7 +452,7 @@ impl Conn {
             reasons,
             properties: AckProperties::default(),
         });
-        self.send_suback(live, suback, retained);
+        self.send_suback(live, suback, retained, retained_later);
         Flow::Continue
     }
 

@@ -1,0 +1,641 @@
+//! [`KvSessionRecords`]: persistent sessions kept in the KV bucket
+//! `<prefix>_sessions`, so a session resumes on any gateway with its
+//! subscriptions and what it missed.
+//!
+//! - **The record** (key `<tenant>.<client id>`, tokens as `kv_key.rs`):
+//!   subscriptions (filter, options, identifier), expiry interval, when a
+//!   detached session expires, and a **cursor**: a wall-clock time from
+//!   which a resume replays the tenant's message log (`message_log.rs`).
+//! - **The cursor** is the last moment this node saw the session hold no
+//!   unacknowledged delivery (nothing queued; detached: nothing in flight),
+//!   minus [`MARGIN`] for backbone transit and clock skew between nodes. A
+//!   wall-clock time, not a log sequence, because live deliveries cross the
+//!   backbone without theirs. Every message the session had not had by
+//!   then was published after it, so a replay from it misses none; it
+//!   repeats at most what was delivered in the margin (and, online, what
+//!   was delivered since the last write): QoS 1 duplicates, which MQTT
+//!   allows, and QoS 2 duplicates, which it does not (not kept yet).
+//! - **Writes**, with compare-and-set at the revision this node last wrote
+//!   or read (`kv_cas.rs`), in order by one task: at SUBSCRIBE, UNSUBSCRIBE,
+//!   CONNECT and detach of a persistent session, and every [`TICK`] for an
+//!   attached one whose cursor moved (only once something was queued for it
+//!   and then acknowledged: an idle session is not written). A write that finds another revision
+//!   means another gateway took the session: this node stops writing it
+//!   (attached here, it writes over it: the other write was the previous
+//!   gateway's detach, landed after this node read the record).
+//!   Deleted when the session ends here (at the revision this node wrote),
+//!   or at any revision by a clean start.
+//! - **Resume**: the record is read; the replay (once the session's
+//!   subscriptions are live again) is an ephemeral pull consumer on the log
+//!   from the cursor, filtered on the subjects of the session's filters,
+//!   read up to the stream's last sequence when it starts, then deleted:
+//!   consumers exist only while sessions resume.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use aerie_core::message::Persisted;
+use aerie_core::message::codec;
+use aerie_core::metrics::{DropReason, count_drop};
+use aerie_core::seams::{BoxFuture, Resumed, SessionRecords};
+use aerie_core::{Limit, Message, Session, SubscriptionSpec};
+use aerie_proto::{QoS, RetainHandling, SubscriptionOptions, topic};
+use async_nats::jetstream::{self, consumer, kv};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::kv_cas::{CasError, open_bucket, purge_at_revision, write_at_revision};
+use crate::kv_key::token;
+use crate::subjects::Subjects;
+
+/// Session records written (or deleted), by `op`: `put`, `delete`.
+pub const WRITES_TOTAL: &str = "aerie_cluster_session_record_writes_total";
+/// Writes that found another gateway's revision: it holds the session now.
+pub const CONFLICTS_TOTAL: &str = "aerie_cluster_session_record_conflicts_total";
+/// Writes NATS did not take (retried at the next tick).
+pub const FAILURES_TOTAL: &str = "aerie_cluster_session_record_failures_total";
+/// Sessions resumed from a record another gateway wrote.
+pub const RESUMES_TOTAL: &str = "aerie_cluster_session_resumes_total";
+/// Messages replayed to resumed sessions.
+pub const REPLAYED_TOTAL: &str = "aerie_cluster_session_replayed_messages_total";
+/// Resumes whose cursor was older than the log's oldest message: what the
+/// log no longer held is lost to that session.
+pub const CURSOR_LOST_TOTAL: &str = "aerie_cluster_session_cursor_lost_total";
+
+/// How often an attached session's moved cursor is written: what a
+/// gateway's death costs a session in replayed duplicates, at most.
+pub const TICK: Duration = Duration::from_secs(1);
+/// Taken off the cursor for backbone transit and clock skew between nodes.
+pub const MARGIN: Duration = Duration::from_secs(2);
+/// How long a record adopted by a resume waits for its session to attach.
+const ADOPTED_FOR: Duration = Duration::from_secs(30);
+/// Messages fetched per pull of a replay.
+const REPLAY_BATCH: usize = 256;
+/// A replay's pull waits this long for a batch; an empty one ends it.
+const REPLAY_WAIT: Duration = Duration::from_millis(500);
+
+/// The bucket of session records.
+pub fn bucket(prefix: &str) -> String {
+    format!("{prefix}_sessions")
+}
+
+/// The key of `client_id`'s record in `tenant`.
+pub fn key(tenant: &str, client_id: &str) -> String {
+    format!("{}.{}", token(tenant), token(client_id))
+}
+
+/// A record as the bucket holds it (JSON).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Record {
+    expiry: u32,
+    /// When a detached session expires (Unix ms); None while attached or
+    /// never expiring.
+    #[serde(default)]
+    expires_at_ms: Option<u64>,
+    /// Replay from here (Unix ms).
+    cursor_ms: u64,
+    /// Filter, options (the SUBSCRIBE byte), identifier.
+    subs: Vec<(String, u8, Option<u32>)>,
+}
+
+fn options_byte(o: &SubscriptionOptions) -> u8 {
+    o.qos as u8
+        | u8::from(o.no_local) << 2
+        | u8::from(o.retain_as_published) << 3
+        | (o.retain_handling as u8) << 4
+}
+
+fn options_of(b: u8) -> SubscriptionOptions {
+    SubscriptionOptions {
+        qos: QoS::from_u8(b & 3).unwrap_or(QoS::AtMostOnce),
+        no_local: b & 4 != 0,
+        retain_as_published: b & 8 != 0,
+        retain_handling: match (b >> 4) & 3 {
+            1 => RetainHandling::SendIfNew,
+            2 => RetainHandling::DoNotSend,
+            _ => RetainHandling::SendAtSubscribe,
+        },
+    }
+}
+
+impl Record {
+    fn subscriptions(&self) -> Vec<(Arc<str>, SubscriptionSpec)> {
+        self.subs
+            .iter()
+            .map(|(f, o, id)| {
+                let spec = SubscriptionSpec {
+                    options: options_of(*o),
+                    id: *id,
+                };
+                (Arc::from(f.as_str()), spec)
+            })
+            .collect()
+    }
+}
+
+fn unix_ms_now() -> u64 {
+    aerie_core::store::unix_ms_now()
+}
+
+/// What the writer task is asked to do, in order.
+enum Op {
+    Changed(Weak<Session>),
+    Ended {
+        tenant: Arc<str>,
+        client_id: Arc<str>,
+        starts_over: bool,
+    },
+    /// A resume read this record at `revision`: this node writes it next.
+    Adopted {
+        key: String,
+        revision: u64,
+        cursor_ms: u64,
+    },
+}
+
+/// A record this node writes.
+struct Held {
+    session: Weak<Session>,
+    revision: Option<u64>,
+    cursor_ms: u64,
+    /// What was last written (None: not yet, or failed).
+    written: Option<Record>,
+    /// When it was adopted from a resume's read (its session attaches
+    /// just after).
+    adopted: Option<tokio::time::Instant>,
+}
+
+impl Held {
+    /// Whether it is still worth keeping: its session lives here, or a
+    /// resume adopted it a moment ago.
+    fn live(&self) -> bool {
+        self.session.strong_count() > 0 || self.adopted.is_some_and(|at| at.elapsed() < ADOPTED_FOR)
+    }
+}
+
+/// Persistent sessions in NATS KV (the scale-out shape's `SessionRecords`).
+pub struct KvSessionRecords {
+    kv: kv::Store,
+    js: jetstream::Context,
+    prefix: String,
+    subjects: Subjects,
+    ops: mpsc::UnboundedSender<Op>,
+}
+
+impl KvSessionRecords {
+    /// Opens (or makes) the bucket; waits for NATS as long as it takes. Its
+    /// writer ends with `shutdown`.
+    pub async fn open(
+        client: async_nats::Client,
+        prefix: &str,
+        replicas: usize,
+        shutdown: CancellationToken,
+    ) -> Arc<KvSessionRecords> {
+        let js = jetstream::new(client);
+        let kv = open_bucket(
+            &js,
+            kv::Config {
+                bucket: bucket(prefix),
+                description: "Aerie: persistent sessions (subscriptions, replay cursor)".into(),
+                history: 1,
+                ..Default::default()
+            },
+            replicas,
+        )
+        .await;
+        let (ops, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write(kv.clone(), rx, shutdown));
+        Arc::new(KvSessionRecords {
+            kv,
+            js,
+            prefix: prefix.to_owned(),
+            subjects: Subjects::new(prefix, "l"),
+            ops,
+        })
+    }
+}
+
+impl SessionRecords for KvSessionRecords {
+    fn changed(&self, session: &Arc<Session>) {
+        let _ = self.ops.send(Op::Changed(Arc::downgrade(session)));
+    }
+
+    fn ended(&self, tenant: &Arc<str>, client_id: &Arc<str>, starts_over: bool) {
+        let _ = self.ops.send(Op::Ended {
+            tenant: tenant.clone(),
+            client_id: client_id.clone(),
+            starts_over,
+        });
+    }
+
+    fn resume(
+        &self,
+        tenant: &Arc<str>,
+        client_id: &Arc<str>,
+        keep_at_most: usize,
+    ) -> BoxFuture<Option<Resumed>> {
+        let (kv, js, ops) = (self.kv.clone(), self.js.clone(), self.ops.clone());
+        let stream = crate::message_log::stream_name(&self.prefix, tenant);
+        let subjects = self.subjects.clone();
+        let (tenant, client_id) = (tenant.clone(), client_id.clone());
+        Box::pin(async move {
+            let key = key(&tenant, &client_id);
+            let entry = match kv.entry(&key).await {
+                Ok(Some(e)) if e.operation == kv::Operation::Put => e,
+                Ok(_) => return None,
+                Err(error) => {
+                    tracing::warn!(%tenant, %client_id, %error, "cannot read the session record; the session starts new");
+                    return None;
+                }
+            };
+            let record: Record = match serde_json::from_slice(&entry.value) {
+                Ok(r) => r,
+                Err(error) => {
+                    tracing::warn!(%tenant, %client_id, %error, "a session record does not decode; the session starts new");
+                    return None;
+                }
+            };
+            if record.expires_at_ms.is_some_and(|at| at <= unix_ms_now()) {
+                // Expired while its gateway was gone: it ends here.
+                let _ = kv.purge_expect_revision(&key, Some(entry.revision)).await;
+                return None;
+            }
+            let _ = ops.send(Op::Adopted {
+                key,
+                revision: entry.revision,
+                cursor_ms: record.cursor_ms,
+            });
+            metrics::counter!(RESUMES_TOTAL).increment(1);
+            let subscriptions = record.subscriptions();
+            let replay = Replay {
+                js,
+                stream,
+                subjects,
+                tenant,
+                client_id,
+                filters: subscriptions
+                    .iter()
+                    .map(|(f, _)| f.clone())
+                    .filter(|f| !f.starts_with("$share/"))
+                    .collect(),
+                cursor_ms: record.cursor_ms,
+                keep_at_most,
+            };
+            Some(Resumed {
+                subscriptions,
+                replay: Box::pin(replay.read()),
+            })
+        })
+    }
+}
+
+/// Writes records in the order asked, and moved cursors every [`TICK`].
+async fn write(kv: kv::Store, mut ops: mpsc::UnboundedReceiver<Op>, shutdown: CancellationToken) {
+    let mut held: HashMap<String, Held> = HashMap::new();
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            op = ops.recv() => match op {
+                Some(Op::Changed(session)) => {
+                    if let Some(session) = session.upgrade() {
+                        put(&kv, &mut held, &session).await;
+                    }
+                }
+                Some(Op::Ended { tenant, client_id, starts_over }) => {
+                    end(&kv, &mut held, &key(&tenant, &client_id), starts_over).await;
+                }
+                Some(Op::Adopted { key, revision, cursor_ms }) => {
+                    let adopted = Some(tokio::time::Instant::now());
+                    held.insert(key, Held { session: Weak::new(), revision: Some(revision), cursor_ms, written: None, adopted });
+                }
+                None => return,
+            },
+            _ = tick.tick() => {
+                // Sessions that went away without ending here (another
+                // gateway took them over): nothing more to write.
+                held.retain(|_, h| h.live());
+                let due: Vec<Arc<Session>> = held.values().filter_map(|h| h.session.upgrade()).filter(|s| s.is_attached()).collect();
+                for session in due {
+                    put(&kv, &mut held, &session).await;
+                }
+            }
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Writes `session`'s record if it changed (deletes it if the session is
+/// no longer persistent).
+async fn put(kv: &kv::Store, held: &mut HashMap<String, Held>, session: &Arc<Session>) {
+    let key = key(&session.tenant, &session.client_id);
+    let expiry = session.expiry_interval();
+    if expiry == 0 {
+        if held.contains_key(&key) {
+            end(kv, held, &key, false).await;
+        }
+        return;
+    }
+    let now = unix_ms_now();
+    let h = held.entry(key.clone()).or_insert_with(|| Held {
+        session: Weak::new(),
+        revision: None,
+        cursor_ms: 0,
+        written: None,
+        adopted: None,
+    });
+    h.session = Arc::downgrade(session);
+    // Moved only when something was queued and then acknowledged since it
+    // last moved: an idle session's record is not written every tick.
+    if h.cursor_ms == 0 || session.caught_up_since_asked() {
+        h.cursor_ms = now.saturating_sub(MARGIN.as_millis() as u64);
+    }
+    let attached = session.is_attached();
+    let record = Record {
+        expiry,
+        expires_at_ms: (!attached && expiry != u32::MAX).then(|| now + u64::from(expiry) * 1000),
+        cursor_ms: h.cursor_ms,
+        subs: session
+            .subscriptions()
+            .iter()
+            .map(|(f, s)| (f.to_string(), options_byte(&s.options), s.id))
+            .collect(),
+    };
+    // An attached session's tick writes only a moved cursor (or a change).
+    let same = h.written.as_ref().is_some_and(|w| {
+        w.subs == record.subs
+            && w.expiry == record.expiry
+            && w.expires_at_ms == record.expires_at_ms
+            && w.cursor_ms + TICK.as_millis() as u64 > record.cursor_ms
+    });
+    if same {
+        return;
+    }
+    let value = Bytes::from(serde_json::to_vec(&record).expect("a record encodes"));
+    let mut written = write_at_revision(kv, &key, h.revision, value.clone()).await;
+    if matches!(written, Err(CasError::Conflict)) && attached {
+        // Attached here, so this node claimed it last: what came in between
+        // is the previous gateway's detach, landed after this node's read.
+        written = match kv.entry(&key).await {
+            Ok(entry) => {
+                let revision = entry.filter(|e| e.operation == kv::Operation::Put);
+                write_at_revision(kv, &key, revision.map(|e| e.revision), value).await
+            }
+            Err(e) => Err(CasError::Failed(e.to_string())),
+        };
+    }
+    match written {
+        Ok(revision) => {
+            metrics::counter!(WRITES_TOTAL, "op" => "put").increment(1);
+            h.revision = Some(revision);
+            h.written = Some(record);
+        }
+        Err(CasError::Conflict) => {
+            metrics::counter!(CONFLICTS_TOTAL).increment(1);
+            tracing::debug!(tenant = %session.tenant, client_id = %session.client_id, "another gateway holds the session record now");
+            held.remove(&key);
+        }
+        Err(CasError::Failed(error)) => {
+            metrics::counter!(FAILURES_TOTAL).increment(1);
+            tracing::warn!(tenant = %session.tenant, client_id = %session.client_id, %error, "cannot write the session record; retrying");
+            h.written = None;
+        }
+    }
+}
+
+/// Deletes a record: the one this node wrote (at its revision), or any one
+/// (`starts_over`).
+async fn end(kv: &kv::Store, held: &mut HashMap<String, Held>, key: &str, starts_over: bool) {
+    let held = held.remove(key);
+    if starts_over {
+        return start_over(kv, key).await;
+    }
+    // Not written by this node (or never written): not this node's to delete.
+    let Some(revision) = held.and_then(|h| h.revision) else {
+        return;
+    };
+    match purge_at_revision(kv, key, revision).await {
+        Ok(()) => metrics::counter!(WRITES_TOTAL, "op" => "delete").increment(1),
+        // Another gateway wrote it since: the session lives on there.
+        Err(CasError::Conflict) => metrics::counter!(CONFLICTS_TOTAL).increment(1),
+        Err(CasError::Failed(error)) => {
+            metrics::counter!(FAILURES_TOTAL).increment(1);
+            tracing::warn!(%key, %error, "cannot delete a session record");
+        }
+    }
+}
+
+/// A clean start claimed the session: whatever record any node left goes.
+/// Read first, so that a clean-start client, which has none, costs no
+/// write (a purge leaves a marker in the bucket for every key it names);
+/// a record written between the read and the purge is a late write of the
+/// previous owner's, and is read and purged in turn.
+async fn start_over(kv: &kv::Store, key: &str) {
+    const ROUNDS: usize = 4;
+    for _ in 0..ROUNDS {
+        let revision = match kv.entry(key).await {
+            Ok(Some(e)) if e.operation == kv::Operation::Put => e.revision,
+            Ok(_) => return,
+            Err(error) => {
+                metrics::counter!(FAILURES_TOTAL).increment(1);
+                tracing::warn!(%key, %error, "cannot read a session record to delete it");
+                return;
+            }
+        };
+        match purge_at_revision(kv, key, revision).await {
+            Ok(()) => {
+                metrics::counter!(WRITES_TOTAL, "op" => "delete").increment(1);
+                return;
+            }
+            Err(CasError::Conflict) => metrics::counter!(CONFLICTS_TOTAL).increment(1),
+            Err(CasError::Failed(error)) => {
+                metrics::counter!(FAILURES_TOTAL).increment(1);
+                tracing::warn!(%key, %error, "cannot delete a session record");
+                return;
+            }
+        }
+    }
+    metrics::counter!(FAILURES_TOTAL).increment(1);
+    tracing::warn!(%key, "a session record kept changing while a clean start deleted it");
+}
+
+/// One resumed session's read of the log.
+struct Replay {
+    js: jetstream::Context,
+    stream: String,
+    subjects: Subjects,
+    tenant: Arc<str>,
+    client_id: Arc<str>,
+    filters: Vec<Arc<str>>,
+    cursor_ms: u64,
+    keep_at_most: usize,
+}
+
+impl Replay {
+    /// The newest `keep_at_most` messages since the cursor that the
+    /// session's filters match, oldest first; the older ones are counted
+    /// as dropped (a full offline queue).
+    async fn read(self) -> Vec<Arc<Message>> {
+        let mut kept = VecDeque::new();
+        let mut dropped = 0u64;
+        if let Err(error) = self.read_into(&mut kept, &mut dropped).await {
+            tracing::warn!(tenant = %self.tenant, client_id = %self.client_id, %error, "cannot replay the message log to a resumed session");
+        }
+        if dropped > 0 {
+            count_drop(DropReason::QueueFull, dropped);
+            for _ in 0..dropped {
+                Limit::QueuedMessages.count();
+            }
+        }
+        metrics::counter!(REPLAYED_TOTAL).increment(kept.len() as u64);
+        kept.into()
+    }
+
+    async fn read_into(
+        &self,
+        kept: &mut VecDeque<Arc<Message>>,
+        dropped: &mut u64,
+    ) -> anyhow::Result<()> {
+        if self.filters.is_empty() || self.keep_at_most == 0 {
+            return Ok(());
+        }
+        // No log yet: nothing QoS 1/2 was ever published in the tenant.
+        let Ok(mut stream) = self.js.get_stream(&self.stream).await else {
+            return Ok(());
+        };
+        let state = stream.info().await?.state.clone();
+        let last = state.last_sequence;
+        if state.messages == 0 {
+            return Ok(());
+        }
+        let cursor_ns = i128::from(self.cursor_ms) * 1_000_000;
+        if state.first_sequence > 1 && state.first_timestamp.unix_timestamp_nanos() > cursor_ns {
+            metrics::counter!(CURSOR_LOST_TOTAL).increment(1);
+            tracing::warn!(tenant = %self.tenant, client_id = %self.client_id, "the session's cursor is older than the message log: what the log dropped is lost to it");
+        }
+        let consumer = stream
+            .create_consumer(consumer::pull::Config {
+                deliver_policy: consumer::DeliverPolicy::ByStartTime {
+                    start_time: async_nats::datetime::from_nanos(cursor_ns)
+                        .map_err(|e| anyhow::anyhow!(e))?,
+                },
+                ack_policy: consumer::AckPolicy::None,
+                filter_subjects: self.subjects_of_filters(),
+                inactive_threshold: Duration::from_secs(30),
+                memory_storage: true,
+                num_replicas: 1,
+                ..Default::default()
+            })
+            .await?;
+        let info = consumer.cached_info();
+        let name = info.name.clone();
+        let read = if info.num_pending == 0 {
+            Ok(())
+        } else {
+            self.pull(&consumer, last, kept, dropped).await
+        };
+        stream.delete_consumer(&name).await?;
+        read
+    }
+
+    async fn pull(
+        &self,
+        consumer: &consumer::PullConsumer,
+        last: u64,
+        kept: &mut VecDeque<Arc<Message>>,
+        dropped: &mut u64,
+    ) -> anyhow::Result<()> {
+        loop {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(REPLAY_BATCH)
+                .expires(REPLAY_WAIT)
+                .messages()
+                .await?;
+            let mut got = 0;
+            while let Some(message) = batch.next().await {
+                let message = message.map_err(|e| anyhow::anyhow!(e))?;
+                got += 1;
+                let info = message.info().map_err(|e| anyhow::anyhow!(e))?;
+                let (seq, pending) = (info.stream_sequence, info.pending);
+                if seq <= last
+                    && let Ok(m) = codec::decode(&message.payload, Persisted::default())
+                    && self.filters.iter().any(|f| topic::matches(f, &m.topic))
+                {
+                    kept.push_back(Arc::new(m));
+                    if kept.len() > self.keep_at_most {
+                        kept.pop_front();
+                        *dropped += 1;
+                    }
+                }
+                if seq >= last || pending == 0 {
+                    return Ok(());
+                }
+            }
+            if got == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The log subjects of the session's filters; the whole tenant's when
+    /// two overlap (a consumer's filter subjects may not).
+    fn subjects_of_filters(&self) -> Vec<String> {
+        let mut subjects: Vec<String> = self
+            .filters
+            .iter()
+            .flat_map(|f| self.subjects.filter(&self.tenant, f))
+            .collect();
+        subjects.sort();
+        subjects.dedup();
+        let overlapping = subjects
+            .iter()
+            .enumerate()
+            .any(|(i, a)| subjects[i + 1..].iter().any(|b| overlap(a, b)));
+        if overlapping {
+            vec![format!("{}.>", self.subjects.tenant_root(&self.tenant))]
+        } else {
+            subjects
+        }
+    }
+}
+
+/// Whether some subject matches both NATS subject filters `a` and `b`.
+fn overlap(a: &str, b: &str) -> bool {
+    let (mut a, mut b) = (a.split('.'), b.split('.'));
+    loop {
+        match (a.next(), b.next()) {
+            (Some(">"), Some(_)) | (Some(_), Some(">")) => return true,
+            (None, None) => return true,
+            (Some(x), Some(y)) if x == y || x == "*" || y == "*" => {}
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_survive_the_record() {
+        for b in 0..=0x2f_u8 {
+            if b & 3 == 3 || (b >> 4) == 3 {
+                continue;
+            }
+            assert_eq!(options_byte(&options_of(b)), b);
+        }
+    }
+
+    #[test]
+    fn overlapping_subject_filters_are_found() {
+        assert!(overlap("p.l.t.a.*", "p.l.t.a.b"));
+        assert!(overlap("p.l.t.>", "p.l.t.a"));
+        assert!(overlap("p.l.t.a", "p.l.t.a"));
+        assert!(!overlap("p.l.t.a", "p.l.t.a.b"));
+        assert!(!overlap("p.l.t.a.*", "p.l.t.b.*"));
+    }
+}

@@ -1,0 +1,69 @@
+//! Session records: a persistent session's subscriptions, expiry and replay
+//! cursor kept off the node, so it resumes on any node with what it missed.
+
+use std::sync::Arc;
+
+use crate::message::Message;
+use crate::session::{Session, SubscriptionSpec};
+
+use super::BoxFuture;
+
+/// A session kept by another node (or a node that is gone), as a CONNECT
+/// with clean start 0 finds it.
+pub struct Resumed {
+    pub subscriptions: Vec<(Arc<str>, SubscriptionSpec)>,
+    /// The messages the session missed, oldest first, read once it is
+    /// polled: after the session's subscriptions are live again, so nothing
+    /// falls between the replay and live deliveries. Not yet filtered by
+    /// the session's subscriptions (the caller does that).
+    pub replay: BoxFuture<Vec<Arc<Message>>>,
+}
+
+/// Where persistent sessions are kept across nodes. Called at most once per
+/// SUBSCRIBE filter, UNSUBSCRIBE filter, CONNECT and detach; never per
+/// delivery.
+pub trait SessionRecords: Send + Sync + 'static {
+    /// `session` changed (subscriptions, expiry, attached or detached): its
+    /// record is written in the background if it is persistent, deleted if
+    /// it no longer is.
+    fn changed(&self, session: &Arc<Session>);
+
+    /// The session of `client_id` ended on this node: the record this node
+    /// wrote is deleted (unless another node wrote it since). `starts_over`:
+    /// a CONNECT with clean start claimed it, and whatever record any node
+    /// left is deleted.
+    fn ended(&self, tenant: &Arc<str>, client_id: &Arc<str>, starts_over: bool);
+
+    /// A CONNECT with clean start 0 found no session of `client_id` on this
+    /// node (after claiming it): the record another node kept, if any. Its
+    /// replay holds the newest `keep_at_most` messages the session's
+    /// subscriptions match (the older ones are dropped and counted as a
+    /// full queue).
+    fn resume(
+        &self,
+        tenant: &Arc<str>,
+        client_id: &Arc<str>,
+        keep_at_most: usize,
+    ) -> BoxFuture<Option<Resumed>>;
+}
+
+/// The embedded shape: nothing kept off the node. The embedded store keeps
+/// sessions already (`StoreOp::PutSession`), and a resume finds them in
+/// the session table.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalRecords;
+
+impl SessionRecords for LocalRecords {
+    fn changed(&self, _session: &Arc<Session>) {}
+
+    fn ended(&self, _tenant: &Arc<str>, _client_id: &Arc<str>, _starts_over: bool) {}
+
+    fn resume(
+        &self,
+        _tenant: &Arc<str>,
+        _client_id: &Arc<str>,
+        _keep_at_most: usize,
+    ) -> BoxFuture<Option<Resumed>> {
+        Box::pin(std::future::ready(None))
+    }
+}
