@@ -662,6 +662,48 @@ async fn revoking_a_token_is_204_then_404_and_is_recorded() {
 }
 
 #[tokio::test]
+async fn one_token_is_read_by_jti_in_its_tenant_only_and_shows_its_revocation() {
+    let api = Api::new().await;
+    let (session, tid, key, _) = api.tenant_with_api_key("onetoken@example.com").await;
+    let (_, other_tid, other_key, _) = api.tenant_with_api_key("notmine@example.com").await;
+    let minted = api
+        .mint(
+            &tid,
+            &key,
+            json!({"client_id": "dev-7", "ttl_seconds": 120}),
+        )
+        .await;
+    let jti = minted.json["jti"].as_str().unwrap().to_owned();
+    let path = format!("/v1/tenants/{tid}/tokens/{jti}");
+    for credential in [&session, &key] {
+        let r = api.call(Method::GET, &path, Some(credential), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        assert_eq!(r.json["jti"], jti.as_str());
+        assert_eq!(r.json["subject"], "dev-7");
+        assert_eq!(r.json["expires_at"], minted.json["expires_at"]);
+        assert_eq!(r.json["revoked"], false);
+        assert!(r.json.get("token").is_none(), "{}", r.json);
+    }
+    // Another tenant's key does not see it, through either tenant.
+    let theirs = format!("/v1/tenants/{other_tid}/tokens/{jti}");
+    api.call(Method::GET, &theirs, Some(&other_key), None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    api.call(Method::GET, &path, Some(&other_key), None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    let unknown = format!("/v1/tenants/{tid}/tokens/nosuchjti");
+    api.call(Method::GET, &unknown, Some(&key), None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    // Revoked: still there, marked.
+    let r = api.call(Method::DELETE, &path, Some(&key), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = api.call(Method::GET, &path, Some(&key), None).await;
+    assert_eq!(r.json["revoked"], true, "{}", r.json);
+}
+
+#[tokio::test]
 async fn tokens_are_listed_newest_first_with_revocations_and_never_the_token() {
     let api = Api::new().await;
     let (session, tid, key, _) = api.tenant_with_api_key("list@example.com").await;

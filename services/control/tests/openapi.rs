@@ -18,7 +18,8 @@ use tower::ServiceExt;
 
 /// DESIGN.md's "REST API v1" list (plus listing and deleting issuers, the
 /// operator routes under /v1/admin, and from issue 14 account API keys, the
-/// signed-in account and log-out): the contract the document must match.
+/// signed-in account, log-out and one token by its jti for the Terraform
+/// provider): the contract the document must match.
 const CONTRACT: &[(&str, &str)] = &[
     ("POST", "/v1/accounts"),
     ("POST", "/v1/sessions"),
@@ -37,6 +38,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("DELETE", "/v1/tenants/{tid}/api-keys/{key_id}"),
     ("GET", "/v1/tenants/{tid}/tokens"),
     ("POST", "/v1/tenants/{tid}/tokens"),
+    ("GET", "/v1/tenants/{tid}/tokens/{jti}"),
     ("DELETE", "/v1/tenants/{tid}/tokens/{jti}"),
     ("POST", "/v1/tenants/{tid}/issuers"),
     ("GET", "/v1/tenants/{tid}/issuers"),

@@ -59,6 +59,8 @@ contract!(
     deleting_a_tenant_deletes_its_issued_tokens,
     revoked_tokens_are_listed_until_they_expire,
     tokens_of_lists_newest_first_with_revocations_and_only_the_tenants_own,
+    a_token_is_found_by_jti_only_in_its_tenant_with_its_revocation,
+    ten_tokens_revoked_at_once_are_all_revoked,
     api_keys_list_oldest_first_even_when_fractions_differ_in_length,
     limits_and_status_change_only_their_tenant,
     all_tenants_lists_every_account_oldest_first,
@@ -570,6 +572,82 @@ async fn tokens_of_lists_newest_first_with_revocations_and_only_the_tenants_own(
         .collect();
     assert_eq!(two, ["jti-frac-long", "jti-frac-short"]);
     assert!(store.tokens_of("nosuchten", 200).await.unwrap().is_empty());
+}
+
+async fn a_token_is_found_by_jti_only_in_its_tenant_with_its_revocation(store: Store, _url: &str) {
+    let (_, t) = owner_with_tenant(&store, "tokbyjti01").await;
+    let (_, other) = owner_with_tenant(&store, "tokbyjti02").await;
+    let now = store::now().replace_nanosecond(0).unwrap();
+    let issued = IssuedToken {
+        jti: "jti-one".to_owned(),
+        tenant_id: t.id.clone(),
+        subject: "dev-1".to_owned(),
+        issued_at: now,
+        expires_at: now + time::Duration::hours(1),
+        minted_by: None,
+    };
+    store.insert_issued_token(&issued).await.unwrap();
+    let found = store.token(&t.id, "jti-one").await.unwrap().unwrap();
+    assert_eq!(
+        found,
+        store::TokenEntry {
+            jti: "jti-one".to_owned(),
+            subject: "dev-1".to_owned(),
+            issued_at: now,
+            expires_at: now + time::Duration::hours(1),
+            revoked: false,
+        }
+    );
+    assert_eq!(store.token(&other.id, "jti-one").await.unwrap(), None);
+    assert_eq!(store.token(&t.id, "jti-none").await.unwrap(), None);
+    assert!(
+        store
+            .revoke_token(&t.id, "jti-one", now, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .token(&t.id, "jti-one")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+}
+
+/// Terraform destroys ten tokens at once: every revocation must take, none
+/// may fail because another one is writing (SQLite answered "database is
+/// locked" when a revocation read, then wrote, in one transaction).
+async fn ten_tokens_revoked_at_once_are_all_revoked(store: Store, _url: &str) {
+    let (_, t) = owner_with_tenant(&store, "revoketen1").await;
+    let now = store::now();
+    let jtis: Vec<String> = (0..10).map(|i| format!("jti-{i}")).collect();
+    for jti in &jtis {
+        let issued = IssuedToken {
+            jti: jti.clone(),
+            tenant_id: t.id.clone(),
+            subject: "dev".to_owned(),
+            issued_at: now,
+            expires_at: now + time::Duration::hours(1),
+            minted_by: None,
+        };
+        store.insert_issued_token(&issued).await.unwrap();
+    }
+    // All spawned before any is awaited: they run at once.
+    let revocations: Vec<_> = jtis
+        .iter()
+        .map(|jti| {
+            let (store, tid, jti) = (store.clone(), t.id.clone(), jti.clone());
+            tokio::spawn(async move { store.revoke_token(&tid, &jti, now, None).await })
+        })
+        .collect();
+    for (jti, revocation) in jtis.iter().zip(revocations) {
+        let revoked = revocation.await.unwrap();
+        assert!(revoked.as_ref().is_ok_and(|r| *r), "{jti}: {revoked:?}");
+    }
+    let listed = store.tokens_of(&t.id, 200).await.unwrap();
+    assert!(listed.iter().all(|e| e.revoked), "{listed:?}");
 }
 
 async fn deleting_a_tenant_deletes_its_issued_tokens(store: Store, _url: &str) {

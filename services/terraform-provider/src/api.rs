@@ -7,6 +7,9 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tf_provider::{AttributePath, Diagnostics};
+
+use crate::diagnostics::error;
 
 /// What the API answered instead of success (or why it could not be asked).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,5 +132,19 @@ impl Shared {
 
     pub fn get(&self) -> Option<&Client> {
         self.0.get()
+    }
+
+    /// The configured client, or an error saying the provider is not configured.
+    pub fn configured(&self, diags: &mut Diagnostics) -> Option<&Client> {
+        let client = self.get();
+        if client.is_none() {
+            error(
+                diags,
+                "the aerie provider is not configured",
+                "",
+                AttributePath::root(),
+            );
+        }
+        client
     }
 }

@@ -21,14 +21,38 @@ pub fn error(
 }
 
 /// The attribute of `attributes` that the API's `detail` is about: the one
-/// it starts with (`name must have …`) or names in backticks.
+/// it starts with (`name must have …`) or names in backticks, or the id of
+/// what it did not find (`tenant not found`: `tenant_id`).
 pub fn attribute_of(detail: &str, attributes: &[&'static str]) -> Option<&'static str> {
+    let missing = detail
+        .strip_suffix(" not found")
+        .map(|what| format!("{what}_id"));
     attributes.iter().copied().find(|a| {
         detail
             .strip_prefix(a)
             .is_some_and(|rest| rest.starts_with([' ', ':']))
             || detail.contains(&format!("`{a}`"))
+            || missing.as_deref() == Some(a)
     })
+}
+
+/// The answer of a call made while `doing`: what came back, `Some(None)`
+/// when nothing did (a 404: gone, or never there), or `None` with the
+/// problem in `diags` on the attribute of `attributes` it names.
+pub fn reported<T>(
+    diags: &mut Diagnostics,
+    doing: &str,
+    answer: Result<Option<T>, Problem>,
+    attributes: &[&'static str],
+) -> Option<Option<T>> {
+    match answer {
+        Ok(found) => Some(found),
+        Err(p) if p.is_not_found() => Some(None),
+        Err(p) => {
+            problem(diags, doing, &p, attributes);
+            None
+        }
+    }
 }
 
 /// `doing` ("cannot create the tenant") failed with `problem`: an error on
@@ -54,6 +78,29 @@ pub fn problem(
     );
 }
 
+/// The answer to a creation made while `doing`: what was created, or `None`
+/// with the problem in `diags` (a 404 too: what it belongs to is not there,
+/// `tenant not found` on `tenant_id`).
+pub fn created<T>(
+    diags: &mut Diagnostics,
+    doing: &str,
+    answer: Result<Option<T>, Problem>,
+    attributes: &[&'static str],
+) -> Option<T> {
+    match answer {
+        Ok(Some(made)) => Some(made),
+        Ok(None) => {
+            let summary = format!("{doing}: the API answered nothing");
+            error(diags, summary, "", AttributePath::root());
+            None
+        }
+        Err(p) => {
+            problem(diags, doing, &p, attributes);
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,7 +121,12 @@ mod tests {
             None,
             "a word, not a prefix"
         );
-        assert_eq!(attribute_of("tenant not found", &attrs), None);
+        assert_eq!(
+            attribute_of("tenant not found", &attrs),
+            Some("tenant_id"),
+            "what was not found, by its id"
+        );
+        assert_eq!(attribute_of("token not found", &attrs), None);
     }
 
     #[test]

@@ -12,8 +12,13 @@ use tf_provider::value::{Value, ValueEmpty};
 use tf_provider::{AttributePath, Diagnostics, DynamicDataSource, DynamicResource, Provider};
 
 use crate::api::{Client, Shared};
+use crate::api_key::ApiKeyResource;
 use crate::diagnostics::error;
+use crate::issuer::IssuerResource;
+use crate::jwks_data::JwksDataSource;
 use crate::tenant::TenantResource;
+use crate::tenant_data::TenantDataSource;
+use crate::token::TokenResource;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ProviderConfig {
@@ -86,7 +91,7 @@ impl Provider for AerieProvider {
             block: Block {
                 version: 1,
                 description: Description::plain(
-                    "Aerie, a multi-tenant MQTT broker: tenants through its control plane's REST API v1.",
+                    "Aerie, a multi-tenant MQTT broker: tenants, their API keys, tokens and issuers through its control plane's REST API v1.",
                 ),
                 attributes: HashMap::from([
                     (
@@ -141,14 +146,25 @@ impl Provider for AerieProvider {
         &self,
         _diags: &mut Diagnostics,
     ) -> Option<HashMap<String, Box<dyn DynamicResource>>> {
-        let tenant: Box<dyn DynamicResource> = Box::new(TenantResource::new(self.client.clone()));
-        Some(HashMap::from([("tenant".to_owned(), tenant)]))
+        let client = || self.client.clone();
+        let resources: [(&str, Box<dyn DynamicResource>); 4] = [
+            ("tenant", Box::new(TenantResource::new(client()))),
+            ("api_key", Box::new(ApiKeyResource::new(client()))),
+            ("token", Box::new(TokenResource::new(client()))),
+            ("issuer", Box::new(IssuerResource::new(client()))),
+        ];
+        Some(resources.map(|(name, r)| (name.to_owned(), r)).into())
     }
 
     fn get_data_sources(
         &self,
         _diags: &mut Diagnostics,
     ) -> Option<HashMap<String, Box<dyn DynamicDataSource>>> {
-        Some(HashMap::new())
+        let client = || self.client.clone();
+        let sources: [(&str, Box<dyn DynamicDataSource>); 2] = [
+            ("tenant", Box::new(TenantDataSource::new(client()))),
+            ("jwks", Box::new(JwksDataSource::new(client()))),
+        ];
+        Some(sources.map(|(name, d)| (name.to_owned(), d)).into())
     }
 }

@@ -14,9 +14,10 @@ use tf_provider::schema::{AttributeConstraint, AttributeType, Block, Description
 use tf_provider::value::{Value, ValueEmpty};
 use tf_provider::{AttributePath, Diagnostics, Resource};
 
-use crate::api::{Client, Shared};
-use crate::diagnostics::{error, problem};
+use crate::api::Shared;
+use crate::diagnostics::reported;
 use crate::provider::attribute;
+use crate::values::{self, must_exist, string};
 
 /// The arguments an API problem can be about.
 const ARGUMENTS: &[&str] = &["name"];
@@ -25,9 +26,9 @@ const ARGUMENTS: &[&str] = &["name"];
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tenant {
     #[serde(default)]
-    id: Value<String>,
+    pub id: Value<String>,
     #[serde(default)]
-    name: Value<String>,
+    pub name: Value<String>,
     #[serde(default)]
     plan: Value<String>,
     #[serde(default)]
@@ -36,9 +37,9 @@ pub struct Tenant {
 
 /// A tenant as `GET /v1/tenants/{tid}` answers (the fields kept here).
 #[derive(Debug, Deserialize)]
-struct TenantView {
+pub struct TenantView {
     id: String,
-    name: String,
+    pub name: String,
     plan: String,
     limits: BTreeMap<String, i64>,
 }
@@ -68,19 +69,6 @@ impl TenantResource {
         TenantResource { client }
     }
 
-    fn client(&self, diags: &mut Diagnostics) -> Option<&Client> {
-        let client = self.client.get();
-        if client.is_none() {
-            error(
-                diags,
-                "the aerie provider is not configured",
-                "",
-                AttributePath::root(),
-            );
-        }
-        client
-    }
-
     /// `method` on `/v1/tenants[/{id}]`: the tenant answered, `Some(None)`
     /// for a 404 (or an empty answer), or `None` with the problem in `diags`.
     async fn call(
@@ -91,61 +79,18 @@ impl TenantResource {
         id: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> Option<Option<Tenant>> {
-        let client = self.client(diags)?;
+        let client = self.client.configured(diags)?;
         let mut path = vec!["v1", "tenants"];
         path.extend(id);
-        match client
+        let answer = client
             .call::<TenantView>(method, &path, body.as_ref())
-            .await
-        {
-            Ok(view) => Some(view.map(Tenant::from)),
-            Err(p) if p.is_not_found() => Some(None),
-            Err(p) => {
-                problem(diags, doing, &p, ARGUMENTS);
-                None
-            }
-        }
+            .await;
+        reported(diags, doing, answer, ARGUMENTS).map(|found| found.map(Tenant::from))
     }
 }
 
-/// The tenant that must have come back, or an error saying why it did not.
-fn must_exist(
-    diags: &mut Diagnostics,
-    found: Option<Tenant>,
-    summary: String,
-    detail: &str,
-) -> Option<Value<Tenant>> {
-    if found.is_none() {
-        error(diags, summary, detail, AttributePath::root());
-    }
-    found.map(Value::Value)
-}
-
-/// The tenant of a state that is not null, or an error.
 fn known(diags: &mut Diagnostics, state: Value<Tenant>) -> Option<Tenant> {
-    let tenant = state.as_option();
-    if tenant.is_none() {
-        error(diags, "aerie_tenant: no state", "", AttributePath::root());
-    }
-    tenant
-}
-
-/// The string value of `attribute`, or an error on it.
-fn string<'s>(
-    diags: &mut Diagnostics,
-    value: &'s Value<String>,
-    attribute: &'static str,
-) -> Option<&'s str> {
-    let s = value.as_ref_option().map(String::as_str);
-    if s.is_none() {
-        error(
-            diags,
-            format!("`{attribute}` has no value"),
-            "",
-            AttributePath::new(attribute),
-        );
-    }
-    s
+    values::known(diags, state, "aerie_tenant")
 }
 
 #[async_trait]

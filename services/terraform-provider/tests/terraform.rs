@@ -1,128 +1,13 @@
-//! Real Terraform (1.11, on PATH) with this provider through `dev_overrides`
-//! against a real `aerie serve` on loopback (the tests/harness Server):
-//! apply, rename in place, drift (renamed or deleted outside), import, a
-//! refused name as a diagnostic on `name`, destroy. Needs `target/debug/aerie`
-//! (`cargo build -p aerie`; `make test` builds it first).
+//! `aerie_tenant` through real Terraform (1.11, on PATH) with this provider
+//! through `dev_overrides` against a real `aerie serve` on loopback (the
+//! tests/harness Server): apply, rename in place, drift (renamed or deleted
+//! outside), import, a refused name as a diagnostic on `name`, destroy.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
 
-use aerie_e2e::Server;
-use serde_json::{Value, json};
-
-const PROVIDER: &str = env!("CARGO_BIN_EXE_terraform-provider-aerie");
-
-/// A Terraform working directory whose `aerie/aerie` provider is this
-/// crate's binary, signed in with an account API key.
-struct Workspace {
-    dir: tempfile::TempDir,
-    endpoint: String,
-    key: String,
-}
-
-impl Workspace {
-    fn new(server: &Server, key: &str) -> Workspace {
-        let dir = tempfile::tempdir().unwrap();
-        let bin_dir = Path::new(PROVIDER).parent().unwrap();
-        let cli_config = format!(
-            "provider_installation {{\n  dev_overrides {{\n    \"aerie/aerie\" = {:?}\n  }}\n  direct {{}}\n}}\n",
-            bin_dir.display().to_string()
-        );
-        std::fs::write(dir.path().join("cli.tfrc"), cli_config).unwrap();
-        Workspace {
-            dir,
-            endpoint: format!("http://{}", server.http),
-            key: key.to_owned(),
-        }
-    }
-
-    /// Writes main.tf: the provider block (the token from AERIE_TOKEN) and `resources`.
-    fn configure(&self, resources: &str) {
-        let main = format!(
-            "terraform {{\n  required_providers {{\n    aerie = {{ source = \"aerie/aerie\" }}\n  }}\n}}\n\n\
-             provider \"aerie\" {{\n  endpoint = \"{}\"\n}}\n\n{resources}",
-            self.endpoint
-        );
-        std::fs::write(self.dir.path().join("main.tf"), main).unwrap();
-    }
-
-    fn terraform(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new("terraform");
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("TF_CLI_CONFIG_FILE", self.dir.path().join("cli.tfrc"))
-            .env("TF_IN_AUTOMATION", "1")
-            .env("CHECKPOINT_DISABLE", "1")
-            .env("AERIE_TOKEN", &self.key)
-            // As a developer's shell may have it: no backtrace may reach a diagnostic.
-            .env("RUST_BACKTRACE", "1")
-            .env_remove("AERIE_ENDPOINT")
-            .env_remove("TF_LOG");
-        cmd.output().expect("terraform runs (1.11 on PATH)")
-    }
-
-    /// Runs `terraform args…` and asserts success; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.terraform(args);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "terraform {args:?}: {}\nstdout: {stdout}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    }
-
-    fn apply(&self) -> String {
-        self.ok(&["apply", "-auto-approve", "-input=false", "-no-color"])
-    }
-
-    /// `terraform plan`: its exit code (0 no change, 2 changes) and stdout.
-    fn plan(&self) -> (i32, String) {
-        let out = self.terraform(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let code = out.status.code().unwrap();
-        assert!(
-            code == 0 || code == 2,
-            "plan failed: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (code, stdout)
-    }
-
-    fn output(&self, name: &str) -> Value {
-        serde_json::from_str(&self.ok(&["output", "-json", "-no-color", name])).unwrap()
-    }
-}
-
-/// An account with an account API key: (session token, account key).
-fn account(server: &Server, email: &str) -> (String, String) {
-    let session = server
-        .api(
-            "POST",
-            "/v1/accounts",
-            None,
-            Some(&json!({"email": email, "password": "correct horse battery"})),
-        )
-        .expect(201)["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let key = server
-        .api(
-            "POST",
-            "/v1/account/api-keys",
-            Some(&session),
-            Some(&json!({"name": "terraform"})),
-        )
-        .expect(201)["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (session, key)
-}
+use serde_json::json;
+use support::{Workspace, account, shared_server};
 
 fn tenant_resource(name: &str) -> String {
     format!(
@@ -133,7 +18,7 @@ fn tenant_resource(name: &str) -> String {
 
 #[test]
 fn apply_rename_in_place_drift_and_destroy_a_tenant() {
-    let server = Server::start(&[]);
+    let server = shared_server();
     let (session, key) = account(&server, "platform@example.com");
     let tf = Workspace::new(&server, &key);
 
@@ -211,8 +96,8 @@ fn apply_rename_in_place_drift_and_destroy_a_tenant() {
 
 #[test]
 fn import_by_id_and_a_refused_name_is_a_diagnostic_on_name() {
-    let server = Server::start(&[]);
-    let (session, key) = account(&server, "platform@example.com");
+    let server = shared_server();
+    let (session, key) = account(&server, "importer@example.com");
     let tf = Workspace::new(&server, &key);
 
     // A tenant made outside Terraform, imported by its id: no change planned.

@@ -63,7 +63,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
         .routes(routes!(api_keys::revoke_api_key))
         .routes(routes!(tokens::list_tokens, tokens::mint_token))
-        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(tokens::get_token, tokens::revoke_token))
         .routes(routes!(issuers::list_issuers, issuers::register_issuer))
         .routes(routes!(issuers::delete_issuer))
         .routes(routes!(admin::admin_list_tenants))

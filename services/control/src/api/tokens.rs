@@ -279,6 +279,35 @@ pub async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// One minted token of the tenant by its `jti`: whether it is revoked and
+/// when it expires (never the token itself, which is not kept). The list
+/// shows only the newest 200; a client that tracks one token (the Terraform
+/// provider) asks for it here.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tid}/tokens/{jti}",
+    tag = "tokens",
+    params(
+        ("tid" = String, Path, description = "Tenant id"),
+        ("jti" = String, Path, description = "The token's `jti`"),
+    ),
+    responses(
+        (status = 200, description = "The token, without the token itself", body = TokenView),
+        (status = 404, description = "No such tenant, or the tenant minted no such token",
+         body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn get_token(
+    State(state): State<AppState>,
+    TenantWith { tenant, .. }: TenantWith<need::Tokens>,
+    Path((_, jti)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let entry = state.store().token(&tenant.id, &jti).await?;
+    let entry = entry.ok_or(ApiError::NotFound("token"))?;
+    Ok(Json(TokenView::from(entry)))
+}
+
 /// The longest jti accepted for revocation.
 const MAX_JTI_BYTES: usize = 256;
 

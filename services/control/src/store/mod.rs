@@ -291,6 +291,8 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<bool>;
     /// The tenant's revocation of `jti`, if any.
     async fn revoked_token(&self, tenant_id: &str, jti: &str) -> StoreResult<Option<RevokedToken>>;
+    /// The tenant's minted token `jti`, with whether it is revoked.
+    async fn token(&self, tenant_id: &str, jti: &str) -> StoreResult<Option<TokenEntry>>;
     /// The tenant's minted tokens, newest first (then by `jti`), at most `limit`.
     async fn tokens_of(&self, tenant_id: &str, limit: usize) -> StoreResult<Vec<TokenEntry>>;
 
@@ -412,6 +414,19 @@ macro_rules! doomed_keys {
     };
 }
 pub(crate) use doomed_keys;
+
+/// The tenant `$1`'s minted tokens as [`TokenEntry`]s (with whether each is
+/// revoked), for `token` and `tokens_of` to narrow. A macro, for `concat!`.
+macro_rules! token_entries {
+    () => {
+        "SELECT i.jti, i.subject, i.issued_at, i.expires_at, \
+         r.jti IS NOT NULL AS revoked \
+         FROM issued_tokens i LEFT JOIN revoked_tokens r \
+         ON r.jti = i.jti AND r.tenant_id = i.tenant_id \
+         WHERE i.tenant_id = $1"
+    };
+}
+pub(crate) use token_entries;
 
 macro_rules! sql_store {
     ($store:ty) => {
@@ -922,28 +937,26 @@ macro_rules! sql_store {
                 now: time::OffsetDateTime,
                 foreign_until: Option<time::OffsetDateTime>,
             ) -> $crate::store::StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
-                let issued: Option<(time::OffsetDateTime,)> = sqlx::query_as(
-                    "SELECT expires_at FROM issued_tokens WHERE jti = $1 AND tenant_id = $2",
-                )
-                .bind(jti)
-                .bind(tenant_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(expires_at) = issued.map(|(at,)| at).or(foreign_until) else {
-                    return Ok(false);
-                };
+                // One statement, not a read then a write in a transaction:
+                // SQLite refuses at once (SQLITE_BUSY, "database is locked")
+                // to turn a reader into a writer while another connection
+                // writes, and Terraform revokes ten tokens at once. Kept until
+                // the token expires if it was minted here, else until
+                // `foreign_until`; no row at all if neither is known.
                 let done = sqlx::query(
                     "INSERT INTO revoked_tokens (jti, tenant_id, expires_at, revoked_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, jti) DO NOTHING",
+                     SELECT $1, $2, kept.expires_at, $3 FROM (SELECT COALESCE( \
+                       (SELECT expires_at FROM issued_tokens WHERE jti = $1 AND tenant_id = $2), \
+                       $4) AS expires_at) AS kept \
+                     WHERE kept.expires_at IS NOT NULL \
+                     ON CONFLICT (tenant_id, jti) DO NOTHING",
                 )
                 .bind(jti)
                 .bind(tenant_id)
-                .bind(expires_at)
                 .bind(now)
-                .execute(&mut *tx)
+                .bind(foreign_until)
+                .execute(&self.pool)
                 .await?;
-                tx.commit().await?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -962,6 +975,20 @@ macro_rules! sql_store {
                 .await?)
             }
 
+            async fn token(
+                &self,
+                tenant_id: &str,
+                jti: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::TokenEntry>> {
+                Ok(sqlx::query_as(
+                    concat!($crate::store::token_entries!(), " AND i.jti = $2"),
+                )
+                .bind(tenant_id)
+                .bind(jti)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
             async fn tokens_of(
                 &self,
                 tenant_id: &str,
@@ -969,11 +996,7 @@ macro_rules! sql_store {
             ) -> $crate::store::StoreResult<Vec<$crate::store::TokenEntry>> {
                 // Newest first, ordered here: SQLite's times do not sort as times.
                 let mut tokens: Vec<$crate::store::TokenEntry> = sqlx::query_as(
-                    "SELECT i.jti, i.subject, i.issued_at, i.expires_at, \
-                     r.jti IS NOT NULL AS revoked \
-                     FROM issued_tokens i LEFT JOIN revoked_tokens r \
-                     ON r.jti = i.jti AND r.tenant_id = i.tenant_id \
-                     WHERE i.tenant_id = $1",
+                    $crate::store::token_entries!(),
                 )
                 .bind(tenant_id)
                 .fetch_all(&self.pool)
