@@ -265,7 +265,9 @@ impl Gateway {
 
     /// SIGSTOP (`false`) or SIGCONT (`true`): a gateway that hangs with its
     /// connections (to NATS too) open. Dropping it kills it even while stopped.
-    pub fn set_running(&self, running: bool) {
+    /// Once continued, it answers `/healthz` again within 5 s, or this says
+    /// whether it is gone or still hung.
+    pub fn set_running(&mut self, running: bool) {
         let pid = self.process.0.as_ref().expect("running").id();
         let signal = if running { "-CONT" } else { "-STOP" };
         let status = Command::new("kill")
@@ -273,6 +275,25 @@ impl Gateway {
             .status()
             .expect("kill");
         assert!(status.success(), "kill {signal} {pid}");
+        if !running {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(status) = self.process.exited() {
+                panic!("aerie gateway {pid} exited after SIGCONT: {status}");
+            }
+            let answered = crate::http::try_send(self.http, "GET", "/healthz", &[], "");
+            if answered.is_ok_and(|r| r.status == 200) {
+                return;
+            }
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            assert!(
+                Instant::now() < deadline,
+                "aerie gateway {pid} does not answer /healthz 5 s after SIGCONT (/proc stat: {state})"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The value of a Prometheus sample on its `/metrics` (summed over the

@@ -365,7 +365,7 @@ async fn a_killed_gateway_is_left_out_of_the_listing_and_publishes_go_through_th
 
 #[tokio::test]
 async fn a_gateway_that_does_not_answer_makes_the_listing_a_503_not_a_partial_list() {
-    let c = Cluster::start();
+    let mut c = Cluster::start();
     let (green, token) = tenant_on(&c, "green@example.com", json!({})).await;
     let _on_a = raw(&c.a, "dev-a", &token).await;
     let _on_b = raw(&c.b, "dev-b", &token).await;
