@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tf_provider::schema::{AttributeConstraint, AttributeType, Block, Description, Schema};
+use tf_provider::schema::{
+    Attribute, AttributeConstraint, AttributeType, Block, Description, Schema,
+};
 use tf_provider::value::{Value, ValueEmpty};
 use tf_provider::{AttributePath, Diagnostics, Resource};
 
@@ -33,6 +35,8 @@ pub struct Tenant {
     plan: Value<String>,
     #[serde(default)]
     limits: Value<BTreeMap<String, Value<i64>>>,
+    #[serde(default)]
+    endpoints: Value<BTreeMap<String, Value<String>>>,
 }
 
 /// A tenant as `GET /v1/tenants/{tid}` answers (the fields kept here).
@@ -42,6 +46,9 @@ pub struct TenantView {
     pub name: String,
     plan: String,
     limits: BTreeMap<String, i64>,
+    /// Only the listeners the server runs (no `mqtts`/`wss` without TLS).
+    #[serde(default)]
+    endpoints: BTreeMap<String, String>,
 }
 
 impl From<TenantView> for Tenant {
@@ -52,6 +59,12 @@ impl From<TenantView> for Tenant {
             plan: Value::Value(t.plan),
             limits: Value::Value(
                 t.limits
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::Value(v)))
+                    .collect(),
+            ),
+            endpoints: Value::Value(
+                t.endpoints
                     .into_iter()
                     .map(|(k, v)| (k, Value::Value(v)))
                     .collect(),
@@ -87,6 +100,15 @@ impl TenantResource {
             .await;
         reported(diags, doing, answer, ARGUMENTS).map(|found| found.map(Tenant::from))
     }
+}
+
+/// `endpoints`, computed: where the tenant's clients connect, by scheme.
+pub fn endpoints_attribute() -> Attribute {
+    attribute(
+        AttributeType::Map(AttributeType::String.into()),
+        "Where the tenant's clients connect, by scheme (`mqtt`, `ws`, and `mqtts`, `wss` when the server has TLS), as the API's `endpoints`.",
+        AttributeConstraint::Computed,
+    )
 }
 
 fn known(diags: &mut Diagnostics, state: Value<Tenant>) -> Option<Tenant> {
@@ -140,6 +162,7 @@ impl Resource for TenantResource {
                             AttributeConstraint::Computed,
                         ),
                     ),
+                    ("endpoints".to_owned(), endpoints_attribute()),
                 ]),
                 ..Default::default()
             },
@@ -185,6 +208,7 @@ impl Resource for TenantResource {
         tenant.id = Value::Unknown;
         tenant.plan = Value::Unknown;
         tenant.limits = Value::Unknown;
+        tenant.endpoints = Value::Unknown;
         Some((Value::Value(tenant), ValueEmpty::default()))
     }
 

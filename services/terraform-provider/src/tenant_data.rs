@@ -85,6 +85,7 @@ impl DataSource for TenantDataSource {
                             AttributeConstraint::Computed,
                         ),
                     ),
+                    ("endpoints".to_owned(), crate::tenant::endpoints_attribute()),
                 ]),
                 ..Default::default()
             },

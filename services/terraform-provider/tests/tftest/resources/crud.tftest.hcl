@@ -36,6 +36,14 @@ run "create" {
     error_message = "the tenant data source has the plan and limits"
   }
   assert {
+    condition     = startswith(aerie_tenant.plant.endpoints["mqtt"], "mqtt://") && startswith(aerie_tenant.plant.endpoints["ws"], "ws://")
+    error_message = "the tenant has its MQTT and WebSocket endpoints"
+  }
+  assert {
+    condition     = data.aerie_tenant.by_name.endpoints == aerie_tenant.plant.endpoints
+    error_message = "the tenant data source has the endpoints"
+  }
+  assert {
     condition     = length(data.aerie_jwks.control.key_ids) >= 1 && jsondecode(data.aerie_jwks.control.json).keys[0].kid == data.aerie_jwks.control.key_ids[0]
     error_message = "the JWKS data source has the control plane's keys"
   }
