@@ -297,35 +297,75 @@ impl SessionRecords for KvSessionRecords {
 async fn write(kv: kv::Store, mut ops: mpsc::UnboundedReceiver<Op>, shutdown: CancellationToken) {
     let mut held: HashMap<String, Held> = HashMap::new();
     let mut tick = tokio::time::interval(TICK);
+    // An op taken from the channel while coalescing, handled next.
+    let mut next: Option<Op> = None;
     loop {
-        tokio::select! {
-            op = ops.recv() => match op {
-                Some(Op::Changed(session)) => {
-                    if let Some(session) = session.upgrade() {
+        let op = match next.take() {
+            Some(op) => op,
+            None => tokio::select! {
+                op = ops.recv() => match op {
+                    Some(op) => op,
+                    None => return,
+                },
+                _ = tick.tick() => {
+                    // Sessions that went away without ending here (another
+                    // gateway took them over): nothing more to write.
+                    held.retain(|_, h| h.live());
+                    let due: Vec<Arc<Session>> = held.values().filter_map(|h| h.session.upgrade()).filter(|s| s.is_attached()).collect();
+                    for session in due {
                         put(&kv, &mut held, &session).await;
                     }
+                    continue;
                 }
-                Some(Op::Ended { tenant, client_id, starts_over }) => {
-                    end(&kv, &mut held, &key(&tenant, &client_id), starts_over).await;
-                }
-                Some(Op::Adopted { key, revision, cursor_ms }) => {
-                    let adopted = Some(tokio::time::Instant::now());
-                    held.insert(key, Held { session: Weak::new(), revision: Some(revision), cursor_ms, written: None, adopted });
-                }
-                None => return,
+                () = shutdown.cancelled() => return,
             },
-            _ = tick.tick() => {
-                // Sessions that went away without ending here (another
-                // gateway took them over): nothing more to write.
-                held.retain(|_, h| h.live());
-                let due: Vec<Arc<Session>> = held.values().filter_map(|h| h.session.upgrade()).filter(|s| s.is_attached()).collect();
-                for session in due {
+        };
+        match op {
+            Op::Changed(session) => {
+                next = coalesce(&mut ops, &session);
+                if let Some(session) = session.upgrade() {
                     put(&kv, &mut held, &session).await;
                 }
             }
-            () = shutdown.cancelled() => return,
+            Op::Ended {
+                tenant,
+                client_id,
+                starts_over,
+            } => {
+                end(&kv, &mut held, &key(&tenant, &client_id), starts_over).await;
+            }
+            Op::Adopted {
+                key,
+                revision,
+                cursor_ms,
+            } => {
+                let adopted = Some(tokio::time::Instant::now());
+                held.insert(
+                    key,
+                    Held {
+                        session: Weak::new(),
+                        revision: Some(revision),
+                        cursor_ms,
+                        written: None,
+                        adopted,
+                    },
+                );
+            }
         }
     }
+}
+
+/// Takes the changes of `session` queued right behind one of its changes:
+/// one write says them all (a SUBSCRIBE of 20 filters is 20 changes). The
+/// first other op is returned, to be handled next, so the order holds.
+fn coalesce(ops: &mut mpsc::UnboundedReceiver<Op>, session: &Weak<Session>) -> Option<Op> {
+    while let Ok(op) = ops.try_recv() {
+        match op {
+            Op::Changed(same) if Weak::ptr_eq(&same, session) => {}
+            other => return Some(other),
+        }
+    }
+    None
 }
 
 /// Writes `session`'s record if it changed (deletes it if the session is
