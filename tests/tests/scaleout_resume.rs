@@ -293,7 +293,12 @@ async fn a_subscribe_of_many_filters_is_one_or_two_record_writes_not_one_per_fil
     let (mut s, _) = resume(&c.a, "wide", &token, PERSISTENT).await;
     // The CONNECT's own write first, so it is not counted below.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while kv.get(format!("{}.wide", t.id)).await.expect("get").is_none() {
+    while kv
+        .get(format!("{}.wide", t.id))
+        .await
+        .expect("get")
+        .is_none()
+    {
         assert!(Instant::now() < deadline, "no record of the CONNECT");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
