@@ -696,6 +696,11 @@ async fn one_token_is_read_by_jti_in_its_tenant_only_and_shows_its_revocation() 
     api.call(Method::GET, &unknown, Some(&key), None)
         .await
         .problem(StatusCode::NOT_FOUND);
+    // A jti no token could have is refused as revoking it is.
+    let long = format!("/v1/tenants/{tid}/tokens/{}", "j".repeat(257));
+    api.call(Method::GET, &long, Some(&key), None)
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
     // Revoked: still there, marked.
     let r = api.call(Method::DELETE, &path, Some(&key), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);

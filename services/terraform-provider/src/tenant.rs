@@ -57,18 +57,8 @@ impl From<TenantView> for Tenant {
             id: Value::Value(t.id),
             name: Value::Value(t.name),
             plan: Value::Value(t.plan),
-            limits: Value::Value(
-                t.limits
-                    .into_iter()
-                    .map(|(k, v)| (k, Value::Value(v)))
-                    .collect(),
-            ),
-            endpoints: Value::Value(
-                t.endpoints
-                    .into_iter()
-                    .map(|(k, v)| (k, Value::Value(v)))
-                    .collect(),
-            ),
+            limits: known_map(t.limits),
+            endpoints: known_map(t.endpoints),
         }
     }
 }
@@ -100,6 +90,11 @@ impl TenantResource {
             .await;
         reported(diags, doing, answer, ARGUMENTS).map(|found| found.map(Tenant::from))
     }
+}
+
+/// A map the API answered, every value known.
+fn known_map<T>(map: BTreeMap<String, T>) -> Value<BTreeMap<String, Value<T>>> {
+    Value::Value(map.into_iter().map(|(k, v)| (k, Value::Value(v))).collect())
 }
 
 /// `endpoints`, computed: where the tenant's clients connect, by scheme.

@@ -295,6 +295,8 @@ pub async fn revoke_token(
         (status = 200, description = "The token, without the token itself", body = TokenView),
         (status = 404, description = "No such tenant, or the tenant minted no such token",
          body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The jti is longer than 256 bytes or has control characters",
+         body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
@@ -303,6 +305,7 @@ pub async fn get_token(
     TenantWith { tenant, .. }: TenantWith<need::Tokens>,
     Path((_, jti)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
+    check_jti(&jti)?;
     let entry = state.store().token(&tenant.id, &jti).await?;
     let entry = entry.ok_or(ApiError::NotFound("token"))?;
     Ok(Json(TokenView::from(entry)))
@@ -315,11 +318,7 @@ const MAX_JTI_BYTES: usize = 256;
 /// revoke` on a local data dir both come here); 404 if it has no such token
 /// (nor an issuer of its own that could have made it) or it is revoked already.
 pub async fn revoke(store: &dyn ControlStore, tenant_id: &str, jti: &str) -> Result<(), ApiError> {
-    if jti.is_empty() || jti.len() > MAX_JTI_BYTES || jti.chars().any(char::is_control) {
-        return Err(ApiError::Unprocessable(format!(
-            "jti must have 1 to {MAX_JTI_BYTES} bytes and no control characters"
-        )));
-    }
+    check_jti(jti)?;
     let now = store::now();
     // The tenant's own issuers choose their jtis and expiries, which are not
     // known here: such a revocation is kept as long as any token minted here lives.
@@ -334,6 +333,16 @@ pub async fn revoke(store: &dyn ControlStore, tenant_id: &str, jti: &str) -> Res
         return Err(ApiError::NotFound("token"));
     }
     tracing::info!(tenant_id, %jti, "token revoked");
+    Ok(())
+}
+
+/// A `jti` from a path: 1 to [`MAX_JTI_BYTES`] bytes, no control characters.
+fn check_jti(jti: &str) -> Result<(), ApiError> {
+    if jti.is_empty() || jti.len() > MAX_JTI_BYTES || jti.chars().any(char::is_control) {
+        return Err(ApiError::Unprocessable(format!(
+            "jti must have 1 to {MAX_JTI_BYTES} bytes and no control characters"
+        )));
+    }
     Ok(())
 }
 
