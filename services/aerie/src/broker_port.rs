@@ -11,7 +11,7 @@ use aerie_control::broker::{
     BrokerError, BrokerPort, ClientInfo, HttpPublish, MqttProtocol, PublishOutcome,
     RetainedMessage, Transport,
 };
-use aerie_core::{Kick, Message};
+use aerie_core::{Kick, Later, Message};
 use aerie_gateway::Gateway;
 use aerie_gateway::connection::Transport as GatewayTransport;
 use aerie_proto::{ProtocolVersion, PublishProperties, QoS, ReasonCode};
@@ -143,11 +143,12 @@ impl BrokerPort for InProcessBroker {
         }
         // A retained store over the network (`aerie gateway`'s JetStream)
         // keeps it later: answer, as a client's PUBACK, once it has.
+        let mut ticket = published.ticket;
         if let Some(stored) = published.stored_later {
             match tokio::time::timeout(DURABLE_WAIT, stored).await {
-                Ok(Ok(None)) => {}
-                Ok(Ok(Some(limit))) => return Err(BrokerError::Refused(over(limit))),
-                Ok(Err(_)) => {
+                Ok(Ok(Later::Kept(kept))) => ticket = kept,
+                Ok(Ok(Later::Refused(limit))) => return Err(BrokerError::Refused(over(limit))),
+                Ok(Ok(Later::Unavailable) | Err(_)) => {
                     return Err(BrokerError::Unavailable(
                         "the retained message was dropped before it was kept".into(),
                     ));
@@ -165,8 +166,7 @@ impl BrokerPort for InProcessBroker {
         }
         // As a client's PUBACK: QoS 1 answers once a persistent session's
         // copy (and a retained one) is durable.
-        if qos == QoS::AtLeastOnce && published.ticket > 0 {
-            let ticket = published.ticket;
+        if qos == QoS::AtLeastOnce && ticket > 0 {
             match tokio::time::timeout(DURABLE_WAIT, durable.wait_for(|t| *t >= ticket)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(_)) => {

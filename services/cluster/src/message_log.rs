@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aerie_core::message::codec;
-use aerie_core::seams::MessageLog;
+use aerie_core::seams::{BoxFuture, MessageLog};
 use aerie_core::store::StoreOp;
 use aerie_core::{Limit, Message, Store, Ticket};
 use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage, stream};
@@ -51,6 +51,11 @@ pub const APPEND_FAILURES_TOTAL: &str = "aerie_message_log_append_failures_total
 pub const ACK_WAIT_SECONDS: &str = "aerie_message_log_ack_wait_seconds";
 /// Appends not yet acknowledged by JetStream.
 pub const PENDING: &str = "aerie_message_log_pending";
+/// QoS 2 resends (DUP) of messages a gateway now gone had recorded, by
+/// `outcome`: `held` (it had appended them: not routed again), `appended`
+/// (it had not: routed now), `unknown` (JetStream did not answer in time:
+/// refused as the store being unavailable).
+pub const RESENDS_TOTAL: &str = "aerie_message_log_qos2_resends_total";
 
 /// Appends sent to JetStream and not yet acknowledged, at most.
 const MAX_IN_FLIGHT: usize = 1024;
@@ -62,6 +67,8 @@ const BACKLOGGED_AT: usize = 16_384;
 const ATTEMPT_WAIT: Duration = Duration::from_secs(2);
 /// JetStream forgets message ids after this (never more than the log's age).
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long a QoS 2 resend waits to learn whether the log held it.
+const RESENT_WAIT: Duration = Duration::from_secs(5);
 /// Room for the `Nats-Msg-Id` header in NATS's `max_payload`.
 const HEADER_ROOM: usize = 128;
 
@@ -168,16 +175,18 @@ impl JetStreamLog {
     }
 }
 
-fn refuse(reason: &'static str) -> Result<Ticket, Limit> {
+fn refuse(reason: &'static str) -> Result<Append, Limit> {
     metrics::counter!(APPEND_FAILURES_TOTAL, "reason" => reason).increment(1);
     Err(Limit::PacketSize)
 }
 
-impl MessageLog for JetStreamLog {
-    fn append(&self, tenant: &Arc<str>, message: &Arc<Message>) -> Result<Ticket, Limit> {
+impl JetStreamLog {
+    /// `message` as an append to `tenant`'s log; `Err(reason)` when the log
+    /// can never keep it.
+    fn prepare(&self, tenant: &Arc<str>, message: &Arc<Message>) -> Result<Append, &'static str> {
         let subject = self.shared.subjects.topic(tenant, &message.topic);
         if subject.len() > crate::backbone::MAX_SUBJECT {
-            return refuse("subject_too_long");
+            return Err("subject_too_long");
         }
         let payload = Bytes::from(codec::encode_to_vec(message));
         let max = self
@@ -186,16 +195,24 @@ impl MessageLog for JetStreamLog {
             .try_server_info()
             .map_or(usize::MAX, |i| i.max_payload);
         if payload.len() + HEADER_ROOM > max {
-            return refuse("too_large");
+            return Err("too_large");
         }
-        let append = Append {
+        Ok(Append {
             ticket: 0,
             tenant: tenant.clone(),
             subject,
             payload,
+            // The same message id on every node: a QoS 2 resend after a
+            // node's death is the same message (`append_resent`).
             id: format!("{:016x}-{}", message.id.node.0, message.id.seq),
             at: Instant::now(),
-        };
+        })
+    }
+}
+
+impl MessageLog for JetStreamLog {
+    fn append(&self, tenant: &Arc<str>, message: &Arc<Message>) -> Result<Ticket, Limit> {
+        let append = self.prepare(tenant, message).or_else(refuse)?;
         let mut queue = self.queue.lock();
         queue.0 += 1;
         let ticket = queue.0;
@@ -204,6 +221,38 @@ impl MessageLog for JetStreamLog {
         // the connection's wait), as nothing was kept.
         let _ = queue.1.send(Append { ticket, ..append });
         Ok(ticket)
+    }
+
+    fn append_resent(&self, tenant: &Arc<str>, message: &Arc<Message>) -> BoxFuture<Option<bool>> {
+        let Ok(append) = self.prepare(tenant, message) else {
+            // Never kept: its first copy was refused as this one will be.
+            return Box::pin(std::future::ready(Some(false)));
+        };
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            // JetStream drops a second copy with the same `Nats-Msg-Id`
+            // within the stream's duplicate window, and says so.
+            let deadline = append.at + RESENT_WAIT;
+            let mut pause = Duration::from_millis(50);
+            loop {
+                match tokio::time::timeout_at(deadline, shared.try_append(&append)).await {
+                    Ok(Ok(duplicate)) => {
+                        let outcome = if duplicate { "held" } else { "appended" };
+                        metrics::counter!(RESENDS_TOTAL, "outcome" => outcome).increment(1);
+                        return Some(duplicate);
+                    }
+                    Ok(Err(reason)) if Instant::now() + pause < deadline => {
+                        metrics::counter!(APPEND_FAILURES_TOTAL, "reason" => reason).increment(1);
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(1));
+                    }
+                    Ok(Err(_)) | Err(_) => {
+                        metrics::counter!(RESENDS_TOTAL, "outcome" => "unknown").increment(1);
+                        return None;
+                    }
+                }
+            }
+        })
     }
 }
 
@@ -240,7 +289,7 @@ impl Shared {
         let mut pause = Duration::from_millis(50);
         loop {
             let failed = match tokio::time::timeout_at(deadline, self.try_append(&append)).await {
-                Ok(Ok(())) => {
+                Ok(Ok(_)) => {
                     metrics::counter!(APPENDS_TOTAL).increment(1);
                     metrics::histogram!(ACK_WAIT_SECONDS).record(append.at.elapsed().as_secs_f64());
                     return append.ticket;
@@ -262,7 +311,8 @@ impl Shared {
     }
 
     /// One attempt: the tenant's stream opened, then a JetStream publish.
-    async fn try_append(&self, append: &Append) -> Result<(), &'static str> {
+    /// `Ok(true)`: the stream held a message with this id already.
+    async fn try_append(&self, append: &Append) -> Result<bool, &'static str> {
         self.open(&append.tenant).await?;
         let publish = PublishMessage::build()
             .payload(append.payload.clone())
@@ -272,7 +322,7 @@ impl Shared {
             Err(e) => Err(e),
         };
         match acked {
-            Ok(_) => Ok(()),
+            Ok(ack) => Ok(ack.duplicate),
             Err(e) => Err(match e.kind() {
                 PublishErrorKind::StreamNotFound => {
                     // No stream took it (deleted, or JetStream down): open

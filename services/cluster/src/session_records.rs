@@ -31,7 +31,7 @@
 //!   read up to the stream's last sequence when it starts, then deleted:
 //!   consumers exist only while sessions resume.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -39,13 +39,13 @@ use aerie_core::message::Persisted;
 use aerie_core::message::codec;
 use aerie_core::metrics::{DropReason, count_drop};
 use aerie_core::seams::{BoxFuture, Resumed, SessionRecords};
-use aerie_core::{Limit, Message, Session, SubscriptionSpec};
+use aerie_core::{Limit, Message, MessageId, NodeId, Session, SubscriptionSpec};
 use aerie_proto::{QoS, RetainHandling, SubscriptionOptions, topic};
 use async_nats::jetstream::{self, consumer, kv};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::kv_cas::{CasError, open_bucket, purge_at_revision, write_at_revision};
@@ -71,6 +71,9 @@ pub const CURSOR_LOST_TOTAL: &str = "aerie_cluster_session_cursor_lost_total";
 pub const TICK: Duration = Duration::from_secs(1);
 /// Taken off the cursor for backbone transit and clock skew between nodes.
 pub const MARGIN: Duration = Duration::from_secs(2);
+/// How long an inbound QoS 2 PUBLISH waits for its id to be recorded before
+/// it is refused as the store being unavailable.
+const KEEP_WAIT: Duration = Duration::from_secs(5);
 /// How long a record adopted by a resume waits for its session to attach.
 const ADOPTED_FOR: Duration = Duration::from_secs(30);
 /// Messages fetched per pull of a replay.
@@ -100,6 +103,11 @@ struct Record {
     cursor_ms: u64,
     /// Filter, options (the SUBSCRIBE byte), identifier.
     subs: Vec<(String, u8, Option<u32>)>,
+    /// Inbound QoS 2 packet ids and the ids (node, sequence) of their
+    /// messages, recorded before those were routed, not yet released by a
+    /// PUBREL (as of this write).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    q2: Vec<(u16, u64, u64)>,
 }
 
 fn options_byte(o: &SubscriptionOptions) -> u8 {
@@ -123,6 +131,19 @@ fn options_of(b: u8) -> SubscriptionOptions {
 }
 
 impl Record {
+    fn inbound_qos2(&self) -> BTreeMap<u16, MessageId> {
+        self.q2
+            .iter()
+            .map(|&(packet_id, node, seq)| {
+                let id = MessageId {
+                    node: NodeId(node),
+                    seq,
+                };
+                (packet_id, id)
+            })
+            .collect()
+    }
+
     fn subscriptions(&self) -> Vec<(Arc<str>, SubscriptionSpec)> {
         self.subs
             .iter()
@@ -154,7 +175,17 @@ enum Op {
         key: String,
         revision: u64,
         cursor_ms: u64,
+        inbound_qos2: BTreeMap<u16, MessageId>,
     },
+    /// An inbound QoS 2 PUBLISH is routed once its record holds this.
+    KeepQos2 {
+        session: Weak<Session>,
+        packet_id: u16,
+        id: MessageId,
+        done: oneshot::Sender<bool>,
+    },
+    /// Its PUBREL came: dropped at the record's next write.
+    ReleasedQos2 { key: String, packet_id: u16 },
 }
 
 /// A record this node writes.
@@ -167,9 +198,22 @@ struct Held {
     /// When it was adopted from a resume's read (its session attaches
     /// just after).
     adopted: Option<tokio::time::Instant>,
+    /// Inbound QoS 2 ids recorded and not released.
+    inbound_qos2: BTreeMap<u16, MessageId>,
 }
 
 impl Held {
+    fn new() -> Held {
+        Held {
+            session: Weak::new(),
+            revision: None,
+            cursor_ms: 0,
+            written: None,
+            adopted: None,
+            inbound_qos2: BTreeMap::new(),
+        }
+    }
+
     /// Whether it is still worth keeping: its session lives here, or a
     /// resume adopted it a moment ago.
     fn live(&self) -> bool {
@@ -232,6 +276,35 @@ impl SessionRecords for KvSessionRecords {
         });
     }
 
+    fn keep_inbound_qos2(
+        &self,
+        session: &Arc<Session>,
+        packet_id: u16,
+        id: MessageId,
+    ) -> Option<BoxFuture<bool>> {
+        if session.expiry_interval() == 0 {
+            // Ends with its connection: a resend elsewhere starts anew.
+            return None;
+        }
+        let (done, recorded) = oneshot::channel();
+        let _ = self.ops.send(Op::KeepQos2 {
+            session: Arc::downgrade(session),
+            packet_id,
+            id,
+            done,
+        });
+        Some(Box::pin(async move {
+            matches!(tokio::time::timeout(KEEP_WAIT, recorded).await, Ok(Ok(true)))
+        }))
+    }
+
+    fn released_inbound_qos2(&self, session: &Arc<Session>, packet_id: u16) {
+        let _ = self.ops.send(Op::ReleasedQos2 {
+            key: key(&session.tenant, &session.client_id),
+            packet_id,
+        });
+    }
+
     fn resume(
         &self,
         tenant: &Arc<str>,
@@ -264,10 +337,12 @@ impl SessionRecords for KvSessionRecords {
                 let _ = kv.purge_expect_revision(&key, Some(entry.revision)).await;
                 return None;
             }
+            let inbound_qos2 = record.inbound_qos2();
             let _ = ops.send(Op::Adopted {
                 key,
                 revision: entry.revision,
                 cursor_ms: record.cursor_ms,
+                inbound_qos2: inbound_qos2.clone(),
             });
             metrics::counter!(RESUMES_TOTAL).increment(1);
             let subscriptions = record.subscriptions();
@@ -288,6 +363,7 @@ impl SessionRecords for KvSessionRecords {
             Some(Resumed {
                 subscriptions,
                 replay: Box::pin(replay.read()),
+                inbound_qos2: inbound_qos2.into_iter().collect(),
             })
         })
     }
@@ -322,9 +398,35 @@ async fn write(kv: kv::Store, mut ops: mpsc::UnboundedReceiver<Op>, shutdown: Ca
         };
         match op {
             Op::Changed(session) => {
-                next = coalesce(&mut ops, &session);
+                let mut recorded = Vec::new();
+                next = coalesce(&mut ops, &session, &mut held, &mut recorded);
                 if let Some(session) = session.upgrade() {
-                    put(&kv, &mut held, &session).await;
+                    let ok = put(&kv, &mut held, &session).await;
+                    tell(recorded, ok);
+                }
+            }
+            Op::KeepQos2 {
+                session,
+                packet_id,
+                id,
+                done,
+            } => {
+                let mut recorded = vec![done];
+                if let Some(s) = session.upgrade() {
+                    let h = held.entry(key(&s.tenant, &s.client_id)).or_insert_with(Held::new);
+                    h.inbound_qos2.insert(packet_id, id);
+                }
+                next = coalesce(&mut ops, &session, &mut held, &mut recorded);
+                // A session gone meanwhile routes nothing more: false.
+                let ok = match session.upgrade() {
+                    Some(session) => put(&kv, &mut held, &session).await,
+                    None => false,
+                };
+                tell(recorded, ok);
+            }
+            Op::ReleasedQos2 { key, packet_id } => {
+                if let Some(h) = held.get_mut(&key) {
+                    h.inbound_qos2.remove(&packet_id);
                 }
             }
             Op::Ended {
@@ -338,16 +440,16 @@ async fn write(kv: kv::Store, mut ops: mpsc::UnboundedReceiver<Op>, shutdown: Ca
                 key,
                 revision,
                 cursor_ms,
+                inbound_qos2,
             } => {
-                let adopted = Some(tokio::time::Instant::now());
                 held.insert(
                     key,
                     Held {
-                        session: Weak::new(),
                         revision: Some(revision),
                         cursor_ms,
-                        written: None,
-                        adopted,
+                        adopted: Some(tokio::time::Instant::now()),
+                        inbound_qos2,
+                        ..Held::new()
                     },
                 );
             }
@@ -356,37 +458,57 @@ async fn write(kv: kv::Store, mut ops: mpsc::UnboundedReceiver<Op>, shutdown: Ca
 }
 
 /// Takes the changes of `session` queued right behind one of its changes:
-/// one write says them all (a SUBSCRIBE of 20 filters is 20 changes). The
-/// first other op is returned, to be handled next, so the order holds.
-fn coalesce(ops: &mut mpsc::UnboundedReceiver<Op>, session: &Weak<Session>) -> Option<Op> {
+/// one write says them all (a SUBSCRIBE of 20 filters is 20 changes; a
+/// burst of QoS 2 PUBLISHes, as many ids). The first other op is returned,
+/// to be handled next, so the order holds.
+fn coalesce(
+    ops: &mut mpsc::UnboundedReceiver<Op>,
+    session: &Weak<Session>,
+    held: &mut HashMap<String, Held>,
+    recorded: &mut Vec<oneshot::Sender<bool>>,
+) -> Option<Op> {
     while let Ok(op) = ops.try_recv() {
         match op {
             Op::Changed(same) if Weak::ptr_eq(&same, session) => {}
+            Op::KeepQos2 {
+                session: same,
+                packet_id,
+                id,
+                done,
+            } if Weak::ptr_eq(&same, session) => {
+                if let Some(s) = same.upgrade() {
+                    let h = held.entry(key(&s.tenant, &s.client_id)).or_insert_with(Held::new);
+                    h.inbound_qos2.insert(packet_id, id);
+                }
+                recorded.push(done);
+            }
             other => return Some(other),
         }
     }
     None
 }
 
+/// Tells the QoS 2 PUBLISHes waiting for a write whether their ids are in it.
+fn tell(recorded: Vec<oneshot::Sender<bool>>, ok: bool) {
+    for done in recorded {
+        let _ = done.send(ok);
+    }
+}
+
 /// Writes `session`'s record if it changed (deletes it if the session is
-/// no longer persistent).
-async fn put(kv: &kv::Store, held: &mut HashMap<String, Held>, session: &Arc<Session>) {
+/// no longer persistent). Whether the bucket holds it as it is now (true
+/// too when there is nothing to hold: the session is not persistent).
+async fn put(kv: &kv::Store, held: &mut HashMap<String, Held>, session: &Arc<Session>) -> bool {
     let key = key(&session.tenant, &session.client_id);
     let expiry = session.expiry_interval();
     if expiry == 0 {
         if held.contains_key(&key) {
             end(kv, held, &key, false).await;
         }
-        return;
+        return true;
     }
     let now = unix_ms_now();
-    let h = held.entry(key.clone()).or_insert_with(|| Held {
-        session: Weak::new(),
-        revision: None,
-        cursor_ms: 0,
-        written: None,
-        adopted: None,
-    });
+    let h = held.entry(key.clone()).or_insert_with(Held::new);
     h.session = Arc::downgrade(session);
     // Moved only when something was queued and then acknowledged since it
     // last moved: an idle session's record is not written every tick.
@@ -403,16 +525,22 @@ async fn put(kv: &kv::Store, held: &mut HashMap<String, Held>, session: &Arc<Ses
             .iter()
             .map(|(f, s)| (f.to_string(), options_byte(&s.options), s.id))
             .collect(),
+        q2: h
+            .inbound_qos2
+            .iter()
+            .map(|(&packet_id, id)| (packet_id, id.node.0, id.seq))
+            .collect(),
     };
     // An attached session's tick writes only a moved cursor (or a change).
     let same = h.written.as_ref().is_some_and(|w| {
         w.subs == record.subs
+            && w.q2 == record.q2
             && w.expiry == record.expiry
             && w.expires_at_ms == record.expires_at_ms
             && w.cursor_ms + TICK.as_millis() as u64 > record.cursor_ms
     });
     if same {
-        return;
+        return true;
     }
     let value = Bytes::from(serde_json::to_vec(&record).expect("a record encodes"));
     let mut written = write_at_revision(kv, &key, h.revision, value.clone()).await;
@@ -432,16 +560,19 @@ async fn put(kv: &kv::Store, held: &mut HashMap<String, Held>, session: &Arc<Ses
             metrics::counter!(WRITES_TOTAL, "op" => "put").increment(1);
             h.revision = Some(revision);
             h.written = Some(record);
+            true
         }
         Err(CasError::Conflict) => {
             metrics::counter!(CONFLICTS_TOTAL).increment(1);
             tracing::debug!(tenant = %session.tenant, client_id = %session.client_id, "another gateway holds the session record now");
             held.remove(&key);
+            false
         }
         Err(CasError::Failed(error)) => {
             metrics::counter!(FAILURES_TOTAL).increment(1);
             tracing::warn!(tenant = %session.tenant, client_id = %session.client_id, %error, "cannot write the session record; retrying");
             h.written = None;
+            false
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use crate::message::Delivery;
+use crate::message::{Delivery, MessageId};
 
 /// An outbound QoS 1/2 message the client has not finished acknowledging.
 #[derive(Debug, Clone)]
@@ -38,6 +38,11 @@ struct Windows {
     next_order: u64,
     /// Inbound QoS 2 packet ids that got PUBREC and await PUBREL.
     inbound_qos2: HashSet<u16>,
+    /// Inbound QoS 2 ids another node recorded, with their message's id,
+    /// before it routed them and died (scale-out): whether it routed them
+    /// is not known here; a resend (DUP) of one is routed only if the log
+    /// does not hold its message already.
+    recorded_qos2: HashMap<u16, MessageId>,
 }
 
 impl FlightState {
@@ -139,9 +144,12 @@ impl FlightState {
             .is_some_and(|w| w.inbound_qos2.contains(&packet_id))
     }
 
-    /// Inbound QoS 2 messages awaiting PUBREL.
+    /// Inbound QoS 2 messages awaiting PUBREL (or their resend, when
+    /// another node recorded them).
     pub fn awaiting_pubrel(&self) -> usize {
-        self.windows.as_ref().map_or(0, |w| w.inbound_qos2.len())
+        self.windows
+            .as_ref()
+            .map_or(0, |w| w.inbound_qos2.len() + w.recorded_qos2.len())
     }
 
     /// Records that an inbound QoS 2 message got PUBREC.
@@ -151,9 +159,25 @@ impl FlightState {
 
     /// Forgets an inbound QoS 2 id (its PUBREL came): whether it was there.
     pub fn released(&mut self, packet_id: u16) -> bool {
-        self.windows
-            .as_mut()
-            .is_some_and(|w| w.inbound_qos2.remove(&packet_id))
+        self.windows.as_mut().is_some_and(|w| {
+            let recorded = w.recorded_qos2.remove(&packet_id).is_some();
+            w.inbound_qos2.remove(&packet_id) || recorded
+        })
+    }
+
+    /// Inbound QoS 2 ids that a node now gone recorded before routing their
+    /// messages (a session resumed from another node's record).
+    pub fn restore_recorded_qos2(&mut self, ids: Vec<(u16, MessageId)>) {
+        if !ids.is_empty() {
+            self.windows().recorded_qos2 = ids.into_iter().collect();
+        }
+    }
+
+    /// The id of the message another node recorded under `packet_id`
+    /// (forgotten here: a PUBLISH with this packet id is that message's
+    /// resend, or a new message once the client had its PUBCOMP).
+    pub fn take_recorded_qos2(&mut self, packet_id: u16) -> Option<MessageId> {
+        self.windows.as_mut()?.recorded_qos2.remove(&packet_id)
     }
 
     /// Restores the inbound QoS 2 ids of a stored session.
@@ -237,6 +261,22 @@ mod tests {
         assert_eq!(f.awaiting_pubrel(), 1);
         assert!(f.released(9));
         assert!(!f.awaits_pubrel(9));
+    }
+
+    #[test]
+    fn ids_recorded_by_another_node_are_taken_once_or_released() {
+        let mut f = FlightState::default();
+        let id = |seq| MessageId {
+            seq,
+            ..MessageId::default()
+        };
+        f.restore_recorded_qos2(vec![(1, id(10)), (2, id(20))]);
+        assert_eq!(f.awaiting_pubrel(), 2, "they count against Receive Maximum");
+        assert_eq!(f.take_recorded_qos2(1), Some(id(10)));
+        assert_eq!(f.take_recorded_qos2(1), None);
+        assert!(f.released(2), "a PUBREL for a recorded id is answered as known");
+        assert_eq!(f.take_recorded_qos2(2), None);
+        assert_eq!(f.awaiting_pubrel(), 0);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::config::CoreConfig;
 pub use crate::flight::{FlightState, OutFlight};
-use crate::message::{Delivery, Message};
+use crate::message::{Delivery, Message, MessageId};
 use crate::metrics::{DropReason, count_drop};
 use crate::small_map::SmallMap;
 use crate::store::{QueuedRecord, SessionRecord, Store, StoreOp, Ticket, unix_ms_now};
@@ -700,6 +700,12 @@ impl Session {
         }
         state.flight.restore_inbound_qos2(inbound_qos2);
         state.generation = 1;
+    }
+
+    /// Inbound QoS 2 ids that another node recorded before routing their
+    /// messages (a resume from its record).
+    pub(crate) fn restore_recorded_qos2(&self, ids: Vec<(u16, MessageId)>) {
+        self.state.lock().flight.restore_recorded_qos2(ids);
     }
 }
 

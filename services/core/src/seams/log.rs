@@ -7,6 +7,8 @@ use crate::message::Message;
 use crate::quota::Limit;
 use crate::store::Ticket;
 
+use super::BoxFuture;
+
 /// Keeps every QoS 1/2 message published on this node (retained or not)
 /// before its PUBACK/PUBREC. Called once per such PUBLISH, before it is
 /// routed; never for QoS 0.
@@ -23,6 +25,13 @@ pub trait MessageLog: Send + Sync + 'static {
     /// durable (0: at once). `Err(limit)`: it can never be kept (larger
     /// than the log takes); it is neither routed nor acknowledged as kept.
     fn append(&self, tenant: &Arc<str>, message: &Arc<Message>) -> Result<Ticket, Limit>;
+
+    /// Appends the resend of a QoS 2 message that a node now gone may have
+    /// appended (and routed) already, under the same message id: `Some(true)`
+    /// if the log held it (do not route it again), `Some(false)` if it did
+    /// not (it holds it now: route it), `None` if the log could not say in
+    /// a bounded wait.
+    fn append_resent(&self, tenant: &Arc<str>, message: &Arc<Message>) -> BoxFuture<Option<bool>>;
 }
 
 /// The embedded shape: nothing to append. The embedded store already keeps
@@ -34,5 +43,14 @@ pub struct LocalLog;
 impl MessageLog for LocalLog {
     fn append(&self, _tenant: &Arc<str>, _message: &Arc<Message>) -> Result<Ticket, Limit> {
         Ok(0)
+    }
+
+    fn append_resent(
+        &self,
+        _tenant: &Arc<str>,
+        _message: &Arc<Message>,
+    ) -> BoxFuture<Option<bool>> {
+        // Never asked: only a resume from another node's record has resends.
+        Box::pin(std::future::ready(Some(false)))
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::message::Message;
+use crate::message::{Message, MessageId};
 use crate::session::{Session, SubscriptionSpec};
 
 use super::BoxFuture;
@@ -17,11 +17,14 @@ pub struct Resumed {
     /// falls between the replay and live deliveries. Not yet filtered by
     /// the session's subscriptions (the caller does that).
     pub replay: BoxFuture<Vec<Arc<Message>>>,
+    /// Inbound QoS 2 packet ids the node recorded before routing their
+    /// messages, with the messages' ids: the client may resend them (DUP).
+    pub inbound_qos2: Vec<(u16, MessageId)>,
 }
 
 /// Where persistent sessions are kept across nodes. Called at most once per
-/// SUBSCRIBE filter, UNSUBSCRIBE filter, CONNECT and detach; never per
-/// delivery.
+/// SUBSCRIBE filter, UNSUBSCRIBE filter, CONNECT, detach and inbound QoS 2
+/// PUBLISH; never per delivery.
 pub trait SessionRecords: Send + Sync + 'static {
     /// `session` changed (subscriptions, expiry, attached or detached): its
     /// record is written in the background if it is persistent, deleted if
@@ -45,6 +48,24 @@ pub trait SessionRecords: Send + Sync + 'static {
         client_id: &Arc<str>,
         keep_at_most: usize,
     ) -> BoxFuture<Option<Resumed>>;
+
+    /// A QoS 2 PUBLISH of `session` with `packet_id` is about to be routed
+    /// as message `id`. Where a resend could reach another node (the
+    /// client's, once this one died), the pair is recorded first: the
+    /// future says whether it was (then route; else answer that the store
+    /// is unavailable), within a bounded wait. `None`: nothing to record
+    /// (the embedded store keeps inbound ids itself; a session that ends
+    /// with its connection is never resumed).
+    fn keep_inbound_qos2(
+        &self,
+        session: &Arc<Session>,
+        packet_id: u16,
+        id: MessageId,
+    ) -> Option<BoxFuture<bool>>;
+
+    /// The inbound QoS 2 exchange `packet_id` of `session` ended (PUBREL):
+    /// its record is dropped at the record's next write.
+    fn released_inbound_qos2(&self, session: &Arc<Session>, packet_id: u16);
 }
 
 /// The embedded shape: nothing kept off the node. The embedded store keeps
@@ -66,4 +87,15 @@ impl SessionRecords for LocalRecords {
     ) -> BoxFuture<Option<Resumed>> {
         Box::pin(std::future::ready(None))
     }
+
+    fn keep_inbound_qos2(
+        &self,
+        _session: &Arc<Session>,
+        _packet_id: u16,
+        _id: MessageId,
+    ) -> Option<BoxFuture<bool>> {
+        None
+    }
+
+    fn released_inbound_qos2(&self, _session: &Arc<Session>, _packet_id: u16) {}
 }

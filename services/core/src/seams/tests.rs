@@ -351,6 +351,15 @@ impl MessageLog for RecordingLog {
         appended.push((message.topic.to_string(), message.qos));
         Ok(100 + appended.len() as Ticket)
     }
+
+    fn append_resent(&self, _tenant: &Arc<str>, message: &Arc<Message>) -> BoxFuture<Option<bool>> {
+        // Held already when one with its topic was appended.
+        let held = self.0.lock().iter().any(|(t, _)| *t == *message.topic);
+        if !held {
+            self.0.lock().push((message.topic.to_string(), message.qos));
+        }
+        Box::pin(std::future::ready(Some(held)))
+    }
 }
 
 fn published(topic: &str, qos: QoS) -> Arc<Message> {
@@ -394,4 +403,91 @@ async fn a_qos_1_or_2_publish_is_appended_to_the_log_and_acknowledged_at_its_tic
     let refused = tenant.publish(published("huge", QoS::AtLeastOnce));
     assert_eq!(refused.refused, Some(Limit::PacketSize));
     assert_eq!(sub.queued(), 3);
+}
+
+/// Records kept off the node, as the scale-out shape's: a QoS 2 PUBLISH's
+/// packet id is recorded (answering `keeps`) before it is routed.
+struct RecordingRecords {
+    keeps: bool,
+    kept: Mutex<Vec<(u16, crate::MessageId)>>,
+}
+
+impl SessionRecords for RecordingRecords {
+    fn changed(&self, _session: &Arc<crate::Session>) {}
+    fn ended(&self, _tenant: &Arc<str>, _client_id: &Arc<str>, _starts_over: bool) {}
+    fn resume(
+        &self,
+        _tenant: &Arc<str>,
+        _client_id: &Arc<str>,
+        _keep_at_most: usize,
+    ) -> BoxFuture<Option<Resumed>> {
+        Box::pin(std::future::ready(None))
+    }
+    fn keep_inbound_qos2(
+        &self,
+        _session: &Arc<crate::Session>,
+        packet_id: u16,
+        id: crate::MessageId,
+    ) -> Option<BoxFuture<bool>> {
+        self.kept.lock().push((packet_id, id));
+        Some(Box::pin(std::future::ready(self.keeps)))
+    }
+    fn released_inbound_qos2(&self, _session: &Arc<crate::Session>, _packet_id: u16) {}
+}
+
+#[tokio::test]
+async fn a_qos_2_publish_is_routed_only_once_its_packet_id_is_recorded() {
+    for keeps in [true, false] {
+        let log = Arc::new(RecordingLog::default());
+        let records = Arc::new(RecordingRecords {
+            keeps,
+            kept: Mutex::default(),
+        });
+        let seams = Seams {
+            log: log.clone(),
+            records: records.clone(),
+            ..Seams::embedded()
+        };
+        let broker = Broker::with_seams(CoreConfig::default(), Arc::new(NullStore::new()), seams);
+        let tenant = broker.tenant("t");
+        let sub = tenant.attach("sub", true, 0, 1).await.unwrap().session;
+        tenant.subscribe(&sub, "#", spec()).unwrap();
+        let publisher = tenant.attach("pub", true, 300, 2).await.unwrap().session;
+
+        let message = published("a", QoS::ExactlyOnce);
+        let id = message.id;
+        let later = tenant.publish_exactly_once(&publisher, 7, message);
+        assert_eq!(*records.kept.lock(), [(7, id)]);
+        let outcome = later.settled().await;
+        if keeps {
+            assert_eq!(outcome, crate::Later::Kept(101), "acknowledged at its log ticket");
+            assert_eq!(sub.queued(), 1);
+        } else {
+            assert_eq!(outcome, crate::Later::Unavailable);
+            assert_eq!((sub.queued(), log.0.lock().len()), (0, 0), "neither routed nor kept");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_resent_qos_2_publish_is_routed_only_if_the_log_did_not_hold_it() {
+    let log = Arc::new(RecordingLog::default());
+    let seams = Seams {
+        log: log.clone(),
+        ..Seams::embedded()
+    };
+    let broker = Broker::with_seams(CoreConfig::default(), Arc::new(NullStore::new()), seams);
+    let tenant = broker.tenant("t");
+    let sub = tenant.attach("sub", true, 0, 1).await.unwrap().session;
+    tenant.subscribe(&sub, "#", spec()).unwrap();
+
+    // The node that died had appended (and routed) it.
+    log.0.lock().push(("kept".to_owned(), QoS::ExactlyOnce));
+    let outcome = tenant.publish_resent(published("kept", QoS::ExactlyOnce)).settled().await;
+    assert_eq!((outcome, sub.queued()), (crate::Later::Kept(0), 0));
+
+    // It died before its append: the resend is the first copy.
+    let outcome = tenant.publish_resent(published("lost", QoS::ExactlyOnce)).settled().await;
+    assert!(matches!(outcome, crate::Later::Kept(t) if t > 0), "{outcome:?}");
+    assert_eq!(sub.queued(), 1);
 }

@@ -52,10 +52,34 @@ pub struct Published {
     /// Not stored nor routed: a retained message over the tenant's quota,
     /// or a QoS 1/2 message the message log can never keep (`PacketSize`).
     pub refused: Option<Limit>,
-    /// A retained message whose store answers later (over the network):
-    /// `None` once it is kept and routed, `Some(limit)` if it is refused.
-    /// The publisher's acknowledgement waits for it.
-    pub stored_later: Option<tokio::sync::oneshot::Receiver<Option<Limit>>>,
+    /// A message routed once the cluster has done its part (a retained
+    /// store over the network; an inbound QoS 2 id recorded first): how it
+    /// ended. The publisher's acknowledgement waits for it.
+    pub stored_later: Option<tokio::sync::oneshot::Receiver<Later>>,
+}
+
+impl Published {
+    /// How it ended, once it has (see [`Published::stored_later`]).
+    pub async fn settled(self) -> Later {
+        match (self.stored_later, self.refused) {
+            (Some(later), _) => later.await.unwrap_or(Later::Unavailable),
+            (None, Some(limit)) => Later::Refused(limit),
+            (None, None) => Later::Kept(self.ticket),
+        }
+    }
+}
+
+/// How a PUBLISH whose routing waited for the cluster ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Later {
+    /// Kept and routed (a resend: routed by the node that had it first):
+    /// acknowledge once `ticket` is durable.
+    Kept(Ticket),
+    /// Neither kept nor routed: over this limit.
+    Refused(Limit),
+    /// The cluster did not keep it in time: neither acknowledged nor
+    /// routed, as when the store is unavailable.
+    Unavailable,
 }
 
 /// A connection's hold on a session, from [`Tenant::attach`].
@@ -181,6 +205,38 @@ impl Tenant {
     /// neither stored nor routed (`refused`).
     pub fn publish(&self, message: Arc<Message>) -> Published {
         self.router.publish(message)
+    }
+
+    /// Routes a QoS 2 PUBLISH of `session` with `packet_id`. Where the
+    /// session may resume on another node, the packet id and the message's
+    /// id are recorded first (`SessionRecords::keep_inbound_qos2`), so that
+    /// a resend there after this node's death is routed once.
+    pub fn publish_exactly_once(
+        &self,
+        session: &Arc<Session>,
+        packet_id: u16,
+        message: Arc<Message>,
+    ) -> Published {
+        match self.sessions.keep_inbound_qos2(session, packet_id, message.id) {
+            None => self.router.publish(message),
+            Some(kept) => self
+                .router
+                .publish_when(message, Box::pin(async move { kept.await.then_some(true) })),
+        }
+    }
+
+    /// Routes the resend (DUP) of a QoS 2 PUBLISH that a node now gone
+    /// recorded as `message.id`: only if the message log did not hold it
+    /// already (that node routed it before it died).
+    pub fn publish_resent(&self, message: Arc<Message>) -> Published {
+        let held = self.router.append_resent(&message);
+        self.router
+            .publish_when(message, Box::pin(async move { held.await.map(|had| !had) }))
+    }
+
+    /// The inbound QoS 2 exchange `packet_id` of `session` ended (PUBREL).
+    pub fn released_inbound_qos2(&self, session: &Arc<Session>, packet_id: u16) {
+        self.sessions.released_inbound_qos2(session, packet_id);
     }
 
     pub fn retained_count(&self) -> usize {

@@ -14,13 +14,20 @@ use crate::session::SubscriptionSpec;
 /// subscription matches is skipped (the log's subjects are broader than
 /// MQTT filters: `$` topics, `#`), overlapping subscriptions make one
 /// delivery at the highest QoS with every identifier. QoS 0 messages are
-/// never in the log; shared subscriptions are served by their group live.
+/// never in the log; shared subscriptions are served by their group live. A
+/// message id seen before is skipped: a QoS 2 resend after a node's death
+/// is the same message (the log drops such a copy only within its
+/// duplicate window).
 pub(crate) fn replayed_deliveries(
     subscriptions: &[(Arc<str>, SubscriptionSpec)],
     replayed: Vec<Arc<Message>>,
 ) -> Vec<Delivery> {
     let mut out = Vec::with_capacity(replayed.len());
+    let mut seen = std::collections::HashSet::with_capacity(replayed.len());
     for message in replayed {
+        if !seen.insert(message.id) {
+            continue;
+        }
         let mut delivery: Option<Delivery> = None;
         for (filter, spec) in subscriptions {
             let (inner, group) = split_shared(filter);
@@ -76,7 +83,7 @@ mod tests {
     }
 
     #[test]
-    fn only_messages_the_subscriptions_match_are_replayed_at_their_qos() {
+    fn only_messages_the_subscriptions_match_are_replayed_at_their_qos_and_once() {
         let subs = [
             sub("#", QoS::AtLeastOnce, Some(1)),
             sub("a/+", QoS::ExactlyOnce, Some(2)),
@@ -88,6 +95,7 @@ mod tests {
                 message("a/b", 1),
                 message("$SYS/x", 2),
                 message("c", 3),
+                message("b/x", 4),
                 message("b/x", 4),
             ],
         );

@@ -11,15 +11,17 @@ use aerie_proto::{QoS, ReasonCode, RetainHandling, topic};
 use parking_lot::RwLock;
 use smallvec::SmallVec;
 
-use super::{Published, Subscribed, split_shared};
+use super::{Later, Published, Subscribed, split_shared};
 use crate::config::CoreConfig;
 use crate::message::{Delivery, Message, SharedGroup};
 use crate::metrics as m;
 use crate::node::Node;
 use crate::quota::Quota;
-use crate::seams::{Backbone, MessageLog, RetainedQuota, RetainedStore, Seams, poll_once};
+use crate::seams::{
+    Backbone, BoxFuture, MessageLog, RetainedQuota, RetainedStore, Seams, poll_once,
+};
 use crate::session::{Enqueued, Session, SessionRef, SubscriptionSpec};
-use crate::store::{Store, TenantStore};
+use crate::store::TenantStore;
 use crate::trie::SubTrie;
 use crate::usage::Usage;
 
@@ -33,9 +35,6 @@ pub struct Router {
     retained: Arc<dyn RetainedStore>,
     backbone: Arc<dyn Backbone>,
     log: Arc<dyn MessageLog>,
-    /// The tenant's store: a retained message's ack also waits for its
-    /// log ticket, which is the store's.
-    store: Arc<TenantStore>,
     usage: Usage,
     /// The tenant's limits and the state enforcing them.
     quota: Quota,
@@ -58,7 +57,6 @@ impl Router {
             retained: seams.retained.for_tenant(&tenant, store.clone()),
             backbone: seams.backbone.clone(),
             log: seams.log.clone(),
-            store,
             usage: Usage::default(),
             quota: Quota::default(),
         }
@@ -119,23 +117,22 @@ impl Router {
                 let router = self.clone();
                 let (told, stored_later) = tokio::sync::oneshot::channel();
                 tokio::spawn(async move {
-                    let refused = match set.await {
-                        Ok(_) => {
-                            let published = router.accept(message);
-                            if published.refused.is_none() && published.ticket > 0 {
-                                // Appended to the message log too: the ack
-                                // waits for that (bounded by the log).
-                                let mut durable = router.store.durable();
-                                let _ = durable.wait_for(|d| *d >= published.ticket).await;
-                            }
-                            published.refused
-                        }
+                    let later = match set.await {
+                        Ok(ticket) => match router.accept(message) {
+                            Published {
+                                refused: Some(limit),
+                                ..
+                            } => Later::Refused(limit),
+                            // Appended to the message log too: the ack waits
+                            // for that, as any other (bounded by the log).
+                            published => Later::Kept(published.ticket.max(ticket)),
+                        },
                         Err(limit) => {
                             limit.count();
-                            Some(limit)
+                            Later::Refused(limit)
                         }
                     };
-                    let _ = told.send(refused);
+                    let _ = told.send(later);
                 });
                 Published {
                     stored_later: Some(stored_later),
@@ -143,6 +140,36 @@ impl Router {
                 }
             }
         }
+    }
+
+    /// Publishes `message` once `first` allows it (`Some(true)`), in a
+    /// task; `Some(false)`: kept and routed already (a resend), `None`:
+    /// the cluster could not say in time. The publisher's connection
+    /// waits for the outcome ([`Published::stored_later`]).
+    pub(super) fn publish_when(
+        self: &Arc<Self>,
+        message: Arc<Message>,
+        first: BoxFuture<Option<bool>>,
+    ) -> Published {
+        let router = self.clone();
+        let (told, stored_later) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let later = match first.await {
+                Some(true) => router.publish(message).settled().await,
+                Some(false) => Later::Kept(0),
+                None => Later::Unavailable,
+            };
+            let _ = told.send(later);
+        });
+        Published {
+            stored_later: Some(stored_later),
+            ..Published::default()
+        }
+    }
+
+    /// See [`MessageLog::append_resent`].
+    pub(super) fn append_resent(&self, message: &Arc<Message>) -> BoxFuture<Option<bool>> {
+        self.log.append_resent(&self.tenant, message)
     }
 
     /// Appends a QoS 1/2 message to the message log, counts it in,

@@ -13,9 +13,9 @@ use tokio::time::Instant;
 
 use super::{Attachment, Router};
 use crate::config::CoreConfig;
-use crate::message::Message;
+use crate::message::{Message, MessageId};
 use crate::metrics as m;
-use crate::seams::{Resumed, SessionOwners, SessionRecords};
+use crate::seams::{BoxFuture, Resumed, SessionOwners, SessionRecords};
 use crate::session::{FlightState, Kick, Session};
 use crate::store::{LoadedSession, TenantStore, unix_ms_now};
 
@@ -345,10 +345,25 @@ impl SessionTable {
             .router
             .resume_subscriptions(session, &kept.subscriptions);
         session.restore(&kept.subscriptions, Vec::new(), Vec::new());
+        session.restore_recorded_qos2(kept.inbound_qos2);
         futures_util::future::join_all(live).await;
         let replayed = kept.replay.await;
         let deliveries = super::resume::replayed_deliveries(&kept.subscriptions, replayed);
         session.queue_replayed(deliveries, self.offline_queue_bound());
+    }
+
+    /// See [`SessionRecords::keep_inbound_qos2`].
+    pub(crate) fn keep_inbound_qos2(
+        &self,
+        session: &Arc<Session>,
+        packet_id: u16,
+        id: MessageId,
+    ) -> Option<BoxFuture<bool>> {
+        self.records.keep_inbound_qos2(session, packet_id, id)
+    }
+
+    pub(crate) fn released_inbound_qos2(&self, session: &Arc<Session>, packet_id: u16) {
+        self.records.released_inbound_qos2(session, packet_id);
     }
 
     /// The most messages an offline session of this tenant holds.

@@ -6,17 +6,21 @@
 //!   (queued before it, a client could take them for strays and drop them);
 //! - the PUBACK/PUBREC of a retained message waits until the retained
 //!   store (JetStream) kept or refused it, so the publisher learns of the
-//!   tenant's quota (0x97) and a SUBSCRIBE anywhere after it gets it.
+//!   tenant's quota (0x97) and a SUBSCRIBE anywhere after it gets it;
+//! - the PUBREC of a persistent session's QoS 2 PUBLISH waits until its
+//!   packet id is recorded and the message routed (a resend on another
+//!   gateway after this one's death is routed once); a resend of one that
+//!   a dead gateway recorded, until the log said whether it held it.
 //!
 //! The connection handles no further packet of its client meanwhile, so
 //! their order is kept. The embedded shape never waits.
 
 use aerie_core::seams::BoxFuture;
-use aerie_core::{Delivery, Limit};
+use aerie_core::{Delivery, Later};
 use aerie_proto::{Packet, QoS, ReasonCode};
 use tokio::sync::oneshot;
 
-use super::Conn;
+use super::{Conn, Flow};
 
 /// An answer held until the cluster has done its part.
 // Boxed where it is kept (`Conn::held`), one at a time: size does not matter.
@@ -30,9 +34,8 @@ pub(crate) enum Held {
         /// More of them, once the retained store answers.
         retained_later: Vec<BoxFuture<Vec<Delivery>>>,
     },
-    RetainedPublish {
-        /// `Some(limit)`: refused, neither kept nor routed.
-        stored: oneshot::Receiver<Option<Limit>>,
+    Publish {
+        later: oneshot::Receiver<Later>,
         qos: QoS,
         packet_id: u16,
     },
@@ -60,24 +63,24 @@ impl Conn {
         }
     }
 
-    /// Acknowledges a retained PUBLISH once its store answered.
+    /// Acknowledges a PUBLISH routed later once it has been.
     pub(super) fn hold_publish_ack(
         &mut self,
-        stored: oneshot::Receiver<Option<Limit>>,
+        later: oneshot::Receiver<Later>,
         qos: QoS,
         packet_id: u16,
     ) {
-        self.held = Some(Box::new(Held::RetainedPublish {
-            stored,
+        self.held = Some(Box::new(Held::Publish {
+            later,
             qos,
             packet_id,
         }));
     }
 
     /// Waits for a held answer (its seam bounds the wait), then sends it.
-    pub(super) async fn release_held(&mut self) {
+    pub(super) async fn release_held(&mut self) -> Flow {
         let Some(held) = self.held.take() else {
-            return;
+            return Flow::Continue;
         };
         match *held {
             Held::SubAck {
@@ -95,19 +98,21 @@ impl Conn {
                 retained.extend(later.into_iter().flatten());
                 self.finish_suback(&suback, retained);
             }
-            Held::RetainedPublish {
-                stored,
+            Held::Publish {
+                later,
                 qos,
                 packet_id,
-            } => match stored.await {
-                Ok(Some(_over)) => {
-                    // Always `Continue`: a refused retained message is answered.
+            } => match later.await.unwrap_or(Later::Unavailable) {
+                Later::Refused(_over) => {
+                    // Always `Continue`: a refused message is answered.
                     let _ = self.ack_unrouted(qos, packet_id, ReasonCode::QUOTA_EXCEEDED);
                 }
                 // Kept and routed (its subscribers elsewhere are not known).
-                Ok(None) | Err(_) => self.ack_published(qos, packet_id, 0, 1),
+                Later::Kept(ticket) => self.ack_published(qos, packet_id, ticket, 1),
+                Later::Unavailable => return self.refuse_unavailable(qos, packet_id),
             },
         }
+        Flow::Continue
     }
 
     fn finish_suback(&mut self, suback: &Packet, retained: Vec<Delivery>) {

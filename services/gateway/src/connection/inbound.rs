@@ -35,10 +35,7 @@ impl Conn {
             Packet::PubRel(rel) => {
                 let (reason, ticket) = if self.flight.released(rel.packet_id) {
                     // The id may be reused after PUBCOMP: its removal must be durable first.
-                    (
-                        ReasonCode::SUCCESS,
-                        self.session.store_inbound_qos2(rel.packet_id, false),
-                    )
+                    (ReasonCode::SUCCESS, self.forget_inbound_qos2(rel.packet_id))
                 } else {
                     (ReasonCode::PACKET_IDENTIFIER_NOT_FOUND, 0)
                 };
@@ -137,7 +134,7 @@ impl Conn {
                 Packet::PubRec(rec) => {
                     // The exchange ends with a failed PUBREC: forget the id.
                     if self.flight.released(rec.packet_id) {
-                        self.session.store_inbound_qos2(rec.packet_id, false);
+                        self.forget_inbound_qos2(rec.packet_id);
                     }
                     Packet::PubRec(store_unavailable(rec))
                 }
@@ -145,6 +142,25 @@ impl Conn {
             };
             let _ = self.out.push(&packet);
         }
+        Flow::Continue
+    }
+
+    /// The cluster did not keep a PUBLISH in time (`Later::Unavailable`):
+    /// neither routed nor acknowledged as kept. Answered as an ack the
+    /// store could not back: v5 hears 0x80, 3.1.1 is disconnected and
+    /// will resend.
+    pub(super) fn refuse_unavailable(&mut self, qos: QoS, packet_id: u16) -> Flow {
+        let version = if self.version.is_v5() { "5" } else { "3.1.1" };
+        metrics::counter!(m::STORE_ACK_TIMEOUTS_TOTAL, "version" => version).increment(1);
+        if !self.version.is_v5() {
+            return Close::by_server(ReasonCode::UNSPECIFIED_ERROR, "store_unavailable");
+        }
+        let kind = match qos {
+            QoS::ExactlyOnce => Packet::PubRec,
+            _ => Packet::PubAck,
+        };
+        // Behind the acks already held, as any.
+        self.send_ack_after(0, kind, packet_id, ReasonCode::UNSPECIFIED_ERROR);
         Flow::Continue
     }
 
@@ -208,6 +224,12 @@ impl Conn {
         {
             return self.over_rate(p.qos, packet_id);
         }
+        // A packet id another gateway recorded before it died: this PUBLISH
+        // is that message's resend (DUP), or a new one reusing the id.
+        let recorded = (p.qos == QoS::ExactlyOnce)
+            .then(|| self.flight.take_recorded_qos2(packet_id))
+            .flatten();
+        let resent = recorded.filter(|_| p.dup);
         let message = Message::published(
             topic,
             p.payload,
@@ -215,12 +237,18 @@ impl Conn {
             p.retain,
             p.properties,
             self.tenant.node().origin(self.session.id),
-            self.tenant.node().next_message_id(),
+            resent.unwrap_or_else(|| self.tenant.node().next_message_id()),
         );
-        let published = self.tenant.publish(message);
-        if let Some(stored) = published.stored_later {
-            // A retained store over the network (`held.rs`).
-            self.hold_publish_ack(stored, p.qos, packet_id);
+        let published = match p.qos {
+            QoS::ExactlyOnce if resent.is_some() => self.tenant.publish_resent(message),
+            QoS::ExactlyOnce => self
+                .tenant
+                .publish_exactly_once(&self.session, packet_id, message),
+            _ => self.tenant.publish(message),
+        };
+        if let Some(later) = published.stored_later {
+            // Routed once the cluster has done its part (`held.rs`).
+            self.hold_publish_ack(later, p.qos, packet_id);
             return Flow::Continue;
         }
         if published.refused.is_some() {
@@ -232,6 +260,13 @@ impl Conn {
         }
         self.ack_published(p.qos, packet_id, published.ticket, published.matched);
         Flow::Continue
+    }
+
+    /// Forgets an inbound QoS 2 id wherever it is kept; the ticket of its
+    /// removal from the embedded store.
+    fn forget_inbound_qos2(&mut self, packet_id: u16) -> Ticket {
+        self.tenant.released_inbound_qos2(&self.session, packet_id);
+        self.session.store_inbound_qos2(packet_id, false)
     }
 
     /// Acknowledges a routed PUBLISH once `ticket` is durable.

@@ -614,7 +614,9 @@ impl Conn {
                 if self.held.is_some() {
                     // Boxed: rare, and inline its future would be in every
                     // connection's task for its whole life.
-                    Box::pin(self.release_held()).await;
+                    if let Flow::Close(c) = Box::pin(self.release_held()).await {
+                        return Ok(c);
+                    }
                     if let Flow::Close(c) = self.decode_and_handle(inbuf) {
                         return Ok(c);
                     }
