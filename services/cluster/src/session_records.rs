@@ -177,15 +177,46 @@ enum Op {
         cursor_ms: u64,
         inbound_qos2: BTreeMap<u16, MessageId>,
     },
-    /// An inbound QoS 2 PUBLISH is routed once its record holds this.
-    KeepQos2 {
+    /// An inbound QoS 2 packet id recorded with its message's id (the
+    /// PUBLISH is routed once the record holds it), or removed (`None`:
+    /// the PUBREL's PUBCOMP waits for that).
+    Qos2 {
         session: Weak<Session>,
         packet_id: u16,
-        id: MessageId,
+        id: Option<MessageId>,
         done: oneshot::Sender<bool>,
     },
-    /// Its PUBREL came: dropped at the record's next write.
-    ReleasedQos2 { key: String, packet_id: u16 },
+}
+
+/// Whether the record held an inbound QoS 2 change within [`KEEP_WAIT`].
+fn wait_recorded(recorded: oneshot::Receiver<bool>) -> BoxFuture<bool> {
+    Box::pin(async move {
+        matches!(
+            tokio::time::timeout(KEEP_WAIT, recorded).await,
+            Ok(Ok(true))
+        )
+    })
+}
+
+/// Applies an inbound QoS 2 change to the record this node keeps of
+/// `session`.
+fn apply_qos2(
+    held: &mut HashMap<String, Held>,
+    session: &Weak<Session>,
+    packet_id: u16,
+    id: Option<MessageId>,
+) {
+    let Some(s) = session.upgrade() else {
+        return;
+    };
+    let ids = &mut held
+        .entry(key(&s.tenant, &s.client_id))
+        .or_insert_with(Held::new)
+        .inbound_qos2;
+    match id {
+        Some(id) => ids.insert(packet_id, id),
+        None => ids.remove(&packet_id),
+    };
 }
 
 /// A record this node writes.
@@ -263,6 +294,29 @@ impl KvSessionRecords {
     }
 }
 
+impl KvSessionRecords {
+    /// Asks the writer to record (`Some`) or remove an inbound QoS 2 id.
+    fn record_qos2(
+        &self,
+        session: &Arc<Session>,
+        packet_id: u16,
+        id: Option<MessageId>,
+    ) -> Option<BoxFuture<bool>> {
+        if session.expiry_interval() == 0 {
+            // Ends with its connection: a resend elsewhere starts anew.
+            return None;
+        }
+        let (done, recorded) = oneshot::channel();
+        let _ = self.ops.send(Op::Qos2 {
+            session: Arc::downgrade(session),
+            packet_id,
+            id,
+            done,
+        });
+        Some(wait_recorded(recorded))
+    }
+}
+
 impl SessionRecords for KvSessionRecords {
     fn changed(&self, session: &Arc<Session>) {
         let _ = self.ops.send(Op::Changed(Arc::downgrade(session)));
@@ -282,27 +336,15 @@ impl SessionRecords for KvSessionRecords {
         packet_id: u16,
         id: MessageId,
     ) -> Option<BoxFuture<bool>> {
-        if session.expiry_interval() == 0 {
-            // Ends with its connection: a resend elsewhere starts anew.
-            return None;
-        }
-        let (done, recorded) = oneshot::channel();
-        let _ = self.ops.send(Op::KeepQos2 {
-            session: Arc::downgrade(session),
-            packet_id,
-            id,
-            done,
-        });
-        Some(Box::pin(async move {
-            matches!(tokio::time::timeout(KEEP_WAIT, recorded).await, Ok(Ok(true)))
-        }))
+        self.record_qos2(session, packet_id, Some(id))
     }
 
-    fn released_inbound_qos2(&self, session: &Arc<Session>, packet_id: u16) {
-        let _ = self.ops.send(Op::ReleasedQos2 {
-            key: key(&session.tenant, &session.client_id),
-            packet_id,
-        });
+    fn released_inbound_qos2(
+        &self,
+        session: &Arc<Session>,
+        packet_id: u16,
+    ) -> Option<BoxFuture<bool>> {
+        self.record_qos2(session, packet_id, None)
     }
 
     fn resume(
@@ -405,17 +447,14 @@ async fn write(kv: kv::Store, mut ops: mpsc::UnboundedReceiver<Op>, shutdown: Ca
                     tell(recorded, ok);
                 }
             }
-            Op::KeepQos2 {
+            Op::Qos2 {
                 session,
                 packet_id,
                 id,
                 done,
             } => {
                 let mut recorded = vec![done];
-                if let Some(s) = session.upgrade() {
-                    let h = held.entry(key(&s.tenant, &s.client_id)).or_insert_with(Held::new);
-                    h.inbound_qos2.insert(packet_id, id);
-                }
+                apply_qos2(&mut held, &session, packet_id, id);
                 next = coalesce(&mut ops, &session, &mut held, &mut recorded);
                 // A session gone meanwhile routes nothing more: false.
                 let ok = match session.upgrade() {
@@ -423,11 +462,6 @@ async fn write(kv: kv::Store, mut ops: mpsc::UnboundedReceiver<Op>, shutdown: Ca
                     None => false,
                 };
                 tell(recorded, ok);
-            }
-            Op::ReleasedQos2 { key, packet_id } => {
-                if let Some(h) = held.get_mut(&key) {
-                    h.inbound_qos2.remove(&packet_id);
-                }
             }
             Op::Ended {
                 tenant,
@@ -470,16 +504,13 @@ fn coalesce(
     while let Ok(op) = ops.try_recv() {
         match op {
             Op::Changed(same) if Weak::ptr_eq(&same, session) => {}
-            Op::KeepQos2 {
+            Op::Qos2 {
                 session: same,
                 packet_id,
                 id,
                 done,
             } if Weak::ptr_eq(&same, session) => {
-                if let Some(s) = same.upgrade() {
-                    let h = held.entry(key(&s.tenant, &s.client_id)).or_insert_with(Held::new);
-                    h.inbound_qos2.insert(packet_id, id);
-                }
+                apply_qos2(held, &same, packet_id, id);
                 recorded.push(done);
             }
             other => return Some(other),

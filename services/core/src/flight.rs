@@ -274,7 +274,10 @@ mod tests {
         assert_eq!(f.awaiting_pubrel(), 2, "they count against Receive Maximum");
         assert_eq!(f.take_recorded_qos2(1), Some(id(10)));
         assert_eq!(f.take_recorded_qos2(1), None);
-        assert!(f.released(2), "a PUBREL for a recorded id is answered as known");
+        assert!(
+            f.released(2),
+            "a PUBREL for a recorded id is answered as known"
+        );
         assert_eq!(f.take_recorded_qos2(2), None);
         assert_eq!(f.awaiting_pubrel(), 0);
     }

@@ -30,7 +30,5 @@ pub use quota::{Limit, Quota, TenantLimits};
 pub use seams::Seams;
 pub use session::{Enqueued, FlightState, Kick, OutFlight, Session, SubscriptionSpec};
 pub use store::{NullStore, Store, StoreOp, Ticket};
-pub use tenant::{
-    Attachment, Later, Published, Router, SessionTable, Subscribed, Tenant, granted,
-};
+pub use tenant::{Attachment, Later, Published, Router, SessionTable, Subscribed, Tenant, granted};
 pub use usage::{Usage, UsageCounts, UsageReportError, UsageSink};

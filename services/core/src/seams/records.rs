@@ -63,9 +63,17 @@ pub trait SessionRecords: Send + Sync + 'static {
         id: MessageId,
     ) -> Option<BoxFuture<bool>>;
 
-    /// The inbound QoS 2 exchange `packet_id` of `session` ended (PUBREL):
-    /// its record is dropped at the record's next write.
-    fn released_inbound_qos2(&self, session: &Arc<Session>, packet_id: u16);
+    /// The inbound QoS 2 exchange `packet_id` of `session` ended (PUBREL,
+    /// or a refused PUBREC): its record is removed. The future says
+    /// whether it was; PUBCOMP waits for it, since the client may reuse the
+    /// packet id for a new message once it has PUBCOMP (a record left
+    /// behind would take that message's resend for the old one). `None`:
+    /// nothing recorded.
+    fn released_inbound_qos2(
+        &self,
+        session: &Arc<Session>,
+        packet_id: u16,
+    ) -> Option<BoxFuture<bool>>;
 }
 
 /// The embedded shape: nothing kept off the node. The embedded store keeps
@@ -97,5 +105,11 @@ impl SessionRecords for LocalRecords {
         None
     }
 
-    fn released_inbound_qos2(&self, _session: &Arc<Session>, _packet_id: u16) {}
+    fn released_inbound_qos2(
+        &self,
+        _session: &Arc<Session>,
+        _packet_id: u16,
+    ) -> Option<BoxFuture<bool>> {
+        None
+    }
 }

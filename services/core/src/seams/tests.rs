@@ -374,6 +374,16 @@ fn published(topic: &str, qos: QoS) -> Arc<Message> {
     )
 }
 
+/// A broker on `seams`, its tenant `t`, and a session there subscribed to
+/// everything.
+async fn subscribed_tenant(seams: Seams) -> (Broker, Arc<crate::Tenant>, Arc<crate::Session>) {
+    let broker = Broker::with_seams(CoreConfig::default(), Arc::new(NullStore::new()), seams);
+    let tenant = broker.tenant("t");
+    let sub = tenant.attach("sub", true, 0, 1).await.unwrap().session;
+    tenant.subscribe(&sub, "#", spec()).unwrap();
+    (broker, tenant, sub)
+}
+
 #[tokio::test]
 async fn a_qos_1_or_2_publish_is_appended_to_the_log_and_acknowledged_at_its_ticket() {
     let log = Arc::new(RecordingLog::default());
@@ -381,10 +391,7 @@ async fn a_qos_1_or_2_publish_is_appended_to_the_log_and_acknowledged_at_its_tic
         log: log.clone(),
         ..Seams::embedded()
     };
-    let broker = Broker::with_seams(CoreConfig::default(), Arc::new(NullStore::new()), seams);
-    let tenant = broker.tenant("t");
-    let sub = tenant.attach("sub", true, 0, 1).await.unwrap().session;
-    tenant.subscribe(&sub, "#", spec()).unwrap();
+    let (_broker, tenant, sub) = subscribed_tenant(seams).await;
 
     assert_eq!(tenant.publish(published("a", QoS::AtLeastOnce)).ticket, 101);
     assert_eq!(tenant.publish(published("b", QoS::AtMostOnce)).ticket, 0);
@@ -432,7 +439,13 @@ impl SessionRecords for RecordingRecords {
         self.kept.lock().push((packet_id, id));
         Some(Box::pin(std::future::ready(self.keeps)))
     }
-    fn released_inbound_qos2(&self, _session: &Arc<crate::Session>, _packet_id: u16) {}
+    fn released_inbound_qos2(
+        &self,
+        _session: &Arc<crate::Session>,
+        _packet_id: u16,
+    ) -> Option<BoxFuture<bool>> {
+        None
+    }
 }
 
 #[tokio::test]
@@ -448,10 +461,7 @@ async fn a_qos_2_publish_is_routed_only_once_its_packet_id_is_recorded() {
             records: records.clone(),
             ..Seams::embedded()
         };
-        let broker = Broker::with_seams(CoreConfig::default(), Arc::new(NullStore::new()), seams);
-        let tenant = broker.tenant("t");
-        let sub = tenant.attach("sub", true, 0, 1).await.unwrap().session;
-        tenant.subscribe(&sub, "#", spec()).unwrap();
+        let (_broker, tenant, sub) = subscribed_tenant(seams).await;
         let publisher = tenant.attach("pub", true, 300, 2).await.unwrap().session;
 
         let message = published("a", QoS::ExactlyOnce);
@@ -460,11 +470,19 @@ async fn a_qos_2_publish_is_routed_only_once_its_packet_id_is_recorded() {
         assert_eq!(*records.kept.lock(), [(7, id)]);
         let outcome = later.settled().await;
         if keeps {
-            assert_eq!(outcome, crate::Later::Kept(101), "acknowledged at its log ticket");
+            assert_eq!(
+                outcome,
+                crate::Later::Kept(101),
+                "acknowledged at its log ticket"
+            );
             assert_eq!(sub.queued(), 1);
         } else {
             assert_eq!(outcome, crate::Later::Unavailable);
-            assert_eq!((sub.queued(), log.0.lock().len()), (0, 0), "neither routed nor kept");
+            assert_eq!(
+                (sub.queued(), log.0.lock().len()),
+                (0, 0),
+                "neither routed nor kept"
+            );
         }
     }
 }
@@ -476,18 +494,24 @@ async fn a_resent_qos_2_publish_is_routed_only_if_the_log_did_not_hold_it() {
         log: log.clone(),
         ..Seams::embedded()
     };
-    let broker = Broker::with_seams(CoreConfig::default(), Arc::new(NullStore::new()), seams);
-    let tenant = broker.tenant("t");
-    let sub = tenant.attach("sub", true, 0, 1).await.unwrap().session;
-    tenant.subscribe(&sub, "#", spec()).unwrap();
+    let (_broker, tenant, sub) = subscribed_tenant(seams).await;
 
     // The node that died had appended (and routed) it.
     log.0.lock().push(("kept".to_owned(), QoS::ExactlyOnce));
-    let outcome = tenant.publish_resent(published("kept", QoS::ExactlyOnce)).settled().await;
+    let outcome = tenant
+        .publish_resent(published("kept", QoS::ExactlyOnce))
+        .settled()
+        .await;
     assert_eq!((outcome, sub.queued()), (crate::Later::Kept(0), 0));
 
     // It died before its append: the resend is the first copy.
-    let outcome = tenant.publish_resent(published("lost", QoS::ExactlyOnce)).settled().await;
-    assert!(matches!(outcome, crate::Later::Kept(t) if t > 0), "{outcome:?}");
+    let outcome = tenant
+        .publish_resent(published("lost", QoS::ExactlyOnce))
+        .settled()
+        .await;
+    assert!(
+        matches!(outcome, crate::Later::Kept(t) if t > 0),
+        "{outcome:?}"
+    );
     assert_eq!(sub.queued(), 1);
 }

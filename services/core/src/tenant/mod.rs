@@ -217,7 +217,10 @@ impl Tenant {
         packet_id: u16,
         message: Arc<Message>,
     ) -> Published {
-        match self.sessions.keep_inbound_qos2(session, packet_id, message.id) {
+        match self
+            .sessions
+            .keep_inbound_qos2(session, packet_id, message.id)
+        {
             None => self.router.publish(message),
             Some(kept) => self
                 .router
@@ -234,9 +237,14 @@ impl Tenant {
             .publish_when(message, Box::pin(async move { held.await.map(|had| !had) }))
     }
 
-    /// The inbound QoS 2 exchange `packet_id` of `session` ended (PUBREL).
-    pub fn released_inbound_qos2(&self, session: &Arc<Session>, packet_id: u16) {
-        self.sessions.released_inbound_qos2(session, packet_id);
+    /// The inbound QoS 2 exchange `packet_id` of `session` ended (PUBREL):
+    /// see [`crate::seams::SessionRecords::released_inbound_qos2`].
+    pub fn released_inbound_qos2(
+        &self,
+        session: &Arc<Session>,
+        packet_id: u16,
+    ) -> Option<crate::seams::BoxFuture<bool>> {
+        self.sessions.released_inbound_qos2(session, packet_id)
     }
 
     pub fn retained_count(&self) -> usize {

@@ -362,8 +362,12 @@ impl SessionTable {
         self.records.keep_inbound_qos2(session, packet_id, id)
     }
 
-    pub(crate) fn released_inbound_qos2(&self, session: &Arc<Session>, packet_id: u16) {
-        self.records.released_inbound_qos2(session, packet_id);
+    pub(crate) fn released_inbound_qos2(
+        &self,
+        session: &Arc<Session>,
+        packet_id: u16,
+    ) -> Option<BoxFuture<bool>> {
+        self.records.released_inbound_qos2(session, packet_id)
     }
 
     /// The most messages an offline session of this tenant holds.

@@ -10,7 +10,8 @@
 //! - the PUBREC of a persistent session's QoS 2 PUBLISH waits until its
 //!   packet id is recorded and the message routed (a resend on another
 //!   gateway after this one's death is routed once); a resend of one that
-//!   a dead gateway recorded, until the log said whether it held it.
+//!   a dead gateway recorded, until the log said whether it held it; and
+//!   its PUBCOMP until the record no longer holds the id.
 //!
 //! The connection handles no further packet of its client meanwhile, so
 //! their order is kept. The embedded shape never waits.
@@ -20,7 +21,7 @@ use aerie_core::{Delivery, Later};
 use aerie_proto::{Packet, QoS, ReasonCode};
 use tokio::sync::oneshot;
 
-use super::{Conn, Flow};
+use super::{Close, Conn, Flow};
 
 /// An answer held until the cluster has done its part.
 // Boxed where it is kept (`Conn::held`), one at a time: size does not matter.
@@ -37,6 +38,11 @@ pub(crate) enum Held {
     Publish {
         later: oneshot::Receiver<Later>,
         qos: QoS,
+        packet_id: u16,
+    },
+    /// A PUBCOMP, once the inbound QoS 2 id's record is removed.
+    PubComp {
+        removed: BoxFuture<bool>,
         packet_id: u16,
     },
 }
@@ -77,6 +83,11 @@ impl Conn {
         }));
     }
 
+    /// Sends PUBCOMP once the record of its packet id is removed.
+    pub(super) fn hold_pubcomp(&mut self, removed: BoxFuture<bool>, packet_id: u16) {
+        self.held = Some(Box::new(Held::PubComp { removed, packet_id }));
+    }
+
     /// Waits for a held answer (its seam bounds the wait), then sends it.
     pub(super) async fn release_held(&mut self) -> Flow {
         let Some(held) = self.held.take() else {
@@ -111,6 +122,16 @@ impl Conn {
                 Later::Kept(ticket) => self.ack_published(qos, packet_id, ticket, 1),
                 Later::Unavailable => return self.refuse_unavailable(qos, packet_id),
             },
+            Held::PubComp { removed, packet_id } => {
+                if !removed.await {
+                    // Not removed: a PUBCOMP now could let the client reuse
+                    // the id while a record says it is the old message's.
+                    // Closed instead; the client resends PUBREL.
+                    tracing::warn!(tenant = %self.tenant.id, client_id = %self.session.client_id, "an inbound QoS 2 id could not be released in the session record; closing");
+                    return Close::by_server(ReasonCode::UNSPECIFIED_ERROR, "store_unavailable");
+                }
+                self.send_ack(Packet::PubComp, packet_id, ReasonCode::SUCCESS);
+            }
         }
         Flow::Continue
     }

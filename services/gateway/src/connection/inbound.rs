@@ -33,13 +33,28 @@ impl Conn {
                 Flow::Continue
             }
             Packet::PubRel(rel) => {
-                let (reason, ticket) = if self.flight.released(rel.packet_id) {
-                    // The id may be reused after PUBCOMP: its removal must be durable first.
-                    (ReasonCode::SUCCESS, self.forget_inbound_qos2(rel.packet_id))
-                } else {
-                    (ReasonCode::PACKET_IDENTIFIER_NOT_FOUND, 0)
-                };
-                self.send_ack_after(ticket, Packet::PubComp, rel.packet_id, reason);
+                if !self.flight.released(rel.packet_id) {
+                    self.send_ack(
+                        Packet::PubComp,
+                        rel.packet_id,
+                        ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+                    );
+                    return Flow::Continue;
+                }
+                // The id may be reused after PUBCOMP: its removal must be durable first.
+                let ticket = self.session.store_inbound_qos2(rel.packet_id, false);
+                match self
+                    .tenant
+                    .released_inbound_qos2(&self.session, rel.packet_id)
+                {
+                    Some(removed) => self.hold_pubcomp(removed, rel.packet_id),
+                    None => self.send_ack_after(
+                        ticket,
+                        Packet::PubComp,
+                        rel.packet_id,
+                        ReasonCode::SUCCESS,
+                    ),
+                }
                 Flow::Continue
             }
             Packet::PubComp(comp) => {
@@ -66,7 +81,12 @@ impl Conn {
         }
     }
 
-    fn send_ack(&mut self, kind: fn(PubResp) -> Packet, packet_id: u16, reason: ReasonCode) {
+    pub(super) fn send_ack(
+        &mut self,
+        kind: fn(PubResp) -> Packet,
+        packet_id: u16,
+        reason: ReasonCode,
+    ) {
         self.send_ack_after(0, kind, packet_id, reason);
     }
 
@@ -134,7 +154,11 @@ impl Conn {
                 Packet::PubRec(rec) => {
                     // The exchange ends with a failed PUBREC: forget the id.
                     if self.flight.released(rec.packet_id) {
-                        self.forget_inbound_qos2(rec.packet_id);
+                        // Nothing waits for these: the exchange ended.
+                        self.session.store_inbound_qos2(rec.packet_id, false);
+                        let _ = self
+                            .tenant
+                            .released_inbound_qos2(&self.session, rec.packet_id);
                     }
                     Packet::PubRec(store_unavailable(rec))
                 }
@@ -260,13 +284,6 @@ impl Conn {
         }
         self.ack_published(p.qos, packet_id, published.ticket, published.matched);
         Flow::Continue
-    }
-
-    /// Forgets an inbound QoS 2 id wherever it is kept; the ticket of its
-    /// removal from the embedded store.
-    fn forget_inbound_qos2(&mut self, packet_id: u16) -> Ticket {
-        self.tenant.released_inbound_qos2(&self.session, packet_id);
-        self.session.store_inbound_qos2(packet_id, false)
     }
 
     /// Acknowledges a routed PUBLISH once `ticket` is durable.

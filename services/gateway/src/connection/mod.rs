@@ -611,7 +611,11 @@ impl Conn {
                     &mut deadlines.stall,
                 );
                 self.pace_publisher().await;
-                if self.held.is_some() {
+                // Until no answer is held: the packets read behind a held one
+                // may hold another, and nothing below would wake this loop to
+                // release it while the client waits for that answer (no
+                // bytes come, none are pending out, no ticket moves).
+                while self.held.is_some() {
                     // Boxed: rare, and inline its future would be in every
                     // connection's task for its whole life.
                     if let Flow::Close(c) = Box::pin(self.release_held()).await {

@@ -1,0 +1,307 @@
+//! The scale-out shape's promise under a gateway's death: no acknowledged
+//! message lost, and QoS 2 delivered once. A real 3-node nats-server
+//! cluster (JetStream R3), a real `aerie control --nats`, three real
+//! `aerie gateway`s, raw MQTT 5 clients that resend as MQTT says.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant};
+
+use aerie_e2e::RawClient;
+use aerie_e2e::nats::{NatsCluster, unique_prefix};
+use aerie_e2e::scaleout::{Control, Gateway, set_limits_enforced};
+use aerie_e2e::tenants::{mint, tenant, with_password};
+use aerie_proto::{Packet, ProtocolVersion, PubResp, Publish, QoS, ReasonCode};
+use serde_json::json;
+
+const PERSISTENT: u32 = 300;
+
+/// A v5 CONNECT of `client_id` on `gateway` with session expiry
+/// [`PERSISTENT`]; the client and CONNACK's session present.
+async fn connect(
+    gateway: &Gateway,
+    client_id: &str,
+    token: &str,
+    clean: bool,
+) -> (RawClient, bool) {
+    let mut connect = with_password(ProtocolVersion::V5, client_id, Some(token));
+    connect.clean_start = clean;
+    connect.properties.session_expiry_interval = Some(PERSISTENT);
+    let (c, ack) = RawClient::connect_with(gateway.mqtt, connect).await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS, "{client_id}");
+    (c, ack.session_present)
+}
+
+/// Where one message of the publisher stands, as the client sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Sent, not acknowledged (resent with DUP after a reconnect).
+    Sent,
+    /// PUBREC came (QoS 2): PUBREL sent, PUBCOMP not yet.
+    Received,
+    /// PUBACK or PUBCOMP came: done.
+    Done,
+}
+
+/// A publisher that keeps MQTT's client side of QoS 1 and 2: message `i`
+/// has packet id `i + 1`, payload `m<i>`, QoS 1 when `i % 3 == 0`, else 2.
+struct Publisher {
+    stage: BTreeMap<u16, Stage>,
+    /// Messages the broker acknowledged with success (PUBACK, PUBREC):
+    /// each must reach the subscriber.
+    acknowledged: Vec<u16>,
+    next: u16,
+}
+
+fn qos_of(i: u16) -> QoS {
+    if i.is_multiple_of(3) {
+        QoS::AtLeastOnce
+    } else {
+        QoS::ExactlyOnce
+    }
+}
+
+fn publish_of(i: u16, dup: bool) -> Packet {
+    let mut p: Publish = aerie_e2e::raw::publish_packet(
+        &format!("eo/{}", i % 10),
+        format!("m{i}").as_bytes(),
+        qos_of(i),
+        Some(i + 1),
+    );
+    p.dup = dup;
+    Packet::Publish(p)
+}
+
+impl Publisher {
+    fn in_flight(&self) -> usize {
+        self.stage.values().filter(|s| **s != Stage::Done).count()
+    }
+
+    /// Sends new messages up to `total` while fewer than `window` are open.
+    async fn fill(&mut self, c: &mut RawClient, total: u16, window: usize) -> bool {
+        while self.next < total && self.in_flight() < window {
+            if !c.try_send(publish_of(self.next, false)).await {
+                return false;
+            }
+            self.stage.insert(self.next, Stage::Sent);
+            self.next += 1;
+        }
+        true
+    }
+
+    /// Takes one answer of the broker; false when the connection is gone.
+    async fn answer(&mut self, c: &mut RawClient) -> bool {
+        let packet = match c.recv_within(Duration::from_secs(20)).await {
+            Ok(Some(p)) => p,
+            Ok(None) | Err(()) => return false,
+        };
+        match packet {
+            Packet::PubAck(ack) => {
+                let i = ack.packet_id - 1;
+                assert_eq!(self.stage.get(&i), Some(&Stage::Sent), "PUBACK of {i}");
+                if !ack.reason.is_error() {
+                    self.acknowledged.push(i);
+                }
+                self.stage.insert(i, Stage::Done);
+            }
+            Packet::PubRec(rec) => {
+                let i = rec.packet_id - 1;
+                if rec.reason.is_error() {
+                    // The exchange ends there: not acknowledged.
+                    self.stage.insert(i, Stage::Done);
+                    return true;
+                }
+                if self.stage.get(&i) == Some(&Stage::Sent) {
+                    self.acknowledged.push(i);
+                }
+                self.stage.insert(i, Stage::Received);
+                return c.try_send(pubrel(rec.packet_id)).await;
+            }
+            Packet::PubComp(comp) => {
+                let i = comp.packet_id - 1;
+                assert_eq!(self.stage.get(&i), Some(&Stage::Received), "PUBCOMP of {i}");
+                self.stage.insert(i, Stage::Done);
+            }
+            other => panic!("publisher got {other:?}"),
+        }
+        true
+    }
+
+    /// After a reconnect with session present: what MQTT 5 §4.4 says a
+    /// client resends (PUBLISH with DUP, PUBREL), in order.
+    async fn resend(&mut self, c: &mut RawClient) {
+        let open: Vec<(u16, Stage)> = self
+            .stage
+            .iter()
+            .filter(|(_, s)| **s != Stage::Done)
+            .map(|(i, s)| (*i, *s))
+            .collect();
+        for (i, stage) in open {
+            let packet = match stage {
+                Stage::Sent => publish_of(i, true),
+                _ => pubrel(i + 1),
+            };
+            assert!(c.try_send(packet).await, "resend {i}");
+        }
+    }
+}
+
+fn pubrel(packet_id: u16) -> Packet {
+    Packet::PubRel(PubResp {
+        packet_id,
+        ..Default::default()
+    })
+}
+
+/// A number in `range` that differs from run to run.
+fn random_in(range: std::ops::Range<usize>) -> usize {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    range.start + (h.finish() as usize) % (range.end - range.start)
+}
+
+/// Every PUBLISH `c` receives until it has been quiet for a while, each
+/// acknowledged as a client does (PUBACK; PUBREC then PUBCOMP); payloads
+/// with how often they came, and which came at QoS 2.
+async fn drain(c: &mut RawClient) -> (HashMap<String, usize>, HashMap<String, QoS>) {
+    let (mut got, mut qos) = (HashMap::new(), HashMap::new());
+    while let Ok(Some(packet)) = c.recv_within(Duration::from_secs(4)).await {
+        match packet {
+            Packet::Publish(p) => {
+                c.ack(&p).await;
+                let payload = String::from_utf8_lossy(&p.payload).into_owned();
+                *got.entry(payload.clone()).or_insert(0) += 1;
+                qos.insert(payload, p.qos);
+            }
+            Packet::PubRel(rel) => {
+                c.send(Packet::PubComp(PubResp {
+                    packet_id: rel.packet_id,
+                    ..Default::default()
+                }))
+                .await;
+            }
+            other => panic!("subscriber got {other:?}"),
+        }
+    }
+    (got, qos)
+}
+
+/// Waits until the sessions bucket holds `key` (A's record of a session
+/// must exist before A dies, or nothing could resume it).
+async fn wait_for_record(nats: &NatsCluster, prefix: &str, key: &str) {
+    let client = async_nats::connect(nats.servers[0].url())
+        .await
+        .expect("nats");
+    let kv = async_nats::jetstream::new(client)
+        .get_key_value(format!("{prefix}_sessions"))
+        .await
+        .expect("the sessions bucket");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kv.get(key).await.ok().flatten().is_none() {
+        assert!(Instant::now() < deadline, "no record {key}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_publisher_whose_gateway_is_killed_resends_elsewhere_and_the_session_gets_every_acknowledged_message_qos_2_once()
+ {
+    const TOTAL: u16 = 600;
+    const WINDOW: usize = 16;
+    let nats = NatsCluster::start();
+    let prefix = unique_prefix();
+    let control = Control::start(&nats.urls(), &prefix, &[]);
+    let mut gateways: Vec<Gateway> = (0..3)
+        .map(|_| Gateway::start_with_flags(&nats.urls(), &prefix, &[]))
+        .collect();
+    for g in &mut gateways {
+        g.wait_ready();
+    }
+    let t = tenant(&control, "exactly-once@example.com");
+    let limits = json!({
+        "publish_rate_msgs": 100000, "client_publish_rate_msgs": 100000,
+        "inflight": 64, "queued_messages": 10000,
+    });
+    let all: Vec<&Gateway> = gateways.iter().collect();
+    set_limits_enforced(&nats.servers[0], &control, &prefix, &t, limits, &all).await;
+    let (token, _) = mint(&control, &t, json!({}));
+    for g in &gateways {
+        g.wait_accepts(&token).await;
+    }
+
+    // The subscriber's persistent session lives on A, offline.
+    let (mut sink, _) = connect(&gateways[0], "sink", &token, true).await;
+    let ack = sink.subscribe(1, "eo/#", QoS::ExactlyOnce).await;
+    assert_eq!(ack.reasons, vec![ReasonCode::GRANTED_QOS_2]);
+    sink.disconnect().await;
+    wait_for_record(&nats, &prefix, &format!("{}.sink", t.id)).await;
+
+    // The publisher on A, until A is killed at a random point.
+    let (mut c, _) = connect(&gateways[0], "publisher", &token, true).await;
+    let mut p = Publisher {
+        stage: BTreeMap::new(),
+        acknowledged: Vec::new(),
+        next: 0,
+    };
+    let kill_after = random_in(40..400);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while p.acknowledged.len() < kill_after {
+        assert!(
+            Instant::now() < deadline,
+            "{} acknowledged on A",
+            p.acknowledged.len()
+        );
+        assert!(p.fill(&mut c, TOTAL, WINDOW).await);
+        assert!(p.answer(&mut c).await, "A closed the publisher");
+    }
+    // Some sent, some PUBRECed, some complete: A dies in the middle.
+    assert!(p.fill(&mut c, TOTAL, WINDOW).await);
+    gateways[0].kill9();
+    while p.answer(&mut c).await {}
+    let on_a = p.acknowledged.len();
+
+    // It resumes on B, resends what MQTT says, and publishes the rest.
+    let (mut c, present) = connect(&gateways[1], "publisher", &token, false).await;
+    assert!(present, "the publisher's session resumed on B");
+    p.resend(&mut c).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while p.next < TOTAL || p.in_flight() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            p.stage.iter().find(|(_, s)| **s != Stage::Done)
+        );
+        assert!(p.fill(&mut c, TOTAL, WINDOW).await);
+        assert!(p.answer(&mut c).await, "B closed the publisher");
+    }
+    c.disconnect().await;
+
+    // The subscriber's session resumes on C, a third gateway.
+    let (mut sink, present) = connect(&gateways[2], "sink", &token, false).await;
+    assert!(present, "the subscriber's session resumed on C");
+    let (got, qos) = drain(&mut sink).await;
+    let mut missing = Vec::new();
+    for i in &p.acknowledged {
+        let payload = format!("m{i}");
+        match got.get(&payload) {
+            None => missing.push(*i),
+            Some(&n) if qos_of(*i) == QoS::ExactlyOnce => {
+                assert_eq!(n, 1, "QoS 2 message {i} delivered {n} times");
+                assert_eq!(qos[&payload], QoS::ExactlyOnce);
+            }
+            Some(_) => {}
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged messages missing (killed after {on_a}): {missing:?}",
+        missing.len(),
+        p.acknowledged.len()
+    );
+    let twice: Vec<&String> = got
+        .iter()
+        .filter(|(payload, n)| **n > 1 && qos[*payload] == QoS::ExactlyOnce)
+        .map(|(payload, _)| payload)
+        .collect();
+    assert!(twice.is_empty(), "QoS 2 delivered twice: {twice:?}");
+}
