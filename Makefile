@@ -11,7 +11,8 @@ NATS_VERSION := 2.15.1
 NATS_SHA256 := dd9b8a99f78955e35108355176d2fe61269efb909698eb9fce3d5d81a70e2bda
 NATS_DIR := $(HOME)/.cache/aerie-tools/nats-$(NATS_VERSION)
 
-.PHONY: run build test test-deps unit e2e web fuzz bench bench-cluster lint fmt deps clean cluster
+.PHONY: run build test test-deps unit e2e web fuzz bench bench-cluster lint fmt deps clean cluster \
+	terraform-mirror
 
 ## run: the whole service on embedded defaults (MQTT :1883, WS :8083/mqtt, HTTP :8080 with the
 ## console at /, data in ./data)
@@ -31,6 +32,17 @@ web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
 
 build:
 	$(CARGO) build --workspace --all-targets
+
+## terraform-mirror: terraform-provider-aerie (cargo profile PROFILE, default debug: `make
+## terraform-mirror PROFILE=release` for a release build) laid out as a Terraform filesystem mirror
+## for registry.terraform.io/aerie/aerie in TF_MIRROR_DIR (infra/terraform/mirror.sh); prints the CLI
+## config lines that use it (also written to TF_MIRROR_DIR/terraform.tfrc). `terraform init` then
+## needs no registry
+PROFILE ?= debug
+TF_MIRROR_DIR ?= $(or $(CARGO_TARGET_DIR),target)/terraform-mirror
+terraform-mirror:
+	$(CARGO) build $(if $(filter debug,$(PROFILE)),,--profile $(PROFILE)) -p terraform-provider-aerie
+	infra/terraform/mirror.sh $(or $(CARGO_TARGET_DIR),target)/$(PROFILE)/terraform-provider-aerie $(TF_MIRROR_DIR)
 
 ## cluster: the scale-out shape on loopback: a 3-node NATS cluster with JetStream (nats-server from
 ## `make test-deps`), `aerie control --nats` on SQLite and two `aerie gateway`s; prints the endpoints
