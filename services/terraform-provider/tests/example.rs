@@ -158,6 +158,7 @@ fn the_local_example_applies_offline_publishes_and_destroys_leaving_nothing() {
     let applied = run(&["apply", "-auto-approve"]);
     let pid_file = example.data_dir().join("aerie.pid");
     let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    let pid = pid.trim();
     let applied = succeeded(&["apply"], applied);
     assert!(
         applied.contains("Apply complete! Resources: 6 added"),
@@ -211,7 +212,7 @@ fn the_local_example_applies_offline_publishes_and_destroys_leaving_nothing() {
         destroyed.contains("Destroy complete! Resources: 6 destroyed."),
         "{destroyed}"
     );
-    assert!(gone(pid.trim()), "aerie serve (pid {pid}) is still running");
+    assert!(gone(pid), "aerie serve (pid {pid}) is still running");
     assert!(!pid_file.exists());
     // The tenant was deleted through the API before the server stopped.
     let tenants = Command::new(aerie_bin())
