@@ -51,7 +51,7 @@ variable "bootstrap_account_email" {
 }
 
 variable "bootstrap_account_key" {
-  description = "That account's API key (aerie_acct_ and 32 or more letters and digits). Default: one generated once and kept in the state."
+  description = "That account's API key (aerie_acct_ and 32 or more letters and digits), taken at the first apply (a later change is ignored). Default: one generated then and kept in the state."
   type        = string
   default     = null
   sensitive   = true
