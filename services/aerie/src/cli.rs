@@ -271,6 +271,53 @@ pub struct AdminTokenArgs {
     pub admin_token: Option<String>,
 }
 
+/// A first account and its account API key, chosen by whoever starts the
+/// server: for tools (Terraform's aerie-host module) that start it and then
+/// provision through its API, with no person to sign up in between.
+#[derive(Args, Debug, Clone)]
+pub struct BootstrapArgs {
+    /// Make sure this email has an account (made without a usable password
+    /// when new) holding the key of --bootstrap-account-key-file or
+    /// AERIE_BOOTSTRAP_ACCOUNT_KEY; the same settings at the next start
+    /// change nothing.
+    #[arg(long, env = "AERIE_BOOTSTRAP_ACCOUNT")]
+    pub bootstrap_account: Option<String>,
+    /// File holding the bootstrap account's API key: aerie_acct_ and at
+    /// least 32 random letters and digits.
+    #[arg(long, env = "AERIE_BOOTSTRAP_ACCOUNT_KEY_FILE")]
+    pub bootstrap_account_key_file: Option<PathBuf>,
+    /// The key itself (prefer the variable AERIE_BOOTSTRAP_ACCOUNT_KEY or the
+    /// file: flags show in `ps`); --bootstrap-account-key-file wins.
+    #[arg(long, env = "AERIE_BOOTSTRAP_ACCOUNT_KEY", hide_env_values = true)]
+    pub bootstrap_account_key: Option<String>,
+}
+
+impl BootstrapArgs {
+    /// (email, key) when a bootstrap account is asked for; one without the
+    /// other is an error.
+    pub fn resolve(&self) -> anyhow::Result<Option<(String, String)>> {
+        let key = match (&self.bootstrap_account_key_file, &self.bootstrap_account_key) {
+            (Some(path), _) => Some(std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the bootstrap account key file {} (--bootstrap-account-key-file): {e}",
+                    path.display()
+                )
+            })?),
+            (None, key) => key.clone(),
+        };
+        match (&self.bootstrap_account, key) {
+            (Some(email), Some(key)) => Ok(Some((email.clone(), key))),
+            (None, None) => Ok(None),
+            (Some(_), None) => anyhow::bail!(
+                "--bootstrap-account needs its key: --bootstrap-account-key-file or AERIE_BOOTSTRAP_ACCOUNT_KEY"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "a bootstrap account key is given without --bootstrap-account (the account's email)"
+            ),
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     /// Make a new active signing key; the old one keeps verifying its tokens
@@ -471,6 +518,8 @@ pub struct ServeArgs {
     pub auth_rate: AuthRateArgs,
     #[command(flatten)]
     pub admin: AdminTokenArgs,
+    #[command(flatten)]
+    pub bootstrap: BootstrapArgs,
     /// `iss` of the tokens the control plane mints (default: http://<--http>).
     #[arg(long, env = "AERIE_ISSUER")]
     pub issuer: Option<String>,

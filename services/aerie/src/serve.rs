@@ -22,6 +22,7 @@ const DIRECTORY_REFRESH: Duration = Duration::from_secs(1);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let admin_token = args.admin.resolve()?;
+    let bootstrap = args.bootstrap.resolve()?;
     crate::node::raise_nofile_limit();
     let signal = shutdown_signal()?;
     let metrics = crate::telemetry::init_metrics()?;
@@ -53,6 +54,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.shown.console_dir.clone(),
     )
     .await?;
+
+    if let Some((email, key)) = bootstrap {
+        aerie_control::bootstrap::bootstrap_account(control.store(), &email, &key)
+            .await
+            .context("--bootstrap-account")?;
+    }
 
     let store = aerie_store::FjallStore::open(&args.data_dir.join("store")).with_context(|| {
         format!(

@@ -4,6 +4,7 @@
 //! Layout:
 //! - `api`: the handlers (thin: extract, call the store, map) and their DTOs,
 //!   one module per resource (accounts, tenants, api_keys, tokens);
+//! - `bootstrap`: a deployment's first account API key, chosen by whoever starts it;
 //! - `broker`: the `BrokerPort` trait, the broker as the REST API sees it;
 //! - `console`: the built web console, served on every path the API does not own;
 //! - `auth`: passwords (Argon2id), API keys, and the `Principal` extractor
@@ -26,6 +27,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bootstrap;
 pub mod broker;
 pub mod console;
 pub mod cookie;

@@ -141,7 +141,8 @@ impl Shared {
             error(
                 diags,
                 "the aerie provider is not configured",
-                "",
+                "Its `endpoint` or `token` was not known when Terraform configured it (they come \
+                 from a resource not applied yet): what needs the API must wait for that resource.",
                 AttributePath::root(),
             );
         }

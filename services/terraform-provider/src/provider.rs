@@ -122,6 +122,14 @@ impl Provider for AerieProvider {
         _terraform_version: String,
         config: ProviderConfig,
     ) -> Option<()> {
+        // Unknown until an earlier resource is applied (a server the same
+        // configuration starts, e.g. infra/terraform/modules/aerie-host):
+        // Terraform plans with this and configures the provider again, with
+        // the values known, before it applies anything of it. A plan that
+        // needs the API meanwhile gets "not configured".
+        if matches!(config.endpoint, Value::Unknown) || matches!(config.token, Value::Unknown) {
+            return Some(());
+        }
         let endpoint = setting(diags, config.endpoint, "endpoint", "AERIE_ENDPOINT");
         let token = setting(diags, config.token, "token", "AERIE_TOKEN");
         let (endpoint, token) = (endpoint?, token?);

@@ -14,21 +14,7 @@ use std::path::Path;
 
 use aerie_e2e::idp::IdpKey;
 use serde_json::json;
-use support::{Workspace, account, shared_server};
-
-/// Copies the suites' directory (files and module folders) into `to`.
-fn copy_suites(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_suites(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
-}
+use support::{Workspace, account, copy_dir, shared_server};
 
 /// `terraform test` of the suites in tests/tftest/`dir`, in `tf`, with
 /// `vars`: its output (it must pass).
@@ -36,7 +22,7 @@ fn run_suites(dir: &str, tf: &Workspace, vars: &serde_json::Value) -> String {
     let suites = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/tftest")
         .join(dir);
-    copy_suites(&suites, tf.dir.path());
+    copy_dir(&suites, tf.dir.path());
     std::fs::write(tf.dir.path().join("vars.tfvars.json"), vars.to_string()).unwrap();
     // No `terraform init`: the provider comes from dev_overrides, and each
     // suite's directory is a root module (init would ask the registry).

@@ -92,20 +92,17 @@ impl Workspace {
 
     /// `terraform args…` in this directory, with `env` set besides.
     pub fn terraform_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new("nice");
-        cmd.args(["-n", "19", "terraform"])
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("TF_CLI_CONFIG_FILE", self.dir.path().join("cli.tfrc"))
-            .env("TF_IN_AUTOMATION", "1")
-            .env("CHECKPOINT_DISABLE", "1")
-            .env("AERIE_TOKEN", &self.key)
-            .env("AERIE_ENDPOINT", &self.endpoint)
-            // As a developer's shell may have it: no backtrace may reach a diagnostic.
-            .env("RUST_BACKTRACE", "1")
-            .env_remove("TF_LOG");
-        cmd.envs(env.iter().copied());
-        cmd.output().expect("terraform runs (1.11 on PATH)")
+        let signed_in = [
+            ("AERIE_TOKEN", self.key.as_str()),
+            ("AERIE_ENDPOINT", &self.endpoint),
+        ];
+        let env: Vec<_> = signed_in.iter().chain(env).copied().collect();
+        terraform(
+            self.dir.path(),
+            &self.dir.path().join("cli.tfrc"),
+            args,
+            &env,
+        )
     }
 
     pub fn terraform(&self, args: &[&str]) -> Output {
@@ -114,15 +111,7 @@ impl Workspace {
 
     /// Runs `terraform args…` and asserts success; its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.terraform(args);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "terraform {args:?}: {}\nstdout: {stdout}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
+        succeeded(args, self.terraform(args))
     }
 
     pub fn apply(&self) -> String {
@@ -156,5 +145,56 @@ impl Workspace {
 
     pub fn output(&self, name: &str) -> Value {
         serde_json::from_str(&self.ok(&["output", "-json", "-no-color", name])).unwrap()
+    }
+}
+
+/// `terraform args…` in `dir` with the CLI config `cli_config`, `env` set
+/// besides, and nothing of the caller's Terraform or Aerie settings.
+pub fn terraform(dir: &Path, cli_config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("nice");
+    cmd.args(["-n", "19", "terraform"])
+        .args(args)
+        .current_dir(dir)
+        .env("TF_CLI_CONFIG_FILE", cli_config)
+        .env("TF_IN_AUTOMATION", "1")
+        .env("CHECKPOINT_DISABLE", "1")
+        // As a developer's shell may have it: no backtrace may reach a diagnostic.
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("TF_LOG")
+        .env_remove("AERIE_TOKEN")
+        .env_remove("AERIE_ENDPOINT");
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("terraform runs (1.11 on PATH)")
+}
+
+/// Asserts that `terraform args…` succeeded; its stdout.
+pub fn succeeded(args: &[&str], out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "terraform {args:?}: {}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Copies the directory `from` (files and folders) into `to`, leaving out
+/// what a run of Terraform there leaves behind (`.terraform`, state, lock
+/// file, the example's aerie-data).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.') || name.starts_with("terraform.tfstate") || name == "aerie-data" {
+            continue;
+        }
+        let target = to.join(&name);
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
     }
 }

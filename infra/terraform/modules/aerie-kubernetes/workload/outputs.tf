@@ -1,0 +1,3 @@
+output "service_name" {
+  value = kubernetes_service_v1.this.metadata[0].name
+}
