@@ -398,3 +398,152 @@ async fn clean_start_clients_write_nothing_to_the_sessions_bucket() {
     s.disconnect().await;
     wait_keys(&kv, &[key("kept-b")]).await;
 }
+
+/// Consumers on `stream`, as the nats-server monitoring endpoint counts them.
+fn consumers_on(stream: &str) -> u64 {
+    let body = aerie_e2e::http::send(
+        NatsServer::shared().monitor,
+        "GET",
+        "/jsz?accounts=true&streams=true&consumers=1",
+        &[],
+        "",
+    )
+    .body;
+    let jsz: serde_json::Value = serde_json::from_str(&body).expect("/jsz is JSON");
+    jsz["account_details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+        .filter(|s| s["name"] == stream)
+        .map(|s| {
+            s["consumer_detail"]
+                .as_array()
+                .map_or(0, |c| c.len() as u64)
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_thousand_sessions_resuming_hold_no_more_consumers_than_resume_at_once_and_none_after() {
+    const SESSIONS: usize = 1000;
+    const FILTERS: usize = 10;
+    const AT_ONCE: usize = 25;
+    use futures_util::StreamExt;
+    let c = Cluster::start();
+    let (t, token) = c
+        .lifted_tenant("thousand@example.com", json!({"connections": 5000}))
+        .await;
+    let kv = bucket(&c).await;
+    // 1,000 persistent sessions of 10 subscriptions each, gone offline on A.
+    futures_util::stream::iter(0..SESSIONS)
+        .map(|i| {
+            let (gateway, token) = (&c.a, &token);
+            async move {
+                let (mut s, _) = resume(gateway, &format!("t{i}"), token, PERSISTENT).await;
+                let options = aerie_proto::SubscriptionOptions {
+                    qos: QoS::AtLeastOnce,
+                    ..Default::default()
+                };
+                s.send(Packet::Subscribe(aerie_proto::Subscribe {
+                    packet_id: 1,
+                    filters: (0..FILTERS)
+                        .map(|k| (format!("th/{i}/{k}").into(), options))
+                        .collect(),
+                    properties: Default::default(),
+                }))
+                .await;
+                match s.recv().await {
+                    Some(Packet::SubAck(ack)) => assert_eq!(ack.reasons.len(), FILTERS),
+                    other => panic!("t{i}: {other:?}"),
+                }
+                s.disconnect().await;
+            }
+        })
+        .buffer_unordered(AT_ONCE)
+        .collect::<Vec<()>>()
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while keys(&kv).await.len() < SESSIONS {
+        assert!(
+            Instant::now() < deadline,
+            "{} records",
+            keys(&kv).await.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Each was sent a message while offline: every resume replays.
+    let (mut p, _) = c.b.connect_v5("thousand-publisher", &token).await;
+    for i in 0..SESSIONS {
+        let id = u16::try_from(i + 1).expect("small");
+        let topic = format!("th/{i}/{}", i % FILTERS);
+        let acked = p
+            .publish_acked(
+                &topic,
+                format!("to t{i}").as_bytes(),
+                QoS::AtLeastOnce,
+                false,
+                id,
+            )
+            .await;
+        assert_eq!(acked, ReasonCode::SUCCESS);
+    }
+    p.disconnect().await;
+    let stream = format!("{}_log_{}", c.prefix, t.id);
+
+    // All resume on B, AT_ONCE at a time, while /jsz is read.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let sampler = async {
+        let mut most = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            let stream = stream.clone();
+            let n = tokio::task::spawn_blocking(move || consumers_on(&stream))
+                .await
+                .expect("sampled");
+            most = most.max(n);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        most
+    };
+    let resumes = async {
+        futures_util::stream::iter(0..SESSIONS)
+            .map(|i| {
+                let (gateway, token) = (&c.b, &token);
+                async move {
+                    let (mut s, present) =
+                        resume(gateway, &format!("t{i}"), token, PERSISTENT).await;
+                    assert!(present, "t{i}");
+                    match s.recv_within(Duration::from_secs(10)).await {
+                        Ok(Some(Packet::Publish(p))) => {
+                            assert_eq!(p.payload, format!("to t{i}").as_bytes());
+                            s.ack(&p).await;
+                        }
+                        other => panic!("t{i} replayed {other:?}"),
+                    }
+                    s.disconnect().await;
+                }
+            })
+            .buffer_unordered(AT_ONCE)
+            .collect::<Vec<()>>()
+            .await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let (most, ()) = futures_util::join!(sampler, resumes);
+    eprintln!("at most {most} consumers on the log while {AT_ONCE} sessions resumed at once");
+    assert!(
+        (1..=AT_ONCE as u64).contains(&most),
+        "at most {most} consumers on the log while {AT_ONCE} sessions resumed at once"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = consumers_on(&stream);
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} consumers left on the log"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
