@@ -306,7 +306,9 @@ pub async fn start(kind: &Kind, persistence: bool) -> anyhow::Result<Running> {
     let mut saved_in = None;
     let (name, cmd) = match kind {
         Kind::External(addr) => return Ok(Running::new(*addr, *addr, None, Vec::new(), dir)),
-        Kind::AerieCluster => return crate::cluster::start(dir).await,
+        Kind::AerieCluster => {
+            return crate::cluster::start(dir, crate::cluster::nats_servers(persistence)).await;
+        }
         Kind::Aerie | Kind::AerieTenants(_) => {
             let mut cmd = Command::new(std::env::current_exe()?);
             cmd.arg("serve");

@@ -47,9 +47,7 @@ pub fn skipped(scenario: crate::Scenario) -> Option<String> {
     use crate::Scenario::*;
     match scenario {
         Idle10k | Idle50k => Some("measured embedded only".into()),
-        // Order 7 makes persistent sessions durable on JetStream.
-        FanInQos1Persistent => Some("sessions not durable on NATS yet".into()),
-        FanInQos0 | FanInQos1 | FanOut | Latency | Soak => nats_server_path()
+        FanInQos0 | FanInQos1 | FanInQos1Persistent | FanOut | Latency | Soak => nats_server_path()
             .is_none()
             .then(|| "nats-server not installed".into()),
     }
@@ -66,25 +64,70 @@ pub struct Gateways {
     pub nats_monitor: SocketAddr,
 }
 
-/// Starts the cluster in `dir`, provisions the tenant, and returns once both
+/// How many NATS servers the cluster runs: three (every stream and bucket
+/// R3, as in production) where the scenario is about durability, else one.
+pub fn nats_servers(persistence: bool) -> usize {
+    if persistence { 3 } else { 1 }
+}
+
+/// Starts `servers` nats-servers with JetStream (routed into one cluster
+/// when more than one); their processes, the client URL list for the
+/// gateways, and the first one's monitoring address.
+async fn start_nats(
+    root: &std::path::Path,
+    servers: usize,
+) -> anyhow::Result<(Vec<Process>, String, SocketAddr)> {
+    const NAMES: [&str; 3] = ["nats-server-1", "nats-server-2", "nats-server-3"];
+    let nats_bin = nats_server_path().context("nats-server is not installed")?;
+    let ports: Vec<(u16, SocketAddr, u16)> = (0..servers.min(NAMES.len()))
+        .map(|_| Ok((free_port()?, loopback()?, free_port()?)))
+        .collect::<anyhow::Result<_>>()?;
+    let routes = ports
+        .iter()
+        .map(|(_, _, route)| format!("nats://127.0.0.1:{route}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut processes = Vec::new();
+    for (i, (port, monitor, route)) in ports.iter().enumerate() {
+        let mut cmd = Command::new(&nats_bin);
+        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-m", &monitor.port().to_string()])
+            .args(["-n", NAMES[i]])
+            .arg("-sd")
+            .arg(root.join(NAMES[i]));
+        if ports.len() > 1 {
+            cmd.args(["--cluster_name", "aerie-bench"])
+                .args(["--cluster", &format!("nats://127.0.0.1:{route}")])
+                .args(["--routes", &routes]);
+        }
+        processes.push(Process::spawn(NAMES[i], cmd, root)?);
+    }
+    // A cluster is ready once JetStream is current on every server (its
+    // meta leader elected, the routes up): a gateway connected before that
+    // counts fewer servers and makes its streams with fewer copies.
+    let healthz = if ports.len() > 1 {
+        "/healthz"
+    } else {
+        "/healthz?js-enabled-only=true"
+    };
+    for (process, (_, monitor, _)) in processes.iter_mut().zip(&ports) {
+        wait_ok(process, &format!("http://{monitor}{healthz}")).await?;
+    }
+    let urls = ports
+        .iter()
+        .map(|(port, _, _)| format!("nats://127.0.0.1:{port}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok((processes, urls, ports[0].1))
+}
+
+/// Starts the cluster in `dir` on `servers` NATS servers
+/// ([`nats_servers`]), provisions the tenant, and returns once both
 /// gateways accept its token with the lifted limits. What it started is
 /// killed if any step fails.
-pub async fn start(dir: tempfile::TempDir) -> anyhow::Result<Running> {
+pub async fn start(dir: tempfile::TempDir, servers: usize) -> anyhow::Result<Running> {
     let root = dir.path().to_owned();
-    let nats_bin = nats_server_path().context("nats-server is not installed")?;
-    let (nats_port, monitor) = (free_port()?, loopback()?);
-    let mut cmd = Command::new(nats_bin);
-    cmd.args(["-js", "-a", "127.0.0.1", "-p", &nats_port.to_string()])
-        .args(["-m", &monitor.port().to_string()])
-        .arg("-sd")
-        .arg(root.join("nats"));
-    let mut nats = Process::spawn("nats-server", cmd, &root)?;
-    wait_ok(
-        &mut nats,
-        &format!("http://{monitor}/healthz?js-enabled-only=true"),
-    )
-    .await?;
-    let nats_url = format!("nats://127.0.0.1:{nats_port}");
+    let (nats, nats_url, monitor) = start_nats(&root, servers).await?;
 
     let control_http = loopback()?;
     let mut cmd = aerie("control")?;
@@ -106,7 +149,8 @@ pub async fn start(dir: tempfile::TempDir) -> anyhow::Result<Running> {
     wait_ok(&mut b, &format!("http://{b_http}/readyz")).await?;
 
     // Gateway A first: the measured process (memory, descriptors).
-    let processes = vec![a, b, control, nats];
+    let mut processes = vec![a, b, control];
+    processes.extend(nats);
     let mut running = Running::new(a_mqtt, b_mqtt, Some(a_http), processes, dir);
     running.gateways = Some(Gateways {
         a: a_http,
@@ -158,9 +202,36 @@ pub async fn crossed(gateways: Gateways) -> anyhow::Result<String> {
         );
     }
     let slow = varz_count(gateways.nats_monitor, "slow_consumers").await;
+    let copies = stream_copies(gateways.nats_monitor).await;
     Ok(format!(
-        "gateway A sent {sent:.0} to NATS ({dropped:.0} dropped); by the end of the load NATS had taken in {nats_at_end} messages (all subjects) and gateway B received {at_end:.0}, {received:.0} once settled, and delivered {delivered_on_b:.0}; NATS slow consumers: {slow}"
+        "gateway A sent {sent:.0} to NATS ({dropped:.0} dropped); by the end of the load NATS had taken in {nats_at_end} messages (all subjects) and gateway B received {at_end:.0}, {received:.0} once settled, and delivered {delivered_on_b:.0}; NATS slow consumers: {slow}; JetStream streams by copies: {copies}"
     ))
+}
+
+/// How many copies JetStream keeps of each stream (`/jsz`), as
+/// `copies×streams` pairs: what the durability figures stand on.
+async fn stream_copies(monitor: SocketAddr) -> String {
+    let jsz = async {
+        let url = format!("http://{monitor}/jsz?accounts=true&streams=true");
+        let jsz: serde_json::Value = http_get(&url).await?.json().await?;
+        let mut by_copies = std::collections::BTreeMap::<u64, usize>::new();
+        for account in jsz["account_details"].as_array().into_iter().flatten() {
+            for stream in account["stream_detail"].as_array().into_iter().flatten() {
+                // The leader's copy and its replicas'.
+                let replicas = stream["cluster"]["replicas"].as_array().map_or(0, Vec::len);
+                let copies = 1 + replicas as u64;
+                *by_copies.entry(copies).or_default() += 1;
+            }
+        }
+        anyhow::Ok(
+            by_copies
+                .iter()
+                .map(|(copies, n)| format!("R{copies}×{n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    };
+    jsz.await.unwrap_or_else(|e| format!("? ({e:#})"))
 }
 
 /// A count from nats-server's `/varz` (`in_msgs`, `slow_consumers`: the
@@ -301,13 +372,15 @@ mod tests {
     use crate::Scenario;
 
     #[test]
-    fn the_memory_and_persistent_session_rows_say_why_the_cluster_skips_them() {
+    fn the_memory_rows_say_why_the_cluster_skips_them_and_persistence_runs_on_three_servers() {
         for idle in [Scenario::Idle10k, Scenario::Idle50k] {
             assert_eq!(skipped(idle).as_deref(), Some("measured embedded only"));
         }
         assert_eq!(
-            skipped(Scenario::FanInQos1Persistent).as_deref(),
-            Some("sessions not durable on NATS yet")
+            skipped(Scenario::FanInQos1Persistent),
+            skipped(Scenario::FanInQos1),
+            "measured wherever nats-server is"
         );
+        assert_eq!((nats_servers(true), nats_servers(false)), (3, 1));
     }
 }

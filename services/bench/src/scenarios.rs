@@ -335,7 +335,12 @@ async fn persistent_fan_in(broker: &Running, opts: &Options) -> anyhow::Result<V
     load.finish().await?;
     let h = clock.histogram.lock().clone();
     let store = match (store0, store1) {
-        (Some((c0, o0)), Some((c1, o1))) => format!(
+        // A gateway keeps nothing itself: what it appended to JetStream.
+        (Some((_, _, a0)), Some((_, _, a1))) if a1 > a0 => format!(
+            "; message log: {:.0} appends acknowledged by JetStream over warm-up and measurement",
+            a1 - a0
+        ),
+        (Some((c0, o0, _)), Some((c1, o1, _))) => format!(
             "; store: {:.0} commits, {:.0} ops over warm-up and measurement",
             c1 - c0,
             o1 - o0
@@ -361,14 +366,16 @@ async fn persistent_fan_in(broker: &Running, opts: &Options) -> anyhow::Result<V
     Ok(vec![Value::Number(rate), us(0.5), us(0.99)])
 }
 
-/// (commits, ops) the store has made so far, from /metrics (Aerie only;
-/// before its first commit the histogram is not exported yet: 0).
-async fn store_commits(broker: &Running) -> Option<(f64, f64)> {
+/// (commits, ops) the store has made so far, and (a gateway) the appends
+/// its message log had acknowledged, from /metrics (Aerie only; before the
+/// first the metric is not exported yet: 0).
+async fn store_commits(broker: &Running) -> Option<(f64, f64, f64)> {
     let text = broker.metrics().await.ok()??;
     let read = |name| report::metric(&text, name).unwrap_or(0.0);
     Some((
         read("aerie_store_batch_ops_count"),
         read("aerie_store_batch_ops_sum"),
+        read("aerie_message_log_appends_total"),
     ))
 }
 
