@@ -203,11 +203,18 @@ async fn wait_for_record(nats: &NatsCluster, prefix: &str, key: &str) {
     }
 }
 
-#[tokio::test]
-async fn a_publisher_whose_gateway_is_killed_resends_elsewhere_and_the_session_gets_every_acknowledged_message_qos_2_once()
- {
-    const TOTAL: u16 = 600;
-    const WINDOW: usize = 16;
+/// A 3-node NATS cluster, a control plane and three ready gateways, a
+/// tenant whose limits do not get in the way, and a token all accept.
+struct Shape {
+    nats: NatsCluster,
+    prefix: String,
+    _control: Control,
+    gateways: Vec<Gateway>,
+    tenant: String,
+    token: String,
+}
+
+async fn shape() -> Shape {
     let nats = NatsCluster::start();
     let prefix = unique_prefix();
     let control = Control::start(&nats.urls(), &prefix, &[]);
@@ -228,13 +235,36 @@ async fn a_publisher_whose_gateway_is_killed_resends_elsewhere_and_the_session_g
     for g in &gateways {
         g.wait_accepts(&token).await;
     }
+    Shape {
+        nats,
+        prefix,
+        _control: control,
+        gateways,
+        tenant: t.id,
+        token,
+    }
+}
+
+#[tokio::test]
+async fn a_publisher_whose_gateway_is_killed_resends_elsewhere_and_the_session_gets_every_acknowledged_message_qos_2_once()
+ {
+    const TOTAL: u16 = 600;
+    const WINDOW: usize = 16;
+    let Shape {
+        nats,
+        prefix,
+        _control,
+        mut gateways,
+        tenant: tenant_id,
+        token,
+    } = shape().await;
 
     // The subscriber's persistent session lives on A, offline.
     let (mut sink, _) = connect(&gateways[0], "sink", &token, true).await;
     let ack = sink.subscribe(1, "eo/#", QoS::ExactlyOnce).await;
     assert_eq!(ack.reasons, vec![ReasonCode::GRANTED_QOS_2]);
     sink.disconnect().await;
-    wait_for_record(&nats, &prefix, &format!("{}.sink", t.id)).await;
+    wait_for_record(&nats, &prefix, &format!("{tenant_id}.sink")).await;
 
     // The publisher on A, until A is killed at a random point.
     let (mut c, _) = connect(&gateways[0], "publisher", &token, true).await;
@@ -304,4 +334,60 @@ async fn a_publisher_whose_gateway_is_killed_resends_elsewhere_and_the_session_g
         .map(|(payload, _)| payload)
         .collect();
     assert!(twice.is_empty(), "QoS 2 delivered twice: {twice:?}");
+}
+
+#[tokio::test]
+async fn a_subscriber_whose_gateway_is_killed_gets_its_unacknowledged_deliveries_again_elsewhere() {
+    let Shape {
+        nats,
+        prefix,
+        _control,
+        mut gateways,
+        tenant: tenant_id,
+        token,
+    } = shape().await;
+    let (mut reader, _) = connect(&gateways[0], "reader", &token, true).await;
+    let ack = reader.subscribe(1, "unacked/#", QoS::AtLeastOnce).await;
+    assert_eq!(ack.reasons, vec![ReasonCode::GRANTED_QOS_1]);
+    wait_for_record(&nats, &prefix, &format!("{tenant_id}.reader")).await;
+    let (mut publisher, _) = connect(&gateways[1], "writer", &token, true).await;
+    let mut send = async |topic: &str, payload: &str, id: u16| {
+        let acked = publisher
+            .publish_acked(topic, payload.as_bytes(), QoS::AtLeastOnce, false, id)
+            .await;
+        assert_eq!(acked, ReasonCode::SUCCESS);
+    };
+    // Five the reader gets and never acknowledges...
+    for i in 0..5u16 {
+        send("unacked/old", &format!("old{i}"), i + 1).await;
+    }
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let p = reader.recv_publish().await;
+        got.push(String::from_utf8_lossy(&p.payload).into_owned());
+    }
+    // ...then, well after them, five it acknowledges: the session's record
+    // on A moves its replay cursor on (written every second).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for i in 0..5u16 {
+        send("unacked/new", &format!("new{i}"), i + 6).await;
+    }
+    for _ in 0..5 {
+        let p = reader.recv_publish().await;
+        reader.ack(&p).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    gateways[0].kill9();
+
+    let (mut reader, present) = connect(&gateways[2], "reader", &token, false).await;
+    assert!(present, "the session resumed on C");
+    let mut again = Vec::new();
+    while let Ok(Some(Packet::Publish(p))) = reader.recv_within(Duration::from_secs(3)).await {
+        reader.ack(&p).await;
+        again.push(String::from_utf8_lossy(&p.payload).into_owned());
+    }
+    for i in 0..5 {
+        let old = format!("old{i}");
+        assert!(again.contains(&old), "{old} not delivered again: {again:?}");
+    }
 }

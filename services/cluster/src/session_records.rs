@@ -8,7 +8,9 @@
 //!   which a resume replays the tenant's message log (`message_log.rs`).
 //! - **The cursor** is the last moment this node saw the session hold no
 //!   unacknowledged delivery (nothing queued; detached: nothing in flight),
-//!   minus [`MARGIN`] for backbone transit and clock skew between nodes. A
+//!   minus [`MARGIN`] for backbone transit and clock skew between nodes,
+//!   and never later than the oldest delivery its attached client has not
+//!   acknowledged (`Session::in_flight_for`), minus the same margin. A
 //!   wall-clock time, not a log sequence, because live deliveries cross the
 //!   backbone without theirs. Every message the session had not had by
 //!   then was published after it, so a replay from it misses none; it
@@ -545,6 +547,14 @@ async fn put(kv: &kv::Store, held: &mut HashMap<String, Held>, session: &Arc<Ses
     // last moved: an idle session's record is not written every tick.
     if h.cursor_ms == 0 || session.caught_up_since_asked() {
         h.cursor_ms = now.saturating_sub(MARGIN.as_millis() as u64);
+    }
+    // Never past a delivery its client has not acknowledged: a replay
+    // from the cursor must send it again.
+    if let Some(age) = session.in_flight_for(tokio::time::Instant::now()) {
+        let since = now.saturating_sub(age.as_millis() as u64);
+        h.cursor_ms = h
+            .cursor_ms
+            .min(since.saturating_sub(MARGIN.as_millis() as u64));
     }
     let attached = session.is_attached();
     let record = Record {

@@ -106,6 +106,15 @@ impl FlightState {
             .is_some_and(|w| w.outbound.contains_key(&packet_id))
     }
 
+    /// When this node received the message of the oldest flight still
+    /// waiting for PUBACK or PUBREC (a released one's client has it).
+    pub fn oldest_unacknowledged(&self) -> Option<tokio::time::Instant> {
+        self.in_order().find_map(|(_, f)| match f {
+            OutFlight::Publish(d) => Some(d.message.received_at),
+            OutFlight::Released => None,
+        })
+    }
+
     /// Flights in send order.
     pub fn in_order(&self) -> impl Iterator<Item = (u16, &OutFlight)> {
         self.windows.iter().flat_map(|w| {

@@ -131,6 +131,14 @@ impl SessionState {
 /// sessions rather than 16 bytes in each.
 static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
+/// `t` as milliseconds after [`EPOCH`] plus one (0: `None`), for an atomic.
+fn since_epoch(t: Option<Instant>) -> u64 {
+    t.map_or(0, |t| {
+        let ms = t.saturating_duration_since(*EPOCH).as_millis();
+        u64::try_from(ms).unwrap_or(u64::MAX - 1) + 1
+    })
+}
+
 pub struct Session {
     pub id: u64,
     pub tenant: Arc<str>,
@@ -143,6 +151,12 @@ pub struct Session {
     /// take: milliseconds after [`EPOCH`] plus one, 0 while nothing waits.
     /// An atomic, as the connection moves it once per write.
     socket_waiting_since: AtomicU64,
+    /// When this node received the oldest message the attached connection
+    /// sent and its client has not acknowledged: milliseconds after
+    /// [`EPOCH`] plus one, 0 while none is. Moved by the connection once
+    /// per batch; read by the session record's writer (scale-out), whose
+    /// replay cursor must not pass it.
+    in_flight_since: AtomicU64,
 }
 
 impl std::fmt::Debug for Session {
@@ -173,6 +187,7 @@ impl Session {
             }),
             wake: Wake::default(),
             socket_waiting_since: AtomicU64::new(0),
+            in_flight_since: AtomicU64::new(0),
         }
     }
 
@@ -276,11 +291,8 @@ impl Session {
     /// The connection's word on its socket: `Some(t)`: bytes wait to be
     /// written and the socket last took some at `t`; `None`: nothing waits.
     pub fn set_socket_waiting(&self, since: Option<Instant>) {
-        let ms = since.map_or(0, |t| {
-            let ms = t.saturating_duration_since(*EPOCH).as_millis();
-            u64::try_from(ms).unwrap_or(u64::MAX - 1) + 1
-        });
-        self.socket_waiting_since.store(ms, Ordering::Relaxed);
+        self.socket_waiting_since
+            .store(since_epoch(since), Ordering::Relaxed);
     }
 
     /// How long bytes have waited for the attached connection's socket
@@ -289,6 +301,22 @@ impl Session {
         match self.socket_waiting_since.load(Ordering::Relaxed) {
             0 => Duration::ZERO,
             ms => now.saturating_duration_since(*EPOCH + Duration::from_millis(ms - 1)),
+        }
+    }
+
+    /// The connection's word on its in-flight window: `Some(t)`: the oldest
+    /// message its client has not acknowledged reached this node at `t`.
+    pub fn set_in_flight_since(&self, since: Option<Instant>) {
+        self.in_flight_since
+            .store(since_epoch(since), Ordering::Relaxed);
+    }
+
+    /// How long ago the oldest message the attached connection's client has
+    /// not acknowledged reached this node (None: nothing in flight).
+    pub fn in_flight_for(&self, now: Instant) -> Option<Duration> {
+        match self.in_flight_since.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(now.saturating_duration_since(*EPOCH + Duration::from_millis(ms - 1))),
         }
     }
 

@@ -603,6 +603,10 @@ impl Conn {
             }
             self.pump();
             loop {
+                // How far back the client's unacknowledged deliveries go: a
+                // session record kept off the node replays from there.
+                self.session
+                    .set_in_flight_since(self.flight.oldest_unacknowledged());
                 socket.observe(
                     self.config.slow_consumer_timeout,
                     Instant::now,
