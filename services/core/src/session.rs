@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use aerie_proto::{QoS, ReasonCode, SubscriptionOptions, Will};
@@ -131,14 +131,6 @@ impl SessionState {
 /// sessions rather than 16 bytes in each.
 static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
-/// `t` as milliseconds after [`EPOCH`] plus one (0: `None`), for an atomic.
-fn since_epoch(t: Option<Instant>) -> u64 {
-    t.map_or(0, |t| {
-        let ms = t.saturating_duration_since(*EPOCH).as_millis();
-        u64::try_from(ms).unwrap_or(u64::MAX - 1) + 1
-    })
-}
-
 pub struct Session {
     pub id: u64,
     pub tenant: Arc<str>,
@@ -148,15 +140,45 @@ pub struct Session {
     /// Wakes the attached connection: new deliveries, or a kick.
     wake: Wake,
     /// Since when the attached connection has had bytes its socket does not
-    /// take: milliseconds after [`EPOCH`] plus one, 0 while nothing waits.
-    /// An atomic, as the connection moves it once per write.
-    socket_waiting_since: AtomicU64,
+    /// take (10 ms units). An atomic, as the connection moves it once per
+    /// write.
+    socket_waiting_since: Stamp<10>,
     /// When this node received the oldest message the attached connection
-    /// sent and its client has not acknowledged: milliseconds after
-    /// [`EPOCH`] plus one, 0 while none is. Moved by the connection once
-    /// per batch; read by the session record's writer (scale-out), whose
-    /// replay cursor must not pass it.
-    in_flight_since: AtomicU64,
+    /// sent and its client has not acknowledged (1 s units). Moved by the connection once per batch; read
+    /// by the session record's writer (scale-out), whose replay cursor must
+    /// not pass it.
+    in_flight_since: Stamp<1000>,
+}
+
+/// An optional moment in 32 bits (a session is in every connection:
+/// `size_tests`): whole `UNIT_MS` units after [`EPOCH`], wrapping, plus one;
+/// 0 for none. The age it gives is right for ages below 2³² units.
+struct Stamp<const UNIT_MS: u64>(AtomicU32);
+
+impl<const UNIT_MS: u64> Stamp<UNIT_MS> {
+    const fn none() -> Self {
+        Stamp(AtomicU32::new(0))
+    }
+
+    fn units(t: Instant) -> u32 {
+        // Wrapping on purpose: only differences are read.
+        (t.saturating_duration_since(*EPOCH).as_millis() as u64 / UNIT_MS) as u32
+    }
+
+    fn set(&self, t: Option<Instant>) {
+        let raw = t.map_or(0, |t| Self::units(t).wrapping_add(1).max(1));
+        self.0.store(raw, Ordering::Relaxed);
+    }
+
+    fn age(&self, now: Instant) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            raw => {
+                let units = Self::units(now).wrapping_sub(raw - 1);
+                Some(Duration::from_millis(u64::from(units) * UNIT_MS))
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -186,8 +208,8 @@ impl Session {
                 ..SessionState::default()
             }),
             wake: Wake::default(),
-            socket_waiting_since: AtomicU64::new(0),
-            in_flight_since: AtomicU64::new(0),
+            socket_waiting_since: Stamp::none(),
+            in_flight_since: Stamp::none(),
         }
     }
 
@@ -291,33 +313,29 @@ impl Session {
     /// The connection's word on its socket: `Some(t)`: bytes wait to be
     /// written and the socket last took some at `t`; `None`: nothing waits.
     pub fn set_socket_waiting(&self, since: Option<Instant>) {
-        self.socket_waiting_since
-            .store(since_epoch(since), Ordering::Relaxed);
+        self.socket_waiting_since.set(since);
     }
 
     /// How long bytes have waited for the attached connection's socket
     /// without it taking any (zero while nothing waits).
     pub fn socket_stalled_for(&self, now: Instant) -> Duration {
-        match self.socket_waiting_since.load(Ordering::Relaxed) {
-            0 => Duration::ZERO,
-            ms => now.saturating_duration_since(*EPOCH + Duration::from_millis(ms - 1)),
-        }
+        self.socket_waiting_since.age(now).unwrap_or_default()
     }
 
     /// The connection's word on its in-flight window: `Some(t)`: the oldest
     /// message its client has not acknowledged reached this node at `t`.
     pub fn set_in_flight_since(&self, since: Option<Instant>) {
-        self.in_flight_since
-            .store(since_epoch(since), Ordering::Relaxed);
+        self.in_flight_since.set(since);
     }
 
     /// How long ago the oldest message the attached connection's client has
-    /// not acknowledged reached this node (None: nothing in flight).
+    /// not acknowledged reached this node, or a little more (never less);
+    /// None: nothing in flight.
     pub fn in_flight_for(&self, now: Instant) -> Option<Duration> {
-        match self.in_flight_since.load(Ordering::Relaxed) {
-            0 => None,
-            ms => Some(now.saturating_duration_since(*EPOCH + Duration::from_millis(ms - 1))),
-        }
+        // Both ends are rounded down to whole seconds: one more covers it.
+        self.in_flight_since
+            .age(now)
+            .map(|age| age + Duration::from_secs(1))
     }
 
     /// Resolves after the session's connection next drains its queue.
@@ -1126,6 +1144,23 @@ mod tests {
 
 #[cfg(test)]
 mod size_tests {
+    use std::time::Duration;
+
+    #[test]
+    fn a_stamp_gives_the_age_of_its_moment_in_its_units() {
+        let stamp = super::Stamp::<1000>::none();
+        assert_eq!(stamp.age(tokio::time::Instant::now()), None);
+        let now = tokio::time::Instant::now() + Duration::from_secs(10);
+        stamp.set(Some(now - Duration::from_secs(3)));
+        let age = stamp.age(now).expect("set");
+        assert!(
+            (Duration::from_secs(2)..=Duration::from_secs(3)).contains(&age),
+            "{age:?}"
+        );
+        stamp.set(None);
+        assert_eq!(stamp.age(now), None);
+    }
+
     /// A session is in every connection, online or not: 240 bytes keep
     /// its allocation (with the `Arc`'s counts) in the allocator's 256-byte
     /// class, where 241 would take 320.
