@@ -1,13 +1,16 @@
 //! Which gateways are alive: each node puts its own key into the bucket
 //! `<prefix>_nodes` every [`HEARTBEAT`], and the bucket forgets a key
 //! [`NODE_TTL`] after its last put (the bucket's `max_age`). A node killed
-//! without a word is gone from it within that time.
+//! without a word is gone from it within that time. Each node also answers
+//! on its own subject `<prefix>.alive.<node>`, so that a node missing from
+//! the bucket can be confirmed gone ([`Nodes::gone`]): NATS answers "no
+//! responders" once its connection is closed.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 
 use async_nats::jetstream::{self, kv};
 use tokio_util::sync::CancellationToken;
@@ -15,9 +18,17 @@ use tokio_util::sync::CancellationToken;
 use crate::kv_cas::open_bucket;
 
 /// How often a node says it is alive.
-pub const HEARTBEAT: Duration = Duration::from_secs(2);
-/// How long a node counts as alive after it last said so.
-pub const NODE_TTL: Duration = Duration::from_secs(8);
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a node counts as alive after it last said so: five missed
+/// heartbeats. Short enough that survivors publish a dead node's wills
+/// within 10 s after their delay (`survivors.rs`: this, plus their 1 s
+/// look, plus the time to publish), long enough that a node slowed for a
+/// few seconds is not declared dead (and survivors ask it before acting).
+pub const NODE_TTL: Duration = Duration::from_secs(5);
+/// How long the list of live nodes may take to arrive.
+const ALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a node asked whether it is still there may take to answer.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// This node's name in the cluster: the `--node-id` plus a per-process
 /// suffix, so a gateway restarted under the same id is a new node (what
@@ -40,6 +51,8 @@ pub(crate) fn bucket(prefix: &str) -> String {
 pub struct Nodes {
     kv: kv::Store,
     me: Arc<str>,
+    client: async_nats::Client,
+    prefix: Arc<str>,
 }
 
 impl Nodes {
@@ -62,15 +75,43 @@ impl Nodes {
             replicas,
         )
         .await;
-        Nodes { kv, me }
+        Nodes {
+            kv,
+            me,
+            client: js.client(),
+            prefix: Arc::from(prefix),
+        }
+    }
+
+    /// The subject `node` answers on while it lives.
+    fn ping_subject(&self, node: &str) -> String {
+        format!("{}.alive.{node}", self.prefix)
     }
 
     pub fn me(&self) -> &Arc<str> {
         &self.me
     }
 
-    /// Says this node is alive now, and then every [`HEARTBEAT`] until `stop`.
+    /// Says this node is alive now, and then every [`HEARTBEAT`] until `stop`;
+    /// answers on its own subject meanwhile.
     pub async fn spawn_heartbeat(&self, stop: CancellationToken) {
+        match self.client.subscribe(self.ping_subject(&self.me)).await {
+            Ok(mut pings) => {
+                let (client, stop) = (self.client.clone(), stop.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let ping = tokio::select! {
+                            p = pings.next() => match p { Some(p) => p, None => break },
+                            () = stop.cancelled() => break,
+                        };
+                        if let Some(reply) = ping.reply {
+                            let _ = client.publish(reply, bytes::Bytes::new()).await;
+                        }
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot answer on this node's subject"),
+        }
         self.beat().await;
         let nodes = self.clone();
         tokio::spawn(async move {
@@ -102,9 +143,22 @@ impl Nodes {
                 .await
                 .map_err(|e| e.to_string())
         };
-        tokio::time::timeout(HEARTBEAT, keys)
+        tokio::time::timeout(ALIVE_TIMEOUT, keys)
             .await
             .unwrap_or_else(|_| Err("no answer in time".to_owned()))
+    }
+
+    /// Whether `node` is gone for certain: asked on its subject, NATS says
+    /// nobody listens there (its connection is closed). A node that
+    /// answers, or an answer that does not come, says no.
+    pub async fn gone(&self, node: &str) -> bool {
+        let ask = self
+            .client
+            .request(self.ping_subject(node), bytes::Bytes::new());
+        match tokio::time::timeout(PING_TIMEOUT, ask).await {
+            Ok(Err(e)) => e.kind() == async_nats::client::RequestErrorKind::NoResponders,
+            Ok(Ok(_)) | Err(_) => false,
+        }
     }
 
     /// Whether `node` said it was alive within [`NODE_TTL`]. An error

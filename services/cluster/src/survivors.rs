@@ -1,0 +1,469 @@
+//! What a dead gateway left undone, done by the gateways that live: the
+//! wills of its connections published (`wills.rs` keeps them) and its
+//! persistent sessions expired.
+//!
+//! - **A death**: every [`SCAN`], each node lists the live nodes
+//!   (`nodes.rs`); one it saw before and that is missing now is asked on
+//!   its own subject, and only NATS's "no responders" (its connection is
+//!   closed) declares it dead. It died no later than the last time this
+//!   node saw its key: delays and expiries are counted from then, so a will
+//!   is never published early, and at most [`crate::nodes::NODE_TTL`] plus
+//!   a scan late. Nodes that died while no survivor watched (found in the
+//!   buckets, alive neither at a [`RESCAN`] nor at the one before) are
+//!   handled by the live node whose name sorts first, from the first
+//!   rescan that missed them.
+//! - **Its wills**: each will it kept is published after its delay (at
+//!   most its session's expiry) through this node's core, so it is routed
+//!   over the backbone and appended to the tenant's log like any PUBLISH.
+//!   **Exactly once**, even when survivors race: each deletes the will's
+//!   key at the revision it read, and only the one whose delete succeeded
+//!   publishes (a survivor killed between its delete and its publish loses
+//!   the will: at most once, never twice). A client that connected again
+//!   meanwhile (its owner key names another node) cancels the will, as
+//!   MQTT 5 §3.1.2.5 says; its new connection removes or replaces it too.
+//! - **Its persistent sessions** (owner keys naming it, `owners.rs`): the
+//!   record in `<prefix>_sessions` is purged once its expiry has passed
+//!   since the death (or since the session's detach, if it was detached
+//!   before), at the revision read, so a resume meanwhile (which rewrote
+//!   it) wins; the owner key goes with it (at its revision), rather than at
+//!   the next sweep of `stale_owners.rs`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aerie_core::Broker;
+use aerie_core::store::unix_ms_now;
+use async_nats::jetstream::{self, kv};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::kv_cas::{CasError, open_bucket, purge_at_revision};
+use crate::kv_key::id_of;
+use crate::nodes::Nodes;
+use crate::owners::{NatsOwners, Owner};
+use crate::stale_owners::current;
+use crate::wills::{self, Kept, KvWills};
+
+/// How often a node looks for dead nodes and for what is due.
+pub const SCAN: Duration = Duration::from_secs(1);
+/// How often the first live node looks through the buckets for nodes that
+/// died while no survivor watched.
+pub const RESCAN: Duration = Duration::from_secs(30);
+/// A dead node is forgotten this long after its death (its wills and
+/// sessions are long done by then).
+const FORGET_AFTER_MS: u64 = 24 * 3600 * 1000;
+
+/// Nodes found dead by this node.
+pub const DEAD_NODES_TOTAL: &str = "aerie_cluster_dead_nodes_total";
+/// Wills of dead nodes published by this node.
+pub const WILLS_PUBLISHED_TOTAL: &str = "aerie_cluster_wills_published_by_survivors_total";
+/// Wills of dead nodes another survivor published first (or a new
+/// connection replaced): this node did nothing.
+pub const WILL_RACES_LOST_TOTAL: &str = "aerie_cluster_will_races_lost_total";
+/// Persistent sessions of dead nodes expired by this node.
+pub const SESSIONS_EXPIRED_TOTAL: &str = "aerie_cluster_sessions_expired_by_survivors_total";
+
+/// What of a session record a survivor reads (`session_records.rs`).
+#[derive(Deserialize)]
+struct RecordExpiry {
+    expiry: u32,
+    /// Set when the session was detached (Unix ms).
+    #[serde(default)]
+    expires_at_ms: Option<u64>,
+}
+
+/// Something of a dead node's to do once due.
+enum Task {
+    /// Publish this will (read at the revision scheduled).
+    Will(Box<Kept>),
+    /// Purge the session record; the owner key too, at this revision.
+    Session { owner_revision: u64 },
+}
+
+struct Pending {
+    revision: u64,
+    due_ms: u64,
+    task: Task,
+}
+
+/// Whether a due task is done (or must be tried again at the next scan).
+enum Outcome {
+    Done,
+    Retry,
+}
+
+/// The buckets a survivor reads and the core it publishes through.
+pub struct Survivors {
+    nodes: Nodes,
+    wills: kv::Store,
+    owners: kv::Store,
+    sessions: kv::Store,
+    broker: Broker,
+}
+
+impl Survivors {
+    /// Opens the session records' bucket too (made by `session_records.rs`
+    /// if this node opened it first).
+    pub async fn open(
+        js: &jetstream::Context,
+        prefix: &str,
+        nodes: Nodes,
+        owners: &NatsOwners,
+        wills: &KvWills,
+        broker: Broker,
+        replicas: usize,
+    ) -> Survivors {
+        let sessions = open_bucket(
+            js,
+            kv::Config {
+                bucket: crate::session_records::bucket(prefix),
+                history: 1,
+                ..Default::default()
+            },
+            replicas,
+        )
+        .await;
+        Survivors {
+            nodes,
+            wills: wills.kv().clone(),
+            owners: owners.kv().clone(),
+            sessions,
+            broker,
+        }
+    }
+
+    /// Every [`SCAN`] until `stop`: finds dead nodes, and does what is due.
+    pub fn spawn(self, stop: CancellationToken) {
+        tokio::spawn(async move {
+            let mut watch = Watch::new(self.nodes.me().clone());
+            let mut pending: HashMap<String, Pending> = HashMap::new();
+            let mut tick = tokio::time::interval(SCAN);
+            let mut last_rescan = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stop.cancelled() => break,
+                }
+                // NATS not answering, or this node's own key not showing:
+                // nothing is known dead.
+                let Ok(alive) = self.nodes.alive().await else {
+                    continue;
+                };
+                if !alive.contains(watch.me()) {
+                    continue;
+                }
+                let now = unix_ms_now();
+                let mut dead = HashMap::new();
+                for (node, seen) in watch.missing(&alive, now) {
+                    if self.nodes.gone(&node).await {
+                        metrics::counter!(DEAD_NODES_TOTAL).increment(1);
+                        tracing::info!(%node, "a gateway is gone; its wills and sessions are taken care of here");
+                        watch.declare_dead(&node, seen);
+                        dead.insert(node, seen);
+                    }
+                }
+                let rescan = last_rescan.elapsed() >= RESCAN && watch.first(&alive);
+                if rescan {
+                    last_rescan = tokio::time::Instant::now();
+                }
+                if !dead.is_empty() || rescan {
+                    let scanned = self
+                        .scan(&mut watch, dead, rescan.then_some(&alive), &mut pending)
+                        .await;
+                    if let Err(error) = scanned {
+                        tracing::warn!(%error, "cannot read what dead gateways left");
+                    }
+                }
+                self.run_due(&mut pending).await;
+            }
+        });
+    }
+
+    /// Schedules the wills and sessions of the `dead` nodes (with a rescan,
+    /// of every node the buckets name that is not `alive`).
+    async fn scan(
+        &self,
+        watch: &mut Watch,
+        mut dead: HashMap<Arc<str>, u64>,
+        rescan: Option<&HashSet<Arc<str>>>,
+        pending: &mut HashMap<String, Pending>,
+    ) -> Result<(), String> {
+        let wills = current(&self.wills).await?;
+        let owners = current(&self.owners).await?;
+        let kept: Vec<(kv::Entry, Kept)> = wills
+            .into_iter()
+            .filter_map(|e| Kept::decode(&e.value).map(|k| (e, k)))
+            .collect();
+        let owned: Vec<(kv::Entry, Owner)> = owners
+            .into_iter()
+            .filter_map(|e| Owner::decode(&e.value).map(|o| (e, o)))
+            .collect();
+        if let Some(alive) = rescan {
+            let named: HashSet<Arc<str>> = kept
+                .iter()
+                .map(|(_, k)| k.node.clone())
+                .chain(owned.iter().map(|(_, o)| o.node.clone()))
+                .collect();
+            let now = unix_ms_now();
+            watch.forget(now);
+            for node in named {
+                if alive.contains(&node) {
+                    continue;
+                }
+                if let Some(&died) = watch.dead.get(&node) {
+                    dead.insert(node, died);
+                } else if let Some(died) = watch.unknown(&node, now)
+                    && self.nodes.gone(&node).await
+                {
+                    metrics::counter!(DEAD_NODES_TOTAL).increment(1);
+                    tracing::info!(%node, "a gateway that died unwatched left wills or sessions; taken care of here");
+                    watch.declare_dead(&node, died);
+                    dead.insert(node, died);
+                }
+            }
+        }
+        for (entry, kept) in kept {
+            let Some(&died) = dead.get(&kept.node) else {
+                continue;
+            };
+            let due_ms = died + u64::from(kept.delay()) * 1000;
+            schedule(pending, entry.key, entry.revision, due_ms, || {
+                Task::Will(Box::new(kept))
+            });
+        }
+        for (owner, o) in owned {
+            if !dead.contains_key(&o.node) {
+                continue;
+            }
+            let died = dead[&o.node];
+            let record = match self.sessions.entry(owner.key.as_str()).await {
+                Ok(Some(e)) if e.operation == kv::Operation::Put => e,
+                Ok(_) => continue,
+                Err(e) => return Err(e.to_string()),
+            };
+            let Ok(r) = serde_json::from_slice::<RecordExpiry>(&record.value) else {
+                continue;
+            };
+            let due_ms = match r.expires_at_ms {
+                Some(at) => at,
+                None if r.expiry == u32::MAX => continue,
+                None => died + u64::from(r.expiry) * 1000,
+            };
+            let owner_revision = owner.revision;
+            schedule(
+                pending,
+                session_task_key(&owner.key),
+                record.revision,
+                due_ms,
+                || Task::Session { owner_revision },
+            );
+        }
+        Ok(())
+    }
+
+    /// Does every pending task that is due.
+    async fn run_due(&self, pending: &mut HashMap<String, Pending>) {
+        let now = unix_ms_now();
+        let due: Vec<String> = pending
+            .iter()
+            .filter(|(_, p)| p.due_ms <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for task_key in due {
+            let Some(p) = pending.remove(&task_key) else {
+                continue;
+            };
+            let outcome = match &p.task {
+                Task::Will(kept) => self.publish_will(&task_key, p.revision, kept).await,
+                Task::Session { owner_revision } => {
+                    let key = task_key.strip_prefix(SESSION_TASK).unwrap_or(&task_key);
+                    self.expire_session(key, p.revision, *owner_revision).await
+                }
+            };
+            if matches!(outcome, Outcome::Retry) {
+                pending.insert(task_key, p);
+            }
+        }
+    }
+
+    /// Publishes the will at `key` if this node wins it.
+    async fn publish_will(&self, key: &str, revision: u64, kept: &Kept) -> Outcome {
+        let Some((tenant, client_id)) = ids(key) else {
+            tracing::warn!(%key, "a will under a key that names no client; left alone");
+            return Outcome::Done;
+        };
+        // The client connected again elsewhere: that cancelled the will.
+        match self.owners.entry(key).await {
+            Ok(Some(e))
+                if e.operation == kv::Operation::Put
+                    && Owner::decode(&e.value).is_some_and(|o| o.node != kept.node) =>
+            {
+                if purge_at_revision(&self.wills, key, revision).await.is_ok() {
+                    metrics::counter!(wills::CANCELLED_TOTAL).increment(1);
+                    tracing::info!(%tenant, %client_id, "a dead gateway's will is cancelled: its client connected again");
+                }
+                return Outcome::Done;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%tenant, %client_id, %error, "cannot read a session owner; the will waits");
+                return Outcome::Retry;
+            }
+        }
+        match purge_at_revision(&self.wills, key, revision).await {
+            Ok(()) => {
+                self.broker
+                    .tenant(&tenant)
+                    .publish_kept_will(kept.will.clone());
+                metrics::counter!(WILLS_PUBLISHED_TOTAL).increment(1);
+                tracing::info!(%tenant, %client_id, node = %kept.node, topic = %kept.will.topic, "published the will of a dead gateway's client");
+                Outcome::Done
+            }
+            Err(CasError::Conflict) => {
+                metrics::counter!(WILL_RACES_LOST_TOTAL).increment(1);
+                tracing::debug!(%tenant, %client_id, "a dead gateway's will was taken by another survivor");
+                Outcome::Done
+            }
+            Err(CasError::Failed(error)) => {
+                tracing::warn!(%tenant, %client_id, %error, "cannot take a dead gateway's will; trying again");
+                Outcome::Retry
+            }
+        }
+    }
+
+    /// Purges the session record at `key` (and its owner key) if both are
+    /// still as read.
+    async fn expire_session(&self, key: &str, revision: u64, owner_revision: u64) -> Outcome {
+        let (tenant, client_id) = ids(key).unwrap_or_default();
+        match purge_at_revision(&self.sessions, key, revision).await {
+            Ok(()) => {
+                metrics::counter!(SESSIONS_EXPIRED_TOTAL).increment(1);
+                tracing::info!(%tenant, %client_id, "expired a dead gateway's persistent session");
+                // Still the dead node's claim: nobody holds the id now.
+                let _ = purge_at_revision(&self.owners, key, owner_revision).await;
+                Outcome::Done
+            }
+            Err(CasError::Conflict) => {
+                tracing::debug!(%tenant, %client_id, "a dead gateway's session was resumed meanwhile");
+                Outcome::Done
+            }
+            Err(CasError::Failed(error)) => {
+                tracing::warn!(%tenant, %client_id, %error, "cannot expire a dead gateway's session; trying again");
+                Outcome::Retry
+            }
+        }
+    }
+}
+
+/// Session tasks share the map with wills (whose task key is the KV key).
+const SESSION_TASK: &str = "session:";
+
+fn session_task_key(key: &str) -> String {
+    format!("{SESSION_TASK}{key}")
+}
+
+/// Schedules a task unless the same one (same key and revision) is.
+fn schedule(
+    pending: &mut HashMap<String, Pending>,
+    task_key: String,
+    revision: u64,
+    due_ms: u64,
+    task: impl FnOnce() -> Task,
+) {
+    if pending
+        .get(&task_key)
+        .is_some_and(|p| p.revision == revision)
+    {
+        return;
+    }
+    pending.insert(
+        task_key,
+        Pending {
+            revision,
+            due_ms,
+            task: task(),
+        },
+    );
+}
+
+/// The tenant and client id of a key `<tenant>.<client id>`.
+fn ids(key: &str) -> Option<(String, String)> {
+    let (tenant, client_id) = key.split_once('.')?;
+    Some((id_of(tenant)?, id_of(client_id)?))
+}
+
+/// What this node knows of other nodes' lives (times are Unix ms).
+struct Watch {
+    me: Arc<str>,
+    /// When each node was last seen alive.
+    last_seen: HashMap<Arc<str>, u64>,
+    /// Dead nodes, and when they died at the latest.
+    dead: HashMap<Arc<str>, u64>,
+    /// Nodes never seen alive, named in the buckets: since when.
+    absent_since: HashMap<Arc<str>, u64>,
+}
+
+impl Watch {
+    fn new(me: Arc<str>) -> Watch {
+        Watch {
+            me,
+            last_seen: HashMap::new(),
+            dead: HashMap::new(),
+            absent_since: HashMap::new(),
+        }
+    }
+
+    fn me(&self) -> &Arc<str> {
+        &self.me
+    }
+
+    /// With the nodes `alive` at `now`: the nodes seen alive before and
+    /// missing now, with when they were last seen (they stay candidates
+    /// until declared dead).
+    fn missing(&mut self, alive: &HashSet<Arc<str>>, now: u64) -> Vec<(Arc<str>, u64)> {
+        for node in alive {
+            self.last_seen.insert(node.clone(), now);
+            self.absent_since.remove(node);
+            // Declared dead, yet back: a partition, not a death.
+            self.dead.remove(node);
+        }
+        self.last_seen
+            .iter()
+            .filter(|(n, _)| !alive.contains(*n))
+            .map(|(n, seen)| (n.clone(), *seen))
+            .collect()
+    }
+
+    /// `node` is dead, since `died` at the latest: it is no longer a
+    /// candidate.
+    fn declare_dead(&mut self, node: &Arc<str>, died: u64) {
+        self.last_seen.remove(node);
+        self.absent_since.remove(node);
+        self.dead.insert(node.clone(), died);
+    }
+
+    /// A node never seen alive, missing at `now`: when it died at the
+    /// latest, once it was missing at a rescan before this one too.
+    fn unknown(&mut self, node: &Arc<str>, now: u64) -> Option<u64> {
+        if self.last_seen.contains_key(node) {
+            return None;
+        }
+        let since = *self.absent_since.entry(node.clone()).or_insert(now);
+        let apart = (RESCAN - SCAN).as_millis() as u64;
+        (now.saturating_sub(since) >= apart).then_some(since)
+    }
+
+    /// Whether this node sorts first of the live ones (it rescans).
+    fn first(&self, alive: &HashSet<Arc<str>>) -> bool {
+        alive.iter().min() == Some(&self.me)
+    }
+
+    /// Forgets nodes dead for long, and absences no longer named.
+    fn forget(&mut self, now: u64) {
+        self.dead
+            .retain(|_, died| now.saturating_sub(*died) < FORGET_AFTER_MS);
+        self.absent_since
+            .retain(|_, since| now.saturating_sub(*since) < FORGET_AFTER_MS);
+    }
+}

@@ -1,0 +1,422 @@
+//! [`KvWills`]: the wills of this node's connections, kept in the KV bucket
+//! `<prefix>_wills` (key `<tenant>.<client id>`, tokens as `kv_key.rs`), so
+//! that a surviving gateway publishes them if this one dies
+//! (`survivors.rs`).
+//!
+//! - **Written** when a connection with a will attaches (any session, clean
+//!   or persistent), before its CONNACK (bounded by [`CONNECT_WAIT`]): the
+//!   will as an MQTT 5 PUBLISH, its delay, the session expiry that bounds
+//!   the delay, and this node's incarnation. A plain put: the newest
+//!   connection of a client id is the one whose will stands, and its write
+//!   cancels a will an older connection left waiting (MQTT 5 §3.1.2.5).
+//! - **Removed** when the will stops standing here: published by this node,
+//!   discarded (a normal DISCONNECT, a shutdown), or its session ended; at
+//!   the revision this node wrote, so a later connection's will stays. A
+//!   connection without a will removes what this node kept for its client
+//!   id and, when its claim took the id over from another node, that
+//!   node's will too (read first: a client that never had one costs no
+//!   write).
+//! - One task writes in the order asked, so a connection's removal never
+//!   overtakes its write.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aerie_core::Session;
+use aerie_core::message::codec;
+use aerie_core::seams::{BoxFuture, Claim, Wills};
+use aerie_proto::{Packet, ProtocolVersion, Publish, PublishProperties, QoS, Will, WillProperties};
+use async_nats::jetstream::{self, kv};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::kv_cas::{CasError, open_bucket, purge_at_revision};
+use crate::kv_key::token;
+
+/// Wills written at CONNECT.
+pub const KEPT_TOTAL: &str = "aerie_cluster_wills_kept_total";
+/// Wills removed by the node that kept them (published or discarded there).
+pub const REMOVED_TOTAL: &str = "aerie_cluster_wills_removed_total";
+/// Wills of another node removed by a connection that took its client id
+/// over (the new connection cancels them).
+pub const CANCELLED_TOTAL: &str = "aerie_cluster_wills_cancelled_total";
+/// Writes and removals NATS did not take (or not in time).
+pub const FAILURES_TOTAL: &str = "aerie_cluster_will_failures_total";
+
+/// The longest a CONNECT waits for its will to be kept; past it the
+/// connection goes on (availability first) and the will is kept later.
+pub const CONNECT_WAIT: Duration = Duration::from_secs(1);
+/// The longest a shutdown waits for the removals queued by its closing
+/// connections.
+const FLUSH_WAIT: Duration = Duration::from_secs(3);
+
+/// The bucket of wills.
+pub fn bucket(prefix: &str) -> String {
+    format!("{prefix}_wills")
+}
+
+/// The key of `client_id`'s will in `tenant` (the same as its owner's and
+/// its session record's).
+pub fn key(tenant: &str, client_id: &str) -> String {
+    format!("{}.{}", token(tenant), token(client_id))
+}
+
+/// A will as the bucket keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kept {
+    /// The incarnation of the node whose connection it is.
+    pub node: Arc<str>,
+    /// The session expiry interval of that connection: the will's delay is
+    /// at most this (MQTT 5 §3.1.3.2.2).
+    pub expiry: u32,
+    pub will: Will,
+}
+
+/// The format byte of [`Kept::encode`].
+const FORMAT: u8 = 1;
+
+impl Kept {
+    /// The seconds after its connection closed that the will is published.
+    pub fn delay(&self) -> u32 {
+        self.will
+            .properties
+            .will_delay_interval
+            .unwrap_or(0)
+            .min(self.expiry)
+    }
+
+    /// `u8 format | u32 expiry | u32 will delay | u16 node length | node |
+    /// the will as an MQTT 5 PUBLISH` (our codec round-trips every
+    /// property a will can carry).
+    pub fn encode(&self) -> Bytes {
+        let w = &self.will;
+        let p = &w.properties;
+        let publish = Packet::Publish(Publish {
+            dup: false,
+            qos: w.qos,
+            retain: w.retain,
+            topic: w.topic.clone(),
+            packet_id: (w.qos != QoS::AtMostOnce).then_some(1),
+            payload: w.payload.clone(),
+            properties: PublishProperties {
+                payload_format_indicator: p.payload_format_indicator,
+                message_expiry_interval: p.message_expiry_interval,
+                topic_alias: None,
+                response_topic: p.response_topic.clone(),
+                correlation_data: p.correlation_data.clone(),
+                user_properties: p.user_properties.clone(),
+                subscription_identifiers: Vec::new(),
+                content_type: p.content_type.clone(),
+            },
+        });
+        let mut out = BytesMut::with_capacity(16 + self.node.len() + w.payload.len());
+        out.put_u8(FORMAT);
+        out.put_u32(self.expiry);
+        out.put_u32(p.will_delay_interval.unwrap_or(0));
+        out.put_u16(self.node.len() as u16);
+        out.put_slice(self.node.as_bytes());
+        // A will the decoder accepted in a CONNECT always encodes.
+        let _ = aerie_proto::encode(&publish, ProtocolVersion::V5, &mut out);
+        out.freeze()
+    }
+
+    /// [`Kept::encode`] undone; None if `value` is not one.
+    pub fn decode(mut value: &[u8]) -> Option<Kept> {
+        if value.len() < 11 || value.get_u8() != FORMAT {
+            return None;
+        }
+        let expiry = value.get_u32();
+        let delay = value.get_u32();
+        let node_len = usize::from(value.get_u16());
+        let node = std::str::from_utf8(value.get(..node_len)?).ok()?;
+        let p = codec::decode_publish(&value[node_len..]).ok()?;
+        let props = p.properties;
+        Some(Kept {
+            node: Arc::from(node),
+            expiry,
+            will: Will {
+                topic: p.topic,
+                payload: p.payload,
+                qos: p.qos,
+                retain: p.retain,
+                properties: WillProperties {
+                    will_delay_interval: (delay > 0).then_some(delay),
+                    payload_format_indicator: props.payload_format_indicator,
+                    message_expiry_interval: props.message_expiry_interval,
+                    content_type: props.content_type,
+                    response_topic: props.response_topic,
+                    correlation_data: props.correlation_data,
+                    user_properties: props.user_properties,
+                },
+            },
+        })
+    }
+}
+
+/// What the writer task is asked to do, in order.
+enum Op {
+    Connected {
+        key: String,
+        connection: u64,
+        /// The encoded will, if the connection has one.
+        kept: Option<Bytes>,
+        took_over: bool,
+        done: oneshot::Sender<()>,
+    },
+    Ended {
+        key: String,
+        connection: Option<u64>,
+    },
+    Flush(oneshot::Sender<()>),
+}
+
+/// A will this node wrote: the revision of its write, and whose it is.
+struct Held {
+    revision: u64,
+    connection: u64,
+}
+
+/// Wills kept in NATS KV (the scale-out shape's `Wills`).
+pub struct KvWills {
+    kv: kv::Store,
+    node: Arc<str>,
+    ops: mpsc::UnboundedSender<Op>,
+}
+
+impl KvWills {
+    /// Opens (or makes) the bucket; waits for NATS as long as it takes.
+    /// `node` is this node's incarnation (`nodes::incarnation`).
+    pub async fn open(
+        js: &jetstream::Context,
+        prefix: &str,
+        node: Arc<str>,
+        replicas: usize,
+    ) -> Arc<KvWills> {
+        let kv = open_bucket(
+            js,
+            kv::Config {
+                bucket: bucket(prefix),
+                description: "Aerie: the standing wills of each gateway's connections".into(),
+                history: 1,
+                ..Default::default()
+            },
+            replicas,
+        )
+        .await;
+        let (ops, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write(kv.clone(), node.clone(), rx));
+        Arc::new(KvWills { kv, node, ops })
+    }
+
+    /// The bucket (for the survivors' reads).
+    pub(crate) fn kv(&self) -> &kv::Store {
+        &self.kv
+    }
+
+    /// Waits (bounded) until what was asked so far is written: at shutdown,
+    /// before this node stops saying it is alive, so that survivors do not
+    /// publish the wills its closing connections discarded.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.ops.send(Op::Flush(tx)).is_ok()
+            && tokio::time::timeout(FLUSH_WAIT, rx).await.is_err()
+        {
+            tracing::warn!("the wills of closing connections were not all removed in time");
+        }
+    }
+}
+
+impl Wills for KvWills {
+    fn connected(
+        &self,
+        session: &Arc<Session>,
+        connection: u64,
+        will: Option<&Will>,
+        expiry: u32,
+        claim: Claim,
+    ) -> BoxFuture<()> {
+        let kept = will.map(|w| {
+            Kept {
+                node: self.node.clone(),
+                expiry,
+                will: w.clone(),
+            }
+            .encode()
+        });
+        let waits = kept.is_some();
+        let (done, written) = oneshot::channel();
+        let _ = self.ops.send(Op::Connected {
+            key: key(&session.tenant, &session.client_id),
+            connection,
+            kept,
+            took_over: claim == Claim::TookOver,
+            done,
+        });
+        Box::pin(async move {
+            // Only a will is waited for: a removal changes nothing the
+            // client can see from its CONNACK.
+            if waits && tokio::time::timeout(CONNECT_WAIT, written).await.is_err() {
+                metrics::counter!(FAILURES_TOTAL).increment(1);
+                tracing::warn!(
+                    "a will was not kept in time; the connection goes on without waiting"
+                );
+            }
+        })
+    }
+
+    fn ended(&self, tenant: &Arc<str>, client_id: &Arc<str>, connection: Option<u64>) {
+        let _ = self.ops.send(Op::Ended {
+            key: key(tenant, client_id),
+            connection,
+        });
+    }
+}
+
+/// Writes and removes wills in the order asked.
+async fn write(kv: kv::Store, node: Arc<str>, mut ops: mpsc::UnboundedReceiver<Op>) {
+    let mut held: HashMap<String, Held> = HashMap::new();
+    while let Some(op) = ops.recv().await {
+        match op {
+            Op::Connected {
+                key,
+                connection,
+                kept: Some(value),
+                done,
+                ..
+            } => {
+                match kv.put(key.as_str(), value).await {
+                    Ok(revision) => {
+                        metrics::counter!(KEPT_TOTAL).increment(1);
+                        held.insert(
+                            key,
+                            Held {
+                                revision,
+                                connection,
+                            },
+                        );
+                    }
+                    Err(error) => {
+                        metrics::counter!(FAILURES_TOTAL).increment(1);
+                        tracing::warn!(%key, %error, "cannot keep a will off this node");
+                        held.remove(&key);
+                    }
+                }
+                let _ = done.send(());
+            }
+            Op::Connected {
+                key,
+                kept: None,
+                took_over,
+                done,
+                ..
+            } => {
+                let _ = done.send(());
+                if let Some(h) = held.remove(&key) {
+                    remove(&kv, &key, h.revision).await;
+                } else if took_over {
+                    cancel_elsewhere(&kv, &node, &key).await;
+                }
+            }
+            Op::Ended { key, connection } => {
+                let ours = held
+                    .get(&key)
+                    .is_some_and(|h| connection.is_none_or(|c| c == h.connection));
+                if ours && let Some(h) = held.remove(&key) {
+                    remove(&kv, &key, h.revision).await;
+                }
+            }
+            Op::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// Removes this node's will at `key` if it is still at `revision`.
+async fn remove(kv: &kv::Store, key: &str, revision: u64) {
+    match purge_at_revision(kv, key, revision).await {
+        Ok(()) => metrics::counter!(REMOVED_TOTAL).increment(1),
+        // A later connection (maybe on another node) wrote it since.
+        Err(CasError::Conflict) => {}
+        Err(CasError::Failed(error)) => {
+            metrics::counter!(FAILURES_TOTAL).increment(1);
+            tracing::warn!(%key, %error, "cannot remove a will kept off this node");
+        }
+    }
+}
+
+/// A connection without a will took `key`'s client id over from another
+/// node: a will that node kept, still waiting for its delay, is cancelled.
+async fn cancel_elsewhere(kv: &kv::Store, me: &str, key: &str) {
+    let entry = match kv.entry(key).await {
+        Ok(Some(e)) if e.operation == kv::Operation::Put => e,
+        Ok(_) => return,
+        Err(error) => {
+            metrics::counter!(FAILURES_TOTAL).increment(1);
+            tracing::warn!(%key, %error, "cannot read a will to cancel it");
+            return;
+        }
+    };
+    if Kept::decode(&entry.value).is_some_and(|k| &*k.node == me) {
+        return;
+    }
+    match purge_at_revision(kv, key, entry.revision).await {
+        Ok(()) => metrics::counter!(CANCELLED_TOTAL).increment(1),
+        Err(CasError::Conflict) => {}
+        Err(CasError::Failed(error)) => {
+            metrics::counter!(FAILURES_TOTAL).increment(1);
+            tracing::warn!(%key, %error, "cannot cancel another gateway's will");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn will(delay: Option<u32>) -> Will {
+        Will {
+            topic: "status/dev-1".into(),
+            payload: Bytes::from_static(b"offline \x00\xff"),
+            qos: QoS::ExactlyOnce,
+            retain: true,
+            properties: WillProperties {
+                will_delay_interval: delay,
+                payload_format_indicator: Some(0),
+                message_expiry_interval: Some(60),
+                content_type: Some("text/plain".into()),
+                response_topic: Some("reply/here".into()),
+                correlation_data: Some(Bytes::from_static(b"\x01\x02")),
+                user_properties: vec![("k".into(), "v".into())],
+            },
+        }
+    }
+
+    #[test]
+    fn a_kept_will_reads_back_with_every_property() {
+        for delay in [None, Some(3)] {
+            let kept = Kept {
+                node: Arc::from("gw-a-0000beef"),
+                expiry: 300,
+                will: will(delay),
+            };
+            assert_eq!(Kept::decode(&kept.encode()), Some(kept));
+        }
+        assert_eq!(Kept::decode(b""), None);
+        assert_eq!(Kept::decode(b"\x09garbage-garbage"), None);
+    }
+
+    #[test]
+    fn the_delay_is_bounded_by_the_session_expiry() {
+        let kept = |delay, expiry| Kept {
+            node: Arc::from("n"),
+            expiry,
+            will: will(delay),
+        };
+        assert_eq!(kept(Some(30), 300).delay(), 30);
+        assert_eq!(kept(Some(30), 5).delay(), 5, "the session ends first");
+        assert_eq!(kept(Some(30), 0).delay(), 0, "a clean session: at once");
+        assert_eq!(kept(None, 300).delay(), 0);
+    }
+}
