@@ -467,3 +467,64 @@ impl Watch {
             .retain(|_, since| now.saturating_sub(*since) < FORGET_AFTER_MS);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(names: &[&str]) -> HashSet<Arc<str>> {
+        names.iter().map(|n| Arc::from(*n)).collect()
+    }
+
+    #[test]
+    fn a_node_seen_then_missing_died_no_later_than_it_was_last_seen() {
+        let mut watch = Watch::new(Arc::from("gw-b"));
+        assert!(watch.missing(&nodes(&["gw-a", "gw-b"]), 1_000).is_empty());
+        assert!(watch.missing(&nodes(&["gw-a", "gw-b"]), 2_000).is_empty());
+        let missing = watch.missing(&nodes(&["gw-b"]), 3_000);
+        assert_eq!(missing, vec![(Arc::from("gw-a"), 2_000)]);
+        // Not confirmed gone yet: asked again at the next look.
+        assert_eq!(watch.missing(&nodes(&["gw-b"]), 4_000).len(), 1);
+        watch.declare_dead(&Arc::from("gw-a"), 2_000);
+        assert!(
+            watch.missing(&nodes(&["gw-b"]), 5_000).is_empty(),
+            "dead once"
+        );
+        assert_eq!(watch.dead.get("gw-a"), Some(&2_000));
+        // Back after all (a partition): alive again, not dead.
+        watch.missing(&nodes(&["gw-a", "gw-b"]), 6_000);
+        assert!(!watch.dead.contains_key("gw-a"));
+    }
+
+    #[test]
+    fn a_node_never_seen_alive_is_dead_only_when_a_rescan_before_missed_it_too() {
+        let mut watch = Watch::new(Arc::from("gw-b"));
+        let gone: Arc<str> = Arc::from("gw-x");
+        let t0 = 100_000;
+        assert_eq!(watch.unknown(&gone, t0), None, "first missed now");
+        assert_eq!(watch.unknown(&gone, t0 + 1_000), None);
+        let rescan = t0 + RESCAN.as_millis() as u64;
+        assert_eq!(
+            watch.unknown(&gone, rescan),
+            Some(t0),
+            "dead since first missed"
+        );
+        // A node this one saw alive is never judged this way.
+        watch.missing(&nodes(&["gw-b", "gw-y"]), rescan);
+        assert_eq!(watch.unknown(&Arc::from("gw-y"), rescan + 60_000), None);
+    }
+
+    #[test]
+    fn the_live_node_whose_name_sorts_first_rescans() {
+        let alive = nodes(&["gw-b", "gw-c"]);
+        assert!(Watch::new(Arc::from("gw-b")).first(&alive));
+        assert!(!Watch::new(Arc::from("gw-c")).first(&alive));
+    }
+
+    #[test]
+    fn a_key_names_its_tenant_and_client() {
+        let key = crate::wills::key("t1", "dev/1");
+        assert_eq!(ids(&key), Some(("t1".to_owned(), "dev/1".to_owned())));
+        assert_eq!(ids("nodot"), None);
+    }
+}

@@ -57,3 +57,135 @@ impl Wills for LocalWills {
 
     fn ended(&self, _tenant: &Arc<str>, _client_id: &Arc<str>, _connection: Option<u64>) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use aerie_proto::{QoS, WillProperties};
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::seams::Seams;
+    use crate::{Broker, CoreConfig, NullStore};
+
+    /// Says what the core asked, in order.
+    #[derive(Default)]
+    struct RecordingWills(Mutex<Vec<String>>);
+
+    impl Wills for RecordingWills {
+        fn connected(
+            &self,
+            session: &Arc<Session>,
+            connection: u64,
+            will: Option<&Will>,
+            expiry: u32,
+            claim: Claim,
+        ) -> BoxFuture<()> {
+            let will = will.map_or("none".to_owned(), |w| w.topic.to_string());
+            self.0.lock().push(format!(
+                "connected {} #{connection} {will} expiry {expiry} {claim:?}",
+                session.client_id
+            ));
+            Box::pin(std::future::ready(()))
+        }
+
+        fn ended(&self, _tenant: &Arc<str>, client_id: &Arc<str>, connection: Option<u64>) {
+            self.0
+                .lock()
+                .push(format!("ended {client_id} {connection:?}"));
+        }
+    }
+
+    fn will(delay: Option<u32>) -> Will {
+        Will {
+            topic: "will/c".into(),
+            payload: bytes::Bytes::from_static(b"gone"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: WillProperties {
+                will_delay_interval: delay,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn broker(wills: Arc<RecordingWills>) -> Broker {
+        let seams = Seams {
+            wills,
+            ..Seams::embedded()
+        };
+        Broker::with_seams(CoreConfig::default(), Arc::new(NullStore::new()), seams)
+    }
+
+    #[tokio::test]
+    async fn a_will_stands_from_its_connect_until_a_normal_disconnect_discards_it() {
+        let wills = Arc::new(RecordingWills::default());
+        let tenant = broker(wills.clone()).tenant("t");
+        let w = will(None);
+        let s = tenant
+            .attach_with_will("c", true, 0, 1, Some(&w))
+            .await
+            .unwrap()
+            .session;
+        let plain = tenant.attach("p", true, 0, 2).await.unwrap().session;
+        tenant.detach(&s, 1, Default::default(), None);
+        tenant.detach(&plain, 2, Default::default(), None);
+        assert_eq!(
+            *wills.0.lock(),
+            [
+                "connected c #1 will/c expiry 0 Claimed",
+                "connected p #2 none expiry 0 Claimed",
+                "ended c Some(1)",
+                "ended p Some(2)",
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delayed_will_stands_until_its_own_node_publishes_it() {
+        let wills = Arc::new(RecordingWills::default());
+        let tenant = broker(wills.clone()).tenant("t");
+        let w = will(Some(5));
+        let s = tenant
+            .attach_with_will("c", false, 60, 1, Some(&w))
+            .await
+            .unwrap()
+            .session;
+        tenant.detach(&s, 1, Default::default(), Some(w));
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(
+            wills.0.lock().len(),
+            1,
+            "still waiting: {:?}",
+            wills.0.lock()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(wills.0.lock().last().unwrap(), "ended c Some(1)");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_back_before_the_delay_replaces_the_will_and_the_old_timer_ends_nothing() {
+        let wills = Arc::new(RecordingWills::default());
+        let tenant = broker(wills.clone()).tenant("t");
+        let w = will(Some(5));
+        let s = tenant
+            .attach_with_will("c", false, 60, 1, Some(&w))
+            .await
+            .unwrap()
+            .session;
+        tenant.detach(&s, 1, Default::default(), Some(w));
+        tenant.attach("c", false, 60, 2).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(
+            *wills.0.lock(),
+            [
+                "connected c #1 will/c expiry 60 Claimed",
+                "connected c #2 none expiry 60 Claimed",
+                // The first connection's timer: for connection 1 only, which
+                // the seam no longer holds.
+                "ended c Some(1)",
+            ]
+        );
+    }
+}

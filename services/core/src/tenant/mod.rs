@@ -121,9 +121,7 @@ impl Tenant {
             id.clone(),
             config.clone(),
             router.clone(),
-            seams.owners.clone(),
-            seams.records.clone(),
-            seams.wills.clone(),
+            seams,
             session_ids,
             store.clone(),
         ));

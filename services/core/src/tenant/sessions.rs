@@ -15,7 +15,7 @@ use super::{Attachment, Router};
 use crate::config::CoreConfig;
 use crate::message::Message;
 use crate::metrics as m;
-use crate::seams::{Resumed, SessionOwners, SessionRecords, Wills};
+use crate::seams::{Resumed, Seams, SessionOwners, SessionRecords, Wills};
 use crate::session::{FlightState, Kick, Session};
 use crate::store::{LoadedSession, TenantStore, unix_ms_now};
 
@@ -46,9 +46,7 @@ impl SessionTable {
         tenant: Arc<str>,
         config: Arc<CoreConfig>,
         router: Arc<Router>,
-        owners: Arc<dyn SessionOwners>,
-        records: Arc<dyn SessionRecords>,
-        wills: Arc<dyn Wills>,
+        seams: &Seams,
         session_ids: Arc<AtomicU64>,
         store: Arc<TenantStore>,
     ) -> SessionTable {
@@ -56,9 +54,9 @@ impl SessionTable {
             tenant,
             config,
             router,
-            owners,
-            records,
-            wills,
+            owners: seams.owners.clone(),
+            records: seams.records.clone(),
+            wills: seams.wills.clone(),
             sessions: Mutex::new(HashMap::new()),
             attaching: Mutex::new(HashMap::new()),
             session_ids,
