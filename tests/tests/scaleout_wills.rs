@@ -242,19 +242,28 @@ async fn a_will_is_kept_while_it_stands_and_a_normal_disconnect_discards_it() {
     let mut w = watcher(&c.b, "watcher", &token).await;
     let wills = bucket(&NatsServer::shared().url(), &c.prefix, "wills").await;
 
+    // A session that ends at disconnect, and one that stays.
     let polite = connect(&c.a, connect_packet("polite", &token, 0, true, None)).await;
+    let staying = connect(&c.a, connect_packet("staying", &token, 60, true, Some(5))).await;
     let dropped = connect(&c.a, connect_packet("dropped", &token, 0, true, None)).await;
     let quiet = connect(&c.a, connect_packet("quiet", &token, 0, false, None)).await;
     // Kept before the CONNACK: no wait here.
     assert_eq!(
         keys(&wills).await,
-        vec![format!("{tenant}.dropped"), format!("{tenant}.polite")],
+        vec![
+            format!("{tenant}.dropped"),
+            format!("{tenant}.polite"),
+            format!("{tenant}.staying")
+        ],
         "the wills that stand, and only those"
     );
 
     polite.disconnect().await;
-    let took = gone_within(&wills, &format!("{tenant}.polite"), Duration::from_secs(5)).await;
-    eprintln!("a normal DISCONNECT removed its will's key in {took:?}");
+    staying.disconnect().await;
+    for id in ["polite", "staying"] {
+        let took = gone_within(&wills, &format!("{tenant}.{id}"), Duration::from_secs(5)).await;
+        eprintln!("a normal DISCONNECT of {id} removed its will's key in {took:?}");
+    }
     // A connection that drops: its own gateway publishes the will, and
     // the key goes.
     drop(dropped);
@@ -269,7 +278,7 @@ async fn a_will_is_kept_while_it_stands_and_a_normal_disconnect_discards_it() {
     assert_eq!(got.len(), 1, "{got:?}");
     once(&got, "will/dropped");
     assert!(keys(&wills).await.is_empty());
-    assert_eq!(c.a.metric("aerie_cluster_wills_kept_total", ""), 2.0);
+    assert_eq!(c.a.metric("aerie_cluster_wills_kept_total", ""), 3.0);
 }
 
 #[tokio::test]
