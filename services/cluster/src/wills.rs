@@ -24,9 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aerie_core::Session;
-use aerie_core::message::codec;
+use aerie_core::message::{codec, will_publish_properties};
 use aerie_core::seams::{BoxFuture, Claim, Wills};
-use aerie_proto::{Packet, ProtocolVersion, Publish, PublishProperties, QoS, Will, WillProperties};
+use aerie_proto::{Packet, ProtocolVersion, Publish, QoS, Will, WillProperties};
 use async_nats::jetstream::{self, kv};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
@@ -99,16 +99,7 @@ impl Kept {
             topic: w.topic.clone(),
             packet_id: (w.qos != QoS::AtMostOnce).then_some(1),
             payload: w.payload.clone(),
-            properties: PublishProperties {
-                payload_format_indicator: p.payload_format_indicator,
-                message_expiry_interval: p.message_expiry_interval,
-                topic_alias: None,
-                response_topic: p.response_topic.clone(),
-                correlation_data: p.correlation_data.clone(),
-                user_properties: p.user_properties.clone(),
-                subscription_identifiers: Vec::new(),
-                content_type: p.content_type.clone(),
-            },
+            properties: will_publish_properties(p.clone()),
         });
         let mut out = BytesMut::with_capacity(16 + self.node.len() + w.payload.len());
         out.put_u8(FORMAT);

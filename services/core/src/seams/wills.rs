@@ -142,8 +142,9 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_delayed_will_stands_until_its_own_node_publishes_it() {
+    /// A persistent session of "c" whose connection 1, with a will
+    /// delayed 5 s, has just dropped; what the seam was told.
+    async fn dropped_with_a_delayed_will() -> (Arc<crate::Tenant>, Arc<RecordingWills>) {
         let wills = Arc::new(RecordingWills::default());
         let tenant = broker(wills.clone()).tenant("t");
         let w = will(Some(5));
@@ -153,6 +154,12 @@ mod tests {
             .unwrap()
             .session;
         tenant.detach(&s, 1, Default::default(), Some(w));
+        (tenant, wills)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delayed_will_stands_until_its_own_node_publishes_it() {
+        let (_tenant, wills) = dropped_with_a_delayed_will().await;
         tokio::time::sleep(Duration::from_secs(4)).await;
         assert_eq!(
             wills.0.lock().len(),
@@ -166,15 +173,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_connection_back_before_the_delay_replaces_the_will_and_the_old_timer_ends_nothing() {
-        let wills = Arc::new(RecordingWills::default());
-        let tenant = broker(wills.clone()).tenant("t");
-        let w = will(Some(5));
-        let s = tenant
-            .attach_with_will("c", false, 60, 1, Some(&w))
-            .await
-            .unwrap()
-            .session;
-        tenant.detach(&s, 1, Default::default(), Some(w));
+        let (tenant, wills) = dropped_with_a_delayed_will().await;
         tenant.attach("c", false, 60, 2).await.unwrap();
         tokio::time::sleep(Duration::from_secs(6)).await;
         assert_eq!(

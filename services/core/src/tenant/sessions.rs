@@ -279,17 +279,7 @@ impl SessionTable {
     }
 
     pub(crate) fn publish_will(&self, origin: u64, will: Will) {
-        let p = will.properties;
-        let properties = aerie_proto::PublishProperties {
-            payload_format_indicator: p.payload_format_indicator,
-            message_expiry_interval: p.message_expiry_interval,
-            topic_alias: None,
-            response_topic: p.response_topic,
-            correlation_data: p.correlation_data,
-            user_properties: p.user_properties,
-            subscription_identifiers: Vec::new(),
-            content_type: p.content_type,
-        };
+        let properties = crate::message::will_publish_properties(will.properties);
         self.router.publish(Message::published(
             will.topic,
             will.payload,
