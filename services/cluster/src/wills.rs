@@ -16,10 +16,11 @@
 //!   id and, when its claim took the id over from another node, that
 //!   node's will too (read first: a client that never had one costs no
 //!   write).
-//! - One task writes in the order asked, so a connection's removal never
-//!   overtakes its write.
+//! - One task writes in the order asked for each client id, so a
+//!   connection's removal never overtakes its write; different client ids
+//!   are written at once (up to [`IN_FLIGHT`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ use aerie_core::seams::{BoxFuture, Claim, Wills};
 use aerie_proto::{Packet, ProtocolVersion, Publish, QoS, Will, WillProperties};
 use async_nats::jetstream::{self, kv};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::kv_cas::{CasError, open_bucket, purge_at_revision};
@@ -264,62 +266,170 @@ impl Wills for KvWills {
     }
 }
 
-/// Writes and removes wills in the order asked.
+/// The most KV operations the writer has in flight at once (each of
+/// another client id).
+const IN_FLIGHT: usize = 64;
+
+impl Op {
+    /// The key it is about (None: a flush).
+    fn key(&self) -> Option<&str> {
+        match self {
+            Op::Connected { key, .. } | Op::Ended { key, .. } => Some(key),
+            Op::Flush(_) => None,
+        }
+    }
+}
+
+/// One KV operation of the writer, decided from what it holds.
+enum Action {
+    Keep {
+        key: String,
+        value: Bytes,
+        connection: u64,
+        done: oneshot::Sender<()>,
+    },
+    Remove {
+        key: String,
+        revision: u64,
+    },
+    Cancel {
+        key: String,
+    },
+}
+
+/// Writes and removes wills: in the order asked for each client id, and
+/// up to [`IN_FLIGHT`] client ids at once (a burst of CONNECTs does not
+/// wait for one round trip per will in a row).
 async fn write(kv: kv::Store, node: Arc<str>, mut ops: mpsc::UnboundedReceiver<Op>) {
     let mut held: HashMap<String, Held> = HashMap::new();
-    while let Some(op) = ops.recv().await {
-        match op {
-            Op::Connected {
+    let mut next: Option<Op> = None;
+    loop {
+        let first = match next.take() {
+            Some(op) => op,
+            None => match ops.recv().await {
+                Some(op) => op,
+                None => return,
+            },
+        };
+        // What is queued, up to a second op of one client id (it waits for
+        // the next round, so each id's ops keep their order) or a flush
+        // (answered once what came before it is done).
+        let mut keys = HashSet::new();
+        let mut actions = Vec::new();
+        let mut op = Some(first);
+        while let Some(o) = op.take() {
+            let Some(key) = o.key() else {
+                match o {
+                    Op::Flush(done) if actions.is_empty() => {
+                        let _ = done.send(());
+                    }
+                    flush => next = Some(flush),
+                }
+                break;
+            };
+            if !keys.insert(key.to_owned()) {
+                next = Some(o);
+                break;
+            }
+            actions.extend(decide(&mut held, o));
+            if keys.len() >= IN_FLIGHT {
+                break;
+            }
+            op = ops.try_recv().ok();
+        }
+        let kept = join_all(actions.into_iter().map(|a| run(&kv, &node, a))).await;
+        held.extend(kept.into_iter().flatten());
+    }
+}
+
+/// The KV operation `op` takes, given what this node holds.
+fn decide(held: &mut HashMap<String, Held>, op: Op) -> Option<Action> {
+    match op {
+        Op::Connected {
+            key,
+            connection,
+            kept: Some(value),
+            done,
+            ..
+        } => {
+            held.remove(&key);
+            Some(Action::Keep {
                 key,
+                value,
                 connection,
-                kept: Some(value),
                 done,
-                ..
-            } => {
-                match kv.put(key.as_str(), value).await {
-                    Ok(revision) => {
-                        metrics::counter!(KEPT_TOTAL).increment(1);
-                        held.insert(
-                            key,
-                            Held {
-                                revision,
-                                connection,
-                            },
-                        );
-                    }
-                    Err(error) => {
-                        metrics::counter!(FAILURES_TOTAL).increment(1);
-                        tracing::warn!(%key, %error, "cannot keep a will off this node");
-                        held.remove(&key);
-                    }
-                }
-                let _ = done.send(());
+            })
+        }
+        Op::Connected {
+            key,
+            kept: None,
+            took_over,
+            done,
+            ..
+        } => {
+            let _ = done.send(());
+            match held.remove(&key) {
+                Some(h) => Some(Action::Remove {
+                    key,
+                    revision: h.revision,
+                }),
+                None => took_over.then_some(Action::Cancel { key }),
             }
-            Op::Connected {
+        }
+        Op::Ended { key, connection } => {
+            let ours = held
+                .get(&key)
+                .is_some_and(|h| connection.is_none_or(|c| c == h.connection));
+            if !ours {
+                // A later connection's will: not this one's to remove.
+                return None;
+            }
+            let h = held.remove(&key)?;
+            Some(Action::Remove {
                 key,
-                kept: None,
-                took_over,
-                done,
-                ..
-            } => {
-                let _ = done.send(());
-                if let Some(h) = held.remove(&key) {
-                    remove(&kv, &key, h.revision).await;
-                } else if took_over {
-                    cancel_elsewhere(&kv, &node, &key).await;
+                revision: h.revision,
+            })
+        }
+        Op::Flush(_) => None,
+    }
+}
+
+/// Runs `action`; what this node holds after a will was kept.
+async fn run(kv: &kv::Store, node: &str, action: Action) -> Option<(String, Held)> {
+    match action {
+        Action::Keep {
+            key,
+            value,
+            connection,
+            done,
+        } => {
+            let kept = match kv.put(key.as_str(), value).await {
+                Ok(revision) => {
+                    metrics::counter!(KEPT_TOTAL).increment(1);
+                    Some((
+                        key,
+                        Held {
+                            revision,
+                            connection,
+                        },
+                    ))
                 }
-            }
-            Op::Ended { key, connection } => {
-                let ours = held
-                    .get(&key)
-                    .is_some_and(|h| connection.is_none_or(|c| c == h.connection));
-                if ours && let Some(h) = held.remove(&key) {
-                    remove(&kv, &key, h.revision).await;
+                Err(error) => {
+                    metrics::counter!(FAILURES_TOTAL).increment(1);
+                    tracing::warn!(%key, %error, "cannot keep a will off this node");
+                    None
                 }
-            }
-            Op::Flush(done) => {
-                let _ = done.send(());
-            }
+            };
+            let _ = done.send(());
+            kept
+        }
+        Action::Remove { key, revision } => {
+            remove(kv, &key, revision).await;
+            None
+        }
+        Action::Cancel { key } => {
+            cancel_elsewhere(kv, node, &key).await;
+            None
         }
     }
 }
@@ -396,6 +506,74 @@ mod tests {
         }
         assert_eq!(Kept::decode(b""), None);
         assert_eq!(Kept::decode(b"\x09garbage-garbage"), None);
+    }
+
+    fn held_by(connection: u64) -> HashMap<String, Held> {
+        HashMap::from([(
+            "t.c".to_owned(),
+            Held {
+                revision: 7,
+                connection,
+            },
+        )])
+    }
+
+    fn connected(kept: Option<Bytes>, took_over: bool) -> Op {
+        Op::Connected {
+            key: "t.c".to_owned(),
+            connection: 3,
+            kept,
+            took_over,
+            done: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn only_the_connection_whose_will_is_held_removes_it() {
+        let ended = |connection| Op::Ended {
+            key: "t.c".to_owned(),
+            connection,
+        };
+        let mut held = held_by(2);
+        assert!(
+            decide(&mut held, ended(Some(1))).is_none(),
+            "an older connection's end"
+        );
+        assert!(
+            held.contains_key("t.c"),
+            "the later connection's will stays held"
+        );
+        let removed = decide(&mut held, ended(Some(2)));
+        assert!(matches!(removed, Some(Action::Remove { revision: 7, .. })));
+        let mut held = held_by(2);
+        assert!(matches!(
+            decide(&mut held, ended(None)),
+            Some(Action::Remove { .. })
+        ));
+        assert!(held.is_empty());
+    }
+
+    #[test]
+    fn a_connection_without_a_will_removes_this_nodes_or_cancels_the_one_it_took_over() {
+        let mut held = held_by(2);
+        assert!(matches!(
+            decide(&mut held, connected(None, false)),
+            Some(Action::Remove { revision: 7, .. })
+        ));
+        let mut none = HashMap::new();
+        assert!(
+            decide(&mut none, connected(None, false)).is_none(),
+            "costs nothing"
+        );
+        assert!(matches!(
+            decide(&mut none, connected(None, true)),
+            Some(Action::Cancel { .. })
+        ));
+        let kept = decide(
+            &mut held_by(2),
+            connected(Some(Bytes::from_static(b"w")), false),
+        );
+        assert!(matches!(kept, Some(Action::Keep { connection: 3, .. })));
     }
 
     #[test]
