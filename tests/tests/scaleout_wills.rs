@@ -326,3 +326,29 @@ async fn a_killed_gateways_persistent_session_leaves_the_buckets_once_it_expires
         1.0
     );
 }
+
+#[tokio::test]
+async fn a_gateway_stopped_cleanly_leaves_no_will_for_the_survivors_to_publish() {
+    let mut c = Cluster::start();
+    let (tenant, token) = tenant_and_token(&c).await;
+    let mut w = watcher(&c.b, "watcher", &token).await;
+    let wills = bucket(&NatsServer::shared().url(), &c.prefix, "wills").await;
+    let _now = connect(&c.a, connect_packet("now", &token, 0, true, None)).await;
+    let _soon = connect(&c.a, connect_packet("soon", &token, 60, true, Some(2))).await;
+    present(&wills, &format!("{tenant}.soon")).await;
+
+    // A shutdown publishes no will (the clients did nothing wrong): nor
+    // do the survivors, once the stopped gateway is gone from the live ones.
+    let stopped = Instant::now();
+    assert!(c.a.stop().success());
+    assert!(
+        keys(&wills).await.is_empty(),
+        "removed before the gateway exited"
+    );
+    let got = wills_until(&mut w, stopped, stopped + Duration::from_secs(8)).await;
+    assert!(got.is_empty(), "{got:?}");
+    assert!(
+        c.b.metric("aerie_cluster_dead_nodes_total", "") >= 1.0,
+        "B saw A go"
+    );
+}
