@@ -352,3 +352,27 @@ async fn a_gateway_stopped_cleanly_leaves_no_will_for_the_survivors_to_publish()
         "B saw A go"
     );
 }
+
+#[tokio::test]
+async fn a_will_waiting_when_its_gateway_is_killed_counts_its_delay_from_the_disconnect() {
+    let mut c = Cluster::start();
+    let (tenant, token) = tenant_and_token(&c).await;
+    let mut w = watcher(&c.b, "watcher", &token).await;
+    let wills = bucket(&NatsServer::shared().url(), &c.prefix, "wills").await;
+    let early = connect(&c.a, connect_packet("early", &token, 60, true, Some(8))).await;
+    present(&wills, &format!("{tenant}.early")).await;
+
+    // The connection drops (no DISCONNECT): its will waits 8 s, and its
+    // gateway is killed 3 s into them.
+    drop(early);
+    let dropped = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.a.kill9();
+    let got = wills_until(&mut w, dropped, dropped + Duration::from_secs(20)).await;
+    let at = once(&got, "will/early");
+    eprintln!("the will delayed 8 s came {at:?} after its connection dropped");
+    assert!(
+        at >= Duration::from_secs(8) && at <= Duration::from_secs(12),
+        "{at:?}: not 8 s after the drop (counting from the death would be about 16 s)"
+    );
+}

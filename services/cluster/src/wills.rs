@@ -72,6 +72,9 @@ pub struct Kept {
     /// The session expiry interval of that connection: the will's delay is
     /// at most this (MQTT 5 §3.1.3.2.2).
     pub expiry: u32,
+    /// When the connection closed and the will began to wait for its delay
+    /// (Unix ms, the node's clock); None while the connection lives.
+    pub waiting_since_ms: Option<u64>,
     pub will: Will,
 }
 
@@ -88,9 +91,9 @@ impl Kept {
             .min(self.expiry)
     }
 
-    /// `u8 format | u32 expiry | u32 will delay | u16 node length | node |
-    /// the will as an MQTT 5 PUBLISH` (our codec round-trips every
-    /// property a will can carry).
+    /// `u8 format | u32 expiry | u32 will delay | u64 waiting since (0:
+    /// not waiting) | u16 node length | node | the will as an MQTT 5
+    /// PUBLISH` (our codec round-trips every property a will can carry).
     pub fn encode(&self) -> Bytes {
         let w = &self.will;
         let p = &w.properties;
@@ -107,6 +110,7 @@ impl Kept {
         out.put_u8(FORMAT);
         out.put_u32(self.expiry);
         out.put_u32(p.will_delay_interval.unwrap_or(0));
+        out.put_u64(self.waiting_since_ms.unwrap_or(0));
         out.put_u16(self.node.len() as u16);
         out.put_slice(self.node.as_bytes());
         // A will the decoder accepted in a CONNECT always encodes.
@@ -116,11 +120,12 @@ impl Kept {
 
     /// [`Kept::encode`] undone; None if `value` is not one.
     pub fn decode(mut value: &[u8]) -> Option<Kept> {
-        if value.len() < 11 || value.get_u8() != FORMAT {
+        if value.len() < 19 || value.get_u8() != FORMAT {
             return None;
         }
         let expiry = value.get_u32();
         let delay = value.get_u32();
+        let waiting_since_ms = Some(value.get_u64()).filter(|&t| t > 0);
         let node_len = usize::from(value.get_u16());
         let node = std::str::from_utf8(value.get(..node_len)?).ok()?;
         let p = codec::decode_publish(&value[node_len..]).ok()?;
@@ -128,6 +133,7 @@ impl Kept {
         Some(Kept {
             node: Arc::from(node),
             expiry,
+            waiting_since_ms,
             will: Will {
                 topic: p.topic,
                 payload: p.payload,
@@ -156,6 +162,12 @@ enum Op {
         kept: Option<Bytes>,
         took_over: bool,
         done: oneshot::Sender<()>,
+    },
+    /// The connection closed; its will waits for its delay.
+    Waiting {
+        key: String,
+        connection: u64,
+        kept: Bytes,
     },
     Ended {
         key: String,
@@ -233,6 +245,7 @@ impl Wills for KvWills {
             Kept {
                 node: self.node.clone(),
                 expiry,
+                waiting_since_ms: None,
                 will: w.clone(),
             }
             .encode()
@@ -258,6 +271,20 @@ impl Wills for KvWills {
         })
     }
 
+    fn waiting(&self, session: &Arc<Session>, connection: u64, will: &Will, expiry: u32) {
+        let kept = Kept {
+            node: self.node.clone(),
+            expiry,
+            waiting_since_ms: Some(aerie_core::store::unix_ms_now()),
+            will: will.clone(),
+        };
+        let _ = self.ops.send(Op::Waiting {
+            key: key(&session.tenant, &session.client_id),
+            connection,
+            kept: kept.encode(),
+        });
+    }
+
     fn ended(&self, tenant: &Arc<str>, client_id: &Arc<str>, connection: Option<u64>) {
         let _ = self.ops.send(Op::Ended {
             key: key(tenant, client_id),
@@ -274,7 +301,9 @@ impl Op {
     /// The key it is about (None: a flush).
     fn key(&self) -> Option<&str> {
         match self {
-            Op::Connected { key, .. } | Op::Ended { key, .. } => Some(key),
+            Op::Connected { key, .. } | Op::Waiting { key, .. } | Op::Ended { key, .. } => {
+                Some(key)
+            }
             Op::Flush(_) => None,
         }
     }
@@ -287,6 +316,14 @@ enum Action {
         value: Bytes,
         connection: u64,
         done: oneshot::Sender<()>,
+    },
+    /// Write over this node's will at `revision` (unless a later
+    /// connection's replaced it).
+    Rewrite {
+        key: String,
+        value: Bytes,
+        revision: u64,
+        connection: u64,
     },
     Remove {
         key: String,
@@ -376,6 +413,22 @@ fn decide(held: &mut HashMap<String, Held>, op: Op) -> Option<Action> {
                 None => took_over.then_some(Action::Cancel { key }),
             }
         }
+        Op::Waiting {
+            key,
+            connection,
+            kept,
+        } => {
+            if held.get(&key).is_none_or(|h| h.connection != connection) {
+                return None;
+            }
+            let h = held.remove(&key)?;
+            Some(Action::Rewrite {
+                key,
+                value: kept,
+                revision: h.revision,
+                connection,
+            })
+        }
         Op::Ended { key, connection } => {
             let ours = held
                 .get(&key)
@@ -422,6 +475,30 @@ async fn run(kv: &kv::Store, node: &str, action: Action) -> Option<(String, Held
             };
             let _ = done.send(());
             kept
+        }
+        Action::Rewrite {
+            key,
+            value,
+            revision,
+            connection,
+        } => {
+            let revision = match kv.update(key.as_str(), value, revision).await {
+                Ok(revision) => revision,
+                // A later connection's will: not this node's any more.
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => return None,
+                Err(error) => {
+                    metrics::counter!(FAILURES_TOTAL).increment(1);
+                    tracing::warn!(%key, %error, "cannot say when a kept will began to wait");
+                    revision
+                }
+            };
+            Some((
+                key,
+                Held {
+                    revision,
+                    connection,
+                },
+            ))
         }
         Action::Remove { key, revision } => {
             remove(kv, &key, revision).await;
@@ -496,10 +573,11 @@ mod tests {
 
     #[test]
     fn a_kept_will_reads_back_with_every_property() {
-        for delay in [None, Some(3)] {
+        for (delay, waiting_since_ms) in [(None, None), (Some(3), Some(1_765_000_000_000))] {
             let kept = Kept {
                 node: Arc::from("gw-a-0000beef"),
                 expiry: 300,
+                waiting_since_ms,
                 will: will(delay),
             };
             assert_eq!(Kept::decode(&kept.encode()), Some(kept));
@@ -554,6 +632,29 @@ mod tests {
     }
 
     #[test]
+    fn only_the_connection_whose_will_is_held_says_when_it_began_to_wait() {
+        let waiting = |connection| Op::Waiting {
+            key: "t.c".to_owned(),
+            connection,
+            kept: Bytes::from_static(b"w"),
+        };
+        let mut held = held_by(2);
+        assert!(
+            decide(&mut held, waiting(1)).is_none(),
+            "an older connection"
+        );
+        assert!(held.contains_key("t.c"));
+        assert!(matches!(
+            decide(&mut held, waiting(2)),
+            Some(Action::Rewrite {
+                revision: 7,
+                connection: 2,
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn a_connection_without_a_will_removes_this_nodes_or_cancels_the_one_it_took_over() {
         let mut held = held_by(2);
         assert!(matches!(
@@ -581,6 +682,7 @@ mod tests {
         let kept = |delay, expiry| Kept {
             node: Arc::from("n"),
             expiry,
+            waiting_since_ms: None,
             will: will(delay),
         };
         assert_eq!(kept(Some(30), 300).delay(), 30);

@@ -30,6 +30,12 @@ pub trait Wills: Send + Sync + 'static {
         claim: Claim,
     ) -> BoxFuture<()>;
 
+    /// Connection `connection` of `session` closed and its `will` waits
+    /// for its delay (at most `expiry`, the session's expiry as the
+    /// connection left it): kept with the moment it started waiting, so
+    /// another node counts the delay from there, not from this node's death.
+    fn waiting(&self, session: &Arc<Session>, connection: u64, will: &Will, expiry: u32);
+
     /// The will of `client_id`'s connection `connection` (None: whichever
     /// connected here last) no longer stands: this node published it, or
     /// MQTT discarded it (a normal DISCONNECT, the session ended, a
@@ -54,6 +60,8 @@ impl Wills for LocalWills {
     ) -> BoxFuture<()> {
         Box::pin(std::future::ready(()))
     }
+
+    fn waiting(&self, _session: &Arc<Session>, _connection: u64, _will: &Will, _expiry: u32) {}
 
     fn ended(&self, _tenant: &Arc<str>, _client_id: &Arc<str>, _connection: Option<u64>) {}
 }
@@ -88,6 +96,13 @@ mod tests {
                 session.client_id
             ));
             Box::pin(std::future::ready(()))
+        }
+
+        fn waiting(&self, session: &Arc<Session>, connection: u64, _will: &Will, expiry: u32) {
+            self.0.lock().push(format!(
+                "waiting {} #{connection} expiry {expiry}",
+                session.client_id
+            ));
         }
 
         fn ended(&self, _tenant: &Arc<str>, client_id: &Arc<str>, connection: Option<u64>) {
@@ -162,10 +177,12 @@ mod tests {
         let (_tenant, wills) = dropped_with_a_delayed_will().await;
         tokio::time::sleep(Duration::from_secs(4)).await;
         assert_eq!(
-            wills.0.lock().len(),
-            1,
-            "still waiting: {:?}",
-            wills.0.lock()
+            *wills.0.lock(),
+            [
+                "connected c #1 will/c expiry 60 Claimed",
+                "waiting c #1 expiry 60",
+            ],
+            "still waiting"
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(wills.0.lock().last().unwrap(), "ended c Some(1)");
@@ -180,6 +197,7 @@ mod tests {
             *wills.0.lock(),
             [
                 "connected c #1 will/c expiry 60 Claimed",
+                "waiting c #1 expiry 60",
                 "connected c #2 none expiry 60 Claimed",
                 // The first connection's timer: for connection 1 only, which
                 // the seam no longer holds.

@@ -223,7 +223,8 @@ impl SessionTable {
             self.will_ended(session, Some(connection_id));
         } else {
             // Kept off the node while it waits: if this node dies, another
-            // publishes it.
+            // publishes it, counting the delay from now.
+            self.wills.waiting(session, connection_id, &will, expiry);
             session.set_pending_will(will, generation);
             let tenant = self.clone();
             let s = session.clone();
