@@ -11,7 +11,9 @@
 //!   a scan late. Nodes that died while no survivor watched (found in the
 //!   buckets, alive neither at a [`RESCAN`] nor at the one before) are
 //!   handled by the live node whose name sorts first, from the first
-//!   rescan that missed them.
+//!   rescan that missed them. A will whose connection had closed before
+//!   the death counts its delay from that close (the time it was kept
+//!   with).
 //! - **Its wills**: each will it kept is published after its delay (at
 //!   most its session's expiry) through this node's core, so it is routed
 //!   over the backbone and appended to the tenant's log like any PUBLISH.
@@ -227,7 +229,10 @@ impl Survivors {
             let Some(&died) = dead.get(&kept.node) else {
                 continue;
             };
-            let due_ms = died + u64::from(kept.delay()) * 1000;
+            // Its delay counts from when its connection closed, if that
+            // was before the death.
+            let since = kept.waiting_since_ms.map_or(died, |t| t.min(died));
+            let due_ms = since + u64::from(kept.delay()) * 1000;
             schedule(pending, entry.key, entry.revision, due_ms, || {
                 Task::Will(Box::new(kept))
             });
