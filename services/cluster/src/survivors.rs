@@ -156,25 +156,27 @@ impl Survivors {
                     continue;
                 }
                 let now = unix_ms_now();
-                let mut dead = HashMap::new();
                 for (node, seen) in watch.missing(&alive, now) {
                     if self.nodes.gone(&node).await {
                         metrics::counter!(DEAD_NODES_TOTAL).increment(1);
                         tracing::info!(%node, "a gateway is gone; its wills and sessions are taken care of here");
                         watch.declare_dead(&node, seen);
-                        dead.insert(node, seen);
                     }
                 }
                 let rescan = last_rescan.elapsed() >= RESCAN && watch.first(&alive);
                 if rescan {
                     last_rescan = tokio::time::Instant::now();
                 }
-                if !dead.is_empty() || rescan {
-                    let scanned = self
+                if !watch.unscanned.is_empty() || rescan {
+                    let dead = watch.unscanned.clone();
+                    match self
                         .scan(&mut watch, dead, rescan.then_some(&alive), &mut pending)
-                        .await;
-                    if let Err(error) = scanned {
-                        tracing::warn!(%error, "cannot read what dead gateways left");
+                        .await
+                    {
+                        Ok(()) => watch.unscanned.clear(),
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot read what dead gateways left; trying again")
+                        }
                     }
                 }
                 self.run_due(&mut pending).await;
@@ -407,6 +409,9 @@ struct Watch {
     dead: HashMap<Arc<str>, u64>,
     /// Nodes never seen alive, named in the buckets: since when.
     absent_since: HashMap<Arc<str>, u64>,
+    /// Dead nodes whose wills and sessions are not scheduled yet: a scan
+    /// that failed is tried again at the next look.
+    unscanned: HashMap<Arc<str>, u64>,
 }
 
 impl Watch {
@@ -416,6 +421,7 @@ impl Watch {
             last_seen: HashMap::new(),
             dead: HashMap::new(),
             absent_since: HashMap::new(),
+            unscanned: HashMap::new(),
         }
     }
 
@@ -446,6 +452,7 @@ impl Watch {
         self.last_seen.remove(node);
         self.absent_since.remove(node);
         self.dead.insert(node.clone(), died);
+        self.unscanned.insert(node.clone(), died);
     }
 
     /// A node never seen alive, missing at `now`: when it died at the
@@ -496,6 +503,8 @@ mod tests {
             "dead once"
         );
         assert_eq!(watch.dead.get("gw-a"), Some(&2_000));
+        // Its wills and sessions are to be scheduled until a scan succeeds.
+        assert_eq!(watch.unscanned.get("gw-a"), Some(&2_000));
         // Back after all (a partition): alive again, not dead.
         watch.missing(&nodes(&["gw-a", "gw-b"]), 6_000);
         assert!(!watch.dead.contains_key("gw-a"));
