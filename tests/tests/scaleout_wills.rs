@@ -376,3 +376,48 @@ async fn a_will_waiting_when_its_gateway_is_killed_counts_its_delay_from_the_dis
         "{at:?}: not 8 s after the drop (counting from the death would be about 16 s)"
     );
 }
+
+#[tokio::test]
+async fn a_gateway_started_after_another_died_publishes_the_dead_ones_wills() {
+    let nats = NatsServer::shared();
+    let prefix = unique_prefix();
+    let control = Control::start(&nats.url(), &prefix, &[]);
+    let mut a = Gateway::start(&nats.url(), &prefix);
+    a.wait_ready();
+    let t = tenant(&control, "unwatched@example.com");
+    let (token, _) = mint(&control, &t, json!({}));
+    a.wait_accepts(&token).await;
+    let wills = bucket(&nats.url(), &prefix, "wills").await;
+    // A retained will: whoever subscribes later sees that it was published.
+    let mut packet = connect_packet("orphan", &token, 0, true, None);
+    packet.will.as_mut().expect("a will").retain = true;
+    let _orphan = connect(&a, packet).await;
+    present(&wills, &format!("{}.orphan", t.id)).await;
+
+    // A dies with no other gateway to see it; B starts once A is gone
+    // from the live nodes.
+    a.kill9();
+    let nodes = bucket(&nats.url(), &prefix, "nodes").await;
+    let since = Instant::now();
+    while !keys(&nodes).await.is_empty() {
+        assert!(
+            since.elapsed() < Duration::from_secs(15),
+            "A never left the live nodes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut b = Gateway::start(&nats.url(), &prefix);
+    b.wait_ready();
+    let took = gone_within(&wills, &format!("{}.orphan", t.id), Duration::from_secs(10)).await;
+    eprintln!("a gateway started after the death published the will {took:?} after it was ready");
+    assert_eq!(
+        b.metric("aerie_cluster_wills_published_by_survivors_total", ""),
+        1.0
+    );
+    b.wait_accepts(&token).await;
+    let (mut w, _) = b.connect_v5("watcher", &token).await;
+    w.subscribe(1, "will/#", QoS::AtLeastOnce).await;
+    let p = w.recv_publish().await;
+    assert_eq!((&p.topic[..], p.retain), ("will/orphan", true));
+    assert_eq!(&p.payload[..], b"orphan is gone");
+}

@@ -8,10 +8,10 @@
 //!   closed) declares it dead. It died no later than the last time this
 //!   node saw its key: delays and expiries are counted from then, so a will
 //!   is never published early, and at most [`crate::nodes::NODE_TTL`] plus
-//!   a scan late. Nodes that died while no survivor watched (found in the
-//!   buckets, alive neither at a [`RESCAN`] nor at the one before) are
-//!   handled by the live node whose name sorts first, from the first
-//!   rescan that missed them. A will whose connection had closed before
+//!   a scan late. Nodes that died while no survivor watched (named in the
+//!   buckets, missing from the live ones, confirmed gone) are found by the
+//!   live node whose name sorts first, at its first look and every
+//!   [`RESCAN`], and counted dead from then. A will whose connection had closed before
 //!   the death counts its delay from that close (the time it was kept
 //!   with).
 //! - **Its wills**: each will it kept is published after its delay (at
@@ -141,7 +141,8 @@ impl Survivors {
             let mut watch = Watch::new(self.nodes.me().clone());
             let mut pending: HashMap<String, Pending> = HashMap::new();
             let mut tick = tokio::time::interval(SCAN);
-            let mut last_rescan = tokio::time::Instant::now();
+            // The first look rescans: what died before this node started.
+            let mut last_rescan: Option<tokio::time::Instant> = None;
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
@@ -163,9 +164,10 @@ impl Survivors {
                         watch.declare_dead(&node, seen);
                     }
                 }
-                let rescan = last_rescan.elapsed() >= RESCAN && watch.first(&alive);
+                let rescan =
+                    last_rescan.is_none_or(|at| at.elapsed() >= RESCAN) && watch.first(&alive);
                 if rescan {
-                    last_rescan = tokio::time::Instant::now();
+                    last_rescan = Some(tokio::time::Instant::now());
                 }
                 if !watch.unscanned.is_empty() || rescan {
                     let dead = watch.unscanned.clone();
@@ -407,8 +409,6 @@ struct Watch {
     last_seen: HashMap<Arc<str>, u64>,
     /// Dead nodes, and when they died at the latest.
     dead: HashMap<Arc<str>, u64>,
-    /// Nodes never seen alive, named in the buckets: since when.
-    absent_since: HashMap<Arc<str>, u64>,
     /// Dead nodes whose wills and sessions are not scheduled yet: a scan
     /// that failed is tried again at the next look.
     unscanned: HashMap<Arc<str>, u64>,
@@ -420,7 +420,6 @@ impl Watch {
             me,
             last_seen: HashMap::new(),
             dead: HashMap::new(),
-            absent_since: HashMap::new(),
             unscanned: HashMap::new(),
         }
     }
@@ -435,7 +434,6 @@ impl Watch {
     fn missing(&mut self, alive: &HashSet<Arc<str>>, now: u64) -> Vec<(Arc<str>, u64)> {
         for node in alive {
             self.last_seen.insert(node.clone(), now);
-            self.absent_since.remove(node);
             // Declared dead, yet back: a partition, not a death.
             self.dead.remove(node);
         }
@@ -450,20 +448,17 @@ impl Watch {
     /// candidate.
     fn declare_dead(&mut self, node: &Arc<str>, died: u64) {
         self.last_seen.remove(node);
-        self.absent_since.remove(node);
         self.dead.insert(node.clone(), died);
         self.unscanned.insert(node.clone(), died);
     }
 
-    /// A node never seen alive, missing at `now`: when it died at the
-    /// latest, once it was missing at a rescan before this one too.
-    fn unknown(&mut self, node: &Arc<str>, now: u64) -> Option<u64> {
-        if self.last_seen.contains_key(node) {
-            return None;
-        }
-        let since = *self.absent_since.entry(node.clone()).or_insert(now);
-        let apart = (RESCAN - SCAN).as_millis() as u64;
-        (now.saturating_sub(since) >= apart).then_some(since)
+    /// A node named in the buckets, missing from the live ones at `now`:
+    /// if this node never saw it alive (it died before this node looked),
+    /// when it died at the latest (now). Nodes write wills and owner keys
+    /// only once their first heartbeat is in, so one missing from the live
+    /// nodes is not one that is starting (the caller still asks it).
+    fn unknown(&self, node: &Arc<str>, now: u64) -> Option<u64> {
+        (!self.last_seen.contains_key(node) && !self.dead.contains_key(node)).then_some(now)
     }
 
     /// Whether this node sorts first of the live ones (it rescans).
@@ -471,12 +466,10 @@ impl Watch {
         alive.iter().min() == Some(&self.me)
     }
 
-    /// Forgets nodes dead for long, and absences no longer named.
+    /// Forgets nodes dead for long.
     fn forget(&mut self, now: u64) {
         self.dead
             .retain(|_, died| now.saturating_sub(*died) < FORGET_AFTER_MS);
-        self.absent_since
-            .retain(|_, since| now.saturating_sub(*since) < FORGET_AFTER_MS);
     }
 }
 
@@ -511,21 +504,15 @@ mod tests {
     }
 
     #[test]
-    fn a_node_never_seen_alive_is_dead_only_when_a_rescan_before_missed_it_too() {
+    fn a_node_never_seen_alive_is_judged_dead_from_when_it_was_first_missed() {
         let mut watch = Watch::new(Arc::from("gw-b"));
         let gone: Arc<str> = Arc::from("gw-x");
-        let t0 = 100_000;
-        assert_eq!(watch.unknown(&gone, t0), None, "first missed now");
-        assert_eq!(watch.unknown(&gone, t0 + 1_000), None);
-        let rescan = t0 + RESCAN.as_millis() as u64;
-        assert_eq!(
-            watch.unknown(&gone, rescan),
-            Some(t0),
-            "dead since first missed"
-        );
-        // A node this one saw alive is never judged this way.
-        watch.missing(&nodes(&["gw-b", "gw-y"]), rescan);
-        assert_eq!(watch.unknown(&Arc::from("gw-y"), rescan + 60_000), None);
+        assert_eq!(watch.unknown(&gone, 100_000), Some(100_000));
+        watch.declare_dead(&gone, 100_000);
+        assert_eq!(watch.unknown(&gone, 130_000), None, "known dead already");
+        // A node this one saw alive is judged by `missing`, not this way.
+        watch.missing(&nodes(&["gw-b", "gw-y"]), 130_000);
+        assert_eq!(watch.unknown(&Arc::from("gw-y"), 190_000), None);
     }
 
     #[test]
