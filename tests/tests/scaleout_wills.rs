@@ -297,6 +297,9 @@ async fn a_killed_gateways_persistent_session_leaves_the_buckets_once_it_expires
     for client in [&mut brief, &mut lasting, &mut resumed] {
         client.subscribe(1, "s/#", QoS::AtLeastOnce).await;
     }
+    // A clean session: its owner key only.
+    let _fleeting = connect(&c.a, connect_packet("fleeting", &token, 0, false, None)).await;
+    present(&owners, &format!("{tenant}.fleeting")).await;
     for id in ["brief", "lasting", "resumed"] {
         present(&sessions, &format!("{tenant}.{id}")).await;
         present(&owners, &format!("{tenant}.{id}")).await;
@@ -305,6 +308,15 @@ async fn a_killed_gateways_persistent_session_leaves_the_buckets_once_it_expires
     let killed = Instant::now();
     c.a.kill9();
     let _back = connect(&c.b, connect_packet("resumed", &token, 3, false, None)).await;
+    // The clean session ended with its gateway: its owner key goes once the
+    // death is seen (not at the owner sweep, 30 to 60 s later).
+    let fleeting = gone_within(
+        &owners,
+        &format!("{tenant}.fleeting"),
+        Duration::from_secs(10),
+    )
+    .await;
+    eprintln!("a clean session's owner key left {fleeting:?} after the kill");
     let brief_key = format!("{tenant}.brief");
     gone_within(&sessions, &brief_key, Duration::from_secs(15)).await;
     gone_within(&owners, &brief_key, Duration::from_secs(1)).await;

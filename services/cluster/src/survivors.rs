@@ -28,7 +28,8 @@
 //!   since the death (or since the session's detach, if it was detached
 //!   before), at the revision read, so a resume meanwhile (which rewrote
 //!   it) wins; the owner key goes with it (at its revision), rather than at
-//!   the next sweep of `stale_owners.rs`.
+//!   the next sweep of `stale_owners.rs`. The owner keys of its sessions
+//!   that left no record (clean sessions, ended with it) go at once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -81,6 +82,9 @@ enum Task {
     Will(Box<Kept>),
     /// Purge the session record; the owner key too, at this revision.
     Session { owner_revision: u64 },
+    /// Purge the owner key of a session that ended with its node (no
+    /// record: a clean session).
+    Owner,
 }
 
 struct Pending {
@@ -248,7 +252,12 @@ impl Survivors {
             let died = dead[&o.node];
             let record = match self.sessions.entry(owner.key.as_str()).await {
                 Ok(Some(e)) if e.operation == kv::Operation::Put => e,
-                Ok(_) => continue,
+                Ok(_) => {
+                    // Nothing kept of it: its session ended with its node.
+                    let key = task_key(OWNER_TASK, &owner.key);
+                    schedule(pending, key, owner.revision, died, || Task::Owner);
+                    continue;
+                }
                 Err(e) => return Err(e.to_string()),
             };
             let Ok(r) = serde_json::from_slice::<RecordExpiry>(&record.value) else {
@@ -262,7 +271,7 @@ impl Survivors {
             let owner_revision = owner.revision;
             schedule(
                 pending,
-                session_task_key(&owner.key),
+                task_key(SESSION_TASK, &owner.key),
                 record.revision,
                 due_ms,
                 || Task::Session { owner_revision },
@@ -288,6 +297,10 @@ impl Survivors {
                 Task::Session { owner_revision } => {
                     let key = task_key.strip_prefix(SESSION_TASK).unwrap_or(&task_key);
                     self.expire_session(key, p.revision, *owner_revision).await
+                }
+                Task::Owner => {
+                    let key = task_key.strip_prefix(OWNER_TASK).unwrap_or(&task_key);
+                    self.remove_owner(key, p.revision).await
                 }
             };
             if matches!(outcome, Outcome::Retry) {
@@ -341,6 +354,22 @@ impl Survivors {
         }
     }
 
+    /// Purges the owner key at `key` if still at `revision` (a claim since
+    /// moved it).
+    async fn remove_owner(&self, key: &str, revision: u64) -> Outcome {
+        match purge_at_revision(&self.owners, key, revision).await {
+            Ok(()) => {
+                metrics::counter!(crate::stale_owners::STALE_OWNERS_REMOVED_TOTAL).increment(1);
+                Outcome::Done
+            }
+            Err(CasError::Conflict) => Outcome::Done,
+            Err(CasError::Failed(error)) => {
+                tracing::warn!(%key, %error, "cannot remove a dead gateway's owner key; trying again");
+                Outcome::Retry
+            }
+        }
+    }
+
     /// Purges the session record at `key` (and its owner key) if both are
     /// still as read.
     async fn expire_session(&self, key: &str, revision: u64, owner_revision: u64) -> Outcome {
@@ -365,11 +394,13 @@ impl Survivors {
     }
 }
 
-/// Session tasks share the map with wills (whose task key is the KV key).
+/// Session and owner tasks share the map with wills (whose task key is
+/// the KV key): theirs is the KV key after one of these.
 const SESSION_TASK: &str = "session:";
+const OWNER_TASK: &str = "owner:";
 
-fn session_task_key(key: &str) -> String {
-    format!("{SESSION_TASK}{key}")
+fn task_key(kind: &str, key: &str) -> String {
+    format!("{kind}{key}")
 }
 
 /// Schedules a task unless the same one (same key and revision) is.
