@@ -11,9 +11,9 @@
 //!   a scan late. Nodes that died while no survivor watched (named in the
 //!   buckets, missing from the live ones, confirmed gone) are found by the
 //!   live node whose name sorts first, at its first look and every
-//!   [`RESCAN`], and counted dead from then. A will whose connection had closed before
-//!   the death counts its delay from that close (the time it was kept
-//!   with).
+//!   [`RESCAN`], and counted dead from then. A will whose connection had
+//!   closed before the death counts its delay from that close (the time
+//!   it was kept with).
 //! - **Its wills**: each will it kept is published after its delay (at
 //!   most its session's expiry) through this node's core, so it is routed
 //!   over the backbone and appended to the tenant's log like any PUBLISH.
