@@ -2,13 +2,14 @@
 //! wills of its connections published (`wills.rs` keeps them) and its
 //! persistent sessions expired.
 //!
-//! - **A death**: every [`SCAN`], each node lists the live nodes
-//!   (`nodes.rs`); one it saw before and that is missing now is asked on
-//!   its own subject, and only NATS's "no responders" (its connection is
-//!   closed) declares it dead. It died no later than the last time this
-//!   node saw its key: delays and expiries are counted from then, so a will
-//!   is never published early, and at most [`crate::nodes::NODE_TTL`] plus
-//!   a scan late. Nodes that died while no survivor watched (named in the
+//! - **A death**: every [`SCAN`], a node this one saw alive before and
+//!   that is missing from the live nodes now (`nodes.rs`: not heard for
+//!   [`crate::nodes::NODE_TTL`], or stopped cleanly) is asked on its own
+//!   subject, and only NATS's "no responders" (its connection is closed)
+//!   declares it dead. It died no later than the last look at which it
+//!   still counted as alive: delays and expiries are counted from then, so
+//!   a will is never published early, and at most the TTL plus a scan
+//!   late. Nodes that died while no survivor watched (named in the
 //!   buckets, missing from the live ones, confirmed gone) are found by the
 //!   live node whose name sorts first, at its first look and every
 //!   [`RESCAN`], and counted dead from then. A will whose connection had
@@ -142,7 +143,7 @@ impl Survivors {
     /// Every [`SCAN`] until `stop`: finds dead nodes, and does what is due.
     pub fn spawn(self, stop: CancellationToken) {
         tokio::spawn(async move {
-            let mut watch = Watch::new(self.nodes.me().clone());
+            let mut lives = Lives::new(self.nodes.me().clone());
             let mut pending: HashMap<String, Pending> = HashMap::new();
             let mut tick = tokio::time::interval(SCAN);
             // The first look rescans: what died before this node started.
@@ -152,34 +153,34 @@ impl Survivors {
                     _ = tick.tick() => {}
                     () = stop.cancelled() => break,
                 }
-                // NATS not answering, or this node's own key not showing:
-                // nothing is known dead.
+                // The live nodes not known, or this node's own heartbeats
+                // not heard (NATS away): nothing is known dead.
                 let Ok(alive) = self.nodes.alive().await else {
                     continue;
                 };
-                if !alive.contains(watch.me()) {
+                if !alive.contains(lives.me()) {
                     continue;
                 }
                 let now = unix_ms_now();
-                for (node, seen) in watch.missing(&alive, now) {
+                for (node, seen) in lives.missing(&alive, now) {
                     if self.nodes.gone(&node).await {
                         metrics::counter!(DEAD_NODES_TOTAL).increment(1);
                         tracing::info!(%node, "a gateway is gone; its wills and sessions are taken care of here");
-                        watch.declare_dead(&node, seen);
+                        lives.declare_dead(&node, seen);
                     }
                 }
                 let rescan =
-                    last_rescan.is_none_or(|at| at.elapsed() >= RESCAN) && watch.first(&alive);
+                    last_rescan.is_none_or(|at| at.elapsed() >= RESCAN) && lives.first(&alive);
                 if rescan {
                     last_rescan = Some(tokio::time::Instant::now());
                 }
-                if !watch.unscanned.is_empty() || rescan {
-                    let dead = watch.unscanned.clone();
+                if !lives.unscanned.is_empty() || rescan {
+                    let dead = lives.unscanned.clone();
                     match self
-                        .scan(&mut watch, dead, rescan.then_some(&alive), &mut pending)
+                        .scan(&mut lives, dead, rescan.then_some(&alive), &mut pending)
                         .await
                     {
-                        Ok(()) => watch.unscanned.clear(),
+                        Ok(()) => lives.unscanned.clear(),
                         Err(error) => {
                             tracing::warn!(%error, "cannot read what dead gateways left; trying again")
                         }
@@ -194,7 +195,7 @@ impl Survivors {
     /// of every node the buckets name that is not `alive`).
     async fn scan(
         &self,
-        watch: &mut Watch,
+        lives: &mut Lives,
         mut dead: HashMap<Arc<str>, u64>,
         rescan: Option<&HashSet<Arc<str>>>,
         pending: &mut HashMap<String, Pending>,
@@ -216,19 +217,19 @@ impl Survivors {
                 .chain(owned.iter().map(|(_, o)| o.node.clone()))
                 .collect();
             let now = unix_ms_now();
-            watch.forget(now);
+            lives.forget(now);
             for node in named {
                 if alive.contains(&node) {
                     continue;
                 }
-                if let Some(&died) = watch.dead.get(&node) {
+                if let Some(&died) = lives.dead.get(&node) {
                     dead.insert(node, died);
-                } else if let Some(died) = watch.unknown(&node, now)
+                } else if let Some(died) = lives.unknown(&node, now)
                     && self.nodes.gone(&node).await
                 {
                     metrics::counter!(DEAD_NODES_TOTAL).increment(1);
                     tracing::info!(%node, "a gateway that died unwatched left wills or sessions; taken care of here");
-                    watch.declare_dead(&node, died);
+                    lives.declare_dead(&node, died);
                     dead.insert(node, died);
                 }
             }
@@ -434,7 +435,7 @@ fn ids(key: &str) -> Option<(String, String)> {
 }
 
 /// What this node knows of other nodes' lives (times are Unix ms).
-struct Watch {
+struct Lives {
     me: Arc<str>,
     /// When each node was last seen alive.
     last_seen: HashMap<Arc<str>, u64>,
@@ -445,9 +446,9 @@ struct Watch {
     unscanned: HashMap<Arc<str>, u64>,
 }
 
-impl Watch {
-    fn new(me: Arc<str>) -> Watch {
-        Watch {
+impl Lives {
+    fn new(me: Arc<str>) -> Lives {
+        Lives {
             me,
             last_seen: HashMap::new(),
             dead: HashMap::new(),
@@ -514,43 +515,43 @@ mod tests {
 
     #[test]
     fn a_node_seen_then_missing_died_no_later_than_it_was_last_seen() {
-        let mut watch = Watch::new(Arc::from("gw-b"));
-        assert!(watch.missing(&nodes(&["gw-a", "gw-b"]), 1_000).is_empty());
-        assert!(watch.missing(&nodes(&["gw-a", "gw-b"]), 2_000).is_empty());
-        let missing = watch.missing(&nodes(&["gw-b"]), 3_000);
+        let mut lives = Lives::new(Arc::from("gw-b"));
+        assert!(lives.missing(&nodes(&["gw-a", "gw-b"]), 1_000).is_empty());
+        assert!(lives.missing(&nodes(&["gw-a", "gw-b"]), 2_000).is_empty());
+        let missing = lives.missing(&nodes(&["gw-b"]), 3_000);
         assert_eq!(missing, vec![(Arc::from("gw-a"), 2_000)]);
         // Not confirmed gone yet: asked again at the next look.
-        assert_eq!(watch.missing(&nodes(&["gw-b"]), 4_000).len(), 1);
-        watch.declare_dead(&Arc::from("gw-a"), 2_000);
+        assert_eq!(lives.missing(&nodes(&["gw-b"]), 4_000).len(), 1);
+        lives.declare_dead(&Arc::from("gw-a"), 2_000);
         assert!(
-            watch.missing(&nodes(&["gw-b"]), 5_000).is_empty(),
+            lives.missing(&nodes(&["gw-b"]), 5_000).is_empty(),
             "dead once"
         );
-        assert_eq!(watch.dead.get("gw-a"), Some(&2_000));
+        assert_eq!(lives.dead.get("gw-a"), Some(&2_000));
         // Its wills and sessions are to be scheduled until a scan succeeds.
-        assert_eq!(watch.unscanned.get("gw-a"), Some(&2_000));
+        assert_eq!(lives.unscanned.get("gw-a"), Some(&2_000));
         // Back after all (a partition): alive again, not dead.
-        watch.missing(&nodes(&["gw-a", "gw-b"]), 6_000);
-        assert!(!watch.dead.contains_key("gw-a"));
+        lives.missing(&nodes(&["gw-a", "gw-b"]), 6_000);
+        assert!(!lives.dead.contains_key("gw-a"));
     }
 
     #[test]
     fn a_node_never_seen_alive_is_judged_dead_from_when_it_was_first_missed() {
-        let mut watch = Watch::new(Arc::from("gw-b"));
+        let mut lives = Lives::new(Arc::from("gw-b"));
         let gone: Arc<str> = Arc::from("gw-x");
-        assert_eq!(watch.unknown(&gone, 100_000), Some(100_000));
-        watch.declare_dead(&gone, 100_000);
-        assert_eq!(watch.unknown(&gone, 130_000), None, "known dead already");
+        assert_eq!(lives.unknown(&gone, 100_000), Some(100_000));
+        lives.declare_dead(&gone, 100_000);
+        assert_eq!(lives.unknown(&gone, 130_000), None, "known dead already");
         // A node this one saw alive is judged by `missing`, not this way.
-        watch.missing(&nodes(&["gw-b", "gw-y"]), 130_000);
-        assert_eq!(watch.unknown(&Arc::from("gw-y"), 190_000), None);
+        lives.missing(&nodes(&["gw-b", "gw-y"]), 130_000);
+        assert_eq!(lives.unknown(&Arc::from("gw-y"), 190_000), None);
     }
 
     #[test]
     fn the_live_node_whose_name_sorts_first_rescans() {
         let alive = nodes(&["gw-b", "gw-c"]);
-        assert!(Watch::new(Arc::from("gw-b")).first(&alive));
-        assert!(!Watch::new(Arc::from("gw-c")).first(&alive));
+        assert!(Lives::new(Arc::from("gw-b")).first(&alive));
+        assert!(!Lives::new(Arc::from("gw-c")).first(&alive));
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //!   write).
 //! - One task writes in the order asked for each client id, so a
 //!   connection's removal never overtakes its write; different client ids
-//!   are written at once (up to [`IN_FLIGHT`]).
+//!   are written at once (up to 64).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
