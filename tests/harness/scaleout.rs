@@ -263,6 +263,27 @@ impl Gateway {
         self.process.kill9();
     }
 
+    /// SIGTERM, and waits (15 s at most) for it to exit: a clean stop.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.process.0.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -TERM");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                panic!("aerie gateway did not exit within 15 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGSTOP (`false`) or SIGCONT (`true`): a gateway that hangs with its
     /// connections (to NATS too) open. Dropping it kills it even while stopped.
     /// Once continued, it answers `/healthz` again within 5 s, or this says

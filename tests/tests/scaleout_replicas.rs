@@ -75,6 +75,7 @@ fn on_a_3_node_nats_cluster_every_bucket_and_stream_keeps_3_replicas_and_fewer_a
         format!("KV_{prefix}_nodes"),
         format!("KV_{prefix}_owners"),
         format!("KV_{prefix}_connections"),
+        format!("KV_{prefix}_wills"),
         format!("{prefix}_retained"),
         format!("{prefix}_usage"),
     ] {

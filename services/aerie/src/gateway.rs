@@ -13,6 +13,8 @@ use aerie_cluster::backbone::NatsBackbone;
 use aerie_cluster::message_log::{JetStreamLog, LogConfig, Retention};
 use aerie_cluster::retained::JetStreamRetainedStores;
 use aerie_cluster::session_records::KvSessionRecords;
+use aerie_cluster::survivors::Survivors;
+use aerie_cluster::wills::KvWills;
 use aerie_control::readiness_log::ReadinessLog;
 use aerie_core::{Broker, NodeId, Seams};
 use aerie_facts::{KvDirectorySource, Nats};
@@ -90,14 +92,17 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     // NATS was connected (the facts came through it): its INFO names the
     // cluster's servers. Asked again while it is away.
     let replicas = nats.replicas_once_connected().await;
-    let (nodes, owners, records) = tokio::join!(
+    let (nodes, owners, records, wills) = tokio::join!(
         aerie_cluster::Nodes::open(&js, prefix, incarnation.clone(), replicas),
         aerie_cluster::NatsOwners::open(nats.client.clone(), prefix, incarnation.clone(), replicas),
         // Persistent sessions, so they resume on any gateway.
         KvSessionRecords::open(nats.client.clone(), prefix, replicas, shutdown.clone()),
+        // Wills, so a survivor publishes them if this gateway dies.
+        KvWills::open(&js, prefix, incarnation.clone(), replicas),
     );
     nodes.spawn_heartbeat(shutdown.clone()).await;
     owners.spawn_sweep(nodes.clone(), shutdown.clone());
+    let survivor_nodes = nodes.clone();
     let connections = aerie_cluster::ClusterConnections::open(&js, prefix, nodes, replicas).await;
     let store_ack_timeout = Duration::from_secs(args.mqtt.store_ack_timeout);
     let log = JetStreamLog::start(
@@ -125,6 +130,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         owners: Arc::new(owners.clone()),
         log: log.clone(),
         records,
+        wills: wills.clone(),
     };
     let config = aerie_core::CoreConfig {
         node_id: node,
@@ -132,6 +138,19 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     };
     let broker = Broker::with_seams(config, log.acks(), seams);
     inbound.spawn(broker.clone());
+    // This node publishes the wills, and expires the sessions, of gateways
+    // that die.
+    Survivors::open(
+        &js,
+        prefix,
+        survivor_nodes,
+        &owners,
+        &wills,
+        broker.clone(),
+        replicas,
+    )
+    .await
+    .spawn(shutdown.clone());
     let counter = nats.clone();
     owners
         .serve(broker.clone(), shutdown.clone(), move || counter.connects())
@@ -168,6 +187,10 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     signal.await;
     tracing::info!("shutting down");
     gateway.shutdown(Duration::from_secs(5)).await;
+    // The closing connections' wills were discarded (no will at a
+    // shutdown): gone from the bucket before this node stops saying it is
+    // alive, or survivors would publish them.
+    wills.flush().await;
     // The connections are closed: their last connection time is in the counters.
     crate::usage::flush(&gateway, &usage).await;
     shutdown.cancel();

@@ -20,6 +20,8 @@ pub mod retained_usage;
 pub mod session_records;
 pub mod stale_owners;
 pub mod subjects;
+pub mod survivors;
+pub mod wills;
 
 pub use limits::ClusterConnections;
 pub use nodes::Nodes;

@@ -127,7 +127,7 @@ impl Rounds {
 }
 
 /// Every key of `kv` that has a value now, with its revision.
-async fn current(kv: &kv::Store) -> Result<Vec<kv::Entry>, String> {
+pub(crate) async fn current(kv: &kv::Store) -> Result<Vec<kv::Entry>, String> {
     // Asked now (the store's status is what it was when opened).
     let mut stream = kv.stream.clone();
     let info = stream.info().await.map_err(|e| e.to_string())?;

@@ -90,6 +90,21 @@ impl Drop for Message {
     }
 }
 
+/// The PUBLISH properties a will is published with: those it carries
+/// (the will delay is not one of them).
+pub fn will_publish_properties(p: aerie_proto::WillProperties) -> PublishProperties {
+    PublishProperties {
+        payload_format_indicator: p.payload_format_indicator,
+        message_expiry_interval: p.message_expiry_interval,
+        topic_alias: None,
+        response_topic: p.response_topic,
+        correlation_data: p.correlation_data,
+        user_properties: p.user_properties,
+        subscription_identifiers: Vec::new(),
+        content_type: p.content_type,
+    }
+}
+
 impl Message {
     /// A message as a publisher hands it to the broker (a client's PUBLISH,
     /// a will, an HTTP publish): the message expiry interval becomes a

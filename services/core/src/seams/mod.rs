@@ -16,6 +16,9 @@
 //! - [`SessionRecords`]: a persistent session's subscriptions and replay
 //!   cursor, kept off the node so it resumes anywhere. Embedded:
 //!   [`LocalRecords`] (nothing: the embedded store keeps sessions).
+//! - [`Wills`]: the wills of this node's connections, kept where another
+//!   node publishes them if this one dies. Embedded: [`LocalWills`]
+//!   (nothing: one process).
 //! - [`crate::usage::UsageSink`]: where per-tenant usage goes (embedded: the
 //!   control plane's store, implemented by the binary).
 
@@ -24,6 +27,7 @@ mod log;
 mod owners;
 mod records;
 mod retained;
+mod wills;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -37,6 +41,7 @@ pub use records::{LocalRecords, Resumed, SessionRecords};
 pub use retained::{
     LocalRetained, LocalRetainedStores, RetainedQuota, RetainedStore, RetainedStores,
 };
+pub use wills::{LocalWills, Wills};
 
 /// A boxed future, as the seams return them (one allocation per call).
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -49,6 +54,7 @@ pub struct Seams {
     pub retained: Arc<dyn RetainedStores>,
     pub log: Arc<dyn MessageLog>,
     pub records: Arc<dyn SessionRecords>,
+    pub wills: Arc<dyn Wills>,
 }
 
 impl Seams {
@@ -60,6 +66,7 @@ impl Seams {
             retained: Arc::new(LocalRetainedStores),
             log: Arc::new(LocalLog),
             records: Arc::new(LocalRecords),
+            wills: Arc::new(LocalWills),
         }
     }
 }

@@ -145,8 +145,7 @@ impl Tenant {
             id.clone(),
             config.clone(),
             router.clone(),
-            seams.owners.clone(),
-            seams.records.clone(),
+            seams,
             session_ids,
             store.clone(),
         ));
@@ -288,9 +287,37 @@ impl Tenant {
         expiry_interval: u32,
         connection_id: u64,
     ) -> Result<Attachment, ReasonCode> {
-        self.sessions
-            .attach(client_id, clean_start, expiry_interval, connection_id)
+        self.attach_with_will(client_id, clean_start, expiry_interval, connection_id, None)
             .await
+    }
+
+    /// [`Tenant::attach`] for a connection with `will`, which is kept off
+    /// the node (the `Wills` seam) before this returns.
+    pub async fn attach_with_will(
+        &self,
+        client_id: &str,
+        clean_start: bool,
+        expiry_interval: u32,
+        connection_id: u64,
+        will: Option<&Will>,
+    ) -> Result<Attachment, ReasonCode> {
+        self.sessions
+            .attach(client_id, clean_start, expiry_interval, connection_id, will)
+            .await
+    }
+
+    /// The will of `session`'s connection `connection_id` was dropped
+    /// while connected (its token no longer allows its topic): what was
+    /// kept of it off the node goes.
+    pub fn will_discarded(&self, session: &Arc<Session>, connection_id: u64) {
+        self.sessions.will_discarded(session, connection_id);
+    }
+
+    /// Publishes the will of a connection of another node that is gone
+    /// (kept off that node by the `Wills` seam), as that node would have.
+    pub fn publish_kept_will(&self, will: Will) {
+        // Session 0 is no session here: no-local spares nobody.
+        self.sessions.publish_will(0, will);
     }
 
     /// Detaches a connection from its session. `will` is the will to publish

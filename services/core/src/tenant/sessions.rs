@@ -15,7 +15,7 @@ use super::{Attachment, Router};
 use crate::config::CoreConfig;
 use crate::message::{Message, MessageId};
 use crate::metrics as m;
-use crate::seams::{BoxFuture, Resumed, SessionOwners, SessionRecords};
+use crate::seams::{BoxFuture, Resumed, Seams, SessionOwners, SessionRecords, Wills};
 use crate::session::{FlightState, Kick, Session};
 use crate::store::{LoadedSession, TenantStore, unix_ms_now};
 
@@ -26,6 +26,9 @@ pub struct SessionTable {
     owners: Arc<dyn SessionOwners>,
     /// Where persistent sessions are kept off the node (embedded: nowhere).
     records: Arc<dyn SessionRecords>,
+    /// Where this node's standing wills are kept for other nodes
+    /// (embedded: nowhere).
+    wills: Arc<dyn Wills>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     /// Client ids with an attach under way (and how many): a session that
     /// such an attach replaces ends without releasing the ownership the
@@ -43,8 +46,7 @@ impl SessionTable {
         tenant: Arc<str>,
         config: Arc<CoreConfig>,
         router: Arc<Router>,
-        owners: Arc<dyn SessionOwners>,
-        records: Arc<dyn SessionRecords>,
+        seams: &Seams,
         session_ids: Arc<AtomicU64>,
         store: Arc<TenantStore>,
     ) -> SessionTable {
@@ -52,8 +54,9 @@ impl SessionTable {
             tenant,
             config,
             router,
-            owners,
-            records,
+            owners: seams.owners.clone(),
+            records: seams.records.clone(),
+            wills: seams.wills.clone(),
             sessions: Mutex::new(HashMap::new()),
             attaching: Mutex::new(HashMap::new()),
             session_ids,
@@ -64,18 +67,21 @@ impl SessionTable {
 
     /// Attaches a connection to the session of `client_id`: takes an attached
     /// one over (its connection is asked to close with 0x8E and hands the
-    /// session back), resumes a persistent one, or starts a new one.
+    /// session back), resumes a persistent one, or starts a new one. The
+    /// connection's `will` is kept off the node before this returns.
     pub async fn attach(
         &self,
         client_id: &str,
         clean_start: bool,
         expiry_interval: u32,
         connection_id: u64,
+        will: Option<&Will>,
     ) -> Result<Attachment, ReasonCode> {
         // Across nodes first: another node holding it lets go (0x8E there).
         let client: Arc<str> = Arc::from(client_id);
         let _attaching = Attaching::new(self, &client);
-        self.owners
+        let claim = self
+            .owners
             .claim(&self.tenant, &client, clean_start)
             .await?;
         // Another node's record of the session: starts over, or resumes here.
@@ -156,6 +162,9 @@ impl SessionTable {
                 continue;
             };
             self.records.changed(&session);
+            self.wills
+                .connected(&session, connection_id, will, expiry_interval, claim)
+                .await;
             return Ok(Attachment {
                 session,
                 session_present,
@@ -198,28 +207,50 @@ impl SessionTable {
             if let Some(will) = will {
                 self.publish_will(session.id, will);
             }
+            self.will_ended(session, Some(connection_id));
             return;
         }
         self.records.changed(session);
         self.schedule_expiry(session, generation, expiry);
-        if let Some(will) = will {
-            let delay = will.properties.will_delay_interval.unwrap_or(0);
-            if delay == 0 {
-                self.publish_will(session.id, will);
-            } else {
-                session.set_pending_will(will, generation);
-                let tenant = self.clone();
-                let s = session.clone();
-                let wait = Duration::from_secs(u64::from(delay.min(expiry)));
-                let mut deleted = self.deleted.subscribe();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => tenant.fire_pending_will(&s, generation),
-                        _ = deleted.wait_for(|d| *d) => {}
+        let Some(will) = will else {
+            // A normal DISCONNECT: the will is discarded.
+            self.will_ended(session, Some(connection_id));
+            return;
+        };
+        let delay = will.properties.will_delay_interval.unwrap_or(0);
+        if delay == 0 {
+            self.publish_will(session.id, will);
+            self.will_ended(session, Some(connection_id));
+        } else {
+            // Kept off the node while it waits: if this node dies, another
+            // publishes it, counting the delay from now.
+            self.wills.waiting(session, connection_id, &will, expiry);
+            session.set_pending_will(will, generation);
+            let tenant = self.clone();
+            let s = session.clone();
+            let wait = Duration::from_secs(u64::from(delay.min(expiry)));
+            let mut deleted = self.deleted.subscribe();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {
+                        tenant.fire_pending_will(&s, generation);
+                        tenant.will_ended(&s, Some(connection_id));
                     }
-                });
-            }
+                    _ = deleted.wait_for(|d| *d) => {}
+                }
+            });
         }
+    }
+
+    pub(crate) fn will_discarded(&self, session: &Session, connection_id: u64) {
+        self.will_ended(session, Some(connection_id));
+    }
+
+    /// The will of `session`'s connection `connection` (None: any) no
+    /// longer stands here: what was kept of it off the node goes.
+    fn will_ended(&self, session: &Session, connection: Option<u64>) {
+        self.wills
+            .ended(&self.tenant, &session.client_id, connection);
     }
 
     /// Ends a detached session after `expiry` seconds unless it is attached again.
@@ -248,18 +279,8 @@ impl SessionTable {
         }
     }
 
-    fn publish_will(&self, origin: u64, will: Will) {
-        let p = will.properties;
-        let properties = aerie_proto::PublishProperties {
-            payload_format_indicator: p.payload_format_indicator,
-            message_expiry_interval: p.message_expiry_interval,
-            topic_alias: None,
-            response_topic: p.response_topic,
-            correlation_data: p.correlation_data,
-            user_properties: p.user_properties,
-            subscription_identifiers: Vec::new(),
-            content_type: p.content_type,
-        };
+    pub(crate) fn publish_will(&self, origin: u64, will: Will) {
+        let properties = crate::message::will_publish_properties(will.properties);
         self.router.publish(Message::published(
             will.topic,
             will.payload,
@@ -320,6 +341,8 @@ impl SessionTable {
         sessions.remove(&session.client_id);
         drop(sessions);
         self.end_session(session);
+        // Its will waiting for its delay ended with it.
+        self.will_ended(session, None);
     }
 
     /// Drops a session's subscriptions and queue. Idempotent.

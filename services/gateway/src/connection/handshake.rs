@@ -171,11 +171,12 @@ pub(crate) async fn accept(
         .await
         .map_err(Refused)?;
     let attachment = tenant
-        .attach(
+        .attach_with_will(
             &client_id,
             connect.clean_start,
             session_expiry,
             connection_id,
+            connect.will.as_ref(),
         )
         .await
         .map_err(Refused)?;

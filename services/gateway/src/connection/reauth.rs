@@ -91,6 +91,8 @@ impl Conn {
             .is_some_and(|w| !permissions.may_publish(&w.topic))
         {
             self.will = None;
+            self.tenant
+                .will_discarded(&self.session, self.live.connection_id);
         }
     }
 }
