@@ -140,9 +140,9 @@ pub struct Session {
     /// Wakes the attached connection: new deliveries, or a kick.
     wake: Wake,
     /// Since when the attached connection has had bytes its socket does not
-    /// take (10 ms units). An atomic, as the connection moves it once per
+    /// take (1 ms units: 49 days of stall, ample). An atomic, as the connection moves it once per
     /// write.
-    socket_waiting_since: Stamp<10>,
+    socket_waiting_since: Stamp<1>,
     /// When this node received the oldest message the attached connection
     /// sent and its client has not acknowledged (1 s units). Moved by the connection once per batch; read
     /// by the session record's writer (scale-out), whose replay cursor must
