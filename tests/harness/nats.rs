@@ -250,6 +250,28 @@ impl NatsServer {
         (stream, reader)
     }
 
+    /// The consumers JetStream holds on `stream`, as this server's
+    /// monitoring endpoint (`/jsz`) says.
+    pub fn consumers_on(&self, stream: &str) -> usize {
+        let body = crate::http::send(
+            self.monitor,
+            "GET",
+            "/jsz?accounts=true&streams=true&consumers=true",
+            &[],
+            "",
+        )
+        .body;
+        let jsz: serde_json::Value = serde_json::from_str(&body).expect("/jsz is JSON");
+        jsz["account_details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .filter(|s| s["name"] == stream)
+            .map(|s| s["consumer_detail"].as_array().map_or(0, Vec::len))
+            .sum()
+    }
+
     /// `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("nats://{}", self.client)

@@ -399,31 +399,6 @@ async fn clean_start_clients_write_nothing_to_the_sessions_bucket() {
     wait_keys(&kv, &[key("kept-b")]).await;
 }
 
-/// Consumers on `stream`, as the nats-server monitoring endpoint counts them.
-fn consumers_on(stream: &str) -> u64 {
-    let body = aerie_e2e::http::send(
-        NatsServer::shared().monitor,
-        "GET",
-        "/jsz?accounts=true&streams=true&consumers=1",
-        &[],
-        "",
-    )
-    .body;
-    let jsz: serde_json::Value = serde_json::from_str(&body).expect("/jsz is JSON");
-    jsz["account_details"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
-        .filter(|s| s["name"] == stream)
-        .map(|s| {
-            s["consumer_detail"]
-                .as_array()
-                .map_or(0, |c| c.len() as u64)
-        })
-        .sum()
-}
-
 #[tokio::test]
 async fn a_thousand_sessions_resuming_hold_no_more_consumers_than_resume_at_once_and_none_after() {
     const SESSIONS: usize = 1000;
@@ -497,7 +472,7 @@ async fn a_thousand_sessions_resuming_hold_no_more_consumers_than_resume_at_once
         let mut most = 0;
         while !done.load(std::sync::atomic::Ordering::Relaxed) {
             let stream = stream.clone();
-            let n = tokio::task::spawn_blocking(move || consumers_on(&stream))
+            let n = tokio::task::spawn_blocking(move || NatsServer::shared().consumers_on(&stream))
                 .await
                 .expect("sampled");
             most = most.max(n);
@@ -531,12 +506,12 @@ async fn a_thousand_sessions_resuming_hold_no_more_consumers_than_resume_at_once
     let (most, ()) = futures_util::join!(sampler, resumes);
     eprintln!("at most {most} consumers on the log while {AT_ONCE} sessions resumed at once");
     assert!(
-        (1..=AT_ONCE as u64).contains(&most),
+        (1..=AT_ONCE).contains(&most),
         "at most {most} consumers on the log while {AT_ONCE} sessions resumed at once"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let left = consumers_on(&stream);
+        let left = NatsServer::shared().consumers_on(&stream);
         if left == 0 {
             break;
         }

@@ -434,27 +434,6 @@ async fn a_gateway_started_after_another_died_publishes_the_dead_ones_wills() {
     assert_eq!(&p.payload[..], b"orphan is gone");
 }
 
-/// The consumers JetStream holds on `stream`, as its monitoring port says.
-fn consumers_of(nats: &NatsServer, stream: &str) -> usize {
-    let body = aerie_e2e::http::send(
-        nats.monitor,
-        "GET",
-        "/jsz?accounts=true&streams=true&consumers=true",
-        &[],
-        "",
-    )
-    .body;
-    let jsz: serde_json::Value = serde_json::from_str(&body).expect("jsz");
-    jsz["account_details"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
-        .filter(|s| s["name"] == stream)
-        .map(|s| s["consumer_detail"].as_array().map_or(0, Vec::len))
-        .sum()
-}
-
 #[tokio::test]
 async fn watching_for_dead_gateways_holds_one_consumer_per_gateway_not_one_per_look() {
     let c = Cluster::start();
@@ -462,7 +441,7 @@ async fn watching_for_dead_gateways_holds_one_consumer_per_gateway_not_one_per_l
     let stream = format!("KV_{}_nodes", c.prefix);
     // A dozen looks each, at rest.
     tokio::time::sleep(Duration::from_secs(12)).await;
-    let held = consumers_of(nats, &stream);
+    let held = nats.consumers_on(&stream);
     eprintln!("consumers on the live nodes' bucket after 12 s with 2 gateways: {held}");
     assert!(held <= 6, "{held} consumers on {stream}");
 }
