@@ -167,7 +167,12 @@ impl NatsServer {
     /// client's request; the payload of the first reply (5 s at most).
     pub fn request(&self, subject: &str, payload: &[u8]) -> Vec<u8> {
         let (mut stream, mut reader) = self.text_client();
-        let inbox = "_INBOX.e2e-request";
+        // An inbox of its own: tests of one binary share the server, and a
+        // shared inbox hands each requester every reply.
+        static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let inbox = format!("_INBOX.e2e-{}-{n}", std::process::id());
+        let inbox = inbox.as_str();
         let mut out = format!("SUB {inbox} 1\r\n").into_bytes();
         out.extend(pub_command(subject, Some(inbox), payload, b""));
         stream.write_all(&out).expect("request");
