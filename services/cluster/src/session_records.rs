@@ -80,8 +80,10 @@ const KEEP_WAIT: Duration = Duration::from_secs(5);
 const ADOPTED_FOR: Duration = Duration::from_secs(30);
 /// Messages fetched per pull of a replay.
 const REPLAY_BATCH: usize = 256;
-/// A replay's pull waits this long for a batch; an empty one ends it.
+/// A replay's pull waits this long for a batch, then pulls again.
 const REPLAY_WAIT: Duration = Duration::from_millis(500);
+/// A replay gives up after this (logged): JetStream is too slow to serve it.
+const REPLAY_WITHIN: Duration = Duration::from_secs(10);
 
 /// The bucket of session records.
 pub fn bucket(prefix: &str) -> String {
@@ -760,6 +762,7 @@ impl Replay {
         kept: &mut VecDeque<Arc<Message>>,
         dropped: &mut u64,
     ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + REPLAY_WITHIN;
         loop {
             let mut batch = consumer
                 .fetch()
@@ -787,8 +790,11 @@ impl Replay {
                     return Ok(());
                 }
             }
-            if got == 0 {
-                return Ok(());
+            // The consumer had messages up to `last` pending when it was
+            // made (else no pull): an empty batch is JetStream being slow
+            // (a loaded box), not the end.
+            if got == 0 && tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("no message from the log in {REPLAY_WITHIN:?}");
             }
         }
     }
