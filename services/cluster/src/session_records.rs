@@ -716,9 +716,17 @@ impl Replay {
         if self.filters.is_empty() || self.keep_at_most == 0 {
             return Ok(());
         }
-        // No log yet: nothing QoS 1/2 was ever published in the tenant.
-        let Ok(mut stream) = self.js.get_stream(&self.stream).await else {
-            return Ok(());
+        let mut stream = match self.js.get_stream(&self.stream).await {
+            Ok(stream) => stream,
+            // No log yet: nothing QoS 1/2 was ever published in the tenant.
+            Err(e)
+                if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(ref j)
+                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                return Ok(());
+            }
+            // Anything else (a timeout on a loaded box) is not "no log".
+            Err(e) => anyhow::bail!("cannot read the log's stream: {e}"),
         };
         let state = stream.info().await?.state.clone();
         let last = state.last_sequence;
