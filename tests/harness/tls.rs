@@ -30,6 +30,26 @@ impl TestCert {
             "127.0.0.1".to_owned(),
         ])
         .expect("generate certificate");
+        TestCert::of(ck.cert, ck.signing_key)
+    }
+
+    /// As [`TestCert::localhost`], valid until midnight (UTC) of `year`-
+    /// `month`-`day`; that moment's Unix seconds too.
+    pub fn localhost_until(year: i32, month: u8, day: u8) -> (TestCert, i64) {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("certificate params");
+        params.not_after = rcgen::date_time_ymd(year, month, day);
+        let key = rcgen::KeyPair::generate().expect("key pair");
+        let cert = params.self_signed(&key).expect("generate certificate");
+        (TestCert::of(cert, key), params.not_after.unix_timestamp())
+    }
+
+    fn of(cert: rcgen::Certificate, key: rcgen::KeyPair) -> TestCert {
+        let ck = rcgen::CertifiedKey {
+            cert,
+            signing_key: key,
+        };
         let dir = tempfile::tempdir().expect("temp dir");
         let cert_pem = dir.path().join("cert.pem");
         let key_pem = dir.path().join("key.pem");

@@ -331,6 +331,16 @@ async fn v5_publish_and_subscribe_over_tls() {
 }
 
 #[tokio::test]
+async fn the_certificates_expiry_is_a_metric_an_alert_can_read() {
+    let (cert, not_after) = TestCert::localhost_until(2031, 5, 17);
+    let server = cert.server_options().start();
+    assert_eq!(
+        server.metric("aerie_tls_certificate_expiry_timestamp_seconds", ""),
+        not_after as f64
+    );
+}
+
+#[tokio::test]
 async fn message_published_over_tls_reaches_tcp_subscriber() {
     let cert = TestCert::localhost();
     let server = cert.server_options().start();

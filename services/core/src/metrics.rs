@@ -38,6 +38,9 @@ pub const HANDSHAKE_TIMEOUTS_TOTAL: &str = "aerie_handshake_timeouts_total";
 /// Failed TLS handshakes by `listener` and `reason` (not_tls,
 /// no_shared_cipher, bad_certificate, timeout, other).
 pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "aerie_tls_handshake_failures_total";
+/// When the TLS listeners' certificate (the chain's first) stops being
+/// valid, Unix seconds: what a certificate-expiry alert reads.
+pub const TLS_CERTIFICATE_EXPIRY: &str = "aerie_tls_certificate_expiry_timestamp_seconds";
 /// Connections to the HTTP listener refused at its connection cap.
 pub const HTTP_CONNECTIONS_REFUSED_TOTAL: &str = "aerie_http_connections_refused_total";
 /// HTTP requests answered 408 for taking longer than the request timeout.

@@ -13,8 +13,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-/// Loads a certificate chain and private key (PEM) into an acceptor.
-/// `alpn` lists the protocols to offer (e.g. `http/1.1` for WSS).
+/// Loads a certificate chain and private key (PEM) into an acceptor, and
+/// exports when the certificate expires (`aerie_tls_certificate_expiry_
+/// timestamp_seconds`). `alpn` lists the protocols to offer (e.g.
+/// `http/1.1` for WSS).
 pub fn acceptor(cert: &Path, key: &Path, alpn: &[&[u8]]) -> anyhow::Result<TlsAcceptor> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("reading TLS certificate {}", cert.display()))?
@@ -23,6 +25,11 @@ pub fn acceptor(cert: &Path, key: &Path, alpn: &[&[u8]]) -> anyhow::Result<TlsAc
     if certs.is_empty() {
         anyhow::bail!("no certificate found in {}", cert.display());
     }
+    let (_, leaf) = x509_parser::parse_x509_certificate(&certs[0])
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("parsing TLS certificate {}", cert.display()))?;
+    let not_after = leaf.validity().not_after.timestamp();
+    metrics::gauge!(m::TLS_CERTIFICATE_EXPIRY).set(not_after as f64);
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("reading TLS key {}", key.display()))?;
     let mut config = rustls::ServerConfig::builder()
