@@ -232,26 +232,14 @@ impl MessageLog for JetStreamLog {
         Box::pin(async move {
             // JetStream drops a second copy with the same `Nats-Msg-Id`
             // within the stream's duplicate window, and says so.
-            let deadline = append.at + RESENT_WAIT;
-            let mut pause = Duration::from_millis(50);
-            loop {
-                match tokio::time::timeout_at(deadline, shared.try_append(&append)).await {
-                    Ok(Ok(duplicate)) => {
-                        let outcome = if duplicate { "held" } else { "appended" };
-                        metrics::counter!(RESENDS_TOTAL, "outcome" => outcome).increment(1);
-                        return Some(duplicate);
-                    }
-                    Ok(Err(reason)) if Instant::now() + pause < deadline => {
-                        metrics::counter!(APPEND_FAILURES_TOTAL, "reason" => reason).increment(1);
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(1));
-                    }
-                    Ok(Err(_)) | Err(_) => {
-                        metrics::counter!(RESENDS_TOTAL, "outcome" => "unknown").increment(1);
-                        return None;
-                    }
-                }
-            }
+            let held = shared.append_until(&append, append.at + RESENT_WAIT).await;
+            let outcome = match held {
+                Some(true) => "held",
+                Some(false) => "appended",
+                None => "unknown",
+            };
+            metrics::counter!(RESENDS_TOTAL, "outcome" => outcome).increment(1);
+            held
         })
     }
 }
@@ -286,28 +274,35 @@ impl Shared {
     /// ticket either way (a given-up one's ack was answered without it).
     async fn keep(self: Arc<Self>, append: Append) -> Ticket {
         let deadline = append.at + self.config.give_up_after;
+        if self.append_until(&append, deadline).await.is_some() {
+            metrics::counter!(APPENDS_TOTAL).increment(1);
+            metrics::histogram!(ACK_WAIT_SECONDS).record(append.at.elapsed().as_secs_f64());
+        } else {
+            metrics::counter!(APPEND_FAILURES_TOTAL, "reason" => "gave_up").increment(1);
+            tracing::warn!(tenant = %append.tenant, id = %append.id, "JetStream did not keep a message in time; its acknowledgement was refused");
+        }
+        append.ticket
+    }
+
+    /// Attempts `append` until JetStream answered or `deadline` passed, each
+    /// failed attempt counted and retried with a growing pause: whether the
+    /// stream held its id already; `None` at the deadline.
+    async fn append_until(&self, append: &Append, deadline: Instant) -> Option<bool> {
         let mut pause = Duration::from_millis(50);
         loop {
-            let failed = match tokio::time::timeout_at(deadline, self.try_append(&append)).await {
-                Ok(Ok(_)) => {
-                    metrics::counter!(APPENDS_TOTAL).increment(1);
-                    metrics::histogram!(ACK_WAIT_SECONDS).record(append.at.elapsed().as_secs_f64());
-                    return append.ticket;
-                }
+            let failed = match tokio::time::timeout_at(deadline, self.try_append(append)).await {
+                Ok(Ok(duplicate)) => return Some(duplicate),
                 Ok(Err(reason)) => reason,
-                Err(_) => break,
+                Err(_) => return None,
             };
             metrics::counter!(APPEND_FAILURES_TOTAL, "reason" => failed).increment(1);
             tracing::debug!(tenant = %append.tenant, reason = failed, "message log append failed; retrying");
             if Instant::now() + pause >= deadline {
-                break;
+                return None;
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(1));
         }
-        metrics::counter!(APPEND_FAILURES_TOTAL, "reason" => "gave_up").increment(1);
-        tracing::warn!(tenant = %append.tenant, id = %append.id, "JetStream did not keep a message in time; its acknowledgement was refused");
-        append.ticket
     }
 
     /// One attempt: the tenant's stream opened, then a JetStream publish.
