@@ -336,21 +336,24 @@ async fn a_publisher_whose_gateway_is_killed_resends_elsewhere_and_the_session_g
     assert!(twice.is_empty(), "QoS 2 delivered twice: {twice:?}");
 }
 
+/// The shape, a persistent subscriber to `filter` at `qos` on A (its
+/// record written) and a publisher on B.
+async fn reader_on_a_writer_on_b(filter: &str, qos: QoS) -> (Shape, RawClient, RawClient) {
+    let shape = shape().await;
+    let (mut reader, _) = connect(&shape.gateways[0], "reader", &shape.token, true).await;
+    let ack = reader.subscribe(1, filter, qos).await;
+    assert_eq!(ack.reasons, vec![ReasonCode(qos as u8)]);
+    let key = format!("{}.reader", shape.tenant);
+    wait_for_record(&shape.nats, &shape.prefix, &key).await;
+    let (publisher, _) = connect(&shape.gateways[1], "writer", &shape.token, true).await;
+    (shape, reader, publisher)
+}
+
 #[tokio::test]
 async fn a_subscriber_whose_gateway_is_killed_gets_its_unacknowledged_deliveries_again_elsewhere() {
-    let Shape {
-        nats,
-        prefix,
-        _control,
-        mut gateways,
-        tenant: tenant_id,
-        token,
-    } = shape().await;
-    let (mut reader, _) = connect(&gateways[0], "reader", &token, true).await;
-    let ack = reader.subscribe(1, "unacked/#", QoS::AtLeastOnce).await;
-    assert_eq!(ack.reasons, vec![ReasonCode::GRANTED_QOS_1]);
-    wait_for_record(&nats, &prefix, &format!("{tenant_id}.reader")).await;
-    let (mut publisher, _) = connect(&gateways[1], "writer", &token, true).await;
+    let (mut shape, mut reader, mut publisher) =
+        reader_on_a_writer_on_b("unacked/#", QoS::AtLeastOnce).await;
+    let (gateways, token) = (&mut shape.gateways, shape.token.clone());
     let mut send = async |topic: &str, payload: &str, id: u16| {
         let acked = publisher
             .publish_acked(topic, payload.as_bytes(), QoS::AtLeastOnce, false, id)
@@ -361,10 +364,14 @@ async fn a_subscriber_whose_gateway_is_killed_gets_its_unacknowledged_deliveries
     for i in 0..5u16 {
         send("unacked/old", &format!("old{i}"), i + 1).await;
     }
-    let mut got = Vec::new();
+    // Payload → the packet id it came under.
+    let mut got = HashMap::new();
     while got.len() < 5 {
         let p = reader.recv_publish().await;
-        got.push(String::from_utf8_lossy(&p.payload).into_owned());
+        got.insert(
+            String::from_utf8_lossy(&p.payload).into_owned(),
+            p.packet_id,
+        );
     }
     // ...then, well after them, five it acknowledges: the session's record
     // on A moves its replay cursor on (written every second).
@@ -381,13 +388,108 @@ async fn a_subscriber_whose_gateway_is_killed_gets_its_unacknowledged_deliveries
 
     let (mut reader, present) = connect(&gateways[2], "reader", &token, false).await;
     assert!(present, "the session resumed on C");
-    let mut again = Vec::new();
-    while let Ok(Some(Packet::Publish(p))) = reader.recv_within(Duration::from_secs(3)).await {
+    let mut again = HashMap::new();
+    // The first once the replay is read (slow on a loaded box), then the rest.
+    let mut wait = Duration::from_secs(15);
+    while let Ok(Some(Packet::Publish(p))) = reader.recv_within(wait).await {
+        wait = Duration::from_secs(3);
         reader.ack(&p).await;
-        again.push(String::from_utf8_lossy(&p.payload).into_owned());
+        let payload = String::from_utf8_lossy(&p.payload).into_owned();
+        again.insert(payload, (p.dup, p.packet_id));
     }
+    // In flight when A died: resent as MQTT says, with DUP under the
+    // packet id they had.
     for i in 0..5 {
         let old = format!("old{i}");
-        assert!(again.contains(&old), "{old} not delivered again: {again:?}");
+        assert_eq!(
+            again.get(&old),
+            Some(&(true, got[&old])),
+            "{old} not resent with DUP under its packet id: {again:?}"
+        );
     }
+}
+
+/// What a subscriber's session resumed elsewhere gets of QoS 2 deliveries
+/// at each stage of their exchange when its gateway died: the ones it
+/// completed never again, the ones it had PUBREC'd a PUBREL (never the
+/// message), the ones it had not answered the PUBLISH with DUP under
+/// the same packet id; so each message reaches it once.
+#[tokio::test]
+async fn a_subscribers_qos_2_exchanges_finish_elsewhere_after_its_gateway_dies_and_none_comes_twice()
+ {
+    let (mut shape, mut reader, mut publisher) =
+        reader_on_a_writer_on_b("twice/#", QoS::ExactlyOnce).await;
+    let (gateways, token) = (&mut shape.gateways, shape.token.clone());
+    for i in 0..12u16 {
+        let acked = publisher
+            .publish_acked(
+                "twice/x",
+                format!("m{i}").as_bytes(),
+                QoS::ExactlyOnce,
+                false,
+                i + 1,
+            )
+            .await;
+        assert_eq!(acked, ReasonCode::SUCCESS);
+    }
+    let mut packet_id = HashMap::new();
+    let mut ids = Vec::new();
+    while ids.len() < 12 {
+        let p = reader.recv_publish().await;
+        assert!(!p.dup);
+        let id = p.packet_id.expect("QoS 2");
+        packet_id.insert(String::from_utf8_lossy(&p.payload).into_owned(), id);
+        ids.push(id);
+    }
+    // m0..m3 completed, m4..m7 received (PUBREC; PUBREL came, no PUBCOMP
+    // yet), m8..m11 not answered.
+    for (i, &id) in ids.iter().enumerate().take(8) {
+        reader.send_ack(Packet::PubRec, id).await;
+        match reader.recv_within(Duration::from_secs(5)).await {
+            Ok(Some(Packet::PubRel(r))) => assert_eq!(r.packet_id, id),
+            other => panic!("no PUBREL for m{i}: {other:?}"),
+        }
+        if i < 4 {
+            reader.send_ack(Packet::PubComp, id).await;
+        }
+    }
+    // The record's next write (every second) has the PUBCOMPs too.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    gateways[0].kill9();
+
+    let (mut reader, present) = connect(&gateways[2], "reader", &token, false).await;
+    assert!(present, "the session resumed on C");
+    let mut published = Vec::new();
+    let mut released = Vec::new();
+    let mut wait = Duration::from_secs(15);
+    while let Ok(Some(packet)) = reader.recv_within(wait).await {
+        wait = Duration::from_secs(3);
+        match packet {
+            Packet::Publish(p) => {
+                let payload = String::from_utf8_lossy(&p.payload).into_owned();
+                published.push((payload, p.dup, p.packet_id));
+                reader.ack(&p).await;
+            }
+            Packet::PubRel(r) => {
+                // Not the answer to a PUBREC sent here: resent on resume.
+                if !published.iter().any(|(_, _, id)| *id == Some(r.packet_id)) {
+                    released.push(r.packet_id);
+                }
+                reader.send_ack(Packet::PubComp, r.packet_id).await;
+            }
+            _ => {}
+        }
+    }
+    let expected: Vec<_> = (8..12)
+        .map(|i| {
+            let payload = format!("m{i}");
+            let id = packet_id[&payload];
+            (payload, true, Some(id))
+        })
+        .collect();
+    assert_eq!(published, expected, "PUBLISHes after the resume");
+    released.sort_unstable();
+    let mut pubrec_d: Vec<u16> = ids[4..8].to_vec();
+    pubrec_d.sort_unstable();
+    assert_eq!(released, pubrec_d, "PUBRELs after the resume");
 }

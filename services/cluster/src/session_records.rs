@@ -16,7 +16,13 @@
 //!   then was published after it, so a replay from it misses none; it
 //!   repeats at most what was delivered in the margin (and, online, what
 //!   was delivered since the last write): QoS 1 duplicates, which MQTT
-//!   allows, and QoS 2 duplicates, which it does not (not kept yet).
+//!   allows; never a QoS 2 one (next item).
+//! - **The outbound window** (the gateway's `connection/window.rs`): the
+//!   deliveries in flight (packet id, message id, stage) and the QoS 2
+//!   messages completed since about the cursor. A QoS 2 PUBLISH goes out,
+//!   and a PUBREL, only once a write holds it; QoS 1 sends and all acks
+//!   ride along with the next write. A resume resends what was in flight
+//!   (DUP under its packet id, or PUBREL) and skips what was completed.
 //! - **Writes**, with compare-and-set at the revision this node last wrote
 //!   or read (`kv_cas.rs`), in order by one task: at SUBSCRIBE, UNSUBSCRIBE,
 //!   CONNECT and detach of a persistent session, and every [`TICK`] for an
@@ -40,7 +46,9 @@ use std::time::Duration;
 use aerie_core::message::Persisted;
 use aerie_core::message::codec;
 use aerie_core::metrics::{DropReason, count_drop};
-use aerie_core::seams::{BoxFuture, Resumed, SessionRecords};
+use aerie_core::seams::{
+    BoxFuture, FlightStage, RecordedFlight, Resumed, SessionRecords, WindowChange,
+};
 use aerie_core::{Limit, Message, MessageId, NodeId, Session, SubscriptionSpec};
 use aerie_proto::{QoS, RetainHandling, SubscriptionOptions, topic};
 use async_nats::jetstream::{self, consumer, kv};
@@ -112,6 +120,38 @@ struct Record {
     /// PUBREL (as of this write).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     q2: Vec<(u16, u64, u64)>,
+    /// Outbound deliveries in flight, in send order: packet id, message id
+    /// (node, sequence), stage (`stage_code`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    out: Vec<(u16, u64, u64, u8)>,
+    /// QoS 2 deliveries the client completed that a replay from the cursor
+    /// could still read: message id (node, sequence), when (Unix ms).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    done: Vec<(u64, u64, u64)>,
+}
+
+fn stage_code(stage: FlightStage) -> u8 {
+    match stage {
+        FlightStage::Qos1 => 1,
+        FlightStage::Qos2 => 2,
+        FlightStage::Released => 3,
+    }
+}
+
+fn stage_of(code: u8) -> Option<FlightStage> {
+    match code {
+        1 => Some(FlightStage::Qos1),
+        2 => Some(FlightStage::Qos2),
+        3 => Some(FlightStage::Released),
+        _ => None,
+    }
+}
+
+fn message_id(node: u64, seq: u64) -> MessageId {
+    MessageId {
+        node: NodeId(node),
+        seq,
+    }
 }
 
 fn options_byte(o: &SubscriptionOptions) -> u8 {
@@ -138,14 +178,27 @@ impl Record {
     fn inbound_qos2(&self) -> BTreeMap<u16, MessageId> {
         self.q2
             .iter()
-            .map(|&(packet_id, node, seq)| {
-                let id = MessageId {
-                    node: NodeId(node),
-                    seq,
-                };
-                (packet_id, id)
-            })
+            .map(|&(packet_id, node, seq)| (packet_id, message_id(node, seq)))
             .collect()
+    }
+
+    fn window(&self) -> Window {
+        let mut window = Window::default();
+        for &(packet_id, node, seq, stage) in &self.out {
+            if let Some(state) = stage_of(stage) {
+                window.sent(RecordedFlight {
+                    packet_id,
+                    id: message_id(node, seq),
+                    state,
+                });
+            }
+        }
+        window.completed = self
+            .done
+            .iter()
+            .map(|&(node, seq, at)| (message_id(node, seq), at))
+            .collect();
+        window
     }
 
     fn subscriptions(&self) -> Vec<(Arc<str>, SubscriptionSpec)> {
@@ -180,6 +233,13 @@ enum Op {
         revision: u64,
         cursor_ms: u64,
         inbound_qos2: BTreeMap<u16, MessageId>,
+        window: Window,
+    },
+    /// Changes to the outbound window; `done`: written now, and told.
+    Window {
+        session: Weak<Session>,
+        changes: Vec<WindowChange>,
+        done: Option<oneshot::Sender<bool>>,
     },
     /// An inbound QoS 2 packet id recorded with its message's id (the
     /// PUBLISH is routed once the record holds it), or removed (`None`:
@@ -223,6 +283,103 @@ fn apply_qos2(
     };
 }
 
+/// Applies outbound window changes to the record this node keeps of
+/// `session`.
+fn apply_window(
+    held: &mut HashMap<String, Held>,
+    session: &Weak<Session>,
+    changes: Vec<WindowChange>,
+) {
+    let Some(s) = session.upgrade() else {
+        return;
+    };
+    let window = &mut held
+        .entry(key(&s.tenant, &s.client_id))
+        .or_insert_with(Held::new)
+        .window;
+    let now = unix_ms_now();
+    for change in changes {
+        window.apply(change, now);
+    }
+}
+
+/// A session's outbound window as its record keeps it.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Window {
+    /// Send order → flight.
+    flights: BTreeMap<u64, RecordedFlight>,
+    /// Packet id → send order.
+    order_of: HashMap<u16, u64>,
+    next_order: u64,
+    /// Completed QoS 2 messages and when (Unix ms).
+    completed: Vec<(MessageId, u64)>,
+}
+
+impl Window {
+    fn sent(&mut self, flight: RecordedFlight) {
+        self.remove(flight.packet_id);
+        self.next_order += 1;
+        self.flights.insert(self.next_order, flight);
+        self.order_of.insert(flight.packet_id, self.next_order);
+    }
+
+    fn remove(&mut self, packet_id: u16) -> Option<RecordedFlight> {
+        let order = self.order_of.remove(&packet_id)?;
+        self.flights.remove(&order)
+    }
+
+    fn apply(&mut self, change: WindowChange, now_ms: u64) {
+        match change {
+            WindowChange::Sent(flight) => self.sent(flight),
+            WindowChange::Released(packet_id) => {
+                if let Some(f) = self
+                    .order_of
+                    .get(&packet_id)
+                    .and_then(|o| self.flights.get_mut(o))
+                {
+                    f.state = FlightStage::Released;
+                }
+            }
+            WindowChange::Acknowledged(packet_id) => {
+                if let Some(f) = self.remove(packet_id)
+                    && f.state != FlightStage::Qos1
+                {
+                    self.completed.push((f.id, now_ms));
+                }
+            }
+            WindowChange::Forgotten(packet_id) => {
+                self.remove(packet_id);
+            }
+        }
+    }
+
+    /// Completed QoS 2 messages a replay from `cursor_ms` can no longer
+    /// read (their completion is older than the cursor by the margin) are
+    /// forgotten.
+    fn prune(&mut self, cursor_ms: u64) {
+        let margin = MARGIN.as_millis() as u64;
+        self.completed.retain(|&(_, at)| at + margin >= cursor_ms);
+    }
+
+    fn recorded(&self) -> Vec<RecordedFlight> {
+        self.flights.values().copied().collect()
+    }
+
+    fn out(&self) -> Vec<(u16, u64, u64, u8)> {
+        self.flights
+            .values()
+            .map(|f| (f.packet_id, f.id.node.0, f.id.seq, stage_code(f.state)))
+            .collect()
+    }
+
+    fn done(&self) -> Vec<(u64, u64, u64)> {
+        self.completed
+            .iter()
+            .map(|(id, at)| (id.node.0, id.seq, *at))
+            .collect()
+    }
+}
+
 /// A record this node writes.
 struct Held {
     session: Weak<Session>,
@@ -235,6 +392,8 @@ struct Held {
     adopted: Option<tokio::time::Instant>,
     /// Inbound QoS 2 ids recorded and not released.
     inbound_qos2: BTreeMap<u16, MessageId>,
+    /// The outbound window.
+    window: Window,
 }
 
 impl Held {
@@ -246,6 +405,7 @@ impl Held {
             written: None,
             adopted: None,
             inbound_qos2: BTreeMap::new(),
+            window: Window::default(),
         }
     }
 
@@ -351,6 +511,30 @@ impl SessionRecords for KvSessionRecords {
         self.record_qos2(session, packet_id, None)
     }
 
+    fn keeps_windows(&self) -> bool {
+        true
+    }
+
+    fn window_changed(
+        &self,
+        session: &Arc<Session>,
+        changes: Vec<WindowChange>,
+        wait: bool,
+    ) -> Option<BoxFuture<bool>> {
+        let (done, recorded) = if wait {
+            let (done, recorded) = oneshot::channel();
+            (Some(done), Some(recorded))
+        } else {
+            (None, None)
+        };
+        let _ = self.ops.send(Op::Window {
+            session: Arc::downgrade(session),
+            changes,
+            done,
+        });
+        recorded.map(wait_recorded)
+    }
+
     fn resume(
         &self,
         tenant: &Arc<str>,
@@ -384,11 +568,15 @@ impl SessionRecords for KvSessionRecords {
                 return None;
             }
             let inbound_qos2 = record.inbound_qos2();
+            let window = record.window();
+            let outbound = window.recorded();
+            let completed_qos2 = window.completed.iter().map(|(id, _)| *id).collect();
             let _ = ops.send(Op::Adopted {
                 key,
                 revision: entry.revision,
                 cursor_ms: record.cursor_ms,
                 inbound_qos2: inbound_qos2.clone(),
+                window,
             });
             metrics::counter!(RESUMES_TOTAL).increment(1);
             let subscriptions = record.subscriptions();
@@ -410,6 +598,8 @@ impl SessionRecords for KvSessionRecords {
                 subscriptions,
                 replay: Box::pin(replay.read()),
                 inbound_qos2: inbound_qos2.into_iter().collect(),
+                outbound,
+                completed_qos2,
             })
         })
     }
@@ -479,6 +669,7 @@ async fn write(kv: kv::Store, mut ops: mpsc::UnboundedReceiver<Op>, shutdown: Ca
                 revision,
                 cursor_ms,
                 inbound_qos2,
+                window,
             } => {
                 held.insert(
                     key,
@@ -487,9 +678,27 @@ async fn write(kv: kv::Store, mut ops: mpsc::UnboundedReceiver<Op>, shutdown: Ca
                         cursor_ms,
                         adopted: Some(tokio::time::Instant::now()),
                         inbound_qos2,
+                        window,
                         ..Held::new()
                     },
                 );
+            }
+            Op::Window {
+                session,
+                changes,
+                done,
+            } => {
+                apply_window(&mut held, &session, changes);
+                // Without a waiter, the next tick (or change) writes it.
+                if let Some(done) = done {
+                    let mut recorded = vec![done];
+                    next = coalesce(&mut ops, &session, &mut held, &mut recorded);
+                    let ok = match session.upgrade() {
+                        Some(session) => put(&kv, &mut held, &session).await,
+                        None => false,
+                    };
+                    tell(recorded, ok);
+                }
             }
         }
     }
@@ -516,6 +725,14 @@ fn coalesce(
             } if Weak::ptr_eq(&same, session) => {
                 apply_qos2(held, &same, packet_id, id);
                 recorded.push(done);
+            }
+            Op::Window {
+                session: same,
+                changes,
+                done,
+            } if Weak::ptr_eq(&same, session) => {
+                apply_window(held, &same, changes);
+                recorded.extend(done);
             }
             other => return Some(other),
         }
@@ -558,6 +775,7 @@ async fn put(kv: &kv::Store, held: &mut HashMap<String, Held>, session: &Arc<Ses
             .cursor_ms
             .min(since.saturating_sub(MARGIN.as_millis() as u64));
     }
+    h.window.prune(h.cursor_ms);
     let attached = session.is_attached();
     let record = Record {
         expiry,
@@ -573,11 +791,15 @@ async fn put(kv: &kv::Store, held: &mut HashMap<String, Held>, session: &Arc<Ses
             .iter()
             .map(|(&packet_id, id)| (packet_id, id.node.0, id.seq))
             .collect(),
+        out: h.window.out(),
+        done: h.window.done(),
     };
     // An attached session's tick writes only a moved cursor (or a change).
     let same = h.written.as_ref().is_some_and(|w| {
         w.subs == record.subs
             && w.q2 == record.q2
+            && w.out == record.out
+            && w.done == record.done
             && w.expiry == record.expiry
             && w.expires_at_ms == record.expires_at_ms
             && w.cursor_ms + TICK.as_millis() as u64 > record.cursor_ms
@@ -854,6 +1076,51 @@ mod tests {
             }
             assert_eq!(options_byte(&options_of(b)), b);
         }
+    }
+
+    fn flight(packet_id: u16, seq: u64, state: FlightStage) -> RecordedFlight {
+        RecordedFlight {
+            packet_id,
+            id: message_id(1, seq),
+            state,
+        }
+    }
+
+    #[test]
+    fn the_window_keeps_send_order_and_completed_qos_2_until_the_cursor_passes() {
+        let mut w = Window::default();
+        for change in [
+            WindowChange::Sent(flight(7, 1, FlightStage::Qos2)),
+            WindowChange::Sent(flight(3, 2, FlightStage::Qos1)),
+            WindowChange::Sent(flight(9, 3, FlightStage::Qos2)),
+            WindowChange::Released(7),
+            WindowChange::Acknowledged(3),
+            WindowChange::Acknowledged(7),
+            WindowChange::Released(9),
+        ] {
+            w.apply(change, 10_000);
+        }
+        assert_eq!(w.out(), vec![(9, 1, 3, 3)]);
+        // A QoS 1 ack completes nothing; the QoS 2 one is kept…
+        assert_eq!(w.done(), vec![(1, 1, 10_000)]);
+        // …while a replay from the cursor could read it.
+        w.prune(10_000 + MARGIN.as_millis() as u64);
+        assert_eq!(w.done().len(), 1);
+        w.prune(10_001 + MARGIN.as_millis() as u64);
+        assert!(w.done().is_empty());
+        // Through the record and back.
+        let record = Record {
+            expiry: 1,
+            expires_at_ms: None,
+            cursor_ms: 0,
+            subs: Vec::new(),
+            q2: Vec::new(),
+            out: w.out(),
+            done: vec![(1, 5, 20)],
+        };
+        let back = record.window();
+        assert_eq!(back.recorded(), vec![flight(9, 3, FlightStage::Released)]);
+        assert_eq!(back.completed, vec![(message_id(1, 5), 20)]);
     }
 
     #[test]

@@ -748,6 +748,16 @@ impl Session {
         state.generation = 1;
     }
 
+    /// Flights another node's record says the client had not finished
+    /// (a resume from it), in send order: the attaching connection resends
+    /// them.
+    pub(crate) fn restore_flights(&self, flights: Vec<(u16, OutFlight)>) {
+        let mut state = self.state.lock();
+        for (packet_id, flight) in flights {
+            state.flight.insert(packet_id, flight);
+        }
+    }
+
     /// Inbound QoS 2 ids that another node recorded before routing their
     /// messages (a resume from its record).
     pub(crate) fn restore_recorded_qos2(&self, ids: Vec<(u16, MessageId)>) {

@@ -37,7 +37,9 @@ use std::task::{Context, Poll, Waker};
 pub use backbone::{Backbone, LocalBackbone};
 pub use log::{LocalLog, MessageLog};
 pub use owners::{Claim, LocalOwners, SessionOwners};
-pub use records::{LocalRecords, Resumed, SessionRecords};
+pub use records::{
+    FlightStage, LocalRecords, RecordedFlight, Resumed, SessionRecords, WindowChange,
+};
 pub use retained::{
     LocalRetained, LocalRetainedStores, RetainedQuota, RetainedStore, RetainedStores,
 };

@@ -20,11 +20,53 @@ pub struct Resumed {
     /// Inbound QoS 2 packet ids the node recorded before routing their
     /// messages, with the messages' ids: the client may resend them (DUP).
     pub inbound_qos2: Vec<(u16, MessageId)>,
+    /// Deliveries the client had not finished acknowledging, in send order:
+    /// resent with DUP under their packet ids (or PUBREL) instead of being
+    /// replayed as new ones.
+    pub outbound: Vec<RecordedFlight>,
+    /// QoS 2 messages the client completed (PUBCOMP) that the replay may
+    /// still read: never delivered again.
+    pub completed_qos2: Vec<MessageId>,
+}
+
+/// An outbound delivery in flight as a session record keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordedFlight {
+    pub packet_id: u16,
+    pub id: MessageId,
+    pub state: FlightStage,
+}
+
+/// Where an outbound QoS 1/2 exchange stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlightStage {
+    /// PUBLISH sent at QoS 1, waiting for PUBACK.
+    Qos1,
+    /// PUBLISH sent at QoS 2, waiting for PUBREC.
+    Qos2,
+    /// PUBREL sent, waiting for PUBCOMP.
+    Released,
+}
+
+/// A change to a persistent session's outbound window, for its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowChange {
+    /// A PUBLISH about to be sent (QoS 1 or 2) under `packet_id`.
+    Sent(RecordedFlight),
+    /// PUBREC came: PUBREL is about to be sent.
+    Released(u16),
+    /// PUBACK or PUBCOMP came: the exchange is over (a QoS 2 message's id
+    /// is kept as completed while a replay could read it).
+    Acknowledged(u16),
+    /// No longer in flight, and not delivered either (a resume could not
+    /// find its message to send again).
+    Forgotten(u16),
 }
 
 /// Where persistent sessions are kept across nodes. Called at most once per
 /// SUBSCRIBE filter, UNSUBSCRIBE filter, CONNECT, detach and inbound QoS 2
-/// PUBLISH; never per delivery.
+/// PUBLISH, and once per batch of deliveries or acknowledgements; never
+/// per delivery.
 pub trait SessionRecords: Send + Sync + 'static {
     /// `session` changed (subscriptions, expiry, attached or detached): its
     /// record is written in the background if it is persistent, deleted if
@@ -74,6 +116,28 @@ pub trait SessionRecords: Send + Sync + 'static {
         session: &Arc<Session>,
         packet_id: u16,
     ) -> Option<BoxFuture<bool>>;
+
+    /// Whether a persistent session's outbound window is recorded here
+    /// (`window_changed`): where it resumes elsewhere, what was in flight
+    /// is resent as MQTT says (DUP, same packet id, PUBREL), and a QoS 2
+    /// message is never delivered twice. The embedded store does not need
+    /// it: a session resumes where its flights are.
+    fn keeps_windows(&self) -> bool {
+        false
+    }
+
+    /// `changes` happened to `session`'s outbound window (in order). With
+    /// `wait`, the future says whether the record holds them (bounded):
+    /// a QoS 2 PUBLISH is sent, and a PUBREL, only once it does; else they
+    /// are written with the next record.
+    fn window_changed(
+        &self,
+        _session: &Arc<Session>,
+        _changes: Vec<WindowChange>,
+        _wait: bool,
+    ) -> Option<BoxFuture<bool>> {
+        None
+    }
 }
 
 /// The embedded shape: nothing kept off the node. The embedded store keeps

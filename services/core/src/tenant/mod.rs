@@ -246,6 +246,22 @@ impl Tenant {
         self.sessions.released_inbound_qos2(session, packet_id)
     }
 
+    /// Whether persistent sessions' outbound windows are recorded off the
+    /// node: see [`crate::seams::SessionRecords::keeps_windows`].
+    pub fn keeps_windows(&self) -> bool {
+        self.sessions.keeps_windows()
+    }
+
+    /// See [`crate::seams::SessionRecords::window_changed`].
+    pub fn window_changed(
+        &self,
+        session: &Arc<Session>,
+        changes: Vec<crate::seams::WindowChange>,
+        wait: bool,
+    ) -> Option<crate::seams::BoxFuture<bool>> {
+        self.sessions.window_changed(session, changes, wait)
+    }
+
     pub fn retained_count(&self) -> usize {
         self.router.retained_count()
     }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use aerie_proto::{QoS, topic};
 
 use super::split_shared;
-use crate::message::{Delivery, Message};
-use crate::session::SubscriptionSpec;
+use crate::message::{Delivery, Message, MessageId};
+use crate::seams::{FlightStage, RecordedFlight, WindowChange};
+use crate::session::{OutFlight, SubscriptionSpec};
 
 /// The deliveries of `replayed` (oldest first) for a session holding
 /// `subscriptions`, as a live publish would have made them: a message no
@@ -51,6 +52,60 @@ pub(crate) fn replayed_deliveries(
         out.extend(delivery);
     }
     out
+}
+
+/// A resumed session's deliveries split by what its record says the client
+/// had of them: the flights to resend (in send order: a PUBLISH with DUP
+/// under its packet id, or a PUBREL), the deliveries to queue as new (none
+/// the client completed at QoS 2 or has released), and the recorded flights
+/// whose message the replay did not bring (the cursor's margin covers them,
+/// so only a log that dropped them): forgotten.
+pub(crate) struct Resent {
+    pub flights: Vec<(u16, OutFlight)>,
+    pub queued: Vec<Delivery>,
+    pub forgotten: Vec<WindowChange>,
+}
+
+pub(crate) fn in_flight_again(
+    recorded: &[RecordedFlight],
+    completed_qos2: &[MessageId],
+    deliveries: Vec<Delivery>,
+) -> Resent {
+    use std::collections::{HashMap, HashSet};
+    let completed: HashSet<MessageId> = completed_qos2.iter().copied().collect();
+    let by_id: HashMap<MessageId, &RecordedFlight> = recorded.iter().map(|f| (f.id, f)).collect();
+    let mut found: HashMap<u16, Delivery> = HashMap::new();
+    let mut queued = Vec::with_capacity(deliveries.len());
+    for mut d in deliveries {
+        if completed.contains(&d.message.id) {
+            continue;
+        }
+        match by_id.get(&d.message.id) {
+            Some(f) if f.state == FlightStage::Released => {}
+            Some(f) => {
+                d.qos = match f.state {
+                    FlightStage::Qos1 => QoS::AtLeastOnce,
+                    _ => QoS::ExactlyOnce,
+                };
+                found.insert(f.packet_id, d);
+            }
+            None => queued.push(d),
+        }
+    }
+    let mut flights = Vec::with_capacity(recorded.len());
+    let mut forgotten = Vec::new();
+    for f in recorded {
+        match (f.state, found.remove(&f.packet_id)) {
+            (FlightStage::Released, _) => flights.push((f.packet_id, OutFlight::Released)),
+            (_, Some(d)) => flights.push((f.packet_id, OutFlight::Publish(d))),
+            (_, None) => forgotten.push(WindowChange::Forgotten(f.packet_id)),
+        }
+    }
+    Resent {
+        flights,
+        queued,
+        forgotten,
+    }
 }
 
 #[cfg(test)]
@@ -111,5 +166,65 @@ mod tests {
                 (4, QoS::AtLeastOnce, vec![1]),
             ]
         );
+    }
+
+    fn delivery(m: Arc<Message>, qos: QoS) -> Delivery {
+        Delivery {
+            message: m,
+            qos,
+            retain: false,
+            subscription_ids: Default::default(),
+            shared: None,
+            stored_seq: None,
+        }
+    }
+
+    fn flight(packet_id: u16, seq: u64, state: FlightStage) -> RecordedFlight {
+        RecordedFlight {
+            packet_id,
+            id: MessageId {
+                seq,
+                ..MessageId::default()
+            },
+            state,
+        }
+    }
+
+    #[test]
+    fn what_was_in_flight_is_resent_under_its_packet_id_and_nothing_completed_comes_again() {
+        let deliveries = (1..=6)
+            .map(|seq| delivery(message("t", seq), QoS::ExactlyOnce))
+            .collect();
+        let recorded = [
+            flight(9, 2, FlightStage::Qos2),
+            flight(7, 3, FlightStage::Released),
+            flight(8, 1, FlightStage::Qos1),
+            // Its message is not in the replay.
+            flight(5, 40, FlightStage::Qos2),
+        ];
+        let completed = [MessageId {
+            seq: 4,
+            ..MessageId::default()
+        }];
+        let resent = in_flight_again(&recorded, &completed, deliveries);
+        let flights: Vec<_> = resent
+            .flights
+            .iter()
+            .map(|(id, f)| match f {
+                OutFlight::Publish(d) => (*id, Some((d.message.id.seq, d.qos))),
+                OutFlight::Released => (*id, None),
+            })
+            .collect();
+        assert_eq!(
+            flights,
+            vec![
+                (9, Some((2, QoS::ExactlyOnce))),
+                (7, None),
+                (8, Some((1, QoS::AtLeastOnce))),
+            ]
+        );
+        let queued: Vec<u64> = resent.queued.iter().map(|d| d.message.id.seq).collect();
+        assert_eq!(queued, vec![5, 6]);
+        assert_eq!(resent.forgotten, vec![WindowChange::Forgotten(5)]);
     }
 }

@@ -15,7 +15,7 @@ use super::{Attachment, Router};
 use crate::config::CoreConfig;
 use crate::message::{Message, MessageId};
 use crate::metrics as m;
-use crate::seams::{BoxFuture, Resumed, Seams, SessionOwners, SessionRecords, Wills};
+use crate::seams::{BoxFuture, Resumed, Seams, SessionOwners, SessionRecords, Wills, WindowChange};
 use crate::session::{FlightState, Kick, Session};
 use crate::store::{LoadedSession, TenantStore, unix_ms_now};
 
@@ -372,7 +372,15 @@ impl SessionTable {
         futures_util::future::join_all(live).await;
         let replayed = kept.replay.await;
         let deliveries = super::resume::replayed_deliveries(&kept.subscriptions, replayed);
-        session.queue_replayed(deliveries, self.offline_queue_bound());
+        let resent =
+            super::resume::in_flight_again(&kept.outbound, &kept.completed_qos2, deliveries);
+        session.restore_flights(resent.flights);
+        if !resent.forgotten.is_empty() {
+            let _ = self
+                .records
+                .window_changed(session, resent.forgotten, false);
+        }
+        session.queue_replayed(resent.queued, self.offline_queue_bound());
     }
 
     /// See [`SessionRecords::keep_inbound_qos2`].
@@ -391,6 +399,19 @@ impl SessionTable {
         packet_id: u16,
     ) -> Option<BoxFuture<bool>> {
         self.records.released_inbound_qos2(session, packet_id)
+    }
+
+    pub(crate) fn keeps_windows(&self) -> bool {
+        self.records.keeps_windows()
+    }
+
+    pub(crate) fn window_changed(
+        &self,
+        session: &Arc<Session>,
+        changes: Vec<WindowChange>,
+        wait: bool,
+    ) -> Option<BoxFuture<bool>> {
+        self.records.window_changed(session, changes, wait)
     }
 
     /// The most messages an offline session of this tenant holds.

@@ -11,7 +11,9 @@
 //!   packet id is recorded and the message routed (a resend on another
 //!   gateway after this one's death is routed once); a resend of one that
 //!   a dead gateway recorded, until the log said whether it held it; and
-//!   its PUBCOMP until the record no longer holds the id.
+//!   its PUBCOMP until the record no longer holds the id;
+//! - a persistent session's QoS 2 deliveries and PUBRELs wait until its
+//!   record holds the outbound window they change (`window.rs`).
 //!
 //! The connection handles no further packet of its client meanwhile, so
 //! their order is kept. The embedded shape never waits.
@@ -45,6 +47,9 @@ pub(crate) enum Held {
         removed: BoxFuture<bool>,
         packet_id: u16,
     },
+    /// Deliveries and PUBRELs, once the session record holds the outbound
+    /// window they change (`window.rs`).
+    Window { recorded: BoxFuture<bool> },
 }
 
 impl Conn {
@@ -131,6 +136,10 @@ impl Conn {
                     return Close::by_server(ReasonCode::UNSPECIFIED_ERROR, "store_unavailable");
                 }
                 self.send_ack(Packet::PubComp, packet_id, ReasonCode::SUCCESS);
+            }
+            Held::Window { recorded } => {
+                let recorded = recorded.await;
+                return self.window_recorded(recorded);
             }
         }
         Flow::Continue

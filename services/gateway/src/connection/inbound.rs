@@ -59,8 +59,13 @@ impl Conn {
             }
             Packet::PubComp(comp) => {
                 // A PUBCOMP for a message still awaiting PUBREC leaves it be.
-                self.flight
-                    .take_if(comp.packet_id, |f| matches!(f, OutFlight::Released));
+                if self
+                    .flight
+                    .take_if(comp.packet_id, |f| matches!(f, OutFlight::Released))
+                    .is_some()
+                {
+                    self.window_acknowledged(comp.packet_id);
+                }
                 Flow::Continue
             }
             Packet::Subscribe(s) => self.on_subscribe(s),
@@ -408,7 +413,10 @@ impl Conn {
         let is_qos1 =
             |f: &OutFlight| matches!(f, OutFlight::Publish(d) if d.qos == QoS::AtLeastOnce);
         match self.flight.take_if(ack.packet_id, is_qos1) {
-            Some(OutFlight::Publish(d)) => self.session.forget(d.stored_seq),
+            Some(OutFlight::Publish(d)) => {
+                self.session.forget(d.stored_seq);
+                self.window_acknowledged(ack.packet_id);
+            }
             _ => tracing::debug!(
                 packet_id = ack.packet_id,
                 "PUBACK for no QoS 1 message in flight"
@@ -427,15 +435,16 @@ impl Conn {
                 self.session.forget(d.stored_seq);
                 if rec.reason.is_error() {
                     // The receiver refused it: the flow ends here (MQTT 5 §4.3.3).
+                    self.window_acknowledged(rec.packet_id);
                     return;
                 }
                 self.flight.insert(rec.packet_id, OutFlight::Released);
-                self.send_ack(Packet::PubRel, rec.packet_id, ReasonCode::SUCCESS);
+                self.send_pubrel(rec.packet_id);
             }
             Some(OutFlight::Released) => {
                 // A duplicate PUBREC: send PUBREL again.
                 self.flight.insert(rec.packet_id, OutFlight::Released);
-                self.send_ack(Packet::PubRel, rec.packet_id, ReasonCode::SUCCESS);
+                self.send_pubrel(rec.packet_id);
             }
             None if self.flight.contains(rec.packet_id) => {
                 tracing::debug!(packet_id = rec.packet_id, "PUBREC for a QoS 1 message");

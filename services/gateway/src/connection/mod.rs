@@ -17,6 +17,7 @@ mod publishing;
 mod reauth;
 mod slow_consumer;
 mod wheel;
+mod window;
 
 #[doc(hidden)]
 pub use duplex::Duplex;
@@ -145,6 +146,9 @@ pub(crate) struct Conn {
     /// An answer waiting for the cluster (`held.rs`); the client's later
     /// packets wait in the read buffer meanwhile.
     pub held: Option<Box<held::Held>>,
+    /// A persistent session's outbound window, recorded off the node
+    /// (`window.rs`); `None` where nothing records it.
+    pub window: Option<Box<window::WindowRecord>>,
 }
 
 /// A connection's task, from the accepted socket (`rd`, `wr`: its halves)
@@ -389,6 +393,7 @@ where
         None
     };
     conn.session.set_expiry_interval(conn.session_expiry);
+    conn.flush_window_at_close();
     conn.tenant.detach(
         &conn.session,
         conn.live.connection_id,
@@ -496,6 +501,9 @@ where
         session: accepted.attachment.session.clone(),
         credential: accepted.credential,
     });
+    // Only a persistent session's window is worth recording.
+    let window =
+        (accepted.session_expiry != 0 && accepted.tenant.keeps_windows()).then(Box::default);
     let conn = Conn {
         version,
         tenant: accepted.tenant,
@@ -514,6 +522,7 @@ where
         out,
         publishing: None,
         held: None,
+        window,
     };
     drop(connect);
 
@@ -773,6 +782,7 @@ impl Conn {
         let mut received = [0u32; 16];
         let flow = self.decode_and_handle_counted(inbuf, &mut received);
         outbox::report_counts(&mut received, &m::hot().packets_received);
+        self.flush_window();
         if inbuf.is_empty() && !(RELEASE_READ_BUFFER_UP_TO..=64 * 1024).contains(&inbuf.capacity())
         {
             // Most connections are idle most of the time: one that has read

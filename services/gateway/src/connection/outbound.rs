@@ -18,13 +18,22 @@ thread_local! {
     static BATCH: std::cell::Cell<Vec<aerie_core::Delivery>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// What a batch of deliveries sent, for the counters.
+#[derive(Default)]
+pub(super) struct Sent {
+    delivered: u64,
+    metered: u64,
+    metered_bytes: u64,
+}
+
 impl Conn {
     /// Moves what the session has queued into the outbox, as far as the
     /// client's window allows, once the socket took the previous batch: the
     /// bounded session queue is where a slow client's backlog waits (and
     /// overflows into counted drops), never the outbox.
     pub(super) fn pump(&mut self) {
-        if self.out.is_pending() {
+        // A batch waiting for the session record goes first.
+        if self.out.is_pending() || self.held.is_some() {
             return;
         }
         let window = usize::from(
@@ -34,11 +43,9 @@ impl Conn {
         .saturating_sub(self.flight.len());
         let mut batch = BATCH.take();
         self.session.drain(window, &mut batch);
-        let now = Instant::now();
         // Expiry is wall-clock (it crosses nodes): read the clock once a batch.
         let now_ms = unix_ms_now();
-        let mut delivered = 0u64;
-        let (mut metered, mut metered_bytes) = (0u64, 0u64);
+        let mut sent = Sent::default();
         for d in batch.drain(..) {
             if d.message.is_expired(now_ms) {
                 count_drop(DropReason::Expired, 1);
@@ -50,35 +57,64 @@ impl Conn {
                 QoS::AtMostOnce => None,
                 _ => self.flight.allocate_packet_id(),
             };
-            if self.send_publish(&d, packet_id, false, now_ms) {
-                delivered += 1;
-                if d.message.is_metered() {
-                    metered += 1;
-                    metered_bytes += d.message.payload.len() as u64;
-                }
-                // Sampled: the first message of a batch (the oldest, so the
-                // slowest) and every 64th, to keep the histogram off the
-                // per-message path.
-                if delivered % 64 == 1 {
-                    m::hot().publish_to_deliver.record(
-                        now.saturating_duration_since(d.message.received_at)
-                            .as_secs_f64(),
-                    );
-                }
-                if let Some(id) = packet_id {
-                    self.flight.insert(id, OutFlight::Publish(d));
-                }
-            } else {
-                // Over the client's maximum packet size: MQTT 5 §3.1.2.11.4
-                // says discard it as if it had been delivered.
-                count_drop(DropReason::TooLargeForClient, 1);
-                self.session.forget(d.stored_seq);
+            if let Some((d, packet_id)) = self.defer_for_window(d, packet_id) {
+                self.deliver(d, packet_id, false, now_ms, &mut sent);
             }
         }
         BATCH.set(batch);
-        if delivered > 0 {
-            m::hot().delivered.increment(delivered);
-            self.tenant.usage().delivered(metered, metered_bytes);
+        self.count_sent(&sent);
+        self.flush_window();
+    }
+
+    /// Sends one delivery under `packet_id` (`in_flight`: it is in the
+    /// flight already) and counts it in `sent`.
+    pub(super) fn deliver(
+        &mut self,
+        d: Delivery,
+        packet_id: Option<u16>,
+        in_flight: bool,
+        now_ms: u64,
+        sent: &mut Sent,
+    ) {
+        if self.send_publish(&d, packet_id, false, now_ms) {
+            sent.delivered += 1;
+            if d.message.is_metered() {
+                sent.metered += 1;
+                sent.metered_bytes += d.message.payload.len() as u64;
+            }
+            // Sampled: the first message of a batch (the oldest, so the
+            // slowest) and every 64th, to keep the histogram off the
+            // per-message path.
+            if sent.delivered % 64 == 1 {
+                m::hot().publish_to_deliver.record(
+                    Instant::now()
+                        .saturating_duration_since(d.message.received_at)
+                        .as_secs_f64(),
+                );
+            }
+            if let Some(id) = packet_id
+                && !in_flight
+            {
+                self.flight.insert(id, OutFlight::Publish(d));
+            }
+        } else {
+            // Over the client's maximum packet size: MQTT 5 §3.1.2.11.4
+            // says discard it as if it had been delivered.
+            count_drop(DropReason::TooLargeForClient, 1);
+            if let Some(id) = packet_id.filter(|_| in_flight) {
+                self.flight.take_if(id, |_| true);
+                self.window_acknowledged(id);
+            }
+            self.session.forget(d.stored_seq);
+        }
+    }
+
+    pub(super) fn count_sent(&self, sent: &Sent) {
+        if sent.delivered > 0 {
+            m::hot().delivered.increment(sent.delivered);
+            self.tenant
+                .usage()
+                .delivered(sent.metered, sent.metered_bytes);
         }
     }
 
