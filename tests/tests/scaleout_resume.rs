@@ -262,6 +262,59 @@ async fn a_cursor_older_than_the_log_replays_what_is_left_and_counts_the_loss() 
     assert_eq!(lost(&c.b), 1.0, "the loss is counted");
 }
 
+/// The tenant's log stream as JetStream keeps it: (max age, max bytes).
+async fn log_retention(c: &Cluster, tenant: &str) -> (Duration, i64) {
+    let client = async_nats::connect(NatsServer::shared().url())
+        .await
+        .expect("nats");
+    let mut log = async_nats::jetstream::new(client)
+        .get_stream(format!("{}_log_{}", c.prefix, tenant))
+        .await
+        .expect("the tenant's log");
+    let config = &log.info().await.expect("stream info").config;
+    (config.max_age, config.max_bytes)
+}
+
+#[tokio::test]
+async fn the_tenants_plan_bounds_its_log_and_a_plan_change_reaches_the_stream() {
+    // The gateways' ceiling is the default (64 MiB); the plan keeps a few
+    // hundred bytes: 60 messages overflow it.
+    let c = Cluster::start();
+    let plan = json!({"message_log_max_bytes": 1500, "message_log_max_age": 600});
+    let (t, token) = c.lifted_tenant("plan-lossy@example.com", plan).await;
+    let kv = bucket(&c).await;
+    let s = subscribed(&c.a, &kv, &t.id, "late", &token, "l/#").await;
+    s.disconnect().await;
+
+    publish(&c.b, &token, "l/1", 60).await;
+    assert_eq!(
+        log_retention(&c, &t.id).await,
+        (Duration::from_secs(600), 1500)
+    );
+    let (mut s, present) = resume(&c.b, "late", &token, PERSISTENT).await;
+    assert!(present);
+    let got = received(&mut s).await;
+    assert!(
+        !got.is_empty() && got.len() < 60,
+        "what the plan's log kept: {got:?}"
+    );
+    let lost = c.b.metric("aerie_cluster_session_cursor_lost_total", "");
+    assert_eq!(lost, 1.0, "the loss is counted");
+
+    // A bigger plan: the stream follows (both gateways hold it open).
+    c.set_limits(&t, json!({"message_log_max_bytes": 1_000_000}))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log_retention(&c, &t.id).await != (Duration::from_secs(600), 1_000_000) {
+        assert!(
+            Instant::now() < deadline,
+            "the stream keeps {:?}",
+            log_retention(&c, &t.id).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_session_taken_over_while_connected_keeps_what_it_does_on_the_new_gateway() {
     let c = Cluster::start();

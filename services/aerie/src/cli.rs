@@ -247,13 +247,19 @@ pub struct LimitArgs {
     pub queued_messages: Option<i64>,
     #[arg(long)]
     pub inflight: Option<i64>,
+    /// Seconds the tenant's message log keeps a QoS 1/2 message (scale-out).
+    #[arg(long)]
+    pub message_log_max_age: Option<i64>,
+    /// Bytes the tenant's message log keeps (scale-out).
+    #[arg(long)]
+    pub message_log_max_bytes: Option<i64>,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct TenantSetLimitsArgs {
     #[command(flatten)]
     pub id: TenantIdArgs,
-    /// Boxed: thirteen `Option<i64>`s would make every `TenantCommand` large.
+    /// Boxed: fifteen `Option<i64>`s would make every `TenantCommand` large.
     #[command(flatten)]
     pub limits: Box<LimitArgs>,
 }

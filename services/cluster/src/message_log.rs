@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aerie_core::message::codec;
+use aerie_core::quota::TenantLimits;
 use aerie_core::seams::{BoxFuture, MessageLog};
 use aerie_core::store::StoreOp;
 use aerie_core::{Limit, Message, Store, Ticket};
@@ -72,12 +73,31 @@ const RESENT_WAIT: Duration = Duration::from_secs(5);
 /// Room for the `Nats-Msg-Id` header in NATS's `max_payload`.
 const HEADER_ROOM: usize = 128;
 
-/// How much of a tenant's log JetStream keeps. No plan limit bounds it
-/// yet: `aerie gateway --message-log-max-age / --message-log-max-bytes`.
-#[derive(Debug, Clone, Copy)]
+/// How much of a tenant's log JetStream keeps: its plan's
+/// `message_log_max_age` and `message_log_max_bytes`, within the
+/// operator's ceiling (`aerie gateway --message-log-max-age /
+/// --message-log-max-bytes`, which alone bound a tenant whose limits this
+/// gateway has not had yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
     pub max_age: Duration,
     pub max_bytes: u64,
+}
+
+impl Retention {
+    /// A plan's retention, within this ceiling.
+    pub fn within(self, limits: &TenantLimits) -> Retention {
+        Retention {
+            max_age: self
+                .max_age
+                .min(Duration::from_secs(u64::from(limits.message_log_max_age))),
+            max_bytes: self.max_bytes.min(limits.message_log_max_bytes),
+        }
+    }
+
+    fn max_bytes_i64(self) -> i64 {
+        i64::try_from(self.max_bytes).unwrap_or(i64::MAX)
+    }
 }
 
 impl Default for Retention {
@@ -128,6 +148,8 @@ struct Shared {
     pending: AtomicUsize,
     /// Tenants whose stream this node opened (or is opening).
     opened: Mutex<HashMap<Arc<str>, Arc<OnceCell<()>>>>,
+    /// Tenants' retention, from their plans (`MessageLog::limits_changed`).
+    retention: Mutex<HashMap<Arc<str>, Retention>>,
 }
 
 /// One message on its way to its tenant's log.
@@ -160,6 +182,7 @@ impl JetStreamLog {
             durable: watch::Sender::new(0),
             pending: AtomicUsize::new(0),
             opened: Mutex::default(),
+            retention: Mutex::default(),
         });
         tokio::spawn(send(shared.clone(), rx, shutdown));
         Arc::new(JetStreamLog {
@@ -211,6 +234,18 @@ impl JetStreamLog {
 }
 
 impl MessageLog for JetStreamLog {
+    fn limits_changed(&self, tenant: &Arc<str>, limits: &TenantLimits) {
+        let wanted = self.shared.config.retention.within(limits);
+        let before = self.shared.retention.lock().insert(tenant.clone(), wanted);
+        if before == Some(wanted) {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (shared, tenant) = (self.shared.clone(), tenant.clone());
+            runtime.spawn(async move { shared.retention_changed(&tenant).await });
+        }
+    }
+
     fn append(&self, tenant: &Arc<str>, message: &Arc<Message>) -> Result<Ticket, Limit> {
         let append = self.prepare(tenant, message).or_else(refuse)?;
         let mut queue = self.queue.lock();
@@ -340,9 +375,11 @@ impl Shared {
             .or_default()
             .clone();
         cell.get_or_try_init(|| async {
-            crate::replicas::open_stream(&self.js, self.stream_config(tenant))
-                .await
-                .map(|_| ())
+            let stream = crate::replicas::open_stream(&self.js, self.stream_config(tenant)).await?;
+            // Made by a gateway that knew other limits: it follows the plan.
+            self.follow_retention(tenant, &stream.cached_info().config)
+                .await;
+            Ok::<_, String>(())
         })
         .await
         .map(|_| ())
@@ -352,8 +389,66 @@ impl Shared {
         })
     }
 
+    /// The retention `tenant`'s log keeps: its plan's, within the ceiling.
+    fn retention_of(&self, tenant: &str) -> Retention {
+        self.retention
+            .lock()
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.config.retention)
+    }
+
+    /// Updates `tenant`'s stream (whose config is `current`) to the
+    /// retention its plan says, if it keeps another. A failure is logged:
+    /// the stream keeps its own, and the next change or open tries again.
+    async fn follow_retention(&self, tenant: &str, current: &stream::Config) {
+        let wanted = self.retention_of(tenant);
+        if current.max_age == wanted.max_age && current.max_bytes == wanted.max_bytes_i64() {
+            return;
+        }
+        let config = stream::Config {
+            max_age: wanted.max_age,
+            max_bytes: wanted.max_bytes_i64(),
+            duplicate_window: DUPLICATE_WINDOW.min(wanted.max_age),
+            ..current.clone()
+        };
+        match self.js.update_stream(config).await {
+            Ok(_) => {
+                tracing::info!(%tenant, max_age_s = wanted.max_age.as_secs(), max_bytes = wanted.max_bytes, "the tenant's message log follows its plan's retention");
+            }
+            Err(error) => {
+                tracing::warn!(%tenant, %error, "cannot change the retention of the tenant's message log");
+            }
+        }
+    }
+
+    /// After a plan change: the stream, if this node opened it, follows.
+    async fn retention_changed(&self, tenant: &str) {
+        let opened = self
+            .opened
+            .lock()
+            .get(tenant)
+            .is_some_and(|cell| cell.initialized());
+        if !opened {
+            return;
+        }
+        match self
+            .js
+            .get_stream(stream_name(&self.config.prefix, tenant))
+            .await
+        {
+            Ok(stream) => {
+                self.follow_retention(tenant, &stream.cached_info().config)
+                    .await;
+            }
+            Err(error) => {
+                tracing::warn!(%tenant, %error, "cannot read the tenant's message log to change its retention");
+            }
+        }
+    }
+
     fn stream_config(&self, tenant: &str) -> stream::Config {
-        let retention = self.config.retention;
+        let retention = self.retention_of(tenant);
         stream::Config {
             name: stream_name(&self.config.prefix, tenant),
             description: Some("Aerie: a tenant's QoS 1/2 messages, by topic".into()),
@@ -361,7 +456,7 @@ impl Shared {
             retention: stream::RetentionPolicy::Limits,
             discard: stream::DiscardPolicy::Old,
             max_age: retention.max_age,
-            max_bytes: i64::try_from(retention.max_bytes).unwrap_or(i64::MAX),
+            max_bytes: retention.max_bytes_i64(),
             duplicate_window: DUPLICATE_WINDOW.min(retention.max_age),
             allow_direct: true,
             num_replicas: crate::replicas::wanted(&self.client, self.config.replicas),

@@ -35,6 +35,14 @@ pub struct Limits {
     pub queued_messages: u32,
     /// QoS 1/2 messages in flight per client.
     pub inflight: u16,
+    /// How long the tenant's message log keeps a QoS 1/2 message, seconds:
+    /// how far back a persistent session resumed on another gateway is
+    /// replayed (scale-out shape).
+    #[serde(default = "free::message_log_max_age")]
+    pub message_log_max_age: u32,
+    /// How many bytes of messages the tenant's log keeps (oldest dropped).
+    #[serde(default = "free::message_log_max_bytes")]
+    pub message_log_max_bytes: u64,
 }
 
 impl Limits {
@@ -53,6 +61,8 @@ impl Limits {
         session_expiry_max: 7 * 24 * 3600,
         queued_messages: 1_000,
         inflight: 32,
+        message_log_max_age: 24 * 3600,
+        message_log_max_bytes: 64 * 1024 * 1024,
     };
 }
 
@@ -68,6 +78,12 @@ mod free {
     }
     pub fn connect_rate() -> u32 {
         Limits::FREE.connect_rate
+    }
+    pub fn message_log_max_age() -> u32 {
+        Limits::FREE.message_log_max_age
+    }
+    pub fn message_log_max_bytes() -> u64 {
+        Limits::FREE.message_log_max_bytes
     }
 }
 
@@ -94,5 +110,9 @@ mod tests {
             Limits::FREE.client_publish_rate_bytes
         );
         assert_eq!(limits.connect_rate, Limits::FREE.connect_rate);
+        assert_eq!(
+            limits.message_log_max_bytes,
+            Limits::FREE.message_log_max_bytes
+        );
     }
 }

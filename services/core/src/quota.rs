@@ -56,6 +56,11 @@ pub struct TenantLimits {
     pub queued_messages: u32,
     /// QoS 1/2 messages in flight per client, each way.
     pub inflight: u16,
+    /// How long the tenant's message log keeps a message, seconds (the
+    /// scale-out shape's replay to resumed sessions reaches no further).
+    pub message_log_max_age: u32,
+    /// How many bytes the tenant's message log keeps (oldest dropped).
+    pub message_log_max_bytes: u64,
 }
 
 impl TenantLimits {
@@ -73,6 +78,8 @@ impl TenantLimits {
         session_expiry_max: u32::MAX,
         queued_messages: u32::MAX,
         inflight: u16::MAX,
+        message_log_max_age: u32::MAX,
+        message_log_max_bytes: u64::MAX,
     };
 }
 
@@ -263,6 +270,8 @@ pub struct Quota {
     session_expiry_max: AtomicU32,
     queued_messages: AtomicU32,
     inflight: AtomicU32,
+    message_log_max_age: AtomicU32,
+    message_log_max_bytes: AtomicU64,
     /// Whether limits were ever set (else: unlimited, as created).
     set: AtomicBool,
     /// Live connections of the tenant (on this process).
@@ -303,6 +312,8 @@ impl Quota {
             session_expiry_max: AtomicU32::new(l.session_expiry_max),
             queued_messages: AtomicU32::new(l.queued_messages),
             inflight: AtomicU32::new(u32::from(l.inflight)),
+            message_log_max_age: AtomicU32::new(l.message_log_max_age),
+            message_log_max_bytes: AtomicU64::new(l.message_log_max_bytes),
             set: AtomicBool::new(false),
             live: AtomicU32::new(0),
             publish_share: AtomicU32::new(WHOLE_SHARE),
@@ -330,12 +341,18 @@ impl Quota {
             session_expiry_max: self.session_expiry_max.load(Relaxed),
             queued_messages: self.queued_messages.load(Relaxed),
             inflight: self.inflight.load(Relaxed) as u16,
+            message_log_max_age: self.message_log_max_age.load(Relaxed),
+            message_log_max_bytes: self.message_log_max_bytes.load(Relaxed),
         }
     }
 
     /// Sets the limits unless they were set before (a tenant's first
     /// connection brings the limits it was verified with; later changes
     /// come through [`Quota::set_limits`]).
+    pub fn limits_set(&self) -> bool {
+        self.set.load(Relaxed)
+    }
+
     pub fn init_limits(&self, l: TenantLimits) {
         if !self.set.load(Relaxed) {
             self.set_limits(l);
@@ -364,6 +381,10 @@ impl Quota {
         self.session_expiry_max.store(l.session_expiry_max, Relaxed);
         self.queued_messages.store(l.queued_messages, Relaxed);
         self.inflight.store(u32::from(l.inflight), Relaxed);
+        self.message_log_max_age
+            .store(l.message_log_max_age, Relaxed);
+        self.message_log_max_bytes
+            .store(l.message_log_max_bytes, Relaxed);
         true
     }
 

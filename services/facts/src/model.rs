@@ -113,5 +113,7 @@ pub fn tenant_limits(l: &Limits) -> TenantLimits {
         session_expiry_max: l.session_expiry_max,
         queued_messages: l.queued_messages,
         inflight: l.inflight,
+        message_log_max_age: l.message_log_max_age,
+        message_log_max_bytes: l.message_log_max_bytes,
     }
 }

@@ -45,7 +45,7 @@ pub fn spawn_apply(broker: Broker, directory: &DirectoryCache) -> tokio::task::J
 pub fn apply(broker: &Broker, directory: &Directory) {
     for (id, facts) in &directory.tenants {
         if let Some(tenant) = broker.existing_tenant(id)
-            && tenant.quota().set_limits(facts.limits)
+            && tenant.set_limits(facts.limits)
         {
             tracing::info!(tenant = %id, limits = ?facts.limits, "tenant limits applied");
         }

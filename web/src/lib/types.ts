@@ -22,6 +22,8 @@ export interface Limits {
   session_expiry_max: number;
   queued_messages: number;
   inflight: number;
+  message_log_max_age: number;
+  message_log_max_bytes: number;
 }
 
 export interface Tenant {

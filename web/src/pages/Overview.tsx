@@ -27,6 +27,8 @@ const LIMITS: [keyof Limits, string, (v: number) => string][] = [
   ['session_expiry_max', 'Longest session expiry', seconds],
   ['queued_messages', 'Queued messages per offline session', count],
   ['inflight', 'QoS 1/2 messages in flight per client', count],
+  ['message_log_max_age', 'Message log kept for', seconds],
+  ['message_log_max_bytes', 'Message log size', bytes],
 ];
 
 export function Overview({ tenant, reloadTenant }: PanelProps) {

@@ -29,7 +29,7 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<()> {
             if patch.is_empty() {
                 anyhow::bail!("give at least one limit to change, e.g. --connections 500");
             }
-            let tenant = change(&args.id, Change::Limits(patch)).await?;
+            let tenant = change(&args.id, Change::Limits(Box::new(patch))).await?;
             print(&args.id.admin, &tenant, details)
         }
         TenantCommand::Suspend(args) => {
@@ -107,7 +107,8 @@ async fn get(args: &TenantIdArgs) -> anyhow::Result<Value> {
 
 /// What an operator changes about a tenant.
 enum Change {
-    Limits(LimitsPatch),
+    /// Boxed: a patch is 15 optional limits.
+    Limits(Box<LimitsPatch>),
     Status(&'static str),
 }
 

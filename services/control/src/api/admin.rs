@@ -165,6 +165,8 @@ limits_patch! {
     session_expiry_max: 1, u32::MAX as i64;
     queued_messages: 1, 10_000_000;
     inflight: 1, u16::MAX as i64;
+    message_log_max_age: 60, 365 * 24 * 3600;
+    message_log_max_bytes: 1024, 1024 * GIB;
 }
 
 /// Applies `patch` to tenant `tid`'s limits and returns the tenant.

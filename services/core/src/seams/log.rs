@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::message::Message;
-use crate::quota::Limit;
+use crate::quota::{Limit, TenantLimits};
 use crate::store::Ticket;
 
 use super::BoxFuture;
@@ -32,6 +32,10 @@ pub trait MessageLog: Send + Sync + 'static {
     /// not (it holds it now: route it), `None` if the log could not say in
     /// a bounded wait.
     fn append_resent(&self, tenant: &Arc<str>, message: &Arc<Message>) -> BoxFuture<Option<bool>>;
+
+    /// `tenant`'s limits changed: its log keeps what its plan says
+    /// (`message_log_max_age`, `message_log_max_bytes`).
+    fn limits_changed(&self, _tenant: &Arc<str>, _limits: &TenantLimits) {}
 }
 
 /// The embedded shape: nothing to append. The embedded store already keeps

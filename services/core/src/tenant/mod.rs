@@ -189,6 +189,24 @@ impl Tenant {
         self.router.quota()
     }
 
+    /// Replaces the tenant's limits (its plan's, from the directory);
+    /// whether they changed. Its message log follows them.
+    pub fn set_limits(&self, limits: crate::quota::TenantLimits) -> bool {
+        let changed = self.quota().set_limits(limits);
+        if changed {
+            self.router.limits_changed(&limits);
+        }
+        changed
+    }
+
+    /// Sets the limits a tenant's first connection was verified with,
+    /// unless they were set before (see [`Quota::init_limits`]).
+    pub fn init_limits(&self, limits: crate::quota::TenantLimits) {
+        if !self.quota().limits_set() {
+            self.set_limits(limits);
+        }
+    }
+
     /// The routing half.
     pub fn router(&self) -> &Arc<Router> {
         &self.router

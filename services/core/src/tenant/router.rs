@@ -168,6 +168,10 @@ impl Router {
     }
 
     /// See [`MessageLog::append_resent`].
+    pub(super) fn limits_changed(&self, limits: &crate::quota::TenantLimits) {
+        self.log.limits_changed(&self.tenant, limits);
+    }
+
     pub(super) fn append_resent(&self, message: &Arc<Message>) -> BoxFuture<Option<bool>> {
         self.log.append_resent(&self.tenant, message)
     }

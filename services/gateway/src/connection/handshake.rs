@@ -107,7 +107,7 @@ pub(crate) async fn accept(
             .map_or(&config.anonymous_tenant, |g| &g.tenant_id),
     );
     if let Some(g) = &grant {
-        tenant.quota().init_limits(g.limits);
+        tenant.init_limits(g.limits);
     }
     let limits = tenant.quota().limits();
 
