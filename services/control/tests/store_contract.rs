@@ -68,6 +68,7 @@ contract!(
     usage_adds_up_per_tenant_and_hour_and_lists_the_range_oldest_first,
     usage_hours_are_taken_to_the_start_of_their_utc_hour,
     a_usage_report_is_folded_once_per_stream_sequence,
+    usage_reports_folded_at_once_through_two_stores_all_add_up,
     issuers_round_trip_list_oldest_first_and_are_unique_per_tenant,
     an_issuer_is_deleted_only_through_its_tenant,
     deleting_a_tenant_deletes_its_issuers,
@@ -786,6 +787,36 @@ async fn a_usage_report_is_folded_once_per_stream_sequence(store: Store, _url: &
         .await
         .unwrap();
     assert_eq!(rows, [usage_row("usagetend", hour, 12)]);
+}
+
+/// Two processes on one database (the server and a CLI on its data dir),
+/// each with concurrent writers: every read-then-write transaction gets
+/// through (SQLite: no "database is locked" from a deferred transaction
+/// that meets another's write).
+async fn usage_reports_folded_at_once_through_two_stores_all_add_up(store: Store, url: &str) {
+    let other = aerie_control::store::open(url).await.unwrap();
+    let hour = at("2026-11-01T11:00:00Z");
+    let mut writers = tokio::task::JoinSet::new();
+    for (i, s) in [store.clone(), other].into_iter().enumerate() {
+        for k in 0..4 {
+            let s = s.clone();
+            writers.spawn(async move {
+                let stream = format!("s{i}-{k}");
+                for sequence in 1..=10 {
+                    let rows = [usage_row("usagetene", hour, 1)];
+                    s.add_usage_report(&stream, sequence, &rows).await.unwrap();
+                }
+            });
+        }
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    let rows = store
+        .usage("usagetene", hour, hour + time::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(rows, [usage_row("usagetene", hour, 80)]);
 }
 
 // ---- tenant JWT issuers ----

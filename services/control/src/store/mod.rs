@@ -428,8 +428,13 @@ macro_rules! token_entries {
 }
 pub(crate) use token_entries;
 
+/// `$begin` starts a transaction: SQLite's must take the write lock at
+/// once (`BEGIN IMMEDIATE`), since these transactions read, then write: a
+/// deferred one that read before another connection wrote cannot upgrade,
+/// and fails with "database is locked" without waiting (the busy timeout
+/// does not apply to that case).
 macro_rules! sql_store {
-    ($store:ty) => {
+    ($store:ty, $begin:literal) => {
         impl $store {
             /// Adds `rows` to the usage table in one transaction; with a
             /// report's (stream, sequence), only if that stream has not had
@@ -439,7 +444,7 @@ macro_rules! sql_store {
                 report: Option<(&str, i64)>,
                 rows: &[$crate::store::UsageRow],
             ) -> $crate::store::StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 if let Some((stream, sequence)) = report {
                     let last: Option<(i64,)> =
                         sqlx::query_as("SELECT last_sequence FROM usage_reports WHERE stream = $1")
@@ -559,7 +564,7 @@ macro_rules! sql_store {
                 s: &$crate::store::SessionRow,
                 now: i64,
             ) -> $crate::store::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
                     .bind(now)
                     .execute(&mut *tx)
@@ -660,7 +665,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_tenant(&self, id: &str) -> $crate::store::StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 sqlx::query("DELETE FROM api_keys WHERE tenant_id = $1")
                     .bind(id)
                     .execute(&mut *tx)
@@ -736,7 +741,7 @@ macro_rules! sql_store {
                 // cannot outlive its revocation through keys it made, tokens
                 // it minted or issuers it registered.
                 let now = $crate::store::now();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 // Tokens and issuers first: the key is not revoked yet, so
                 // `doomed` still finds it.
                 sqlx::query(concat!(
@@ -889,7 +894,7 @@ macro_rules! sql_store {
                 &self,
                 k: &$crate::store::SigningKeyRow,
             ) -> $crate::store::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
                     .bind(k.created_at)
                     .execute(&mut *tx)

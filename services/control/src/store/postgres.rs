@@ -29,4 +29,4 @@ impl PostgresStore {
     }
 }
 
-super::sql_store!(PostgresStore);
+super::sql_store!(PostgresStore, "BEGIN");

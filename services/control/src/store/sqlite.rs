@@ -34,4 +34,4 @@ impl SqliteStore {
     }
 }
 
-super::sql_store!(SqliteStore);
+super::sql_store!(SqliteStore, "BEGIN IMMEDIATE");
