@@ -20,11 +20,15 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
-/// One exported span, flattened: its name, its attributes and its resource's
-/// attributes, every value as text.
+/// One exported span, flattened: its name, its ids (hex, as W3C trace
+/// context writes them; `parent_span_id` empty for a root), its attributes
+/// and its resource's attributes, every value as text.
 #[derive(Clone, Debug)]
 pub struct ReceivedSpan {
     pub name: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
     pub attributes: BTreeMap<String, String>,
     pub resource: BTreeMap<String, String>,
 }
@@ -116,6 +120,33 @@ impl OtlpReceiver {
     }
 }
 
+impl OtlpReceiver {
+    /// The `http.request` span of the first `method` request to `route`
+    /// (the route as matched, e.g. `/v1/tenants/{tid}`), waiting for it.
+    pub fn request_span(&self, method: &str, route: &str) -> ReceivedSpan {
+        self.wait_for_span(crate::WAIT, |s| {
+            s.name == "http.request"
+                && s.attr("method") == Some(method)
+                && s.attr("route") == Some(route)
+        })
+        .unwrap_or_else(|| panic!("no span of {method} {route}: {:?}", self.names()))
+    }
+
+    /// The names of the spans received so far.
+    pub fn names(&self) -> Vec<String> {
+        self.spans().into_iter().map(|s| s.name).collect()
+    }
+
+    /// The first span named `name` whose attribute `key` is `value`,
+    /// waiting for it.
+    pub fn span_with(&self, name: &str, key: &str, value: &str) -> ReceivedSpan {
+        self.wait_for_span(crate::WAIT, |s| {
+            s.name == name && s.attr(key) == Some(value)
+        })
+        .unwrap_or_else(|| panic!("no {name} span with {key}={value}: {:?}", self.names()))
+    }
+}
+
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
         self.stop.cancel();
@@ -146,6 +177,9 @@ async fn export(
         for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
             received.spans.push(ReceivedSpan {
                 name: span.name,
+                trace_id: hex(&span.trace_id),
+                span_id: hex(&span.span_id),
+                parent_span_id: hex(&span.parent_span_id),
                 attributes: flatten(span.attributes),
                 resource: resource.clone(),
             });
@@ -156,6 +190,10 @@ async fn export(
         ExportTraceServiceResponse::default().encode_to_vec(),
     )
         .into_response()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn flatten(attributes: Vec<KeyValue>) -> BTreeMap<String, String> {

@@ -1,11 +1,17 @@
 //! Request ids on every HTTP answer, and spans exported over OTLP/HTTP to a
-//! receiver in the test process.
+//! receiver in the test process: HTTP requests, MQTT connections, and a
+//! control-plane change and the kick it causes as one trace (`aerie serve`;
+//! the scale-out shape is in tracing_scaleout.rs).
 
 use std::time::Duration;
 
 use aerie_e2e::otlp::{OtlpReceiver, ReceivedSpan};
+use aerie_e2e::raw::{closed_within, reason_string};
 use aerie_e2e::server::free_addr;
-use aerie_e2e::{Server, ServerOptions, WAIT};
+use aerie_e2e::tenants::{Tenant, mint, revoke, tenant, with_password};
+use aerie_e2e::{RawClient, Server, ServerOptions, WAIT};
+use aerie_proto::{ProtocolVersion, ReasonCode};
+use serde_json::json;
 
 const SPAN: &str = "http.request";
 
@@ -193,4 +199,92 @@ fn serves_when_the_otlp_endpoint_is_closed() {
     }
     let status = server.terminate();
     assert!(status.success(), "aerie exited with {status}");
+}
+
+const ADMIN: &str = "e2e-admin-token-0123456789abcdefghij";
+const KICK: &str = "gateway.kick";
+
+/// `aerie serve` with tokens required, the admin routes on, exporting spans.
+fn traced_authenticating_server(receiver: &OtlpReceiver) -> Server {
+    ServerOptions::default()
+        .anonymous(false)
+        .env("AERIE_ADMIN_TOKEN", ADMIN)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint())
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .start()
+}
+
+async fn connect(server: &Server, client_id: &str, token: &str) -> RawClient {
+    let (c, ack) = RawClient::connect_with(
+        server.mqtt,
+        with_password(ProtocolVersion::V5, client_id, Some(token)),
+    )
+    .await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS, "{ack:?}");
+    c
+}
+
+/// A client of a new tenant, connected with a fresh token, is kicked for
+/// `why` after `change` (a request to `method` `route`), and the kick's
+/// span is a child of that request's: one trace from the REST call to the
+/// disconnect, with no credential in it.
+async fn assert_kick_joins_the_trace_of(
+    change: impl FnOnce(&Server, &Tenant, &str),
+    (method, route): (&str, &str),
+    why: &str,
+) {
+    let receiver = OtlpReceiver::start();
+    let server = traced_authenticating_server(&receiver);
+    let green = tenant(&server, "traced@example.com");
+    let (token, jti) = mint(&server, &green, json!({}));
+    let mut client = connect(&server, "traced-dev", &token).await;
+
+    change(&server, &green, &jti);
+    let (d, _) = closed_within(&mut client, Duration::from_millis(1500)).await;
+    assert_eq!(reason_string(&d).as_deref(), Some(why));
+
+    let request = receiver.request_span(method, route);
+    let kick = receiver.span_with(KICK, "why", why);
+    assert_eq!(kick.trace_id, request.trace_id, "{request:?}\n{kick:?}");
+    assert_eq!(
+        kick.parent_span_id, request.span_id,
+        "{request:?}\n{kick:?}"
+    );
+    assert_eq!(kick.attr("client_id"), Some("traced-dev"));
+    assert_eq!(kick.attr("tenant"), Some(green.id.as_str()));
+    for secret in [&token, &green.api_key] {
+        assert!(
+            !receiver.bytes_contain(secret.as_bytes()),
+            "a credential was exported"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_and_the_kick_it_causes_are_one_trace() {
+    assert_kick_joins_the_trace_of(
+        |server, tenant, jti| revoke(server, tenant, jti),
+        ("DELETE", "/v1/tenants/{tid}/tokens/{jti}"),
+        "token_revoked",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_suspension_and_the_kick_it_causes_are_one_trace() {
+    assert_kick_joins_the_trace_of(
+        |server, tenant, _| {
+            server
+                .api(
+                    "POST",
+                    &format!("/v1/admin/tenants/{}/suspend", tenant.id),
+                    Some(ADMIN),
+                    None,
+                )
+                .expect(200);
+        },
+        ("POST", "/v1/admin/tenants/{tid}/suspend"),
+        "tenant_suspended",
+    )
+    .await;
 }
