@@ -1,5 +1,6 @@
 //! A tiny OTLP/HTTP trace receiver: `POST /v1/traces` with a protobuf
-//! `ExportTraceServiceRequest`, on a free loopback port, in the test process.
+//! `ExportTraceServiceRequest`, on a free loopback port, in the test process,
+//! over plain HTTP or HTTPS (optionally requiring a client certificate).
 //! It keeps every body as received (to search for leaked secrets) and the
 //! decoded spans.
 
@@ -18,7 +19,12 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+
+use crate::tls::TestCert;
 
 /// One exported span, flattened: its name, its ids (hex, as W3C trace
 /// context writes them; `parent_span_id` empty for a root), its attributes
@@ -48,12 +54,46 @@ struct Received {
 /// Runs until dropped.
 pub struct OtlpReceiver {
     pub addr: SocketAddr,
+    scheme: &'static str,
     received: Arc<Mutex<Received>>,
     stop: CancellationToken,
 }
 
 impl OtlpReceiver {
+    /// Plain HTTP.
     pub fn start() -> OtlpReceiver {
+        OtlpReceiver::serve(None)
+    }
+
+    /// HTTPS with `server`'s certificate; with `client_ca`, only a client
+    /// whose certificate that one verifies gets a TLS session (mutual TLS).
+    pub fn start_tls(server: &TestCert, client_ca: Option<&TestCert>) -> OtlpReceiver {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions");
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(ca.der.clone()).expect("trust the client CA");
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .expect("client verifier");
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let key = PrivateKeyDer::from_pem_file(&server.key_pem).expect("the server key");
+        let config = builder
+            .with_single_cert(vec![server.der.clone()], key)
+            .expect("server TLS config");
+        OtlpReceiver::serve(Some(TlsAcceptor::from(Arc::new(config))))
+    }
+
+    fn serve(tls: Option<TlsAcceptor>) -> OtlpReceiver {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind OTLP receiver");
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -63,6 +103,7 @@ impl OtlpReceiver {
             .route("/v1/traces", axum::routing::post(export))
             .with_state(received.clone());
         let stopped = stop.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -70,14 +111,22 @@ impl OtlpReceiver {
                 .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stopped.cancelled().await })
-                    .await
-                    .unwrap();
+                let shutdown = async move { stopped.cancelled().await };
+                match tls {
+                    None => axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                        .unwrap(),
+                    Some(acceptor) => axum::serve(TlsListener { listener, acceptor }, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                        .unwrap(),
+                }
             });
         });
         OtlpReceiver {
             addr,
+            scheme,
             received,
             stop,
         }
@@ -85,7 +134,7 @@ impl OtlpReceiver {
 
     /// The value for `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn spans(&self) -> Vec<ReceivedSpan> {
@@ -144,6 +193,34 @@ impl OtlpReceiver {
             s.name == name && s.attr(key) == Some(value)
         })
         .unwrap_or_else(|| panic!("no {name} span with {key}={value}: {:?}", self.names()))
+    }
+}
+
+/// Accepts TCP connections and completes their TLS handshakes; a client
+/// that fails the handshake (an untrusted certificate, none) is dropped.
+struct TlsListener {
+    listener: tokio::net::TcpListener,
+    acceptor: TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, peer)) = self.listener.accept().await else {
+                continue;
+            };
+            if let Ok(Ok(tls)) = tokio::time::timeout(crate::WAIT, self.acceptor.accept(tcp)).await
+            {
+                return (tls, peer);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
     }
 }
 

@@ -9,6 +9,7 @@ use aerie_e2e::otlp::{OtlpReceiver, ReceivedSpan};
 use aerie_e2e::raw::{closed_within, reason_string};
 use aerie_e2e::server::free_addr;
 use aerie_e2e::tenants::{Tenant, mint, revoke, tenant, with_password};
+use aerie_e2e::tls::TestCert;
 use aerie_e2e::{RawClient, Server, ServerOptions, WAIT};
 use aerie_proto::{ProtocolVersion, ReasonCode};
 use serde_json::json;
@@ -263,7 +264,7 @@ async fn assert_kick_joins_the_trace_of(
 #[tokio::test]
 async fn a_revocation_and_the_kick_it_causes_are_one_trace() {
     assert_kick_joins_the_trace_of(
-        |server, tenant, jti| revoke(server, tenant, jti),
+        revoke,
         ("DELETE", "/v1/tenants/{tid}/tokens/{jti}"),
         "token_revoked",
     )
@@ -287,4 +288,62 @@ async fn a_suspension_and_the_kick_it_causes_are_one_trace() {
         "tenant_suspended",
     )
     .await;
+}
+
+/// `aerie serve` exporting to `receiver` with the extra variables `env`.
+fn server_exporting_to(receiver: &OtlpReceiver, env: &[(&str, &std::path::Path)]) -> Server {
+    env.iter()
+        .fold(
+            ServerOptions::default()
+                .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint())
+                .env("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            |options, (key, path)| options.env(key, path.to_str().unwrap()),
+        )
+        .start()
+}
+
+#[test]
+fn spans_reach_an_https_collector_whose_ca_is_configured() {
+    let collector = TestCert::localhost();
+    let receiver = OtlpReceiver::start_tls(&collector, None);
+    assert!(receiver.endpoint().starts_with("https://"));
+    let server = server_exporting_to(
+        &receiver,
+        &[("OTEL_EXPORTER_OTLP_CERTIFICATE", &collector.cert_pem)],
+    );
+    server.http_request("GET", "/healthz", &[("x-request-id", "over-tls")], "");
+    receiver
+        .wait_for_span(WAIT, |s| is_request(s, "over-tls"))
+        .expect("the span reached the collector over HTTPS");
+}
+
+#[test]
+fn a_collector_that_requires_a_client_certificate_gets_spans_from_one_configured() {
+    let collector = TestCert::localhost();
+    let client = TestCert::localhost();
+    let receiver = OtlpReceiver::start_tls(&collector, Some(&client));
+    let ca = (
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        collector.cert_pem.as_path(),
+    );
+    // Without a client certificate the collector refuses the session.
+    let anonymous = server_exporting_to(&receiver, &[ca]);
+    anonymous.http_request("GET", "/healthz", &[("x-request-id", "no-cert")], "");
+    let server = server_exporting_to(
+        &receiver,
+        &[
+            ca,
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &client.cert_pem),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &client.key_pem),
+        ],
+    );
+    server.http_request("GET", "/healthz", &[("x-request-id", "with-cert")], "");
+    receiver
+        .wait_for_span(WAIT, |s| is_request(s, "with-cert"))
+        .expect("the span reached the collector over mutual TLS");
+    // The first server's batch was due before the second's.
+    assert!(
+        !receiver.spans().iter().any(|s| is_request(s, "no-cert")),
+        "a client without a certificate got through"
+    );
 }
