@@ -8,7 +8,7 @@ use std::time::Duration;
 use aerie_e2e::otlp::{OtlpReceiver, ReceivedSpan};
 use aerie_e2e::raw::{closed_within, reason_string};
 use aerie_e2e::server::free_addr;
-use aerie_e2e::tenants::{Tenant, mint, revoke, tenant, with_password};
+use aerie_e2e::tenants::{Tenant, mint, publish_over_http, revoke, tenant, with_password};
 use aerie_e2e::tls::TestCert;
 use aerie_e2e::{RawClient, Server, ServerOptions, WAIT};
 use aerie_proto::{ProtocolVersion, ReasonCode};
@@ -346,4 +346,40 @@ fn a_collector_that_requires_a_client_certificate_gets_spans_from_one_configured
         !receiver.spans().iter().any(|s| is_request(s, "no-cert")),
         "a client without a certificate got through"
     );
+}
+
+#[tokio::test]
+async fn an_http_publish_and_its_deliveries_are_one_trace() {
+    let receiver = OtlpReceiver::start();
+    let server = traced_authenticating_server(&receiver);
+    let green = tenant(&server, "publisher@example.com");
+    let (token, _) = mint(&server, &green, json!({}));
+    let mut subscribers = Vec::new();
+    for (client_id, filter) in [("all", "t/#"), ("one", "t/1"), ("other", "u/1")] {
+        let mut c = connect(&server, client_id, &token).await;
+        c.subscribe(1, filter, aerie_proto::QoS::AtMostOnce).await;
+        subscribers.push(c);
+    }
+
+    let outcome = publish_over_http(&server, &green, "t/1", "payload-secret-8e1f");
+    assert_eq!(outcome["matched_subscriptions"], 2);
+    for c in &mut subscribers[..2] {
+        assert_eq!(&c.recv_publish().await.payload[..], b"payload-secret-8e1f");
+    }
+
+    let request = receiver.request_span("POST", "/v1/tenants/{tid}/messages");
+    let publish = receiver.span_with("broker.publish", "tenant", &green.id);
+    assert_eq!(
+        publish.trace_id, request.trace_id,
+        "{request:?}\n{publish:?}"
+    );
+    assert_eq!(publish.parent_span_id, request.span_id);
+    assert_eq!(publish.attr("deliveries"), Some("2"), "{publish:?}");
+    assert_eq!(publish.attr("matched"), Some("2"), "{publish:?}");
+    for secret in ["payload-secret-8e1f", &token, &green.api_key] {
+        assert!(
+            !receiver.bytes_contain(secret.as_bytes()),
+            "a payload or credential was exported"
+        );
+    }
 }

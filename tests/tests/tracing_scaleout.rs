@@ -1,22 +1,24 @@
 //! The scale-out shape's traces, with a real nats-server, `aerie control
 //! --nats` and `aerie gateway` each exporting spans to one OTLP receiver: a
 //! revocation's REST request on the control plane and the kick on the
-//! gateway it causes are one trace, its context carried in the facts' KV
-//! entry.
+//! gateway it causes are one trace (its context carried in the facts' KV
+//! entry), and so are an HTTP publish and its deliveries on the gateway
+//! (its context in the live request's `traceparent` header).
 
 use std::time::Duration;
 
+use aerie_e2e::RawClient;
 use aerie_e2e::nats::{NatsServer, unique_prefix};
-use aerie_e2e::otlp::OtlpReceiver;
+use aerie_e2e::otlp::{OtlpReceiver, ReceivedSpan};
 use aerie_e2e::raw::{closed_within, reason_string};
 use aerie_e2e::scaleout::{Control, Gateway};
-use aerie_e2e::tenants::{mint, revoke, tenant};
+use aerie_e2e::tenants::{Tenant, mint, publish_over_http, revoke, tenant};
 use aerie_proto::ReasonCode;
 use serde_json::json;
 
-#[tokio::test]
-async fn a_revocation_on_the_control_plane_and_the_gateways_kick_are_one_trace() {
-    let receiver = OtlpReceiver::start();
+/// A control plane and a ready gateway, each exporting spans to `receiver`
+/// under its own service name.
+fn traced_control_and_gateway(receiver: &OtlpReceiver) -> (Control, Gateway) {
     let endpoint = receiver.endpoint();
     let traced = |service| {
         [
@@ -30,12 +32,33 @@ async fn a_revocation_on_the_control_plane_and_the_gateways_kick_are_one_trace()
     let control = Control::start_with_env(&nats.url(), &prefix, &[], &traced("aerie-control"));
     let mut gateway = Gateway::start_with_env(&nats.url(), &prefix, &traced("aerie-gateway"));
     gateway.wait_ready();
+    (control, gateway)
+}
 
-    let green = tenant(&control, "trace@example.com");
-    let (token, jti) = mint(&control, &green, json!({}));
+/// A new tenant's client `client_id`, connected to `gateway` with a fresh
+/// token once the facts let it; the tenant, the token and its `jti`.
+async fn connected(
+    control: &Control,
+    gateway: &Gateway,
+    client_id: &str,
+) -> (Tenant, String, String, RawClient) {
+    let green = tenant(control, "traced@example.com");
+    let (token, jti) = mint(control, &green, json!({}));
     gateway.wait_accepts(&token).await;
-    let (mut client, reason) = gateway.connect_v5("traced-dev", &token).await;
+    let (client, reason) = gateway.connect_v5(client_id, &token).await;
     assert_eq!(reason, ReasonCode::SUCCESS);
+    (green, token, jti, client)
+}
+
+fn service(span: &ReceivedSpan) -> Option<&str> {
+    span.resource.get("service.name").map(String::as_str)
+}
+
+#[tokio::test]
+async fn a_revocation_on_the_control_plane_and_the_gateways_kick_are_one_trace() {
+    let receiver = OtlpReceiver::start();
+    let (control, gateway) = traced_control_and_gateway(&receiver);
+    let (green, token, jti, mut client) = connected(&control, &gateway, "traced-dev").await;
 
     revoke(&control, &green, &jti);
     let (d, _) = closed_within(&mut client, Duration::from_millis(1500)).await;
@@ -43,14 +66,8 @@ async fn a_revocation_on_the_control_plane_and_the_gateways_kick_are_one_trace()
 
     let request = receiver.request_span("DELETE", "/v1/tenants/{tid}/tokens/{jti}");
     let kick = receiver.span_with("gateway.kick", "client_id", "traced-dev");
-    assert_eq!(
-        request.resource.get("service.name").map(String::as_str),
-        Some("aerie-control")
-    );
-    assert_eq!(
-        kick.resource.get("service.name").map(String::as_str),
-        Some("aerie-gateway")
-    );
+    assert_eq!(service(&request), Some("aerie-control"));
+    assert_eq!(service(&kick), Some("aerie-gateway"));
     assert_eq!(kick.attr("why"), Some("token_revoked"));
     assert_eq!(kick.trace_id, request.trace_id, "{request:?}\n{kick:?}");
     assert_eq!(
@@ -63,4 +80,35 @@ async fn a_revocation_on_the_control_plane_and_the_gateways_kick_are_one_trace()
             "a credential was exported"
         );
     }
+}
+
+#[tokio::test]
+async fn an_http_publish_on_the_control_plane_and_its_deliveries_on_the_gateway_are_one_trace() {
+    let receiver = OtlpReceiver::start();
+    let (control, gateway) = traced_control_and_gateway(&receiver);
+    let (green, _, _, mut subscriber) = connected(&control, &gateway, "subscriber").await;
+    subscriber
+        .subscribe(1, "t/#", aerie_proto::QoS::AtMostOnce)
+        .await;
+
+    let outcome = publish_over_http(&control, &green, "t/1", "payload-secret-3c7a");
+    assert_eq!(outcome["matched_subscriptions"], 1);
+    assert_eq!(
+        &subscriber.recv_publish().await.payload[..],
+        b"payload-secret-3c7a"
+    );
+
+    let request = receiver.request_span("POST", "/v1/tenants/{tid}/messages");
+    let publish = receiver.span_with("broker.publish", "tenant", &green.id);
+    assert_eq!(service(&request), Some("aerie-control"));
+    assert_eq!(service(&publish), Some("aerie-gateway"));
+    assert_eq!(
+        publish.trace_id, request.trace_id,
+        "{request:?}\n{publish:?}"
+    );
+    assert_eq!(publish.attr("deliveries"), Some("1"), "{publish:?}");
+    assert!(
+        !receiver.bytes_contain(b"payload-secret-3c7a"),
+        "the payload was exported"
+    );
 }
