@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use aerie_e2e::otlp::{OtlpReceiver, ReceivedSpan};
 use aerie_e2e::raw::{closed_within, reason_string};
+use aerie_e2e::scaleout::ADMIN_TOKEN as ADMIN;
 use aerie_e2e::server::free_addr;
-use aerie_e2e::tenants::{Tenant, mint, publish_over_http, revoke, tenant, with_password};
+use aerie_e2e::tenants::{Tenant, mint, publish_over_http, revoke, suspend, tenant, with_password};
 use aerie_e2e::tls::TestCert;
 use aerie_e2e::{RawClient, Server, ServerOptions, WAIT};
 use aerie_proto::{ProtocolVersion, ReasonCode};
@@ -202,7 +203,6 @@ fn serves_when_the_otlp_endpoint_is_closed() {
     assert!(status.success(), "aerie exited with {status}");
 }
 
-const ADMIN: &str = "e2e-admin-token-0123456789abcdefghij";
 const KICK: &str = "gateway.kick";
 
 /// `aerie serve` with tokens required, the admin routes on, exporting spans.
@@ -261,33 +261,14 @@ async fn assert_kick_joins_the_trace_of(
     }
 }
 
-#[tokio::test]
-async fn a_revocation_and_the_kick_it_causes_are_one_trace() {
-    assert_kick_joins_the_trace_of(
-        revoke,
-        ("DELETE", "/v1/tenants/{tid}/tokens/{jti}"),
-        "token_revoked",
-    )
-    .await;
-}
+/// The requests whose kicks are traced, as `(method, route)`.
+const REVOKE: (&str, &str) = ("DELETE", "/v1/tenants/{tid}/tokens/{jti}");
+const SUSPEND: (&str, &str) = ("POST", "/v1/admin/tenants/{tid}/suspend");
 
 #[tokio::test]
-async fn a_suspension_and_the_kick_it_causes_are_one_trace() {
-    assert_kick_joins_the_trace_of(
-        |server, tenant, _| {
-            server
-                .api(
-                    "POST",
-                    &format!("/v1/admin/tenants/{}/suspend", tenant.id),
-                    Some(ADMIN),
-                    None,
-                )
-                .expect(200);
-        },
-        ("POST", "/v1/admin/tenants/{tid}/suspend"),
-        "tenant_suspended",
-    )
-    .await;
+async fn a_revocation_or_a_suspension_and_the_kick_it_causes_are_one_trace() {
+    assert_kick_joins_the_trace_of(revoke, REVOKE, "token_revoked").await;
+    assert_kick_joins_the_trace_of(|s, t, _| suspend(s, t), SUSPEND, "tenant_suspended").await;
 }
 
 /// `aerie serve` exporting to `receiver` with the extra variables `env`.

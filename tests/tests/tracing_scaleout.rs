@@ -12,7 +12,7 @@ use aerie_e2e::nats::{NatsServer, unique_prefix};
 use aerie_e2e::otlp::{OtlpReceiver, ReceivedSpan};
 use aerie_e2e::raw::{closed_within, reason_string};
 use aerie_e2e::scaleout::{Control, Gateway};
-use aerie_e2e::tenants::{Tenant, mint, publish_over_http, revoke, tenant};
+use aerie_e2e::tenants::{Tenant, mint, publish_over_http, revoke, suspend, tenant};
 use aerie_proto::ReasonCode;
 use serde_json::json;
 
@@ -54,21 +54,28 @@ fn service(span: &ReceivedSpan) -> Option<&str> {
     span.resource.get("service.name").map(String::as_str)
 }
 
-#[tokio::test]
-async fn a_revocation_on_the_control_plane_and_the_gateways_kick_are_one_trace() {
+/// A gateway's client is kicked for `why` after `change` on the control
+/// plane (a request to `method` `route`), and the kick's span, exported by
+/// the gateway, is a child of the request's, exported by the control
+/// plane: one trace, with no credential in it.
+async fn assert_kick_joins_the_trace_of(
+    change: impl FnOnce(&Control, &Tenant, &str),
+    (method, route): (&str, &str),
+    why: &str,
+) {
     let receiver = OtlpReceiver::start();
     let (control, gateway) = traced_control_and_gateway(&receiver);
     let (green, token, jti, mut client) = connected(&control, &gateway, "traced-dev").await;
 
-    revoke(&control, &green, &jti);
+    change(&control, &green, &jti);
     let (d, _) = closed_within(&mut client, Duration::from_millis(1500)).await;
-    assert_eq!(reason_string(&d).as_deref(), Some("token_revoked"));
+    assert_eq!(reason_string(&d).as_deref(), Some(why));
 
-    let request = receiver.request_span("DELETE", "/v1/tenants/{tid}/tokens/{jti}");
+    let request = receiver.request_span(method, route);
     let kick = receiver.span_with("gateway.kick", "client_id", "traced-dev");
     assert_eq!(service(&request), Some("aerie-control"));
     assert_eq!(service(&kick), Some("aerie-gateway"));
-    assert_eq!(kick.attr("why"), Some("token_revoked"));
+    assert_eq!(kick.attr("why"), Some(why));
     assert_eq!(kick.trace_id, request.trace_id, "{request:?}\n{kick:?}");
     assert_eq!(
         kick.parent_span_id, request.span_id,
@@ -80,6 +87,16 @@ async fn a_revocation_on_the_control_plane_and_the_gateways_kick_are_one_trace()
             "a credential was exported"
         );
     }
+}
+
+/// The requests whose kicks are traced, as `(method, route)`.
+const REVOKE: (&str, &str) = ("DELETE", "/v1/tenants/{tid}/tokens/{jti}");
+const SUSPEND: (&str, &str) = ("POST", "/v1/admin/tenants/{tid}/suspend");
+
+#[tokio::test]
+async fn a_revocation_or_a_suspension_on_the_control_plane_and_the_gateways_kick_are_one_trace() {
+    assert_kick_joins_the_trace_of(revoke, REVOKE, "token_revoked").await;
+    assert_kick_joins_the_trace_of(|s, t, _| suspend(s, t), SUSPEND, "tenant_suspended").await;
 }
 
 #[tokio::test]
