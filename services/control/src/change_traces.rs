@@ -96,3 +96,33 @@ impl RecentChanges {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trace() -> TraceParent {
+        TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap()
+    }
+
+    #[test]
+    fn what_is_kept_is_bounded_and_makes_room_by_forgetting_the_old() {
+        let now = Instant::now();
+        let mut kept = Kept::default();
+        for i in 0..MAX_KEPT {
+            kept.tenants.insert(format!("t{i}"), (trace(), now));
+        }
+        assert!(!kept.room(now), "full of recent changes: no room");
+        assert_eq!(kept.len(), MAX_KEPT);
+        assert!(kept.room(now + KEEP), "all of them old by then");
+        assert_eq!(kept.len(), 0);
+    }
+
+    #[test]
+    fn without_an_exported_span_nothing_is_kept() {
+        let recent = RecentChanges::default();
+        recent.revoking("t", "jti");
+        recent.changing_status("t");
+        assert_eq!(recent.traces(), ChangeTraces::default());
+    }
+}

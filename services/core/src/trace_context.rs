@@ -87,6 +87,36 @@ mod tests {
         }
     }
 
+    /// Runs `f` with spans going to an OpenTelemetry tracer (exported
+    /// nowhere: only the ids matter).
+    fn exported<R>(f: impl FnOnce() -> R) -> R {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, f)
+    }
+
+    #[test]
+    fn a_span_adopting_a_traceparent_is_its_child_in_the_same_trace() {
+        exported(|| {
+            let request = tracing::info_span!("request");
+            let carried = request.in_scope(TraceParent::current).expect("exported");
+            // What a gateway reads back from the KV entry or the header.
+            let received = TraceParent::parse(carried.as_str()).unwrap();
+            let kick = tracing::info_span!("kick");
+            received.adopt(&kick);
+            let seen = kick.in_scope(TraceParent::current).unwrap();
+            let (sent, got): (Vec<&str>, Vec<&str>) = (
+                carried.as_str().split('-').collect(),
+                seen.as_str().split('-').collect(),
+            );
+            assert_eq!(got[1], sent[1], "one trace id: {carried:?} {seen:?}");
+            assert_ne!(got[2], sent[2], "a span of its own");
+        });
+    }
+
     #[test]
     fn without_an_exported_span_there_is_no_current_context() {
         let span = tracing::info_span!("untraced");

@@ -85,7 +85,7 @@ pub fn enforce(directory: &Directory, registry: &Registry) -> usize {
                 if let Some(cause) = cause {
                     cause.adopt(&span);
                 }
-                span.in_scope(|| tracing::info!(why = kick.why, "disconnecting"));
+                span.in_scope(|| tracing::info!("disconnecting"));
                 kicked += 1;
             }
         }
