@@ -1,5 +1,6 @@
 //! A tiny OTLP/HTTP trace receiver: `POST /v1/traces` with a protobuf
-//! `ExportTraceServiceRequest`, on a free loopback port, in the test process.
+//! `ExportTraceServiceRequest`, on a free loopback port, in the test process,
+//! over plain HTTP or HTTPS (optionally requiring a client certificate).
 //! It keeps every body as received (to search for leaked secrets) and the
 //! decoded spans.
 
@@ -18,13 +19,22 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-/// One exported span, flattened: its name, its attributes and its resource's
-/// attributes, every value as text.
+use crate::tls::TestCert;
+
+/// One exported span, flattened: its name, its ids (hex, as W3C trace
+/// context writes them; `parent_span_id` empty for a root), its attributes
+/// and its resource's attributes, every value as text.
 #[derive(Clone, Debug)]
 pub struct ReceivedSpan {
     pub name: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
     pub attributes: BTreeMap<String, String>,
     pub resource: BTreeMap<String, String>,
 }
@@ -44,12 +54,46 @@ struct Received {
 /// Runs until dropped.
 pub struct OtlpReceiver {
     pub addr: SocketAddr,
+    scheme: &'static str,
     received: Arc<Mutex<Received>>,
     stop: CancellationToken,
 }
 
 impl OtlpReceiver {
+    /// Plain HTTP.
     pub fn start() -> OtlpReceiver {
+        OtlpReceiver::serve(None)
+    }
+
+    /// HTTPS with `server`'s certificate; with `client_ca`, only a client
+    /// whose certificate that one verifies gets a TLS session (mutual TLS).
+    pub fn start_tls(server: &TestCert, client_ca: Option<&TestCert>) -> OtlpReceiver {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions");
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(ca.der.clone()).expect("trust the client CA");
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .expect("client verifier");
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let key = PrivateKeyDer::from_pem_file(&server.key_pem).expect("the server key");
+        let config = builder
+            .with_single_cert(vec![server.der.clone()], key)
+            .expect("server TLS config");
+        OtlpReceiver::serve(Some(TlsAcceptor::from(Arc::new(config))))
+    }
+
+    fn serve(tls: Option<TlsAcceptor>) -> OtlpReceiver {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind OTLP receiver");
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -59,6 +103,7 @@ impl OtlpReceiver {
             .route("/v1/traces", axum::routing::post(export))
             .with_state(received.clone());
         let stopped = stop.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -66,14 +111,22 @@ impl OtlpReceiver {
                 .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stopped.cancelled().await })
-                    .await
-                    .unwrap();
+                let shutdown = async move { stopped.cancelled().await };
+                match tls {
+                    None => axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                        .unwrap(),
+                    Some(acceptor) => axum::serve(TlsListener { listener, acceptor }, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                        .unwrap(),
+                }
             });
         });
         OtlpReceiver {
             addr,
+            scheme,
             received,
             stop,
         }
@@ -81,7 +134,7 @@ impl OtlpReceiver {
 
     /// The value for `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn spans(&self) -> Vec<ReceivedSpan> {
@@ -116,6 +169,61 @@ impl OtlpReceiver {
     }
 }
 
+impl OtlpReceiver {
+    /// The `http.request` span of the first `method` request to `route`
+    /// (the route as matched, e.g. `/v1/tenants/{tid}`), waiting for it.
+    pub fn request_span(&self, method: &str, route: &str) -> ReceivedSpan {
+        self.wait_for_span(crate::WAIT, |s| {
+            s.name == "http.request"
+                && s.attr("method") == Some(method)
+                && s.attr("route") == Some(route)
+        })
+        .unwrap_or_else(|| panic!("no span of {method} {route}: {:?}", self.names()))
+    }
+
+    /// The names of the spans received so far.
+    pub fn names(&self) -> Vec<String> {
+        self.spans().into_iter().map(|s| s.name).collect()
+    }
+
+    /// The first span named `name` whose attribute `key` is `value`,
+    /// waiting for it.
+    pub fn span_with(&self, name: &str, key: &str, value: &str) -> ReceivedSpan {
+        self.wait_for_span(crate::WAIT, |s| {
+            s.name == name && s.attr(key) == Some(value)
+        })
+        .unwrap_or_else(|| panic!("no {name} span with {key}={value}: {:?}", self.names()))
+    }
+}
+
+/// Accepts TCP connections and completes their TLS handshakes; a client
+/// that fails the handshake (an untrusted certificate, none) is dropped.
+struct TlsListener {
+    listener: tokio::net::TcpListener,
+    acceptor: TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, peer)) = self.listener.accept().await else {
+                continue;
+            };
+            if let Ok(Ok(tls)) = tokio::time::timeout(crate::WAIT, self.acceptor.accept(tcp)).await
+            {
+                return (tls, peer);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
         self.stop.cancel();
@@ -146,6 +254,9 @@ async fn export(
         for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
             received.spans.push(ReceivedSpan {
                 name: span.name,
+                trace_id: hex(&span.trace_id),
+                span_id: hex(&span.span_id),
+                parent_span_id: hex(&span.parent_span_id),
                 attributes: flatten(span.attributes),
                 resource: resource.clone(),
             });
@@ -156,6 +267,10 @@ async fn export(
         ExportTraceServiceResponse::default().encode_to_vec(),
     )
         .into_response()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn flatten(attributes: Vec<KeyValue>) -> BTreeMap<String, String> {

@@ -75,6 +75,16 @@ impl Control {
     /// Starts it with `nats_url` and bucket prefix `prefix`, plus `extra`
     /// flags; returns once `/readyz` answers 200.
     pub fn start(nats_url: &str, prefix: &str, extra: &[&str]) -> Control {
+        Control::start_with_env(nats_url, prefix, extra, &[])
+    }
+
+    /// As [`Control::start`], with `env` set (OTLP export, say).
+    pub fn start_with_env(
+        nats_url: &str,
+        prefix: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Control {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = format!(
             "sqlite://{}?mode=rwc",
@@ -91,6 +101,7 @@ impl Control {
                 .args(extra)
                 .env("AERIE_SECRET_KEY", "ab".repeat(32))
                 .env("AERIE_ADMIN_TOKEN", ADMIN_TOKEN)
+                .envs(env.iter().copied())
                 .spawn()
                 .expect("spawn aerie control");
             let mut process = Process(Some(child));
@@ -178,6 +189,13 @@ impl Gateway {
         Gateway::start_with(nats_url, prefix, |cmd| {
             cmd.env("AERIE_LOG", "info")
                 .stderr(file.try_clone().expect("the log file"));
+        })
+    }
+
+    /// As [`Gateway::start`], with `env` set (OTLP export, say).
+    pub fn start_with_env(nats_url: &str, prefix: &str, env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_with(nats_url, prefix, |cmd| {
+            cmd.envs(env.iter().copied());
         })
     }
 

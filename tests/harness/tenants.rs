@@ -77,6 +77,28 @@ pub fn revoke(server: &impl Api, tenant: &Tenant, jti: &str) {
         .expect(204);
 }
 
+/// Suspends `tenant` through the admin API (the harness's admin token,
+/// [`crate::scaleout::ADMIN_TOKEN`], which the server must have been given).
+pub fn suspend(server: &impl Api, tenant: &Tenant) {
+    let path = format!("/v1/admin/tenants/{}/suspend", tenant.id);
+    server
+        .api("POST", &path, Some(crate::scaleout::ADMIN_TOKEN), None)
+        .expect(200);
+}
+
+/// Publishes `payload` (text) to `topic` through the REST API with the
+/// tenant's API key; returns the answer (`matched_subscriptions`).
+pub fn publish_over_http(server: &impl Api, tenant: &Tenant, topic: &str, payload: &str) -> Value {
+    server
+        .api(
+            "POST",
+            &format!("/v1/tenants/{}/messages", tenant.id),
+            Some(&tenant.api_key),
+            Some(&json!({"topic": topic, "payload": payload})),
+        )
+        .expect(200)
+}
+
 /// A clean CONNECT with `password` (and a username, which is ignored).
 pub fn with_password(
     version: ProtocolVersion,

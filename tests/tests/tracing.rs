@@ -1,11 +1,19 @@
 //! Request ids on every HTTP answer, and spans exported over OTLP/HTTP to a
-//! receiver in the test process.
+//! receiver in the test process: HTTP requests, MQTT connections, and a
+//! control-plane change and the kick it causes as one trace (`aerie serve`;
+//! the scale-out shape is in tracing_scaleout.rs).
 
 use std::time::Duration;
 
 use aerie_e2e::otlp::{OtlpReceiver, ReceivedSpan};
+use aerie_e2e::raw::{closed_within, reason_string};
+use aerie_e2e::scaleout::ADMIN_TOKEN as ADMIN;
 use aerie_e2e::server::free_addr;
-use aerie_e2e::{Server, ServerOptions, WAIT};
+use aerie_e2e::tenants::{Tenant, mint, publish_over_http, revoke, suspend, tenant, with_password};
+use aerie_e2e::tls::TestCert;
+use aerie_e2e::{RawClient, Server, ServerOptions, WAIT};
+use aerie_proto::{ProtocolVersion, ReasonCode};
+use serde_json::json;
 
 const SPAN: &str = "http.request";
 
@@ -193,4 +201,166 @@ fn serves_when_the_otlp_endpoint_is_closed() {
     }
     let status = server.terminate();
     assert!(status.success(), "aerie exited with {status}");
+}
+
+const KICK: &str = "gateway.kick";
+
+/// `aerie serve` with tokens required, the admin routes on, exporting spans.
+fn traced_authenticating_server(receiver: &OtlpReceiver) -> Server {
+    ServerOptions::default()
+        .anonymous(false)
+        .env("AERIE_ADMIN_TOKEN", ADMIN)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint())
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .start()
+}
+
+async fn connect(server: &Server, client_id: &str, token: &str) -> RawClient {
+    let (c, ack) = RawClient::connect_with(
+        server.mqtt,
+        with_password(ProtocolVersion::V5, client_id, Some(token)),
+    )
+    .await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS, "{ack:?}");
+    c
+}
+
+/// A client of a new tenant, connected with a fresh token, is kicked for
+/// `why` after `change` (a request to `method` `route`), and the kick's
+/// span is a child of that request's: one trace from the REST call to the
+/// disconnect, with no credential in it.
+async fn assert_kick_joins_the_trace_of(
+    change: impl FnOnce(&Server, &Tenant, &str),
+    (method, route): (&str, &str),
+    why: &str,
+) {
+    let receiver = OtlpReceiver::start();
+    let server = traced_authenticating_server(&receiver);
+    let green = tenant(&server, "traced@example.com");
+    let (token, jti) = mint(&server, &green, json!({}));
+    let mut client = connect(&server, "traced-dev", &token).await;
+
+    change(&server, &green, &jti);
+    let (d, _) = closed_within(&mut client, Duration::from_millis(1500)).await;
+    assert_eq!(reason_string(&d).as_deref(), Some(why));
+
+    let request = receiver.request_span(method, route);
+    let kick = receiver.span_with(KICK, "why", why);
+    assert_eq!(kick.trace_id, request.trace_id, "{request:?}\n{kick:?}");
+    assert_eq!(
+        kick.parent_span_id, request.span_id,
+        "{request:?}\n{kick:?}"
+    );
+    assert_eq!(kick.attr("client_id"), Some("traced-dev"));
+    assert_eq!(kick.attr("tenant"), Some(green.id.as_str()));
+    for secret in [&token, &green.api_key] {
+        assert!(
+            !receiver.bytes_contain(secret.as_bytes()),
+            "a credential was exported"
+        );
+    }
+}
+
+/// The requests whose kicks are traced, as `(method, route)`.
+const REVOKE: (&str, &str) = ("DELETE", "/v1/tenants/{tid}/tokens/{jti}");
+const SUSPEND: (&str, &str) = ("POST", "/v1/admin/tenants/{tid}/suspend");
+
+#[tokio::test]
+async fn a_revocation_or_a_suspension_and_the_kick_it_causes_are_one_trace() {
+    assert_kick_joins_the_trace_of(revoke, REVOKE, "token_revoked").await;
+    assert_kick_joins_the_trace_of(|s, t, _| suspend(s, t), SUSPEND, "tenant_suspended").await;
+}
+
+/// `aerie serve` exporting to `receiver` with the extra variables `env`.
+fn server_exporting_to(receiver: &OtlpReceiver, env: &[(&str, &std::path::Path)]) -> Server {
+    env.iter()
+        .fold(
+            ServerOptions::default()
+                .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint())
+                .env("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            |options, (key, path)| options.env(key, path.to_str().unwrap()),
+        )
+        .start()
+}
+
+#[test]
+fn spans_reach_an_https_collector_whose_ca_is_configured() {
+    let collector = TestCert::localhost();
+    let receiver = OtlpReceiver::start_tls(&collector, None);
+    assert!(receiver.endpoint().starts_with("https://"));
+    let server = server_exporting_to(
+        &receiver,
+        &[("OTEL_EXPORTER_OTLP_CERTIFICATE", &collector.cert_pem)],
+    );
+    server.http_request("GET", "/healthz", &[("x-request-id", "over-tls")], "");
+    receiver
+        .wait_for_span(WAIT, |s| is_request(s, "over-tls"))
+        .expect("the span reached the collector over HTTPS");
+}
+
+#[test]
+fn a_collector_that_requires_a_client_certificate_gets_spans_from_one_configured() {
+    let collector = TestCert::localhost();
+    let client = TestCert::localhost();
+    let receiver = OtlpReceiver::start_tls(&collector, Some(&client));
+    let ca = (
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        collector.cert_pem.as_path(),
+    );
+    // Without a client certificate the collector refuses the session.
+    let anonymous = server_exporting_to(&receiver, &[ca]);
+    anonymous.http_request("GET", "/healthz", &[("x-request-id", "no-cert")], "");
+    let server = server_exporting_to(
+        &receiver,
+        &[
+            ca,
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &client.cert_pem),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &client.key_pem),
+        ],
+    );
+    server.http_request("GET", "/healthz", &[("x-request-id", "with-cert")], "");
+    receiver
+        .wait_for_span(WAIT, |s| is_request(s, "with-cert"))
+        .expect("the span reached the collector over mutual TLS");
+    // The first server's batch was due before the second's.
+    assert!(
+        !receiver.spans().iter().any(|s| is_request(s, "no-cert")),
+        "a client without a certificate got through"
+    );
+}
+
+#[tokio::test]
+async fn an_http_publish_and_its_deliveries_are_one_trace() {
+    let receiver = OtlpReceiver::start();
+    let server = traced_authenticating_server(&receiver);
+    let green = tenant(&server, "publisher@example.com");
+    let (token, _) = mint(&server, &green, json!({}));
+    let mut subscribers = Vec::new();
+    for (client_id, filter) in [("all", "t/#"), ("one", "t/1"), ("other", "u/1")] {
+        let mut c = connect(&server, client_id, &token).await;
+        c.subscribe(1, filter, aerie_proto::QoS::AtMostOnce).await;
+        subscribers.push(c);
+    }
+
+    let outcome = publish_over_http(&server, &green, "t/1", "payload-secret-8e1f");
+    assert_eq!(outcome["matched_subscriptions"], 2);
+    for c in &mut subscribers[..2] {
+        assert_eq!(&c.recv_publish().await.payload[..], b"payload-secret-8e1f");
+    }
+
+    let request = receiver.request_span("POST", "/v1/tenants/{tid}/messages");
+    let publish = receiver.span_with("broker.publish", "tenant", &green.id);
+    assert_eq!(
+        publish.trace_id, request.trace_id,
+        "{request:?}\n{publish:?}"
+    );
+    assert_eq!(publish.parent_span_id, request.span_id);
+    assert_eq!(publish.attr("deliveries"), Some("2"), "{publish:?}");
+    assert_eq!(publish.attr("matched"), Some("2"), "{publish:?}");
+    for secret in ["payload-secret-8e1f", &token, &green.api_key] {
+        assert!(
+            !receiver.bytes_contain(secret.as_bytes()),
+            "a payload or credential was exported"
+        );
+    }
 }

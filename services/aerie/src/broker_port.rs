@@ -18,6 +18,7 @@ use aerie_proto::{ProtocolVersion, PublishProperties, QoS, ReasonCode};
 use async_trait::async_trait;
 use bytes::Bytes;
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 /// How long a QoS 1 publish waits for the store to make it durable.
 const DURABLE_WAIT: Duration = Duration::from_secs(10);
@@ -63,6 +64,87 @@ const ADMIN_DISCONNECT: Kick = Kick {
     reason: ReasonCode::ADMINISTRATIVE_ACTION,
     why: "admin_disconnect",
 };
+
+impl InProcessBroker {
+    /// [`BrokerPort::publish`], its counts recorded on `span`.
+    async fn publish_in(
+        &self,
+        span: &tracing::Span,
+        tenant_id: &str,
+        message: HttpPublish,
+    ) -> Result<PublishOutcome, BrokerError> {
+        let qos = match message.qos {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            q => return Err(BrokerError::Refused(format!("qos {q} is not 0 or 1"))),
+        };
+        let broker = self.gateway.broker();
+        // Subscribe to the durable ticket before publishing, so its move
+        // past our writes cannot be missed.
+        let mut durable = broker.store().durable();
+        let tenant = broker.tenant(tenant_id);
+        aerie_gateway::limits::check_tenant_publish(&tenant, message.payload.len())
+            .map_err(|limit| BrokerError::Refused(over(limit)))?;
+        let published = tenant.publish(Message::published(
+            message.topic.into(),
+            Bytes::from(message.payload),
+            qos,
+            message.retain,
+            PublishProperties::default(),
+            tenant.node().origin(0),
+            tenant.node().next_message_id(),
+        ));
+        span.record("matched", published.matched);
+        span.record("deliveries", published.routed);
+        if let Some(limit) = published.refused {
+            return Err(BrokerError::Refused(over(limit)));
+        }
+        // A retained store over the network (`aerie gateway`'s JetStream)
+        // keeps it later: answer, as a client's PUBACK, once it has.
+        let mut ticket = published.ticket;
+        if let Some(stored) = published.stored_later {
+            match tokio::time::timeout(DURABLE_WAIT, stored).await {
+                Ok(Ok(Later::Kept(kept))) => ticket = kept,
+                Ok(Ok(Later::Refused(limit))) => return Err(BrokerError::Refused(over(limit))),
+                Ok(Ok(Later::Unavailable) | Err(_)) => {
+                    return Err(BrokerError::Unavailable(
+                        "the retained message was dropped before it was kept".into(),
+                    ));
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        tenant_id,
+                        "HTTP publish's retained message not kept in time"
+                    );
+                    return Err(BrokerError::Unavailable(
+                        "the retained message was not kept in time".into(),
+                    ));
+                }
+            }
+        }
+        // As a client's PUBACK: QoS 1 answers once a persistent session's
+        // copy (and a retained one) is durable.
+        if qos == QoS::AtLeastOnce && ticket > 0 {
+            match tokio::time::timeout(DURABLE_WAIT, durable.wait_for(|t| *t >= ticket)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => {
+                    return Err(BrokerError::Unavailable(
+                        "the broker's store is shutting down".into(),
+                    ));
+                }
+                Err(_) => {
+                    tracing::warn!(tenant_id, ticket, "HTTP publish not durable in time");
+                    return Err(BrokerError::Unavailable(
+                        "the broker's store did not make the message durable in time".into(),
+                    ));
+                }
+            }
+        }
+        Ok(PublishOutcome {
+            matched_subscriptions: published.matched as u64,
+        })
+    }
+}
 
 #[async_trait]
 impl BrokerPort for InProcessBroker {
@@ -112,79 +194,27 @@ impl BrokerPort for InProcessBroker {
         Ok(true)
     }
 
+    /// In a `broker.publish` span under the request's trace (in `aerie
+    /// gateway`, the control plane's live request's), with how many
+    /// subscriptions matched and how many sessions here it was queued for:
+    /// an HTTP publish followed to its deliveries, at no cost to the MQTT
+    /// PUBLISH path.
     async fn publish(
         &self,
         tenant_id: &str,
         message: HttpPublish,
     ) -> Result<PublishOutcome, BrokerError> {
-        let qos = match message.qos {
-            0 => QoS::AtMostOnce,
-            1 => QoS::AtLeastOnce,
-            q => return Err(BrokerError::Refused(format!("qos {q} is not 0 or 1"))),
-        };
-        let broker = self.gateway.broker();
-        // Subscribe to the durable ticket before publishing, so its move
-        // past our writes cannot be missed.
-        let mut durable = broker.store().durable();
-        let tenant = broker.tenant(tenant_id);
-        aerie_gateway::limits::check_tenant_publish(&tenant, message.payload.len())
-            .map_err(|limit| BrokerError::Refused(over(limit)))?;
-        let published = tenant.publish(Message::published(
-            message.topic.into(),
-            Bytes::from(message.payload),
-            qos,
-            message.retain,
-            PublishProperties::default(),
-            tenant.node().origin(0),
-            tenant.node().next_message_id(),
-        ));
-        if let Some(limit) = published.refused {
-            return Err(BrokerError::Refused(over(limit)));
-        }
-        // A retained store over the network (`aerie gateway`'s JetStream)
-        // keeps it later: answer, as a client's PUBACK, once it has.
-        let mut ticket = published.ticket;
-        if let Some(stored) = published.stored_later {
-            match tokio::time::timeout(DURABLE_WAIT, stored).await {
-                Ok(Ok(Later::Kept(kept))) => ticket = kept,
-                Ok(Ok(Later::Refused(limit))) => return Err(BrokerError::Refused(over(limit))),
-                Ok(Ok(Later::Unavailable) | Err(_)) => {
-                    return Err(BrokerError::Unavailable(
-                        "the retained message was dropped before it was kept".into(),
-                    ));
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        tenant_id,
-                        "HTTP publish's retained message not kept in time"
-                    );
-                    return Err(BrokerError::Unavailable(
-                        "the retained message was not kept in time".into(),
-                    ));
-                }
-            }
-        }
-        // As a client's PUBACK: QoS 1 answers once a persistent session's
-        // copy (and a retained one) is durable.
-        if qos == QoS::AtLeastOnce && ticket > 0 {
-            match tokio::time::timeout(DURABLE_WAIT, durable.wait_for(|t| *t >= ticket)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => {
-                    return Err(BrokerError::Unavailable(
-                        "the broker's store is shutting down".into(),
-                    ));
-                }
-                Err(_) => {
-                    tracing::warn!(tenant_id, ticket, "HTTP publish not durable in time");
-                    return Err(BrokerError::Unavailable(
-                        "the broker's store did not make the message durable in time".into(),
-                    ));
-                }
-            }
-        }
-        Ok(PublishOutcome {
-            matched_subscriptions: published.matched as u64,
-        })
+        let span = tracing::info_span!(
+            "broker.publish",
+            tenant = tenant_id,
+            qos = message.qos,
+            retain = message.retain,
+            matched = tracing::field::Empty,
+            deliveries = tracing::field::Empty,
+        );
+        self.publish_in(&span, tenant_id, message)
+            .instrument(span.clone())
+            .await
     }
 
     async fn retained(

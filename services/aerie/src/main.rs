@@ -9,6 +9,7 @@ mod cmd;
 mod gateway;
 mod http;
 mod node;
+mod otlp_tls;
 mod serve;
 mod telemetry;
 mod usage;

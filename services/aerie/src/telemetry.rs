@@ -85,13 +85,17 @@ fn otlp_configured() -> bool {
 }
 
 /// OTLP/HTTP (protobuf) behind a batch span processor; endpoint, headers,
-/// timeout and batching come from the standard `OTEL_*` variables.
+/// timeout, batching and TLS (`otlp_tls.rs`) come from the standard
+/// `OTEL_*` variables.
 fn tracer_provider() -> anyhow::Result<SdkTracerProvider> {
-    use opentelemetry_otlp::WithExportConfig as _;
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
+    use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
+    let mut builder = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
-        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-        .build()?;
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+    if let Some(client) = crate::otlp_tls::http_client()? {
+        builder = builder.with_http_client(client);
+    }
+    let exporter = builder.build()?;
     Ok(SdkTracerProvider::builder()
         .with_resource(resource())
         .with_batch_exporter(WarnOnce {

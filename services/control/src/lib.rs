@@ -29,6 +29,7 @@ pub mod api;
 pub mod auth;
 pub mod bootstrap;
 pub mod broker;
+pub mod change_traces;
 pub mod console;
 pub mod cookie;
 pub mod csrf;
@@ -135,6 +136,7 @@ struct Inner {
     auth_limits: AuthLimiter,
     console: Option<Console>,
     config: Config,
+    recent_changes: change_traces::RecentChanges,
 }
 
 impl AppState {
@@ -161,6 +163,7 @@ impl AppState {
                     .map(|dir| Console::new(dir, &config.endpoints)),
                 store,
                 config,
+                recent_changes: Default::default(),
             }),
             broker: None,
         })
@@ -174,6 +177,11 @@ impl AppState {
 
     pub fn store(&self) -> &dyn ControlStore {
         &*self.inner.store
+    }
+
+    /// The traces of recent changes that gateways enforce.
+    pub fn recent_changes(&self) -> &change_traces::RecentChanges {
+        &self.inner.recent_changes
     }
 
     pub fn sessions(&self) -> &SessionKeys {

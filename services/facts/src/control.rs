@@ -90,6 +90,7 @@ impl ControlFacts {
             tenants,
             issuers,
             revoked,
+            traces: self.control.recent_changes().traces(),
         })
     }
 

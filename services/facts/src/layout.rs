@@ -9,6 +9,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use aerie_core::trace_context::TraceParent;
+
 use crate::model::{Facts, IssuerKeys, TenantRecord};
 
 const ISSUER: &str = "control.issuer";
@@ -34,6 +36,71 @@ pub fn valid_prefix(prefix: &str) -> bool {
 struct Revocation {
     /// The token's expiry, unix seconds.
     exp: i64,
+}
+
+/// A value with the `traceparent` of the request that made the change, as
+/// its last field: KV entries carry no headers through a watch, and a
+/// reader that does not know the field ignores it.
+#[derive(Serialize)]
+struct Traced<'a, T> {
+    #[serde(flatten)]
+    fact: &'a T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct TraceField {
+    traceparent: Option<String>,
+}
+
+const TRACE_FIELD: &[u8] = b",\"traceparent\":\"";
+
+fn traced<T: Serialize>(fact: &T, trace: Option<&TraceParent>) -> anyhow::Result<Vec<u8>> {
+    Ok(serde_json::to_vec(&Traced {
+        fact,
+        traceparent: trace.map(TraceParent::as_str),
+    })?)
+}
+
+/// `value` without the `traceparent` [`entries`] may have put last: the
+/// fact itself, which is what decides whether it changed.
+pub fn untraced(value: &[u8]) -> Vec<u8> {
+    let Some(at) = value
+        .windows(TRACE_FIELD.len())
+        .rposition(|w| w == TRACE_FIELD)
+    else {
+        return value.to_vec();
+    };
+    let rest = &value[at + TRACE_FIELD.len()..];
+    // Only a plain string then the object's end: a `traceparent` has no
+    // quote or backslash of its own.
+    let plain_end = rest.ends_with(b"\"}")
+        && !rest[..rest.len() - 2]
+            .iter()
+            .any(|b| *b == b'"' || *b == b'\\');
+    if !plain_end {
+        return value.to_vec();
+    }
+    let mut fact = value[..at].to_vec();
+    fact.push(b'}');
+    fact
+}
+
+/// Keeps the trace `value` carries for `id` in `traces`, or forgets the old one.
+fn keep_trace<K: std::hash::Hash + Eq>(
+    traces: &mut std::collections::HashMap<K, TraceParent>,
+    id: K,
+    value: Option<&[u8]>,
+) {
+    let trace = value
+        .and_then(|v| serde_json::from_slice::<TraceField>(v).ok())
+        .and_then(|f| f.traceparent)
+        .and_then(|t| TraceParent::parse(&t));
+    match trace {
+        Some(trace) => traces.insert(id, trace),
+        None => traces.remove(&id),
+    };
 }
 
 /// One key token for any string: kept as it is when it is made of
@@ -71,7 +138,7 @@ pub fn entries(facts: &Facts) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     for (id, record) in &facts.tenants {
         out.insert(
             format!("{TENANT}.{}", token(id)),
-            serde_json::to_vec(record)?,
+            traced(record, facts.traces.tenants.get(id))?,
         );
     }
     for ((tenant, iss), keys) in &facts.issuers {
@@ -81,9 +148,10 @@ pub fn entries(facts: &Facts) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
         );
     }
     for ((tenant, jti), exp) in &facts.revoked {
+        let trace = facts.traces.revoked.get(&(tenant.clone(), jti.clone()));
         out.insert(
             format!("{REVOKED}.{}.{}", token(tenant), token(jti)),
-            serde_json::to_vec(&Revocation { exp: *exp })?,
+            traced(&Revocation { exp: *exp }, trace)?,
         );
     }
     Ok(out)
@@ -108,14 +176,14 @@ pub fn apply(facts: &mut Facts, key: &str, value: Option<&[u8]>) -> anyhow::Resu
             let id = untoken(id)?;
             match value {
                 Some(v) => {
-                    facts
-                        .tenants
-                        .insert(id, serde_json::from_slice::<TenantRecord>(v)?);
+                    let record = serde_json::from_slice::<TenantRecord>(v)?;
+                    facts.tenants.insert(id.clone(), record);
                 }
                 None => {
                     facts.tenants.remove(&id);
                 }
             }
+            keep_trace(&mut facts.traces.tenants, id, value);
         }
         (Some(TENANT_ISSUER), Some(tenant), Some(iss), None) => {
             let id = (untoken(tenant)?, untoken(iss)?);
@@ -135,12 +203,13 @@ pub fn apply(facts: &mut Facts, key: &str, value: Option<&[u8]>) -> anyhow::Resu
             match value {
                 Some(v) => {
                     let r: Revocation = serde_json::from_slice(v)?;
-                    facts.revoked.insert(id, r.exp);
+                    facts.revoked.insert(id.clone(), r.exp);
                 }
                 None => {
                     facts.revoked.remove(&id);
                 }
             }
+            keep_trace(&mut facts.traces.revoked, id, value);
         }
         _ => tracing::debug!(key, "ignoring a facts key of an unknown kind"),
     }
@@ -222,6 +291,38 @@ mod tests {
         assert!(apply(&mut after, "revoked.abc123.=%%%", Some(b"{\"exp\":1}")).is_err());
         assert!(apply(&mut after, "control.jwks", Some(b"[]")).is_err());
         assert_eq!(after, facts);
+    }
+
+    #[test]
+    fn a_changes_trace_rides_in_its_entry_and_is_no_change_itself() {
+        let untraced_facts = sample();
+        let mut facts = untraced_facts.clone();
+        let trace =
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        facts
+            .traces
+            .revoked
+            .insert(("abc123".into(), "plain-jti".into()), trace.clone());
+        facts.traces.tenants.insert("abc123".into(), trace.clone());
+        let traced = entries(&facts).unwrap();
+        let plain = entries(&untraced_facts).unwrap();
+        for key in ["revoked.abc123.plain-jti", "tenant.abc123"] {
+            let value = std::str::from_utf8(&traced[key]).unwrap();
+            assert!(value.contains(trace.as_str()), "{value}");
+            assert_eq!(untraced(&traced[key]), plain[key], "{value}");
+        }
+        assert_eq!(untraced(&plain["tenant.abc123"]), plain["tenant.abc123"]);
+        let mut rebuilt = Facts::default();
+        for (key, value) in &traced {
+            apply(&mut rebuilt, key, Some(value)).unwrap();
+        }
+        assert_eq!(rebuilt, facts);
+        // A later write without a trace forgets it; a bogus one is dropped.
+        apply(&mut rebuilt, "tenant.abc123", Some(&plain["tenant.abc123"])).unwrap();
+        assert!(rebuilt.traces.tenants.is_empty());
+        let bogus = br#"{"exp":1,"traceparent":"a secret"}"#;
+        apply(&mut rebuilt, "revoked.abc123.plain-jti", Some(bogus)).unwrap();
+        assert!(rebuilt.traces.revoked.is_empty());
     }
 
     #[test]

@@ -24,6 +24,10 @@
 //! | `issuer.<tenant>.<iss>` | `{"jwks":{"keys":[…]}}` or `{"pem":"-----BEGIN PUBLIC KEY-----…"}` |
 //! | `revoked.<tenant>.<jti>` | `{"exp":<unix seconds>}`, deleted once expired |
 //!
+//! A `tenant.` or `revoked.` value written for a traced request ends with
+//! `"traceparent":"00-…"` (W3C trace context): the gateway's kick for that
+//! change joins the request's trace. Readers that do not know it ignore it.
+//!
 //! A gateway that meets a tenant issuer's token with an unknown `kid` asks
 //! the control plane to refetch that issuer (`<prefix>.facts.refresh_issuer`,
 //! request/reply): the answer comes once the new keys are published.

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use aerie_control::plan::Limits;
+use aerie_core::trace_context::ChangeTraces;
 use aerie_gateway::auth::{Directory, TenantFacts, TenantIssuer, TenantLimits, TenantStatus};
 use jsonwebtoken::jwk::JwkSet;
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,9 @@ pub struct Facts {
     /// Revoked, not yet expired `jti`s by (tenant id, `jti`), with the
     /// token's expiry (unix seconds): once past it the revocation goes.
     pub revoked: BTreeMap<(String, String), i64>,
+    /// The traces of the requests that made recent changes, which the
+    /// gateways' kicks join (none when spans are not exported).
+    pub traces: ChangeTraces,
 }
 
 /// A tenant's status and its plan limits.
@@ -56,6 +60,7 @@ impl Facts {
     pub fn to_directory(&self) -> Directory {
         let mut directory = Directory::default();
         directory.add_jwks(&self.signing_keys);
+        directory.traces = self.traces.clone();
         for (tenant, jti) in self.revoked.keys() {
             directory.revoke(tenant, jti);
         }

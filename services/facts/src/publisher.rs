@@ -119,13 +119,15 @@ impl FactsPublisher {
             }
         };
         for (key, value) in &wanted {
-            if current.entries.get(key) != Some(value) {
+            // A trace rides along with a change, never makes one.
+            let fact = layout::untraced(value);
+            if current.entries.get(key) != Some(&fact) {
                 current
                     .store
                     .put(key, value.clone().into())
                     .await
                     .map_err(|e| anyhow::anyhow!("put {key}: {e}"))?;
-                current.entries.insert(key.clone(), value.clone());
+                current.entries.insert(key.clone(), fact);
                 metrics::counter!(FACTS_PUBLISHED_TOTAL, "op" => "put").increment(1);
             }
         }
@@ -174,6 +176,7 @@ impl FactsPublisher {
 /// What the publisher believes the bucket holds.
 struct Published {
     store: kv::Store,
+    /// Each value without its `traceparent` ([`layout::untraced`]).
     entries: BTreeMap<String, Vec<u8>>,
     /// [`Nats::connects`] when it was read.
     connects: u64,
@@ -193,7 +196,7 @@ async fn read_all(store: &kv::Store) -> anyhow::Result<BTreeMap<String, Vec<u8>>
             .await
             .map_err(|e| anyhow::anyhow!("get {key}: {e}"))?
         {
-            entries.insert(key, value.to_vec());
+            entries.insert(key, layout::untraced(&value));
         }
     }
     Ok(entries)

@@ -7,6 +7,7 @@ use std::time::Duration;
 use aerie_control::broker::{
     BrokerError, BrokerPort, ClientInfo, HttpPublish, PublishOutcome, RetainedMessage,
 };
+use aerie_core::trace_context::TraceParent;
 use async_nats::jetstream::{self, kv};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -182,10 +183,23 @@ impl ClusterBroker {
             .subscribe(inbox.clone())
             .await
             .map_err(|e| failed(&e))?;
-        self.client
-            .publish_with_reply(subject, inbox, payload)
-            .await
-            .map_err(|e| failed(&e))?;
+        // The request's trace, when spans are exported: what the gateway
+        // does for it (an HTTP publish's deliveries) joins it.
+        let sent = match TraceParent::current() {
+            Some(trace) => {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert(wire::TRACEPARENT, trace.as_str());
+                self.client
+                    .publish_with_reply_and_headers(subject, inbox, headers, payload)
+                    .await
+            }
+            None => {
+                self.client
+                    .publish_with_reply(subject, inbox, payload)
+                    .await
+            }
+        };
+        sent.map_err(|e| failed(&e))?;
         let mut reassembly = wire::Reassembly::default();
         while let Some(frame) = replies.next().await {
             if frame.status == Some(async_nats::StatusCode::NO_RESPONDERS) {

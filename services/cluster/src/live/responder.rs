@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use aerie_control::broker::BrokerPort;
 use aerie_core::Broker;
+use aerie_core::trace_context::TraceParent;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::wire::{self, Answer, Op};
 
@@ -57,10 +59,16 @@ pub async fn serve(
             };
             let (client, port, broker) = (client.clone(), port.clone(), broker.clone());
             let parsed = wire::parse_subject(&root, &request.subject);
+            let span = request_span(
+                parsed.as_ref().map(|(op, _)| op.label()),
+                request.headers.as_ref(),
+            );
             tokio::spawn(async move {
                 let answer = match parsed {
                     Some((op, tenant)) => {
-                        answer(op, &tenant, &request.payload, &*port, &broker).await
+                        answer(op, &tenant, &request.payload, &*port, &broker)
+                            .instrument(span)
+                            .await
                     }
                     None => None,
                 };
@@ -79,6 +87,19 @@ pub async fn serve(
         }
     });
     Ok(())
+}
+
+/// The span a request is answered in: in the control plane's trace when
+/// the request carries one (a `traceparent` header that parses).
+fn request_span(op: Option<&str>, headers: Option<&async_nats::HeaderMap>) -> tracing::Span {
+    let span = tracing::info_span!("live.request", op);
+    let trace = headers
+        .and_then(|h| h.get(wire::TRACEPARENT))
+        .and_then(|v| TraceParent::parse(v.as_str()));
+    if let Some(trace) = trace {
+        trace.adopt(&span);
+    }
+    span
 }
 
 /// Sends `answer` to `reply` in frames small enough for NATS.

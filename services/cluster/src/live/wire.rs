@@ -2,12 +2,14 @@
 //! the subjects (`<prefix>.live.<node>.<op>.<tenant>`), the requests'
 //! payloads, and the answers (JSON, sent in one or more frames).
 
+use crate::subjects::{escape, unescape};
 use aerie_control::broker::{BrokerError, HttpPublish};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::subjects::{escape, unescape};
+/// The request header that carries the control plane's W3C trace context.
+pub(crate) const TRACEPARENT: &str = "traceparent";
 
 /// What the control plane asks a gateway. The payload of each:
 /// `Clients` none, `Kick` the client id, `Publish` [`encode_publish`],

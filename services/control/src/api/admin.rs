@@ -288,6 +288,7 @@ pub async fn admin_suspend_tenant(
     _: Admin,
     Path(tid): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
+    state.recent_changes().changing_status(&tid);
     let tenant = set_status(state.store(), &tid, STATUS_SUSPENDED).await?;
     Ok(Json(OperatorTenantView::new(tenant, &state)))
 }
@@ -310,6 +311,7 @@ pub async fn admin_resume_tenant(
     _: Admin,
     Path(tid): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
+    state.recent_changes().changing_status(&tid);
     let tenant = set_status(state.store(), &tid, STATUS_ACTIVE).await?;
     Ok(Json(OperatorTenantView::new(tenant, &state)))
 }

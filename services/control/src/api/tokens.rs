@@ -275,6 +275,8 @@ pub async fn revoke_token(
     TenantWith { tenant, .. }: TenantWith<need::Tokens>,
     Path((_, jti)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
+    check_jti(&jti)?;
+    state.recent_changes().revoking(&tenant.id, &jti);
     revoke(state.store(), &tenant.id, &jti).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -58,6 +58,9 @@ pub struct Directory {
     /// Tenants' own issuers, by tenant id: a token is checked against them
     /// only when its `tnt` names that tenant and its `iss` that issuer.
     pub issuers: HashMap<String, Vec<TenantIssuer>>,
+    /// The traces of the control-plane requests behind recent changes: a
+    /// kick they cause joins its request's trace.
+    pub traces: aerie_core::trace_context::ChangeTraces,
 }
 
 /// A tenant's own token issuer and its public keys.

@@ -71,7 +71,21 @@ pub fn enforce(directory: &Directory, registry: &Registry) -> usize {
                 && live.kick(kick)
             {
                 metrics::counter!(AUTH_DISCONNECTS_TOTAL, "why" => kick.why).increment(1);
-                tracing::info!(tenant = %live.tenant(), client_id = %live.client_id(), why = kick.why, "disconnecting");
+                let traces = &directory.traces;
+                let cause = match kick.why {
+                    w if w == TOKEN_REVOKED.why => traces
+                        .revoked
+                        .get(&(tenant.to_string(), credential.jti.clone())),
+                    w if w == TENANT_SUSPENDED.why => traces.tenants.get(&*tenant),
+                    _ => None,
+                };
+                // One span per kick (rare), in the trace of the request
+                // that caused it when the control plane sent one.
+                let span = tracing::info_span!("gateway.kick", tenant = %live.tenant(), client_id = %live.client_id(), why = kick.why);
+                if let Some(cause) = cause {
+                    cause.adopt(&span);
+                }
+                span.in_scope(|| tracing::info!("disconnecting"));
                 kicked += 1;
             }
         }
