@@ -336,6 +336,44 @@ async fn a_publisher_whose_gateway_is_killed_resends_elsewhere_and_the_session_g
     assert!(twice.is_empty(), "QoS 2 delivered twice: {twice:?}");
 }
 
+/// Publishes `m0..m<n>` on `topic` at `qos` (packet ids from 1), each
+/// acknowledged with success.
+async fn publish_acked_all(publisher: &mut RawClient, topic: &str, n: u16, qos: QoS) {
+    for i in 0..n {
+        let payload = format!("m{i}");
+        let acked = publisher
+            .publish_acked(topic, payload.as_bytes(), qos, false, i + 1)
+            .await;
+        assert_eq!(acked, ReasonCode::SUCCESS, "{payload}");
+    }
+}
+
+/// The next `n` deliveries, left unacknowledged: payload → packet id.
+async fn unacknowledged(reader: &mut RawClient, n: usize) -> HashMap<String, Option<u16>> {
+    let mut got = HashMap::new();
+    while got.len() < n {
+        let p = reader.recv_publish().await;
+        let payload = String::from_utf8_lossy(&p.payload).into_owned();
+        got.insert(payload, p.packet_id);
+    }
+    got
+}
+
+/// What a resumed subscriber is sent (payload → DUP flag, packet id),
+/// acknowledging each: the first once the replay is read (slow on a loaded
+/// box), then the rest.
+async fn redelivered(reader: &mut RawClient) -> HashMap<String, (bool, Option<u16>)> {
+    let mut again = HashMap::new();
+    let mut wait = Duration::from_secs(15);
+    while let Ok(Some(Packet::Publish(p))) = reader.recv_within(wait).await {
+        wait = Duration::from_secs(3);
+        reader.ack(&p).await;
+        let payload = String::from_utf8_lossy(&p.payload).into_owned();
+        again.insert(payload, (p.dup, p.packet_id));
+    }
+    again
+}
+
 /// The shape, a persistent subscriber to `filter` at `qos` on A (its
 /// record written) and a publisher on B.
 async fn reader_on_a_writer_on_b(filter: &str, qos: QoS) -> (Shape, RawClient, RawClient) {
@@ -364,15 +402,7 @@ async fn a_subscriber_whose_gateway_is_killed_gets_its_unacknowledged_deliveries
     for i in 0..5u16 {
         send("unacked/old", &format!("old{i}"), i + 1).await;
     }
-    // Payload → the packet id it came under.
-    let mut got = HashMap::new();
-    while got.len() < 5 {
-        let p = reader.recv_publish().await;
-        got.insert(
-            String::from_utf8_lossy(&p.payload).into_owned(),
-            p.packet_id,
-        );
-    }
+    let got = unacknowledged(&mut reader, 5).await;
     // ...then, well after them, five it acknowledges: the session's record
     // on A moves its replay cursor on (written every second).
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -388,15 +418,7 @@ async fn a_subscriber_whose_gateway_is_killed_gets_its_unacknowledged_deliveries
 
     let (mut reader, present) = connect(&gateways[2], "reader", &token, false).await;
     assert!(present, "the session resumed on C");
-    let mut again = HashMap::new();
-    // The first once the replay is read (slow on a loaded box), then the rest.
-    let mut wait = Duration::from_secs(15);
-    while let Ok(Some(Packet::Publish(p))) = reader.recv_within(wait).await {
-        wait = Duration::from_secs(3);
-        reader.ack(&p).await;
-        let payload = String::from_utf8_lossy(&p.payload).into_owned();
-        again.insert(payload, (p.dup, p.packet_id));
-    }
+    let again = redelivered(&mut reader).await;
     // In flight when A died: resent as MQTT says, with DUP under the
     // packet id they had.
     for i in 0..5 {
@@ -405,6 +427,38 @@ async fn a_subscriber_whose_gateway_is_killed_gets_its_unacknowledged_deliveries
             again.get(&old),
             Some(&(true, got[&old])),
             "{old} not resent with DUP under its packet id: {again:?}"
+        );
+    }
+}
+
+/// Deliveries a resume replayed and the client had not acknowledged when
+/// that gateway died too come again on a third: the cursor the second
+/// gateway wrote stays before where the log holds them (not at when it
+/// read them).
+#[tokio::test]
+async fn replayed_deliveries_unacknowledged_when_a_second_gateway_dies_come_again_on_a_third() {
+    let (mut shape, reader, mut publisher) =
+        reader_on_a_writer_on_b("again/#", QoS::AtLeastOnce).await;
+    let (gateways, token) = (&mut shape.gateways, shape.token.clone());
+    reader.disconnect().await;
+    publish_acked_all(&mut publisher, "again/x", 5, QoS::AtLeastOnce).await;
+    // Older than the cursor's margin by the time the session resumes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (mut reader, present) = connect(&gateways[2], "reader", &token, false).await;
+    assert!(present, "the session resumed on C");
+    let got = unacknowledged(&mut reader, 5).await;
+    // Unacknowledged on C while its record is written (every second).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    gateways[2].kill9();
+
+    let (mut reader, present) = connect(&gateways[0], "reader", &token, false).await;
+    assert!(present, "the session resumed on A");
+    let again = redelivered(&mut reader).await;
+    for (payload, packet_id) in &got {
+        assert_eq!(
+            again.get(payload),
+            Some(&(true, *packet_id)),
+            "{payload} not resent with DUP under its packet id: {again:?}"
         );
     }
 }
@@ -420,18 +474,7 @@ async fn a_subscribers_qos_2_exchanges_finish_elsewhere_after_its_gateway_dies_a
     let (mut shape, mut reader, mut publisher) =
         reader_on_a_writer_on_b("twice/#", QoS::ExactlyOnce).await;
     let (gateways, token) = (&mut shape.gateways, shape.token.clone());
-    for i in 0..12u16 {
-        let acked = publisher
-            .publish_acked(
-                "twice/x",
-                format!("m{i}").as_bytes(),
-                QoS::ExactlyOnce,
-                false,
-                i + 1,
-            )
-            .await;
-        assert_eq!(acked, ReasonCode::SUCCESS);
-    }
+    publish_acked_all(&mut publisher, "twice/x", 12, QoS::ExactlyOnce).await;
     let mut packet_id = HashMap::new();
     let mut ids = Vec::new();
     while ids.len() < 12 {

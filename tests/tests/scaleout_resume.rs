@@ -262,6 +262,58 @@ async fn a_cursor_older_than_the_log_replays_what_is_left_and_counts_the_loss() 
     assert_eq!(lost(&c.b), 1.0, "the loss is counted");
 }
 
+/// A subscriber that always has a backlog (it acknowledges slower than
+/// its publisher publishes, one delivery in flight at a time) never
+/// catches up; its record's replay cursor still moves on, up to its
+/// oldest delivery not sent yet, so a resume after its gateway dies does
+/// not replay from where the backlog began.
+#[tokio::test]
+async fn a_subscriber_that_keeps_a_backlog_still_moves_its_replay_cursor_on() {
+    let c = Cluster::start();
+    let (t, token) = c.lifted_tenant("backlog@example.com", json!({})).await;
+    let kv = bucket(&c).await;
+    let mut connect = with_password(ProtocolVersion::V5, "slow", Some(&token));
+    connect.properties.session_expiry_interval = Some(PERSISTENT);
+    connect.properties.receive_maximum = Some(1);
+    let (mut slow, _) = RawClient::connect_with(c.a.mqtt, connect).await;
+    slow.subscribe(1, "backlog/#", QoS::AtLeastOnce).await;
+    let key = format!("{}.slow", t.id);
+    let cursor = async || -> u64 {
+        let entry = kv.get(&key).await.expect("get").expect("a record");
+        let record: serde_json::Value = serde_json::from_slice(&entry).expect("JSON");
+        record["cursor_ms"].as_u64().expect("cursor_ms")
+    };
+
+    // One message every 10 ms on B; the subscriber takes one every 20 ms.
+    let (mut publisher, _) = c.b.connect_v5("fast", &token).await;
+    let publishing = tokio::spawn(async move {
+        for i in 1..=600u16 {
+            let payload = i.to_string();
+            publisher
+                .publish_acked("backlog/x", payload.as_bytes(), QoS::AtLeastOnce, false, i)
+                .await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        if started.elapsed() > Duration::from_secs(2) && seen.is_empty() {
+            seen.push(cursor().await);
+        }
+        let p = slow.recv_publish().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        slow.ack(&p).await;
+    }
+    seen.push(cursor().await);
+    publishing.abort();
+    assert!(
+        seen[1] >= seen[0] + 1000,
+        "the cursor moved {} ms in 4 s of backlog",
+        seen[1].saturating_sub(seen[0])
+    );
+}
+
 /// The tenant's log stream as JetStream keeps it: (max age, max bytes).
 async fn log_retention(c: &Cluster, tenant: &str) -> (Duration, i64) {
     let client = async_nats::connect(NatsServer::shared().url())

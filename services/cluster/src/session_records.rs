@@ -766,6 +766,14 @@ async fn put(kv: &kv::Store, held: &mut HashMap<String, Held>, session: &Arc<Ses
     // last moved: an idle session's record is not written every tick.
     if h.cursor_ms == 0 || session.caught_up_since_asked() {
         h.cursor_ms = now.saturating_sub(MARGIN.as_millis() as u64);
+    } else if let Some(age) = session.queued_for(tokio::time::Instant::now()) {
+        // Never caught up (a subscriber that keeps a backlog): up to the
+        // oldest delivery not sent yet, so the cursor (and the completed
+        // QoS 2 ids it lets go) still moves on.
+        let since = now.saturating_sub(age.as_millis() as u64);
+        h.cursor_ms = h
+            .cursor_ms
+            .max(since.saturating_sub(MARGIN.as_millis() as u64));
     }
     // Never past a delivery its client has not acknowledged: a replay
     // from the cursor must send it again.
@@ -1007,9 +1015,10 @@ impl Replay {
                 let info = message.info().map_err(|e| anyhow::anyhow!(e))?;
                 let (seq, pending) = (info.stream_sequence, info.pending);
                 if seq <= last
-                    && let Ok(m) = codec::decode(&message.payload, Persisted::default())
+                    && let Ok(mut m) = codec::decode(&message.payload, Persisted::default())
                     && self.filters.iter().any(|f| topic::matches(f, &m.topic))
                 {
+                    m.received_at = logged_at(info.published.unix_timestamp_nanos());
                     kept.push_back(Arc::new(m));
                     if kept.len() > self.keep_at_most {
                         kept.pop_front();
@@ -1049,6 +1058,18 @@ impl Replay {
             subjects
         }
     }
+}
+
+/// The moment on this node's clock when the log took a message (its
+/// timestamp), as a replayed message's `received_at`: a cursor bounded by
+/// the deliveries not yet acknowledged (`Session::in_flight_for`) or not
+/// yet sent (`Session::queued_for`) must stay before where the log holds
+/// them, not move to when the replay read them.
+fn logged_at(published_ns: i128) -> tokio::time::Instant {
+    let now_ns = i128::from(unix_ms_now()) * 1_000_000;
+    let age = Duration::from_nanos(u64::try_from(now_ns - published_ns).unwrap_or(0));
+    let now = tokio::time::Instant::now();
+    now.checked_sub(age).unwrap_or(now)
 }
 
 /// Whether some subject matches both NATS subject filters `a` and `b`.

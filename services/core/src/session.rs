@@ -338,6 +338,14 @@ impl Session {
             .map(|age| age + Duration::from_secs(1))
     }
 
+    /// How long ago the oldest delivery queued (not sent yet) reached this
+    /// node (a replayed one: its log took it); None: nothing queued.
+    pub fn queued_for(&self, now: Instant) -> Option<Duration> {
+        let state = self.state.lock();
+        let front = state.queue.front()?;
+        Some(now.saturating_duration_since(front.message.received_at))
+    }
+
     /// Resolves after the session's connection next drains its queue.
     pub fn space(&self) -> OwnedNotified {
         waiters(&mut self.state.lock().rare().space_waiters)
