@@ -105,7 +105,7 @@ impl Router {
                 published
             }
             Poll::Ready(Err(limit)) => {
-                limit.count();
+                self.quota.refused(limit);
                 Published {
                     refused: Some(limit),
                     ..Published::default()
@@ -128,7 +128,7 @@ impl Router {
                             published => Later::Kept(published.ticket.max(ticket)),
                         },
                         Err(limit) => {
-                            limit.count();
+                            router.quota.refused(limit);
                             Later::Refused(limit)
                         }
                     };
@@ -181,7 +181,7 @@ impl Router {
             QoS::AtLeastOnce | QoS::ExactlyOnce => match self.log.append(&self.tenant, &message) {
                 Ok(ticket) => ticket,
                 Err(limit) => {
-                    limit.count();
+                    self.quota.refused(limit);
                     return Published {
                         refused: Some(limit),
                         ..Published::default()
