@@ -149,6 +149,13 @@ impl<E: SpanExporter> SpanExporter for WarnOnce<E> {
     }
 }
 
+/// Seconds, for the message path: tens of microseconds when all is well,
+/// milliseconds under a backlog.
+const MESSAGE_PATH_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.0001, 0.000_25, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.5, 1.0,
+];
+
 /// Installs the global metrics recorder and returns the handle `/metrics` renders.
 pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
@@ -156,11 +163,14 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
             metrics_exporter_prometheus::Matcher::Full(
                 aerie_core::metrics::PUBLISH_TO_DELIVER_SECONDS.to_owned(),
             ),
-            // The message path: tens of microseconds when all is well.
-            &[
-                0.000_01, 0.000_025, 0.000_05, 0.0001, 0.000_25, 0.0005, 0.001, 0.0025, 0.005,
-                0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
-            ],
+            MESSAGE_PATH_BUCKETS,
+        )?
+        // A message crossing between gateways.
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                aerie_cluster::backbone::LATENCY_SECONDS.to_owned(),
+            ),
+            MESSAGE_PATH_BUCKETS,
         )?
         // How long a PUBACK waited for JetStream (`aerie gateway`): a
         // round trip in milliseconds, a leader election in seconds.
