@@ -68,7 +68,7 @@ pub const HELP: &[(Kind, &str, &str)] = &[
     (C, "aerie_tenant_messages_delivered_total", "Messages delivered to a tenant's subscribers (first 100 tenants of the process only)."),
     (C, "aerie_tenant_payload_bytes_received_total", "Payload bytes a tenant's clients published (first 100 tenants of the process only)."),
     (C, "aerie_tenant_payload_bytes_delivered_total", "Payload bytes delivered to a tenant's subscribers (first 100 tenants of the process only)."),
-    (C, "aerie_tenant_limit_exceeded_total", "Refusals by a tenant's limits, by tenant and limit (first 100 tenants of the process only; queued_messages drops only in aerie_limit_exceeded_total)."),
+    (C, "aerie_tenant_limit_exceeded_total", "Refusals by a tenant's limits, by tenant and limit (first 100 tenants of the process only; a resumed session's replay over queued_messages only in aerie_limit_exceeded_total)."),
     // Control plane.
     (C, "aerie_control_account_key_management_refused_total", "Requests to manage account API keys refused for not coming with a session token, by credential."),
     (C, "aerie_control_rate_limited_total", "Control-plane requests refused by its rate limits, by route and key (ip, account)."),

@@ -290,10 +290,9 @@ impl Router {
                 i += 1;
             }
             matched += 1;
-            if let Ok(e) =
-                session
-                    .0
-                    .enqueue_limited(delivery, &self.config, self.offline_queue_limit())
+            if let Ok(e) = session
+                .0
+                .enqueue_limited(delivery, &self.config, Some(&self.quota))
             {
                 delivered += 1;
                 ticket = ticket.max(e.ticket);
@@ -364,7 +363,7 @@ impl Router {
             stored_seq: None,
         };
         let enqueued = session
-            .enqueue_limited(delivery, &self.config, self.offline_queue_limit())
+            .enqueue_limited(delivery, &self.config, Some(&self.quota))
             .ok()?;
         Some((session.clone(), enqueued))
     }
