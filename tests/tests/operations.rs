@@ -14,13 +14,13 @@
 //! (AerieCertificateExpiresSoon), a burst of refused authentications
 //! (AerieAuthFailureSpike), of connections (AerieConnectionStorm), of
 //! messages dropped at a full offline queue (AerieMessagesDropped), of
-//! SUBSCRIBEs over a tenant's limit (AerieTenantAtLimit), and a killed NATS
-//! server (AerieNatsDisconnected): their expressions must return the firing
-//! series. The store and JetStream faults (AerieStoreErrors,
-//! AerieStoreCommitsSlow, AerieAcksHeldTooLong: a failing or slow disk,
-//! JetStream without a leader) and a gateway stuck behind the facts
-//! (AerieFactsStale) are not staged here: their expressions must evaluate,
-//! and the series they read must have data (see [`ALERTS`]). Each alert
+//! SUBSCRIBEs over a tenant's limit (AerieTenantAtLimit), a store's disk
+//! filled up with a 1 s ack timeout (AerieStoreErrors, AerieAcksHeldTooLong;
+//! a tmpfs, mounted as root only) and a killed NATS server
+//! (AerieNatsDisconnected): their expressions must return the firing
+//! series. A slow disk (AerieStoreCommitsSlow) and a gateway stuck behind
+//! the facts (AerieFactsStale) are not staged: their expressions must
+//! evaluate, and the series they read must have data (see [`ALERTS`]). Each alert
 //! fires and stays silent as it should in the promtool unit tests
 //! (infra/prometheus/tests/), which [`promtool_checks_and_passes_the_alert_rules_unit_tests`]
 //! runs.
@@ -35,8 +35,9 @@ use aerie_e2e::scaleout::{Control, Gateway, set_limits_enforced};
 use aerie_e2e::server::free_addr;
 use aerie_e2e::tenants::{Tenant, mint, tenant, with_password};
 use aerie_e2e::tls::TestCert;
-use aerie_e2e::{RawClient, Server};
+use aerie_e2e::{RawClient, Server, ServerOptions};
 use aerie_proto::{Packet, ProtocolVersion, QoS, ReasonCode};
+use aerie_testdb::tmpfs::Tmpfs;
 use serde_json::{Value, json};
 
 const ADMIN: &str = "e2e-admin-token-0123456789abcdefghij";
@@ -57,6 +58,9 @@ enum Shape {
 enum Expect {
     /// The test stages the fault: the expression returns the firing series.
     Fires,
+    /// As `Fires` where the test may mount a tmpfs (as root) to fill a
+    /// store's disk; elsewhere as `Reads` of this series.
+    FiresOnAFullDisk(&'static str),
     /// A fault the test does not stage: the expression evaluates, and this
     /// series it reads has data.
     Reads(&'static str),
@@ -68,7 +72,7 @@ const ALERTS: &[(&str, Shape, Expect)] = &[
     (
         "AerieStoreErrors",
         Shape::Embedded,
-        Expect::Reads("aerie_store_errors_total"),
+        Expect::FiresOnAFullDisk("aerie_store_errors_total"),
     ),
     (
         "AerieStoreCommitsSlow",
@@ -79,10 +83,8 @@ const ALERTS: &[(&str, Shape, Expect)] = &[
     ),
     (
         "AerieAcksHeldTooLong",
-        Shape::ScaleOut,
-        Expect::Reads(
-            "histogram_quantile(0.99, sum by (le) (rate(aerie_message_log_ack_wait_seconds_bucket[5m])))",
-        ),
+        Shape::Embedded,
+        Expect::FiresOnAFullDisk("aerie_store_ack_timeouts_total"),
     ),
     ("AerieMessagesDropped", Shape::Embedded, Expect::Fires),
     ("AerieAuthFailureSpike", Shape::Embedded, Expect::Fires),
@@ -175,7 +177,7 @@ fn check_panels(prometheus: &Prometheus, file: &str, tenant: &str) -> Vec<String
 
 /// Evaluates every alert rule of `shape` as [`ALERTS`] says; returns what
 /// failed. Fails at once on a rule the table does not know.
-fn check_alerts(prometheus: &Prometheus, shape: Shape) -> Vec<String> {
+fn check_alerts(prometheus: &Prometheus, shape: Shape, full_disk: bool) -> Vec<String> {
     let rules = prometheus.rules();
     let names: HashSet<&str> = rules.iter().map(|(n, _, _)| n.as_str()).collect();
     let known: HashSet<&str> = ALERTS.iter().map(|(n, _, _)| *n).collect();
@@ -187,13 +189,18 @@ fn check_alerts(prometheus: &Prometheus, shape: Shape) -> Vec<String> {
         if *rule_shape != shape {
             continue;
         }
+        let expect = match expect {
+            Expect::FiresOnAFullDisk(_) if full_disk => Expect::Fires,
+            Expect::FiresOnAFullDisk(series) => Expect::Reads(series),
+            other => *other,
+        };
         let result = prometheus.query(query);
         match (expect, result) {
             (_, Err(e)) => failures.push(format!("{name}: {query}: {e}")),
             (Expect::Fires, Ok(r)) if r.is_empty() => {
                 failures.push(format!("{name} does not fire on its fault: {query}"))
             }
-            (Expect::Fires, Ok(_)) => {}
+            (Expect::Fires | Expect::FiresOnAFullDisk(_), Ok(_)) => {}
             (Expect::Reads(series), Ok(_)) => match prometheus.query(series) {
                 Ok(r) if r.is_empty() => failures.push(format!("{name}: no data for {series}")),
                 Ok(_) => {}
@@ -452,6 +459,56 @@ async fn publish_qos1(c: &mut RawClient, topic: &str, n: u16) -> Vec<ReasonCode>
     reasons
 }
 
+/// Parks a persistent session on `d/#` and publishes 8 KiB QoS 1 messages
+/// to it, 16 in flight, until a PUBACK says the store could not keep one
+/// (0x80 after `--store-ack-timeout`); waits until Prometheus saw the store
+/// fail.
+async fn fill_the_disk(server: &Server, prometheus: &Prometheus) {
+    let instance = format!("instance=\"{}\"", server.http);
+    // First samples before the fault (the counters are registered at 0).
+    prometheus.wait_for(
+        &format!("aerie_store_ack_timeouts_total{{{instance}}}"),
+        Duration::from_secs(10),
+    );
+    let mut parked = aerie_e2e::raw::connect_packet(V5, "parked", true);
+    parked.properties.session_expiry_interval = Some(3600);
+    let (mut sub, _) = RawClient::connect_with(server.mqtt, parked).await;
+    sub.subscribe(1, "d/#", QoS::AtLeastOnce).await;
+    sub.disconnect().await;
+    let (mut publisher, _) = RawClient::connect(server.mqtt, V5, "filler", true).await;
+    let started = Instant::now();
+    let mut next = 0u32;
+    let mut outstanding = 0;
+    'fill: loop {
+        while outstanding < 16 {
+            next += 1;
+            let payload = aerie_testdb::tmpfs::incompressible(u64::from(next), 8 * 1024);
+            let id = (next % 60_000 + 1) as u16;
+            publisher
+                .publish("d/x", &payload, QoS::AtLeastOnce, false, Some(id))
+                .await;
+            outstanding += 1;
+        }
+        match publisher.recv_within(Duration::from_secs(5)).await {
+            Ok(Some(Packet::PubAck(ack))) if ack.reason.is_error() => break 'fill,
+            Ok(Some(Packet::PubAck(_))) => outstanding -= 1,
+            other => panic!("expected a PUBACK, got {other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the disk never filled up ({next} sent)"
+        );
+    }
+    prometheus.wait_for(
+        &format!("aerie_store_failing{{{instance}}} == 1"),
+        Duration::from_secs(10),
+    );
+    prometheus.wait_for(
+        &format!("aerie_store_ack_timeouts_total{{{instance}}} > 0"),
+        Duration::from_secs(10),
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_panel_and_alert_of_the_embedded_shape_answers_a_real_prometheus() {
     // A certificate that expires in 7 days: AerieCertificateExpiresSoon.
@@ -474,7 +531,24 @@ async fn every_panel_and_alert_of_the_embedded_shape_answers_a_real_prometheus()
     set_limits(&server, &t, &token, limits).await;
     // A target nobody serves: a broker that is down (AerieDown).
     let down = free_addr();
-    let prometheus = Prometheus::start(&[("aerie", vec![server.http, down])], &[rules_file()]);
+    // A store whose disk fills up, with a 1 s --store-ack-timeout
+    // (AerieStoreErrors, AerieAcksHeldTooLong): a 4 MiB tmpfs, which only
+    // root may mount; elsewhere those two are evaluated, not staged.
+    let disk = Tmpfs::mount("4m");
+    let full = disk.as_ref().map(|fs| {
+        ServerOptions::default()
+            .data_dir(fs.path().join("data"))
+            .args(&[
+                "--max-queued-messages",
+                "1000000",
+                "--store-ack-timeout",
+                "1",
+            ])
+            .start()
+    });
+    let mut targets = vec![server.http, down];
+    targets.extend(full.as_ref().map(|f| f.http));
+    let prometheus = Prometheus::start(&[("aerie", targets)], &[rules_file()]);
     let tenant_series = format!(
         "aerie_tenant_limit_exceeded_total{{tenant=\"{}\", limit=\"subscriptions_per_client\"}}",
         t.id
@@ -556,6 +630,10 @@ async fn every_panel_and_alert_of_the_embedded_shape_answers_a_real_prometheus()
         }
     }
 
+    if let Some(full) = &full {
+        fill_the_disk(full, &prometheus).await;
+    }
+
     // Until Prometheus has scraped it all (tenant series: every 5 s).
     prometheus.wait_for(&format!("{tenant_series} >= 55"), Duration::from_secs(15));
     prometheus.wait_for(
@@ -570,7 +648,7 @@ async fn every_panel_and_alert_of_the_embedded_shape_answers_a_real_prometheus()
 
     let mut failures = check_panels(&prometheus, "aerie-overview.json", &t.id);
     failures.extend(check_panels(&prometheus, "aerie-tenant.json", &t.id));
-    failures.extend(check_alerts(&prometheus, Shape::Embedded));
+    failures.extend(check_alerts(&prometheus, Shape::Embedded, full.is_some()));
     let (_, body) = server.http_get("/metrics");
     failures.extend(check_metrics_text("aerie serve", &body));
     assert_none("the embedded shape", failures);
@@ -683,6 +761,6 @@ async fn the_scale_out_dashboard_and_alerts_answer_a_real_prometheus() {
     // The fault: NATS goes away.
     nats.kill9();
     prometheus.wait_for("aerie_nats_connected == 0", Duration::from_secs(15));
-    failures.extend(check_alerts(&prometheus, Shape::ScaleOut));
+    failures.extend(check_alerts(&prometheus, Shape::ScaleOut, false));
     assert_none("the scale-out shape", failures);
 }

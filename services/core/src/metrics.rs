@@ -100,6 +100,9 @@ pub fn register_zeroes() {
     }
     metrics::counter!(SLOW_CONSUMERS_DISCONNECTED_TOTAL).increment(0);
     metrics::counter!(STORE_ERRORS_TOTAL).increment(0);
+    for version in ["5", "3.1.1"] {
+        metrics::counter!(STORE_ACK_TIMEOUTS_TOTAL, "version" => version).increment(0);
+    }
     metrics::gauge!(STORE_FAILING).increment(0.0);
 }
 
