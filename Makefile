@@ -72,9 +72,12 @@ test: test-deps web
 ## protobuf-compiler: terraform-provider-aerie's plugin protocol is generated at build time); Terraform 1.x
 ## must be on PATH already (the provider's tests run it; no package registry here has it); python-hcl2
 ## $(HCL2_VERSION) into $(HCL2_DIR) and checkov $(CHECKOV_VERSION) into a virtualenv $(CHECKOV_DIR) (the
-## Kubernetes modules' static checks; checkov is large: installed only when missing)
+## Kubernetes modules' static checks; checkov is large: installed only when missing); Debian's prometheus
+## (2.42, with promtool: tests/tests/operations.rs scrapes Aerie with it and runs the alert rules' unit tests)
 test-deps:
 	@command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq prometheus)
 	@terraform version 2>/dev/null | grep -q '^Terraform v1\.' || \
 		(echo "Terraform 1.x is not on PATH: terraform-provider-aerie's tests run it (see README, "Terraform provider")"; exit 1)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \

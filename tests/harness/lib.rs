@@ -6,6 +6,7 @@ pub mod http;
 pub mod idp;
 pub mod nats;
 pub mod otlp;
+pub mod prometheus;
 pub mod raw;
 pub mod scaleout;
 pub mod server;

@@ -219,7 +219,7 @@ fn is_usable_request_id(id: &[u8]) -> bool {
 async fn render_metrics(State(handle): State<PrometheusHandle>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
+        handle.render() + &crate::process_metrics::render(),
     )
 }
 

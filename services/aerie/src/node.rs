@@ -102,6 +102,7 @@ pub fn start_gateway(
     args: &MqttArgs,
     connections: Arc<dyn aerie_core::quota::TenantConnections>,
 ) -> Gateway {
+    aerie_core::metrics::register_zeroes();
     // Tenant limits follow the directory: a change reaches live connections
     // with the next snapshot.
     aerie_gateway::limits::spawn_apply(broker.clone(), &directory);

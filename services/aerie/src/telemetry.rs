@@ -153,6 +153,13 @@ impl<E: SpanExporter> SpanExporter for WarnOnce<E> {
     }
 }
 
+/// Seconds, for the message path: tens of microseconds when all is well,
+/// milliseconds under a backlog.
+const MESSAGE_PATH_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.0001, 0.000_25, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.5, 1.0,
+];
+
 /// Installs the global metrics recorder and returns the handle `/metrics` renders.
 pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
@@ -160,10 +167,14 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
             metrics_exporter_prometheus::Matcher::Full(
                 aerie_core::metrics::PUBLISH_TO_DELIVER_SECONDS.to_owned(),
             ),
-            &[
-                0.000_05, 0.0001, 0.000_25, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                0.5, 1.0,
-            ],
+            MESSAGE_PATH_BUCKETS,
+        )?
+        // A message crossing between gateways.
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                aerie_cluster::backbone::LATENCY_SECONDS.to_owned(),
+            ),
+            MESSAGE_PATH_BUCKETS,
         )?
         // How long a PUBACK waited for JetStream (`aerie gateway`): a
         // round trip in milliseconds, a leader election in seconds.
@@ -176,6 +187,27 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
                 10.0,
             ],
         )?
+        // A store commit is an fsync: a fraction of a millisecond on a
+        // good disk, tens on a busy one, seconds when it is failing.
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                aerie_core::metrics::STORE_COMMIT_SECONDS.to_owned(),
+            ),
+            &[
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5,
+            ],
+        )?
+        // Writes per commit: 1 when idle, thousands under a burst.
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                aerie_core::metrics::STORE_BATCH_OPS.to_owned(),
+            ),
+            &[
+                1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0,
+            ],
+        )?
         .install_recorder()?;
+    crate::metrics_help::describe_all();
     Ok(handle)
 }

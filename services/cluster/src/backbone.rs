@@ -52,9 +52,16 @@ pub const DECODE_FAILURES_TOTAL: &str = "aerie_backbone_decode_failures_total";
 pub const DROPPED_TOTAL: &str = "aerie_backbone_dropped_total";
 /// NATS subscriptions this node holds for its clients' filters.
 pub const SUBSCRIPTIONS: &str = "aerie_backbone_subscriptions";
+/// Seconds from a message's hand-off to the backbone on its node to its
+/// receipt from NATS on another (sampled: the first and every 64th received).
+/// Wall clocks of two hosts: their skew adds to it.
+pub const LATENCY_SECONDS: &str = "aerie_backbone_latency_seconds";
 
 /// The header naming the publishing node.
 const NODE_HEADER: &str = "Aerie-Node";
+/// The header with the time the message was handed to the backbone, Unix
+/// microseconds: what [`LATENCY_SECONDS`] measures from.
+const SENT_HEADER: &str = "Aerie-Sent-Us";
 /// How long a NATS subscription outlives its last local holder.
 pub const LINGER: Duration = Duration::from_secs(3);
 /// The longest a SUBACK waits for NATS (disconnected: the subscription is
@@ -77,7 +84,8 @@ pub struct NatsBackbone {
     /// A subject nobody subscribes to: a request there is a round trip.
     barrier: String,
     subjects: Subjects,
-    outbound: mpsc::Sender<(String, Bytes)>,
+    /// Subject, payload, and when it was handed over (Unix µs).
+    outbound: mpsc::Sender<(String, Bytes, u64)>,
     /// Publishers waiting for room in `outbound` (`Backbone::backlogged`).
     room: Arc<Room>,
     /// Shared with the linger timers.
@@ -326,7 +334,7 @@ async fn subscribe(
 async fn send(
     client: Client,
     headers: HeaderMap,
-    mut queue: mpsc::Receiver<(String, Bytes)>,
+    mut queue: mpsc::Receiver<(String, Bytes, u64)>,
     room: Arc<Room>,
     shutdown: CancellationToken,
 ) {
@@ -336,17 +344,16 @@ async fn send(
         {
             room.wake_all();
         }
-        let (subject, payload) = tokio::select! {
+        let (subject, payload, sent_us) = tokio::select! {
             next = queue.recv() => match next {
                 Some(next) => next,
                 None => return,
             },
             () = shutdown.cancelled() => return,
         };
-        match client
-            .publish_with_headers(subject, headers.clone(), payload)
-            .await
-        {
+        let mut headers = headers.clone();
+        headers.insert(SENT_HEADER, sent_us.to_string().as_str());
+        match client.publish_with_headers(subject, headers, payload).await {
             Ok(()) => metrics::counter!(PUBLISHED_TOTAL).increment(1),
             Err(error) => {
                 metrics::counter!(DROPPED_TOTAL, "reason" => "nats").increment(1);
@@ -375,7 +382,11 @@ impl Backbone for NatsBackbone {
             metrics::counter!(DROPPED_TOTAL, "reason" => "too_large").increment(1);
             return false;
         }
-        if self.outbound.try_send((subject, payload)).is_err() {
+        if self
+            .outbound
+            .try_send((subject, payload, unix_us()))
+            .is_err()
+        {
             metrics::counter!(DROPPED_TOTAL, "reason" => "queue_full").increment(1);
             return false;
         }
@@ -490,6 +501,7 @@ impl NatsBackbone {
             }
         };
         metrics::counter!(RECEIVED_TOTAL).increment(1);
+        record_latency(&m);
         match route {
             Route::Subscribers(tenant) => {
                 if !seen.first(message.id) {
@@ -509,6 +521,36 @@ impl NatsBackbone {
                 }
             }
         }
+    }
+}
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Records how long `m` took from its node to here, for the first message
+/// and every 64th after (the histogram stays off the per-message path).
+fn record_latency(m: &async_nats::Message) {
+    static RECEIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static HISTOGRAM: std::sync::OnceLock<metrics::Histogram> = std::sync::OnceLock::new();
+    if !RECEIVED
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .is_multiple_of(64)
+    {
+        return;
+    }
+    let sent_us = m
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(SENT_HEADER))
+        .and_then(|v| v.as_str().parse::<u64>().ok());
+    // A clock behind the sender's: no reading rather than a wrong one.
+    if let Some(took) = sent_us.and_then(|sent| unix_us().checked_sub(sent)) {
+        HISTOGRAM
+            .get_or_init(|| metrics::histogram!(LATENCY_SECONDS))
+            .record(took as f64 / 1e6);
     }
 }
 

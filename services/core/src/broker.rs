@@ -136,6 +136,7 @@ impl Broker {
         let tenants: Vec<_> = self.inner.tenants.read().values().cloned().collect();
         let queued: usize = tenants.iter().map(|t| t.queued_messages()).sum();
         metrics::gauge!(crate::metrics::QUEUED_MESSAGES).set(queued as f64);
+        crate::tenant_series::export(&tenants);
     }
 
     /// A process-unique id for a new connection.

@@ -19,6 +19,7 @@ pub mod session;
 mod small_map;
 pub mod store;
 mod tenant;
+pub mod tenant_series;
 pub mod trace_context;
 pub mod trie;
 pub mod usage;

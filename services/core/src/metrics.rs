@@ -20,6 +20,10 @@ pub const QUEUED_MESSAGES: &str = "aerie_queued_messages";
 pub const PUBLISH_TO_DELIVER_SECONDS: &str = "aerie_publish_to_deliver_seconds";
 pub const PROTOCOL_ERRORS_TOTAL: &str = "aerie_protocol_errors_total";
 pub const DISCONNECTS_TOTAL: &str = "aerie_disconnects_total";
+/// Seconds one store commit took (a batch of writes made durable).
+pub const STORE_COMMIT_SECONDS: &str = "aerie_store_commit_seconds";
+/// Writes per store commit.
+pub const STORE_BATCH_OPS: &str = "aerie_store_batch_ops";
 /// Store commits that failed (each attempt; the writes are kept and retried).
 pub const STORE_ERRORS_TOTAL: &str = "aerie_store_errors_total";
 /// 1 while the store's last commit failed.
@@ -63,6 +67,14 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    pub const ALL: [DropReason; 5] = [
+        DropReason::QueueFull,
+        DropReason::Expired,
+        DropReason::OfflineQos0,
+        DropReason::TooLargeForClient,
+        DropReason::SessionEnded,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::QueueFull => "queue_full",
@@ -76,6 +88,22 @@ impl DropReason {
 
 pub fn count_drop(reason: DropReason, n: u64) {
     metrics::counter!(MESSAGES_DROPPED_TOTAL, "reason" => reason.as_str()).increment(n);
+}
+
+/// Registers, at zero, the series dashboards and alerts read that only move
+/// on a fault: a healthy process then shows a flat 0 instead of "no data",
+/// and a query on them is known to name a real series. Adds 0, so a value
+/// already recorded is kept.
+pub fn register_zeroes() {
+    for reason in DropReason::ALL {
+        count_drop(reason, 0);
+    }
+    metrics::counter!(SLOW_CONSUMERS_DISCONNECTED_TOTAL).increment(0);
+    metrics::counter!(STORE_ERRORS_TOTAL).increment(0);
+    for version in ["5", "3.1.1"] {
+        metrics::counter!(STORE_ACK_TIMEOUTS_TOTAL, "version" => version).increment(0);
+    }
+    metrics::gauge!(STORE_FAILING).increment(0.0);
 }
 
 /// Handles for the metrics touched per packet or per message, looked up once

@@ -109,7 +109,7 @@ pub enum Limit {
 }
 
 impl Limit {
-    const ALL: [Limit; 13] = [
+    pub const ALL: [Limit; 13] = [
         Limit::Connections,
         Limit::ConnectRate,
         Limit::PublishRate,
@@ -288,6 +288,9 @@ pub struct Quota {
     connects: SharedRate,
     publishes: SharedRate,
     publish_bytes: SharedRate,
+    /// Refusals by [`Limit`] since the tenant was made here: the tenant's
+    /// own series (`crate::tenant_series`).
+    refusals: [AtomicU64; Limit::ALL.len()],
 }
 
 impl Default for Quota {
@@ -322,7 +325,22 @@ impl Quota {
             connects: SharedRate::default(),
             publishes: SharedRate::default(),
             publish_bytes: SharedRate::default(),
+            refusals: Default::default(),
         }
+    }
+
+    /// Counts a refusal by `limit`: process-wide ([`Limit::count`]) and
+    /// for this tenant.
+    pub fn refused(&self, limit: Limit) {
+        limit.count();
+        self.refusals[limit as usize].fetch_add(1, Relaxed);
+    }
+
+    /// This tenant's refusals so far, by limit.
+    pub fn refusals(&self) -> impl Iterator<Item = (Limit, u64)> + '_ {
+        Limit::ALL
+            .iter()
+            .map(|&l| (l, self.refusals[l as usize].load(Relaxed)))
     }
 
     /// The limits as of now.

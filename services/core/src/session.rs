@@ -217,17 +217,21 @@ impl Session {
     /// A QoS 1/2 delivery to a persistent session is written to the store;
     /// the ticket says when that write is durable (0: nothing written).
     pub fn enqueue(&self, delivery: Delivery, config: &CoreConfig) -> Result<Enqueued, DropReason> {
-        self.enqueue_limited(delivery, config, usize::MAX)
+        self.enqueue_limited(delivery, config, None)
     }
 
-    /// [`Session::enqueue`], holding at most `offline_limit` messages while
-    /// the session is offline (the tenant's `queued_messages`).
+    /// [`Session::enqueue`], holding at most the tenant's `queued_messages`
+    /// (`quota`'s) while the session is offline; a refusal is counted for
+    /// the tenant.
     pub fn enqueue_limited(
         &self,
         mut delivery: Delivery,
         config: &CoreConfig,
-        offline_limit: usize,
+        quota: Option<&crate::quota::Quota>,
     ) -> Result<Enqueued, DropReason> {
+        let offline_limit = quota.map_or(usize::MAX, |q| {
+            usize::try_from(q.queued_messages()).unwrap_or(usize::MAX)
+        });
         let mut state = self.state.lock();
         let online = state.owner.is_some();
         let was_empty = state.queue.is_empty();
@@ -244,7 +248,9 @@ impl Session {
             state.overflowing |= online;
             Err(DropReason::QueueFull)
         } else if !online && state.queue.len() >= offline_limit {
-            crate::quota::Limit::QueuedMessages.count();
+            if let Some(quota) = quota {
+                quota.refused(crate::quota::Limit::QueuedMessages);
+            }
             Err(DropReason::QueueFull)
         } else {
             let mut ticket = 0;
@@ -1018,20 +1024,31 @@ mod tests {
     fn the_tenants_offline_limit_bounds_only_an_offline_queue() {
         let s = session();
         let cfg = CoreConfig::default();
+        let tenant_quota = crate::quota::Quota::new(crate::quota::TenantLimits {
+            queued_messages: 3,
+            ..crate::quota::TenantLimits::UNLIMITED
+        });
+        let quota = Some(&tenant_quota);
         for _ in 0..3 {
             assert!(
-                s.enqueue_limited(delivery(QoS::AtLeastOnce), &cfg, 3)
+                s.enqueue_limited(delivery(QoS::AtLeastOnce), &cfg, quota)
                     .is_ok()
             );
         }
         assert_eq!(
-            s.enqueue_limited(delivery(QoS::AtLeastOnce), &cfg, 3),
+            s.enqueue_limited(delivery(QoS::AtLeastOnce), &cfg, quota),
             Err(DropReason::QueueFull)
         );
         assert_eq!(s.queued(), 3);
+        let refused: u64 = tenant_quota
+            .refusals()
+            .filter(|(l, _)| *l == crate::quota::Limit::QueuedMessages)
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(refused, 1, "the refusal is the tenant's");
         s.attach_connection(1, 60).unwrap();
         assert!(
-            s.enqueue_limited(delivery(QoS::AtLeastOnce), &cfg, 3)
+            s.enqueue_limited(delivery(QoS::AtLeastOnce), &cfg, quota)
                 .is_ok(),
             "online"
         );

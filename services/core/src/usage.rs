@@ -37,6 +37,18 @@ pub struct Usage {
     messages_out: AtomicU64,
     bytes_out: AtomicU64,
     connection_ms: AtomicU64,
+    /// Never drained: the tenant's own series on /metrics
+    /// (`crate::tenant_series`) must only grow, whatever `take` does.
+    totals: [AtomicU64; 4],
+}
+
+/// Messages and payload bytes in and out since the tenant was made here.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UsageTotals {
+    pub messages_in: u64,
+    pub bytes_in: u64,
+    pub messages_out: u64,
+    pub bytes_out: u64,
 }
 
 /// What [`Usage::take`] drained.
@@ -62,12 +74,29 @@ impl Usage {
     pub fn published(&self, payload_bytes: usize) {
         self.messages_in.fetch_add(1, Relaxed);
         self.bytes_in.fetch_add(payload_bytes as u64, Relaxed);
+        self.totals[0].fetch_add(1, Relaxed);
+        self.totals[1].fetch_add(payload_bytes as u64, Relaxed);
     }
 
     /// `messages` deliveries written to subscribers, `payload_bytes` in all.
     pub fn delivered(&self, messages: u64, payload_bytes: u64) {
         self.messages_out.fetch_add(messages, Relaxed);
         self.bytes_out.fetch_add(payload_bytes, Relaxed);
+        self.totals[2].fetch_add(messages, Relaxed);
+        self.totals[3].fetch_add(payload_bytes, Relaxed);
+    }
+
+    /// What the tenant did since it was made here ([`Usage::take`] does not
+    /// drain these).
+    pub fn totals(&self) -> UsageTotals {
+        let [messages_in, bytes_in, messages_out, bytes_out] =
+            self.totals.each_ref().map(|t| t.load(Relaxed));
+        UsageTotals {
+            messages_in,
+            bytes_in,
+            messages_out,
+            bytes_out,
+        }
     }
 
     /// Connection time of the tenant's clients.
@@ -138,5 +167,19 @@ mod tests {
         u.restore(c);
         let again = u.take();
         assert_eq!((again.messages_in, again.bytes_in), (2, 8));
+    }
+
+    #[test]
+    fn totals_only_grow_whatever_take_drains() {
+        let u = Usage::default();
+        u.published(10);
+        u.delivered(2, 20);
+        u.take();
+        u.published(5);
+        let t = u.totals();
+        assert_eq!(
+            (t.messages_in, t.bytes_in, t.messages_out, t.bytes_out),
+            (2, 15, 2, 20)
+        );
     }
 }

@@ -14,6 +14,9 @@ use async_nats::jetstream;
 /// subscriptions' queues was full (async-nats's slow-consumer events, one
 /// per dropped message when its event queue has room: at least this many).
 pub const SLOW_CONSUMER_DROPS_TOTAL: &str = "aerie_nats_slow_consumer_drops_total";
+/// 1 while connected to NATS, 0 while not (never connected yet, or
+/// between a disconnect and the reconnect).
+pub const NATS_CONNECTED: &str = "aerie_nats_connected";
 /// A slow consumer is logged at most this often: every dropped message is
 /// an event, and a flood would otherwise be a flood of log lines.
 const SLOW_CONSUMER_LOG_EVERY_MS: u64 = 10_000;
@@ -101,6 +104,7 @@ impl Nats {
         let connected = Arc::new(tokio::sync::Notify::new());
         let (counter, poke) = (connects.clone(), connected.clone());
         let slow_logged = Arc::new(AtomicU64::new(0));
+        metrics::gauge!(NATS_CONNECTED).set(0.0);
         let options = options
             .name(&config.name)
             .retry_on_initial_connect()
@@ -116,10 +120,14 @@ impl Nats {
                     match event {
                         async_nats::Event::Connected => {
                             counter.fetch_add(1, Ordering::SeqCst);
+                            metrics::gauge!(NATS_CONNECTED).set(1.0);
                             poke.notify_one();
                             tracing::info!("connected to NATS");
                         }
-                        async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                        async_nats::Event::Disconnected => {
+                            metrics::gauge!(NATS_CONNECTED).set(0.0);
+                            tracing::warn!("disconnected from NATS");
+                        }
                         async_nats::Event::SlowConsumer(_) => {
                             slow_consumer(&slow_logged, unix_ms());
                         }

@@ -29,6 +29,9 @@ const RETRY: Duration = Duration::from_millis(500);
 pub const FACTS_PUBLISHED_TOTAL: &str = "aerie_facts_published_total";
 /// Publisher passes that failed (the store or NATS); retried.
 pub const FACTS_PUBLISH_FAILURES_TOTAL: &str = "aerie_facts_publish_failures_total";
+/// The facts bucket's last revision after the publisher's last pass: a
+/// gateway whose `aerie_facts_revision` stays below it enforces old facts.
+pub const FACTS_PUBLISHED_REVISION: &str = "aerie_facts_published_revision";
 
 /// Publishes the control plane's facts into the facts bucket.
 pub struct FactsPublisher {
@@ -146,6 +149,15 @@ impl FactsPublisher {
             current.entries.remove(&key);
             metrics::counter!(FACTS_PUBLISHED_TOTAL, "op" => "delete").increment(1);
         }
+        // Read back, not counted from the puts: deletes take revisions too.
+        let stream = self
+            .nats
+            .jetstream()
+            .get_stream(format!("KV_{}", self.bucket))
+            .await
+            .map_err(|e| anyhow::anyhow!("the facts bucket's revision: {e}"))?;
+        metrics::gauge!(FACTS_PUBLISHED_REVISION)
+            .set(stream.cached_info().state.last_sequence as f64);
         Ok(())
     }
 

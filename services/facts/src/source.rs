@@ -27,6 +27,10 @@ pub const FACTS_BAD_ENTRIES_TOTAL: &str = "aerie_facts_bad_entries_total";
 /// The facts bucket's revision (KV sequence) this gateway enforces: behind
 /// the bucket's own last revision while a change is on its way.
 pub const FACTS_REVISION: &str = "aerie_facts_revision";
+/// When this gateway last applied a facts change, Unix seconds (facts
+/// change only when the control plane changes something: an old value
+/// alone is not a fault, a revision behind `aerie_facts_published_revision` is).
+pub const FACTS_UPDATED: &str = "aerie_facts_updated_timestamp_seconds";
 
 /// The facts as the bucket has them, for a gateway.
 pub struct KvDirectorySource {
@@ -166,13 +170,13 @@ impl KvDirectorySource {
                     apply_logged(facts, &entry.key, value);
                     if entry.delta == 0 {
                         self.replace(fresh.take().unwrap_or_default());
-                        metrics::gauge!(FACTS_REVISION).set(entry.revision as f64);
+                        applied(entry.revision);
                     }
                 }
                 None => {
                     apply_logged(&mut self.state.lock().facts, &entry.key, value);
                     self.changes.send_modify(|n| *n += 1);
-                    metrics::gauge!(FACTS_REVISION).set(entry.revision as f64);
+                    applied(entry.revision);
                 }
             }
         }
@@ -188,6 +192,15 @@ impl KvDirectorySource {
         tracing::info!("the control plane's facts are held");
         self.changes.send_modify(|n| *n += 1);
     }
+}
+
+/// Records that the facts up to `revision` are enforced here.
+fn applied(revision: u64) {
+    metrics::gauge!(FACTS_REVISION).set(revision as f64);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    metrics::gauge!(FACTS_UPDATED).set(now);
 }
 
 fn apply_logged(facts: &mut Facts, key: &str, value: Option<&[u8]>) {

@@ -80,7 +80,7 @@ impl ClientRates {
             })
         };
         if let Err(limit) = result {
-            limit.count();
+            quota.refused(limit);
         }
         result
     }
@@ -92,7 +92,7 @@ impl ClientRates {
 pub fn check_tenant_publish(tenant: &Tenant, payload: usize) -> Result<(), Limit> {
     let result = tenant.quota().try_publish(now_nanos(), payload as u64);
     if let Err(limit) = result {
-        limit.count();
+        tenant.quota().refused(limit);
     }
     result
 }
@@ -109,11 +109,11 @@ pub(crate) async fn admit_connection(
         .quota()
         .try_connect_rate(now_nanos(), connections.connect_rate_share())
     {
-        Limit::ConnectRate.count();
+        tenant.quota().refused(Limit::ConnectRate);
         return Err(aerie_proto::ReasonCode::CONNECTION_RATE_EXCEEDED);
     }
     connections.admit(tenant, takeover).await.ok_or_else(|| {
-        Limit::Connections.count();
+        tenant.quota().refused(Limit::Connections);
         aerie_proto::ReasonCode::QUOTA_EXCEEDED
     })
 }

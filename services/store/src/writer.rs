@@ -307,9 +307,9 @@ impl Writer {
             };
             match result {
                 Ok(()) => {
-                    metrics::histogram!("aerie_store_commit_seconds")
+                    metrics::histogram!(m::STORE_COMMIT_SECONDS)
                         .record(started.elapsed().as_secs_f64());
-                    metrics::histogram!("aerie_store_batch_ops").record(pending.ops as f64);
+                    metrics::histogram!(m::STORE_BATCH_OPS).record(pending.ops as f64);
                     self.health
                         .durable_bytes
                         .fetch_add(pending.bytes, Ordering::Relaxed);

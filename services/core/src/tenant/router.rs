@@ -105,7 +105,7 @@ impl Router {
                 published
             }
             Poll::Ready(Err(limit)) => {
-                limit.count();
+                self.quota.refused(limit);
                 Published {
                     refused: Some(limit),
                     ..Published::default()
@@ -128,7 +128,7 @@ impl Router {
                             published => Later::Kept(published.ticket.max(ticket)),
                         },
                         Err(limit) => {
-                            limit.count();
+                            router.quota.refused(limit);
                             Later::Refused(limit)
                         }
                     };
@@ -185,7 +185,7 @@ impl Router {
             QoS::AtLeastOnce | QoS::ExactlyOnce => match self.log.append(&self.tenant, &message) {
                 Ok(ticket) => ticket,
                 Err(limit) => {
-                    limit.count();
+                    self.quota.refused(limit);
                     return Published {
                         refused: Some(limit),
                         ..Published::default()
@@ -294,10 +294,9 @@ impl Router {
                 i += 1;
             }
             matched += 1;
-            if let Ok(e) =
-                session
-                    .0
-                    .enqueue_limited(delivery, &self.config, self.offline_queue_limit())
+            if let Ok(e) = session
+                .0
+                .enqueue_limited(delivery, &self.config, Some(&self.quota))
             {
                 delivered += 1;
                 ticket = ticket.max(e.ticket);
@@ -368,7 +367,7 @@ impl Router {
             stored_seq: None,
         };
         let enqueued = session
-            .enqueue_limited(delivery, &self.config, self.offline_queue_limit())
+            .enqueue_limited(delivery, &self.config, Some(&self.quota))
             .ok()?;
         Some((session.clone(), enqueued))
     }

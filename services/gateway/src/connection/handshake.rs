@@ -148,7 +148,7 @@ pub(crate) async fn accept(
         ProtocolVersion::V5 => props.session_expiry_interval.unwrap_or(0),
     };
     if v5 && requested_expiry > limits.session_expiry_max {
-        aerie_core::Limit::SessionExpiry.count();
+        tenant.quota().refused(aerie_core::Limit::SessionExpiry);
     }
     let session_expiry = requested_expiry
         .min(broker.config().max_session_expiry)

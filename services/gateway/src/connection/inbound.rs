@@ -235,7 +235,7 @@ impl Conn {
                 && unacknowledged >= usize::from(self.config.receive_maximum.min(tenant_inflight()))
             {
                 if tenant_inflight() < self.config.receive_maximum {
-                    aerie_core::Limit::Inflight.count();
+                    self.tenant.quota().refused(aerie_core::Limit::Inflight);
                 }
                 return Close::by_server(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, "receive_maximum");
             }
@@ -479,7 +479,9 @@ impl Conn {
             }
             let max_subscriptions = self.tenant.quota().subscriptions_per_client();
             if self.session.subscriptions_besides(filter) as u64 >= u64::from(max_subscriptions) {
-                aerie_core::Limit::Subscriptions.count();
+                self.tenant
+                    .quota()
+                    .refused(aerie_core::Limit::Subscriptions);
                 reasons.push(if v5 {
                     ReasonCode::QUOTA_EXCEEDED
                 } else {

@@ -820,7 +820,7 @@ impl Conn {
                 Err(e) => {
                     if matches!(e, DecodeError::PacketTooLarge { max, .. } if max < self.config.max_packet_size)
                     {
-                        aerie_core::Limit::PacketSize.count();
+                        self.tenant.quota().refused(aerie_core::Limit::PacketSize);
                     }
                     metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => format!("0x{:02X}", e.reason_code().0))
                         .increment(1);
