@@ -58,6 +58,9 @@ impl KvDirectorySource {
             state: Mutex::new(State::default()),
             changes: watch::Sender::new(0),
         });
+        // None applied yet: a gateway that never gets the control plane's
+        // facts shows 0, behind what it publishes (AerieFactsStale).
+        metrics::gauge!(FACTS_REVISION).set(0.0);
         let bucket = layout::bucket(prefix);
         let weak = Arc::downgrade(&source);
         tokio::spawn(async move {
