@@ -315,6 +315,17 @@ impl Gateway {
             .expect("kill");
         assert!(status.success(), "kill {signal} {pid}");
         if !running {
+            // Stopped once every thread is: kill returns when the signal is
+            // sent, and a thread busy on the other core answers a request
+            // meanwhile.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !all_threads_stopped(pid) {
+                assert!(
+                    Instant::now() < deadline,
+                    "aerie gateway {pid} not stopped 5 s after SIGSTOP"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
             return;
         }
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -506,4 +517,19 @@ pub async fn set_limits_enforced(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in its
+/// `/proc/<pid>/task/<tid>/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // "<tid> (<comm>) <state> …": the state follows the last ')'.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "T" || state == "t")
+    })
 }
