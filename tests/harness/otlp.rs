@@ -194,6 +194,30 @@ impl OtlpReceiver {
         })
         .unwrap_or_else(|| panic!("no {name} span with {key}={value}: {:?}", self.names()))
     }
+
+    /// Asserts that no body received so far holds any of `secrets`.
+    pub fn assert_none_exported(&self, secrets: &[&str]) {
+        for secret in secrets {
+            assert!(
+                !self.bytes_contain(secret.as_bytes()),
+                "a credential was exported"
+            );
+        }
+    }
+}
+
+/// The requests whose kicks are traced, as `(method, route)`: a token's
+/// revocation and a tenant's suspension.
+pub const REVOKE: (&str, &str) = ("DELETE", "/v1/tenants/{tid}/tokens/{jti}");
+pub const SUSPEND: (&str, &str) = ("POST", "/v1/admin/tenants/{tid}/suspend");
+
+/// Asserts that `child` is in `parent`'s trace, `parent`'s span its parent.
+pub fn assert_child_of(child: &ReceivedSpan, parent: &ReceivedSpan) {
+    assert_eq!(child.trace_id, parent.trace_id, "{parent:?}\n{child:?}");
+    assert_eq!(
+        child.parent_span_id, parent.span_id,
+        "{parent:?}\n{child:?}"
+    );
 }
 
 /// Accepts TCP connections and completes their TLS handshakes; a client

@@ -457,6 +457,20 @@ async fn publish_qos1(c: &mut RawClient, topic: &str, n: u16) -> Vec<ReasonCode>
     reasons
 }
 
+/// Publishes `n` QoS 0 and `n` QoS 1 messages on `t/a`, each QoS 1 one
+/// acknowledged with success.
+async fn publish_q0_and_q1(publisher: &mut RawClient, n: u16) {
+    for i in 0..n {
+        publisher
+            .publish_acked("t/a", b"q0", QoS::AtMostOnce, false, i + 1)
+            .await;
+        let reason = publisher
+            .publish_acked("t/a", b"q1", QoS::AtLeastOnce, false, i + 1)
+            .await;
+        assert_eq!(reason, ReasonCode::SUCCESS);
+    }
+}
+
 /// Parks a persistent session on `d/#` and publishes 8 KiB QoS 1 messages
 /// to it, 16 in flight, until a PUBACK says the store could not keep one
 /// (0x80 after `--store-ack-timeout`); waits until Prometheus saw the store
@@ -567,15 +581,7 @@ async fn every_panel_and_alert_of_the_embedded_shape_answers_a_real_prometheus()
         [ReasonCode::GRANTED_QOS_1]
     );
     let (mut publisher, _) = connect(&server, "pub", &token).await;
-    for i in 0..20u16 {
-        publisher
-            .publish_acked("t/a", b"q0", QoS::AtMostOnce, false, i + 1)
-            .await;
-        let reason = publisher
-            .publish_acked("t/a", b"q1", QoS::AtLeastOnce, false, i + 1)
-            .await;
-        assert_eq!(reason, ReasonCode::SUCCESS);
-    }
+    publish_q0_and_q1(&mut publisher, 20).await;
     for _ in 0..40 {
         let p = sub.recv_publish().await;
         if p.qos != QoS::AtMostOnce {
@@ -716,15 +722,7 @@ async fn the_scale_out_dashboard_and_alerts_answer_a_real_prometheus() {
     ] {
         prometheus.wait_for(series, Duration::from_secs(10));
     }
-    for i in 0..20u16 {
-        publisher
-            .publish_acked("t/a", b"q0", QoS::AtMostOnce, false, i + 1)
-            .await;
-        let reason = publisher
-            .publish_acked("t/a", b"q1", QoS::AtLeastOnce, false, i + 1)
-            .await;
-        assert_eq!(reason, ReasonCode::SUCCESS);
-    }
+    publish_q0_and_q1(&mut publisher, 20).await;
     // Enough crossings for the sampled latency histogram (every 64th).
     for i in 0..200u16 {
         publisher

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use aerie_e2e::otlp::{OtlpReceiver, ReceivedSpan};
+use aerie_e2e::otlp::{OtlpReceiver, REVOKE, ReceivedSpan, SUSPEND, assert_child_of};
 use aerie_e2e::raw::{closed_within, reason_string};
 use aerie_e2e::scaleout::ADMIN_TOKEN as ADMIN;
 use aerie_e2e::server::free_addr;
@@ -246,24 +246,11 @@ async fn assert_kick_joins_the_trace_of(
 
     let request = receiver.request_span(method, route);
     let kick = receiver.span_with(KICK, "why", why);
-    assert_eq!(kick.trace_id, request.trace_id, "{request:?}\n{kick:?}");
-    assert_eq!(
-        kick.parent_span_id, request.span_id,
-        "{request:?}\n{kick:?}"
-    );
+    assert_child_of(&kick, &request);
     assert_eq!(kick.attr("client_id"), Some("traced-dev"));
     assert_eq!(kick.attr("tenant"), Some(green.id.as_str()));
-    for secret in [&token, &green.api_key] {
-        assert!(
-            !receiver.bytes_contain(secret.as_bytes()),
-            "a credential was exported"
-        );
-    }
+    receiver.assert_none_exported(&[&token, &green.api_key]);
 }
-
-/// The requests whose kicks are traced, as `(method, route)`.
-const REVOKE: (&str, &str) = ("DELETE", "/v1/tenants/{tid}/tokens/{jti}");
-const SUSPEND: (&str, &str) = ("POST", "/v1/admin/tenants/{tid}/suspend");
 
 #[tokio::test]
 async fn a_revocation_or_a_suspension_and_the_kick_it_causes_are_one_trace() {
@@ -350,17 +337,8 @@ async fn an_http_publish_and_its_deliveries_are_one_trace() {
 
     let request = receiver.request_span("POST", "/v1/tenants/{tid}/messages");
     let publish = receiver.span_with("broker.publish", "tenant", &green.id);
-    assert_eq!(
-        publish.trace_id, request.trace_id,
-        "{request:?}\n{publish:?}"
-    );
-    assert_eq!(publish.parent_span_id, request.span_id);
+    assert_child_of(&publish, &request);
     assert_eq!(publish.attr("deliveries"), Some("2"), "{publish:?}");
     assert_eq!(publish.attr("matched"), Some("2"), "{publish:?}");
-    for secret in ["payload-secret-8e1f", &token, &green.api_key] {
-        assert!(
-            !receiver.bytes_contain(secret.as_bytes()),
-            "a payload or credential was exported"
-        );
-    }
+    receiver.assert_none_exported(&["payload-secret-8e1f", &token, &green.api_key]);
 }

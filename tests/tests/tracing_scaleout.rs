@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aerie_e2e::RawClient;
 use aerie_e2e::nats::{NatsServer, unique_prefix};
-use aerie_e2e::otlp::{OtlpReceiver, ReceivedSpan};
+use aerie_e2e::otlp::{OtlpReceiver, REVOKE, ReceivedSpan, SUSPEND, assert_child_of};
 use aerie_e2e::raw::{closed_within, reason_string};
 use aerie_e2e::scaleout::{Control, Gateway};
 use aerie_e2e::tenants::{Tenant, mint, publish_over_http, revoke, suspend, tenant};
@@ -76,22 +76,9 @@ async fn assert_kick_joins_the_trace_of(
     assert_eq!(service(&request), Some("aerie-control"));
     assert_eq!(service(&kick), Some("aerie-gateway"));
     assert_eq!(kick.attr("why"), Some(why));
-    assert_eq!(kick.trace_id, request.trace_id, "{request:?}\n{kick:?}");
-    assert_eq!(
-        kick.parent_span_id, request.span_id,
-        "{request:?}\n{kick:?}"
-    );
-    for secret in [&token, &green.api_key] {
-        assert!(
-            !receiver.bytes_contain(secret.as_bytes()),
-            "a credential was exported"
-        );
-    }
+    assert_child_of(&kick, &request);
+    receiver.assert_none_exported(&[&token, &green.api_key]);
 }
-
-/// The requests whose kicks are traced, as `(method, route)`.
-const REVOKE: (&str, &str) = ("DELETE", "/v1/tenants/{tid}/tokens/{jti}");
-const SUSPEND: (&str, &str) = ("POST", "/v1/admin/tenants/{tid}/suspend");
 
 #[tokio::test]
 async fn a_revocation_or_a_suspension_on_the_control_plane_and_the_gateways_kick_are_one_trace() {

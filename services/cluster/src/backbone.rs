@@ -52,16 +52,20 @@ pub const DECODE_FAILURES_TOTAL: &str = "aerie_backbone_decode_failures_total";
 pub const DROPPED_TOTAL: &str = "aerie_backbone_dropped_total";
 /// NATS subscriptions this node holds for its clients' filters.
 pub const SUBSCRIPTIONS: &str = "aerie_backbone_subscriptions";
-/// Seconds from a message's hand-off to the backbone on its node to its
-/// receipt from NATS on another (sampled: the first and every 64th received).
-/// Wall clocks of two hosts: their skew adds to it.
+/// Seconds from a message's hand-off to NATS on its node to its receipt
+/// from NATS on another (sampled: the sender stamps its first message and
+/// every [`LATENCY_SAMPLE`]th). Wall clocks of two hosts: their skew adds
+/// to it.
 pub const LATENCY_SECONDS: &str = "aerie_backbone_latency_seconds";
 
 /// The header naming the publishing node.
 const NODE_HEADER: &str = "Aerie-Node";
-/// The header with the time the message was handed to the backbone, Unix
+/// The header with the time a sampled message was handed to NATS, Unix
 /// microseconds: what [`LATENCY_SECONDS`] measures from.
 const SENT_HEADER: &str = "Aerie-Sent-Us";
+/// One message in this many carries [`SENT_HEADER`]: the clock read and
+/// the header's text stay off the per-message path.
+const LATENCY_SAMPLE: u64 = 64;
 /// How long a NATS subscription outlives its last local holder.
 pub const LINGER: Duration = Duration::from_secs(3);
 /// The longest a SUBACK waits for NATS (disconnected: the subscription is
@@ -84,8 +88,7 @@ pub struct NatsBackbone {
     /// A subject nobody subscribes to: a request there is a round trip.
     barrier: String,
     subjects: Subjects,
-    /// Subject, payload, and when it was handed over (Unix µs).
-    outbound: mpsc::Sender<(String, Bytes, u64)>,
+    outbound: mpsc::Sender<(String, Bytes)>,
     /// Publishers waiting for room in `outbound` (`Backbone::backlogged`).
     room: Arc<Room>,
     /// Shared with the linger timers.
@@ -334,17 +337,18 @@ async fn subscribe(
 async fn send(
     client: Client,
     headers: HeaderMap,
-    mut queue: mpsc::Receiver<(String, Bytes, u64)>,
+    mut queue: mpsc::Receiver<(String, Bytes)>,
     room: Arc<Room>,
     shutdown: CancellationToken,
 ) {
+    let mut sent = 0u64;
     loop {
         if room.waiting.load(std::sync::atomic::Ordering::Acquire)
             && queue.len() <= OUTBOUND_QUEUE / 2
         {
             room.wake_all();
         }
-        let (subject, payload, sent_us) = tokio::select! {
+        let (subject, payload) = tokio::select! {
             next = queue.recv() => match next {
                 Some(next) => next,
                 None => return,
@@ -352,7 +356,10 @@ async fn send(
             () = shutdown.cancelled() => return,
         };
         let mut headers = headers.clone();
-        headers.insert(SENT_HEADER, sent_us.to_string().as_str());
+        if sent.is_multiple_of(LATENCY_SAMPLE) {
+            headers.insert(SENT_HEADER, unix_us().to_string().as_str());
+        }
+        sent += 1;
         match client.publish_with_headers(subject, headers, payload).await {
             Ok(()) => metrics::counter!(PUBLISHED_TOTAL).increment(1),
             Err(error) => {
@@ -382,11 +389,7 @@ impl Backbone for NatsBackbone {
             metrics::counter!(DROPPED_TOTAL, "reason" => "too_large").increment(1);
             return false;
         }
-        if self
-            .outbound
-            .try_send((subject, payload, unix_us()))
-            .is_err()
-        {
+        if self.outbound.try_send((subject, payload)).is_err() {
             metrics::counter!(DROPPED_TOTAL, "reason" => "queue_full").increment(1);
             return false;
         }
@@ -530,17 +533,10 @@ fn unix_us() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-/// Records how long `m` took from its node to here, for the first message
-/// and every 64th after (the histogram stays off the per-message path).
+/// Records how long `m` took from its node to here, when its sender
+/// stamped it (one message in [`LATENCY_SAMPLE`]).
 fn record_latency(m: &async_nats::Message) {
-    static RECEIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     static HISTOGRAM: std::sync::OnceLock<metrics::Histogram> = std::sync::OnceLock::new();
-    if !RECEIVED
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        .is_multiple_of(64)
-    {
-        return;
-    }
     let sent_us = m
         .headers
         .as_ref()

@@ -364,17 +364,9 @@ impl Quota {
         }
     }
 
-    /// Sets the limits unless they were set before (a tenant's first
-    /// connection brings the limits it was verified with; later changes
-    /// come through [`Quota::set_limits`]).
+    /// Whether limits were ever set (else: unlimited, as created).
     pub fn limits_set(&self) -> bool {
         self.set.load(Relaxed)
-    }
-
-    pub fn init_limits(&self, l: TenantLimits) {
-        if !self.set.load(Relaxed) {
-            self.set_limits(l);
-        }
     }
 
     /// Replaces the limits; returns whether they changed.

@@ -37,9 +37,12 @@ pub struct Usage {
     messages_out: AtomicU64,
     bytes_out: AtomicU64,
     connection_ms: AtomicU64,
-    /// Never drained: the tenant's own series on /metrics
-    /// (`crate::tenant_series`) must only grow, whatever `take` does.
-    totals: [AtomicU64; 4],
+    /// What `take` drained so far, less what `restore` put back (messages
+    /// in, bytes in, messages out, bytes out): with the counters not yet
+    /// taken, the totals of the tenant's own series on /metrics
+    /// (`crate::tenant_series`). Locked by `take`, `restore` and `totals`
+    /// only, never on the message path, so that a total never goes back.
+    taken: parking_lot::Mutex<[u64; 4]>,
 }
 
 /// Messages and payload bytes in and out since the tenant was made here.
@@ -74,23 +77,33 @@ impl Usage {
     pub fn published(&self, payload_bytes: usize) {
         self.messages_in.fetch_add(1, Relaxed);
         self.bytes_in.fetch_add(payload_bytes as u64, Relaxed);
-        self.totals[0].fetch_add(1, Relaxed);
-        self.totals[1].fetch_add(payload_bytes as u64, Relaxed);
     }
 
     /// `messages` deliveries written to subscribers, `payload_bytes` in all.
     pub fn delivered(&self, messages: u64, payload_bytes: u64) {
         self.messages_out.fetch_add(messages, Relaxed);
         self.bytes_out.fetch_add(payload_bytes, Relaxed);
-        self.totals[2].fetch_add(messages, Relaxed);
-        self.totals[3].fetch_add(payload_bytes, Relaxed);
+    }
+
+    fn counters(&self) -> [&AtomicU64; 4] {
+        [
+            &self.messages_in,
+            &self.bytes_in,
+            &self.messages_out,
+            &self.bytes_out,
+        ]
     }
 
     /// What the tenant did since it was made here ([`Usage::take`] does not
     /// drain these).
     pub fn totals(&self) -> UsageTotals {
-        let [messages_in, bytes_in, messages_out, bytes_out] =
-            self.totals.each_ref().map(|t| t.load(Relaxed));
+        let taken = self.taken.lock();
+        let mut totals = *taken;
+        for (total, counter) in totals.iter_mut().zip(self.counters()) {
+            *total += counter.load(Relaxed);
+        }
+        drop(taken);
+        let [messages_in, bytes_in, messages_out, bytes_out] = totals;
         UsageTotals {
             messages_in,
             bytes_in,
@@ -112,22 +125,30 @@ impl Usage {
         if seconds > 0 {
             self.connection_ms.fetch_sub(seconds * 1000, Relaxed);
         }
+        let mut taken = self.taken.lock();
+        let drained = self.counters().map(|c| c.swap(0, Relaxed));
+        for (total, d) in taken.iter_mut().zip(drained) {
+            *total += d;
+        }
+        let [messages_in, bytes_in, messages_out, bytes_out] = drained;
         UsageCounts {
             connection_seconds: seconds,
-            messages_in: self.messages_in.swap(0, Relaxed),
-            bytes_in: self.bytes_in.swap(0, Relaxed),
-            messages_out: self.messages_out.swap(0, Relaxed),
-            bytes_out: self.bytes_out.swap(0, Relaxed),
+            messages_in,
+            bytes_in,
+            messages_out,
+            bytes_out,
         }
     }
 
     /// Puts back counts that could not be reported.
     pub fn restore(&self, c: UsageCounts) {
         self.connected_for(c.connection_seconds * 1000);
-        self.messages_in.fetch_add(c.messages_in, Relaxed);
-        self.bytes_in.fetch_add(c.bytes_in, Relaxed);
-        self.messages_out.fetch_add(c.messages_out, Relaxed);
-        self.bytes_out.fetch_add(c.bytes_out, Relaxed);
+        let mut taken = self.taken.lock();
+        let back = [c.messages_in, c.bytes_in, c.messages_out, c.bytes_out];
+        for ((total, counter), n) in taken.iter_mut().zip(self.counters()).zip(back) {
+            *total = total.saturating_sub(n);
+            counter.fetch_add(n, Relaxed);
+        }
     }
 }
 
@@ -174,8 +195,10 @@ mod tests {
         let u = Usage::default();
         u.published(10);
         u.delivered(2, 20);
-        u.take();
+        let unreported = u.take();
         u.published(5);
+        u.restore(unreported);
+        u.take();
         let t = u.totals();
         assert_eq!(
             (t.messages_in, t.bytes_in, t.messages_out, t.bytes_out),

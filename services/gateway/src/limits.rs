@@ -175,7 +175,7 @@ mod tests {
         assert_eq!(loaded.quota().limits(), limits);
         assert!(broker.existing_tenant("t2").is_none(), "not created");
         // A later first connection's (older) limits do not undo a change.
-        loaded.quota().init_limits(TenantLimits::UNLIMITED);
+        loaded.init_limits(TenantLimits::UNLIMITED);
         assert_eq!(loaded.quota().limits(), limits);
     }
 

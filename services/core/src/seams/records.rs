@@ -100,10 +100,12 @@ pub trait SessionRecords: Send + Sync + 'static {
     /// with its connection is never resumed).
     fn keep_inbound_qos2(
         &self,
-        session: &Arc<Session>,
-        packet_id: u16,
-        id: MessageId,
-    ) -> Option<BoxFuture<bool>>;
+        _session: &Arc<Session>,
+        _packet_id: u16,
+        _id: MessageId,
+    ) -> Option<BoxFuture<bool>> {
+        None
+    }
 
     /// The inbound QoS 2 exchange `packet_id` of `session` ended (PUBREL,
     /// or a refused PUBREC): its record is removed. The future says
@@ -113,9 +115,11 @@ pub trait SessionRecords: Send + Sync + 'static {
     /// nothing recorded.
     fn released_inbound_qos2(
         &self,
-        session: &Arc<Session>,
-        packet_id: u16,
-    ) -> Option<BoxFuture<bool>>;
+        _session: &Arc<Session>,
+        _packet_id: u16,
+    ) -> Option<BoxFuture<bool>> {
+        None
+    }
 
     /// Whether a persistent session's outbound window is recorded here
     /// (`window_changed`): where it resumes elsewhere, what was in flight
@@ -140,9 +144,9 @@ pub trait SessionRecords: Send + Sync + 'static {
     }
 }
 
-/// The embedded shape: nothing kept off the node. The embedded store keeps
-/// sessions already (`StoreOp::PutSession`), and a resume finds them in
-/// the session table.
+/// The embedded shape: nothing kept off the node (the trait's defaults).
+/// The embedded store keeps sessions already (`StoreOp::PutSession`), and
+/// a resume finds them in the session table.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LocalRecords;
 
@@ -158,22 +162,5 @@ impl SessionRecords for LocalRecords {
         _keep_at_most: usize,
     ) -> BoxFuture<Option<Resumed>> {
         Box::pin(std::future::ready(None))
-    }
-
-    fn keep_inbound_qos2(
-        &self,
-        _session: &Arc<Session>,
-        _packet_id: u16,
-        _id: MessageId,
-    ) -> Option<BoxFuture<bool>> {
-        None
-    }
-
-    fn released_inbound_qos2(
-        &self,
-        _session: &Arc<Session>,
-        _packet_id: u16,
-    ) -> Option<BoxFuture<bool>> {
-        None
     }
 }

@@ -439,13 +439,6 @@ impl SessionRecords for RecordingRecords {
         self.kept.lock().push((packet_id, id));
         Some(Box::pin(std::future::ready(self.keeps)))
     }
-    fn released_inbound_qos2(
-        &self,
-        _session: &Arc<crate::Session>,
-        _packet_id: u16,
-    ) -> Option<BoxFuture<bool>> {
-        None
-    }
 }
 
 #[tokio::test]

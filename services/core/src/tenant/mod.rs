@@ -200,7 +200,8 @@ impl Tenant {
     }
 
     /// Sets the limits a tenant's first connection was verified with,
-    /// unless they were set before (see [`Quota::init_limits`]).
+    /// unless they were set before (later changes come through
+    /// [`Tenant::set_limits`]).
     pub fn init_limits(&self, limits: crate::quota::TenantLimits) {
         if !self.quota().limits_set() {
             self.set_limits(limits);
