@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use aerie_e2e::RawClient;
 use aerie_e2e::nats::{NatsCluster, NatsServer, unique_prefix};
-use aerie_e2e::scaleout::{Cluster, Control, Gateway};
+use aerie_e2e::scaleout::{Cluster, Control, Gateway, set_limits_enforced};
 use aerie_e2e::tenants::{mint, tenant, with_password};
 use aerie_proto::{Connect, Packet, ProtocolVersion, QoS, ReasonCode, Will, WillProperties};
 use async_nats::jetstream::kv;
@@ -157,6 +157,11 @@ async fn a_killed_gateways_wills_are_published_once_by_a_survivor_after_their_de
         g.wait_ready();
     }
     let t = tenant(&control, "chaos-wills@example.com");
+    // The free plan's 10 CONNECTs/s, shared by three gateways, is less than
+    // this test's burst on A (its token probes, then two clients).
+    let gs: Vec<&Gateway> = gateways.iter().collect();
+    let lifted = json!({"connect_rate": 100_000});
+    set_limits_enforced(&nats.servers[0], &control, &prefix, &t, lifted, &gs).await;
     let (token, _) = mint(&control, &t, json!({}));
     for g in &gateways {
         g.wait_accepts(&token).await;
