@@ -123,6 +123,9 @@ pub struct TokenRevokeArgs {
     pub target: TargetArgs,
     #[arg(long)]
     pub tenant: String,
+    /// A jti is random base64url: one in 64 begins with '-', which is
+    /// still the jti here, not an option.
+    #[arg(allow_hyphen_values = true)]
     pub jti: String,
 }
 
@@ -772,4 +775,19 @@ pub struct ControlArgs {
     /// (development, tests, or tenants' servers on an internal network).
     #[arg(long, env = "AERIE_ALLOW_PRIVATE_DESTINATIONS")]
     pub allow_private_destinations: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn a_jti_that_begins_with_a_hyphen_is_revoked_not_taken_for_an_option() {
+        let cli = Cli::try_parse_from(["aerie", "token", "revoke", "--tenant", "t1", "-zQ3x_k"])
+            .expect("parses");
+        let text = format!("{:?}", cli.command);
+        assert!(text.contains("jti: \"-zQ3x_k\""), "{text}");
+    }
 }
